@@ -1,0 +1,204 @@
+//! IAM wildcard matching: `*` matches any run of characters (possibly empty), `?` exactly
+//! one character, everything else itself. Patterns are compiled once into tokens with
+//! fast paths for the common shapes (`*`, exact text, `prefix*`, `*suffix`).
+
+/// One token of a wildcard pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tok {
+    /// Text that must appear as is (never re-read for wildcards).
+    Lit(Box<str>),
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: exactly one character.
+    One,
+}
+
+/// Read wildcard text into tokens: `*` and `?` are wildcards, every other character literal.
+pub fn tokenize(pattern: &str, out: &mut Vec<Tok>) {
+    let mut lit_start = 0;
+    for (i, c) in pattern.char_indices() {
+        if c == '*' || c == '?' {
+            if lit_start < i {
+                push_lit(out, &pattern[lit_start..i]);
+            }
+            if c == '*' {
+                // Consecutive stars are one star.
+                if out.last() != Some(&Tok::Star) {
+                    out.push(Tok::Star);
+                }
+            } else {
+                out.push(Tok::One);
+            }
+            lit_start = i + 1;
+        }
+    }
+    if lit_start < pattern.len() {
+        push_lit(out, &pattern[lit_start..]);
+    }
+}
+
+/// Append literal text, merging with a preceding literal.
+pub fn push_lit(out: &mut Vec<Tok>, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if let Some(Tok::Lit(prev)) = out.last_mut() {
+        let mut s = String::with_capacity(prev.len() + text.len());
+        s.push_str(prev);
+        s.push_str(text);
+        *prev = s.into_boxed_str();
+    } else {
+        out.push(Tok::Lit(text.into()));
+    }
+}
+
+/// Match `s` against a token list (anchored at both ends).
+pub fn match_tokens(toks: &[Tok], s: &str) -> bool {
+    let mut ti = 0;
+    let mut si = 0;
+    // Resume point after the most recent `*`: (token index after it, text index it has consumed to).
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if let Some(tok) = toks.get(ti) {
+            match tok {
+                Tok::Star => {
+                    star = Some((ti + 1, si));
+                    ti += 1;
+                    continue;
+                }
+                Tok::One => {
+                    if let Some(c) = s[si..].chars().next() {
+                        si += c.len_utf8();
+                        ti += 1;
+                        continue;
+                    }
+                }
+                Tok::Lit(l) => {
+                    if s[si..].starts_with(&**l) {
+                        si += l.len();
+                        ti += 1;
+                        continue;
+                    }
+                }
+            }
+        } else if si == s.len() {
+            return true;
+        }
+        // Mismatch: let the last `*` swallow one more character, or fail.
+        match star {
+            Some((after, consumed)) if consumed < s.len() => {
+                let next = consumed + s[consumed..].chars().next().map_or(1, char::len_utf8);
+                star = Some((after, next));
+                ti = after;
+                si = next;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// A compiled wildcard pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Glob {
+    /// `*`
+    Any,
+    /// No wildcard at all.
+    Exact(Box<str>),
+    /// `text*`
+    Prefix(Box<str>),
+    /// `*text`
+    Suffix(Box<str>),
+    /// Anything else.
+    Tokens(Box<[Tok]>),
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Glob {
+        let mut toks = Vec::new();
+        tokenize(pattern, &mut toks);
+        Glob::from_tokens(toks)
+    }
+
+    /// A glob that matches only `text`, wildcard characters included.
+    pub fn literal(text: &str) -> Glob {
+        Glob::Exact(text.into())
+    }
+
+    pub fn from_tokens(toks: Vec<Tok>) -> Glob {
+        match toks.as_slice() {
+            [] => Glob::Exact("".into()),
+            [Tok::Star] => Glob::Any,
+            [Tok::Lit(l)] => Glob::Exact(l.clone()),
+            [Tok::Lit(l), Tok::Star] => Glob::Prefix(l.clone()),
+            [Tok::Star, Tok::Lit(l)] => Glob::Suffix(l.clone()),
+            _ => Glob::Tokens(toks.into_boxed_slice()),
+        }
+    }
+
+    #[inline]
+    pub fn matches(&self, s: &str) -> bool {
+        match self {
+            Glob::Any => true,
+            Glob::Exact(l) => **l == *s,
+            Glob::Prefix(p) => s.starts_with(&**p),
+            Glob::Suffix(p) => s.ends_with(&**p),
+            Glob::Tokens(t) => match_tokens(t, s),
+        }
+    }
+
+    /// True if the pattern has no wildcard.
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Glob::Exact(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_table() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "", true),
+            ("*", "anything/at:all", true),
+            ("ecr:*", "ecr:putimage", true),
+            ("ecr:*", "ecs:putimage", false),
+            ("ecr:get*", "ecr:getdownloadurlforlayer", true),
+            ("ecr:get*", "ecr:batchgetimage", false),
+            ("ecr:*image", "ecr:batchgetimage", true),
+            ("ecr:*image", "ecr:batchgetimages", false),
+            ("ecr:?utimage", "ecr:putimage", true),
+            ("ecr:?utimage", "ecr:utimage", false),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXcYb", false),
+            ("a?c", "abc", true),
+            ("a?c", "aéc", true),
+            ("a?c", "abbc", false),
+            ("**", "x", true),
+            ("repo/team-a/*", "repo/team-a/x/y", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("", "", true),
+            ("", "x", false),
+            (
+                "*a*a*a*a*b",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                false,
+            ),
+        ];
+        for &(p, s, want) in cases {
+            assert_eq!(Glob::new(p).matches(s), want, "{p:?} vs {s:?}");
+            let mut toks = Vec::new();
+            tokenize(p, &mut toks);
+            assert_eq!(match_tokens(&toks, s), want, "tokens {p:?} vs {s:?}");
+        }
+    }
+
+    #[test]
+    fn literal_ignores_wildcards() {
+        assert!(Glob::literal("a*").matches("a*"));
+        assert!(!Glob::literal("a*").matches("ab"));
+    }
+}

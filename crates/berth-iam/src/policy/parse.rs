@@ -1,0 +1,1022 @@
+//! Reading a policy document: JSON text → [`Policy`], with every rule of the grammar and
+//! of the policy kind checked. Each problem names its JSON path and says what would be
+//! accepted; all problems of a document are reported, not just the first.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::ast::*;
+use crate::arn::{split_upto6, Arn};
+use crate::json::{self, Json, Value};
+use crate::values::{parse_date, parse_number, Cidr};
+
+/// One thing wrong with a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// JSON path such as `Statement[1].Condition.IpAddress."aws:SourceIp"`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+    /// Byte offset in the source, for line/column reporting.
+    pub offset: usize,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a document was refused: one or more problems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl From<json::SyntaxError> for PolicyError {
+    fn from(e: json::SyntaxError) -> Self {
+        PolicyError {
+            problems: vec![Problem {
+                path: String::new(),
+                message: e.to_string(),
+                offset: e.offset,
+            }],
+        }
+    }
+}
+
+/// Parse and validate policy text of the given kind.
+pub fn parse_policy(src: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
+    let json = json::parse(src)?;
+    from_json(&json, kind)
+}
+
+/// Validate an already-parsed JSON document as a policy of the given kind.
+pub fn from_json(doc: &Json, kind: PolicyKind) -> Result<Policy, PolicyError> {
+    let mut r = Reader {
+        kind,
+        vars: false,
+        problems: Vec::new(),
+    };
+    let policy = r.policy(doc);
+    match policy {
+        Some(p) if r.problems.is_empty() => Ok(p),
+        _ => Err(PolicyError {
+            problems: r.problems,
+        }),
+    }
+}
+
+/// Check the stored-size limit of a kind (whitespace is not counted, as AWS does).
+pub fn check_size(src: &str, kind: PolicyKind) -> Result<(), Problem> {
+    let n = src.chars().filter(|c| !c.is_whitespace()).count();
+    if n > kind.max_chars() {
+        return Err(Problem {
+            path: String::new(),
+            message: format!(
+                "the document has {n} characters (whitespace excluded); a {kind} policy may have at most {}",
+                kind.max_chars()
+            ),
+            offset: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Append a member name to a path, quoting it unless it is a plain identifier.
+pub fn join(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    let mut out = String::with_capacity(path.len() + key.len() + 3);
+    out.push_str(path);
+    if !path.is_empty() {
+        out.push('.');
+    }
+    if plain {
+        out.push_str(key);
+    } else {
+        json::write_string(&mut out, key);
+    }
+    out
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+fn quoted(s: &str) -> String {
+    let mut out = String::new();
+    json::write_string(&mut out, s);
+    out
+}
+
+const STATEMENT_KEYS: &[&str] = &[
+    "Sid",
+    "Effect",
+    "Principal",
+    "NotPrincipal",
+    "Action",
+    "NotAction",
+    "Resource",
+    "NotResource",
+    "Condition",
+];
+
+struct Reader {
+    kind: PolicyKind,
+    vars: bool,
+    problems: Vec<Problem>,
+}
+
+impl Reader {
+    fn problem(&mut self, path: impl Into<String>, at: &Json, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+            offset: at.start,
+        });
+    }
+
+    /// The members of an object, after rejecting repeated keys.
+    fn object<'j>(&mut self, j: &'j Json, path: &str, what: &str) -> Option<&'j [(String, Json)]> {
+        let Value::Object(members) = &j.value else {
+            self.problem(
+                path,
+                j,
+                format!("{what} must be a JSON object, not {}", j.value.type_name()),
+            );
+            return None;
+        };
+        let mut seen = HashSet::with_capacity(members.len());
+        for (k, v) in members {
+            if !seen.insert(k.as_str()) {
+                self.problem(
+                    join(path, k),
+                    v,
+                    format!(
+                        "{} appears more than once; each key may appear only once",
+                        quoted(k)
+                    ),
+                );
+            }
+        }
+        Some(members)
+    }
+
+    /// A string checked for the characters policies may hold.
+    fn text<'j>(&mut self, j: &'j Json, path: &str, what: &str) -> Option<&'j str> {
+        match &j.value {
+            Value::String(s) => {
+                self.check_chars(s, j, path);
+                Some(s)
+            }
+            other => {
+                self.problem(
+                    path,
+                    j,
+                    format!("{what} must be a string, not {}", other.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn check_chars(&mut self, s: &str, at: &Json, path: &str) {
+        if let Some(c) = s
+            .chars()
+            .find(|&c| !(matches!(c, '\t' | '\n' | '\r') || ('\u{20}'..='\u{ff}').contains(&c)))
+        {
+            self.problem(
+                path,
+                at,
+                format!(
+                    "character U+{:04X} is not allowed; policies may hold TAB, LF, CR and U+0020 to U+00FF",
+                    c as u32
+                ),
+            );
+        }
+    }
+
+    /// A string or an array of strings (each entry with its own path).
+    fn string_list(&mut self, j: &Json, path: &str, what: &str) -> Option<Vec<(String, String)>> {
+        match &j.value {
+            Value::String(_) => self
+                .text(j, path, what)
+                .map(|s| vec![(path.to_string(), s.to_string())]),
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let p = index(path, i);
+                    if let Some(s) = self.text(item, &p, what) {
+                        out.push((p, s.to_string()));
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            other => {
+                self.problem(
+                    path,
+                    j,
+                    format!(
+                        "{what} must be a string or an array of strings, not {}",
+                        other.type_name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn policy(&mut self, doc: &Json) -> Option<Policy> {
+        let members = self.object(doc, "", "a policy document")?;
+        let mut version = None;
+        let mut id = None;
+        let mut statement = None;
+        for (k, v) in members {
+            match k.as_str() {
+                "Version" => {
+                    if let Some(s) = self.text(v, "Version", "Version") {
+                        match s {
+                            "2012-10-17" => version = Some(Version::V2012_10_17),
+                            "2008-10-17" => version = Some(Version::V2008_10_17),
+                            _ => self.problem(
+                                "Version",
+                                v,
+                                format!(
+                                    "{} is not a policy language version; use \"2012-10-17\" (or \"2008-10-17\")",
+                                    quoted(s)
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "Id" => id = self.text(v, "Id", "Id").map(str::to_string),
+                "Statement" => statement = Some(v),
+                other => self.problem(
+                    join("", other),
+                    v,
+                    format!(
+                        "{} is not a policy element; a policy holds Version, Id and Statement",
+                        quoted(other)
+                    ),
+                ),
+            }
+        }
+        self.vars = version == Some(Version::V2012_10_17);
+        let Some(st) = statement else {
+            self.problem(
+                "Statement",
+                doc,
+                "is missing; a policy needs a Statement (an object or an array of objects)",
+            );
+            return None;
+        };
+        let statements: Vec<Statement> = match &st.value {
+            Value::Array(items) => {
+                if items.is_empty() {
+                    self.problem("Statement", st, "must hold at least one statement");
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| self.statement(s, &index("Statement", i)))
+                    .collect()
+            }
+            Value::Object(_) => self.statement(st, "Statement").into_iter().collect(),
+            other => {
+                self.problem(
+                    "Statement",
+                    st,
+                    format!(
+                        "must be an object or an array of objects, not {}",
+                        other.type_name()
+                    ),
+                );
+                return None;
+            }
+        };
+        if self.kind.is_iam_managed() {
+            let mut seen = HashSet::new();
+            for (i, s) in statements.iter().enumerate() {
+                if let Some(sid) = &s.sid {
+                    if !seen.insert(sid.as_str()) {
+                        let path = format!("Statement[{i}].Sid");
+                        self.problems.push(Problem {
+                            path,
+                            message: format!(
+                                "{} is used by an earlier statement; Sids must be unique in a {} policy",
+                                quoted(sid),
+                                self.kind
+                            ),
+                            offset: s.span.start,
+                        });
+                    }
+                }
+            }
+        }
+        Some(Policy {
+            version,
+            id,
+            statements,
+        })
+    }
+
+    fn statement(&mut self, j: &Json, path: &str) -> Option<Statement> {
+        let members = self.object(j, path, "a statement")?;
+        let before = self.problems.len();
+        let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        for (k, v) in members {
+            if !STATEMENT_KEYS.contains(&k.as_str()) {
+                let hint = STATEMENT_KEYS
+                    .iter()
+                    .find(|s| s.eq_ignore_ascii_case(k))
+                    .map(|s| format!(" (element names are case-sensitive: did you mean {s}?)"))
+                    .unwrap_or_default();
+                self.problem(
+                    join(path, k),
+                    v,
+                    format!(
+                        "{} is not a statement element; a statement holds Sid, Effect, Principal or NotPrincipal, Action or NotAction, Resource or NotResource, and Condition{hint}",
+                        quoted(k)
+                    ),
+                );
+            }
+        }
+        let sid = match get("Sid") {
+            Some(v) => {
+                let p = join(path, "Sid");
+                let s = self.text(v, &p, "Sid");
+                if let Some(s) = s {
+                    if self.kind.is_iam_managed() && !s.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        self.problem(
+                            p,
+                            v,
+                            format!(
+                                "{} may hold only letters A-Z, a-z and digits 0-9 in a {} policy",
+                                quoted(s),
+                                self.kind
+                            ),
+                        );
+                    }
+                }
+                s.map(str::to_string)
+            }
+            None => None,
+        };
+        let effect = match get("Effect") {
+            None => {
+                self.problem(
+                    join(path, "Effect"),
+                    j,
+                    "is missing; every statement needs \"Effect\": \"Allow\" or \"Deny\"",
+                );
+                None
+            }
+            Some(v) => {
+                let p = join(path, "Effect");
+                match self.text(v, &p, "Effect") {
+                    Some("Allow") => Some(Effect::Allow),
+                    Some("Deny") => Some(Effect::Deny),
+                    Some(other) => {
+                        self.problem(
+                            p,
+                            v,
+                            format!(
+                                "{} is not an effect; use \"Allow\" or \"Deny\" (case-sensitive)",
+                                quoted(other)
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
+        let principal = self.principals(j, path, get("Principal"), get("NotPrincipal"));
+        let action = self.pair(
+            j,
+            path,
+            ("Action", "NotAction"),
+            get("Action"),
+            get("NotAction"),
+        );
+        let resource = self.pair(
+            j,
+            path,
+            ("Resource", "NotResource"),
+            get("Resource"),
+            get("NotResource"),
+        );
+        let conditions = match get("Condition") {
+            Some(c) => self.conditions(c, &join(path, "Condition")),
+            None => Vec::new(),
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Statement {
+            sid,
+            effect: effect?,
+            principal,
+            action: action?,
+            resource,
+            conditions,
+            span: Span {
+                start: j.start,
+                end: j.end,
+            },
+        })
+    }
+
+    /// `Action`/`NotAction` or `Resource`/`NotResource`: exactly one of the two (Resource
+    /// may be absent where the kind allows it).
+    fn pair(
+        &mut self,
+        stmt: &Json,
+        path: &str,
+        (pos_name, neg_name): (&str, &str),
+        pos: Option<&Json>,
+        neg: Option<&Json>,
+    ) -> Option<Matchers> {
+        let is_action = pos_name == "Action";
+        let (negated, j, name) = match (pos, neg) {
+            (Some(_), Some(n)) => {
+                self.problem(
+                    join(path, neg_name),
+                    n,
+                    format!("a statement may have {pos_name} or {neg_name}, not both"),
+                );
+                return None;
+            }
+            (Some(p), None) => (false, p, pos_name),
+            (None, Some(n)) => (true, n, neg_name),
+            (None, None) => {
+                let required = is_action
+                    || matches!(
+                        self.kind,
+                        PolicyKind::Identity | PolicyKind::Session | PolicyKind::Boundary
+                    );
+                if required {
+                    let why = if is_action {
+                        "every statement needs one".to_string()
+                    } else {
+                        format!("statements of a {} policy need one", self.kind)
+                    };
+                    self.problem(
+                        join(path, pos_name),
+                        stmt,
+                        format!("is missing: {why} of {pos_name} or {neg_name}"),
+                    );
+                }
+                return None;
+            }
+        };
+        let p = join(path, name);
+        if !is_action && self.kind == PolicyKind::Trust {
+            self.problem(
+                p,
+                j,
+                format!("{name} is not allowed in a role trust policy (the role itself is the resource)"),
+            );
+            return None;
+        }
+        let values = self.string_list(j, &p, name)?;
+        let before = self.problems.len();
+        for (vp, v) in &values {
+            if is_action {
+                if let Err(msg) = check_action(v) {
+                    self.problem(vp.clone(), j, format!("{} {msg}", quoted(v)));
+                }
+            } else if let Err(msg) = check_resource(v, self.vars) {
+                self.problem(vp.clone(), j, format!("{} {msg}", quoted(v)));
+            }
+        }
+        (self.problems.len() == before).then(|| Matchers {
+            negated,
+            values: values.into_iter().map(|(_, v)| v).collect(),
+        })
+    }
+
+    fn principals(
+        &mut self,
+        stmt: &Json,
+        path: &str,
+        pos: Option<&Json>,
+        neg: Option<&Json>,
+    ) -> Option<Principals> {
+        let (negated, j, name) = match (pos, neg) {
+            (Some(_), Some(n)) => {
+                self.problem(
+                    join(path, "NotPrincipal"),
+                    n,
+                    "a statement may have Principal or NotPrincipal, not both",
+                );
+                return None;
+            }
+            (Some(p), None) => (false, p, "Principal"),
+            (None, Some(n)) => (true, n, "NotPrincipal"),
+            (None, None) => {
+                if self.kind.is_resource_based() {
+                    self.problem(
+                        join(path, "Principal"),
+                        stmt,
+                        format!(
+                            "is missing: statements of a {} policy must say whom they apply to (Principal or NotPrincipal)",
+                            self.kind
+                        ),
+                    );
+                }
+                return None;
+            }
+        };
+        let p = join(path, name);
+        if !self.kind.is_resource_based() {
+            self.problem(
+                p,
+                j,
+                format!(
+                    "{name} is not allowed in a {} policy: it applies to the identity it is attached to",
+                    self.kind
+                ),
+            );
+            return None;
+        }
+        if negated && self.kind == PolicyKind::Trust {
+            self.problem(p, j, "NotPrincipal is not allowed in a role trust policy");
+            return None;
+        }
+        let value = match &j.value {
+            Value::String(s) if s == "*" => PrincipalValue::Star,
+            Value::Object(_) => {
+                let members = self.object(j, &p, name)?;
+                if members.is_empty() {
+                    self.problem(
+                        p.clone(),
+                        j,
+                        "must name at least one principal (AWS, Service, Federated or CanonicalUser)",
+                    );
+                }
+                let mut out = Vec::new();
+                for (k, v) in members {
+                    let kp = join(&p, k);
+                    let Some(ty) = PrincipalType::from_name(k) else {
+                        self.problem(
+                            kp,
+                            v,
+                            format!(
+                                "{} is not a principal type; use AWS, Service, Federated or CanonicalUser",
+                                quoted(k)
+                            ),
+                        );
+                        continue;
+                    };
+                    let Some(values) = self.string_list(v, &kp, k) else {
+                        continue;
+                    };
+                    if values.is_empty() {
+                        self.problem(kp.clone(), v, "must name at least one principal");
+                    }
+                    for (vp, s) in &values {
+                        if let Err(msg) = check_principal(ty, s) {
+                            self.problem(vp.clone(), v, format!("{} {msg}", quoted(s)));
+                        }
+                    }
+                    out.push((ty, values.into_iter().map(|(_, s)| s).collect()));
+                }
+                PrincipalValue::Map(out)
+            }
+            other => {
+                let what = match other {
+                    Value::String(s) => quoted(s),
+                    v => v.type_name().to_string(),
+                };
+                self.problem(
+                    p,
+                    j,
+                    format!(
+                        "{what} is not a principal; use \"*\" or an object such as {{\"AWS\": \"arn:aws:iam::123456789012:root\"}}"
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(Principals { negated, value })
+    }
+
+    fn conditions(&mut self, j: &Json, path: &str) -> Vec<Condition> {
+        let Some(members) = self.object(j, path, "Condition") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (op_name, block) in members {
+            let op_path = join(path, op_name);
+            let Some(operator) = Operator::parse(op_name) else {
+                let hint = BaseOperator::ALL
+                    .iter()
+                    .find(|b| {
+                        op_name
+                            .to_ascii_lowercase()
+                            .contains(&b.name().to_ascii_lowercase())
+                    })
+                    .map(|b| format!(" (operator names are case-sensitive, e.g. {})", b.name()))
+                    .unwrap_or_default();
+                self.problem(
+                    op_path,
+                    block,
+                    format!(
+                        "{} is not a condition operator; use one of String*, Numeric*, Date*, Bool, BinaryEquals, IpAddress, NotIpAddress, Arn*, Null, optionally with ForAllValues:/ForAnyValue: and IfExists{hint}",
+                        quoted(op_name)
+                    ),
+                );
+                continue;
+            };
+            if operator.base == BaseOperator::Null && operator.if_exists {
+                self.problem(
+                    op_path,
+                    block,
+                    "Null cannot take IfExists: Null already tests whether the key exists",
+                );
+                continue;
+            }
+            let Some(keys) = self.object(block, &op_path, "a condition operator's value") else {
+                continue;
+            };
+            let mut entries = Vec::with_capacity(keys.len());
+            for (key, vals) in keys {
+                let kp = join(&op_path, key);
+                if key.is_empty() {
+                    self.problem(kp, vals, "a condition key may not be empty");
+                    continue;
+                }
+                self.check_chars(key, vals, &kp);
+                if let Some(values) = self.condition_values(operator, vals, &kp) {
+                    entries.push((key.clone(), values));
+                }
+            }
+            out.push(Condition { operator, entries });
+        }
+        out
+    }
+
+    fn condition_values(&mut self, op: Operator, j: &Json, path: &str) -> Option<Vec<String>> {
+        let items: Vec<(String, &Json)> = match &j.value {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (index(path, i), v))
+                .collect(),
+            _ => vec![(path.to_string(), j)],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (p, v) in items {
+            let s = match &v.value {
+                Value::String(s) => {
+                    self.check_chars(s, v, &p);
+                    s.clone()
+                }
+                Value::Number(n) => n.clone(),
+                Value::Bool(b) => b.to_string(),
+                other => {
+                    self.problem(
+                        p,
+                        v,
+                        format!(
+                            "a condition value must be a string, number or boolean (or an array of them), not {}",
+                            other.type_name()
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Err(msg) = check_condition_value(op.base, &s) {
+                self.problem(p, v, format!("{} {msg}", quoted(&s)));
+                ok = false;
+                continue;
+            }
+            out.push(s);
+        }
+        ok.then_some(out)
+    }
+}
+
+/// `service:Action` with wildcards, or `*`.
+pub fn check_action(a: &str) -> Result<(), String> {
+    if a == "*" {
+        return Ok(());
+    }
+    let Some((service, name)) = a.split_once(':') else {
+        return Err(
+            "is not an action: write service:ActionName (e.g. ecr:PutImage) or \"*\"".into(),
+        );
+    };
+    if service.is_empty()
+        || !service
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?'))
+    {
+        return Err(
+            "has an invalid service prefix: it may hold letters, digits, '-', '.' and wildcards (e.g. ecr:PutImage)".into(),
+        );
+    }
+    if name.contains(':') {
+        return Err(
+            "is not an action: an action holds exactly one ':' (service:ActionName)".into(),
+        );
+    }
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
+        return Err("is not an action: the name after ':' must be a non-empty word such as PutImage or Get*".into());
+    }
+    Ok(())
+}
+
+/// An ARN pattern or `*`; variables only in the resource part.
+pub fn check_resource(r: &str, vars: bool) -> Result<(), String> {
+    if r == "*" {
+        return Ok(());
+    }
+    if !r.starts_with("arn:") {
+        return Err("is not a resource: use an ARN (arn:partition:service:region:account:resource) or \"*\"".into());
+    }
+    let parts = split_upto6(r);
+    if vars {
+        let head = &parts[..parts.len().min(5)];
+        if head.iter().any(|p| p.contains("${")) {
+            return Err("uses a policy variable outside the resource part; variables may appear only after the fifth ':'".into());
+        }
+    }
+    if parts.len() == 2 && parts[1].is_empty() {
+        return Err("is not a resource: the ARN is empty after \"arn:\"".into());
+    }
+    Ok(())
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_unique_id(s: &str) -> bool {
+    s.len() >= 16
+        && s.len() <= 128
+        && s.starts_with('A')
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+fn check_principal(ty: PrincipalType, s: &str) -> Result<(), String> {
+    if s == "*" {
+        return Ok(());
+    }
+    if s.contains('*') || s.contains('?') {
+        return Err("uses a wildcard: a principal may be \"*\" alone but not contain one".into());
+    }
+    match ty {
+        PrincipalType::Aws => {
+            if is_account_id(s) || is_unique_id(s) {
+                return Ok(());
+            }
+            match Arn::parse(s) {
+                Some(a) if matches!(a.service, "iam" | "sts") && a.region.is_empty() => {
+                    if !is_account_id(a.account) {
+                        return Err(format!(
+                            "has {} where a 12-digit account id belongs",
+                            quoted(a.account)
+                        ));
+                    }
+                    Ok(())
+                }
+                Some(_) => Err("is not an IAM or STS principal ARN (arn:aws:iam::ACCOUNT:user/NAME, role/NAME, root; arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION)".into()),
+                None => Err("is not a principal: use \"*\", a 12-digit account id, an IAM or STS ARN, or a unique id (AIDA..., AROA...)".into()),
+            }
+        }
+        PrincipalType::Service | PrincipalType::Federated | PrincipalType::CanonicalUser => {
+            if s.is_empty() || s.chars().any(char::is_whitespace) {
+                Err("is not a principal name: it must be non-empty and hold no spaces".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Typed operators check their policy values at write time.
+pub fn check_condition_value(op: BaseOperator, s: &str) -> Result<(), String> {
+    match op.family() {
+        Family::Numeric if parse_number(s).is_none() => Err(format!(
+            "is not a number; {} compares integers or decimals such as 10 or 2.5",
+            op.name()
+        )),
+        Family::Date if parse_date(s).is_none() => Err(format!(
+            "is not a date; {} takes ISO 8601 (2024-01-31, 2024-01-31T12:00:00Z) or epoch seconds",
+            op.name()
+        )),
+        Family::Ip if Cidr::parse(s).is_none() => Err("is not an IPv4 or IPv6 CIDR".into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(src: &str, kind: PolicyKind) -> Vec<String> {
+        parse_policy(src, kind)
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn reports_the_path_and_what_is_accepted() {
+        let src = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"},
+            {"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"54.240.143.0/33"}}}]}"#;
+        assert_eq!(
+            err(src, PolicyKind::Identity),
+            vec![
+                r#"Statement[1].Condition.IpAddress."aws:SourceIp": "54.240.143.0/33" is not an IPv4 or IPv6 CIDR"#
+            ]
+        );
+    }
+
+    #[test]
+    fn collects_every_problem() {
+        let src = r#"{"Statement":[{"effect":"Allow","Action":"ecr:*:x","Principal":"*"}]}"#;
+        let e = err(src, PolicyKind::Identity);
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert!(e[0].contains("did you mean Effect"));
+        assert!(e
+            .iter()
+            .any(|m| m.starts_with("Statement[0].Effect: is missing")));
+        assert!(e.iter().any(|m| m.contains("exactly one ':'")));
+        assert!(e.iter().any(
+            |m| m.contains("Principal is not allowed in a identity policy")
+                || m.contains("Principal is not allowed")
+        ));
+        assert!(e
+            .iter()
+            .any(|m| m.starts_with("Statement[0].Resource: is missing")));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let src = r#"{"Statement":{"Effect":"Allow","Effect":"Deny","Action":"*","Resource":"*"}}"#;
+        assert_eq!(
+            err(src, PolicyKind::Identity),
+            vec![
+                r#"Statement.Effect: "Effect" appears more than once; each key may appear only once"#
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_have_their_own_rules() {
+        let repo = r#"{"Version":"2008-10-17","Statement":[{"Sid":"new statement","Effect":"Allow","Principal":"*","Action":"ecr:*"},{"Sid":"new statement","Effect":"Deny","Principal":"*","Action":"ecr:Delete*"}]}"#;
+        assert!(parse_policy(repo, PolicyKind::Repository).is_ok());
+        assert!(err(repo, PolicyKind::Identity)
+            .iter()
+            .any(|m| m.contains("may hold only letters")));
+        let trust = r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole","Resource":"*"}}"#;
+        assert!(err(trust, PolicyKind::Trust)[0].contains("not allowed in a role trust policy"));
+        let no_principal = r#"{"Statement":{"Effect":"Allow","Action":"ecr:*"}}"#;
+        assert!(err(no_principal, PolicyKind::Repository)[0].contains("must say whom"));
+        let dup_sid = r#"{"Version":"2012-10-17","Statement":[{"Sid":"A","Effect":"Allow","Action":"*","Resource":"*"},{"Sid":"A","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        assert!(err(dup_sid, PolicyKind::Identity)[0].contains("unique"));
+        assert!(parse_policy(dup_sid, PolicyKind::Registry).is_err()); // no Principal
+    }
+
+    #[test]
+    fn principal_forms() {
+        let ok = r#"{"Statement":{"Effect":"Allow","Action":"ecr:*","Principal":{"AWS":["123456789012","arn:aws:iam::123456789012:root","arn:aws:iam::123456789012:user/a/b","arn:aws:sts::123456789012:assumed-role/r/s","AIDAJQABLZS4A3QDU576Q","*"],"Service":"codebuild.amazonaws.com","Federated":"cognito-identity.amazonaws.com","CanonicalUser":"79a59df900b949e55d96a1e698fbaced"}}}"#;
+        parse_policy(ok, PolicyKind::Repository).unwrap();
+        for bad in [
+            r#""arn:aws:iam::*:root""#,
+            r#""arn:aws:iam::123456789012:user/*""#,
+            r#""alice""#,
+            r#""arn:aws:s3:::bucket""#,
+            r#""12345""#,
+        ] {
+            let src = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Action":"ecr:*","Principal":{{"AWS":{bad}}}}}}}"#
+            );
+            let e = err(&src, PolicyKind::Repository);
+            assert!(
+                e[0].starts_with("Statement.Principal.AWS: "),
+                "{bad}: {e:?}"
+            );
+        }
+        let e = err(
+            r#"{"Statement":{"Effect":"Allow","Action":"ecr:*","Principal":"alice"}}"#,
+            PolicyKind::Repository,
+        );
+        assert!(e[0].contains("is not a principal"));
+    }
+
+    #[test]
+    fn condition_rules() {
+        let with = |cond: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{cond}}}}}"#
+            )
+        };
+        assert!(parse_policy(
+            &with(r#"{"ForAnyValue:StringLikeIfExists":{"aws:TagKeys":["a*",1,true]}}"#),
+            PolicyKind::Identity
+        )
+        .is_ok());
+        let cases = [
+            (
+                r#"{"StringEqual":{"a:b":"x"}}"#,
+                "is not a condition operator",
+            ),
+            (r#"{"stringequals":{"a:b":"x"}}"#, "case-sensitive"),
+            (r#"{"NullIfExists":{"a:b":"true"}}"#, "cannot take IfExists"),
+            (r#"{"NumericLessThan":{"a:b":"ten"}}"#, "is not a number"),
+            (
+                r#"{"DateGreaterThan":{"aws:CurrentTime":"tomorrow"}}"#,
+                "is not a date",
+            ),
+            (
+                r#"{"StringEquals":{"a:b":{"x":1}}}"#,
+                "must be a string, number or boolean",
+            ),
+            (
+                r#"{"StringEquals":{"a:b":[null]}}"#,
+                "must be a string, number or boolean",
+            ),
+            (r#"{"StringEquals":"x"}"#, "must be a JSON object"),
+        ];
+        for (cond, want) in cases {
+            let e = err(&with(cond), PolicyKind::Identity);
+            assert!(e.iter().any(|m| m.contains(want)), "{cond}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn actions_and_resources() {
+        for a in ["*", "ecr:*", "ecr:Get*", "ECR:putimage", "e*:*", "ecr:?ut*"] {
+            assert!(check_action(a).is_ok(), "{a}");
+        }
+        for a in [
+            "ecr",
+            "ecr:a:b",
+            ":PutImage",
+            "ecr:",
+            "ec r:Put",
+            "ecr:Put Image",
+        ] {
+            assert!(check_action(a).is_err(), "{a}");
+        }
+        for r in [
+            "*",
+            "arn:aws:ecr:*",
+            "arn:aws:ecr:us-east-1:123456789012:repository/${aws:username}",
+        ] {
+            assert!(check_resource(r, true).is_ok(), "{r}");
+        }
+        assert!(check_resource("repository/app", true).is_err());
+        assert!(check_resource(
+            "arn:aws:ecr:${aws:RequestedRegion}:123456789012:repository/x",
+            true
+        )
+        .is_err());
+        assert!(check_resource(
+            "arn:aws:ecr:${aws:RequestedRegion}:123456789012:repository/x",
+            false
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn rejects_characters_outside_the_policy_alphabet() {
+        let src = "{\"Statement\":{\"Sid\":\"\u{2603}\",\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}}";
+        assert!(err(src, PolicyKind::Identity)[0].contains("U+2603"));
+    }
+
+    #[test]
+    fn size_limits() {
+        let big = format!("{{\"Id\": \"{}\"}}", "x".repeat(3000));
+        assert!(check_size(&big, PolicyKind::Trust).is_err());
+        assert!(check_size(&big, PolicyKind::Repository).is_ok());
+    }
+}

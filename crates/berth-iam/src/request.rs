@@ -1,0 +1,396 @@
+//! What is being asked: the principal making the request, the action, the resource and
+//! the context keys (`aws:SourceIp`, tags, ...). Built once per request; typed readings
+//! of context values (IP, number, date) are made on first use and kept.
+
+use std::cell::OnceCell;
+use std::net::IpAddr;
+
+use crate::arn::Arn;
+use crate::values::{parse_date, parse_ip, parse_number};
+use crate::variables::VariableSource;
+
+/// Who is making the request, as IAM sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// The account's root user.
+    Root,
+    User,
+    /// A role ARN used directly as the principal (its sessions behave alike).
+    Role,
+    /// A session of a role (`arn:aws:sts::A:assumed-role/R/S`).
+    AssumedRole,
+    /// A GetFederationToken session (`arn:aws:sts::A:federated-user/N`).
+    FederatedUser,
+    /// An AWS service principal such as `codebuild.amazonaws.com`.
+    Service,
+    Anonymous,
+}
+
+impl PrincipalKind {
+    /// The value of `aws:PrincipalType`.
+    pub fn principal_type(self) -> &'static str {
+        match self {
+            PrincipalKind::Root => "Account",
+            PrincipalKind::User => "User",
+            PrincipalKind::Role | PrincipalKind::AssumedRole => "AssumedRole",
+            PrincipalKind::FederatedUser => "FederatedUser",
+            PrincipalKind::Service => "Service",
+            PrincipalKind::Anonymous => "Anonymous",
+        }
+    }
+
+    /// IAM users and roles can carry permissions boundaries.
+    pub fn is_user_or_role(self) -> bool {
+        matches!(
+            self,
+            PrincipalKind::User | PrincipalKind::Role | PrincipalKind::AssumedRole
+        )
+    }
+}
+
+/// The request principal and the identities it derives from (account → role → session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    /// The ARN shown in messages (the session ARN for role sessions).
+    pub arn: String,
+    /// Account id; empty for service and anonymous principals.
+    pub account: String,
+    /// For role sessions and roles: the role's ARN (with its path when known).
+    pub role_arn: Option<String>,
+    /// For federated users: the IAM user that called GetFederationToken, when known.
+    pub federating_user_arn: Option<String>,
+    /// Unique id: `AIDA...` for users, `AROA...` for roles and their sessions.
+    pub unique_id: Option<String>,
+    /// The user name (users only; the value of `aws:username`).
+    pub user_name: Option<String>,
+}
+
+impl Principal {
+    /// Read a principal from its ARN (or a service name like `codebuild.amazonaws.com`,
+    /// or `*`/`anonymous`).
+    pub fn from_arn(s: &str) -> Result<Principal, String> {
+        let bare = |kind, account: &str| Principal {
+            kind,
+            arn: s.to_string(),
+            account: account.to_string(),
+            role_arn: None,
+            federating_user_arn: None,
+            unique_id: None,
+            user_name: None,
+        };
+        if s.is_empty() || s == "*" || s.eq_ignore_ascii_case("anonymous") {
+            return Ok(bare(PrincipalKind::Anonymous, ""));
+        }
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            let mut p = bare(PrincipalKind::Root, s);
+            p.arn = format!("arn:aws:iam::{s}:root");
+            return Ok(p);
+        }
+        let Some(arn) = Arn::parse(s) else {
+            if !s.contains(':') && s.contains('.') && !s.contains(char::is_whitespace) {
+                return Ok(bare(PrincipalKind::Service, ""));
+            }
+            return Err(format!(
+                "{s:?} is not a principal: use an IAM or STS ARN (arn:aws:iam::ACCOUNT:user/NAME, :root, :role/NAME, arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION, :federated-user/NAME) or a service name"
+            ));
+        };
+        let account = arn.account;
+        let bad = || format!("{s:?} is not a principal ARN");
+        match (arn.service, arn.resource) {
+            ("iam", "root") => Ok(bare(PrincipalKind::Root, account)),
+            ("iam", r) if r.starts_with("user/") => {
+                let name = r.rsplit('/').next().unwrap_or_default();
+                if name.is_empty() {
+                    return Err(bad());
+                }
+                let mut p = bare(PrincipalKind::User, account);
+                p.user_name = Some(name.to_string());
+                Ok(p)
+            }
+            ("iam", r) if r.starts_with("role/") && r.len() > 5 => {
+                let mut p = bare(PrincipalKind::Role, account);
+                p.role_arn = Some(s.to_string());
+                Ok(p)
+            }
+            ("sts", r) if r.starts_with("assumed-role/") => {
+                let mut parts = r["assumed-role/".len()..].splitn(2, '/');
+                let (Some(role), Some(session)) = (parts.next(), parts.next()) else {
+                    return Err(bad());
+                };
+                if role.is_empty() || session.is_empty() {
+                    return Err(bad());
+                }
+                let mut p = bare(PrincipalKind::AssumedRole, account);
+                p.role_arn = Some(format!("arn:{}:iam::{account}:role/{role}", arn.partition));
+                Ok(p)
+            }
+            ("sts", r) if r.starts_with("federated-user/") && r.len() > 15 => {
+                Ok(bare(PrincipalKind::FederatedUser, account))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The value of `aws:PrincipalArn`: the role ARN for role sessions, else the ARN.
+    pub fn principal_arn(&self) -> &str {
+        match self.kind {
+            PrincipalKind::AssumedRole => self.role_arn.as_deref().unwrap_or(&self.arn),
+            _ => &self.arn,
+        }
+    }
+
+    /// Fill in the context keys IAM derives from the principal, where the context lacks them:
+    /// `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:username`, `aws:PrincipalType`.
+    pub fn derive_context(&self, ctx: &mut Context) {
+        match self.kind {
+            PrincipalKind::Service => return,
+            PrincipalKind::Anonymous => {
+                ctx.insert_if_absent("aws:PrincipalAccount", "anonymous");
+                ctx.insert_if_absent("aws:PrincipalType", "Anonymous");
+                return;
+            }
+            _ => {}
+        }
+        ctx.insert_if_absent("aws:PrincipalArn", self.principal_arn());
+        ctx.insert_if_absent("aws:PrincipalAccount", &self.account);
+        ctx.insert_if_absent("aws:PrincipalType", self.kind.principal_type());
+        if let Some(name) = &self.user_name {
+            ctx.insert_if_absent("aws:username", name);
+        }
+    }
+
+    /// Take what the context says about this principal: the role's full ARN (with path)
+    /// from `aws:PrincipalArn`, and the unique id from `aws:userid`.
+    pub fn learn_from_context(&mut self, ctx: &Context) {
+        if matches!(self.kind, PrincipalKind::AssumedRole) {
+            if let Some(arn) = ctx.single_value("aws:principalarn") {
+                if Arn::parse(arn)
+                    .is_some_and(|a| a.service == "iam" && a.resource.starts_with("role/"))
+                {
+                    self.role_arn = Some(arn.to_string());
+                }
+            }
+        }
+        if let Some(id) = ctx.single_value("aws:userid") {
+            // For sessions the user id is "AROA...:session"; the role's id is the first part.
+            let id = id.split(':').next().unwrap_or(id);
+            if id.starts_with('A') {
+                self.unique_id = Some(id.to_string());
+            }
+        }
+    }
+}
+
+/// An action as requested (`ecr:PutImage`), with its lower-cased form for matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub text: String,
+    lower: String,
+}
+
+impl Action {
+    pub fn new(text: &str) -> Action {
+        Action {
+            text: text.to_string(),
+            lower: text.to_ascii_lowercase(),
+        }
+    }
+
+    pub fn lower(&self) -> &str {
+        &self.lower
+    }
+
+    /// The lower-cased service prefix (`ecr`).
+    pub fn service(&self) -> &str {
+        self.lower.split(':').next().unwrap_or("")
+    }
+}
+
+/// Keys IAM defines as multivalued: they are compared only through
+/// `ForAllValues:`/`ForAnyValue:`.
+const MULTIVALUED_KEYS: &[&str] = &[
+    "aws:tagkeys",
+    "aws:calledvia",
+    "aws:principalorgpaths",
+    "aws:resourceorgpaths",
+    "aws:principalservicenameslist",
+    "sts:transitivetagkeys",
+];
+
+/// One context value with its typed readings made on demand.
+#[derive(Debug, Clone)]
+pub struct ContextValue {
+    pub text: String,
+    ip: OnceCell<Option<IpAddr>>,
+    number: OnceCell<Option<f64>>,
+    date: OnceCell<Option<i64>>,
+}
+
+impl ContextValue {
+    pub fn new(text: String) -> ContextValue {
+        ContextValue {
+            text,
+            ip: OnceCell::new(),
+            number: OnceCell::new(),
+            date: OnceCell::new(),
+        }
+    }
+
+    pub fn ip(&self) -> Option<IpAddr> {
+        *self.ip.get_or_init(|| parse_ip(&self.text))
+    }
+
+    pub fn number(&self) -> Option<f64> {
+        *self.number.get_or_init(|| parse_number(&self.text))
+    }
+
+    pub fn date(&self) -> Option<i64> {
+        *self.date.get_or_init(|| parse_date(&self.text))
+    }
+}
+
+/// A context key and its values.
+#[derive(Debug, Clone)]
+pub struct ContextEntry {
+    /// The key lower-cased (keys are case-insensitive).
+    pub key: String,
+    pub values: Vec<ContextValue>,
+    /// The key holds a set of values (a multivalued key, or several values given).
+    pub multivalued: bool,
+}
+
+/// The request context: condition keys and their values.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    entries: Vec<ContextEntry>,
+}
+
+impl Context {
+    pub fn new() -> Context {
+        Context::default()
+    }
+
+    /// Set a single-valued key (replacing any earlier value).
+    pub fn insert(&mut self, key: &str, value: &str) {
+        self.set(key, vec![value.to_string()], false);
+    }
+
+    /// Set a key to a list of values.
+    pub fn insert_list(&mut self, key: &str, values: Vec<String>) {
+        let listed = values.len() != 1;
+        self.set(key, values, listed);
+    }
+
+    pub fn insert_if_absent(&mut self, key: &str, value: &str) {
+        if self.get(&key.to_ascii_lowercase()).is_none() {
+            self.insert(key, value);
+        }
+    }
+
+    fn set(&mut self, key: &str, values: Vec<String>, listed: bool) {
+        let key = key.to_ascii_lowercase();
+        let multivalued = listed || MULTIVALUED_KEYS.contains(&key.as_str());
+        let entry = ContextEntry {
+            values: values.into_iter().map(ContextValue::new).collect(),
+            multivalued,
+            key,
+        };
+        match self.entries.iter_mut().find(|e| e.key == entry.key) {
+            Some(e) => *e = entry,
+            None => self.entries.push(entry),
+        }
+    }
+
+    /// Look up a key by its lower-cased name.
+    #[inline]
+    pub fn get(&self, key_lc: &str) -> Option<&ContextEntry> {
+        self.entries.iter().find(|e| e.key == key_lc)
+    }
+
+    pub fn entries(&self) -> &[ContextEntry] {
+        &self.entries
+    }
+}
+
+impl VariableSource for Context {
+    fn single_value(&self, key_lc: &str) -> Option<&str> {
+        match self.get(key_lc)?.values.as_slice() {
+            [one] => Some(&one.text),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the engine needs to decide one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub principal: &'a Principal,
+    pub action: &'a Action,
+    /// The resource ARN, or `*` for actions without resource-level permissions.
+    pub resource: &'a str,
+    /// The account that owns the resource.
+    pub resource_account: &'a str,
+    pub context: &'a Context,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_kinds() {
+        let p = Principal::from_arn("arn:aws:iam::111122223333:user/dev/alice").unwrap();
+        assert_eq!(p.kind, PrincipalKind::User);
+        assert_eq!(p.user_name.as_deref(), Some("alice"));
+        assert_eq!(p.account, "111122223333");
+        let p = Principal::from_arn("arn:aws:sts::111122223333:assumed-role/dev/s1").unwrap();
+        assert_eq!(p.kind, PrincipalKind::AssumedRole);
+        assert_eq!(p.principal_arn(), "arn:aws:iam::111122223333:role/dev");
+        let p = Principal::from_arn("arn:aws:iam::111122223333:root").unwrap();
+        assert_eq!(p.kind, PrincipalKind::Root);
+        let p = Principal::from_arn("codebuild.amazonaws.com").unwrap();
+        assert_eq!(p.kind, PrincipalKind::Service);
+        let p = Principal::from_arn("arn:aws:sts::111122223333:federated-user/temp").unwrap();
+        assert_eq!(p.kind, PrincipalKind::FederatedUser);
+        for bad in [
+            "alice",
+            "arn:aws:s3:::bucket",
+            "arn:aws:sts::1:assumed-role/x",
+            "arn:aws:iam::1:user/",
+        ] {
+            assert!(Principal::from_arn(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn derived_context_keys_do_not_override() {
+        let p = Principal::from_arn("arn:aws:iam::111122223333:user/alice").unwrap();
+        let mut ctx = Context::new();
+        ctx.insert("AWS:username", "given");
+        p.derive_context(&mut ctx);
+        assert_eq!(ctx.single_value("aws:username"), Some("given"));
+        assert_eq!(ctx.single_value("aws:principaltype"), Some("User"));
+        assert_eq!(
+            ctx.single_value("aws:principalarn"),
+            Some("arn:aws:iam::111122223333:user/alice")
+        );
+    }
+
+    #[test]
+    fn session_learns_role_path() {
+        let mut p = Principal::from_arn("arn:aws:sts::111122223333:assumed-role/dev/s1").unwrap();
+        let mut ctx = Context::new();
+        ctx.insert(
+            "aws:PrincipalArn",
+            "arn:aws:iam::111122223333:role/team/dev",
+        );
+        ctx.insert("aws:userid", "AROAEXAMPLEEXAMPLE01:s1");
+        p.learn_from_context(&ctx);
+        assert_eq!(
+            p.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/team/dev")
+        );
+        assert_eq!(p.unique_id.as_deref(), Some("AROAEXAMPLEEXAMPLE01"));
+    }
+}

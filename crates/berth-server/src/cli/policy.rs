@@ -1,0 +1,316 @@
+//! `berth policy check | simulate | decide`.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_iam::arn::Arn;
+use berth_iam::json;
+use berth_iam::lines::Decider;
+use berth_iam::policy::parse::check_size;
+use berth_iam::{
+    evaluate, Action, CompiledPolicy, Context, Evaluation, PolicyKind, PolicySet, Principal,
+    Request,
+};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy documents: exit 0 if all are valid, else 1 with `FILE: PATH: message` lines.
+    Check(CheckArgs),
+    /// Decide one request against policies and explain the decision.
+    Simulate(SimulateArgs),
+    /// Decide JSON-lines requests from stdin, one answer line per request line.
+    Decide,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy kind: identity, repository, registry, trust, session or boundary.
+    /// Default: repository when the document names principals, else identity.
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<PolicyKind>,
+    /// Policy files.
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Identity-based policy files of the principal.
+    #[arg(long = "identity-policy", num_args = 1..)]
+    identity_policies: Vec<String>,
+    /// Resource-based policy file (repository or registry policy).
+    #[arg(long = "resource-policy")]
+    resource_policy: Option<String>,
+    /// Permissions boundary file.
+    #[arg(long = "permissions-boundary")]
+    permissions_boundary: Option<String>,
+    /// Session policy file.
+    #[arg(long = "session-policy")]
+    session_policy: Option<String>,
+    /// The caller: arn:aws:iam::ACCOUNT:user/NAME, :root, arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION, ...
+    #[arg(long)]
+    principal: String,
+    /// The action, e.g. ecr:PutImage.
+    #[arg(long)]
+    action: String,
+    /// The resource ARN, or * for actions without resource-level permissions.
+    #[arg(long)]
+    resource: String,
+    /// The account owning the resource (default: the resource ARN's account).
+    #[arg(long = "resource-account")]
+    resource_account: Option<String>,
+    /// Context keys, KEY=VALUE; repeat a key for a multivalued key.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    context: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_kind(s: &str) -> Result<PolicyKind, String> {
+    PolicyKind::from_name(s).ok_or_else(|| {
+        format!("unknown policy kind {s:?}: use identity, repository, registry, trust, session or boundary")
+    })
+}
+
+pub fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
+    match cmd {
+        PolicyCommand::Check(a) => check(a),
+        PolicyCommand::Simulate(a) => simulate(a),
+        PolicyCommand::Decide => decide(),
+    }
+}
+
+fn read(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Guess the kind of an unlabelled document: one that names principals is a repository policy.
+fn guess_kind(src: &str) -> PolicyKind {
+    let names_principals = json::parse(src).is_ok_and(|doc| {
+        let statements = match doc.get("Statement").map(|s| &s.value) {
+            Some(json::Value::Array(items)) => items.iter().collect(),
+            Some(_) => doc.get("Statement").into_iter().collect(),
+            None => Vec::new(),
+        };
+        statements
+            .iter()
+            .any(|s| s.get("Principal").is_some() || s.get("NotPrincipal").is_some())
+    });
+    if names_principals {
+        PolicyKind::Repository
+    } else {
+        PolicyKind::Identity
+    }
+}
+
+fn check(a: CheckArgs) -> Result<ExitCode, String> {
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &a.files {
+        let src = read(file)?;
+        let kind = a.kind.unwrap_or_else(|| guess_kind(&src));
+        let mut problems: Vec<String> = match berth_iam::parse_policy(&src, kind) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+        };
+        if let Err(p) = check_size(&src, kind) {
+            problems.push(p.to_string());
+        }
+        for p in &problems {
+            writeln!(out, "{file}: {p}").map_err(|e| e.to_string())?;
+        }
+        failed |= !problems.is_empty();
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn compile(path: &str, kind: PolicyKind) -> Result<Arc<CompiledPolicy>, String> {
+    let src = read(path)?;
+    CompiledPolicy::parse(path, kind, &src)
+        .map(Arc::new)
+        .map_err(|e| {
+            e.problems
+                .iter()
+                .map(|p| format!("{path}: {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+}
+
+fn simulate(a: SimulateArgs) -> Result<ExitCode, String> {
+    let identity = a
+        .identity_policies
+        .iter()
+        .map(|f| compile(f, PolicyKind::Identity))
+        .collect::<Result<Vec<_>, _>>()?;
+    let resource = a
+        .resource_policy
+        .iter()
+        .map(|f| compile(f, PolicyKind::Repository))
+        .collect::<Result<Vec<_>, _>>()?;
+    let boundary = a
+        .permissions_boundary
+        .as_deref()
+        .map(|f| compile(f, PolicyKind::Boundary))
+        .transpose()?;
+    let session = a
+        .session_policy
+        .as_deref()
+        .map(|f| compile(f, PolicyKind::Session))
+        .transpose()?;
+
+    let mut context = Context::new();
+    let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
+    for kv in &a.context {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--context {kv:?}: write KEY=VALUE"))?;
+        match grouped.iter_mut().find(|(g, _)| g.eq_ignore_ascii_case(k)) {
+            Some((_, vs)) => vs.push(v.to_string()),
+            None => grouped.push((k.to_string(), vec![v.to_string()])),
+        }
+    }
+    for (k, vs) in grouped {
+        if vs.len() == 1 {
+            context.insert(&k, &vs[0]);
+        } else {
+            context.insert_list(&k, vs);
+        }
+    }
+    let mut principal = Principal::from_arn(&a.principal)?;
+    principal.learn_from_context(&context);
+    principal.derive_context(&mut context);
+    let resource_account = a.resource_account.clone().unwrap_or_else(|| {
+        Arn::parse(&a.resource)
+            .map(|r| r.account.to_string())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| principal.account.clone())
+    });
+    let action = Action::new(&a.action);
+    let req = Request {
+        principal: &principal,
+        action: &action,
+        resource: &a.resource,
+        resource_account: &resource_account,
+        context: &context,
+    };
+    let set = PolicySet {
+        identity: &identity,
+        resource: &resource,
+        boundary: boundary.as_deref(),
+        session: session.as_deref(),
+    };
+    let ev = evaluate(&req, &set);
+    let text = if a.json { to_json(&ev) } else { to_text(&ev) };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_text(ev: &Evaluation) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Decision: {}", ev.decision);
+    let _ = writeln!(s, "Reason: {}", ev.reason);
+    if ev.statements.is_empty() {
+        let _ = writeln!(s, "Deciding statements: none");
+    } else {
+        let _ = writeln!(s, "Deciding statements:");
+        for m in &ev.statements {
+            let sid = m
+                .sid
+                .as_deref()
+                .map(|x| format!(" (Sid {x:?})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {} {} policy, Statement[{}]{sid}: {}",
+                m.policy,
+                m.policy_type.as_str(),
+                m.index,
+                m.effect.as_str()
+            );
+        }
+    }
+    if !ev.missing_context_keys.is_empty() {
+        let _ = writeln!(
+            s,
+            "Missing context keys: {}",
+            ev.missing_context_keys.join(", ")
+        );
+    }
+    s
+}
+
+fn to_json(ev: &Evaluation) -> String {
+    let mut s = String::from("{\"decision\":");
+    json::write_string(&mut s, ev.decision.as_str());
+    s.push_str(",\"reason\":");
+    json::write_string(&mut s, &ev.reason);
+    s.push_str(",\"statements\":[");
+    for (i, m) in ev.statements.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"policy\":");
+        json::write_string(&mut s, &m.policy);
+        s.push_str(",\"policy_type\":");
+        json::write_string(&mut s, m.policy_type.as_str());
+        let _ = write!(s, ",\"index\":{},\"sid\":", m.index);
+        match &m.sid {
+            Some(sid) => json::write_string(&mut s, sid),
+            None => s.push_str("null"),
+        }
+        s.push_str(",\"effect\":");
+        json::write_string(&mut s, m.effect.as_str());
+        s.push('}');
+    }
+    s.push_str("],\"missing_context_keys\":[");
+    for (i, k) in ev.missing_context_keys.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        json::write_string(&mut s, k);
+    }
+    s.push_str("]}\n");
+    s
+}
+
+fn decide() -> Result<ExitCode, String> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut decider = Decider::new();
+    let mut line = String::new();
+    let mut out = String::with_capacity(1 << 16);
+    loop {
+        line.clear();
+        let n = input
+            .read_line(&mut line)
+            .map_err(|e| format!("reading stdin: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        decider.decide_line(text, &mut out);
+        if out.len() >= 1 << 15 {
+            output
+                .write_all(out.as_bytes())
+                .map_err(|e| e.to_string())?;
+            out.clear();
+        }
+    }
+    output
+        .write_all(out.as_bytes())
+        .map_err(|e| e.to_string())?;
+    output.flush().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
