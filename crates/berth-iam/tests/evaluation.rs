@@ -1,0 +1,401 @@
+//! The decision logic: the worked examples of the spec (iam-policy.md §8), the
+//! same-/cross-account rules, boundaries, session policies, NotPrincipal and the reason
+//! sentences.
+
+mod common;
+
+use berth_iam::{Cause, Decision, PolicyType};
+use common::*;
+
+const ALLOW_ECR: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
+const ALLOW_S3: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+
+fn alice() -> String {
+    user(A, "alice")
+}
+
+#[test]
+fn worked_example_01_identity_allow() {
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO).identity(ALLOW_ECR);
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_02_same_account_user_named_in_repository_policy() {
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(&repo_stmt(
+        "Allow",
+        r#"{"AWS":"arn:aws:iam::111111111111:user/alice"}"#,
+        "ecr:BatchGetImage",
+        "",
+    ));
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_03_account_principal_only_delegates() {
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(&repo_stmt(
+        "Allow",
+        r#"{"AWS":"111111111111"}"#,
+        "ecr:BatchGetImage",
+        "",
+    ));
+    let ev = s.evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert_eq!(ev.cause, Cause::NotAllowed(PolicyType::Identity));
+}
+
+#[test]
+fn worked_example_04_explicit_deny_in_repository_policy_wins() {
+    let ev = scenario(&alice(), "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .resource_policy(&repo_stmt("Deny", r#""*""#, "ecr:BatchGetImage", ""))
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ExplicitDeny);
+    assert_eq!(
+        ev.reason,
+        "User: arn:aws:iam::111111111111:user/alice is not authorized to perform: ecr:BatchGetImage on resource: arn:aws:ecr:us-east-1:111111111111:repository/app with an explicit deny in a resource-based policy"
+    );
+    assert_eq!(ev.statements.len(), 1);
+    assert_eq!(ev.statements[0].policy_type, PolicyType::Resource);
+}
+
+#[test]
+fn worked_example_05_role_grant_limited_by_boundary() {
+    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO)
+        .boundary(ALLOW_S3)
+        .resource_policy(&repo_stmt(
+            "Allow",
+            r#"{"AWS":"arn:aws:iam::111111111111:role/dev"}"#,
+            "ecr:BatchGetImage",
+            "",
+        ));
+    let ev = s.evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert_eq!(ev.cause, Cause::NotAllowed(PolicyType::Boundary));
+}
+
+#[test]
+fn worked_example_06_session_grant_bypasses_boundary() {
+    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO)
+        .boundary(ALLOW_S3)
+        .session(ALLOW_S3)
+        .resource_policy(&repo_stmt(
+            "Allow",
+            r#"{"AWS":"arn:aws:sts::111111111111:assumed-role/dev/s1"}"#,
+            "ecr:BatchGetImage",
+            "",
+        ));
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+fn cross_identity() -> String {
+    identity_stmt(
+        "Allow",
+        "ecr:BatchGetImage",
+        "arn:aws:ecr:*:111111111111:repository/*",
+        "",
+    )
+}
+
+#[test]
+fn worked_examples_07_to_09_cross_account_needs_both_sides() {
+    let caller = session(B, "ci", "x");
+    let repo_policy = repo_stmt("Allow", r#"{"AWS":"222222222222"}"#, "ecr:BatchGetImage", "");
+    let both = scenario(&caller, "ecr:BatchGetImage", REPO)
+        .identity(&cross_identity())
+        .resource_policy(&repo_policy);
+    assert_eq!(both.decision(), Decision::Allow);
+
+    let ev = scenario(&caller, "ecr:BatchGetImage", REPO)
+        .identity(&cross_identity())
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert_eq!(
+        ev.reason,
+        "User: arn:aws:sts::222222222222:assumed-role/ci/x is not authorized to perform: ecr:BatchGetImage on resource: arn:aws:ecr:us-east-1:111111111111:repository/app because no resource-based policy allows the ecr:BatchGetImage action"
+    );
+
+    let ev = scenario(&caller, "ecr:BatchGetImage", REPO)
+        .resource_policy(&repo_policy)
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert!(ev.reason.ends_with("because no identity-based policy allows the ecr:BatchGetImage action"));
+}
+
+#[test]
+fn worked_example_10_star_principal_across_accounts() {
+    let s = scenario(&user(B, "bob"), "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .resource_policy(&repo_stmt("Allow", r#""*""#, "ecr:BatchGetImage", ""));
+    assert_eq!(s.decision(), Decision::Allow);
+    // Without bob's own allow, `*` is not enough across accounts.
+    let s = scenario(&user(B, "bob"), "ecr:BatchGetImage", REPO)
+        .resource_policy(&repo_stmt("Allow", r#""*""#, "ecr:BatchGetImage", ""));
+    assert_eq!(s.decision(), Decision::ImplicitDeny);
+    // In the same account, `*` grants on its own.
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO)
+        .resource_policy(&repo_stmt("Allow", r#""*""#, "ecr:BatchGetImage", ""));
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_11_ip_condition_false() {
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO)
+        .identity(&identity_stmt(
+            "Allow",
+            "ecr:*",
+            "*",
+            r#"{"IpAddress":{"aws:SourceIp":"203.0.113.0/24"}}"#,
+        ))
+        .ctx("aws:SourceIp", "198.51.100.7");
+    assert_eq!(s.decision(), Decision::ImplicitDeny);
+}
+
+#[test]
+fn worked_example_12_principal_tag_variable_against_resource_tag() {
+    let policy = identity_stmt(
+        "Allow",
+        "ecr:*",
+        "*",
+        r#"{"StringEquals":{"ecr:ResourceTag/team":"${aws:PrincipalTag/team}"}}"#,
+    );
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO)
+        .identity(&policy)
+        .ctx("aws:PrincipalTag/team", "red");
+    assert_eq!(s.clone().ctx("ecr:ResourceTag/team", "blue").decision(), Decision::ImplicitDeny);
+    assert_eq!(s.ctx("ecr:ResourceTag/team", "red").decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_13_missing_tag_with_negated_deny() {
+    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .identity(&identity_stmt(
+            "Deny",
+            "ecr:*",
+            "*",
+            r#"{"StringNotEquals":{"aws:PrincipalTag/team":"red"}}"#,
+        ));
+    assert_eq!(s.decision(), Decision::ExplicitDeny);
+}
+
+#[test]
+fn worked_examples_14_15_create_repository_with_tag_keys() {
+    let policy = identity_stmt(
+        "Allow",
+        "ecr:CreateRepository",
+        "*",
+        r#"{"ForAllValues:StringEquals":{"aws:TagKeys":["env"]}}"#,
+    );
+    let repo = "arn:aws:ecr:us-east-1:111111111111:repository/new";
+    // With tags, the dependent ecr:TagResource is not allowed by this policy.
+    let tag = scenario(&alice(), "ecr:TagResource", repo)
+        .identity(&policy)
+        .ctx_list("aws:TagKeys", &["env"]);
+    assert_eq!(tag.decision(), Decision::ImplicitDeny);
+    // Without tags, ForAllValues over a missing key is true.
+    let create = scenario(&alice(), "ecr:CreateRepository", repo).identity(&policy);
+    assert_eq!(create.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_16_no_resource_level_permission() {
+    let policy = identity_stmt(
+        "Allow",
+        "ecr:GetAuthorizationToken",
+        "arn:aws:ecr:us-east-1:111111111111:repository/*",
+        "",
+    );
+    let s = scenario(&alice(), "ecr:GetAuthorizationToken", "*").identity(&policy);
+    assert_eq!(s.decision(), Decision::ImplicitDeny);
+    let ok = identity_stmt("Allow", "ecr:GetAuthorizationToken", "*", "");
+    let s = scenario(&alice(), "ecr:GetAuthorizationToken", "*").identity(&ok);
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_17_federated_user_without_session_policy() {
+    let fed = format!("arn:aws:sts::{A}:federated-user/temp1");
+    let s = scenario(&fed, "ecr:BatchGetImage", REPO).identity(ALLOW_ECR);
+    assert_eq!(s.decision(), Decision::ImplicitDeny);
+    let s = scenario(&fed, "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .session(ALLOW_ECR);
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_18_not_principal_deny_with_boundary() {
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:iam::111111111111:user/carol","111111111111"]},"Action":"ecr:*"}]}"#;
+    let carol = user(A, "carol");
+    let with_boundary = scenario(&carol, "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .boundary(ALLOW_ECR)
+        .resource_policy(deny);
+    assert_eq!(with_boundary.decision(), Decision::ExplicitDeny);
+    let without = scenario(&carol, "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .resource_policy(deny);
+    assert_eq!(without.decision(), Decision::Allow);
+}
+
+#[test]
+fn worked_example_19_variables_literal_without_version() {
+    let doc = r#"{"Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:us-east-1:111111111111:repository/${aws:username}"}]}"#;
+    let repo_alice = "arn:aws:ecr:us-east-1:111111111111:repository/alice";
+    assert_eq!(
+        scenario(&alice(), "ecr:BatchGetImage", repo_alice).identity(doc).decision(),
+        Decision::ImplicitDeny
+    );
+    let v2012 = doc.replace("{\"Statement", "{\"Version\":\"2012-10-17\",\"Statement");
+    assert_eq!(
+        scenario(&alice(), "ecr:BatchGetImage", repo_alice).identity(&v2012).decision(),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn worked_example_20_root_subject_to_explicit_deny() {
+    let root = format!("arn:aws:iam::{A}:root");
+    let s = scenario(&root, "ecr:BatchGetImage", REPO)
+        .resource_policy(&repo_stmt("Deny", r#""*""#, "ecr:*", ""));
+    assert_eq!(s.decision(), Decision::ExplicitDeny);
+    let s = scenario(&root, "ecr:BatchGetImage", REPO);
+    assert_eq!(s.decision(), Decision::Allow);
+    // The root of another account needs the resource side, and has its identity side.
+    let other_root = format!("arn:aws:iam::{B}:root");
+    assert_eq!(scenario(&other_root, "ecr:BatchGetImage", REPO).decision(), Decision::ImplicitDeny);
+    let s = scenario(&other_root, "ecr:BatchGetImage", REPO)
+        .resource_policy(&repo_stmt("Allow", r#"{"AWS":"arn:aws:iam::222222222222:root"}"#, "ecr:*", ""));
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn session_policies_limit_identity_grants() {
+    let s = scenario(&session(A, "dev", "s1"), "ecr:PutImage", REPO)
+        .identity(ALLOW_ECR)
+        .session(&identity_stmt("Allow", "ecr:BatchGetImage", "*", ""));
+    let ev = s.evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert!(ev.reason.ends_with("because no session policy allows the ecr:PutImage action"));
+    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .session(&identity_stmt("Allow", "ecr:BatchGetImage", "*", ""));
+    assert_eq!(s.decision(), Decision::Allow);
+}
+
+#[test]
+fn boundaries_limit_identity_grants_not_user_grants() {
+    let ev = scenario(&alice(), "ecr:PutImage", REPO)
+        .identity(ALLOW_ECR)
+        .boundary(ALLOW_S3)
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert!(ev.reason.ends_with("because no permissions boundary allows the ecr:PutImage action"));
+    // A repository policy naming the user grants regardless of the boundary.
+    let s = scenario(&alice(), "ecr:PutImage", REPO)
+        .boundary(ALLOW_S3)
+        .resource_policy(&repo_stmt("Allow", r#"{"AWS":"arn:aws:iam::111111111111:user/alice"}"#, "ecr:PutImage", ""));
+    assert_eq!(s.decision(), Decision::Allow);
+    // A deny in the boundary is an explicit deny.
+    let s = scenario(&alice(), "ecr:PutImage", REPO)
+        .identity(ALLOW_ECR)
+        .boundary(&identity_stmt("Deny", "ecr:PutImage", "*", ""));
+    assert_eq!(s.decision(), Decision::ExplicitDeny);
+}
+
+#[test]
+fn role_paths_come_from_principal_arn() {
+    let role_grant = repo_stmt("Allow", r#"{"AWS":"arn:aws:iam::111111111111:role/team/dev"}"#, "ecr:*", "");
+    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO).resource_policy(&role_grant);
+    assert_eq!(s.clone().decision(), Decision::ImplicitDeny);
+    assert_eq!(
+        s.ctx("aws:PrincipalArn", "arn:aws:iam::111111111111:role/team/dev").decision(),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn not_principal_deny_needs_every_level_listed() {
+    let deny = |entries: &str| {
+        format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"ecr:*"}},{{"Effect":"Deny","NotPrincipal":{{"AWS":[{entries}]}},"Action":"ecr:*"}}]}}"#)
+    };
+    let s1 = session(A, "dev", "s1");
+    let only_session = deny(r#""arn:aws:sts::111111111111:assumed-role/dev/s1""#);
+    let all_levels = deny(
+        r#""arn:aws:sts::111111111111:assumed-role/dev/s1","arn:aws:iam::111111111111:role/dev","111111111111""#,
+    );
+    assert_eq!(scenario(&s1, "ecr:BatchGetImage", REPO).resource_policy(&only_session).decision(), Decision::ExplicitDeny);
+    assert_eq!(scenario(&s1, "ecr:BatchGetImage", REPO).resource_policy(&all_levels).decision(), Decision::Allow);
+    // Someone else is denied.
+    assert_eq!(scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(&all_levels).decision(), Decision::ExplicitDeny);
+}
+
+#[test]
+fn not_principal_allow_grants_everyone_else() {
+    let p = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111111111111:user/mallory"},"Action":"ecr:*"}]}"#;
+    assert_eq!(scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::Allow);
+    assert_eq!(
+        scenario(&user(A, "mallory"), "ecr:BatchGetImage", REPO).resource_policy(p).decision(),
+        Decision::ImplicitDeny
+    );
+}
+
+#[test]
+fn service_principals() {
+    let p = r#"{"Version":"2012-10-17","Statement":[{"Sid":"CodeBuildAccess","Effect":"Allow","Principal":{"Service":"codebuild.amazonaws.com"},"Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
+    assert_eq!(scenario("codebuild.amazonaws.com", "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::Allow);
+    assert_eq!(scenario("codebuild.amazonaws.com", "ecr:PutImage", REPO).resource_policy(p).decision(), Decision::ImplicitDeny);
+    assert_eq!(scenario("lambda.amazonaws.com", "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::ImplicitDeny);
+    assert_eq!(scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::ImplicitDeny);
+}
+
+#[test]
+fn actions_are_case_insensitive_and_not_action_inverts() {
+    for action in ["ecr:BatchGetImage", "ECR:batchgetimage", "Ecr:BATCHGETIMAGE"] {
+        let s = scenario(&alice(), action, REPO).identity(&identity_stmt("Allow", "ecr:batchGet*", "*", ""));
+        assert_eq!(s.decision(), Decision::Allow, "{action}");
+    }
+    let not_action = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"ecr:Delete*","Resource":"*"}]}"#;
+    assert_eq!(scenario(&alice(), "ecr:PutImage", REPO).identity(not_action).decision(), Decision::Allow);
+    assert_eq!(scenario(&alice(), "ecr:DeleteRepository", REPO).identity(not_action).decision(), Decision::ImplicitDeny);
+    assert_eq!(scenario(&alice(), "s3:GetObject", "*").identity(not_action).decision(), Decision::Allow);
+}
+
+#[test]
+fn not_resource_and_unresolvable_resource_variables() {
+    let p = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","NotResource":"arn:aws:ecr:*:*:repository/prod-*"}]}"#;
+    assert_eq!(scenario(&alice(), "ecr:PutImage", REPO).identity(p).decision(), Decision::Allow);
+    let prod = "arn:aws:ecr:us-east-1:111111111111:repository/prod-api";
+    assert_eq!(scenario(&alice(), "ecr:PutImage", prod).identity(p).decision(), Decision::ImplicitDeny);
+    // A Resource entry whose variable has no value matches nothing (roles have no aws:username).
+    let mine = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:*:*:repository/${aws:username}/*"}]}"#;
+    let own = "arn:aws:ecr:us-east-1:111111111111:repository/alice/app";
+    assert_eq!(scenario(&alice(), "ecr:PutImage", own).identity(mine).decision(), Decision::Allow);
+    let ev = scenario(&session(A, "dev", "s1"), "ecr:PutImage", own).identity(mine).evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert_eq!(ev.missing_context_keys, vec!["aws:username"]);
+}
+
+#[test]
+fn large_policies_use_the_action_index() {
+    // 60 statements: the index must find the one that matters, wherever it is.
+    let mut stmts: Vec<String> = (0..59)
+        .map(|i| format!(r#"{{"Effect":"Allow","Action":["s3:Get{i}","ec2:Describe{i}*"],"Resource":"*"}}"#))
+        .collect();
+    stmts.insert(31, r#"{"Sid":"Push","Effect":"Allow","Action":["ecr:PutImage","ecr:Upload*"],"Resource":"*"}"#.into());
+    stmts.push(r#"{"Sid":"NoDelete","Effect":"Deny","NotAction":["ecr:Get*","ecr:Put*","ecr:Upload*","s3:*","ec2:*"],"Resource":"*"}"#.into());
+    let doc = format!(r#"{{"Version":"2012-10-17","Statement":[{}]}}"#, stmts.join(","));
+    let ev = scenario(&alice(), "ecr:PutImage", REPO).identity(&doc).evaluate();
+    assert_eq!(ev.decision, Decision::Allow);
+    assert_eq!(ev.statements.len(), 1);
+    assert_eq!(ev.statements[0].index, 31);
+    assert_eq!(ev.statements[0].sid.as_deref(), Some("Push"));
+    assert_eq!(scenario(&alice(), "ecr:UploadLayerPart", REPO).identity(&doc).decision(), Decision::Allow);
+    assert_eq!(scenario(&alice(), "ecr:DeleteRepository", REPO).identity(&doc).decision(), Decision::ExplicitDeny);
+    assert_eq!(scenario(&alice(), "ec2:Describe7Things", "*").identity(&doc).decision(), Decision::Allow);
+    assert_eq!(scenario(&alice(), "s3:get7", "*").identity(&doc).decision(), Decision::Allow);
+    assert_eq!(scenario(&alice(), "s3:get77", "*").identity(&doc).decision(), Decision::ImplicitDeny);
+}
