@@ -56,15 +56,30 @@ impl fmt::Display for Arn<'_> {
 }
 
 /// Split at the first five colons; `None` if there are fewer than five.
+#[inline]
 pub fn split6(s: &str) -> Option<[&str; 6]> {
-    let mut it = s.splitn(6, ':');
+    let b = s.as_bytes();
+    let mut cuts = [0usize; 5];
+    let mut n = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b':' {
+            cuts[n] = i;
+            n += 1;
+            if n == 5 {
+                break;
+            }
+        }
+    }
+    if n < 5 {
+        return None;
+    }
     Some([
-        it.next()?,
-        it.next()?,
-        it.next()?,
-        it.next()?,
-        it.next()?,
-        it.next()?,
+        &s[..cuts[0]],
+        &s[cuts[0] + 1..cuts[1]],
+        &s[cuts[1] + 1..cuts[2]],
+        &s[cuts[2] + 1..cuts[3]],
+        &s[cuts[3] + 1..cuts[4]],
+        &s[cuts[4] + 1..],
     ])
 }
 
@@ -149,12 +164,22 @@ impl ArnPattern {
     /// Does `value` (a request resource or context value) match?
     /// `Err(())` when a variable could not be resolved (then the entry matches nothing).
     pub fn matches(&self, value: &str, ctx: &dyn VariableSource) -> Result<bool, Unresolved> {
+        self.matches_parsed(value, Arn::parse(value).as_ref(), ctx)
+    }
+
+    /// [`ArnPattern::matches`] with the value already read as an ARN (`None` if it is not one).
+    pub fn matches_parsed(
+        &self,
+        value: &str,
+        arn: Option<&Arn>,
+        ctx: &dyn VariableSource,
+    ) -> Result<bool, Unresolved> {
         match self {
             ArnPattern::Any => Ok(true),
             ArnPattern::Never => Ok(false),
             ArnPattern::Whole(g) => Ok(g.matches(value)),
             ArnPattern::Segments { head, resource } => {
-                let Some(arn) = Arn::parse(value) else {
+                let Some(arn) = arn else {
                     return Ok(false);
                 };
                 let segs = arn.segments();

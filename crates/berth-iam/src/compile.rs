@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use crate::arn::Arn;
 use crate::arn::{ArnPattern, Unresolved};
 use crate::condition::{self, CompiledCondition, MissingKeys};
 use crate::glob::Glob;
@@ -14,7 +15,7 @@ use crate::policy::ast::{
     Effect, Policy, PolicyKind, PrincipalType, PrincipalValue, Span, Statement,
 };
 use crate::policy::parse::{parse_policy, PolicyError};
-use crate::request::{Context, Principal, PrincipalKind, Request};
+use crate::request::{action_hash, Action, Context, Principal, PrincipalKind, Request};
 
 /// Below this many statements a linear scan beats the index.
 const INDEX_THRESHOLD: usize = 8;
@@ -38,7 +39,7 @@ pub struct CompiledStatement {
     pub span: Span,
     principal: Option<CompiledPrincipals>,
     actions_negated: bool,
-    actions: Vec<Glob>,
+    actions: Vec<ActionPattern>,
     /// `None`: no Resource element (a repository policy's own repository).
     resources: Option<(bool, Vec<ArnPattern>)>,
     pub conditions: Vec<CompiledCondition>,
@@ -56,6 +57,31 @@ pub enum PrincipalMatch {
     Role,
     /// Names the principal itself (user, session, federated user, service) or `*`.
     Direct,
+}
+
+/// An Action entry: exact names compare by hash first, wildcards as globs.
+#[derive(Debug, Clone)]
+enum ActionPattern {
+    Exact(u64, Box<str>),
+    Glob(Glob),
+}
+
+impl ActionPattern {
+    fn new(text: &str) -> ActionPattern {
+        let lower = text.to_ascii_lowercase();
+        match Glob::new(&lower) {
+            Glob::Exact(t) => ActionPattern::Exact(action_hash(&t), t),
+            g => ActionPattern::Glob(g),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, a: &Action) -> bool {
+        match self {
+            ActionPattern::Exact(h, t) => *h == a.hash() && **t == *a.lower(),
+            ActionPattern::Glob(g) => g.matches(a.lower()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,16 +141,17 @@ impl CompiledPolicy {
     pub(crate) fn for_each_applicable<M: MissingKeys>(
         &self,
         req: &Request,
+        arn: Option<&Arn>,
         tracker: &mut M,
         has_boundary: bool,
         mut f: impl FnMut(&mut M, &CompiledStatement, PrincipalMatch) -> bool,
     ) {
-        let action = req.action.lower();
+        let action = req.action;
         let mut visit = |tracker: &mut M, s: &CompiledStatement, action_checked: bool| -> bool {
             if !action_checked && !s.action_matches(action) {
                 return true;
             }
-            match s.applies(req, tracker, has_boundary) {
+            match s.applies(req, arn, tracker, has_boundary) {
                 Some(m) => f(tracker, s, m),
                 None => true,
             }
@@ -138,7 +165,7 @@ impl CompiledPolicy {
                 }
             }
             Some(ix) => {
-                if let Some(list) = ix.exact.get(action) {
+                if let Some(list) = ix.exact.get(action.lower()) {
                     for &i in list {
                         if !visit(tracker, &self.statements[i as usize], true) {
                             return;
@@ -180,7 +207,7 @@ fn compile_statement(position: usize, s: &Statement, vars: bool) -> CompiledStat
             .action
             .values
             .iter()
-            .map(|a| Glob::new(&a.to_ascii_lowercase()))
+            .map(|a| ActionPattern::new(a))
             .collect(),
         resources: s.resource.as_ref().map(|r| {
             (
@@ -226,9 +253,18 @@ fn build_index(statements: &[CompiledStatement]) -> ActionIndex {
             ix.always.push(i);
             continue;
         }
-        for g in &s.actions {
+        for pattern in &s.actions {
+            let g = match pattern {
+                ActionPattern::Exact(_, a) => {
+                    let list = ix.exact.entry(a.clone()).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                    continue;
+                }
+                ActionPattern::Glob(g) => g,
+            };
             let list = match g {
-                Glob::Exact(a) => ix.exact.entry(a.clone()).or_default(),
                 Glob::Any => &mut ix.always,
                 _ => {
                     let text = glob_text(g);
@@ -262,17 +298,23 @@ fn glob_text(g: &Glob) -> String {
 }
 
 impl CompiledStatement {
-    fn action_matches(&self, action_lc: &str) -> bool {
-        self.actions.iter().any(|g| g.matches(action_lc)) != self.actions_negated
+    #[inline]
+    fn action_matches(&self, action: &Action) -> bool {
+        self.actions.iter().any(|p| p.matches(action)) != self.actions_negated
     }
 
-    fn resource_matches(&self, req: &Request, missing: &mut dyn MissingKeys) -> bool {
+    fn resource_matches(
+        &self,
+        req: &Request,
+        arn: Option<&Arn>,
+        missing: &mut dyn MissingKeys,
+    ) -> bool {
         let Some((negated, patterns)) = &self.resources else {
             return true;
         };
         let mut any = false;
         for p in patterns {
-            match p.matches(req.resource, req.context) {
+            match p.matches_parsed(req.resource, arn, req.context) {
                 Ok(true) => {
                     any = true;
                     break;
@@ -290,6 +332,7 @@ impl CompiledStatement {
     fn applies(
         &self,
         req: &Request,
+        arn: Option<&Arn>,
         missing: &mut dyn MissingKeys,
         has_boundary: bool,
     ) -> Option<PrincipalMatch> {
@@ -297,7 +340,7 @@ impl CompiledStatement {
             None => PrincipalMatch::Direct,
             Some(p) => p.classify(req.principal, self.effect, has_boundary)?,
         };
-        if !self.resource_matches(req, missing) {
+        if !self.resource_matches(req, arn, missing) {
             return None;
         }
         // Evaluate every condition (no short cut) so that all missing keys are reported.
@@ -366,7 +409,7 @@ impl CompiledPrincipals {
         }
         let has = |e: &PrincipalEntry| self.entries.contains(e);
         let arn = |s: &str| has(&PrincipalEntry::Arn(s.into()));
-        let account = || has(&PrincipalEntry::Account(p.account.as_str().into()));
+        let account = || has(&PrincipalEntry::Account((*p.account).into()));
         let id = || {
             p.unique_id
                 .as_deref()

@@ -212,9 +212,16 @@ impl CompiledCondition {
         let base = self.operator.base;
         let negated = base.is_negated();
         let any = match &self.values {
-            Values::Exact(ps) => ps
-                .iter()
-                .any(|p| resolve(p, ctx, missing).is_some_and(|p| *p == *r.text)),
+            Values::Exact(ps) => ps.iter().any(|p| match p {
+                Text::Plain(p) => **p == *r.text,
+                Text::Template(t) => match t.matches_exact(&r.text, ctx) {
+                    Some(m) => m,
+                    None => {
+                        report_unresolved(t, ctx, missing);
+                        false
+                    }
+                },
+            }),
             Values::IgnoreCase(ps) => ps.iter().any(|p| match p {
                 Text::Plain(p) => eq_ignore_case(&r.text, p),
                 Text::Template(_) => resolve(p, ctx, missing)

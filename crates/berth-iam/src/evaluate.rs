@@ -225,7 +225,7 @@ pub fn evaluate(req: &Request, set: &PolicySet) -> Evaluation {
 }
 
 fn same_account(req: &Request) -> bool {
-    req.principal.account == req.resource_account
+    *req.principal.account == *req.resource_account
 }
 
 fn run<T: Tracer>(req: &Request, set: &PolicySet, t: &mut T) -> (Decision, Cause) {
@@ -248,8 +248,9 @@ fn run<T: Tracer>(req: &Request, set: &PolicySet, t: &mut T) -> (Decision, Cause
         .iter()
         .flat_map(|(ty, ps)| ps.iter().map(move |p| (*ty, &**p)))
         .chain(singles.iter().filter_map(|(ty, p)| p.map(|p| (*ty, p))));
+    let arn = crate::arn::Arn::parse(req.resource);
     for (ty, policy) in all {
-        policy.for_each_applicable(req, t, has_boundary, |t, s, m| {
+        policy.for_each_applicable(req, arn.as_ref(), t, has_boundary, |t, s, m| {
             t.record(ty, policy, s, m);
             match s.effect {
                 Effect::Deny => {

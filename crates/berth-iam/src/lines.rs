@@ -16,6 +16,7 @@
 //! principal only when absent. Compiled policies are cached by their exact text, so a
 //! stream that repeats policies compiles each once.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -36,16 +37,34 @@ type Compiled = Result<Arc<CompiledPolicy>, Arc<str>>;
 /// Decides request lines, caching compiled policies between lines.
 #[derive(Default)]
 pub struct Decider {
-    cache: FxHashMap<(PolicyKind, Box<str>), Compiled>,
+    /// (kind, hash of the text) → the texts with that hash and their compilations.
+    cache: FxHashMap<(PolicyKind, u64), Vec<(Box<str>, Compiled)>>,
+    /// Documents seen before, by a hash of their first [`PREFIX`] bytes: a line that holds
+    /// one of them at a value position is recognised by comparison instead of parsing.
+    known: FxHashMap<u64, Vec<Box<str>>>,
+    entries: usize,
+    /// Reused for every line.
+    context: Context,
+    /// Principals read before, by their ARN.
+    principals: FxHashMap<Box<str>, Result<Principal, String>>,
+}
+
+/// How many leading bytes identify a known document.
+const PREFIX: usize = 32;
+
+fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(b);
+    h.finish()
 }
 
 struct Line<'a> {
     id: &'a str,
-    principal: Option<String>,
-    action: Option<String>,
-    resource: Option<String>,
-    resource_account: Option<String>,
-    context: Context,
+    principal: Option<Cow<'a, str>>,
+    action: Option<Cow<'a, str>>,
+    resource: Option<Cow<'a, str>>,
+    resource_account: Option<Cow<'a, str>>,
     identity: Vec<&'a str>,
     resource_policy: Option<&'a str>,
     boundary: Option<&'a str>,
@@ -60,7 +79,12 @@ impl Decider {
     /// Decide one line and append the answer line (with its newline) to `out`.
     pub fn decide_line(&mut self, line: &str, out: &mut String) {
         let mut id = "null";
-        let result = self.read(line, &mut id).and_then(|l| self.answer(l));
+        let mut context = std::mem::take(&mut self.context);
+        context.clear();
+        let result = self
+            .read(line, &mut id, &mut context)
+            .and_then(|l| self.answer(l, &mut context));
+        self.context = context;
         out.push_str("{\"id\":");
         out.push_str(id);
         match result {
@@ -77,7 +101,12 @@ impl Decider {
         }
     }
 
-    fn read<'a>(&self, line: &'a str, id_out: &mut &'a str) -> Result<Line<'a>, String> {
+    fn read<'a>(
+        &self,
+        line: &'a str,
+        id_out: &mut &'a str,
+        ctx: &mut Context,
+    ) -> Result<Line<'a>, String> {
         let syntax = |e: json::SyntaxError| e.to_string();
         let mut p = Parser::new(line);
         let mut l = Line {
@@ -86,7 +115,6 @@ impl Decider {
             action: None,
             resource: None,
             resource_account: None,
-            context: Context::new(),
             identity: Vec::new(),
             resource_policy: None,
             boundary: None,
@@ -96,42 +124,35 @@ impl Decider {
         let mut first = true;
         while let Some(key) = p.next_key(first).map_err(syntax)? {
             first = false;
-            match key.as_str() {
+            match key.as_ref() {
                 "id" => {
                     let (s, e) = p.skip_value(0).map_err(syntax)?;
                     l.id = &line[s..e];
                     *id_out = l.id;
                 }
                 "principal" | "action" | "resource" | "resource_account" => {
-                    let v = p.value(0).map_err(syntax)?;
-                    let s = match v.value {
-                        Value::String(s) => Some(s),
-                        Value::Null => None,
-                        other => {
-                            return Err(format!(
-                                "{key} must be a string, not {}",
-                                other.type_name()
-                            ))
+                    let s = match scalar(&mut p).map_err(syntax)? {
+                        Scalar::Text(s) => Some(s),
+                        Scalar::Null => None,
+                        Scalar::Other(what) => {
+                            return Err(format!("{key} must be a string, not {what}"))
                         }
                     };
-                    match key.as_str() {
+                    match key.as_ref() {
                         "principal" => l.principal = s,
                         "action" => l.action = s,
                         "resource" => l.resource = s,
                         _ => l.resource_account = s,
                     }
                 }
-                "context" => {
-                    let v = p.value(0).map_err(syntax)?;
-                    read_context(&v.value, &mut l.context)?;
-                }
+                "context" => read_context(&mut p, ctx)?,
                 "identity_policies" => {
                     if !p.null() {
                         p.begin_array().map_err(syntax)?;
                         let mut first = true;
                         while p.next_item(first).map_err(syntax)? {
                             first = false;
-                            let (s, e) = p.skip_value(1).map_err(syntax)?;
+                            let (s, e) = self.skip_document(&mut p).map_err(syntax)?;
                             l.identity.push(&line[s..e]);
                         }
                     }
@@ -140,10 +161,10 @@ impl Decider {
                     let doc = if p.null() {
                         None
                     } else {
-                        let (s, e) = p.skip_value(0).map_err(syntax)?;
+                        let (s, e) = self.skip_document(&mut p).map_err(syntax)?;
                         Some(&line[s..e])
                     };
-                    match key.as_str() {
+                    match key.as_ref() {
                         "resource_policy" => l.resource_policy = doc,
                         "permissions_boundary" => l.boundary = doc,
                         _ => l.session = doc,
@@ -163,52 +184,119 @@ impl Decider {
         Ok(l)
     }
 
-    fn compiled(&mut self, kind: PolicyKind, name: &str, text: &str) -> Compiled {
-        if let Some(c) = self.cache.get(&(kind, text.into())) {
-            return c.clone();
+    /// Step over a policy document: by comparison if it is one seen before (a complete
+    /// JSON object cannot be followed by more of itself), else by reading it.
+    fn skip_document(&self, p: &mut Parser) -> Result<(usize, usize), json::SyntaxError> {
+        p.skip_ws();
+        let rest = p.rest().as_bytes();
+        if rest.len() >= PREFIX && rest[0] == b'{' {
+            if let Some(texts) = self.known.get(&hash_bytes(&rest[..PREFIX])) {
+                if let Some(t) = texts.iter().find(|t| rest.starts_with(t.as_bytes())) {
+                    let start = p.position();
+                    p.advance(t.len());
+                    return Ok((start, start + t.len()));
+                }
+            }
         }
-        if self.cache.len() >= CACHE_LIMIT {
+        p.skip_value(1)
+    }
+
+    fn compiled(&mut self, kind: PolicyKind, name: impl Fn() -> String, text: &str) -> Compiled {
+        let hash = {
+            use std::hash::Hasher;
+            let mut h = rustc_hash::FxHasher::default();
+            h.write(text.as_bytes());
+            h.finish()
+        };
+        if let Some(found) = self
+            .cache
+            .get(&(kind, hash))
+            .and_then(|list| list.iter().find(|(t, _)| **t == *text))
+        {
+            return found.1.clone();
+        }
+        if self.entries >= CACHE_LIMIT {
             self.cache.clear();
+            self.known.clear();
+            self.entries = 0;
         }
+        let name = name();
         let c = match json::parse(text) {
             Err(e) => Err(Arc::from(format!("{name}: {e}"))),
-            Ok(doc) => match from_json(&doc, kind) {
-                Ok(p) => Ok(Arc::new(CompiledPolicy::new(name, kind, &p))),
-                Err(e) => Err(Arc::from(format!("{name}: {e}"))),
-            },
+            Ok(doc) => {
+                if text.len() >= PREFIX && text.starts_with('{') {
+                    self.remember(text);
+                }
+                match from_json(&doc, kind) {
+                    Ok(p) => Ok(Arc::new(CompiledPolicy::new(&name, kind, &p))),
+                    Err(e) => Err(Arc::from(format!("{name}: {e}"))),
+                }
+            }
         };
-        self.cache.insert((kind, text.into()), c.clone());
+        self.cache
+            .entry((kind, hash))
+            .or_default()
+            .push((text.into(), c.clone()));
+        self.entries += 1;
         c
     }
 
-    fn answer(&mut self, l: Line) -> Result<crate::Decision, String> {
+    /// Note a complete JSON object for [`Decider::skip_document`].
+    fn remember(&mut self, text: &str) {
+        let list = self
+            .known
+            .entry(hash_bytes(&text.as_bytes()[..PREFIX]))
+            .or_default();
+        if !list.iter().any(|t| **t == *text) {
+            list.push(text.into());
+        }
+    }
+
+    fn answer(&mut self, l: Line, context: &mut Context) -> Result<crate::Decision, String> {
         let principal_arn = l.principal.ok_or("principal is missing")?;
         let action = l.action.ok_or("action is missing")?;
-        let resource = l.resource.unwrap_or_else(|| "*".to_string());
-        let mut principal = Principal::from_arn(&principal_arn)?;
-        let mut context = l.context;
-        principal.learn_from_context(&context);
-        principal.derive_context(&mut context);
+        let resource = l.resource.unwrap_or(Cow::Borrowed("*"));
+        let mut principal = match self.principals.get(&*principal_arn) {
+            Some(p) => p.clone()?,
+            None => {
+                if self.principals.len() >= CACHE_LIMIT {
+                    self.principals.clear();
+                }
+                let p = Principal::from_arn(&principal_arn);
+                self.principals
+                    .insert(principal_arn.clone().into(), p.clone());
+                p?
+            }
+        };
+        principal.learn_from_context(context);
+        principal.derive_context(context);
         let resource_account = match l.resource_account {
             Some(a) => a,
-            None => Arn::parse(&resource)
-                .map(|a| a.account.to_string())
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| principal.account.clone()),
+            None => Cow::Owned(
+                Arn::parse(&resource)
+                    .map(|a| a.account.to_string())
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| principal.account.to_string()),
+            ),
         };
         let mut identity = Vec::with_capacity(l.identity.len());
         for (i, text) in l.identity.iter().enumerate() {
-            let name = format!("identity_policies[{i}]");
+            let name = || format!("identity_policies[{i}]");
             identity.push(
-                self.compiled(PolicyKind::Identity, &name, text)
+                self.compiled(PolicyKind::Identity, name, text)
                     .map_err(|e| e.to_string())?,
             );
         }
-        let mut single =
-            |kind, name: &str, text: Option<&str>| -> Result<Option<Arc<CompiledPolicy>>, String> {
-                text.map(|t| self.compiled(kind, name, t).map_err(|e| e.to_string()))
-                    .transpose()
-            };
+        let mut single = |kind,
+                          name: &'static str,
+                          text: Option<&str>|
+         -> Result<Option<Arc<CompiledPolicy>>, String> {
+            text.map(|t| {
+                self.compiled(kind, || name.to_string(), t)
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()
+        };
         let resource_policy = single(PolicyKind::Repository, "resource_policy", l.resource_policy)?;
         let boundary = single(PolicyKind::Boundary, "permissions_boundary", l.boundary)?;
         let session = single(PolicyKind::Session, "session_policy", l.session)?;
@@ -219,7 +307,7 @@ impl Decider {
             action: &action,
             resource: &resource,
             resource_account: &resource_account,
-            context: &context,
+            context,
         };
         let set = PolicySet {
             identity: &identity,
@@ -231,36 +319,63 @@ impl Decider {
     }
 }
 
+/// A JSON scalar as context and request fields use it.
+enum Scalar<'a> {
+    /// A string, or a number or boolean as written.
+    Text(Cow<'a, str>),
+    Null,
+    /// Anything else, named for the message.
+    Other(&'static str),
+}
+
+fn scalar<'a>(p: &mut Parser<'a>) -> Result<Scalar<'a>, json::SyntaxError> {
+    p.skip_ws();
+    if p.rest().starts_with('"') {
+        return Ok(Scalar::Text(p.string_cow()?));
+    }
+    let v = p.value(1)?;
+    Ok(match v.value {
+        Value::Number(n) => Scalar::Text(Cow::Owned(n)),
+        Value::Bool(b) => Scalar::Text(Cow::Borrowed(if b { "true" } else { "false" })),
+        Value::Null => Scalar::Null,
+        other => Scalar::Other(other.type_name()),
+    })
+}
+
 /// Read a context object: each key a string (or number/boolean) or an array of them.
-pub fn read_context(v: &Value, ctx: &mut Context) -> Result<(), String> {
-    let Value::Object(members) = v else {
-        if *v == Value::Null {
-            return Ok(());
-        }
-        return Err(format!("context must be an object, not {}", v.type_name()));
-    };
-    for (key, val) in members {
-        let scalar = |v: &Value| -> Result<String, String> {
-            match v {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(n) => Ok(n.clone()),
-                Value::Bool(b) => Ok(b.to_string()),
-                other => Err(format!(
-                    "context.{key}: a value must be a string (or an array of strings), not {}",
-                    other.type_name()
-                )),
-            }
+fn read_context(p: &mut Parser, ctx: &mut Context) -> Result<(), String> {
+    let syntax = |e: json::SyntaxError| e.to_string();
+    if p.null() {
+        return Ok(());
+    }
+    p.begin_object()
+        .map_err(|_| "context must be an object".to_string())?;
+    let mut first = true;
+    while let Some(key) = p.next_key(first).map_err(syntax)? {
+        first = false;
+        let bad = |what: &str| {
+            format!("context.{key}: a value must be a string (or an array of strings), not {what}")
         };
-        match &val.value {
-            Value::Array(items) => {
-                let values = items
-                    .iter()
-                    .map(|j| scalar(&j.value))
-                    .collect::<Result<Vec<_>, _>>()?;
-                ctx.insert_list(key, values);
+        p.skip_ws();
+        if p.rest().starts_with('[') {
+            p.begin_array().map_err(syntax)?;
+            let mut values = Vec::new();
+            let mut first_item = true;
+            while p.next_item(first_item).map_err(syntax)? {
+                first_item = false;
+                match scalar(p).map_err(syntax)? {
+                    Scalar::Text(s) => values.push(s.into_owned()),
+                    Scalar::Null => return Err(bad("null")),
+                    Scalar::Other(what) => return Err(bad(what)),
+                }
             }
-            Value::Null => {}
-            other => ctx.insert(key, &scalar(other)?),
+            ctx.insert_list(&key, values);
+            continue;
+        }
+        match scalar(p).map_err(syntax)? {
+            Scalar::Text(s) => ctx.insert(&key, &s),
+            Scalar::Null => {}
+            Scalar::Other(what) => return Err(bad(what)),
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 
 use std::cell::OnceCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::arn::Arn;
 use crate::values::{parse_date, parse_ip, parse_number};
@@ -53,17 +54,17 @@ impl PrincipalKind {
 pub struct Principal {
     pub kind: PrincipalKind,
     /// The ARN shown in messages (the session ARN for role sessions).
-    pub arn: String,
+    pub arn: Arc<str>,
     /// Account id; empty for service and anonymous principals.
-    pub account: String,
+    pub account: Arc<str>,
     /// For role sessions and roles: the role's ARN (with its path when known).
-    pub role_arn: Option<String>,
+    pub role_arn: Option<Arc<str>>,
     /// For federated users: the IAM user that called GetFederationToken, when known.
-    pub federating_user_arn: Option<String>,
+    pub federating_user_arn: Option<Arc<str>>,
     /// Unique id: `AIDA...` for users, `AROA...` for roles and their sessions.
-    pub unique_id: Option<String>,
+    pub unique_id: Option<Arc<str>>,
     /// The user name (users only; the value of `aws:username`).
-    pub user_name: Option<String>,
+    pub user_name: Option<Arc<str>>,
 }
 
 impl Principal {
@@ -72,8 +73,8 @@ impl Principal {
     pub fn from_arn(s: &str) -> Result<Principal, String> {
         let bare = |kind, account: &str| Principal {
             kind,
-            arn: s.to_string(),
-            account: account.to_string(),
+            arn: s.into(),
+            account: account.into(),
             role_arn: None,
             federating_user_arn: None,
             unique_id: None,
@@ -84,7 +85,7 @@ impl Principal {
         }
         if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
             let mut p = bare(PrincipalKind::Root, s);
-            p.arn = format!("arn:aws:iam::{s}:root");
+            p.arn = format!("arn:aws:iam::{s}:root").into();
             return Ok(p);
         }
         let Some(arn) = Arn::parse(s) else {
@@ -105,12 +106,12 @@ impl Principal {
                     return Err(bad());
                 }
                 let mut p = bare(PrincipalKind::User, account);
-                p.user_name = Some(name.to_string());
+                p.user_name = Some(name.into());
                 Ok(p)
             }
             ("iam", r) if r.starts_with("role/") && r.len() > 5 => {
                 let mut p = bare(PrincipalKind::Role, account);
-                p.role_arn = Some(s.to_string());
+                p.role_arn = Some(s.into());
                 Ok(p)
             }
             ("sts", r) if r.starts_with("assumed-role/") => {
@@ -122,7 +123,8 @@ impl Principal {
                     return Err(bad());
                 }
                 let mut p = bare(PrincipalKind::AssumedRole, account);
-                p.role_arn = Some(format!("arn:{}:iam::{account}:role/{role}", arn.partition));
+                p.role_arn =
+                    Some(format!("arn:{}:iam::{account}:role/{role}", arn.partition).into());
                 Ok(p)
             }
             ("sts", r) if r.starts_with("federated-user/") && r.len() > 15 => {
@@ -146,17 +148,17 @@ impl Principal {
         match self.kind {
             PrincipalKind::Service => return,
             PrincipalKind::Anonymous => {
-                ctx.insert_if_absent("aws:PrincipalAccount", "anonymous");
-                ctx.insert_if_absent("aws:PrincipalType", "Anonymous");
+                ctx.derive("aws:principalaccount", "anonymous");
+                ctx.derive("aws:principaltype", "Anonymous");
                 return;
             }
             _ => {}
         }
-        ctx.insert_if_absent("aws:PrincipalArn", self.principal_arn());
-        ctx.insert_if_absent("aws:PrincipalAccount", &self.account);
-        ctx.insert_if_absent("aws:PrincipalType", self.kind.principal_type());
+        ctx.derive("aws:principalarn", self.principal_arn());
+        ctx.derive("aws:principalaccount", &self.account);
+        ctx.derive("aws:principaltype", self.kind.principal_type());
         if let Some(name) = &self.user_name {
-            ctx.insert_if_absent("aws:username", name);
+            ctx.derive("aws:username", name);
         }
     }
 
@@ -168,15 +170,17 @@ impl Principal {
                 if Arn::parse(arn)
                     .is_some_and(|a| a.service == "iam" && a.resource.starts_with("role/"))
                 {
-                    self.role_arn = Some(arn.to_string());
+                    if self.role_arn.as_deref() != Some(arn) {
+                        self.role_arn = Some(arn.into());
+                    }
                 }
             }
         }
         if let Some(id) = ctx.single_value("aws:userid") {
             // For sessions the user id is "AROA...:session"; the role's id is the first part.
             let id = id.split(':').next().unwrap_or(id);
-            if id.starts_with('A') {
-                self.unique_id = Some(id.to_string());
+            if id.starts_with('A') && self.unique_id.as_deref() != Some(id) {
+                self.unique_id = Some(id.into());
             }
         }
     }
@@ -187,13 +191,18 @@ impl Principal {
 pub struct Action {
     pub text: String,
     lower: String,
+    service_len: usize,
+    hash: u64,
 }
 
 impl Action {
     pub fn new(text: &str) -> Action {
+        let lower = text.to_ascii_lowercase();
         Action {
             text: text.to_string(),
-            lower: text.to_ascii_lowercase(),
+            service_len: lower.find(':').unwrap_or(lower.len()),
+            hash: action_hash(&lower),
+            lower,
         }
     }
 
@@ -203,8 +212,21 @@ impl Action {
 
     /// The lower-cased service prefix (`ecr`).
     pub fn service(&self) -> &str {
-        self.lower.split(':').next().unwrap_or("")
+        &self.lower[..self.service_len]
     }
+
+    /// A hash of the lower-cased action, compared before the text.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The hash [`Action::hash`] uses.
+pub fn action_hash(lower: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(lower.as_bytes());
+    h.finish()
 }
 
 /// Keys IAM defines as multivalued: they are compared only through
@@ -237,6 +259,15 @@ impl ContextValue {
         }
     }
 
+    /// Take a new value, keeping the text buffer.
+    fn reset(&mut self, text: &str) {
+        self.text.clear();
+        self.text.push_str(text);
+        self.ip = OnceCell::new();
+        self.number = OnceCell::new();
+        self.date = OnceCell::new();
+    }
+
     pub fn ip(&self) -> Option<IpAddr> {
         *self.ip.get_or_init(|| parse_ip(&self.text))
     }
@@ -251,7 +282,7 @@ impl ContextValue {
 }
 
 /// A context key and its values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContextEntry {
     /// The key lower-cased (keys are case-insensitive).
     pub key: String,
@@ -261,9 +292,14 @@ pub struct ContextEntry {
 }
 
 /// The request context: condition keys and their values.
+///
+/// [`Context::clear`] keeps the buffers of the entries it drops and later inserts reuse
+/// them, so a context refilled for every request stops allocating.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
+    /// `entries[..len]` are live; the rest are buffers kept for reuse.
     entries: Vec<ContextEntry>,
+    len: usize,
 }
 
 impl Context {
@@ -271,45 +307,78 @@ impl Context {
         Context::default()
     }
 
+    /// Remove every key, keeping buffers for reuse.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Set a single-valued key (replacing any earlier value).
     pub fn insert(&mut self, key: &str, value: &str) {
-        self.set(key, vec![value.to_string()], false);
+        self.set(key, &[value], false);
     }
 
     /// Set a key to a list of values.
     pub fn insert_list(&mut self, key: &str, values: Vec<String>) {
-        let listed = values.len() != 1;
-        self.set(key, values, listed);
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        self.set(key, &refs, values.len() != 1);
     }
 
     pub fn insert_if_absent(&mut self, key: &str, value: &str) {
-        if self.get(&key.to_ascii_lowercase()).is_none() {
-            self.insert(key, value);
+        if !self.live().iter().any(|e| e.key.eq_ignore_ascii_case(key)) {
+            self.push(key, &[value], false);
         }
     }
 
-    fn set(&mut self, key: &str, values: Vec<String>, listed: bool) {
-        let key = key.to_ascii_lowercase();
-        let multivalued = listed || MULTIVALUED_KEYS.contains(&key.as_str());
-        let entry = ContextEntry {
-            values: values.into_iter().map(ContextValue::new).collect(),
-            multivalued,
-            key,
-        };
-        match self.entries.iter_mut().find(|e| e.key == entry.key) {
-            Some(e) => *e = entry,
-            None => self.entries.push(entry),
+    /// Set a key IAM derives (given lower-cased) unless the caller supplied it.
+    fn derive(&mut self, key_lc: &'static str, value: &str) {
+        if self.get(key_lc).is_none() {
+            self.push(key_lc, &[value], false);
         }
+    }
+
+    fn set(&mut self, key: &str, values: &[&str], listed: bool) {
+        if let Some(i) = self
+            .live()
+            .iter()
+            .position(|e| e.key.eq_ignore_ascii_case(key))
+        {
+            self.len -= 1;
+            self.entries.swap(i, self.len);
+        }
+        self.push(key, values, listed);
+    }
+
+    fn push(&mut self, key: &str, values: &[&str], listed: bool) {
+        if self.len == self.entries.len() {
+            self.entries.push(ContextEntry::default());
+        }
+        let e = &mut self.entries[self.len];
+        self.len += 1;
+        e.key.clear();
+        e.key.push_str(key);
+        e.key.make_ascii_lowercase();
+        e.multivalued = listed || MULTIVALUED_KEYS.contains(&e.key.as_str());
+        e.values.truncate(values.len());
+        for (i, v) in values.iter().enumerate() {
+            match e.values.get_mut(i) {
+                Some(slot) => slot.reset(v),
+                None => e.values.push(ContextValue::new(v.to_string())),
+            }
+        }
+    }
+
+    fn live(&self) -> &[ContextEntry] {
+        &self.entries[..self.len]
     }
 
     /// Look up a key by its lower-cased name.
     #[inline]
     pub fn get(&self, key_lc: &str) -> Option<&ContextEntry> {
-        self.entries.iter().find(|e| e.key == key_lc)
+        self.live().iter().find(|e| e.key == key_lc)
     }
 
     pub fn entries(&self) -> &[ContextEntry] {
-        &self.entries
+        self.live()
     }
 }
 
@@ -343,7 +412,7 @@ mod tests {
         let p = Principal::from_arn("arn:aws:iam::111122223333:user/dev/alice").unwrap();
         assert_eq!(p.kind, PrincipalKind::User);
         assert_eq!(p.user_name.as_deref(), Some("alice"));
-        assert_eq!(p.account, "111122223333");
+        assert_eq!(&*p.account, "111122223333");
         let p = Principal::from_arn("arn:aws:sts::111122223333:assumed-role/dev/s1").unwrap();
         assert_eq!(p.kind, PrincipalKind::AssumedRole);
         assert_eq!(p.principal_arn(), "arn:aws:iam::111122223333:role/dev");

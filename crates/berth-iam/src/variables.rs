@@ -130,10 +130,35 @@ impl Template {
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Escaped(c) => out.push(*c),
-                Part::Var { key, default } => out.push_str(value(ctx, key, default)?),
+                Part::Var { key, default } => out.push_str(value_of(ctx, key, default)?),
             }
         }
         Some(out)
+    }
+
+    /// Is `value` exactly this template with its variables substituted? `None` if a
+    /// variable has no value. Compares in place, without building the string.
+    pub fn matches_exact(&self, value: &str, ctx: &dyn VariableSource) -> Option<bool> {
+        let mut rest = value;
+        let mut ok = true;
+        for p in &self.parts {
+            let piece: &str = match p {
+                Part::Text(t) => t,
+                Part::Escaped(c) => match c {
+                    '*' => "*",
+                    '?' => "?",
+                    _ => "$",
+                },
+                Part::Var { key, default } => value_of(ctx, key, default)?,
+            };
+            if ok {
+                match rest.strip_prefix(piece) {
+                    Some(r) => rest = r,
+                    None => ok = false,
+                }
+            }
+        }
+        Some(ok && rest.is_empty())
     }
 
     /// Substitute every variable into wildcard tokens: policy text keeps its wildcards,
@@ -143,7 +168,7 @@ impl Template {
             match p {
                 Part::Text(t) => tokenize(t, out),
                 Part::Escaped(c) => push_lit(out, c.encode_utf8(&mut [0; 4])),
-                Part::Var { key, default } => match value(ctx, key, default) {
+                Part::Var { key, default } => match value_of(ctx, key, default) {
                     Some(v) => push_lit(out, v),
                     None => return false,
                 },
@@ -166,7 +191,7 @@ impl Template {
     }
 }
 
-fn value<'a>(
+fn value_of<'a>(
     ctx: &'a dyn VariableSource,
     key: &str,
     default: &'a Option<Box<str>>,

@@ -102,7 +102,12 @@ fn cross_identity() -> String {
 #[test]
 fn worked_examples_07_to_09_cross_account_needs_both_sides() {
     let caller = session(B, "ci", "x");
-    let repo_policy = repo_stmt("Allow", r#"{"AWS":"222222222222"}"#, "ecr:BatchGetImage", "");
+    let repo_policy = repo_stmt(
+        "Allow",
+        r#"{"AWS":"222222222222"}"#,
+        "ecr:BatchGetImage",
+        "",
+    );
     let both = scenario(&caller, "ecr:BatchGetImage", REPO)
         .identity(&cross_identity())
         .resource_policy(&repo_policy);
@@ -121,7 +126,9 @@ fn worked_examples_07_to_09_cross_account_needs_both_sides() {
         .resource_policy(&repo_policy)
         .evaluate();
     assert_eq!(ev.decision, Decision::ImplicitDeny);
-    assert!(ev.reason.ends_with("because no identity-based policy allows the ecr:BatchGetImage action"));
+    assert!(ev
+        .reason
+        .ends_with("because no identity-based policy allows the ecr:BatchGetImage action"));
 }
 
 #[test]
@@ -131,12 +138,20 @@ fn worked_example_10_star_principal_across_accounts() {
         .resource_policy(&repo_stmt("Allow", r#""*""#, "ecr:BatchGetImage", ""));
     assert_eq!(s.decision(), Decision::Allow);
     // Without bob's own allow, `*` is not enough across accounts.
-    let s = scenario(&user(B, "bob"), "ecr:BatchGetImage", REPO)
-        .resource_policy(&repo_stmt("Allow", r#""*""#, "ecr:BatchGetImage", ""));
+    let s = scenario(&user(B, "bob"), "ecr:BatchGetImage", REPO).resource_policy(&repo_stmt(
+        "Allow",
+        r#""*""#,
+        "ecr:BatchGetImage",
+        "",
+    ));
     assert_eq!(s.decision(), Decision::ImplicitDeny);
     // In the same account, `*` grants on its own.
-    let s = scenario(&alice(), "ecr:BatchGetImage", REPO)
-        .resource_policy(&repo_stmt("Allow", r#""*""#, "ecr:BatchGetImage", ""));
+    let s = scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(&repo_stmt(
+        "Allow",
+        r#""*""#,
+        "ecr:BatchGetImage",
+        "",
+    ));
     assert_eq!(s.decision(), Decision::Allow);
 }
 
@@ -164,8 +179,14 @@ fn worked_example_12_principal_tag_variable_against_resource_tag() {
     let s = scenario(&alice(), "ecr:BatchGetImage", REPO)
         .identity(&policy)
         .ctx("aws:PrincipalTag/team", "red");
-    assert_eq!(s.clone().ctx("ecr:ResourceTag/team", "blue").decision(), Decision::ImplicitDeny);
-    assert_eq!(s.ctx("ecr:ResourceTag/team", "red").decision(), Decision::Allow);
+    assert_eq!(
+        s.clone().ctx("ecr:ResourceTag/team", "blue").decision(),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        s.ctx("ecr:ResourceTag/team", "red").decision(),
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -246,12 +267,16 @@ fn worked_example_19_variables_literal_without_version() {
     let doc = r#"{"Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:us-east-1:111111111111:repository/${aws:username}"}]}"#;
     let repo_alice = "arn:aws:ecr:us-east-1:111111111111:repository/alice";
     assert_eq!(
-        scenario(&alice(), "ecr:BatchGetImage", repo_alice).identity(doc).decision(),
+        scenario(&alice(), "ecr:BatchGetImage", repo_alice)
+            .identity(doc)
+            .decision(),
         Decision::ImplicitDeny
     );
     let v2012 = doc.replace("{\"Statement", "{\"Version\":\"2012-10-17\",\"Statement");
     assert_eq!(
-        scenario(&alice(), "ecr:BatchGetImage", repo_alice).identity(&v2012).decision(),
+        scenario(&alice(), "ecr:BatchGetImage", repo_alice)
+            .identity(&v2012)
+            .decision(),
         Decision::Allow
     );
 }
@@ -266,9 +291,16 @@ fn worked_example_20_root_subject_to_explicit_deny() {
     assert_eq!(s.decision(), Decision::Allow);
     // The root of another account needs the resource side, and has its identity side.
     let other_root = format!("arn:aws:iam::{B}:root");
-    assert_eq!(scenario(&other_root, "ecr:BatchGetImage", REPO).decision(), Decision::ImplicitDeny);
-    let s = scenario(&other_root, "ecr:BatchGetImage", REPO)
-        .resource_policy(&repo_stmt("Allow", r#"{"AWS":"arn:aws:iam::222222222222:root"}"#, "ecr:*", ""));
+    assert_eq!(
+        scenario(&other_root, "ecr:BatchGetImage", REPO).decision(),
+        Decision::ImplicitDeny
+    );
+    let s = scenario(&other_root, "ecr:BatchGetImage", REPO).resource_policy(&repo_stmt(
+        "Allow",
+        r#"{"AWS":"arn:aws:iam::222222222222:root"}"#,
+        "ecr:*",
+        "",
+    ));
     assert_eq!(s.decision(), Decision::Allow);
 }
 
@@ -279,7 +311,9 @@ fn session_policies_limit_identity_grants() {
         .session(&identity_stmt("Allow", "ecr:BatchGetImage", "*", ""));
     let ev = s.evaluate();
     assert_eq!(ev.decision, Decision::ImplicitDeny);
-    assert!(ev.reason.ends_with("because no session policy allows the ecr:PutImage action"));
+    assert!(ev
+        .reason
+        .ends_with("because no session policy allows the ecr:PutImage action"));
     let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO)
         .identity(ALLOW_ECR)
         .session(&identity_stmt("Allow", "ecr:BatchGetImage", "*", ""));
@@ -293,11 +327,18 @@ fn boundaries_limit_identity_grants_not_user_grants() {
         .boundary(ALLOW_S3)
         .evaluate();
     assert_eq!(ev.decision, Decision::ImplicitDeny);
-    assert!(ev.reason.ends_with("because no permissions boundary allows the ecr:PutImage action"));
+    assert!(ev
+        .reason
+        .ends_with("because no permissions boundary allows the ecr:PutImage action"));
     // A repository policy naming the user grants regardless of the boundary.
     let s = scenario(&alice(), "ecr:PutImage", REPO)
         .boundary(ALLOW_S3)
-        .resource_policy(&repo_stmt("Allow", r#"{"AWS":"arn:aws:iam::111111111111:user/alice"}"#, "ecr:PutImage", ""));
+        .resource_policy(&repo_stmt(
+            "Allow",
+            r#"{"AWS":"arn:aws:iam::111111111111:user/alice"}"#,
+            "ecr:PutImage",
+            "",
+        ));
     assert_eq!(s.decision(), Decision::Allow);
     // A deny in the boundary is an explicit deny.
     let s = scenario(&alice(), "ecr:PutImage", REPO)
@@ -308,11 +349,21 @@ fn boundaries_limit_identity_grants_not_user_grants() {
 
 #[test]
 fn role_paths_come_from_principal_arn() {
-    let role_grant = repo_stmt("Allow", r#"{"AWS":"arn:aws:iam::111111111111:role/team/dev"}"#, "ecr:*", "");
-    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO).resource_policy(&role_grant);
+    let role_grant = repo_stmt(
+        "Allow",
+        r#"{"AWS":"arn:aws:iam::111111111111:role/team/dev"}"#,
+        "ecr:*",
+        "",
+    );
+    let s =
+        scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO).resource_policy(&role_grant);
     assert_eq!(s.clone().decision(), Decision::ImplicitDeny);
     assert_eq!(
-        s.ctx("aws:PrincipalArn", "arn:aws:iam::111111111111:role/team/dev").decision(),
+        s.ctx(
+            "aws:PrincipalArn",
+            "arn:aws:iam::111111111111:role/team/dev"
+        )
+        .decision(),
         Decision::Allow
     );
 }
@@ -320,25 +371,49 @@ fn role_paths_come_from_principal_arn() {
 #[test]
 fn not_principal_deny_needs_every_level_listed() {
     let deny = |entries: &str| {
-        format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"ecr:*"}},{{"Effect":"Deny","NotPrincipal":{{"AWS":[{entries}]}},"Action":"ecr:*"}}]}}"#)
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"ecr:*"}},{{"Effect":"Deny","NotPrincipal":{{"AWS":[{entries}]}},"Action":"ecr:*"}}]}}"#
+        )
     };
     let s1 = session(A, "dev", "s1");
     let only_session = deny(r#""arn:aws:sts::111111111111:assumed-role/dev/s1""#);
     let all_levels = deny(
         r#""arn:aws:sts::111111111111:assumed-role/dev/s1","arn:aws:iam::111111111111:role/dev","111111111111""#,
     );
-    assert_eq!(scenario(&s1, "ecr:BatchGetImage", REPO).resource_policy(&only_session).decision(), Decision::ExplicitDeny);
-    assert_eq!(scenario(&s1, "ecr:BatchGetImage", REPO).resource_policy(&all_levels).decision(), Decision::Allow);
+    assert_eq!(
+        scenario(&s1, "ecr:BatchGetImage", REPO)
+            .resource_policy(&only_session)
+            .decision(),
+        Decision::ExplicitDeny
+    );
+    assert_eq!(
+        scenario(&s1, "ecr:BatchGetImage", REPO)
+            .resource_policy(&all_levels)
+            .decision(),
+        Decision::Allow
+    );
     // Someone else is denied.
-    assert_eq!(scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(&all_levels).decision(), Decision::ExplicitDeny);
+    assert_eq!(
+        scenario(&alice(), "ecr:BatchGetImage", REPO)
+            .resource_policy(&all_levels)
+            .decision(),
+        Decision::ExplicitDeny
+    );
 }
 
 #[test]
 fn not_principal_allow_grants_everyone_else() {
     let p = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111111111111:user/mallory"},"Action":"ecr:*"}]}"#;
-    assert_eq!(scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::Allow);
     assert_eq!(
-        scenario(&user(A, "mallory"), "ecr:BatchGetImage", REPO).resource_policy(p).decision(),
+        scenario(&alice(), "ecr:BatchGetImage", REPO)
+            .resource_policy(p)
+            .decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        scenario(&user(A, "mallory"), "ecr:BatchGetImage", REPO)
+            .resource_policy(p)
+            .decision(),
         Decision::ImplicitDeny
     );
 }
@@ -346,35 +421,96 @@ fn not_principal_allow_grants_everyone_else() {
 #[test]
 fn service_principals() {
     let p = r#"{"Version":"2012-10-17","Statement":[{"Sid":"CodeBuildAccess","Effect":"Allow","Principal":{"Service":"codebuild.amazonaws.com"},"Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
-    assert_eq!(scenario("codebuild.amazonaws.com", "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::Allow);
-    assert_eq!(scenario("codebuild.amazonaws.com", "ecr:PutImage", REPO).resource_policy(p).decision(), Decision::ImplicitDeny);
-    assert_eq!(scenario("lambda.amazonaws.com", "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::ImplicitDeny);
-    assert_eq!(scenario(&alice(), "ecr:BatchGetImage", REPO).resource_policy(p).decision(), Decision::ImplicitDeny);
+    assert_eq!(
+        scenario("codebuild.amazonaws.com", "ecr:BatchGetImage", REPO)
+            .resource_policy(p)
+            .decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        scenario("codebuild.amazonaws.com", "ecr:PutImage", REPO)
+            .resource_policy(p)
+            .decision(),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        scenario("lambda.amazonaws.com", "ecr:BatchGetImage", REPO)
+            .resource_policy(p)
+            .decision(),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        scenario(&alice(), "ecr:BatchGetImage", REPO)
+            .resource_policy(p)
+            .decision(),
+        Decision::ImplicitDeny
+    );
 }
 
 #[test]
 fn actions_are_case_insensitive_and_not_action_inverts() {
-    for action in ["ecr:BatchGetImage", "ECR:batchgetimage", "Ecr:BATCHGETIMAGE"] {
-        let s = scenario(&alice(), action, REPO).identity(&identity_stmt("Allow", "ecr:batchGet*", "*", ""));
+    for action in [
+        "ecr:BatchGetImage",
+        "ECR:batchgetimage",
+        "Ecr:BATCHGETIMAGE",
+    ] {
+        let s = scenario(&alice(), action, REPO).identity(&identity_stmt(
+            "Allow",
+            "ecr:batchGet*",
+            "*",
+            "",
+        ));
         assert_eq!(s.decision(), Decision::Allow, "{action}");
     }
     let not_action = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"ecr:Delete*","Resource":"*"}]}"#;
-    assert_eq!(scenario(&alice(), "ecr:PutImage", REPO).identity(not_action).decision(), Decision::Allow);
-    assert_eq!(scenario(&alice(), "ecr:DeleteRepository", REPO).identity(not_action).decision(), Decision::ImplicitDeny);
-    assert_eq!(scenario(&alice(), "s3:GetObject", "*").identity(not_action).decision(), Decision::Allow);
+    assert_eq!(
+        scenario(&alice(), "ecr:PutImage", REPO)
+            .identity(not_action)
+            .decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        scenario(&alice(), "ecr:DeleteRepository", REPO)
+            .identity(not_action)
+            .decision(),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        scenario(&alice(), "s3:GetObject", "*")
+            .identity(not_action)
+            .decision(),
+        Decision::Allow
+    );
 }
 
 #[test]
 fn not_resource_and_unresolvable_resource_variables() {
     let p = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","NotResource":"arn:aws:ecr:*:*:repository/prod-*"}]}"#;
-    assert_eq!(scenario(&alice(), "ecr:PutImage", REPO).identity(p).decision(), Decision::Allow);
+    assert_eq!(
+        scenario(&alice(), "ecr:PutImage", REPO)
+            .identity(p)
+            .decision(),
+        Decision::Allow
+    );
     let prod = "arn:aws:ecr:us-east-1:111111111111:repository/prod-api";
-    assert_eq!(scenario(&alice(), "ecr:PutImage", prod).identity(p).decision(), Decision::ImplicitDeny);
+    assert_eq!(
+        scenario(&alice(), "ecr:PutImage", prod)
+            .identity(p)
+            .decision(),
+        Decision::ImplicitDeny
+    );
     // A Resource entry whose variable has no value matches nothing (roles have no aws:username).
     let mine = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:*:*:repository/${aws:username}/*"}]}"#;
     let own = "arn:aws:ecr:us-east-1:111111111111:repository/alice/app";
-    assert_eq!(scenario(&alice(), "ecr:PutImage", own).identity(mine).decision(), Decision::Allow);
-    let ev = scenario(&session(A, "dev", "s1"), "ecr:PutImage", own).identity(mine).evaluate();
+    assert_eq!(
+        scenario(&alice(), "ecr:PutImage", own)
+            .identity(mine)
+            .decision(),
+        Decision::Allow
+    );
+    let ev = scenario(&session(A, "dev", "s1"), "ecr:PutImage", own)
+        .identity(mine)
+        .evaluate();
     assert_eq!(ev.decision, Decision::ImplicitDeny);
     assert_eq!(ev.missing_context_keys, vec!["aws:username"]);
 }
@@ -383,19 +519,55 @@ fn not_resource_and_unresolvable_resource_variables() {
 fn large_policies_use_the_action_index() {
     // 60 statements: the index must find the one that matters, wherever it is.
     let mut stmts: Vec<String> = (0..59)
-        .map(|i| format!(r#"{{"Effect":"Allow","Action":["s3:Get{i}","ec2:Describe{i}*"],"Resource":"*"}}"#))
+        .map(|i| {
+            format!(
+                r#"{{"Effect":"Allow","Action":["s3:Get{i}","ec2:Describe{i}*"],"Resource":"*"}}"#
+            )
+        })
         .collect();
-    stmts.insert(31, r#"{"Sid":"Push","Effect":"Allow","Action":["ecr:PutImage","ecr:Upload*"],"Resource":"*"}"#.into());
+    stmts.insert(
+        31,
+        r#"{"Sid":"Push","Effect":"Allow","Action":["ecr:PutImage","ecr:Upload*"],"Resource":"*"}"#
+            .into(),
+    );
     stmts.push(r#"{"Sid":"NoDelete","Effect":"Deny","NotAction":["ecr:Get*","ecr:Put*","ecr:Upload*","s3:*","ec2:*"],"Resource":"*"}"#.into());
-    let doc = format!(r#"{{"Version":"2012-10-17","Statement":[{}]}}"#, stmts.join(","));
-    let ev = scenario(&alice(), "ecr:PutImage", REPO).identity(&doc).evaluate();
+    let doc = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+        stmts.join(",")
+    );
+    let ev = scenario(&alice(), "ecr:PutImage", REPO)
+        .identity(&doc)
+        .evaluate();
     assert_eq!(ev.decision, Decision::Allow);
     assert_eq!(ev.statements.len(), 1);
     assert_eq!(ev.statements[0].index, 31);
     assert_eq!(ev.statements[0].sid.as_deref(), Some("Push"));
-    assert_eq!(scenario(&alice(), "ecr:UploadLayerPart", REPO).identity(&doc).decision(), Decision::Allow);
-    assert_eq!(scenario(&alice(), "ecr:DeleteRepository", REPO).identity(&doc).decision(), Decision::ExplicitDeny);
-    assert_eq!(scenario(&alice(), "ec2:Describe7Things", "*").identity(&doc).decision(), Decision::Allow);
-    assert_eq!(scenario(&alice(), "s3:get7", "*").identity(&doc).decision(), Decision::Allow);
-    assert_eq!(scenario(&alice(), "s3:get77", "*").identity(&doc).decision(), Decision::ImplicitDeny);
+    assert_eq!(
+        scenario(&alice(), "ecr:UploadLayerPart", REPO)
+            .identity(&doc)
+            .decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        scenario(&alice(), "ecr:DeleteRepository", REPO)
+            .identity(&doc)
+            .decision(),
+        Decision::ExplicitDeny
+    );
+    assert_eq!(
+        scenario(&alice(), "ec2:Describe7Things", "*")
+            .identity(&doc)
+            .decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        scenario(&alice(), "s3:get7", "*").identity(&doc).decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        scenario(&alice(), "s3:get77", "*")
+            .identity(&doc)
+            .decision(),
+        Decision::ImplicitDeny
+    );
 }

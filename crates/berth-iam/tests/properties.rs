@@ -56,7 +56,12 @@ const CALLERS: &[&str] = &[
     "arn:aws:iam::111111111111:root",
     "arn:aws:iam::222222222222:root",
 ];
-const REQUEST_ACTIONS: &[&str] = &["ecr:PutImage", "ecr:BatchGetImage", "ecr:GetAuthorizationToken", "s3:GetObject"];
+const REQUEST_ACTIONS: &[&str] = &[
+    "ecr:PutImage",
+    "ecr:BatchGetImage",
+    "ecr:GetAuthorizationToken",
+    "s3:GetObject",
+];
 
 #[derive(Debug, Clone)]
 struct Stmt {
@@ -77,7 +82,11 @@ impl Stmt {
         let mut s = format!(
             r#"{{"Effect":"{}","{}":{}"#,
             if self.allow { "Allow" } else { "Deny" },
-            if self.not_action { "NotAction" } else { "Action" },
+            if self.not_action {
+                "NotAction"
+            } else {
+                "Action"
+            },
             list(&self.actions)
         );
         if with_principal {
@@ -104,14 +113,16 @@ fn stmt() -> impl Strategy<Value = Stmt> {
         prop::sample::select(PRINCIPALS),
         prop::option::weighted(0.5, prop::sample::select(CONDITIONS)),
     )
-        .prop_map(|(allow, not_action, actions, resources, principal, condition)| Stmt {
-            allow,
-            not_action,
-            actions,
-            resources,
-            principal,
-            condition,
-        })
+        .prop_map(
+            |(allow, not_action, actions, resources, principal, condition)| Stmt {
+                allow,
+                not_action,
+                actions,
+                resources,
+                principal,
+                condition,
+            },
+        )
 }
 
 #[derive(Debug, Clone)]
@@ -129,7 +140,10 @@ struct World {
 
 fn doc(stmts: &[Stmt], principal: bool, resource: bool) -> String {
     let body: Vec<String> = stmts.iter().map(|s| s.json(principal, resource)).collect();
-    format!(r#"{{"Version":"2012-10-17","Statement":[{}]}}"#, body.join(","))
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+        body.join(",")
+    )
 }
 
 impl World {
@@ -149,7 +163,11 @@ impl World {
             s = s.session(&doc(x, false, true));
         }
         for (k, vs) in &self.ctx {
-            s = if vs.len() == 1 { s.ctx(k, vs[0]) } else { s.ctx_list(k, vs) };
+            s = if vs.len() == 1 {
+                s.ctx(k, vs[0])
+            } else {
+                s.ctx_list(k, vs)
+            };
         }
         s
     }
@@ -161,12 +179,16 @@ impl World {
 
 fn context() -> impl Strategy<Value = Vec<(&'static str, Vec<&'static str>)>> {
     let entry = prop_oneof![
-        prop::sample::select(&["red", "blue", "green"][..]).prop_map(|v| ("aws:PrincipalTag/team", vec![v])),
-        prop::sample::select(&["10.1.2.3", "10.200.0.1", "192.0.2.1", "2001:db8::5"][..]).prop_map(|v| ("aws:SourceIp", vec![v])),
-        prop::collection::vec(prop::sample::select(&["env", "team", "cost"][..]), 0..3).prop_map(|v| ("aws:TagKeys", v)),
+        prop::sample::select(&["red", "blue", "green"][..])
+            .prop_map(|v| ("aws:PrincipalTag/team", vec![v])),
+        prop::sample::select(&["10.1.2.3", "10.200.0.1", "192.0.2.1", "2001:db8::5"][..])
+            .prop_map(|v| ("aws:SourceIp", vec![v])),
+        prop::collection::vec(prop::sample::select(&["env", "team", "cost"][..]), 0..3)
+            .prop_map(|v| ("aws:TagKeys", v)),
         prop::sample::select(&["prod", "dev"][..]).prop_map(|v| ("ecr:ResourceTag/env", vec![v])),
         prop::sample::select(&["true", "false"][..]).prop_map(|v| ("aws:SecureTransport", vec![v])),
-        prop::sample::select(&["2023-06-01T00:00:00Z", "2025-06-01T00:00:00Z"][..]).prop_map(|v| ("aws:CurrentTime", vec![v])),
+        prop::sample::select(&["2023-06-01T00:00:00Z", "2025-06-01T00:00:00Z"][..])
+            .prop_map(|v| ("aws:CurrentTime", vec![v])),
     ];
     prop::collection::vec(entry, 0..5)
 }

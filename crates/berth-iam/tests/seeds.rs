@@ -16,8 +16,7 @@ macro_rules! seed {
 
 const ALLOW_ECR: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
-const DENY_PUT: &str =
-    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ecr:PutImage","Resource":"*"}]}"#;
+const DENY_PUT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ecr:PutImage","Resource":"*"}]}"#;
 
 fn repo_case(principal: &str, action: &str, policy: &str) -> Scenario {
     scenario(principal, action, REPO).resource_policy(policy)
@@ -42,15 +41,30 @@ fn repository_policy_allowing_users_to_push_and_pull() {
     let u1 = user(A, "push-pull-user-1");
     check(vec![
         (repo_case(&u1, "ecr:PutImage", p), Allow),
-        (repo_case(&user(A, "push-pull-user-2"), "ecr:BatchGetImage", p), Allow),
+        (
+            repo_case(&user(A, "push-pull-user-2"), "ecr:BatchGetImage", p),
+            Allow,
+        ),
         (repo_case(&u1, "ecr:putimage", p), Allow),
         (repo_case(&u1, "ECR:InitiateLayerUpload", p), Allow),
         (repo_case(&u1, "ecr:DeleteRepository", p), ImplicitDeny),
-        (repo_case(&user(A, "someone-else"), "ecr:PutImage", p), ImplicitDeny),
-        (repo_case(&session(A, "push-pull-user-1", "s"), "ecr:PutImage", p), ImplicitDeny),
-        (repo_case(&u1, "ecr:PutImage", p).identity(DENY_PUT), ExplicitDeny),
+        (
+            repo_case(&user(A, "someone-else"), "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&session(A, "push-pull-user-1", "s"), "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&u1, "ecr:PutImage", p).identity(DENY_PUT),
+            ExplicitDeny,
+        ),
         // Same name in another account is another user.
-        (repo_case(&user(B, "push-pull-user-1"), "ecr:PutImage", p).identity(ALLOW_ECR), ImplicitDeny),
+        (
+            repo_case(&user(B, "push-pull-user-1"), "ecr:PutImage", p).identity(ALLOW_ECR),
+            ImplicitDeny,
+        ),
     ]);
 }
 
@@ -58,14 +72,38 @@ fn repository_policy_allowing_users_to_push_and_pull() {
 fn repository_policy_allowing_another_account_to_push() {
     let p = seed!("000-allow-another-account-push");
     check(vec![
-        (repo_case(&user(B, "ci"), "ecr:PutImage", p).identity(ALLOW_ECR), Allow),
-        (repo_case(&session(B, "deploy", "run-1"), "ecr:CompleteLayerUpload", p).identity(ALLOW_ECR), Allow),
-        (repo_case(&format!("arn:aws:iam::{B}:root"), "ecr:PutImage", p), Allow),
+        (
+            repo_case(&user(B, "ci"), "ecr:PutImage", p).identity(ALLOW_ECR),
+            Allow,
+        ),
+        (
+            repo_case(&session(B, "deploy", "run-1"), "ecr:CompleteLayerUpload", p)
+                .identity(ALLOW_ECR),
+            Allow,
+        ),
+        (
+            repo_case(&format!("arn:aws:iam::{B}:root"), "ecr:PutImage", p),
+            Allow,
+        ),
         (repo_case(&user(B, "ci"), "ecr:PutImage", p), ImplicitDeny),
-        (repo_case(&user(B, "ci"), "ecr:BatchGetImage", p).identity(ALLOW_ECR), ImplicitDeny),
-        (repo_case(&user("333333333333", "ci"), "ecr:PutImage", p).identity(ALLOW_ECR), ImplicitDeny),
-        (repo_case(&user(A, "local"), "ecr:PutImage", p), ImplicitDeny),
-        (repo_case(&user(B, "ci"), "ecr:PutImage", p).identity(ALLOW_ECR).identity(DENY_PUT), ExplicitDeny),
+        (
+            repo_case(&user(B, "ci"), "ecr:BatchGetImage", p).identity(ALLOW_ECR),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&user("333333333333", "ci"), "ecr:PutImage", p).identity(ALLOW_ECR),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&user(A, "local"), "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&user(B, "ci"), "ecr:PutImage", p)
+                .identity(ALLOW_ECR)
+                .identity(DENY_PUT),
+            ExplicitDeny,
+        ),
     ]);
 }
 
@@ -74,12 +112,24 @@ fn repository_policy_pull_users_and_admin() {
     let p = seed!("000-pull-users-and-admin");
     let admin = user(A, "admin-user");
     check(vec![
-        (repo_case(&user(A, "pull-user-1"), "ecr:BatchGetImage", p), Allow),
-        (repo_case(&user(A, "pull-user-2"), "ecr:GetDownloadUrlForLayer", p), Allow),
-        (repo_case(&user(A, "pull-user-1"), "ecr:PutImage", p), ImplicitDeny),
+        (
+            repo_case(&user(A, "pull-user-1"), "ecr:BatchGetImage", p),
+            Allow,
+        ),
+        (
+            repo_case(&user(A, "pull-user-2"), "ecr:GetDownloadUrlForLayer", p),
+            Allow,
+        ),
+        (
+            repo_case(&user(A, "pull-user-1"), "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
         (repo_case(&admin, "ecr:DeleteRepository", p), Allow),
         (repo_case(&admin, "ECR:deleterepository", p), Allow),
-        (repo_case(&admin, "ecr:PutImage", p).identity(DENY_PUT), ExplicitDeny),
+        (
+            repo_case(&admin, "ecr:PutImage", p).identity(DENY_PUT),
+            ExplicitDeny,
+        ),
     ]);
 }
 
@@ -88,10 +138,22 @@ fn repository_policy_allowing_every_account_to_pull() {
     let p = seed!("000-allow-all-accounts-pull");
     check(vec![
         (repo_case(&user(A, "anyone"), "ecr:BatchGetImage", p), Allow),
-        (repo_case(&session(A, "r", "s"), "ecr:GetDownloadUrlForLayer", p), Allow),
-        (repo_case(&user(B, "bob"), "ecr:BatchGetImage", p).identity(ALLOW_ECR), Allow),
-        (repo_case(&user(B, "bob"), "ecr:BatchGetImage", p), ImplicitDeny),
-        (repo_case(&user(A, "anyone"), "ecr:PutImage", p), ImplicitDeny),
+        (
+            repo_case(&session(A, "r", "s"), "ecr:GetDownloadUrlForLayer", p),
+            Allow,
+        ),
+        (
+            repo_case(&user(B, "bob"), "ecr:BatchGetImage", p).identity(ALLOW_ECR),
+            Allow,
+        ),
+        (
+            repo_case(&user(B, "bob"), "ecr:BatchGetImage", p),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&user(A, "anyone"), "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
     ]);
 }
 
@@ -99,11 +161,30 @@ fn repository_policy_allowing_every_account_to_pull() {
 fn repository_policy_denying_all_pulls() {
     let p = seed!("000-deny-all-pull");
     check(vec![
-        (repo_case(&user(A, "alice"), "ecr:BatchGetImage", p).identity(ALLOW_ECR), ExplicitDeny),
-        (repo_case(&format!("arn:aws:iam::{A}:root"), "ecr:GetDownloadUrlForLayer", p), ExplicitDeny),
-        (repo_case(&session(B, "r", "s"), "ecr:BatchGetImage", p).identity(ALLOW_ECR), ExplicitDeny),
-        (repo_case(&user(A, "alice"), "ecr:PutImage", p).identity(ALLOW_ECR), Allow),
-        (repo_case(&user(A, "alice"), "ecr:PutImage", p), ImplicitDeny),
+        (
+            repo_case(&user(A, "alice"), "ecr:BatchGetImage", p).identity(ALLOW_ECR),
+            ExplicitDeny,
+        ),
+        (
+            repo_case(
+                &format!("arn:aws:iam::{A}:root"),
+                "ecr:GetDownloadUrlForLayer",
+                p,
+            ),
+            ExplicitDeny,
+        ),
+        (
+            repo_case(&session(B, "r", "s"), "ecr:BatchGetImage", p).identity(ALLOW_ECR),
+            ExplicitDeny,
+        ),
+        (
+            repo_case(&user(A, "alice"), "ecr:PutImage", p).identity(ALLOW_ECR),
+            Allow,
+        ),
+        (
+            repo_case(&user(A, "alice"), "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
     ]);
 }
 
@@ -121,10 +202,21 @@ fn repository_policy_restricting_source_ip() {
         (from(&alice, "2001:db8::1"), ImplicitDeny),
         (repo_case(&alice, "ecr:BatchGetImage", p), ImplicitDeny),
         (from(&session(A, "r", "s"), "54.240.143.7"), Allow),
-        (from(&user(B, "bob"), "54.240.143.7").identity(ALLOW_ECR), Allow),
-        (from(&user(B, "bob"), "54.240.143.188").identity(ALLOW_ECR), ImplicitDeny),
+        (
+            from(&user(B, "bob"), "54.240.143.7").identity(ALLOW_ECR),
+            Allow,
+        ),
+        (
+            from(&user(B, "bob"), "54.240.143.188").identity(ALLOW_ECR),
+            ImplicitDeny,
+        ),
         (from(&alice, "54.240.143.7").identity(DENY_PUT), Allow),
-        (repo_case(&alice, "ecr:PutImage", p).ctx("aws:SourceIp", "54.240.143.7").identity(DENY_PUT), ExplicitDeny),
+        (
+            repo_case(&alice, "ecr:PutImage", p)
+                .ctx("aws:SourceIp", "54.240.143.7")
+                .identity(DENY_PUT),
+            ExplicitDeny,
+        ),
     ]);
 }
 
@@ -132,10 +224,22 @@ fn repository_policy_restricting_source_ip() {
 fn repository_policy_for_a_service() {
     let p = seed!("000-codebuild-service");
     check(vec![
-        (repo_case("codebuild.amazonaws.com", "ecr:BatchGetImage", p), Allow),
-        (repo_case("codebuild.amazonaws.com", "ecr:PutImage", p), ImplicitDeny),
-        (repo_case("ecs.amazonaws.com", "ecr:BatchGetImage", p), ImplicitDeny),
-        (repo_case(&user(A, "alice"), "ecr:BatchGetImage", p), ImplicitDeny),
+        (
+            repo_case("codebuild.amazonaws.com", "ecr:BatchGetImage", p),
+            Allow,
+        ),
+        (
+            repo_case("codebuild.amazonaws.com", "ecr:PutImage", p),
+            ImplicitDeny,
+        ),
+        (
+            repo_case("ecs.amazonaws.com", "ecr:BatchGetImage", p),
+            ImplicitDeny,
+        ),
+        (
+            repo_case(&user(A, "alice"), "ecr:BatchGetImage", p),
+            ImplicitDeny,
+        ),
     ]);
 }
 
@@ -186,12 +290,40 @@ fn push_pull_identity_policy() {
         (case(&ci, "ecr:UPLOADLAYERPART", &my_app), Allow),
         (case(&ci, "ecr:PutImage", &other), ImplicitDeny),
         (case(&ci, "ecr:DeleteRepository", &my_app), ImplicitDeny),
-        (case(&session(A, "ci-role", "build-7"), "ecr:PutImage", &my_app), Allow),
-        (case(&ci, "ecr:PutImage", &my_app).resource_policy(&repo_stmt("Deny", r#"{"AWS":"arn:aws:iam::111111111111:user/ci"}"#, "ecr:PutImage", "")), ExplicitDeny),
-        (case(&ci, "ecr:PutImage", &my_app).identity(DENY_PUT), ExplicitDeny),
+        (
+            case(&session(A, "ci-role", "build-7"), "ecr:PutImage", &my_app),
+            Allow,
+        ),
+        (
+            case(&ci, "ecr:PutImage", &my_app).resource_policy(&repo_stmt(
+                "Deny",
+                r#"{"AWS":"arn:aws:iam::111111111111:user/ci"}"#,
+                "ecr:PutImage",
+                "",
+            )),
+            ExplicitDeny,
+        ),
+        (
+            case(&ci, "ecr:PutImage", &my_app).identity(DENY_PUT),
+            ExplicitDeny,
+        ),
         // The policy names account 111111111111's repository; the same name elsewhere is not it.
-        (case(&ci, "ecr:PutImage", "arn:aws:ecr:us-east-1:222222222222:repository/my-app"), ImplicitDeny),
-        (case(&ci, "ecr:PutImage", "arn:aws:ecr:us-west-2:111111111111:repository/my-app"), ImplicitDeny),
+        (
+            case(
+                &ci,
+                "ecr:PutImage",
+                "arn:aws:ecr:us-east-1:222222222222:repository/my-app",
+            ),
+            ImplicitDeny,
+        ),
+        (
+            case(
+                &ci,
+                "ecr:PutImage",
+                "arn:aws:ecr:us-west-2:111111111111:repository/my-app",
+            ),
+            ImplicitDeny,
+        ),
     ]);
 }
 
@@ -201,13 +333,41 @@ fn arn_forms_of_the_policy_structure_page() {
     let alice = user(A, "alice");
     let my_repo = format!("arn:aws:ecr:us-east-1:{A}:repository/my-repo");
     check(vec![
-        (scenario(&alice, "ecr:DescribeRepositories", REPO).identity(p), Allow),
-        (scenario(&alice, "ecr:DescribeImages", "arn:aws:ecr:eu-west-1:111111111111:repository/x").identity(p), Allow),
+        (
+            scenario(&alice, "ecr:DescribeRepositories", REPO).identity(p),
+            Allow,
+        ),
+        (
+            scenario(
+                &alice,
+                "ecr:DescribeImages",
+                "arn:aws:ecr:eu-west-1:111111111111:repository/x",
+            )
+            .identity(p),
+            Allow,
+        ),
         (scenario(&alice, "ecr:action1", REPO).identity(p), Allow),
-        (scenario(&alice, "ecr:action1", "arn:aws:ecr:us-west-2:111111111111:repository/app").identity(p), ImplicitDeny),
-        (scenario(&alice, "ecr:DeleteRepository", &my_repo).identity(p), Allow),
-        (scenario(&alice, "ecr:DeleteRepository", REPO).identity(p), ImplicitDeny),
-        (scenario(&alice, "ecr:DescribeRepositories", "*").identity(p), ImplicitDeny),
+        (
+            scenario(
+                &alice,
+                "ecr:action1",
+                "arn:aws:ecr:us-west-2:111111111111:repository/app",
+            )
+            .identity(p),
+            ImplicitDeny,
+        ),
+        (
+            scenario(&alice, "ecr:DeleteRepository", &my_repo).identity(p),
+            Allow,
+        ),
+        (
+            scenario(&alice, "ecr:DeleteRepository", REPO).identity(p),
+            ImplicitDeny,
+        ),
+        (
+            scenario(&alice, "ecr:DescribeRepositories", "*").identity(p),
+            ImplicitDeny,
+        ),
     ]);
 }
 
@@ -235,5 +395,9 @@ fn every_seed_policy_passes_validation_as_its_kind() {
         parse_policy(p, PolicyKind::Registry).unwrap();
     }
     parse_policy(seed!("004-push-pull-identity"), PolicyKind::Identity).unwrap();
-    parse_policy(seed!("002-all-ecr-resources-identity"), PolicyKind::Identity).unwrap();
+    parse_policy(
+        seed!("002-all-ecr-resources-identity"),
+        PolicyKind::Identity,
+    )
+    .unwrap();
 }

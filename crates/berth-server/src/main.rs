@@ -4,6 +4,11 @@
 
 mod cli;
 
+/// mimalloc: the policy tools and the server allocate many small strings per request,
+/// where it is markedly faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use berth_iam::arn::Arn;
 use berth_iam::{
-    decide, evaluate, Action, CompiledPolicy, Context, Decision, Evaluation, PolicyKind,
-    PolicySet, Principal, Request,
+    decide, evaluate, Action, CompiledPolicy, Context, Decision, Evaluation, PolicyKind, PolicySet,
+    Principal, Request,
 };
 
 pub const A: &str = "111111111111";
@@ -109,7 +109,7 @@ impl Scenario {
         let account = self.resource_account.clone().unwrap_or_else(|| {
             Arn::parse(&self.resource)
                 .map(|a| a.account.to_string())
-                .unwrap_or_else(|| principal.account.clone())
+                .unwrap_or_else(|| principal.account.to_string())
         });
         let action = Action::new(&self.action);
         let req = Request {
@@ -126,7 +126,11 @@ impl Scenario {
             session: session.as_deref(),
         };
         let ev = evaluate(&req, &set);
-        assert_eq!(decide(&req, &set), ev.decision, "fast and explaining paths disagree");
+        assert_eq!(
+            decide(&req, &set),
+            ev.decision,
+            "fast and explaining paths disagree"
+        );
         ev
     }
 

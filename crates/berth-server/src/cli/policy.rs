@@ -1,7 +1,7 @@
 //! `berth policy check | simulate | decide`.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -193,7 +193,7 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode, String> {
         Arn::parse(&a.resource)
             .map(|r| r.account.to_string())
             .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| principal.account.clone())
+            .unwrap_or_else(|| principal.account.to_string())
     });
     let action = Action::new(&a.action);
     let req = Request {
@@ -283,34 +283,147 @@ fn to_json(ev: &Evaluation) -> String {
     s
 }
 
-fn decide() -> Result<ExitCode, String> {
+/// Bytes read per batch; each batch's lines are split between the worker threads.
+const BATCH_BYTES: usize = 1 << 20;
+
+type Batch = Result<Vec<u8>, String>;
+
+/// Read stdin in batches of whole lines (the last one may lack its newline), so that
+/// reading overlaps deciding.
+fn read_batches(tx: std::sync::mpsc::SyncSender<Batch>) {
+    use std::io::Read;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
-    let stdout = std::io::stdout();
-    let mut output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut decider = Decider::new();
-    let mut line = String::new();
-    let mut out = String::with_capacity(1 << 16);
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        line.clear();
-        let n = input
-            .read_line(&mut line)
-            .map_err(|e| format!("reading stdin: {e}"))?;
-        if n == 0 {
-            break;
+        let mut buf = std::mem::take(&mut carry);
+        buf.reserve(BATCH_BYTES);
+        let mut eof = false;
+        while buf.len() < BATCH_BYTES {
+            match (&mut input).take(BATCH_BYTES as u64).read_to_end(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(format!("reading stdin: {e}")));
+                    return;
+                }
+            }
         }
-        let text = line.trim_end_matches(['\n', '\r']);
-        decider.decide_line(text, &mut out);
-        if out.len() >= 1 << 15 {
-            output
-                .write_all(out.as_bytes())
-                .map_err(|e| e.to_string())?;
-            out.clear();
+        if !eof {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => carry = buf.split_off(i + 1),
+                None => {
+                    carry = buf;
+                    continue;
+                }
+            }
+        }
+        if !buf.is_empty() && tx.send(Ok(buf)).is_err() {
+            return;
+        }
+        if eof {
+            return;
         }
     }
-    output
-        .write_all(out.as_bytes())
-        .map_err(|e| e.to_string())?;
+}
+
+/// Decide every line of a batch, answers appended to `out`.
+fn decide_batch(decider: &mut Decider, buf: &[u8], out: &mut String) {
+    let mut start = 0;
+    let mut one = |line: &[u8], out: &mut String| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match std::str::from_utf8(line) {
+            Ok(text) => decider.decide_line(text, out),
+            Err(_) => out.push_str("{\"id\":null,\"error\":\"the line is not valid UTF-8\"}\n"),
+        }
+    };
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        one(&buf[start..nl], out);
+        start = nl + 1;
+    }
+    // A final newline does not start another line.
+    if start < buf.len() {
+        one(&buf[start..], out);
+    }
+}
+
+/// A pipeline: one thread reads batches of lines, workers decide them (batch i on worker
+/// i mod W, each with its own policy cache), and this thread writes the answers in order.
+fn decide() -> Result<ExitCode, String> {
+    use std::sync::mpsc::sync_channel;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(workers);
+    let reader = std::thread::spawn(move || read_batches(batch_tx));
+    let mut to_workers = Vec::with_capacity(workers);
+    let mut from_workers = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (in_tx, in_rx) = sync_channel::<Vec<u8>>(2);
+        let (out_tx, out_rx) = sync_channel::<String>(2);
+        handles.push(std::thread::spawn(move || {
+            let mut decider = Decider::new();
+            for buf in in_rx {
+                let mut out = String::with_capacity(buf.len() / 16);
+                decide_batch(&mut decider, &buf, &mut out);
+                if out_tx.send(out).is_err() {
+                    return;
+                }
+            }
+        }));
+        to_workers.push(in_tx);
+        from_workers.push(out_rx);
+    }
+    let stdout = std::io::stdout();
+    let mut output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut sent = 0usize;
+    let mut written = 0usize;
+    let mut failure = None;
+    let write_next = |written: &mut usize, output: &mut dyn Write| -> Result<(), String> {
+        let out = from_workers[*written % workers]
+            .recv()
+            .map_err(|_| "a decision worker failed".to_string())?;
+        output
+            .write_all(out.as_bytes())
+            .map_err(|e| e.to_string())?;
+        *written += 1;
+        Ok(())
+    };
+    for batch in batch_rx {
+        let buf = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        // Keep at most one batch in flight per worker beyond the one it is deciding.
+        if sent - written >= 2 * workers {
+            write_next(&mut written, &mut output)?;
+        }
+        to_workers[sent % workers]
+            .send(buf)
+            .map_err(|_| "a decision worker failed".to_string())?;
+        sent += 1;
+    }
+    drop(to_workers);
+    while written < sent {
+        write_next(&mut written, &mut output)?;
+    }
+    for h in handles {
+        h.join()
+            .map_err(|_| "a decision worker failed".to_string())?;
+    }
+    reader
+        .join()
+        .map_err(|_| "the stdin reader failed".to_string())?;
     output.flush().map_err(|e| e.to_string())?;
-    Ok(ExitCode::SUCCESS)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
