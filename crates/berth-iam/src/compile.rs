@@ -309,8 +309,10 @@ impl CompiledStatement {
         arn: Option<&Arn>,
         missing: &mut dyn MissingKeys,
     ) -> bool {
+        // No Resource element (a repository policy): the statement is about the repository
+        // it is attached to, never about the `*` of actions without resource-level permissions.
         let Some((negated, patterns)) = &self.resources else {
-            return true;
+            return req.resource != "*";
         };
         let mut any = false;
         for p in patterns {

@@ -278,7 +278,8 @@ impl CompiledCondition {
             }
             Values::Arn(ps) => {
                 if crate::arn::Arn::parse(&r.text).is_none() {
-                    false
+                    // Not an ARN: no ARN operator matches, negated or not.
+                    return false;
                 } else {
                     ps.iter().any(|p| match p.matches(&r.text, ctx) {
                         Ok(m) => m,

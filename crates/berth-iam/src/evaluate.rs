@@ -310,10 +310,14 @@ fn run<T: Tracer>(req: &Request, set: &PolicySet, t: &mut T) -> (Decision, Cause
         match resource_allows {
             Some(PrincipalMatch::Direct) => return allow(PolicyType::Resource),
             Some(PrincipalMatch::Role | PrincipalMatch::FederatingUser) => {
-                if limits().is_none() {
-                    return allow(PolicyType::Resource);
+                // Limited by the boundary and by a session policy if there is one.
+                if !boundary_ok {
+                    return not(PolicyType::Boundary);
                 }
-                return not(limits().unwrap_or(PolicyType::Boundary));
+                if set.session.is_some() && !session_allows {
+                    return not(PolicyType::Session);
+                }
+                return allow(PolicyType::Resource);
             }
             Some(PrincipalMatch::Account) | None => {}
         }

@@ -26,7 +26,7 @@ use crate::compile::CompiledPolicy;
 use crate::evaluate::{decide, PolicySet};
 use crate::json::{self, Parser, Value};
 use crate::policy::ast::PolicyKind;
-use crate::policy::parse::from_json;
+use crate::policy::parse::{check_size, from_json};
 use crate::request::{Action, Context, Principal, Request};
 
 /// Cached compiled policies are dropped wholesale beyond this many entries.
@@ -65,10 +65,10 @@ struct Line<'a> {
     action: Option<Cow<'a, str>>,
     resource: Option<Cow<'a, str>>,
     resource_account: Option<Cow<'a, str>>,
-    identity: Vec<&'a str>,
-    resource_policy: Option<&'a str>,
-    boundary: Option<&'a str>,
-    session: Option<&'a str>,
+    identity: Vec<Cow<'a, str>>,
+    resource_policy: Option<Cow<'a, str>>,
+    boundary: Option<Cow<'a, str>>,
+    session: Option<Cow<'a, str>>,
 }
 
 impl Decider {
@@ -152,8 +152,7 @@ impl Decider {
                         let mut first = true;
                         while p.next_item(first).map_err(syntax)? {
                             first = false;
-                            let (s, e) = self.skip_document(&mut p).map_err(syntax)?;
-                            l.identity.push(&line[s..e]);
+                            l.identity.push(self.document(&mut p).map_err(syntax)?);
                         }
                     }
                 }
@@ -161,8 +160,7 @@ impl Decider {
                     let doc = if p.null() {
                         None
                     } else {
-                        let (s, e) = self.skip_document(&mut p).map_err(syntax)?;
-                        Some(&line[s..e])
+                        Some(self.document(&mut p).map_err(syntax)?)
                     };
                     match key.as_ref() {
                         "resource_policy" => l.resource_policy = doc,
@@ -182,6 +180,17 @@ impl Decider {
                 .to_string());
         }
         Ok(l)
+    }
+
+    /// A policy document: an object (its text, borrowed) or a string holding one.
+    fn document<'a>(&self, p: &mut Parser<'a>) -> Result<Cow<'a, str>, json::SyntaxError> {
+        p.skip_ws();
+        if p.rest().starts_with('"') {
+            return p.string_cow();
+        }
+        let rest = p.rest();
+        let (s, e) = self.skip_document(p)?;
+        Ok(Cow::Borrowed(&rest[..e - s]))
     }
 
     /// Step over a policy document: by comparison if it is one seen before (a complete
@@ -227,9 +236,12 @@ impl Decider {
                 if text.len() >= PREFIX && text.starts_with('{') {
                     self.remember(text);
                 }
-                match from_json(&doc, kind) {
+                let policy = check_size(text, kind)
+                    .map_err(|p| p.message)
+                    .and_then(|()| from_json(&doc, kind).map_err(|e| e.to_string()));
+                match policy {
                     Ok(p) => Ok(Arc::new(CompiledPolicy::new(&name, kind, &p))),
-                    Err(e) => Err(Arc::from(format!("{name}: {e}"))),
+                    Err(m) => Err(Arc::from(format!("{name}: {m}"))),
                 }
             }
         };
@@ -297,9 +309,17 @@ impl Decider {
             })
             .transpose()
         };
-        let resource_policy = single(PolicyKind::Repository, "resource_policy", l.resource_policy)?;
-        let boundary = single(PolicyKind::Boundary, "permissions_boundary", l.boundary)?;
-        let session = single(PolicyKind::Session, "session_policy", l.session)?;
+        let resource_policy = single(
+            PolicyKind::Repository,
+            "resource_policy",
+            l.resource_policy.as_deref(),
+        )?;
+        let boundary = single(
+            PolicyKind::Boundary,
+            "permissions_boundary",
+            l.boundary.as_deref(),
+        )?;
+        let session = single(PolicyKind::Session, "session_policy", l.session.as_deref())?;
         let resource_policies: Vec<Arc<CompiledPolicy>> = resource_policy.into_iter().collect();
         let action = Action::new(&action);
         let req = Request {
@@ -415,5 +435,50 @@ mod tests {
         );
         assert!(run("not json").starts_with("{\"id\":null,\"error\":\"invalid JSON"));
         assert!(run(r#"{"id": 1}"#).contains("principal is missing"));
+    }
+
+    #[test]
+    fn documents_may_come_as_json_strings() {
+        let line = r#"{"id": 1, "principal": "arn:aws:iam::111122223333:user/ci", "action": "ecr:PutImage", "resource": "*", "identity_policies": ["{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"ecr:*\",\"Resource\":\"*\"}}"]}"#;
+        assert_eq!(run(line), "{\"id\":1,\"decision\":\"Allow\"}\n");
+    }
+
+    #[test]
+    fn oversize_documents_are_refused() {
+        let big = format!(
+            r#"{{"Id":"{}","Statement":{{"Effect":"Allow","Principal":"*","Action":"ecr:*"}}}}"#,
+            "x".repeat(11_000)
+        );
+        let line = format!(
+            r#"{{"id": 2, "principal": "arn:aws:iam::111122223333:user/ci", "action": "ecr:PutImage", "resource": "arn:aws:ecr:us-east-1:111122223333:repository/app", "resource_policy": {big}}}"#
+        );
+        let out = run(&line);
+        assert!(out.contains("resource_policy: the document has"), "{out}");
+    }
+
+    #[test]
+    fn repeated_documents_are_recognised_without_reparsing() {
+        let mut d = Decider::new();
+        let mut out = String::new();
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
+        for i in 0..3 {
+            let line = format!(
+                r#"{{"id": {i}, "principal": "arn:aws:iam::111122223333:user/ci", "action": "ecr:PutImage", "resource": "*", "identity_policies": [{doc}], "resource_policy": null}}"#
+            );
+            d.decide_line(&line, &mut out);
+        }
+        assert_eq!(out.matches("\"Allow\"").count(), 3, "{out}");
+        assert_eq!(d.entries, 1);
+        // A document that only starts like a known one is read in full.
+        let longer = doc.replace(
+            "]}",
+            ",{\"Effect\":\"Deny\",\"Action\":\"ecr:PutImage\",\"Resource\":\"*\"}]}",
+        );
+        out.clear();
+        d.decide_line(
+            &format!(r#"{{"id": 9, "principal": "arn:aws:iam::111122223333:user/ci", "action": "ecr:PutImage", "resource": "*", "identity_policies": [{longer}]}}"#),
+            &mut out,
+        );
+        assert_eq!(out, "{\"id\":9,\"decision\":\"ExplicitDeny\"}\n");
     }
 }

@@ -165,22 +165,43 @@ impl Principal {
     /// Take what the context says about this principal: the role's full ARN (with path)
     /// from `aws:PrincipalArn`, and the unique id from `aws:userid`.
     pub fn learn_from_context(&mut self, ctx: &Context) {
-        if matches!(self.kind, PrincipalKind::AssumedRole) {
+        let (role_name, session) = match self.kind {
+            PrincipalKind::AssumedRole => {
+                let rest = self.arn.split_once(":assumed-role/").map_or("", |(_, r)| r);
+                rest.split_once('/').unwrap_or((rest, ""))
+            }
+            _ => ("", ""),
+        };
+        if self.kind == PrincipalKind::AssumedRole {
+            // Only the same role (same account and name; the path may differ).
             if let Some(arn) = ctx.single_value("aws:principalarn") {
-                if Arn::parse(arn)
-                    .is_some_and(|a| a.service == "iam" && a.resource.starts_with("role/"))
-                {
-                    if self.role_arn.as_deref() != Some(arn) {
-                        self.role_arn = Some(arn.into());
-                    }
+                let same_role = Arn::parse(arn).is_some_and(|a| {
+                    a.service == "iam"
+                        && a.account == &*self.account
+                        && a.resource.starts_with("role/")
+                        && a.resource.rsplit('/').next() == Some(role_name)
+                });
+                if same_role && self.role_arn.as_deref() != Some(arn) {
+                    self.role_arn = Some(arn.into());
                 }
             }
         }
-        if let Some(id) = ctx.single_value("aws:userid") {
-            // For sessions the user id is "AROA...:session"; the role's id is the first part.
-            let id = id.split(':').next().unwrap_or(id);
-            if id.starts_with('A') && self.unique_id.as_deref() != Some(id) {
-                self.unique_id = Some(id.into());
+        if let Some(userid) = ctx.single_value("aws:userid") {
+            // Users: "AIDA..."; role sessions: "AROA...:session" (the role's id first).
+            let id = match (self.kind, userid.split_once(':')) {
+                (PrincipalKind::User, None) if userid.starts_with("AIDA") => Some(userid),
+                (PrincipalKind::AssumedRole, Some((id, s)))
+                    if id.starts_with("AROA") && s == session =>
+                {
+                    Some(id)
+                }
+                (PrincipalKind::Role, None) if userid.starts_with("AROA") => Some(userid),
+                _ => None,
+            };
+            if let Some(id) = id {
+                if self.unique_id.as_deref() != Some(id) {
+                    self.unique_id = Some(id.into());
+                }
             }
         }
     }
@@ -236,6 +257,7 @@ const MULTIVALUED_KEYS: &[&str] = &[
     "aws:calledvia",
     "aws:principalorgpaths",
     "aws:resourceorgpaths",
+    "aws:sourceorgpaths",
     "aws:principalservicenameslist",
     "sts:transitivetagkeys",
 ];

@@ -571,3 +571,75 @@ fn large_policies_use_the_action_index() {
         Decision::ImplicitDeny
     );
 }
+
+#[test]
+fn repository_policies_do_not_speak_of_registry_wide_actions() {
+    // GetAuthorizationToken has no resource: a repository policy (no Resource) neither grants nor denies it.
+    let grant = repo_stmt("Allow", r#""*""#, "ecr:*", "");
+    assert_eq!(
+        scenario(&alice(), "ecr:GetAuthorizationToken", "*")
+            .resource_policy(&grant)
+            .decision(),
+        Decision::ImplicitDeny
+    );
+    let deny = repo_stmt("Deny", r#""*""#, "ecr:*", "");
+    assert_eq!(
+        scenario(&alice(), "ecr:GetAuthorizationToken", "*")
+            .identity(ALLOW_ECR)
+            .resource_policy(&deny)
+            .decision(),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn context_cannot_swap_the_principal_identity() {
+    // aws:PrincipalArn naming another role does not make the session a session of that role.
+    let grant = repo_stmt(
+        "Allow",
+        r#"{"AWS":"arn:aws:iam::111111111111:role/admin"}"#,
+        "ecr:*",
+        "",
+    );
+    let s = scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO)
+        .resource_policy(&grant)
+        .ctx("aws:PrincipalArn", "arn:aws:iam::111111111111:role/admin");
+    assert_eq!(s.decision(), Decision::ImplicitDeny);
+    // A unique id is taken only when it fits the principal.
+    let by_id = repo_stmt("Allow", r#"{"AWS":"AROAEXAMPLEROLEID0001"}"#, "ecr:*", "");
+    let session_id =
+        scenario(&session(A, "dev", "s1"), "ecr:BatchGetImage", REPO).resource_policy(&by_id);
+    assert_eq!(
+        session_id
+            .clone()
+            .ctx("aws:userid", "AROAEXAMPLEROLEID0001:s1")
+            .decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        session_id
+            .ctx("aws:userid", "AROAEXAMPLEROLEID0001:other")
+            .decision(),
+        Decision::ImplicitDeny
+    );
+}
+
+#[test]
+fn variables_are_refused_where_iam_refuses_them() {
+    use berth_iam::{parse_policy, PolicyKind};
+    let action = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecr:${aws:username}","Resource":"*"}}"#;
+    let e = parse_policy(action, PolicyKind::Identity)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Statement.Action: \"ecr:${aws:username}\" uses a policy variable"),
+        "{e}"
+    );
+    let principal = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:user/${aws:username}"},"Action":"ecr:*"}}"#;
+    assert!(parse_policy(principal, PolicyKind::Repository).is_err());
+    // Under 2008-10-17 the same text is literal, hence allowed.
+    let old = action.replace("2012-10-17", "2008-10-17");
+    assert!(parse_policy(&old, PolicyKind::Identity).is_err()); // still two colons
+    let key = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/${aws:username}":"x"}}}}"#;
+    assert!(parse_policy(key, PolicyKind::Identity).is_err());
+}

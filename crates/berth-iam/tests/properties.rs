@@ -248,6 +248,10 @@ proptest! {
             w.identity.push(vec![deny]);
         } else {
             let i = pick.index(n);
+            // A repository policy without Resource speaks only of its repository.
+            if i == w.identity.len() && w.resource.is_some() && !w.resource_has_resource_element {
+                w.on_repo = true;
+            }
             policies_mut(&mut w)[i].push(deny);
         }
         prop_assert_eq!(w.decision(), Decision::ExplicitDeny);
