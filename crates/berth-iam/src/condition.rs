@@ -178,7 +178,7 @@ impl CompiledCondition {
             return match op.qualifier {
                 Some(Qualifier::ForAllValues) => true,
                 Some(Qualifier::ForAnyValue) => false,
-                None => values.iter().any(|v| *v == Some(!present)),
+                None => values.contains(&Some(!present)),
             };
         }
         let negated = op.base.is_negated();
@@ -270,7 +270,7 @@ impl CompiledCondition {
                 .any(|p| resolve(p, ctx, missing).is_some_and(|p| r.text.eq_ignore_ascii_case(&p))),
             Values::Binary(ps) => {
                 let bytes = decode_base64(&r.text);
-                ps.iter().any(|p| *p == bytes)
+                ps.contains(&bytes)
             }
             Values::Ip(ps) => {
                 let Some(ip) = r.ip() else { return false };

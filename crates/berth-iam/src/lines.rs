@@ -34,11 +34,14 @@ const CACHE_LIMIT: usize = 50_000;
 
 type Compiled = Result<Arc<CompiledPolicy>, Arc<str>>;
 
+/// Texts that share a hash, each with its compilation.
+type Bucket = Vec<(Box<str>, Compiled)>;
+
 /// Decides request lines, caching compiled policies between lines.
 #[derive(Default)]
 pub struct Decider {
     /// (kind, hash of the text) → the texts with that hash and their compilations.
-    cache: FxHashMap<(PolicyKind, u64), Vec<(Box<str>, Compiled)>>,
+    cache: FxHashMap<(PolicyKind, u64), Bucket>,
     /// Documents seen before, by a hash of their first [`PREFIX`] bytes: a line that holds
     /// one of them at a value position is recognised by comparison instead of parsing.
     known: FxHashMap<u64, Vec<Box<str>>>,

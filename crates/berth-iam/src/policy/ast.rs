@@ -46,6 +46,18 @@ impl PolicyKind {
         PolicyKind::ALL.into_iter().find(|k| k.name() == s)
     }
 
+    /// "an identity policy", "a repository policy", ... for messages.
+    pub fn policy_noun(self) -> &'static str {
+        match self {
+            PolicyKind::Identity => "an identity policy",
+            PolicyKind::Repository => "a repository policy",
+            PolicyKind::Registry => "a registry policy",
+            PolicyKind::Trust => "a role trust policy",
+            PolicyKind::Session => "a session policy",
+            PolicyKind::Boundary => "a permissions boundary",
+        }
+    }
+
     /// Resource-based kinds name their principals.
     pub fn is_resource_based(self) -> bool {
         matches!(

@@ -91,7 +91,8 @@ pub fn check_size(src: &str, kind: PolicyKind) -> Result<(), Problem> {
         return Err(Problem {
             path: String::new(),
             message: format!(
-                "the document has {n} characters (whitespace excluded); a {kind} policy may have at most {}",
+                "the document has {n} characters (whitespace excluded); {} may have at most {}",
+                kind.policy_noun(),
                 kind.max_chars()
             ),
             offset: 0,
@@ -336,9 +337,9 @@ impl Reader {
                         self.problems.push(Problem {
                             path,
                             message: format!(
-                                "{} is used by an earlier statement; Sids must be unique in a {} policy",
+                                "{} is used by an earlier statement; Sids must be unique in {}",
                                 quoted(sid),
-                                self.kind
+                                self.kind.policy_noun()
                             ),
                             offset: s.span.start,
                         });
@@ -384,9 +385,9 @@ impl Reader {
                             p,
                             v,
                             format!(
-                                "{} may hold only letters A-Z, a-z and digits 0-9 in a {} policy",
+                                "{} may hold only letters A-Z, a-z and digits 0-9 in {}",
                                 quoted(s),
-                                self.kind
+                                self.kind.policy_noun()
                             ),
                         );
                     }
@@ -492,7 +493,7 @@ impl Reader {
                     let why = if is_action {
                         "every statement needs one".to_string()
                     } else {
-                        format!("statements of a {} policy need one", self.kind)
+                        format!("statements of {} need one", self.kind.policy_noun())
                     };
                     self.problem(
                         join(path, pos_name),
@@ -554,8 +555,8 @@ impl Reader {
                         join(path, "Principal"),
                         stmt,
                         format!(
-                            "is missing: statements of a {} policy must say whom they apply to (Principal or NotPrincipal)",
-                            self.kind
+                            "is missing: statements of {} must say whom they apply to (Principal or NotPrincipal)",
+                            self.kind.policy_noun()
                         ),
                     );
                 }
@@ -568,8 +569,8 @@ impl Reader {
                 p,
                 j,
                 format!(
-                    "{name} is not allowed in a {} policy: it applies to the identity it is attached to",
-                    self.kind
+                    "{name} is not allowed in {}: it applies to the identity it is attached to",
+                    self.kind.policy_noun()
                 ),
             );
             return None;
@@ -884,7 +885,7 @@ mod tests {
             .any(|m| m.starts_with("Statement[0].Effect: is missing")));
         assert!(e.iter().any(|m| m.contains("exactly one ':'")));
         assert!(e.iter().any(
-            |m| m.contains("Principal is not allowed in a identity policy")
+            |m| m.contains("Principal is not allowed in an identity policy")
                 || m.contains("Principal is not allowed")
         ));
         assert!(e
