@@ -48,6 +48,8 @@ pub struct Decider {
     entries: usize,
     /// Reused for every line.
     context: Context,
+    /// Actions read before, by their text.
+    actions: FxHashMap<Box<str>, Action>,
     /// Principals read before, by their ARN.
     principals: FxHashMap<Box<str>, Result<Principal, String>>,
 }
@@ -323,8 +325,21 @@ impl Decider {
             l.boundary.as_deref(),
         )?;
         let session = single(PolicyKind::Session, "session_policy", l.session.as_deref())?;
-        let resource_policies: Vec<Arc<CompiledPolicy>> = resource_policy.into_iter().collect();
-        let action = Action::new(&action);
+        let resource_policies: &[Arc<CompiledPolicy>] = match &resource_policy {
+            Some(p) => std::slice::from_ref(p),
+            None => &[],
+        };
+        let action = match self.actions.get(&*action) {
+            Some(a) => a.clone(),
+            None => {
+                if self.actions.len() >= CACHE_LIMIT {
+                    self.actions.clear();
+                }
+                let a = Action::new(&action);
+                self.actions.insert(action.into(), a.clone());
+                a
+            }
+        };
         let req = Request {
             principal: &principal,
             action: &action,
@@ -334,7 +349,7 @@ impl Decider {
         };
         let set = PolicySet {
             identity: &identity,
-            resource: &resource_policies,
+            resource: resource_policies,
             boundary: boundary.as_deref(),
             session: session.as_deref(),
         };

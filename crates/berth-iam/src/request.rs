@@ -210,8 +210,8 @@ impl Principal {
 /// An action as requested (`ecr:PutImage`), with its lower-cased form for matching.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
-    pub text: String,
-    lower: String,
+    pub text: Arc<str>,
+    lower: Arc<str>,
     service_len: usize,
     hash: u64,
 }
@@ -220,10 +220,10 @@ impl Action {
     pub fn new(text: &str) -> Action {
         let lower = text.to_ascii_lowercase();
         Action {
-            text: text.to_string(),
+            text: text.into(),
             service_len: lower.find(':').unwrap_or(lower.len()),
             hash: action_hash(&lower),
-            lower,
+            lower: lower.into(),
         }
     }
 
