@@ -248,27 +248,58 @@ impl<'a> Parser<'a> {
     /// Parse one value at the cursor.
     pub fn value(&mut self, depth: usize) -> Result<Json, SyntaxError> {
         self.skip_ws();
+        let start = self.pos;
+        let value = self.walk(depth, true)?.unwrap_or(Value::Null);
+        Ok(Json {
+            value,
+            start,
+            end: self.pos,
+        })
+    }
+
+    /// Skip one value, checking its syntax, and return its byte span.
+    pub fn skip_value(&mut self, depth: usize) -> Result<(usize, usize), SyntaxError> {
+        self.skip_ws();
+        let start = self.pos;
+        self.walk(depth, false)?;
+        Ok((start, self.pos))
+    }
+
+    /// Read one value (after whitespace); build it only when `keep`.
+    fn walk(&mut self, depth: usize, keep: bool) -> Result<Option<Value>, SyntaxError> {
         if depth > MAX_DEPTH {
             return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
         }
-        let start = self.pos;
         let value = match self.peek() {
             Some(b'{') => {
                 self.pos += 1;
                 let mut members = Vec::new();
+                let mut first = true;
                 loop {
                     self.skip_ws();
-                    if self.peek() == Some(b'}') && members.is_empty() {
+                    if first && self.peek() == Some(b'}') {
                         self.pos += 1;
                         break;
                     }
+                    first = false;
                     if self.peek() != Some(b'"') {
                         return Err(self.unexpected("a member name in double quotes"));
                     }
-                    let key = self.string()?;
+                    let key = self.string_inner(keep)?;
                     self.expect(b':')?;
-                    let v = self.value(depth + 1)?;
-                    members.push((key, v));
+                    self.skip_ws();
+                    let v_start = self.pos;
+                    let v = self.walk(depth + 1, keep)?;
+                    if let Some(value) = v {
+                        members.push((
+                            key,
+                            Json {
+                                value,
+                                start: v_start,
+                                end: self.pos,
+                            },
+                        ));
+                    }
                     self.skip_ws();
                     match self.peek() {
                         Some(b',') => self.pos += 1,
@@ -284,13 +315,22 @@ impl<'a> Parser<'a> {
             Some(b'[') => {
                 self.pos += 1;
                 let mut items = Vec::new();
+                let mut first = true;
                 loop {
                     self.skip_ws();
-                    if self.peek() == Some(b']') && items.is_empty() {
+                    if first && self.peek() == Some(b']') {
                         self.pos += 1;
                         break;
                     }
-                    items.push(self.value(depth + 1)?);
+                    first = false;
+                    let i_start = self.pos;
+                    if let Some(value) = self.walk(depth + 1, keep)? {
+                        items.push(Json {
+                            value,
+                            start: i_start,
+                            end: self.pos,
+                        });
+                    }
                     self.skip_ws();
                     match self.peek() {
                         Some(b',') => self.pos += 1,
@@ -303,7 +343,7 @@ impl<'a> Parser<'a> {
                 }
                 Value::Array(items)
             }
-            Some(b'"') => Value::String(self.string()?),
+            Some(b'"') => Value::String(self.string_inner(keep)?),
             Some(b't') => {
                 self.literal("true")?;
                 Value::Bool(true)
@@ -316,83 +356,13 @@ impl<'a> Parser<'a> {
                 self.literal("null")?;
                 Value::Null
             }
-            Some(b'-' | b'0'..=b'9') => Value::Number(self.number()?),
+            Some(b'-' | b'0'..=b'9') => {
+                let n = self.number()?;
+                Value::Number(if keep { n.to_string() } else { String::new() })
+            }
             _ => return Err(self.unexpected("a JSON value")),
         };
-        Ok(Json {
-            value,
-            start,
-            end: self.pos,
-        })
-    }
-
-    /// Skip one value, checking its syntax, and return its byte span.
-    pub fn skip_value(&mut self, depth: usize) -> Result<(usize, usize), SyntaxError> {
-        self.skip_ws();
-        if depth > MAX_DEPTH {
-            return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
-        }
-        let start = self.pos;
-        match self.peek() {
-            Some(b'{') => {
-                self.pos += 1;
-                let mut first = true;
-                loop {
-                    self.skip_ws();
-                    if first && self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        break;
-                    }
-                    if self.peek() != Some(b'"') {
-                        return Err(self.unexpected("a member name in double quotes"));
-                    }
-                    self.skip_string()?;
-                    self.expect(b':')?;
-                    self.skip_value(depth + 1)?;
-                    first = false;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        _ => return Err(self.unexpected("',' or '}'")),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.pos += 1;
-                let mut first = true;
-                loop {
-                    self.skip_ws();
-                    if first && self.peek() == Some(b']') {
-                        self.pos += 1;
-                        break;
-                    }
-                    self.skip_value(depth + 1)?;
-                    first = false;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        _ => return Err(self.unexpected("',' or ']'")),
-                    }
-                }
-            }
-            Some(b'"') => self.skip_string()?,
-            Some(b't') => self.literal("true")?,
-            Some(b'f') => self.literal("false")?,
-            Some(b'n') => self.literal("null")?,
-            Some(b'-' | b'0'..=b'9') => {
-                self.number()?;
-            }
-            _ => return Err(self.unexpected("a JSON value")),
-        }
-        Ok((start, self.pos))
+        Ok(keep.then_some(value))
     }
 
     fn literal(&mut self, word: &str) -> Result<(), SyntaxError> {
@@ -404,7 +374,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<String, SyntaxError> {
+    fn number(&mut self) -> Result<&'a str, SyntaxError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -439,12 +409,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
             }
         }
-        Ok(self.src[start..self.pos].to_string())
-    }
-
-    fn skip_string(&mut self) -> Result<(), SyntaxError> {
-        // Validation is the same work as decoding minus the allocation; keep one code path.
-        self.string_inner(false).map(|_| ())
+        Ok(&self.src[start..self.pos])
     }
 
     /// Parse a string at the cursor, borrowing it from the source when it has no escapes.

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::arn::Arn;
 use crate::compile::CompiledPolicy;
 use crate::evaluate::{decide, PolicySet};
 use crate::json::{self, Parser, Value};
@@ -289,12 +288,7 @@ impl Decider {
         principal.derive_context(context);
         let resource_account = match l.resource_account {
             Some(a) => a,
-            None => Cow::Owned(
-                Arn::parse(&resource)
-                    .map(|a| a.account.to_string())
-                    .filter(|a| !a.is_empty())
-                    .unwrap_or_else(|| principal.account.to_string()),
-            ),
+            None => Cow::Owned(principal.resource_account(&resource)),
         };
         let mut identity = Vec::with_capacity(l.identity.len());
         for (i, text) in l.identity.iter().enumerate() {

@@ -134,6 +134,16 @@ impl Principal {
         }
     }
 
+    /// The account owning `resource` when the caller does not say: the resource ARN's
+    /// account, or for `*` (and account-less ARNs) this principal's own account.
+    pub fn resource_account(&self, resource: &str) -> String {
+        Arn::parse(resource)
+            .map(|a| a.account)
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&self.account)
+            .to_string()
+    }
+
     /// The value of `aws:PrincipalArn`: the role ARN for role sessions, else the ARN.
     pub fn principal_arn(&self) -> &str {
         match self.kind {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use berth_iam::arn::Arn;
 use berth_iam::{
     decide, evaluate, Action, CompiledPolicy, Context, Decision, Evaluation, PolicyKind, PolicySet,
     Principal, Request,
@@ -106,11 +105,10 @@ impl Scenario {
         let mut principal = Principal::from_arn(&self.principal).expect("principal");
         principal.learn_from_context(&ctx);
         principal.derive_context(&mut ctx);
-        let account = self.resource_account.clone().unwrap_or_else(|| {
-            Arn::parse(&self.resource)
-                .map(|a| a.account.to_string())
-                .unwrap_or_else(|| principal.account.to_string())
-        });
+        let account = self
+            .resource_account
+            .clone()
+            .unwrap_or_else(|| principal.resource_account(&self.resource));
         let action = Action::new(&self.action);
         let req = Request {
             principal: &principal,

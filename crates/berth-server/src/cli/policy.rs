@@ -5,7 +5,6 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use berth_iam::arn::Arn;
 use berth_iam::json;
 use berth_iam::lines::Decider;
 use berth_iam::policy::parse::check_size;
@@ -189,12 +188,10 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode, String> {
     let mut principal = Principal::from_arn(&a.principal)?;
     principal.learn_from_context(&context);
     principal.derive_context(&mut context);
-    let resource_account = a.resource_account.clone().unwrap_or_else(|| {
-        Arn::parse(&a.resource)
-            .map(|r| r.account.to_string())
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| principal.account.to_string())
-    });
+    let resource_account = a
+        .resource_account
+        .clone()
+        .unwrap_or_else(|| principal.resource_account(&a.resource));
     let action = Action::new(&a.action);
     let req = Request {
         principal: &principal,
