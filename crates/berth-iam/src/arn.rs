@@ -11,6 +11,8 @@ use crate::variables::{Template, VariableSource};
 /// A parsed ARN, borrowing its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arn<'a> {
+    /// `partition:service:region:account`, the text between `arn:` and the fifth colon.
+    pub head: &'a str,
     pub partition: &'a str,
     pub service: &'a str,
     pub region: &'a str,
@@ -21,11 +23,12 @@ pub struct Arn<'a> {
 impl<'a> Arn<'a> {
     /// Parse `arn:partition:service:region:account:resource`; the resource may hold colons.
     pub fn parse(s: &'a str) -> Option<Arn<'a>> {
-        let [arn, partition, service, region, account, resource] = split6(s)?;
-        if arn != "arn" || partition.is_empty() || service.is_empty() {
+        let [_, partition, service, region, account, resource] = split6(s)?;
+        if !s.starts_with("arn:") || partition.is_empty() || service.is_empty() {
             return None;
         }
         Some(Arn {
+            head: &s[4..s.len() - resource.len() - 1],
             partition,
             service,
             region,
@@ -94,16 +97,46 @@ pub enum ArnPattern {
     /// `*`: every resource, including the request resource `*`.
     Any,
     /// An ARN pattern: partition, service, region, account globs and the resource part.
-    Segments {
-        head: Box<[Glob; 4]>,
-        resource: ResourcePart,
-    },
+    Segments { head: Head, resource: ResourcePart },
     /// A pattern that is not ARN-shaped: matched as a glob over the whole string.
     Whole(Glob),
     /// A template whose variables can touch any segment (condition values): resolved, then split.
     Dynamic(Template),
     /// Never matches (e.g. a short ARN without a trailing wildcard).
     Never,
+}
+
+/// The partition, service, region and account of an ARN pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// No wildcard: `partition:service:region:account`, compared in one go.
+    Exact(Box<str>),
+    Globs(Box<[Glob; 4]>),
+}
+
+impl Head {
+    fn new(globs: [Glob; 4]) -> Head {
+        if globs.iter().all(Glob::is_exact) {
+            let parts: Vec<&str> = globs
+                .iter()
+                .map(|g| match g {
+                    Glob::Exact(t) => &**t,
+                    _ => "",
+                })
+                .collect();
+            Head::Exact(parts.join(":").into())
+        } else {
+            Head::Globs(Box::new(globs))
+        }
+    }
+
+    #[inline]
+    fn matches(&self, arn: &Arn) -> bool {
+        match self {
+            Head::Exact(h) => crate::glob::str_eq(h, arn.head),
+            Head::Globs(globs) => globs.iter().zip(arn.segments()).all(|(g, s)| g.matches(s)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +168,7 @@ impl ArnPattern {
                 head[i] = Glob::new(p);
             }
             return ArnPattern::Segments {
-                head: Box::new(head),
+                head: Head::new(head),
                 resource: ResourcePart::Static(Glob::Any),
             };
         }
@@ -148,7 +181,7 @@ impl ArnPattern {
             None => ResourcePart::Template(t),
         };
         ArnPattern::Segments {
-            head: Box::new(head),
+            head: Head::new(head),
             resource,
         }
     }
@@ -182,8 +215,7 @@ impl ArnPattern {
                 let Some(arn) = arn else {
                     return Ok(false);
                 };
-                let segs = arn.segments();
-                if !head.iter().zip(segs).all(|(g, s)| g.matches(s)) {
+                if !head.matches(arn) {
                     return Ok(false);
                 }
                 match resource {

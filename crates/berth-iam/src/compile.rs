@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use crate::arn::Arn;
 use crate::arn::{ArnPattern, Unresolved};
 use crate::condition::{self, CompiledCondition, MissingKeys};
-use crate::glob::Glob;
+use crate::glob::{str_eq, Glob};
 use crate::policy::ast::{
     Effect, Policy, PolicyKind, PrincipalType, PrincipalValue, Span, Statement,
 };
@@ -78,7 +78,7 @@ impl ActionPattern {
     #[inline]
     fn matches(&self, a: &Action) -> bool {
         match self {
-            ActionPattern::Exact(h, t) => *h == a.hash() && **t == *a.lower(),
+            ActionPattern::Exact(h, t) => *h == a.hash() && str_eq(t, a.lower()),
             ActionPattern::Glob(g) => g.matches(a.lower()),
         }
     }
@@ -456,10 +456,10 @@ fn entry_match(e: &PrincipalEntry, p: &Principal) -> Option<PrincipalMatch> {
         PrincipalEntry::Any => Some(PrincipalMatch::Direct),
         PrincipalEntry::Account(a) => match p.kind {
             PrincipalKind::Service | PrincipalKind::Anonymous => None,
-            _ => (**a == *p.account).then_some(PrincipalMatch::Account),
+            _ => str_eq(a, &p.account).then_some(PrincipalMatch::Account),
         },
         PrincipalEntry::Arn(a) => {
-            if **a == *p.arn {
+            if str_eq(a, &p.arn) {
                 Some(if p.kind == PrincipalKind::Role {
                     PrincipalMatch::Role
                 } else {

@@ -59,8 +59,9 @@ pub struct CompiledCondition {
     pub operator: Operator,
     /// The key as written in the policy (for explanations).
     pub key: Box<str>,
-    /// The key lower-cased (for lookup).
+    /// The key lower-cased (for lookup), and its hash.
     pub key_lc: Box<str>,
+    key_hash: u64,
     pub values: Values,
 }
 
@@ -127,6 +128,7 @@ pub fn compile(conditions: &[Condition], vars: bool) -> Vec<CompiledCondition> {
                 operator: op,
                 key: key.as_str().into(),
                 key_lc: key.to_ascii_lowercase().into(),
+                key_hash: crate::request::key_hash(&key.to_ascii_lowercase()),
                 values: compiled,
             });
         }
@@ -172,7 +174,7 @@ impl CompiledCondition {
     /// Evaluate this key's condition against the request context.
     pub fn evaluate(&self, ctx: &Context, missing: &mut dyn MissingKeys) -> bool {
         let op = self.operator;
-        let entry = ctx.get(&self.key_lc);
+        let entry = ctx.get_hashed(&self.key_lc, self.key_hash);
         let present = entry.is_some_and(|e| !e.values.is_empty());
         if let Values::Null(values) = &self.values {
             return match op.qualifier {

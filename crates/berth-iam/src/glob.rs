@@ -97,6 +97,37 @@ pub fn match_tokens(toks: &[Tok], s: &str) -> bool {
     }
 }
 
+/// String equality without a library call for short strings (most policy and request
+/// strings are short, and `memcmp` costs more than the comparison).
+#[inline(always)]
+pub fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Word loads instead of a `memcmp` call.
+    let word8 = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    let word4 = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        0 => true,
+        1..=3 => a == b,
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=128 => {
+            // Whole words, then the last word (overlapping).
+            let mut i = 0;
+            while i + 8 < n {
+                if word8(a, i) != word8(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            word8(a, n - 8) == word8(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
 /// A compiled wildcard pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Glob {
@@ -139,7 +170,7 @@ impl Glob {
     pub fn matches(&self, s: &str) -> bool {
         match self {
             Glob::Any => true,
-            Glob::Exact(l) => **l == *s,
+            Glob::Exact(l) => str_eq(l, s),
             Glob::Prefix(p) => s.starts_with(&**p),
             Glob::Suffix(p) => s.ends_with(&**p),
             Glob::Tokens(t) => match_tokens(t, s),
@@ -193,6 +224,21 @@ mod tests {
             let mut toks = Vec::new();
             tokenize(p, &mut toks);
             assert_eq!(match_tokens(&toks, s), want, "tokens {p:?} vs {s:?}");
+        }
+    }
+
+    #[test]
+    fn str_eq_agrees_with_eq_at_every_length_and_position() {
+        for n in 0..140 {
+            let a: String = (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            assert!(str_eq(&a, &a));
+            assert!(!str_eq(&a, &format!("{a}x")));
+            for pos in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[pos] = b'#';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!str_eq(&a, &b), "n={n} pos={pos}");
+            }
         }
     }
 

@@ -252,6 +252,12 @@ impl Action {
     }
 }
 
+/// The hash of a lower-cased context key.
+#[inline]
+pub fn key_hash(key_lc: &str) -> u64 {
+    action_hash(key_lc)
+}
+
 /// The hash [`Action::hash`] uses.
 pub fn action_hash(lower: &str) -> u64 {
     use std::hash::Hasher;
@@ -318,6 +324,8 @@ impl ContextValue {
 pub struct ContextEntry {
     /// The key lower-cased (keys are case-insensitive).
     pub key: String,
+    /// [`key_hash`] of the key, compared before the key.
+    pub hash: u64,
     pub values: Vec<ContextValue>,
     /// The key holds a set of values (a multivalued key, or several values given).
     pub multivalued: bool,
@@ -389,6 +397,7 @@ impl Context {
         e.key.clear();
         e.key.push_str(key);
         e.key.make_ascii_lowercase();
+        e.hash = key_hash(&e.key);
         e.multivalued = listed || MULTIVALUED_KEYS.contains(&e.key.as_str());
         e.values.truncate(values.len());
         for (i, v) in values.iter().enumerate() {
@@ -406,7 +415,15 @@ impl Context {
     /// Look up a key by its lower-cased name.
     #[inline]
     pub fn get(&self, key_lc: &str) -> Option<&ContextEntry> {
-        self.live().iter().find(|e| e.key == key_lc)
+        self.get_hashed(key_lc, key_hash(key_lc))
+    }
+
+    /// [`Context::get`] with the key's [`key_hash`] already known (compiled conditions).
+    #[inline]
+    pub fn get_hashed(&self, key_lc: &str, hash: u64) -> Option<&ContextEntry> {
+        self.live()
+            .iter()
+            .find(|e| e.hash == hash && crate::glob::str_eq(&e.key, key_lc))
     }
 
     pub fn entries(&self) -> &[ContextEntry] {
