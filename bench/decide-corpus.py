@@ -2,14 +2,19 @@
 """Write N JSON lines for `berth policy decide`: ECR-style requests over a pool of
 identity, repository, boundary and session policies (seeded, reproducible).
 
-usage: decide-corpus.py [N] [SEED] > corpus.jsonl
+usage: decide-corpus.py [N] [SEED] [--unique] > corpus.jsonl
+
+--unique makes every line's policies distinct (an Id naming the line), so that no
+compiled policy can be reused: the worst case for `berth policy decide`.
 """
 import json
 import random
 import sys
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 7)
+UNIQUE = "--unique" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a != "--unique"]
+N = int(ARGS[0]) if len(ARGS) > 0 else 100_000
+rng = random.Random(int(ARGS[1]) if len(ARGS) > 1 else 7)
 
 A, B = "111111111111", "222222222222"
 REPOS = ["app", "prod-api", "team-a/web", "team-b/worker", "my-app", "base/debian"]
@@ -77,4 +82,9 @@ for i in range(N):
             "resource_policy": rng.choice(REPOSITORY),
             "permissions_boundary": rng.choice(BOUNDARY),
             "session_policy": rng.choice(SESSION) if ":assumed-role/" in principal else None}
+    if UNIQUE:
+        for key in ("resource_policy", "permissions_boundary", "session_policy"):
+            if line[key] is not None:
+                line[key] = dict(line[key], Id=f"line-{i}")
+        line["identity_policies"] = [dict(p, Id=f"line-{i}-{j}") for j, p in enumerate(line["identity_policies"])]
     out.write(json.dumps(line, separators=(",", ":")) + "\n")

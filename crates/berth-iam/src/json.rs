@@ -14,25 +14,26 @@ pub const MAX_DEPTH: usize = 128;
 
 /// A parsed JSON value and the byte range `[start, end)` it covers in the source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Json {
-    pub value: Value,
+pub struct Json<'a> {
+    pub value: Value<'a>,
     pub start: usize,
     pub end: usize,
 }
 
+/// Strings borrow from the source unless they hold escapes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     /// The number exactly as written (IAM compares numbers by their text or parses them itself).
-    Number(String),
-    String(String),
-    Array(Vec<Json>),
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
     /// Members in document order; duplicates are kept.
-    Object(Vec<(String, Json)>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-impl Value {
+impl Value<'_> {
     /// A short name for messages: "a string", "an object", ...
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -46,9 +47,9 @@ impl Value {
     }
 }
 
-impl Json {
+impl<'a> Json<'a> {
     /// Member `key` of an object (the first one if repeated).
-    pub fn get(&self, key: &str) -> Option<&Json> {
+    pub fn get(&self, key: &str) -> Option<&Json<'a>> {
         match &self.value {
             Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
@@ -101,7 +102,7 @@ pub fn line_column(src: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Parse a complete JSON document (surrounding whitespace allowed, nothing else).
-pub fn parse(src: &str) -> Result<Json, SyntaxError> {
+pub fn parse(src: &str) -> Result<Json<'_>, SyntaxError> {
     let mut p = Parser::new(src);
     p.skip_ws();
     let v = p.value(0)?;
@@ -246,7 +247,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parse one value at the cursor.
-    pub fn value(&mut self, depth: usize) -> Result<Json, SyntaxError> {
+    pub fn value(&mut self, depth: usize) -> Result<Json<'a>, SyntaxError> {
         self.skip_ws();
         let start = self.pos;
         let value = self.walk(depth, true)?.unwrap_or(Value::Null);
@@ -266,7 +267,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Read one value (after whitespace); build it only when `keep`.
-    fn walk(&mut self, depth: usize, keep: bool) -> Result<Option<Value>, SyntaxError> {
+    fn walk(&mut self, depth: usize, keep: bool) -> Result<Option<Value<'a>>, SyntaxError> {
         if depth > MAX_DEPTH {
             return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
         }
@@ -285,7 +286,7 @@ impl<'a> Parser<'a> {
                     if self.peek() != Some(b'"') {
                         return Err(self.unexpected("a member name in double quotes"));
                     }
-                    let key = self.string_inner(keep)?;
+                    let key = self.string_value(keep)?;
                     self.expect(b':')?;
                     self.skip_ws();
                     let v_start = self.pos;
@@ -343,7 +344,7 @@ impl<'a> Parser<'a> {
                 }
                 Value::Array(items)
             }
-            Some(b'"') => Value::String(self.string_inner(keep)?),
+            Some(b'"') => Value::String(self.string_value(keep)?),
             Some(b't') => {
                 self.literal("true")?;
                 Value::Bool(true)
@@ -356,10 +357,7 @@ impl<'a> Parser<'a> {
                 self.literal("null")?;
                 Value::Null
             }
-            Some(b'-' | b'0'..=b'9') => {
-                let n = self.number()?;
-                Value::Number(if keep { n.to_string() } else { String::new() })
-            }
+            Some(b'-' | b'0'..=b'9') => Value::Number(self.number()?),
             _ => return Err(self.unexpected("a JSON value")),
         };
         Ok(keep.then_some(value))
@@ -410,6 +408,15 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(&self.src[start..self.pos])
+    }
+
+    /// A string value: borrowed when plain; when not kept, only checked.
+    fn string_value(&mut self, keep: bool) -> Result<Cow<'a, str>, SyntaxError> {
+        if keep {
+            self.string_cow()
+        } else {
+            self.string_inner(false).map(Cow::Owned)
+        }
     }
 
     /// Parse a string at the cursor, borrowing it from the source when it has no escapes.

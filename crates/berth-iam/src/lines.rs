@@ -29,7 +29,11 @@ use crate::policy::parse::{check_size, from_json};
 use crate::request::{Action, Context, Principal, Request};
 
 /// Cached compiled policies are dropped wholesale beyond this many entries.
-const CACHE_LIMIT: usize = 50_000;
+const CACHE_LIMIT: usize = 8_192;
+
+/// Known documents kept per prefix: documents often share their first bytes, and a
+/// lookup compares at most this many before reading the document the ordinary way.
+const KNOWN_PER_PREFIX: usize = 4;
 
 type Compiled = Result<Arc<CompiledPolicy>, Arc<str>>;
 
@@ -264,6 +268,9 @@ impl Decider {
             .entry(hash_bytes(&text.as_bytes()[..PREFIX]))
             .or_default();
         if !list.iter().any(|t| **t == *text) {
+            if list.len() == KNOWN_PER_PREFIX {
+                list.remove(0);
+            }
             list.push(text.into());
         }
     }
@@ -367,7 +374,7 @@ fn scalar<'a>(p: &mut Parser<'a>) -> Result<Scalar<'a>, json::SyntaxError> {
     }
     let v = p.value(1)?;
     Ok(match v.value {
-        Value::Number(n) => Scalar::Text(Cow::Owned(n)),
+        Value::Number(n) => Scalar::Text(Cow::Borrowed(n)),
         Value::Bool(b) => Scalar::Text(Cow::Borrowed(if b { "true" } else { "false" })),
         Value::Null => Scalar::Null,
         other => Scalar::Other(other.type_name()),

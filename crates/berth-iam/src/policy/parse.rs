@@ -2,6 +2,7 @@
 //! of the policy kind checked. Each problem names its JSON path and says what would be
 //! accepted; all problems of a document are reported, not just the first.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -86,7 +87,11 @@ pub fn from_json(doc: &Json, kind: PolicyKind) -> Result<Policy, PolicyError> {
 
 /// Check the stored-size limit of a kind (whitespace is not counted, as AWS does).
 pub fn check_size(src: &str, kind: PolicyKind) -> Result<(), Problem> {
-    let n = src.chars().filter(|c| !c.is_whitespace()).count();
+    // Characters, not bytes: UTF-8 continuation bytes do not start one.
+    let n = src
+        .bytes()
+        .filter(|&b| !b.is_ascii_whitespace() && !(0x80..0xc0).contains(&b))
+        .count();
     if n > kind.max_chars() {
         return Err(Problem {
             path: String::new(),
@@ -119,8 +124,32 @@ pub fn join(path: &str, key: &str) -> String {
     out
 }
 
-fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
+/// A JSON path kept on the stack while reading and written out only for a problem.
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    Key(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
+}
+
+static ROOT: Path<'static> = Path::Root;
+
+impl Path<'_> {
+    fn key<'q>(&'q self, key: &'q str) -> Path<'q> {
+        Path::Key(self, key)
+    }
+
+    fn at(&self, i: usize) -> Path<'_> {
+        Path::Index(self, i)
+    }
+
+    fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Key(p, k) => join(&p.render(), k),
+            Path::Index(p, i) => format!("{}[{i}]", p.render()),
+        }
+    }
 }
 
 fn quoted(s: &str) -> String {
@@ -148,16 +177,21 @@ struct Reader {
 }
 
 impl Reader {
-    fn problem(&mut self, path: impl Into<String>, at: &Json, message: impl Into<String>) {
+    fn problem(&mut self, path: &Path, at: &Json, message: impl Into<String>) {
         self.problems.push(Problem {
-            path: path.into(),
+            path: path.render(),
             message: message.into(),
             offset: at.start,
         });
     }
 
     /// The members of an object, after rejecting repeated keys.
-    fn object<'j>(&mut self, j: &'j Json, path: &str, what: &str) -> Option<&'j [(String, Json)]> {
+    fn object<'j, 'a>(
+        &mut self,
+        j: &'j Json<'a>,
+        path: &Path,
+        what: &str,
+    ) -> Option<&'j [(Cow<'a, str>, Json<'a>)]> {
         let Value::Object(members) = &j.value else {
             self.problem(
                 path,
@@ -166,11 +200,17 @@ impl Reader {
             );
             return None;
         };
-        let mut seen = HashSet::with_capacity(members.len());
-        for (k, v) in members {
-            if !seen.insert(k.as_str()) {
+        // Policy objects are small: a quadratic scan beats building a set (up to a bound).
+        let mut seen = HashSet::new();
+        for (i, (k, v)) in members.iter().enumerate() {
+            let repeated = if members.len() <= 32 {
+                members[..i].iter().any(|(earlier, _)| earlier == k)
+            } else {
+                !seen.insert(k.as_ref())
+            };
+            if repeated {
                 self.problem(
-                    join(path, k),
+                    &path.key(k),
                     v,
                     format!(
                         "{} appears more than once; each key may appear only once",
@@ -183,7 +223,7 @@ impl Reader {
     }
 
     /// A string checked for the characters policies may hold.
-    fn text<'j>(&mut self, j: &'j Json, path: &str, what: &str) -> Option<&'j str> {
+    fn text<'j>(&mut self, j: &'j Json<'_>, path: &Path, what: &str) -> Option<&'j str> {
         match &j.value {
             Value::String(s) => {
                 self.check_chars(s, j, path);
@@ -201,7 +241,7 @@ impl Reader {
     }
 
     /// Policy variables (2012-10-17) stand only in Resource and in condition values.
-    fn no_variable(&mut self, s: &str, at: &Json, path: &str, element: &str) {
+    fn no_variable(&mut self, s: &str, at: &Json, path: &Path, element: &str) {
         if self.vars && s.contains("${") {
             self.problem(
                 path,
@@ -214,7 +254,12 @@ impl Reader {
         }
     }
 
-    fn check_chars(&mut self, s: &str, at: &Json, path: &str) {
+    fn check_chars(&mut self, s: &str, at: &Json, path: &Path) {
+        if s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r'))
+        {
+            return;
+        }
         if let Some(c) = s
             .chars()
             .find(|&c| !(matches!(c, '\t' | '\n' | '\r') || ('\u{20}'..='\u{ff}').contains(&c)))
@@ -230,18 +275,21 @@ impl Reader {
         }
     }
 
-    /// A string or an array of strings (each entry with its own path).
-    fn string_list(&mut self, j: &Json, path: &str, what: &str) -> Option<Vec<(String, String)>> {
+    /// A string or an array of strings, each with the JSON value it came from (for paths:
+    /// the entry of an array is `path[i]`, a lone string is `path`).
+    fn string_list<'j>(
+        &mut self,
+        j: &'j Json<'_>,
+        path: &Path,
+        what: &str,
+    ) -> Option<Vec<(&'j str, Option<usize>)>> {
         match &j.value {
-            Value::String(_) => self
-                .text(j, path, what)
-                .map(|s| vec![(path.to_string(), s.to_string())]),
+            Value::String(_) => self.text(j, path, what).map(|s| vec![(s, None)]),
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    let p = index(path, i);
-                    if let Some(s) = self.text(item, &p, what) {
-                        out.push((p, s.to_string()));
+                    if let Some(s) = self.text(item, &path.at(i), what) {
+                        out.push((s, Some(i)));
                     }
                 }
                 (out.len() == items.len()).then_some(out)
@@ -261,19 +309,19 @@ impl Reader {
     }
 
     fn policy(&mut self, doc: &Json) -> Option<Policy> {
-        let members = self.object(doc, "", "a policy document")?;
+        let members = self.object(doc, &ROOT, "a policy document")?;
         let mut version = None;
         let mut id = None;
         let mut statement = None;
         for (k, v) in members {
-            match k.as_str() {
+            match k.as_ref() {
                 "Version" => {
-                    if let Some(s) = self.text(v, "Version", "Version") {
+                    if let Some(s) = self.text(v, &ROOT.key("Version"), "Version") {
                         match s {
                             "2012-10-17" => version = Some(Version::V2012_10_17),
                             "2008-10-17" => version = Some(Version::V2008_10_17),
                             _ => self.problem(
-                                "Version",
+                                &ROOT.key("Version"),
                                 v,
                                 format!(
                                     "{} is not a policy language version; use \"2012-10-17\" (or \"2008-10-17\")",
@@ -283,10 +331,10 @@ impl Reader {
                         }
                     }
                 }
-                "Id" => id = self.text(v, "Id", "Id").map(str::to_string),
+                "Id" => id = self.text(v, &ROOT.key("Id"), "Id").map(str::to_string),
                 "Statement" => statement = Some(v),
                 other => self.problem(
-                    join("", other),
+                    &ROOT.key(other),
                     v,
                     format!(
                         "{} is not a policy element; a policy holds Version, Id and Statement",
@@ -298,7 +346,7 @@ impl Reader {
         self.vars = version == Some(Version::V2012_10_17);
         let Some(st) = statement else {
             self.problem(
-                "Statement",
+                &ROOT.key("Statement"),
                 doc,
                 "is missing; a policy needs a Statement (an object or an array of objects)",
             );
@@ -307,18 +355,25 @@ impl Reader {
         let statements: Vec<Statement> = match &st.value {
             Value::Array(items) => {
                 if items.is_empty() {
-                    self.problem("Statement", st, "must hold at least one statement");
+                    self.problem(
+                        &ROOT.key("Statement"),
+                        st,
+                        "must hold at least one statement",
+                    );
                 }
                 items
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, s)| self.statement(s, &index("Statement", i)))
+                    .filter_map(|(i, s)| self.statement(s, &ROOT.key("Statement").at(i)))
                     .collect()
             }
-            Value::Object(_) => self.statement(st, "Statement").into_iter().collect(),
+            Value::Object(_) => self
+                .statement(st, &ROOT.key("Statement"))
+                .into_iter()
+                .collect(),
             other => {
                 self.problem(
-                    "Statement",
+                    &ROOT.key("Statement"),
                     st,
                     format!(
                         "must be an object or an array of objects, not {}",
@@ -354,19 +409,19 @@ impl Reader {
         })
     }
 
-    fn statement(&mut self, j: &Json, path: &str) -> Option<Statement> {
+    fn statement(&mut self, j: &Json, path: &Path) -> Option<Statement> {
         let members = self.object(j, path, "a statement")?;
         let before = self.problems.len();
         let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
         for (k, v) in members {
-            if !STATEMENT_KEYS.contains(&k.as_str()) {
+            if !STATEMENT_KEYS.contains(&k.as_ref()) {
                 let hint = STATEMENT_KEYS
                     .iter()
                     .find(|s| s.eq_ignore_ascii_case(k))
                     .map(|s| format!(" (element names are case-sensitive: did you mean {s}?)"))
                     .unwrap_or_default();
                 self.problem(
-                    join(path, k),
+                    &path.key(k),
                     v,
                     format!(
                         "{} is not a statement element; a statement holds Sid, Effect, Principal or NotPrincipal, Action or NotAction, Resource or NotResource, and Condition{hint}",
@@ -377,7 +432,7 @@ impl Reader {
         }
         let sid = match get("Sid") {
             Some(v) => {
-                let p = join(path, "Sid");
+                let p = &path.key("Sid");
                 let s = self.text(v, &p, "Sid");
                 if let Some(s) = s {
                     if self.kind.is_iam_managed() && !s.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -399,14 +454,14 @@ impl Reader {
         let effect = match get("Effect") {
             None => {
                 self.problem(
-                    join(path, "Effect"),
+                    &path.key("Effect"),
                     j,
                     "is missing; every statement needs \"Effect\": \"Allow\" or \"Deny\"",
                 );
                 None
             }
             Some(v) => {
-                let p = join(path, "Effect");
+                let p = &path.key("Effect");
                 match self.text(v, &p, "Effect") {
                     Some("Allow") => Some(Effect::Allow),
                     Some("Deny") => Some(Effect::Deny),
@@ -441,7 +496,7 @@ impl Reader {
             get("NotResource"),
         );
         let conditions = match get("Condition") {
-            Some(c) => self.conditions(c, &join(path, "Condition")),
+            Some(c) => self.conditions(c, &&path.key("Condition")),
             None => Vec::new(),
         };
         if self.problems.len() > before {
@@ -466,7 +521,7 @@ impl Reader {
     fn pair(
         &mut self,
         stmt: &Json,
-        path: &str,
+        path: &Path,
         (pos_name, neg_name): (&str, &str),
         pos: Option<&Json>,
         neg: Option<&Json>,
@@ -475,7 +530,7 @@ impl Reader {
         let (negated, j, name) = match (pos, neg) {
             (Some(_), Some(n)) => {
                 self.problem(
-                    join(path, neg_name),
+                    &path.key(neg_name),
                     n,
                     format!("a statement may have {pos_name} or {neg_name}, not both"),
                 );
@@ -496,7 +551,7 @@ impl Reader {
                         format!("statements of {} need one", self.kind.policy_noun())
                     };
                     self.problem(
-                        join(path, pos_name),
+                        &path.key(pos_name),
                         stmt,
                         format!("is missing: {why} of {pos_name} or {neg_name}"),
                     );
@@ -504,7 +559,7 @@ impl Reader {
                 return None;
             }
         };
-        let p = join(path, name);
+        let p = &path.key(name);
         if !is_action && self.kind == PolicyKind::Trust {
             self.problem(
                 p,
@@ -515,33 +570,34 @@ impl Reader {
         }
         let values = self.string_list(j, &p, name)?;
         let before = self.problems.len();
-        for (vp, v) in &values {
+        for &(v, i) in &values {
+            let vp = i.map_or(*p, |i| p.at(i));
             if is_action {
-                self.no_variable(v, j, vp, "Action");
+                self.no_variable(v, j, &vp, "Action");
                 if let Err(msg) = check_action(v) {
-                    self.problem(vp.clone(), j, format!("{} {msg}", quoted(v)));
+                    self.problem(&vp, j, format!("{} {msg}", quoted(v)));
                 }
             } else if let Err(msg) = check_resource(v, self.vars) {
-                self.problem(vp.clone(), j, format!("{} {msg}", quoted(v)));
+                self.problem(&vp, j, format!("{} {msg}", quoted(v)));
             }
         }
         (self.problems.len() == before).then(|| Matchers {
             negated,
-            values: values.into_iter().map(|(_, v)| v).collect(),
+            values: values.into_iter().map(|(v, _)| v.to_string()).collect(),
         })
     }
 
     fn principals(
         &mut self,
         stmt: &Json,
-        path: &str,
+        path: &Path,
         pos: Option<&Json>,
         neg: Option<&Json>,
     ) -> Option<Principals> {
         let (negated, j, name) = match (pos, neg) {
             (Some(_), Some(n)) => {
                 self.problem(
-                    join(path, "NotPrincipal"),
+                    &path.key("NotPrincipal"),
                     n,
                     "a statement may have Principal or NotPrincipal, not both",
                 );
@@ -552,7 +608,7 @@ impl Reader {
             (None, None) => {
                 if self.kind.is_resource_based() {
                     self.problem(
-                        join(path, "Principal"),
+                        &path.key("Principal"),
                         stmt,
                         format!(
                             "is missing: statements of {} must say whom they apply to (Principal or NotPrincipal)",
@@ -563,7 +619,7 @@ impl Reader {
                 return None;
             }
         };
-        let p = join(path, name);
+        let p = &path.key(name);
         if !self.kind.is_resource_based() {
             self.problem(
                 p,
@@ -585,17 +641,17 @@ impl Reader {
                 let members = self.object(j, &p, name)?;
                 if members.is_empty() {
                     self.problem(
-                        p.clone(),
+                        &p,
                         j,
                         "must name at least one principal (AWS, Service, Federated or CanonicalUser)",
                     );
                 }
                 let mut out = Vec::new();
                 for (k, v) in members {
-                    let kp = join(&p, k);
+                    let kp = p.key(k);
                     let Some(ty) = PrincipalType::from_name(k) else {
                         self.problem(
-                            kp,
+                            &kp,
                             v,
                             format!(
                                 "{} is not a principal type; use AWS, Service, Federated or CanonicalUser",
@@ -608,15 +664,16 @@ impl Reader {
                         continue;
                     };
                     if values.is_empty() {
-                        self.problem(kp.clone(), v, "must name at least one principal");
+                        self.problem(&kp, v, "must name at least one principal");
                     }
-                    for (vp, s) in &values {
-                        self.no_variable(s, v, vp, name);
+                    for &(s, i) in &values {
+                        let vp = i.map_or(kp, |i| kp.at(i));
+                        self.no_variable(s, v, &vp, name);
                         if let Err(msg) = check_principal(ty, s) {
-                            self.problem(vp.clone(), v, format!("{} {msg}", quoted(s)));
+                            self.problem(&vp, v, format!("{} {msg}", quoted(s)));
                         }
                     }
-                    out.push((ty, values.into_iter().map(|(_, s)| s).collect()));
+                    out.push((ty, values.into_iter().map(|(s, _)| s.to_string()).collect()));
                 }
                 PrincipalValue::Map(out)
             }
@@ -638,13 +695,13 @@ impl Reader {
         Some(Principals { negated, value })
     }
 
-    fn conditions(&mut self, j: &Json, path: &str) -> Vec<Condition> {
+    fn conditions(&mut self, j: &Json, path: &Path) -> Vec<Condition> {
         let Some(members) = self.object(j, path, "Condition") else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (op_name, block) in members {
-            let op_path = join(path, op_name);
+            let op_path = &path.key(op_name);
             let Some(operator) = Operator::parse(op_name) else {
                 let hint = BaseOperator::ALL
                     .iter()
@@ -678,15 +735,15 @@ impl Reader {
             };
             let mut entries = Vec::with_capacity(keys.len());
             for (key, vals) in keys {
-                let kp = join(&op_path, key);
+                let kp = op_path.key(key);
                 if key.is_empty() {
-                    self.problem(kp, vals, "a condition key may not be empty");
+                    self.problem(&kp, vals, "a condition key may not be empty");
                     continue;
                 }
                 self.check_chars(key, vals, &kp);
                 self.no_variable(key, vals, &kp, "a condition key");
                 if let Some(values) = self.condition_values(operator, vals, &kp) {
-                    entries.push((key.clone(), values));
+                    entries.push((key.to_string(), values));
                 }
             }
             out.push(Condition { operator, entries });
@@ -694,14 +751,14 @@ impl Reader {
         out
     }
 
-    fn condition_values(&mut self, op: Operator, j: &Json, path: &str) -> Option<Vec<String>> {
-        let items: Vec<(String, &Json)> = match &j.value {
+    fn condition_values(&mut self, op: Operator, j: &Json, path: &Path) -> Option<Vec<String>> {
+        let items: Vec<(Path, &Json)> = match &j.value {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (index(path, i), v))
+                .map(|(i, v)| (path.at(i), v))
                 .collect(),
-            _ => vec![(path.to_string(), j)],
+            _ => vec![(*path, j)],
         };
         let mut out = Vec::with_capacity(items.len());
         let mut ok = true;
@@ -709,13 +766,13 @@ impl Reader {
             let s = match &v.value {
                 Value::String(s) => {
                     self.check_chars(s, v, &p);
-                    s.clone()
+                    s.to_string()
                 }
-                Value::Number(n) => n.clone(),
+                Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 other => {
                     self.problem(
-                        p,
+                        &p,
                         v,
                         format!(
                             "a condition value must be a string, number or boolean (or an array of them), not {}",
@@ -727,7 +784,7 @@ impl Reader {
                 }
             };
             if let Err(msg) = check_condition_value(op.base, &s) {
-                self.problem(p, v, format!("{} {msg}", quoted(&s)));
+                self.problem(&p, v, format!("{} {msg}", quoted(&s)));
                 ok = false;
                 continue;
             }
