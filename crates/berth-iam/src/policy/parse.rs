@@ -433,7 +433,7 @@ impl Reader {
         let sid = match get("Sid") {
             Some(v) => {
                 let p = &path.key("Sid");
-                let s = self.text(v, &p, "Sid");
+                let s = self.text(v, p, "Sid");
                 if let Some(s) = s {
                     if self.kind.is_iam_managed() && !s.chars().all(|c| c.is_ascii_alphanumeric()) {
                         self.problem(
@@ -462,7 +462,7 @@ impl Reader {
             }
             Some(v) => {
                 let p = &path.key("Effect");
-                match self.text(v, &p, "Effect") {
+                match self.text(v, p, "Effect") {
                     Some("Allow") => Some(Effect::Allow),
                     Some("Deny") => Some(Effect::Deny),
                     Some(other) => {
@@ -496,7 +496,7 @@ impl Reader {
             get("NotResource"),
         );
         let conditions = match get("Condition") {
-            Some(c) => self.conditions(c, &&path.key("Condition")),
+            Some(c) => self.conditions(c, &path.key("Condition")),
             None => Vec::new(),
         };
         if self.problems.len() > before {
@@ -568,7 +568,7 @@ impl Reader {
             );
             return None;
         }
-        let values = self.string_list(j, &p, name)?;
+        let values = self.string_list(j, p, name)?;
         let before = self.problems.len();
         for &(v, i) in &values {
             let vp = i.map_or(*p, |i| p.at(i));
@@ -638,10 +638,10 @@ impl Reader {
         let value = match &j.value {
             Value::String(s) if s == "*" => PrincipalValue::Star,
             Value::Object(_) => {
-                let members = self.object(j, &p, name)?;
+                let members = self.object(j, p, name)?;
                 if members.is_empty() {
                     self.problem(
-                        &p,
+                        p,
                         j,
                         "must name at least one principal (AWS, Service, Federated or CanonicalUser)",
                     );
@@ -730,7 +730,7 @@ impl Reader {
                 );
                 continue;
             }
-            let Some(keys) = self.object(block, &op_path, "a condition operator's value") else {
+            let Some(keys) = self.object(block, op_path, "a condition operator's value") else {
                 continue;
             };
             let mut entries = Vec::with_capacity(keys.len());
