@@ -31,9 +31,12 @@ use crate::request::{Action, Context, Principal, Request};
 /// Cached compiled policies are dropped wholesale beyond this many entries.
 const CACHE_LIMIT: usize = 8_192;
 
-/// Known documents kept per prefix: documents often share their first bytes, and a
-/// lookup compares at most this many before reading the document the ordinary way.
-const KNOWN_PER_PREFIX: usize = 4;
+/// How many leading bytes pick the known documents to compare with.
+const PREFIX: usize = 64;
+
+/// Known documents kept per prefix (documents often share their first bytes): a lookup
+/// compares at most this many before reading the document the ordinary way.
+const KNOWN_PER_PREFIX: usize = 16;
 
 type Compiled = Result<Arc<CompiledPolicy>, Arc<str>>;
 
@@ -45,8 +48,9 @@ type Bucket = Vec<(Box<str>, Compiled)>;
 pub struct Decider {
     /// (kind, hash of the text) → the texts with that hash and their compilations.
     cache: FxHashMap<(PolicyKind, u64), Bucket>,
-    /// Documents seen before, by a hash of their first [`PREFIX`] bytes: a line that holds
-    /// one of them at a value position is recognised by comparison instead of parsing.
+    /// Documents seen before (valid JSON objects), by a hash of their first [`PREFIX`]
+    /// bytes, most recently seen first: a line that holds one at a value position is
+    /// recognised by comparison instead of parsing.
     known: FxHashMap<u64, Vec<Box<str>>>,
     entries: usize,
     /// Reused for every line.
@@ -56,9 +60,6 @@ pub struct Decider {
     /// Principals read before, by their ARN.
     principals: FxHashMap<Box<str>, Result<Principal, String>>,
 }
-
-/// How many leading bytes identify a known document.
-const PREFIX: usize = 32;
 
 fn hash_bytes(b: &[u8]) -> u64 {
     use std::hash::Hasher;
@@ -110,7 +111,7 @@ impl Decider {
     }
 
     fn read<'a>(
-        &self,
+        &mut self,
         line: &'a str,
         id_out: &mut &'a str,
         ctx: &mut Context,
@@ -191,7 +192,7 @@ impl Decider {
     }
 
     /// A policy document: an object (its text, borrowed) or a string holding one.
-    fn document<'a>(&self, p: &mut Parser<'a>) -> Result<Cow<'a, str>, json::SyntaxError> {
+    fn document<'a>(&mut self, p: &mut Parser<'a>) -> Result<Cow<'a, str>, json::SyntaxError> {
         p.skip_ws();
         if p.rest().starts_with('"') {
             return p.string_cow();
@@ -202,16 +203,19 @@ impl Decider {
     }
 
     /// Step over a policy document: by comparison if it is one seen before (a complete
-    /// JSON object cannot be followed by more of itself), else by reading it.
-    fn skip_document(&self, p: &mut Parser) -> Result<(usize, usize), json::SyntaxError> {
+    /// JSON object cannot continue past its end), else by reading and checking it.
+    fn skip_document(&mut self, p: &mut Parser) -> Result<(usize, usize), json::SyntaxError> {
         p.skip_ws();
         let rest = p.rest().as_bytes();
         if rest.len() >= PREFIX && rest[0] == b'{' {
-            if let Some(texts) = self.known.get(&hash_bytes(&rest[..PREFIX])) {
-                if let Some(t) = texts.iter().find(|t| rest.starts_with(t.as_bytes())) {
+            if let Some(texts) = self.known.get_mut(&hash_bytes(&rest[..PREFIX])) {
+                if let Some(i) = texts.iter().position(|t| rest.starts_with(t.as_bytes())) {
+                    let len = texts[i].len();
+                    // Most recently used first, so that frequent documents are found at once.
+                    texts[..=i].rotate_right(1);
                     let start = p.position();
-                    p.advance(t.len());
-                    return Ok((start, start + t.len()));
+                    p.advance(len);
+                    return Ok((start, start + len));
                 }
             }
         }
@@ -268,10 +272,8 @@ impl Decider {
             .entry(hash_bytes(&text.as_bytes()[..PREFIX]))
             .or_default();
         if !list.iter().any(|t| **t == *text) {
-            if list.len() == KNOWN_PER_PREFIX {
-                list.remove(0);
-            }
-            list.push(text.into());
+            list.truncate(KNOWN_PER_PREFIX - 1);
+            list.insert(0, text.into());
         }
     }
 

@@ -329,21 +329,26 @@ fn read_batches(tx: std::sync::mpsc::SyncSender<Batch>) {
 
 /// Decide every line of a batch, answers appended to `out`.
 fn decide_batch(decider: &mut Decider, buf: &[u8], out: &mut String) {
-    let mut start = 0;
-    let mut one = |line: &[u8], out: &mut String| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match std::str::from_utf8(line) {
-            Ok(text) => decider.decide_line(text, out),
+    // Valid UTF-8 as a whole (the usual case) is checked once, not line by line.
+    let whole = std::str::from_utf8(buf).ok();
+    let mut one = |start: usize, end: usize, out: &mut String| {
+        let line = match whole {
+            Some(text) => Ok(&text[start..end]),
+            None => std::str::from_utf8(&buf[start..end]),
+        };
+        match line {
+            Ok(text) => decider.decide_line(text.strip_suffix('\r').unwrap_or(text), out),
             Err(_) => out.push_str("{\"id\":null,\"error\":\"the line is not valid UTF-8\"}\n"),
         }
     };
+    let mut start = 0;
     for nl in memchr::memchr_iter(b'\n', buf) {
-        one(&buf[start..nl], out);
+        one(start, nl, out);
         start = nl + 1;
     }
     // A final newline does not start another line.
     if start < buf.len() {
-        one(&buf[start..], out);
+        one(start, buf.len(), out);
     }
 }
 
