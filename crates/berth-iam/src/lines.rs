@@ -68,6 +68,46 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h.finish()
 }
 
+/// The members of a request line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Id,
+    Principal,
+    Action,
+    Resource,
+    ResourceAccount,
+    Context,
+    IdentityPolicies,
+    ResourcePolicy,
+    PermissionsBoundary,
+    SessionPolicy,
+    Other,
+}
+
+impl Field {
+    /// Every member name has its own length: one comparison tells the field.
+    fn of(key: &str) -> Field {
+        let (field, name) = match key.len() {
+            2 => (Field::Id, "id"),
+            6 => (Field::Action, "action"),
+            7 => (Field::Context, "context"),
+            8 => (Field::Resource, "resource"),
+            9 => (Field::Principal, "principal"),
+            14 => (Field::SessionPolicy, "session_policy"),
+            15 => (Field::ResourcePolicy, "resource_policy"),
+            16 => (Field::ResourceAccount, "resource_account"),
+            17 => (Field::IdentityPolicies, "identity_policies"),
+            20 => (Field::PermissionsBoundary, "permissions_boundary"),
+            _ => return Field::Other,
+        };
+        if key == name {
+            field
+        } else {
+            Field::Other
+        }
+    }
+}
+
 struct Line<'a> {
     id: &'a str,
     principal: Option<Cow<'a, str>>,
@@ -133,13 +173,16 @@ impl Decider {
         let mut first = true;
         while let Some(key) = p.next_key(first).map_err(syntax)? {
             first = false;
-            match key.as_ref() {
-                "id" => {
+            match Field::of(&key) {
+                Field::Id => {
                     let (s, e) = p.skip_value(0).map_err(syntax)?;
                     l.id = &line[s..e];
                     *id_out = l.id;
                 }
-                "principal" | "action" | "resource" | "resource_account" => {
+                f @ (Field::Principal
+                | Field::Action
+                | Field::Resource
+                | Field::ResourceAccount) => {
                     let s = match scalar(&mut p).map_err(syntax)? {
                         Scalar::Text(s) => Some(s),
                         Scalar::Null => None,
@@ -147,15 +190,15 @@ impl Decider {
                             return Err(format!("{key} must be a string, not {what}"))
                         }
                     };
-                    match key.as_ref() {
-                        "principal" => l.principal = s,
-                        "action" => l.action = s,
-                        "resource" => l.resource = s,
+                    match f {
+                        Field::Principal => l.principal = s,
+                        Field::Action => l.action = s,
+                        Field::Resource => l.resource = s,
                         _ => l.resource_account = s,
                     }
                 }
-                "context" => read_context(&mut p, ctx)?,
-                "identity_policies" => {
+                Field::Context => read_context(&mut p, ctx)?,
+                Field::IdentityPolicies => {
                     if !p.null() {
                         p.begin_array().map_err(syntax)?;
                         let mut first = true;
@@ -165,19 +208,19 @@ impl Decider {
                         }
                     }
                 }
-                "resource_policy" | "permissions_boundary" | "session_policy" => {
+                f @ (Field::ResourcePolicy | Field::PermissionsBoundary | Field::SessionPolicy) => {
                     let doc = if p.null() {
                         None
                     } else {
                         Some(self.document(&mut p).map_err(syntax)?)
                     };
-                    match key.as_ref() {
-                        "resource_policy" => l.resource_policy = doc,
-                        "permissions_boundary" => l.boundary = doc,
+                    match f {
+                        Field::ResourcePolicy => l.resource_policy = doc,
+                        Field::PermissionsBoundary => l.boundary = doc,
                         _ => l.session = doc,
                     }
                 }
-                _ => {
+                Field::Other => {
                     p.skip_value(0).map_err(syntax)?;
                 }
             }
