@@ -643,3 +643,83 @@ fn variables_are_refused_where_iam_refuses_them() {
     let key = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/${aws:username}":"x"}}}}"#;
     assert!(parse_policy(key, PolicyKind::Identity).is_err());
 }
+
+#[test]
+fn explanations_name_the_deciding_statements() {
+    use berth_iam::policy::ast::Effect;
+    let identity = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Push","Effect":"Allow","Action":"ecr:PutImage","Resource":"*"},{"Sid":"Other","Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    let boundary = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Ecr","Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
+    let ev = scenario(&alice(), "ecr:PutImage", REPO)
+        .identity(identity)
+        .boundary(boundary)
+        .evaluate();
+    assert_eq!(ev.decision, Decision::Allow);
+    assert_eq!(ev.cause, Cause::Allowed(PolicyType::Identity));
+    let got: Vec<(PolicyType, usize, Option<&str>, Effect)> = ev
+        .statements
+        .iter()
+        .map(|m| (m.policy_type, m.index, m.sid.as_deref(), m.effect))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (PolicyType::Identity, 0, Some("Push"), Effect::Allow),
+            (PolicyType::Boundary, 0, Some("Ecr"), Effect::Allow),
+        ]
+    );
+    // Spans point at the statement objects in the source text.
+    let (start, end) = ev.statements[0].span;
+    assert!(
+        identity[start..end].starts_with("{\"Sid\":\"Push\"")
+            && identity[start..end].ends_with('}')
+    );
+
+    // An explicit deny names only the denying statements, from every policy that denies.
+    let ev = scenario(&alice(), "ecr:PutImage", REPO)
+        .identity(&identity_stmt("Deny", "ecr:Put*", "*", ""))
+        .identity(identity)
+        .resource_policy(&repo_stmt("Deny", r#""*""#, "ecr:*", ""))
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ExplicitDeny);
+    assert_eq!(ev.cause, Cause::Denied(PolicyType::Identity));
+    assert_eq!(ev.statements.len(), 2);
+    assert!(ev.statements.iter().all(|m| m.effect == Effect::Deny));
+    assert_eq!(
+        ev.reason,
+        "User: arn:aws:iam::111111111111:user/alice is not authorized to perform: ecr:PutImage on resource: arn:aws:ecr:us-east-1:111111111111:repository/app with an explicit deny in an identity-based policy"
+    );
+
+    // An implicit deny names none.
+    let ev = scenario(&alice(), "ecr:DeleteRepository", REPO)
+        .identity(identity)
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert!(ev.statements.is_empty());
+}
+
+#[test]
+fn reason_sentences_for_limits_and_roles() {
+    let s1 = session(A, "dev", "s1");
+    let role_grant = repo_stmt(
+        "Allow",
+        r#"{"AWS":"arn:aws:iam::111111111111:role/dev"}"#,
+        "ecr:*",
+        "",
+    );
+    let ev = scenario(&s1, "ecr:BatchGetImage", REPO)
+        .resource_policy(&role_grant)
+        .session(&identity_stmt("Allow", "s3:*", "*", ""))
+        .evaluate();
+    assert_eq!(ev.decision, Decision::ImplicitDeny);
+    assert_eq!(
+        ev.reason,
+        "User: arn:aws:sts::111111111111:assumed-role/dev/s1 is not authorized to perform: ecr:BatchGetImage on resource: arn:aws:ecr:us-east-1:111111111111:repository/app because no session policy allows the ecr:BatchGetImage action"
+    );
+    let ev = scenario(&s1, "ecr:BatchGetImage", REPO)
+        .resource_policy(&role_grant)
+        .evaluate();
+    assert_eq!(ev.decision, Decision::Allow);
+    assert_eq!(ev.cause, Cause::Allowed(PolicyType::Resource));
+    assert_eq!(ev.statements.len(), 1);
+    assert_eq!(ev.statements[0].policy_type, PolicyType::Resource);
+}
