@@ -117,14 +117,16 @@ pub enum Head {
 impl Head {
     fn new(globs: [Glob; 4]) -> Head {
         if globs.iter().all(Glob::is_exact) {
-            let parts: Vec<&str> = globs
-                .iter()
-                .map(|g| match g {
-                    Glob::Exact(t) => &**t,
-                    _ => "",
-                })
-                .collect();
-            Head::Exact(parts.join(":").into())
+            let mut joined = String::new();
+            for (i, g) in globs.iter().enumerate() {
+                if i > 0 {
+                    joined.push(':');
+                }
+                if let Glob::Exact(t) = g {
+                    joined.push_str(t);
+                }
+            }
+            Head::Exact(joined.into())
         } else {
             Head::Globs(Box::new(globs))
         }
@@ -172,18 +174,26 @@ impl ArnPattern {
                 resource: ResourcePart::Static(Glob::Any),
             };
         }
-        for i in 0..4 {
-            head[i] = Glob::new(parts[i + 1]);
-        }
-        let t = crate::variables::parse(parts[5], variables);
-        let resource = match t.static_tokens() {
-            Some(toks) => ResourcePart::Static(Glob::from_tokens(toks)),
-            None => ResourcePart::Template(t),
+        // partition:service:region:account as written; compared in one go when exact.
+        let head_text = &text[4..text.len() - parts[5].len() - 1];
+        let head = if head_text.contains(['*', '?']) {
+            for i in 0..4 {
+                head[i] = Glob::new(parts[i + 1]);
+            }
+            Head::Globs(Box::new(head))
+        } else {
+            Head::Exact(head_text.into())
         };
-        ArnPattern::Segments {
-            head: Head::new(head),
-            resource,
-        }
+        let resource = if variables && parts[5].contains("${") {
+            let t = crate::variables::parse(parts[5], variables);
+            match t.static_tokens() {
+                Some(toks) => ResourcePart::Static(Glob::from_tokens(toks)),
+                None => ResourcePart::Template(t),
+            }
+        } else {
+            ResourcePart::Static(Glob::new(parts[5]))
+        };
+        ArnPattern::Segments { head, resource }
     }
 
     /// Compile an `Arn*` condition value: variables may stand anywhere.

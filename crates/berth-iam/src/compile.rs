@@ -69,9 +69,10 @@ enum ActionPattern {
 impl ActionPattern {
     fn new(text: &str) -> ActionPattern {
         let lower = text.to_ascii_lowercase();
-        match Glob::new(&lower) {
-            Glob::Exact(t) => ActionPattern::Exact(action_hash(&t), t),
-            g => ActionPattern::Glob(g),
+        if lower.contains(['*', '?']) {
+            ActionPattern::Glob(Glob::new(&lower))
+        } else {
+            ActionPattern::Exact(action_hash(&lower), lower.into_boxed_str())
         }
     }
 

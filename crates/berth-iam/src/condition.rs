@@ -124,11 +124,12 @@ pub fn compile(conditions: &[Condition], vars: bool) -> Vec<CompiledCondition> {
                     .collect(),
                 ),
             };
+            let key_lc = key.to_ascii_lowercase();
             out.push(CompiledCondition {
                 operator: op,
                 key: key.as_str().into(),
-                key_lc: key.to_ascii_lowercase().into(),
-                key_hash: crate::request::key_hash(&key.to_ascii_lowercase()),
+                key_hash: crate::request::key_hash(&key_lc),
+                key_lc: key_lc.into(),
                 values: compiled,
             });
         }

@@ -145,6 +145,15 @@ pub enum Glob {
 
 impl Glob {
     pub fn new(pattern: &str) -> Glob {
+        // The common shapes without building tokens.
+        match pattern.bytes().filter(|&b| b == b'*' || b == b'?').count() {
+            0 => return Glob::Exact(pattern.into()),
+            1 if pattern == "*" => return Glob::Any,
+            1 if pattern.ends_with('*') => {
+                return Glob::Prefix(pattern[..pattern.len() - 1].into())
+            }
+            _ => {}
+        }
         let mut toks = Vec::new();
         tokenize(pattern, &mut toks);
         Glob::from_tokens(toks)
