@@ -411,9 +411,13 @@ impl Reader {
     fn statement(&mut self, j: &Json, path: &Path) -> Option<Statement> {
         let members = self.object(j, path, "a statement")?;
         let before = self.problems.len();
-        let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        // One pass puts each element in its slot (STATEMENT_KEYS order); the first of
+        // a repeated key counts (repeats are reported by `object`).
+        let mut slots: [Option<&Json>; 9] = [None; 9];
         for (k, v) in members {
-            if !STATEMENT_KEYS.contains(&k.as_ref()) {
+            if let Some(i) = STATEMENT_KEYS.iter().position(|name| *name == k.as_ref()) {
+                slots[i] = slots[i].or(Some(v));
+            } else {
                 let hint = STATEMENT_KEYS
                     .iter()
                     .find(|s| s.eq_ignore_ascii_case(k))
@@ -429,6 +433,12 @@ impl Reader {
                 );
             }
         }
+        let get = |name: &str| {
+            STATEMENT_KEYS
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| slots[i])
+        };
         let sid = match get("Sid") {
             Some(v) => {
                 let p = &path.key("Sid");
