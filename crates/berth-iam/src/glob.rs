@@ -251,6 +251,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn compiled_shapes_agree_with_the_token_matcher(p in "[ab*?:/]{0,8}", v in "[ab:/]{0,10}") {
+            let mut toks = Vec::new();
+            tokenize(&p, &mut toks);
+            proptest::prop_assert_eq!(Glob::new(&p).matches(&v), match_tokens(&toks, &v));
+            let (pc, vc): (Vec<char>, Vec<char>) = (p.chars().collect(), v.chars().collect());
+            proptest::prop_assert_eq!(match_tokens(&toks, &v), naive(&pc, &vc));
+        }
+    }
+
+    /// The definition, by backtracking: the reference the matcher is checked against.
+    fn naive(p: &[char], s: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('*') => naive(&p[1..], s) || (!s.is_empty() && naive(p, &s[1..])),
+            Some('?') => !s.is_empty() && naive(&p[1..], &s[1..]),
+            Some(c) => s.first() == Some(c) && naive(&p[1..], &s[1..]),
+        }
+    }
+
     #[test]
     fn literal_ignores_wildcards() {
         assert!(Glob::literal("a*").matches("a*"));
