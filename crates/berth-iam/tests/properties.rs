@@ -316,6 +316,37 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// A policy of more than 8 statements is searched through its action index; the same
+    /// statements spread over policies of at most 8 are scanned one by one. Identity
+    /// policies combine by OR (and any deny denies), so both must decide alike.
+    #[test]
+    fn the_action_index_finds_what_a_scan_finds(
+        stmts in prop::collection::vec(stmt(), 9..30),
+        caller in prop::sample::select(CALLERS),
+        action in prop::sample::select(&["ecr:PutImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage", "s3:GetObject", "ecr:putimage", "sts:AssumeRole"][..]),
+        on_repo in any::<bool>(),
+        ctx in context(),
+    ) {
+        let resource = if on_repo { REPO } else { "*" };
+        let base = || {
+            let mut s = scenario(caller, action, resource).resource_account(A);
+            for (k, vs) in &ctx {
+                s = if vs.len() == 1 { s.ctx(k, vs[0]) } else { s.ctx_list(k, vs) };
+            }
+            s
+        };
+        let indexed = base().identity(&doc(&stmts, false, true));
+        let mut scanned = base();
+        for chunk in stmts.chunks(8) {
+            scanned = scanned.identity(&doc(chunk, false, true));
+        }
+        prop_assert_eq!(indexed.decision(), scanned.decision());
+    }
+}
+
 #[test]
 fn denies_of_every_policy_type_are_explicit() {
     // A sanity anchor for the generator: one fixed world of each shape.
