@@ -150,7 +150,7 @@ pub enum ResourcePart {
 
 impl ArnPattern {
     /// Compile a Resource entry: variables (if enabled) may appear only in the resource part,
-    /// which the caller has validated; `template` is the parsed resource text.
+    /// which the caller has validated.
     pub fn resource(text: &str, variables: bool) -> ArnPattern {
         if text == "*" {
             return ArnPattern::Any;

@@ -355,11 +355,6 @@ impl CompiledStatement {
         }
         ok.then_some(m)
     }
-
-    /// Statement resource patterns, for explanations.
-    pub fn has_conditions(&self) -> bool {
-        !self.conditions.is_empty()
-    }
 }
 
 fn report_resource_vars(p: &ArnPattern, ctx: &Context, missing: &mut dyn MissingKeys) {
