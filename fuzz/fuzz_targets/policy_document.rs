@@ -4,18 +4,29 @@
 
 use std::sync::Arc;
 
-use berth_iam::{decide, parse_policy, Action, CompiledPolicy, Context, PolicyKind, PolicySet, Principal, Request};
+use berth_iam::{
+    decide, parse_policy, Action, CompiledPolicy, Context, PolicyKind, PolicySet, Principal,
+    Request,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
     for kind in PolicyKind::ALL {
-        let Ok(policy) = parse_policy(src, kind) else { continue };
+        let Ok(policy) = parse_policy(src, kind) else {
+            continue;
+        };
         let printed = policy.to_json();
         let again = parse_policy(&printed, kind).expect("printed policy parses");
-        assert_eq!(policy, again, "parse -> print -> parse changed the document");
+        assert_eq!(
+            policy, again,
+            "parse -> print -> parse changed the document"
+        );
         let compiled = Arc::new(CompiledPolicy::new("fuzz", kind, &policy));
-        let principal = Principal::from_arn("arn:aws:sts::111111111111:assumed-role/dev/s1").unwrap();
+        let principal =
+            Principal::from_arn("arn:aws:sts::111111111111:assumed-role/dev/s1").unwrap();
         let mut ctx = Context::new();
         ctx.insert("aws:SourceIp", "10.1.2.3");
         ctx.insert("aws:PrincipalTag/team", "red");
@@ -31,9 +42,15 @@ fuzz_target!(|data: &[u8]| {
         };
         let one = [compiled.clone()];
         let set = if kind.is_resource_based() {
-            PolicySet { resource: &one, ..PolicySet::default() }
+            PolicySet {
+                resource: &one,
+                ..PolicySet::default()
+            }
         } else {
-            PolicySet { identity: &one, ..PolicySet::default() }
+            PolicySet {
+                identity: &one,
+                ..PolicySet::default()
+            }
         };
         let fast = decide(&req, &set);
         assert_eq!(fast, berth_iam::evaluate(&req, &set).decision);

@@ -1,0 +1,233 @@
+//! `berth-sigv4`: verifying AWS Signature Version 4 on incoming requests.
+//!
+//! Owns reading the `Authorization` header or the presigned query parameters, the
+//! canonical request, the string to sign, the signing key (with a cache), the clock and
+//! scope checks and the constant-time comparison. It knows nothing of policies, keys'
+//! owners or HTTP servers: the caller hands it the request parts and the secret.
+
+mod canonical;
+mod encode;
+mod error;
+mod parse;
+mod time;
+
+pub use canonical::{canonical_request, string_to_sign};
+pub use error::SigV4Error;
+pub use parse::{parse, query_pairs, Credential, SignatureForm, Signed};
+pub use time::{format_amz_date, parse_amz_date};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+/// The parts of an HTTP request that the signature covers, as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The path as sent on the wire (still percent-encoded), without the query.
+    pub path: &'a str,
+    /// The raw query string, without `?` (empty if none).
+    pub query: &'a str,
+    /// Header names and values as received; names compare case-insensitively.
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// Values of a header, in order (names compare case-insensitively).
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    pub fn header(&self, name: &'a str) -> Option<&'a str> {
+        self.header_values(name).next()
+    }
+}
+
+/// What the endpoint expects of a signature.
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    /// The signing name of the endpoint (`iam`, `sts`, `ecr`).
+    pub service: &'a str,
+    /// Regions this server answers for; empty accepts any.
+    pub regions: &'a [&'a str],
+    /// How far the request time may be from now (header form), in seconds.
+    pub max_skew_secs: i64,
+    /// Now, in seconds since the Unix epoch.
+    pub now: i64,
+}
+
+/// Hex SHA-256 of the empty payload.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The payload hashes a signature may cover: `UNSIGNED-PAYLOAD` if the client said so,
+/// else the body's SHA-256 (which must equal `x-amz-content-sha256` when that is sent).
+/// A presigned URL may have been signed either way, so it gets both.
+pub fn payload_hashes(req: &Request, form: SignatureForm) -> Result<Vec<String>, SigV4Error> {
+    let claimed = req.header("x-amz-content-sha256");
+    if claimed == Some("UNSIGNED-PAYLOAD") {
+        return Ok(vec!["UNSIGNED-PAYLOAD".to_string()]);
+    }
+    if let Some(c) = claimed {
+        if c.starts_with("STREAMING-") {
+            return Err(SigV4Error::IncompleteSignature(format!(
+                "x-amz-content-sha256 {c} (aws-chunked streaming) is not supported by this endpoint; sign the whole payload"
+            )));
+        }
+    }
+    let actual = hex(&Sha256::digest(req.body));
+    if let Some(c) = claimed {
+        if !c.eq_ignore_ascii_case(&actual) {
+            return Err(SigV4Error::ContentHashMismatch);
+        }
+    }
+    Ok(match form {
+        SignatureForm::Header => vec![actual],
+        SignatureForm::Query => vec![actual, "UNSIGNED-PAYLOAD".to_string()],
+    })
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| {
+        // HMAC accepts keys of any length; this branch cannot be taken.
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&[]).expect("empty HMAC key")
+    });
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The signing key for a secret and a credential scope.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    hmac(&k_service, b"aws4_request")
+}
+
+/// The signature of a string to sign with a signing key, as lowercase hex.
+pub fn signature(key: &[u8; 32], string_to_sign: &str) -> String {
+    hex(&hmac(key, string_to_sign.as_bytes()))
+}
+
+/// Constant-time equality of two signatures.
+fn same_signature(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Check the clock and the credential scope of a parsed signature (before any key is
+/// looked up: these need no secret).
+pub fn check_scope_and_time(signed: &Signed, exp: &Expectations) -> Result<(), SigV4Error> {
+    let c = &signed.credential;
+    if c.terminator != "aws4_request" {
+        return Err(SigV4Error::Scope(
+            "Credential should be scoped with a valid terminator: 'aws4_request', not '"
+                .to_string()
+                + c.terminator
+                + "'.",
+        ));
+    }
+    if c.service != exp.service {
+        return Err(SigV4Error::Scope(format!(
+            "Credential should be scoped to correct service: '{}'.",
+            exp.service
+        )));
+    }
+    if !exp.regions.is_empty() && !exp.regions.contains(&c.region) {
+        return Err(SigV4Error::Scope(format!(
+            "Credential should be scoped to a valid Region, not '{}'.",
+            c.region
+        )));
+    }
+    if !signed.amz_date.starts_with(c.date) {
+        return Err(SigV4Error::Scope(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{}'.",
+            c.date,
+            &signed.amz_date[..signed.amz_date.len().min(8)],
+            signed.amz_date
+        )));
+    }
+    let t = parse_amz_date(signed.amz_date).ok_or_else(|| {
+        SigV4Error::IncompleteSignature(format!(
+            "X-Amz-Date '{}' is not a date of the form YYYYMMDD'T'HHMMSS'Z'",
+            signed.amz_date
+        ))
+    })?;
+    match signed.form {
+        SignatureForm::Header => {
+            if exp.now - t > exp.max_skew_secs {
+                return Err(SigV4Error::Expired(format!(
+                    "Signature expired: {} is now earlier than {} ({} - {} min.)",
+                    signed.amz_date,
+                    format_amz_date(exp.now - exp.max_skew_secs),
+                    format_amz_date(exp.now),
+                    exp.max_skew_secs / 60
+                )));
+            }
+            if t - exp.now > exp.max_skew_secs {
+                return Err(SigV4Error::Expired(format!(
+                    "Signature not yet current: {} is still later than {} ({} + {} min.)",
+                    signed.amz_date,
+                    format_amz_date(exp.now + exp.max_skew_secs),
+                    format_amz_date(exp.now),
+                    exp.max_skew_secs / 60
+                )));
+            }
+        }
+        SignatureForm::Query => {
+            let expires = signed.expires.unwrap_or(0);
+            if exp.now > t + expires {
+                return Err(SigV4Error::Expired(format!(
+                    "Request has expired: signed at {} for {expires} seconds, now {}",
+                    signed.amz_date,
+                    format_amz_date(exp.now)
+                )));
+            }
+            if t - exp.now > exp.max_skew_secs {
+                return Err(SigV4Error::Expired(format!(
+                    "Signature not yet current: {} is still later than {}",
+                    signed.amz_date,
+                    format_amz_date(exp.now + exp.max_skew_secs)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Verify the signature of `req` with the secret of the access key it names.
+/// Call [`check_scope_and_time`] first.
+pub fn verify(req: &Request, signed: &Signed, secret: &str) -> Result<(), SigV4Error> {
+    let c = &signed.credential;
+    let key = signing_key(secret, c.date, c.region, c.service);
+    let mut first_attempt = None;
+    for hash in payload_hashes(req, signed.form)? {
+        let creq = canonical_request(req, signed, &hash)?;
+        let sts = string_to_sign(signed, &creq);
+        if same_signature(&signature(&key, &sts), signed.signature) {
+            return Ok(());
+        }
+        first_attempt.get_or_insert((creq, sts));
+    }
+    let (canonical_request, string_to_sign) = first_attempt.unwrap_or_default();
+    Err(SigV4Error::SignatureDoesNotMatch {
+        canonical_request,
+        string_to_sign,
+    })
+}
