@@ -68,6 +68,40 @@ fn bench(c: &mut Criterion) {
             verify(&req, &s, black_box(SECRET)).unwrap();
         })
     });
+    // Peer: the official signer doing the same work for the same request (it signs,
+    // which costs what verifying costs: canonical request, key derivation, HMAC).
+    g.bench_function("peer_aws_sigv4_sign", |b| {
+        use aws_credential_types::Credentials;
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        use std::time::{Duration, UNIX_EPOCH};
+        let identity = Credentials::new("AKIDEXAMPLE", SECRET, None, None, "bench").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("sts")
+            .time(UNIX_EPOCH + Duration::from_secs(1_763_812_800))
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let hs = [
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+            ("host", "127.0.0.1:5000"),
+        ];
+        b.iter(|| {
+            let r = SignableRequest::new(
+                "POST",
+                "http://127.0.0.1:5000/",
+                hs.iter().copied(),
+                SignableBody::Bytes(body),
+            )
+            .unwrap();
+            sign(black_box(r), &params).unwrap()
+        })
+    });
     g.bench_function("signing_key", |b| {
         b.iter(|| signing_key(black_box(SECRET), "20251122", "us-east-1", "sts"))
     });
