@@ -122,6 +122,47 @@ pub fn signature(key: &[u8; 32], string_to_sign: &str) -> String {
     hex(&hmac(key, string_to_sign.as_bytes()))
 }
 
+/// Signing keys derived before, by (access key, secret, date, region, service): the
+/// derivation is four HMACs, a large share of a verification. Bounded: emptied when full.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: std::sync::Mutex<std::collections::HashMap<(String, [u8; 32], String), [u8; 32]>>,
+}
+
+/// Entries kept before the cache is emptied.
+const KEY_CACHE_LIMIT: usize = 16_384;
+
+impl KeyCache {
+    pub fn new() -> KeyCache {
+        KeyCache::default()
+    }
+
+    /// The signing key for `secret` under the scope of `signed`.
+    pub fn key(&self, signed: &Signed, secret: &str) -> [u8; 32] {
+        let c = &signed.credential;
+        // The secret is part of the key (hashed): a re-created access key id with a new
+        // secret never finds the old signing key.
+        let id = (
+            c.access_key_id.to_string(),
+            Sha256::digest(secret.as_bytes()).into(),
+            format!("{}/{}/{}", c.date, c.region, c.service),
+        );
+        let mut keys = match self.keys.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(k) = keys.get(&id) {
+            return *k;
+        }
+        let k = signing_key(secret, c.date, c.region, c.service);
+        if keys.len() >= KEY_CACHE_LIMIT {
+            keys.clear();
+        }
+        keys.insert(id, k);
+        k
+    }
+}
+
 /// Constant-time equality of two signatures.
 fn same_signature(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -215,12 +256,20 @@ pub fn check_scope_and_time(signed: &Signed, exp: &Expectations) -> Result<(), S
 /// Call [`check_scope_and_time`] first.
 pub fn verify(req: &Request, signed: &Signed, secret: &str) -> Result<(), SigV4Error> {
     let c = &signed.credential;
-    let key = signing_key(secret, c.date, c.region, c.service);
+    verify_with_key(
+        req,
+        signed,
+        &signing_key(secret, c.date, c.region, c.service),
+    )
+}
+
+/// [`verify`] with the signing key already derived (see [`KeyCache`]).
+pub fn verify_with_key(req: &Request, signed: &Signed, key: &[u8; 32]) -> Result<(), SigV4Error> {
     let mut first_attempt = None;
     for hash in payload_hashes(req, signed.form)? {
         let creq = canonical_request(req, signed, &hash)?;
         let sts = string_to_sign(signed, &creq);
-        if same_signature(&signature(&key, &sts), signed.signature) {
+        if same_signature(&signature(key, &sts), signed.signature) {
             return Ok(());
         }
         first_attempt.get_or_insert((creq, sts));

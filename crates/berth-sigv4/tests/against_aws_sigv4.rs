@@ -385,3 +385,31 @@ fn unsigned_payload_is_accepted_when_declared() {
     };
     assert_eq!(check(&o, "ecr", NOW), Ok(()));
 }
+
+#[test]
+fn cached_signing_keys_verify_alike_and_follow_the_secret() {
+    use berth_sigv4::{verify_with_key, KeyCache};
+    let o = form_post("Action=GetCallerIdentity&Version=2011-06-15");
+    let headers: Vec<(&str, &str)> = o
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let req = Request {
+        method: "POST",
+        path: &o.path,
+        query: &o.query,
+        headers: &headers,
+        body: &o.body,
+    };
+    let q = query_pairs(&o.query);
+    let s = parse(&req, &q).unwrap();
+    let cache = KeyCache::new();
+    for _ in 0..3 {
+        assert_eq!(verify_with_key(&req, &s, &cache.key(&s, SECRET)), Ok(()));
+    }
+    assert!(matches!(
+        verify_with_key(&req, &s, &cache.key(&s, "another secret")),
+        Err(SigV4Error::SignatureDoesNotMatch { .. })
+    ));
+}
