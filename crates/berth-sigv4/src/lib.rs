@@ -126,8 +126,11 @@ pub fn signature(key: &[u8; 32], string_to_sign: &str) -> String {
 /// derivation is four HMACs, a large share of a verification. Bounded: emptied when full.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    keys: std::sync::Mutex<std::collections::HashMap<(String, [u8; 32], String), [u8; 32]>>,
+    keys: std::sync::Mutex<std::collections::HashMap<KeyId, [u8; 32]>>,
 }
+
+/// (access key id, SHA-256 of the secret, `date/region/service`).
+type KeyId = (String, [u8; 32], String);
 
 /// Entries kept before the cache is emptied.
 const KEY_CACHE_LIMIT: usize = 16_384;
