@@ -69,7 +69,11 @@ fn signed(
     }
 }
 
-fn check(o: &Owned, service: &str, now: u64) -> Result<(), SigV4Error> {
+/// Hand the request and its parsed signature to `f`.
+fn with_signed<R>(
+    o: &Owned,
+    f: impl FnOnce(&Request, Result<berth_sigv4::Signed, SigV4Error>) -> R,
+) -> R {
     let headers: Vec<(&str, &str)> = o
         .headers
         .iter()
@@ -83,7 +87,19 @@ fn check(o: &Owned, service: &str, now: u64) -> Result<(), SigV4Error> {
         body: &o.body,
     };
     let query = query_pairs(&o.query);
-    let s = parse(&req, &query)?;
+    f(&req, parse(&req, &query))
+}
+
+fn check(o: &Owned, service: &str, now: u64) -> Result<(), SigV4Error> {
+    with_signed(o, |req, s| check_signed(req, s?, service, now))
+}
+
+fn check_signed(
+    req: &Request,
+    s: berth_sigv4::Signed,
+    service: &str,
+    now: u64,
+) -> Result<(), SigV4Error> {
     assert_eq!(s.credential.access_key_id, AKID);
     check_scope_and_time(
         &s,
@@ -94,7 +110,7 @@ fn check(o: &Owned, service: &str, now: u64) -> Result<(), SigV4Error> {
             now: now as i64,
         },
     )?;
-    verify(&req, &s, SECRET)
+    verify(req, &s, SECRET)
 }
 
 fn form_post(body: &str) -> Owned {
@@ -177,24 +193,12 @@ fn session_tokens_verify() {
         Some("FQoGZXIvYXdzEXAMPLETOKEN//+="),
         "sts",
     );
-    let headers: Vec<(&str, &str)> = o
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let req = Request {
-        method: "POST",
-        path: &o.path,
-        query: &o.query,
-        headers: &headers,
-        body: &o.body,
-    };
-    let q = query_pairs(&o.query);
-    let s = parse(&req, &q).unwrap();
-    assert_eq!(
-        s.security_token.as_deref(),
-        Some("FQoGZXIvYXdzEXAMPLETOKEN//+=")
-    );
+    with_signed(&o, |_, s| {
+        assert_eq!(
+            s.unwrap().security_token.as_deref(),
+            Some("FQoGZXIvYXdzEXAMPLETOKEN//+=")
+        )
+    });
     assert_eq!(check(&o, "sts", NOW), Ok(()));
 }
 
@@ -258,24 +262,12 @@ fn any_change_breaks_the_signature() {
     assert_eq!(err.query_code(), "SignatureDoesNotMatch");
     assert_eq!(err.json_code(), "InvalidSignatureException");
     // A wrong secret.
-    let headers: Vec<(&str, &str)> = o
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let req = Request {
-        method: "POST",
-        path: &o.path,
-        query: &o.query,
-        headers: &headers,
-        body: &o.body,
-    };
-    let q = query_pairs(&o.query);
-    let s = parse(&req, &q).unwrap();
-    assert!(matches!(
-        verify(&req, &s, "not-the-secret"),
-        Err(SigV4Error::SignatureDoesNotMatch { .. })
-    ));
+    with_signed(&o, |req, s| {
+        assert!(matches!(
+            verify(req, &s.unwrap(), "not-the-secret"),
+            Err(SigV4Error::SignatureDoesNotMatch { .. })
+        ))
+    });
 }
 
 #[test]
@@ -390,26 +382,15 @@ fn unsigned_payload_is_accepted_when_declared() {
 fn cached_signing_keys_verify_alike_and_follow_the_secret() {
     use berth_sigv4::{verify_with_key, KeyCache};
     let o = form_post("Action=GetCallerIdentity&Version=2011-06-15");
-    let headers: Vec<(&str, &str)> = o
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let req = Request {
-        method: "POST",
-        path: &o.path,
-        query: &o.query,
-        headers: &headers,
-        body: &o.body,
-    };
-    let q = query_pairs(&o.query);
-    let s = parse(&req, &q).unwrap();
     let cache = KeyCache::new();
-    for _ in 0..3 {
-        assert_eq!(verify_with_key(&req, &s, &cache.key(&s, SECRET)), Ok(()));
-    }
-    assert!(matches!(
-        verify_with_key(&req, &s, &cache.key(&s, "another secret")),
-        Err(SigV4Error::SignatureDoesNotMatch { .. })
-    ));
+    with_signed(&o, |req, s| {
+        let s = s.unwrap();
+        for _ in 0..3 {
+            assert_eq!(verify_with_key(req, &s, &cache.key(&s, SECRET)), Ok(()));
+        }
+        assert!(matches!(
+            verify_with_key(req, &s, &cache.key(&s, "another secret")),
+            Err(SigV4Error::SignatureDoesNotMatch { .. })
+        ));
+    });
 }
