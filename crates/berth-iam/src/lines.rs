@@ -134,6 +134,14 @@ impl Decider {
             .read(line, &mut id, &mut context)
             .and_then(|l| self.answer(l, &mut context));
         self.context = context;
+        if result.is_err() && id == "null" {
+            // The error came before the id was reached: find it with a full read.
+            if let Ok(doc) = json::parse(line) {
+                if let Some(j) = doc.get("id") {
+                    id = &line[j.start..j.end];
+                }
+            }
+        }
         out.push_str("{\"id\":");
         out.push_str(id);
         match result {
@@ -183,8 +191,13 @@ impl Decider {
                 | Field::Action
                 | Field::Resource
                 | Field::ResourceAccount) => {
+                    p.skip_ws();
+                    let quoted = p.rest().starts_with('"');
                     let s = match scalar(&mut p).map_err(syntax)? {
-                        Scalar::Text(s) => Some(s),
+                        Scalar::Text(s) if quoted => Some(s),
+                        Scalar::Text(_) => {
+                            return Err(format!("{key} must be a string, not a number or boolean"))
+                        }
                         Scalar::Null => None,
                         Scalar::Other(what) => {
                             return Err(format!("{key} must be a string, not {what}"))
@@ -197,8 +210,13 @@ impl Decider {
                         _ => l.resource_account = s,
                     }
                 }
-                Field::Context => read_context(&mut p, ctx)?,
+                Field::Context => {
+                    // A repeated member replaces the earlier one, as JSON readers do.
+                    ctx.clear();
+                    read_context(&mut p, ctx)?
+                }
                 Field::IdentityPolicies => {
+                    l.identity.clear();
                     if !p.null() {
                         p.begin_array().map_err(syntax)?;
                         let mut first = true;
@@ -284,9 +302,10 @@ impl Decider {
             self.known.clear();
             self.entries = 0;
         }
-        let name = name();
+        // Errors are cached without the policy's place in the line: the same text may
+        // stand elsewhere in a later line.
         let c = match json::parse(text) {
-            Err(e) => Err(Arc::from(format!("{name}: {e}"))),
+            Err(e) => Err(Arc::from(e.to_string())),
             Ok(doc) => {
                 if text.len() >= PREFIX && text.starts_with('{') {
                     self.remember(text);
@@ -295,8 +314,8 @@ impl Decider {
                     .map_err(|p| p.message)
                     .and_then(|()| from_json(&doc, kind).map_err(|e| e.to_string()));
                 match policy {
-                    Ok(p) => Ok(Arc::new(CompiledPolicy::new(&name, kind, &p))),
-                    Err(m) => Err(Arc::from(format!("{name}: {m}"))),
+                    Ok(p) => Ok(Arc::new(CompiledPolicy::new(&name(), kind, &p))),
+                    Err(m) => Err(Arc::from(m)),
                 }
             }
         };
@@ -347,7 +366,7 @@ impl Decider {
             let name = || format!("identity_policies[{i}]");
             identity.push(
                 self.compiled(PolicyKind::Identity, name, text)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| format!("{}: {e}", name()))?,
             );
         }
         let mut single = |kind,
@@ -356,7 +375,7 @@ impl Decider {
          -> Result<Option<Arc<CompiledPolicy>>, String> {
             text.map(|t| {
                 self.compiled(kind, || name.to_string(), t)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| format!("{name}: {e}"))
             })
             .transpose()
         };
@@ -499,6 +518,45 @@ mod tests {
         );
         assert!(run("not json").starts_with("{\"id\":null,\"error\":\"invalid JSON"));
         assert!(run(r#"{"id": 1}"#).contains("principal is missing"));
+    }
+
+    #[test]
+    fn errors_name_the_policy_where_it_stands_now_and_keep_the_id() {
+        let bad = r#"{"Statement":{"Effect":"allow","Action":"ecr:*","Resource":"*"}}"#;
+        let good = r#"{"Statement":{"Effect":"Allow","Action":"ecr:*","Resource":"*"}}"#;
+        let line = |id: u32, docs: &str| {
+            format!(
+                r#"{{"principal":"arn:aws:iam::111122223333:user/ci","action":"ecr:PutImage","resource":"*","identity_policies":[{docs}],"id":{id}}}"#
+            )
+        };
+        let mut d = Decider::new();
+        let mut out = String::new();
+        d.decide_line(&line(1, bad), &mut out);
+        d.decide_line(&line(2, &format!("{good},{bad}")), &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].starts_with(r#"{"id":1,"error":"identity_policies[0]: Statement.Effect"#),
+            "{out}"
+        );
+        assert!(
+            lines[1].starts_with(r#"{"id":2,"error":"identity_policies[1]: Statement.Effect"#),
+            "{out}"
+        );
+        out.clear();
+        d.decide_line(r#"{"principal": 5, "id": 7}"#, &mut out);
+        assert_eq!(
+            out,
+            "{\"id\":7,\"error\":\"principal must be a string, not a number or boolean\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_repeated_member_replaces_the_earlier_one() {
+        let allow = r#"{"Statement":{"Effect":"Allow","Action":"ecr:*","Resource":"*"}}"#;
+        let line = format!(
+            r#"{{"id":1,"principal":"arn:aws:iam::111122223333:user/ci","action":"ecr:PutImage","resource":"*","identity_policies":[{allow}],"identity_policies":[],"context":{{"a:b":"1"}},"context":{{}}}}"#
+        );
+        assert_eq!(run(&line), "{\"id\":1,\"decision\":\"ImplicitDeny\"}\n");
     }
 
     #[test]
