@@ -355,8 +355,7 @@ impl Decider {
                 p?
             }
         };
-        principal.learn_from_context(context);
-        principal.derive_context(context);
+        principal.settle_context(context);
         let resource_account = match l.resource_account {
             Some(a) => a,
             None => Cow::Owned(principal.resource_account(&resource)),

@@ -152,6 +152,14 @@ impl Principal {
         }
     }
 
+    /// Make principal and context agree before a decision: take what the context says of
+    /// this principal ([`Principal::learn_from_context`]), then fill in the keys IAM
+    /// derives from it ([`Principal::derive_context`]).
+    pub fn settle_context(&mut self, ctx: &mut Context) {
+        self.learn_from_context(ctx);
+        self.derive_context(ctx);
+    }
+
     /// Fill in the context keys IAM derives from the principal, where the context lacks them:
     /// `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:username`, `aws:PrincipalType`.
     pub fn derive_context(&self, ctx: &mut Context) {

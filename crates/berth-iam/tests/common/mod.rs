@@ -96,15 +96,10 @@ impl Scenario {
             .map(|d| compile(PolicyKind::Session, "session", d));
         let mut ctx = Context::new();
         for (k, vs) in &self.context {
-            if vs.len() == 1 {
-                ctx.insert(k, &vs[0]);
-            } else {
-                ctx.insert_list(k, vs.clone());
-            }
+            ctx.insert_list(k, vs.clone());
         }
         let mut principal = Principal::from_arn(&self.principal).expect("principal");
-        principal.learn_from_context(&ctx);
-        principal.derive_context(&mut ctx);
+        principal.settle_context(&mut ctx);
         let account = self
             .resource_account
             .clone()

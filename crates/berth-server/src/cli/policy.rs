@@ -179,15 +179,11 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode, String> {
         }
     }
     for (k, vs) in grouped {
-        if vs.len() == 1 {
-            context.insert(&k, &vs[0]);
-        } else {
-            context.insert_list(&k, vs);
-        }
+        // One value is a single-valued key; insert_list tells them apart.
+        context.insert_list(&k, vs);
     }
     let mut principal = Principal::from_arn(&a.principal)?;
-    principal.learn_from_context(&context);
-    principal.derive_context(&mut context);
+    principal.settle_context(&mut context);
     let resource_account = a
         .resource_account
         .clone()
