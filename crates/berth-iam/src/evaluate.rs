@@ -224,6 +224,33 @@ pub fn evaluate(req: &Request, set: &PolicySet) -> Evaluation {
     }
 }
 
+/// How one resource-based policy on its own treats a request: the strongest way an
+/// allowing statement names the principal, or `None` if none allows or one denies.
+/// AssumeRole needs the role's trust policy to allow even where an identity policy
+/// would otherwise be enough.
+pub fn resource_policy_allows(req: &Request, policy: &CompiledPolicy) -> Option<PrincipalMatch> {
+    let arn = crate::arn::Arn::parse(req.resource);
+    let mut denied = false;
+    let mut best = None;
+    policy.for_each_applicable(req, arn.as_ref(), &mut (), false, |_, s, m| {
+        match s.effect {
+            Effect::Deny => {
+                denied = true;
+                false
+            }
+            Effect::Allow => {
+                best = best.max(Some(m));
+                true
+            }
+        }
+    });
+    if denied {
+        None
+    } else {
+        best
+    }
+}
+
 fn same_account(req: &Request) -> bool {
     *req.principal.account == *req.resource_account
 }

@@ -1,8 +1,5 @@
-//! `berth`: the Berth command line. For now the policy tools (`berth policy check`,
-//! `simulate`, `decide`); the registry server (`berth serve`) joins it next. Holds no
-//! policy logic of its own: everything is decided by `berth-iam`.
-
-mod cli;
+//! `berth`: the Berth command line (`berth serve`, `berth account`, `berth policy`).
+//! Everything lives in the `berth_server` library; this is the entry point.
 
 /// mimalloc: the policy tools and the server allocate many small strings per request,
 /// where it is markedly faster than the system allocator.
@@ -14,8 +11,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let args = berth_server::cli::Cli::parse();
+    match berth_server::cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("berth: {e}");

@@ -1,0 +1,301 @@
+//! From a signed request to a [`Caller`]: check the SigV4 signature against the stored
+//! long-term key or STS session it names, then gather who that is.
+
+use std::sync::Arc;
+
+use berth_iam::{CompiledPolicy, PolicyKind, Principal};
+use berth_sigv4::{Expectations, Signed};
+use berth_store::EntityKind;
+
+use super::cache::Credential;
+use super::caller::{Caller, Identity};
+use crate::query::ApiError;
+use crate::serve::App;
+
+/// What the endpoint expects of the signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    /// `iam`, `sts`, `ecr`.
+    pub service: &'a str,
+    pub now: i64,
+}
+
+/// Constant-time equality of two secrets.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Authenticate a request: its signature, its key or session, then the caller.
+/// Returns the caller and the region the request was signed for.
+pub async fn authenticate(
+    app: &App,
+    req: &berth_sigv4::Request<'_>,
+    query: &[(String, String)],
+    signing: Signing<'_>,
+) -> Result<(Caller, String), ApiError> {
+    let signed = berth_sigv4::parse(req, query)?;
+    // IAM is global and signs for us-east-1; STS and ECR sign for the server's region.
+    let regions = [app.config.region.as_str(), "us-east-1"];
+    berth_sigv4::check_scope_and_time(
+        &signed,
+        &Expectations {
+            service: signing.service,
+            regions: &regions,
+            max_skew_secs: app.config.max_skew_secs,
+            now: signing.now,
+        },
+    )?;
+    let key_id = signed.credential.access_key_id;
+    let Some(credential) = app.caches.credential(&*app.store, key_id).await? else {
+        return Err(ApiError::invalid_token());
+    };
+    let caller = match &*credential {
+        Credential::Key(key) => {
+            if key.status != berth_store::KeyStatus::Active {
+                return Err(ApiError::invalid_token());
+            }
+            verify(app, req, &signed, &key.secret)?;
+            match &key.user {
+                None => root(&key.account, key_id),
+                Some(user) => {
+                    let Some(policies) = app
+                        .caches
+                        .entity(&*app.store, &key.account, EntityKind::User, user)
+                        .await?
+                    else {
+                        return Err(ApiError::invalid_token());
+                    };
+                    let entity = &policies.entity;
+                    let mut principal =
+                        Principal::from_arn(&entity.arn()).map_err(ApiError::internal)?;
+                    principal.unique_id = Some(entity.unique_id.as_str().into());
+                    Caller {
+                        identity: Identity::User {
+                            name: entity.name.clone(),
+                        },
+                        principal,
+                        account: key.account.as_str().into(),
+                        access_key_id: key_id.to_string(),
+                        user_id: entity.unique_id.clone(),
+                        principal_tags: policies
+                            .tags
+                            .iter()
+                            .map(|t| (t.key.clone(), t.value.clone()))
+                            .collect(),
+                        policies: Some(policies.clone()),
+                        session_policy: None,
+                        claims: None,
+                        session_expires: None,
+                    }
+                }
+            }
+        }
+        Credential::Session {
+            session,
+            claims,
+            session_policy,
+        } => {
+            let token_ok = signed
+                .security_token
+                .as_deref()
+                .is_some_and(|t| same_secret(t, &session.token));
+            if !token_ok {
+                return Err(ApiError::invalid_token());
+            }
+            verify(app, req, &signed, &session.secret)?;
+            if signing.now >= session.expires {
+                return Err(ApiError::new(
+                    403,
+                    "ExpiredToken",
+                    "The security token included in the request is expired",
+                ));
+            }
+            session_caller(app, key_id, session, claims, session_policy.clone()).await?
+        }
+    };
+    Ok((caller, signed.credential.region.to_string()))
+}
+
+fn verify(
+    app: &App,
+    req: &berth_sigv4::Request<'_>,
+    signed: &Signed<'_>,
+    secret: &str,
+) -> Result<(), ApiError> {
+    let key = app.caches.signing_keys.key(signed, secret);
+    berth_sigv4::verify_with_key(req, signed, &key)?;
+    Ok(())
+}
+
+fn root(account: &str, key_id: &str) -> Caller {
+    let principal = Principal {
+        kind: berth_iam::PrincipalKind::Root,
+        arn: format!("arn:aws:iam::{account}:root").into(),
+        account: account.into(),
+        role_arn: None,
+        federating_user_arn: None,
+        unique_id: None,
+        user_name: None,
+    };
+    Caller {
+        identity: Identity::Root,
+        principal,
+        account: account.into(),
+        access_key_id: key_id.to_string(),
+        user_id: account.to_string(),
+        policies: None,
+        session_policy: None,
+        principal_tags: Vec::new(),
+        claims: None,
+        session_expires: None,
+    }
+}
+
+/// An identity policy that allows everything: what the root user holds, for the
+/// federated sessions it creates (their session policy then limits them).
+fn root_permissions() -> Arc<CompiledPolicy> {
+    static ROOT: std::sync::OnceLock<Arc<CompiledPolicy>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        Arc::new(
+            CompiledPolicy::parse(
+                "root",
+                PolicyKind::Identity,
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+            )
+            .expect("the root permissions policy is valid"),
+        )
+    })
+    .clone()
+}
+
+async fn session_caller(
+    app: &App,
+    key_id: &str,
+    session: &berth_store::Session,
+    claims: &Arc<super::caller::Claims>,
+    session_policy: Option<Arc<CompiledPolicy>>,
+) -> Result<Caller, ApiError> {
+    let account = session.account.as_str();
+    let entity_policies = |kind, name: String| async move {
+        app.caches.entity(&*app.store, account, kind, &name).await
+    };
+    let mut tags: Vec<(String, String)> = Vec::new();
+    let (identity, principal, user_id, policies) = match claims.kind.as_str() {
+        "role" => {
+            let role = claims
+                .role
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("a role session without its role"))?;
+            let arn = format!(
+                "arn:aws:sts::{account}:assumed-role/{}/{}",
+                role.name, role.session_name
+            );
+            let mut p = Principal::from_arn(&arn).map_err(ApiError::internal)?;
+            p.role_arn =
+                Some(format!("arn:aws:iam::{account}:role{}{}", role.path, role.name).into());
+            p.unique_id = Some(role.id.as_str().into());
+            let policies = entity_policies(EntityKind::Role, role.name.clone()).await?;
+            (
+                Identity::RoleSession,
+                p,
+                format!("{}:{}", role.id, role.session_name),
+                policies,
+            )
+        }
+        "federated" => {
+            let name = claims.federated_name.clone().unwrap_or_default();
+            let arn = format!("arn:aws:sts::{account}:federated-user/{name}");
+            let mut p = Principal::from_arn(&arn).map_err(ApiError::internal)?;
+            let policies = match &claims.user {
+                Some(u) => {
+                    let pol = entity_policies(EntityKind::User, u.clone()).await?;
+                    if let Some(pol) = &pol {
+                        p.federating_user_arn = Some(pol.entity.arn().into());
+                    }
+                    pol
+                }
+                None => {
+                    p.federating_user_arn = Some(format!("arn:aws:iam::{account}:root").into());
+                    None
+                }
+            };
+            (
+                Identity::Federated,
+                p,
+                format!("{account}:{name}"),
+                policies,
+            )
+        }
+        _ => {
+            // GetSessionToken: the same principal as the long-term credentials.
+            match &claims.user {
+                None => {
+                    let mut c = root(account, key_id);
+                    c.identity = Identity::UserSession { user: None };
+                    c.claims = Some(claims.clone());
+                    c.session_expires = Some(session.expires);
+                    return Ok(c);
+                }
+                Some(u) => {
+                    let pol = entity_policies(EntityKind::User, u.clone()).await?;
+                    let Some(pol) = pol else {
+                        return Err(ApiError::invalid_token());
+                    };
+                    let mut p =
+                        Principal::from_arn(&pol.entity.arn()).map_err(ApiError::internal)?;
+                    p.unique_id = Some(pol.entity.unique_id.as_str().into());
+                    (
+                        Identity::UserSession {
+                            user: Some(u.clone()),
+                        },
+                        p,
+                        pol.entity.unique_id.clone(),
+                        Some(pol),
+                    )
+                }
+            }
+        }
+    };
+    if let Some(p) = &policies {
+        tags.extend(p.tags.iter().map(|t| (t.key.clone(), t.value.clone())));
+    }
+    // Session tags replace the entity's tags of the same key (keys compare case-insensitively).
+    for (k, v) in &claims.tags {
+        tags.retain(|(old, _)| !old.eq_ignore_ascii_case(k));
+        tags.push((k.clone(), v.clone()));
+    }
+    let policies = match (&identity, policies, &claims.user) {
+        // A federated session of the root user: everything, narrowed by the session policy.
+        (Identity::Federated, None, None) => Some(Arc::new(super::cache::EntityPolicies {
+            entity: berth_store::Entity {
+                account: account.to_string(),
+                kind: EntityKind::User,
+                name: "root".into(),
+                path: "/".into(),
+                unique_id: account.to_string(),
+                created: 0,
+                trust_policy: None,
+                description: None,
+                max_session_secs: None,
+                boundary: None,
+            },
+            identity: vec![root_permissions()],
+            boundary: None,
+            tags: Vec::new(),
+        })),
+        (_, p, _) => p,
+    };
+    Ok(Caller {
+        identity,
+        principal,
+        account: account.into(),
+        access_key_id: key_id.to_string(),
+        user_id,
+        policies,
+        session_policy,
+        principal_tags: tags,
+        claims: Some(claims.clone()),
+        session_expires: Some(session.expires),
+    })
+}

@@ -1,0 +1,229 @@
+//! Credentials and compiled identity policies, cached between requests.
+//!
+//! Entries live for a short time (`ttl`) and are dropped at once when this node writes
+//! to the store (the generation moves): a change made here takes effect on the next
+//! request, a change made by another process within `ttl`. Only things found are cached,
+//! so a key created by `berth account create` works immediately.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_iam::{CompiledPolicy, PolicyKind};
+use berth_store::{AccessKey, Entity, EntityKind, Session, Store, StoreError, Tag};
+
+use super::caller::Claims;
+use crate::query::ApiError;
+
+/// The compiled policies of a user or role.
+#[derive(Debug)]
+pub struct EntityPolicies {
+    pub entity: Entity,
+    pub identity: Vec<Arc<CompiledPolicy>>,
+    pub boundary: Option<Arc<CompiledPolicy>>,
+    pub tags: Vec<Tag>,
+}
+
+/// A credential found by access key id.
+#[derive(Debug)]
+pub enum Credential {
+    Key(AccessKey),
+    Session {
+        session: Session,
+        claims: Arc<Claims>,
+        session_policy: Option<Arc<CompiledPolicy>>,
+    },
+}
+
+struct Entry<T> {
+    at: Instant,
+    generation: u64,
+    value: T,
+}
+
+type EntityId = (String, EntityKind, String);
+
+/// Bounded: a map is emptied when it reaches this many entries.
+const LIMIT: usize = 65_536;
+
+pub struct Caches {
+    generation: AtomicU64,
+    ttl: Duration,
+    credentials: Mutex<HashMap<String, Entry<Arc<Credential>>>>,
+    entities: Mutex<HashMap<EntityId, Entry<Arc<EntityPolicies>>>>,
+    /// SigV4 signing keys.
+    pub signing_keys: berth_sigv4::KeyCache,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Caches {
+    pub fn new(ttl: Duration) -> Caches {
+        Caches {
+            generation: AtomicU64::new(0),
+            ttl,
+            credentials: Mutex::new(HashMap::new()),
+            entities: Mutex::new(HashMap::new()),
+            signing_keys: berth_sigv4::KeyCache::new(),
+        }
+    }
+
+    /// Forget everything: called after every write this node makes.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        lock(&self.credentials).clear();
+        lock(&self.entities).clear();
+    }
+
+    fn fresh<T: Clone>(&self, e: &Entry<T>) -> Option<T> {
+        (e.generation == self.generation.load(Ordering::SeqCst) && e.at.elapsed() < self.ttl)
+            .then(|| e.value.clone())
+    }
+
+    fn put<K: std::hash::Hash + Eq, T>(
+        &self,
+        map: &Mutex<HashMap<K, Entry<T>>>,
+        k: K,
+        v: T,
+        generation: u64,
+    ) {
+        let mut m = lock(map);
+        if m.len() >= LIMIT {
+            m.clear();
+        }
+        m.insert(
+            k,
+            Entry {
+                at: Instant::now(),
+                generation,
+                value: v,
+            },
+        );
+    }
+
+    /// The key or session with this access key id.
+    pub async fn credential(
+        &self,
+        store: &dyn Store,
+        id: &str,
+    ) -> Result<Option<Arc<Credential>>, ApiError> {
+        if let Some(c) = lock(&self.credentials).get(id).and_then(|e| self.fresh(e)) {
+            return Ok(Some(c));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let found = if id.starts_with("ASIA") {
+            match store.session(id).await? {
+                None => None,
+                Some(session) => {
+                    let claims: Claims = serde_json::from_str(&session.claims).map_err(|e| {
+                        ApiError::internal(format!("stored session {id} is unreadable: {e}"))
+                    })?;
+                    let session_policy = session_policy(&claims.session_policies)?;
+                    Some(Credential::Session {
+                        session,
+                        claims: Arc::new(claims),
+                        session_policy,
+                    })
+                }
+            }
+        } else {
+            store.access_key(id).await?.map(Credential::Key)
+        };
+        let Some(found) = found else { return Ok(None) };
+        let found = Arc::new(found);
+        self.put(&self.credentials, id.to_string(), found.clone(), generation);
+        Ok(Some(found))
+    }
+
+    /// The compiled policies of a user or role (empty if it no longer exists).
+    pub async fn entity(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<Arc<EntityPolicies>>, ApiError> {
+        let id = (account.to_string(), kind, name.to_ascii_lowercase());
+        if let Some(p) = lock(&self.entities).get(&id).and_then(|e| self.fresh(e)) {
+            return Ok(Some(p));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let Some(entity) = store.entity(account, kind, name).await? else {
+            return Ok(None);
+        };
+        let docs = match store.identity_documents(account, kind, name).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let compile = |source: &str, doc: &str, kind: PolicyKind| {
+            // Documents were checked when stored; one that no longer compiles must not be
+            // skipped (it might hold a Deny): the request fails instead.
+            CompiledPolicy::parse(source, kind, doc)
+                .map(Arc::new)
+                .map_err(|e| {
+                    ApiError::internal(format!("stored policy {source} no longer compiles: {e}"))
+                })
+        };
+        let mut identity = Vec::with_capacity(docs.policies.len());
+        for p in &docs.policies {
+            identity.push(compile(&p.source, &p.document, PolicyKind::Identity)?);
+        }
+        let boundary = match &docs.boundary {
+            Some(b) => Some(compile(&b.source, &b.document, PolicyKind::Boundary)?),
+            None => None,
+        };
+        let policies = Arc::new(EntityPolicies {
+            entity,
+            identity,
+            boundary,
+            tags: docs.tags,
+        });
+        self.put(&self.entities, id, policies.clone(), generation);
+        Ok(Some(policies))
+    }
+}
+
+/// One policy from a session's policies: a single one as it is, several joined into one
+/// document (their statements side by side: a session policy grants what any of them grants).
+pub fn session_policy(docs: &[String]) -> Result<Option<Arc<CompiledPolicy>>, ApiError> {
+    let text = match docs {
+        [] => return Ok(None),
+        [one] => one.clone(),
+        many => join_policies(many)?,
+    };
+    CompiledPolicy::parse("session", PolicyKind::Session, &text)
+        .map(|p| Some(Arc::new(p)))
+        .map_err(|e| ApiError::malformed_policy(e.to_string()))
+}
+
+/// Join policy documents: all statements under one `Version` (`2012-10-17` if any uses it).
+pub fn join_policies(docs: &[String]) -> Result<String, ApiError> {
+    let mut statements = Vec::new();
+    let mut version = "2008-10-17";
+    for d in docs {
+        let v: serde_json::Value = serde_json::from_str(d)
+            .map_err(|e| ApiError::malformed_policy(format!("Syntax errors in policy: {e}")))?;
+        if v.get("Version").and_then(|v| v.as_str()) == Some("2012-10-17") {
+            version = "2012-10-17";
+        }
+        match v.get("Statement") {
+            Some(serde_json::Value::Array(a)) => statements.extend(a.iter().cloned()),
+            Some(s @ serde_json::Value::Object(_)) => statements.push(s.clone()),
+            _ => {}
+        }
+    }
+    // Sids need only be unique within one document.
+    for s in &mut statements {
+        if let Some(o) = s.as_object_mut() {
+            o.remove("Sid");
+        }
+    }
+    Ok(serde_json::json!({"Version": version, "Statement": statements}).to_string())
+}

@@ -1,0 +1,321 @@
+//! Inline policies of users, groups and roles; customer managed policies with their
+//! versions; attaching managed policies.
+
+use berth_iam::PolicyKind;
+use berth_store::{EntityKind, ManagedPolicy, PolicyVersion};
+use serde_json::{json, Value};
+
+use super::{
+    check_policy, existing_in, page, paginate, policy_arn_parts, tags_json, tags_param, url_encode,
+    Target,
+};
+use crate::ids;
+use crate::query::{ApiError, Call};
+
+/// Versions a managed policy may have.
+const VERSIONS_PER_POLICY: usize = 5;
+
+fn policy_name<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
+    call.params.name("PolicyName", 128)
+}
+
+fn document<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
+    let doc = call.params.required("PolicyDocument")?;
+    check_policy(doc, PolicyKind::Identity)?;
+    Ok(doc)
+}
+
+pub async fn put_inline(call: &Call<'_>, t: &Target, kind: EntityKind) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let name = policy_name(call)?;
+    let doc = document(call)?;
+    call.app
+        .store
+        .put_inline_policy(&e.account, kind, &e.name, name, doc)
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn get_inline(call: &Call<'_>, t: &Target, kind: EntityKind) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let name = policy_name(call)?;
+    let Some(doc) = call
+        .app
+        .store
+        .inline_policy(&e.account, kind, &e.name, name)
+        .await?
+    else {
+        return Err(ApiError::no_such_entity(format!(
+            "The {} policy with name {name} cannot be found.",
+            kind.as_str()
+        )));
+    };
+    let owner_key = super::name_param(kind);
+    Ok(json!({
+        owner_key: e.name,
+        "PolicyName": name,
+        "PolicyDocument": url_encode(&doc),
+    }))
+}
+
+pub async fn delete_inline(
+    call: &Call<'_>,
+    t: &Target,
+    kind: EntityKind,
+) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let name = policy_name(call)?;
+    call.app
+        .store
+        .delete_inline_policy(&e.account, kind, &e.name, name)
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn list_inline(call: &Call<'_>, t: &Target, kind: EntityKind) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let names = call
+        .app
+        .store
+        .inline_policy_names(&e.account, kind, &e.name)
+        .await?;
+    let (names, next) = paginate(call.params, names, |n| n.to_ascii_lowercase())?;
+    Ok(page(json!({ "PolicyNames": names }), next))
+}
+
+fn policy_json(p: &ManagedPolicy, tags: &[berth_store::Tag]) -> Value {
+    json!({
+        "PolicyName": p.name,
+        "PolicyId": p.policy_id,
+        "Arn": p.arn(),
+        "Path": p.path,
+        "DefaultVersionId": p.default_version,
+        "AttachmentCount": p.attachment_count,
+        "PermissionsBoundaryUsageCount": p.boundary_usage_count,
+        "IsAttachable": true,
+        "Description": p.description,
+        "CreateDate": ids::iso8601(p.created),
+        "UpdateDate": ids::iso8601(p.updated),
+        "Tags": if tags.is_empty() { Value::Null } else { tags_json(tags) },
+    })
+}
+
+fn version_json(v: &PolicyVersion, with_document: bool) -> Value {
+    json!({
+        "Document": if with_document { Some(url_encode(&v.document)) } else { None },
+        "VersionId": v.version_id,
+        "IsDefaultVersion": v.is_default,
+        "CreateDate": ids::iso8601(v.created),
+    })
+}
+
+pub async fn create_policy(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = call.params;
+    let name = policy_name(call)?;
+    let path = p.path("Path")?;
+    let doc = document(call)?;
+    let description = p.text("Description", 0..=1000)?;
+    let tags = tags_param(p, "Tags", 50)?;
+    let now = call.origin.now;
+    let policy = ManagedPolicy {
+        account: call.caller.account.to_string(),
+        name: name.to_string(),
+        path: path.to_string(),
+        policy_id: ids::unique_id("ANPA"),
+        default_version: "v1".into(),
+        description: description.map(str::to_string),
+        created: now,
+        updated: now,
+        attachment_count: 0,
+        boundary_usage_count: 0,
+    };
+    call.app.store.create_policy(&policy, doc, &tags).await?;
+    Ok(json!({ "Policy": policy_json(&policy, &tags) }))
+}
+
+/// The managed policy `PolicyArn` names, which must exist in the caller's account.
+async fn named_policy(call: &Call<'_>) -> Result<ManagedPolicy, ApiError> {
+    let arn = call.params.required("PolicyArn")?;
+    let (account, name) = policy_arn_parts(arn)?;
+    let found = if account == &*call.caller.account {
+        call.app
+            .store
+            .policy(account, name)
+            .await?
+            .filter(|p| p.arn() == arn)
+    } else {
+        None
+    };
+    found.ok_or_else(|| {
+        ApiError::no_such_entity(format!("Policy {arn} does not exist or is not attachable."))
+    })
+}
+
+pub async fn get_policy(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let tags = call
+        .app
+        .store
+        .tags(&p.account, berth_store::TagTarget::Policy, &p.name)
+        .await?;
+    Ok(json!({ "Policy": policy_json(&p, &tags) }))
+}
+
+pub async fn delete_policy(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    call.app.store.delete_policy(&p.account, &p.name).await?;
+    Ok(json!({}))
+}
+
+pub async fn list_policies(call: &Call<'_>) -> Result<Value, ApiError> {
+    let params = call.params;
+    let scope = params.get("Scope").unwrap_or("All");
+    if !["All", "AWS", "Local"].contains(&scope) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{scope}' at 'scope' failed to satisfy constraint: Member must satisfy enum value set: [All, AWS, Local]"
+        )));
+    }
+    let only_attached = params.bool("OnlyAttached")?.unwrap_or(false);
+    let prefix = params.get("PathPrefix").unwrap_or("/");
+    let mut policies = if scope == "AWS" {
+        Vec::new()
+    } else {
+        call.app
+            .store
+            .policies(&call.caller.account, prefix)
+            .await?
+    };
+    if only_attached {
+        policies.retain(|p| p.attachment_count > 0);
+    }
+    let (policies, next) = paginate(params, policies, |p| p.name.to_ascii_lowercase())?;
+    let list: Vec<Value> = policies.iter().map(|p| policy_json(p, &[])).collect();
+    Ok(page(json!({ "Policies": list }), next))
+}
+
+pub async fn create_version(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let doc = document(call)?;
+    let set_default = call.params.bool("SetAsDefault")?.unwrap_or(false);
+    let v = call
+        .app
+        .store
+        .create_policy_version(
+            &p.account,
+            &p.name,
+            doc,
+            set_default,
+            call.origin.now,
+            VERSIONS_PER_POLICY,
+        )
+        .await?;
+    Ok(json!({ "PolicyVersion": version_json(&v, false) }))
+}
+
+fn version_param<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
+    let v = call.params.required("VersionId")?;
+    let ok = v.len() > 1
+        && v.starts_with('v')
+        && v[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if !ok {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{v}' at 'versionId' failed to satisfy constraint: Member must satisfy regular expression pattern: v[1-9][0-9]*(\\.[A-Za-z0-9-]*)?"
+        )));
+    }
+    Ok(v)
+}
+
+pub async fn get_version(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let vid = version_param(call)?;
+    let Some(v) = call
+        .app
+        .store
+        .policy_version(&p.account, &p.name, vid)
+        .await?
+    else {
+        return Err(ApiError::no_such_entity(format!(
+            "Policy {} version {vid} does not exist or is not attachable.",
+            p.arn()
+        )));
+    };
+    Ok(json!({ "PolicyVersion": version_json(&v, true) }))
+}
+
+pub async fn list_versions(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let versions = call.app.store.policy_versions(&p.account, &p.name).await?;
+    let (versions, next) = paginate(call.params, versions, |v| {
+        format!("{:>12}", &v.version_id[1..])
+    })?;
+    let list: Vec<Value> = versions.iter().map(|v| version_json(v, false)).collect();
+    Ok(page(json!({ "Versions": list }), next))
+}
+
+pub async fn delete_version(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let vid = version_param(call)?;
+    call.app
+        .store
+        .delete_policy_version(&p.account, &p.name, vid)
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn set_default_version(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let vid = version_param(call)?;
+    call.app
+        .store
+        .set_default_policy_version(&p.account, &p.name, vid, call.origin.now)
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn attach(call: &Call<'_>, t: &Target, kind: EntityKind) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let p = named_policy(call).await?;
+    call.app
+        .store
+        .attach_policy(&e.account, kind, &e.name, &p.arn())
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn detach(call: &Call<'_>, t: &Target, kind: EntityKind) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let arn = call.params.required("PolicyArn")?;
+    policy_arn_parts(arn)?;
+    call.app
+        .store
+        .detach_policy(&e.account, kind, &e.name, arn)
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn list_attached(
+    call: &Call<'_>,
+    t: &Target,
+    kind: EntityKind,
+) -> Result<Value, ApiError> {
+    let e = existing_in(call, t, kind)?;
+    let arns = call
+        .app
+        .store
+        .attached_policies(&e.account, kind, &e.name)
+        .await?;
+    let prefix = call.params.get("PathPrefix").unwrap_or("/");
+    let arns: Vec<String> = arns
+        .into_iter()
+        .filter(|a| {
+            a.split_once(":policy")
+                .is_some_and(|(_, rest)| rest.starts_with(prefix))
+        })
+        .collect();
+    let (arns, next) = paginate(call.params, arns, |a| a.clone())?;
+    let list: Vec<Value> = arns
+        .iter()
+        .map(|a| json!({"PolicyName": a.rsplit('/').next().unwrap_or_default(), "PolicyArn": a}))
+        .collect();
+    Ok(page(json!({ "AttachedPolicies": list }), next))
+}

@@ -1,0 +1,223 @@
+//! The AWS query-protocol front door (IAM and STS): `POST /` with a form body (or `GET`
+//! with a query string) naming an `Action`. Reads the parameters, authenticates the
+//! SigV4 signature, hands the call to the service, and writes XML responses and errors.
+
+mod error;
+pub mod params;
+pub mod xml;
+
+pub use error::ApiError;
+pub use params::Params;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::auth::{authenticate, Caller, Signing};
+use crate::ids;
+use crate::serve::{App, Origin, MAX_BODY};
+
+/// The query services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Iam,
+    Sts,
+}
+
+impl Service {
+    /// Which service an action belongs to.
+    pub fn of(action: &str) -> Service {
+        if crate::sts::ACTIONS.contains(&action) {
+            Service::Sts
+        } else {
+            Service::Iam
+        }
+    }
+
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Service::Iam => "iam",
+            Service::Sts => "sts",
+        }
+    }
+
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Service::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
+            Service::Sts => "https://sts.amazonaws.com/doc/2011-06-15/",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Service::Iam => "2010-05-08",
+            Service::Sts => "2011-06-15",
+        }
+    }
+}
+
+/// One authenticated call.
+pub struct Call<'a> {
+    pub app: &'a App,
+    pub caller: &'a Caller,
+    pub origin: &'a Origin,
+    pub params: &'a Params,
+}
+
+fn xml_response(status: u16, body: String, request_id: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        "text/xml".parse().expect("static header"),
+    );
+    if let Ok(v) = request_id.parse() {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn error_response(service: Service, e: &ApiError, request_id: &str) -> Response<Body> {
+    xml_response(
+        e.status,
+        xml::error(
+            service.namespace(),
+            e.sender,
+            e.code,
+            &e.message,
+            request_id,
+        ),
+        request_id,
+    )
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Serve one HTTP request that is not for another front door.
+pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
+    let request_id = ids::request_id();
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is larger than {MAX_BODY} bytes"),
+            );
+            return error_response(Service::Iam, &e, &request_id);
+        }
+    };
+    if parts.uri.path() != "/" || !(parts.method == Method::POST || parts.method == Method::GET) {
+        let e = ApiError::new(
+            404,
+            "NotFound",
+            format!(
+                "No API answers {} {}: the IAM and STS query APIs take POST / with Action=…",
+                parts.method,
+                parts.uri.path()
+            ),
+        );
+        return error_response(Service::Iam, &e, &request_id);
+    }
+    let raw_query = parts.uri.query().unwrap_or("");
+    // Parameters: the form body of a POST, else the query string (never both mixed).
+    let form: &[u8] = if parts.method == Method::POST && !body.is_empty() {
+        &body
+    } else {
+        raw_query.as_bytes()
+    };
+    let params = match params::decode_form(form) {
+        Ok(p) => p,
+        Err(e) => return error_response(Service::Iam, &e, &request_id),
+    };
+    let Some(action) = params.get("Action").map(str::to_string) else {
+        let e = ApiError::new(400, "MissingAction", "Missing Action");
+        return error_response(Service::Iam, &e, &request_id);
+    };
+    let service = Service::of(&action);
+    if let Some(v) = params.get("Version") {
+        if v != service.version() {
+            let e = ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!(
+                    "Version {v:?} is not supported by {}: use {}",
+                    service.signing_name(),
+                    service.version()
+                ),
+            );
+            return error_response(service, &e, &request_id);
+        }
+    }
+
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let sig_req = berth_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: raw_query,
+        headers: &headers,
+        body: &body,
+    };
+    let query_pairs = berth_sigv4::query_pairs(raw_query);
+    let now = ids::now();
+    let (caller, region) = match authenticate(
+        app,
+        &sig_req,
+        &query_pairs,
+        Signing {
+            service: service.signing_name(),
+            now,
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(code = e.code, message = %e.message, "authentication failed");
+            return error_response(service, &e, &request_id);
+        }
+    };
+    let (source_ip, secure) = app.client(
+        peer.ip(),
+        header_str(&parts.headers, "x-forwarded-for"),
+        header_str(&parts.headers, "x-forwarded-proto"),
+    );
+    let origin = Origin {
+        request_id: request_id.clone(),
+        source_ip,
+        secure,
+        now,
+        region,
+    };
+    let call = Call {
+        app,
+        caller: &caller,
+        origin: &origin,
+        params: &params,
+    };
+    let result: Result<Value, ApiError> = match service {
+        Service::Iam => crate::iam::handle(&call, &action).await,
+        Service::Sts => crate::sts::handle(&call, &action).await,
+    };
+    match result {
+        Ok(v) => xml_response(
+            200,
+            xml::response(&action, service.namespace(), &v, &request_id),
+            &request_id,
+        ),
+        Err(e) => {
+            tracing::info!(action = %action, code = e.code, principal = %caller.arn(), "request failed");
+            error_response(service, &e, &request_id)
+        }
+    }
+}

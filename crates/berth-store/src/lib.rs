@@ -1,0 +1,222 @@
+//! `berth-store`: Berth's metadata and the backends that keep it.
+//!
+//! Owns the model of accounts, IAM users, groups, roles, managed and inline policies,
+//! tags, access keys and STS sessions, the [`Store`] trait every caller goes through,
+//! and its embedded SQLite backend with versioned migrations. A PostgreSQL backend
+//! implements the same trait. It validates nothing about policies and knows no HTTP:
+//! callers check documents with the policy engine before they write them.
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// What can go wrong in the store, in terms callers map to API errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The thing named does not exist (message names it).
+    NotFound(String),
+    /// Something with this name or id already exists.
+    AlreadyExists(String),
+    /// The thing is still in use (message says by what).
+    Conflict(String),
+    /// A quota would be exceeded.
+    LimitExceeded(String),
+    /// The backend failed (I/O, database).
+    Backend(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NotFound(m)
+            | StoreError::AlreadyExists(m)
+            | StoreError::Conflict(m)
+            | StoreError::LimitExceeded(m) => f.write_str(m),
+            StoreError::Backend(m) => write!(f, "metadata store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The metadata store. Every method is one transaction: it happens entirely or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts.
+    /// Create an account with its root access key.
+    async fn create_account(&self, account: &Account, root_key: &AccessKey) -> Result<()>;
+    async fn account(&self, id: &str) -> Result<Option<Account>>;
+    async fn accounts(&self) -> Result<Vec<Account>>;
+
+    // Long-term access keys.
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKey>>;
+    /// Add a key; fails with `LimitExceeded` if its owner already has `limit` keys.
+    async fn create_access_key(&self, key: &AccessKey, limit: usize) -> Result<()>;
+    /// The keys of a user (or of the root user for `None`).
+    async fn access_keys(&self, account: &str, user: Option<&str>) -> Result<Vec<AccessKey>>;
+    async fn set_access_key_status(
+        &self,
+        account: &str,
+        user: Option<&str>,
+        id: &str,
+        status: KeyStatus,
+    ) -> Result<()>;
+    async fn delete_access_key(&self, account: &str, user: Option<&str>, id: &str) -> Result<()>;
+
+    // STS sessions.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    async fn session(&self, access_key_id: &str) -> Result<Option<Session>>;
+    /// Forget sessions that expired before `before` (seconds since the epoch); returns how many.
+    async fn delete_sessions_expired_before(&self, before: i64) -> Result<u64>;
+
+    // Users, groups, roles.
+    async fn create_entity(&self, entity: &Entity, tags: &[Tag]) -> Result<()>;
+    async fn entity(&self, account: &str, kind: EntityKind, name: &str) -> Result<Option<Entity>>;
+    /// Entities of a kind whose path starts with `path_prefix`, ordered by name.
+    async fn entities(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        path_prefix: &str,
+    ) -> Result<Vec<Entity>>;
+    /// Delete an entity that has nothing attached (`Conflict` names what remains).
+    async fn delete_entity(&self, account: &str, kind: EntityKind, name: &str) -> Result<()>;
+    /// Change a role's description and maximum session duration.
+    async fn update_role(&self, role: &Entity) -> Result<()>;
+    async fn set_trust_policy(&self, account: &str, role: &str, document: &str) -> Result<()>;
+    async fn set_boundary(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        name: &str,
+        policy_arn: Option<&str>,
+    ) -> Result<()>;
+
+    // Group membership.
+    async fn add_user_to_group(&self, account: &str, group: &str, user: &str) -> Result<()>;
+    async fn remove_user_from_group(&self, account: &str, group: &str, user: &str) -> Result<()>;
+    async fn groups_for_user(&self, account: &str, user: &str) -> Result<Vec<Entity>>;
+    async fn group_members(&self, account: &str, group: &str) -> Result<Vec<Entity>>;
+
+    // Inline policies of users, groups and roles.
+    async fn put_inline_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<()>;
+    async fn inline_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<String>>;
+    async fn delete_inline_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        name: &str,
+    ) -> Result<()>;
+    async fn inline_policy_names(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+    ) -> Result<Vec<String>>;
+
+    // Managed policies and their versions.
+    async fn create_policy(
+        &self,
+        policy: &ManagedPolicy,
+        document: &str,
+        tags: &[Tag],
+    ) -> Result<()>;
+    async fn policy(&self, account: &str, name: &str) -> Result<Option<ManagedPolicy>>;
+    async fn policies(&self, account: &str, path_prefix: &str) -> Result<Vec<ManagedPolicy>>;
+    async fn delete_policy(&self, account: &str, name: &str) -> Result<()>;
+    async fn policy_version(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<PolicyVersion>>;
+    async fn policy_versions(&self, account: &str, name: &str) -> Result<Vec<PolicyVersion>>;
+    /// Add a version (at most `limit` kept); returns it.
+    async fn create_policy_version(
+        &self,
+        account: &str,
+        name: &str,
+        document: &str,
+        set_default: bool,
+        now: i64,
+        limit: usize,
+    ) -> Result<PolicyVersion>;
+    async fn set_default_policy_version(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn delete_policy_version(&self, account: &str, name: &str, version: &str) -> Result<()>;
+
+    // Attached managed policies.
+    async fn attach_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        policy_arn: &str,
+    ) -> Result<()>;
+    async fn detach_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        policy_arn: &str,
+    ) -> Result<()>;
+    async fn attached_policies(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+    ) -> Result<Vec<String>>;
+
+    // Tags (on users, roles and managed policies).
+    /// Add or replace tags; fails with `LimitExceeded` past `limit` tags in all.
+    async fn tag(
+        &self,
+        account: &str,
+        kind: TagTarget,
+        owner: &str,
+        tags: &[Tag],
+        limit: usize,
+    ) -> Result<()>;
+    async fn untag(
+        &self,
+        account: &str,
+        kind: TagTarget,
+        owner: &str,
+        keys: &[String],
+    ) -> Result<()>;
+    async fn tags(&self, account: &str, kind: TagTarget, owner: &str) -> Result<Vec<Tag>>;
+
+    /// Everything that decides what a user or role may do: its inline and attached
+    /// policies, a user's groups' policies, its permissions boundary and its tags.
+    async fn identity_documents(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<IdentityDocuments>;
+}

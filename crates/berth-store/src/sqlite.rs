@@ -1,0 +1,1283 @@
+//! The embedded backend: one SQLite database file (WAL, full fsync on commit), versioned
+//! migrations from `migrations/sqlite`. Several processes may open the same file (the
+//! server and `berth account create`); writers wait for each other.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(options, 8).await
+    }
+
+    /// A private in-memory database (tests).
+    pub async fn in_memory() -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend)?;
+        Self::connect(options, 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, max: u32) -> Result<SqliteStore> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the schema: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+}
+
+fn entity_from(row: &SqliteRow) -> Result<Entity> {
+    Ok(Entity {
+        account: row.try_get("account_id").map_err(backend)?,
+        kind: EntityKind::from_db(row.try_get::<&str, _>("kind").map_err(backend)?),
+        name: row.try_get("name").map_err(backend)?,
+        path: row.try_get("path").map_err(backend)?,
+        unique_id: row.try_get("unique_id").map_err(backend)?,
+        created: row.try_get("created_at").map_err(backend)?,
+        trust_policy: row.try_get("trust_policy").map_err(backend)?,
+        description: row.try_get("description").map_err(backend)?,
+        max_session_secs: row.try_get("max_session_secs").map_err(backend)?,
+        boundary: row.try_get("boundary_arn").map_err(backend)?,
+    })
+}
+
+fn key_from(row: &SqliteRow) -> Result<AccessKey> {
+    let status: &str = row.try_get("status").map_err(backend)?;
+    Ok(AccessKey {
+        id: row.try_get("access_key_id").map_err(backend)?,
+        secret: row.try_get("secret").map_err(backend)?,
+        account: row.try_get("account_id").map_err(backend)?,
+        user: row.try_get("user_name").map_err(backend)?,
+        status: KeyStatus::parse(status).unwrap_or(KeyStatus::Inactive),
+        created: row.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn policy_from(row: &SqliteRow) -> Result<ManagedPolicy> {
+    Ok(ManagedPolicy {
+        account: row.try_get("account_id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        path: row.try_get("path").map_err(backend)?,
+        policy_id: row.try_get("policy_id").map_err(backend)?,
+        default_version: row.try_get("default_version").map_err(backend)?,
+        description: row.try_get("description").map_err(backend)?,
+        created: row.try_get("created_at").map_err(backend)?,
+        updated: row.try_get("updated_at").map_err(backend)?,
+        attachment_count: row.try_get("attachment_count").map_err(backend)?,
+        boundary_usage_count: row.try_get("boundary_usage_count").map_err(backend)?,
+    })
+}
+
+fn version_from(row: &SqliteRow, default: &str) -> Result<PolicyVersion> {
+    let version_id: String = row.try_get("version_id").map_err(backend)?;
+    Ok(PolicyVersion {
+        is_default: version_id == default,
+        version_id,
+        document: row.try_get("document").map_err(backend)?,
+        created: row.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn tag_from(row: &SqliteRow) -> Result<Tag> {
+    Ok(Tag {
+        key: row.try_get("key").map_err(backend)?,
+        value: row.try_get("value").map_err(backend)?,
+    })
+}
+
+/// A managed policy with its usage counts (`?1` account, `?2` name).
+const POLICY_SELECT: &str = "SELECT p.*,
+    (SELECT COUNT(*) FROM attachments a WHERE a.policy_arn = 'arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name) AS attachment_count,
+    (SELECT COUNT(*) FROM entities e WHERE e.boundary_arn = 'arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name) AS boundary_usage_count
+    FROM managed_policies p";
+
+fn not_found(kind: EntityKind, name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "The {} with name {name} cannot be found.",
+        kind.as_str()
+    ))
+}
+
+fn owner_sql(user: Option<&str>) -> (&'static str, &str) {
+    match user {
+        Some(u) => ("user_name = ?", u),
+        None => ("user_name IS NULL AND ? = ''", ""),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, account: &Account, root_key: &AccessKey) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query("INSERT INTO accounts (id, alias, created_at) VALUES (?, ?, ?)")
+            .bind(&account.id)
+            .bind(&account.alias)
+            .bind(account.created)
+            .execute(&mut *tx)
+            .await;
+        if let Err(e) = r {
+            return Err(if is_unique_violation(&e) {
+                StoreError::AlreadyExists(format!(
+                    "An account with id {} or alias {} already exists.",
+                    account.id,
+                    account.alias.as_deref().unwrap_or("-")
+                ))
+            } else {
+                backend(e)
+            });
+        }
+        insert_key(&mut tx, root_key).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| account_from(&r)).transpose()
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(account_from).collect()
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let row = sqlx::query("SELECT * FROM access_keys WHERE access_key_id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| key_from(&r)).transpose()
+    }
+
+    async fn create_access_key(&self, key: &AccessKey, limit: usize) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let (cond, owner) = owner_sql(key.user.as_deref());
+        let sql = format!("SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND {cond}");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&key.account)
+            .bind(owner)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if n as usize >= limit {
+            return Err(StoreError::LimitExceeded(format!(
+                "Cannot exceed quota for AccessKeysPerUser: {limit}"
+            )));
+        }
+        insert_key(&mut tx, key).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn access_keys(&self, account: &str, user: Option<&str>) -> Result<Vec<AccessKey>> {
+        let (cond, owner) = owner_sql(user);
+        let sql = format!(
+            "SELECT * FROM access_keys WHERE account_id = ? AND {cond} ORDER BY created_at, access_key_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(key_from).collect()
+    }
+
+    async fn set_access_key_status(
+        &self,
+        account: &str,
+        user: Option<&str>,
+        id: &str,
+        status: KeyStatus,
+    ) -> Result<()> {
+        let (cond, owner) = owner_sql(user);
+        let sql = format!(
+            "UPDATE access_keys SET status = ? WHERE access_key_id = ? AND account_id = ? AND {cond}"
+        );
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status.as_str())
+            .bind(id)
+            .bind(account)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "The Access Key with id {id} cannot be found."
+            )));
+        }
+        Ok(())
+    }
+
+    async fn delete_access_key(&self, account: &str, user: Option<&str>, id: &str) -> Result<()> {
+        let (cond, owner) = owner_sql(user);
+        let sql = format!(
+            "DELETE FROM access_keys WHERE access_key_id = ? AND account_id = ? AND {cond}"
+        );
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(account)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "The Access Key with id {id} cannot be found."
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_session(&self, s: &Session) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (access_key_id, secret, token, account_id, claims, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.access_key_id)
+        .bind(&s.secret)
+        .bind(&s.token)
+        .bind(&s.account)
+        .bind(&s.claims)
+        .bind(s.created)
+        .bind(s.expires)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session(&self, access_key_id: &str) -> Result<Option<Session>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(Session {
+                access_key_id: r.try_get("access_key_id").map_err(backend)?,
+                secret: r.try_get("secret").map_err(backend)?,
+                token: r.try_get("token").map_err(backend)?,
+                account: r.try_get("account_id").map_err(backend)?,
+                claims: r.try_get("claims").map_err(backend)?,
+                created: r.try_get("created_at").map_err(backend)?,
+                expires: r.try_get("expires_at").map_err(backend)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_sessions_expired_before(&self, before: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn create_entity(&self, e: &Entity, tags: &[Tag]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query(
+            "INSERT INTO entities (account_id, kind, name, path, unique_id, created_at, trust_policy,
+                description, max_session_secs, boundary_arn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.account)
+        .bind(e.kind.as_str())
+        .bind(&e.name)
+        .bind(&e.path)
+        .bind(&e.unique_id)
+        .bind(e.created)
+        .bind(&e.trust_policy)
+        .bind(&e.description)
+        .bind(e.max_session_secs)
+        .bind(&e.boundary)
+        .execute(&mut *tx)
+        .await;
+        if let Err(err) = r {
+            return Err(if is_unique_violation(&err) {
+                StoreError::AlreadyExists(format!(
+                    "{} with name {} already exists.",
+                    e.kind.title(),
+                    e.name
+                ))
+            } else {
+                backend(err)
+            });
+        }
+        let target = match e.kind {
+            EntityKind::Role => TagTarget::Role,
+            _ => TagTarget::User,
+        };
+        put_tags(&mut tx, &e.account, target, &e.name, tags).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn entity(&self, account: &str, kind: EntityKind, name: &str) -> Result<Option<Entity>> {
+        let row =
+            sqlx::query("SELECT * FROM entities WHERE account_id = ? AND kind = ? AND name = ?")
+                .bind(account)
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(|r| entity_from(&r)).transpose()
+    }
+
+    async fn entities(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        path_prefix: &str,
+    ) -> Result<Vec<Entity>> {
+        let rows = sqlx::query(
+            "SELECT * FROM entities WHERE account_id = ? AND kind = ? AND substr(path, 1, length(?)) = ?
+             ORDER BY name COLLATE NOCASE",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(path_prefix)
+        .bind(path_prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(entity_from).collect()
+    }
+
+    async fn delete_entity(&self, account: &str, kind: EntityKind, name: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM entities WHERE account_id = ? AND kind = ? AND name = ?",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if exists.is_none() {
+            return Err(not_found(kind, name));
+        }
+        // What AWS requires gone first, in the order it reports it.
+        let checks: &[(&'static str, &str)] = &[
+            (
+                "SELECT COUNT(*) FROM inline_policies WHERE account_id = ?1 AND kind = ?2 AND owner_name = ?3",
+                "Cannot delete entity, must delete policies first.",
+            ),
+            (
+                "SELECT COUNT(*) FROM attachments WHERE account_id = ?1 AND kind = ?2 AND owner_name = ?3",
+                "Cannot delete entity, must detach all policies first.",
+            ),
+            (
+                "SELECT COUNT(*) FROM access_keys WHERE account_id = ?1 AND ?2 = 'user' AND user_name = ?3",
+                "Cannot delete entity, must delete access keys first.",
+            ),
+            (
+                "SELECT COUNT(*) FROM group_members WHERE account_id = ?1 AND ((?2 = 'user' AND user_name = ?3) OR (?2 = 'group' AND group_name = ?3))",
+                "Cannot delete entity, must remove users from group first.",
+            ),
+        ];
+        for (i, (sql, msg)) in checks.iter().enumerate() {
+            let n: i64 = sqlx::query_scalar(*sql)
+                .bind(account)
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if n > 0 {
+                let msg = if i == 3 && kind == EntityKind::User {
+                    "Cannot delete entity, must remove user from all groups first."
+                } else {
+                    msg
+                };
+                return Err(StoreError::Conflict(msg.to_string()));
+            }
+        }
+        sqlx::query("DELETE FROM tags WHERE account_id = ? AND kind = ? AND owner_name = ?")
+            .bind(account)
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM entities WHERE account_id = ? AND kind = ? AND name = ?")
+            .bind(account)
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn update_role(&self, role: &Entity) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE entities SET description = ?, max_session_secs = ?
+             WHERE account_id = ? AND kind = 'role' AND name = ?",
+        )
+        .bind(&role.description)
+        .bind(role.max_session_secs)
+        .bind(&role.account)
+        .bind(&role.name)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(not_found(EntityKind::Role, &role.name));
+        }
+        Ok(())
+    }
+
+    async fn set_trust_policy(&self, account: &str, role: &str, document: &str) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE entities SET trust_policy = ? WHERE account_id = ? AND kind = 'role' AND name = ?",
+        )
+        .bind(document)
+        .bind(account)
+        .bind(role)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(not_found(EntityKind::Role, role));
+        }
+        Ok(())
+    }
+
+    async fn set_boundary(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        name: &str,
+        policy_arn: Option<&str>,
+    ) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE entities SET boundary_arn = ? WHERE account_id = ? AND kind = ? AND name = ?",
+        )
+        .bind(policy_arn)
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(not_found(kind, name));
+        }
+        Ok(())
+    }
+
+    async fn add_user_to_group(&self, account: &str, group: &str, user: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_entity(&mut tx, account, EntityKind::Group, group).await?;
+        require_entity(&mut tx, account, EntityKind::User, user).await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO group_members (account_id, group_name, user_name) VALUES (?, ?, ?)",
+        )
+        .bind(account)
+        .bind(group)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_user_from_group(&self, account: &str, group: &str, user: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_entity(&mut tx, account, EntityKind::Group, group).await?;
+        require_entity(&mut tx, account, EntityKind::User, user).await?;
+        let r = sqlx::query(
+            "DELETE FROM group_members WHERE account_id = ? AND group_name = ? AND user_name = ?",
+        )
+        .bind(account)
+        .bind(group)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "The user with name {user} is not a member of group {group}."
+            )));
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn groups_for_user(&self, account: &str, user: &str) -> Result<Vec<Entity>> {
+        let rows = sqlx::query(
+            "SELECT e.* FROM entities e JOIN group_members m
+               ON m.account_id = e.account_id AND m.group_name = e.name
+             WHERE e.account_id = ? AND e.kind = 'group' AND m.user_name = ?
+             ORDER BY e.name COLLATE NOCASE",
+        )
+        .bind(account)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(entity_from).collect()
+    }
+
+    async fn group_members(&self, account: &str, group: &str) -> Result<Vec<Entity>> {
+        let rows = sqlx::query(
+            "SELECT e.* FROM entities e JOIN group_members m
+               ON m.account_id = e.account_id AND m.user_name = e.name
+             WHERE e.account_id = ? AND e.kind = 'user' AND m.group_name = ?
+             ORDER BY e.name COLLATE NOCASE",
+        )
+        .bind(account)
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(entity_from).collect()
+    }
+
+    async fn put_inline_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_entity(&mut tx, account, kind, owner).await?;
+        sqlx::query(
+            "INSERT INTO inline_policies (account_id, kind, owner_name, policy_name, document)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (account_id, kind, owner_name, policy_name) DO UPDATE SET document = excluded.document",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(name)
+        .bind(document)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn inline_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT document FROM inline_policies
+             WHERE account_id = ? AND kind = ? AND owner_name = ? AND policy_name = ?",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn delete_inline_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        name: &str,
+    ) -> Result<()> {
+        let r = sqlx::query(
+            "DELETE FROM inline_policies
+             WHERE account_id = ? AND kind = ? AND owner_name = ? AND policy_name = ?",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "The {} policy with name {name} cannot be found.",
+                kind.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn inline_policy_names(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+    ) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT policy_name FROM inline_policies WHERE account_id = ? AND kind = ? AND owner_name = ?
+             ORDER BY policy_name COLLATE NOCASE",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn create_policy(&self, p: &ManagedPolicy, document: &str, tags: &[Tag]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query(
+            "INSERT INTO managed_policies (account_id, name, path, policy_id, default_version, next_version,
+                description, created_at, updated_at) VALUES (?, ?, ?, ?, 'v1', 2, ?, ?, ?)",
+        )
+        .bind(&p.account)
+        .bind(&p.name)
+        .bind(&p.path)
+        .bind(&p.policy_id)
+        .bind(&p.description)
+        .bind(p.created)
+        .bind(p.updated)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = r {
+            return Err(if is_unique_violation(&e) {
+                StoreError::AlreadyExists(format!(
+                    "A policy called {} already exists. Duplicate names are not allowed.",
+                    p.name
+                ))
+            } else {
+                backend(e)
+            });
+        }
+        sqlx::query(
+            "INSERT INTO policy_versions (account_id, policy_name, version_id, document, created_at)
+             VALUES (?, ?, 'v1', ?, ?)",
+        )
+        .bind(&p.account)
+        .bind(&p.name)
+        .bind(document)
+        .bind(p.created)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        put_tags(&mut tx, &p.account, TagTarget::Policy, &p.name, tags).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn policy(&self, account: &str, name: &str) -> Result<Option<ManagedPolicy>> {
+        let sql = format!("{POLICY_SELECT} WHERE p.account_id = ? AND p.name = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| policy_from(&r)).transpose()
+    }
+
+    async fn policies(&self, account: &str, path_prefix: &str) -> Result<Vec<ManagedPolicy>> {
+        let sql = format!(
+            "{POLICY_SELECT} WHERE p.account_id = ? AND substr(p.path, 1, length(?)) = ?
+             ORDER BY p.name COLLATE NOCASE"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(path_prefix)
+            .bind(path_prefix)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(policy_from).collect()
+    }
+
+    async fn delete_policy(&self, account: &str, name: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let sql = format!("{POLICY_SELECT} WHERE p.account_id = ? AND p.name = ?");
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+        else {
+            return Err(policy_not_found(account, name));
+        };
+        let p = policy_from(&row)?;
+        if p.attachment_count > 0 {
+            return Err(StoreError::Conflict(
+                "Cannot delete a policy attached to entities.".into(),
+            ));
+        }
+        if p.boundary_usage_count > 0 {
+            return Err(StoreError::Conflict(
+                "Cannot delete a policy used as a permissions boundary.".into(),
+            ));
+        }
+        let versions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM policy_versions WHERE account_id = ? AND policy_name = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if versions > 1 {
+            return Err(StoreError::Conflict(
+                "This policy has more than one version. Before you delete a policy, you must delete the policy's versions. The default version is deleted with the policy.".into(),
+            ));
+        }
+        for sql in [
+            "DELETE FROM policy_versions WHERE account_id = ? AND policy_name = ?",
+            "DELETE FROM tags WHERE account_id = ? AND kind = 'policy' AND owner_name = ?",
+            "DELETE FROM managed_policies WHERE account_id = ? AND name = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(account)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn policy_version(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<PolicyVersion>> {
+        let row = sqlx::query(
+            "SELECT v.*, p.default_version FROM policy_versions v JOIN managed_policies p
+               ON p.account_id = v.account_id AND p.name = v.policy_name
+             WHERE v.account_id = ? AND v.policy_name = ? AND v.version_id = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            let default: String = r.try_get("default_version").map_err(backend)?;
+            version_from(&r, &default)
+        })
+        .transpose()
+    }
+
+    async fn policy_versions(&self, account: &str, name: &str) -> Result<Vec<PolicyVersion>> {
+        let rows = sqlx::query(
+            "SELECT v.*, p.default_version FROM policy_versions v JOIN managed_policies p
+               ON p.account_id = v.account_id AND p.name = v.policy_name
+             WHERE v.account_id = ? AND v.policy_name = ?
+             ORDER BY CAST(substr(v.version_id, 2) AS INTEGER) DESC",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let default: String = r.try_get("default_version").map_err(backend)?;
+                version_from(r, &default)
+            })
+            .collect()
+    }
+
+    async fn create_policy_version(
+        &self,
+        account: &str,
+        name: &str,
+        document: &str,
+        set_default: bool,
+        now: i64,
+        limit: usize,
+    ) -> Result<PolicyVersion> {
+        let mut tx = self.write_tx().await?;
+        let Some(next) = sqlx::query_scalar::<_, i64>(
+            "SELECT next_version FROM managed_policies WHERE account_id = ? AND name = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        else {
+            return Err(policy_not_found(account, name));
+        };
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM policy_versions WHERE account_id = ? AND policy_name = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if count as usize >= limit {
+            return Err(StoreError::LimitExceeded(format!(
+                "A managed policy can have up to {limit} versions. Before you create a new version, you must delete an existing version."
+            )));
+        }
+        let version_id = format!("v{next}");
+        sqlx::query(
+            "INSERT INTO policy_versions (account_id, policy_name, version_id, document, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(account)
+        .bind(name)
+        .bind(&version_id)
+        .bind(document)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "UPDATE managed_policies SET next_version = next_version + 1, updated_at = ?,
+                default_version = CASE WHEN ? THEN ? ELSE default_version END
+             WHERE account_id = ? AND name = ?",
+        )
+        .bind(now)
+        .bind(set_default)
+        .bind(&version_id)
+        .bind(account)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(PolicyVersion {
+            version_id,
+            document: document.to_string(),
+            is_default: set_default,
+            created: now,
+        })
+    }
+
+    async fn set_default_policy_version(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_version(&mut tx, account, name, version).await?;
+        sqlx::query(
+            "UPDATE managed_policies SET default_version = ?, updated_at = ? WHERE account_id = ? AND name = ?",
+        )
+        .bind(version)
+        .bind(now)
+        .bind(account)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn delete_policy_version(&self, account: &str, name: &str, version: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let default = require_version(&mut tx, account, name, version).await?;
+        if default == version {
+            return Err(StoreError::Conflict(
+                "Cannot delete the default version of a policy.".into(),
+            ));
+        }
+        sqlx::query(
+            "DELETE FROM policy_versions WHERE account_id = ? AND policy_name = ? AND version_id = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn attach_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        policy_arn: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_entity(&mut tx, account, kind, owner).await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO attachments (account_id, kind, owner_name, policy_arn) VALUES (?, ?, ?, ?)",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(policy_arn)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn detach_policy(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+        policy_arn: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_entity(&mut tx, account, kind, owner).await?;
+        let r = sqlx::query(
+            "DELETE FROM attachments WHERE account_id = ? AND kind = ? AND owner_name = ? AND policy_arn = ?",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(policy_arn)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "Policy {policy_arn} was not found."
+            )));
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn attached_policies(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        owner: &str,
+    ) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT policy_arn FROM attachments WHERE account_id = ? AND kind = ? AND owner_name = ?
+             ORDER BY policy_arn",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn tag(
+        &self,
+        account: &str,
+        kind: TagTarget,
+        owner: &str,
+        tags: &[Tag],
+        limit: usize,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        put_tags(&mut tx, account, kind, owner, tags).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tags WHERE account_id = ? AND kind = ? AND owner_name = ?",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if n as usize > limit {
+            return Err(StoreError::LimitExceeded(format!(
+                "Cannot exceed quota for TagsPer{}: {limit}",
+                match kind {
+                    TagTarget::User => "User",
+                    TagTarget::Role => "Role",
+                    TagTarget::Policy => "Policy",
+                }
+            )));
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn untag(
+        &self,
+        account: &str,
+        kind: TagTarget,
+        owner: &str,
+        keys: &[String],
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for key in keys {
+            sqlx::query(
+                "DELETE FROM tags WHERE account_id = ? AND kind = ? AND owner_name = ? AND key = ?",
+            )
+            .bind(account)
+            .bind(kind.as_str())
+            .bind(owner)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn tags(&self, account: &str, kind: TagTarget, owner: &str) -> Result<Vec<Tag>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM tags WHERE account_id = ? AND kind = ? AND owner_name = ?
+             ORDER BY position",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(tag_from).collect()
+    }
+
+    async fn identity_documents(
+        &self,
+        account: &str,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<IdentityDocuments> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let Some(entity) =
+            sqlx::query("SELECT * FROM entities WHERE account_id = ? AND kind = ? AND name = ?")
+                .bind(account)
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?
+        else {
+            return Err(not_found(kind, name));
+        };
+        let entity = entity_from(&entity)?;
+        // Inline and attached policies of the entity and (for users) of its groups.
+        let rows = sqlx::query(
+            "SELECT ?2 || '/' || ?3 || '/' || policy_name AS source, document FROM inline_policies
+               WHERE account_id = ?1 AND kind = ?2 AND owner_name = ?3
+             UNION ALL
+             SELECT 'group/' || m.group_name || '/' || i.policy_name, i.document
+               FROM group_members m JOIN inline_policies i
+                 ON i.account_id = m.account_id AND i.kind = 'group' AND i.owner_name = m.group_name
+              WHERE ?2 = 'user' AND m.account_id = ?1 AND m.user_name = ?3
+             UNION ALL
+             SELECT a.policy_arn, v.document FROM attachments a
+               JOIN managed_policies p ON 'arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name = a.policy_arn
+               JOIN policy_versions v ON v.account_id = p.account_id AND v.policy_name = p.name AND v.version_id = p.default_version
+              WHERE a.account_id = ?1 AND ((a.kind = ?2 AND a.owner_name = ?3) OR
+                    (?2 = 'user' AND a.kind = 'group' AND a.owner_name IN
+                        (SELECT group_name FROM group_members WHERE account_id = ?1 AND user_name = ?3)))",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(&entity.name)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        let mut docs = IdentityDocuments::default();
+        for r in rows {
+            docs.policies.push(SourcedPolicy {
+                source: r.try_get("source").map_err(backend)?,
+                document: r.try_get("document").map_err(backend)?,
+            });
+        }
+        if let Some(arn) = &entity.boundary {
+            let doc: Option<String> = sqlx::query_scalar(
+                "SELECT v.document FROM managed_policies p JOIN policy_versions v
+                   ON v.account_id = p.account_id AND v.policy_name = p.name AND v.version_id = p.default_version
+                 WHERE 'arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name = ?",
+            )
+            .bind(arn)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+            docs.boundary = doc.map(|document| SourcedPolicy {
+                source: arn.clone(),
+                document,
+            });
+        }
+        let target = match kind {
+            EntityKind::Role => TagTarget::Role,
+            _ => TagTarget::User,
+        };
+        let rows = sqlx::query(
+            "SELECT key, value FROM tags WHERE account_id = ? AND kind = ? AND owner_name = ? ORDER BY position",
+        )
+        .bind(account)
+        .bind(target.as_str())
+        .bind(&entity.name)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        docs.tags = rows.iter().map(tag_from).collect::<Result<_>>()?;
+        Ok(docs)
+    }
+}
+
+fn account_from(row: &SqliteRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get("id").map_err(backend)?,
+        alias: row.try_get("alias").map_err(backend)?,
+        created: row.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn policy_not_found(account: &str, name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "Policy arn:aws:iam::{account}:policy/{name} does not exist or is not attachable."
+    ))
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+async fn insert_key(tx: &mut Tx, key: &AccessKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO access_keys (access_key_id, secret, account_id, user_name, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.id)
+    .bind(&key.secret)
+    .bind(&key.account)
+    .bind(&key.user)
+    .bind(key.status.as_str())
+    .bind(key.created)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::AlreadyExists(format!("Access key {} already exists.", key.id))
+        } else {
+            backend(e)
+        }
+    })?;
+    Ok(())
+}
+
+async fn require_entity(tx: &mut Tx, account: &str, kind: EntityKind, name: &str) -> Result<()> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM entities WHERE account_id = ? AND kind = ? AND name = ?")
+            .bind(account)
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(not_found(kind, name)),
+    }
+}
+
+/// Check a policy version exists; returns the policy's default version id.
+async fn require_version(tx: &mut Tx, account: &str, name: &str, version: &str) -> Result<String> {
+    let Some(default) = sqlx::query_scalar::<_, String>(
+        "SELECT default_version FROM managed_policies WHERE account_id = ? AND name = ?",
+    )
+    .bind(account)
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?
+    else {
+        return Err(policy_not_found(account, name));
+    };
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM policy_versions WHERE account_id = ? AND policy_name = ? AND version_id = ?",
+    )
+    .bind(account)
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if found.is_none() {
+        return Err(StoreError::NotFound(format!(
+            "Policy arn:aws:iam::{account}:policy/{name} version {version} does not exist or is not attachable."
+        )));
+    }
+    Ok(default)
+}
+
+async fn put_tags(
+    tx: &mut Tx,
+    account: &str,
+    kind: TagTarget,
+    owner: &str,
+    tags: &[Tag],
+) -> Result<()> {
+    for t in tags {
+        sqlx::query(
+            "INSERT INTO tags (account_id, kind, owner_name, key, value, position)
+             VALUES (?1, ?2, ?3, ?4, ?5,
+                (SELECT COALESCE(MAX(position), 0) + 1 FROM tags WHERE account_id = ?1 AND kind = ?2 AND owner_name = ?3))
+             ON CONFLICT (account_id, kind, owner_name, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(account)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(&t.key)
+        .bind(&t.value)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
