@@ -191,6 +191,12 @@ pub fn decide(req: &Request, set: &PolicySet) -> Decision {
     run(req, set, &mut ()).0
 }
 
+/// Decide a request and say which part of the logic decided (no statements, no missing
+/// keys: the fast path with enough for [`reason`]).
+pub fn decide_with_cause(req: &Request, set: &PolicySet) -> (Decision, Cause) {
+    run(req, set, &mut ())
+}
+
 /// Decide a request and explain the decision.
 pub fn evaluate(req: &Request, set: &PolicySet) -> Evaluation {
     let mut trace = Trace::default();

@@ -19,8 +19,8 @@ pub mod variables;
 
 pub use compile::{CompiledPolicy, PrincipalMatch};
 pub use evaluate::{
-    decide, evaluate, resource_policy_allows, Cause, Decision, Evaluation, MatchedStatement,
-    PolicySet, PolicyType,
+    decide, decide_with_cause, evaluate, resource_policy_allows, Cause, Decision, Evaluation,
+    MatchedStatement, PolicySet, PolicyType,
 };
 pub use policy::ast::{Policy, PolicyKind};
 pub use policy::parse::{parse_policy, PolicyError, Problem};

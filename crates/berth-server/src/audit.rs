@@ -58,6 +58,11 @@ impl Audit {
         })
     }
 
+    /// Whether decisions are written anywhere.
+    pub fn enabled(&self) -> bool {
+        self.out.is_some()
+    }
+
     pub fn record(&self, e: &AuditEvent) {
         let Some(out) = &self.out else { return };
         let line = serde_json::json!({

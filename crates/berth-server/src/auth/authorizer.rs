@@ -112,30 +112,37 @@ pub fn authorize(
         boundary,
         session: caller.session_policy.as_deref(),
     };
-    let mut eval = berth_iam::evaluate(&req, &set);
-    if eval.decision == Decision::Allow
+    let (mut decision, mut cause) = berth_iam::decide_with_cause(&req, &set);
+    if decision == Decision::Allow
         && a.resource_must_allow
         && !a
             .resource_policies
             .iter()
             .any(|p| berth_iam::resource_policy_allows(&req, p).is_some())
     {
-        let cause = berth_iam::Cause::NotAllowed(berth_iam::PolicyType::Resource);
-        eval.decision = Decision::ImplicitDeny;
-        eval.reason = berth_iam::evaluate::reason(&req, cause);
+        decision = Decision::ImplicitDeny;
+        cause = berth_iam::Cause::NotAllowed(berth_iam::PolicyType::Resource);
     }
-    app.audit.record(&AuditEvent {
-        time: origin.now,
-        request_id: &origin.request_id,
-        principal: caller.arn(),
-        action: a.action,
-        resource: a.resource,
-        decision: eval.decision.as_str(),
-        reason: &eval.reason,
-        source_ip: origin.source_ip,
-    });
-    match eval.decision {
+    let audit = app.audit.enabled();
+    let reason = if decision != Decision::Allow || audit {
+        berth_iam::evaluate::reason(&req, cause)
+    } else {
+        String::new()
+    };
+    if audit {
+        app.audit.record(&AuditEvent {
+            time: origin.now,
+            request_id: &origin.request_id,
+            principal: caller.arn(),
+            action: a.action,
+            resource: a.resource,
+            decision: decision.as_str(),
+            reason: &reason,
+            source_ip: origin.source_ip,
+        });
+    }
+    match decision {
         Decision::Allow => Ok(()),
-        _ => Err(ApiError::access_denied(eval.reason)),
+        _ => Err(ApiError::access_denied(reason)),
     }
 }

@@ -42,9 +42,11 @@ fn decode_component(s: &[u8]) -> Result<String, ApiError> {
                         out.push((h * 16 + l) as u8);
                         i += 2;
                     }
-                    _ => return Err(malformed(format!(
+                    _ => {
+                        return Err(malformed(format!(
                         "'%' at byte {i} of a parameter is not followed by two hexadecimal digits"
-                    ))),
+                    )))
+                    }
                 }
             }
             b => out.push(b),

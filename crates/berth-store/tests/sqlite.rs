@@ -1,0 +1,307 @@
+//! The SQLite store through its trait: what it keeps, what it refuses, and that two
+//! processes' worth of connections share one database file.
+
+use berth_store::*;
+
+const A: &str = "111111111111";
+
+fn entity(kind: EntityKind, name: &str, id: &str) -> Entity {
+    Entity {
+        account: A.into(),
+        kind,
+        name: name.into(),
+        path: "/".into(),
+        unique_id: id.into(),
+        created: 1,
+        trust_policy: None,
+        description: None,
+        max_session_secs: None,
+        boundary: None,
+    }
+}
+
+fn key(id: &str, user: Option<&str>) -> AccessKey {
+    AccessKey {
+        id: id.into(),
+        secret: "s".into(),
+        account: A.into(),
+        user: user.map(str::to_string),
+        status: KeyStatus::Active,
+        created: 1,
+    }
+}
+
+fn policy(name: &str) -> ManagedPolicy {
+    ManagedPolicy {
+        account: A.into(),
+        name: name.into(),
+        path: "/".into(),
+        policy_id: format!("ANPA{name}"),
+        default_version: "v1".into(),
+        description: None,
+        created: 1,
+        updated: 1,
+        attachment_count: 0,
+        boundary_usage_count: 0,
+    }
+}
+
+async fn store_with_account(s: &dyn Store) {
+    let account = Account {
+        id: A.into(),
+        alias: Some("main".into()),
+        created: 1,
+    };
+    s.create_account(&account, &key("AKIAROOT", None))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn identities_and_their_policies() {
+    let s = SqliteStore::in_memory().await.unwrap();
+    store_with_account(&s).await;
+    assert!(matches!(
+        s.create_account(
+            &Account {
+                id: A.into(),
+                alias: None,
+                created: 1
+            },
+            &key("AKIAOTHER", None)
+        )
+        .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        s.access_key("AKIAOTHER").await.unwrap(),
+        None,
+        "a failed account creation leaves no key"
+    );
+
+    s.create_entity(
+        &entity(EntityKind::User, "alice", "AIDA1"),
+        &[Tag {
+            key: "team".into(),
+            value: "dev".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    // Names are unique regardless of case.
+    assert!(matches!(
+        s.create_entity(&entity(EntityKind::User, "ALICE", "AIDA2"), &[])
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    s.create_entity(&entity(EntityKind::Group, "devs", "AGPA1"), &[])
+        .await
+        .unwrap();
+    s.add_user_to_group(A, "devs", "alice").await.unwrap();
+    s.put_inline_policy(A, EntityKind::User, "alice", "own", "{\"u\":1}")
+        .await
+        .unwrap();
+    s.put_inline_policy(A, EntityKind::Group, "devs", "shared", "{\"g\":1}")
+        .await
+        .unwrap();
+    s.create_policy(&policy("managed"), "{\"m\":1}", &[])
+        .await
+        .unwrap();
+    s.create_policy(&policy("fence"), "{\"b\":1}", &[])
+        .await
+        .unwrap();
+    let arn = "arn:aws:iam::111111111111:policy/managed";
+    s.attach_policy(A, EntityKind::Group, "devs", arn)
+        .await
+        .unwrap();
+    s.set_boundary(
+        A,
+        EntityKind::User,
+        "alice",
+        Some("arn:aws:iam::111111111111:policy/fence"),
+    )
+    .await
+    .unwrap();
+
+    let docs = s
+        .identity_documents(A, EntityKind::User, "alice")
+        .await
+        .unwrap();
+    let mut sources: Vec<&str> = docs.policies.iter().map(|p| p.source.as_str()).collect();
+    sources.sort();
+    assert_eq!(sources, vec![arn, "group/devs/shared", "user/alice/own"]);
+    assert_eq!(
+        docs.boundary.as_ref().map(|b| b.document.as_str()),
+        Some("{\"b\":1}")
+    );
+    assert_eq!(
+        docs.tags,
+        vec![Tag {
+            key: "team".into(),
+            value: "dev".into()
+        }]
+    );
+
+    // A new default version is what applies.
+    let v = s
+        .create_policy_version(A, "managed", "{\"m\":2}", true, 2, 5)
+        .await
+        .unwrap();
+    assert_eq!(v.version_id, "v2");
+    let docs = s
+        .identity_documents(A, EntityKind::User, "alice")
+        .await
+        .unwrap();
+    assert!(docs.policies.iter().any(|p| p.document == "{\"m\":2}"));
+    assert_eq!(
+        s.policy(A, "managed")
+            .await
+            .unwrap()
+            .unwrap()
+            .attachment_count,
+        1
+    );
+
+    // Deleting what is in use is refused, and changes nothing.
+    assert!(matches!(
+        s.delete_policy(A, "managed").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.delete_entity(A, EntityKind::User, "alice").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.delete_entity(A, EntityKind::Group, "devs").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s
+        .entity(A, EntityKind::User, "alice")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(matches!(
+        s.delete_policy_version(A, "managed", "v2").await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    s.delete_inline_policy(A, EntityKind::User, "alice", "own")
+        .await
+        .unwrap();
+    s.remove_user_from_group(A, "devs", "alice").await.unwrap();
+    s.delete_entity(A, EntityKind::User, "alice").await.unwrap();
+    assert!(s
+        .entity(A, EntityKind::User, "alice")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.delete_entity(A, EntityKind::User, "alice").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn keys_sessions_and_limits() {
+    let s = SqliteStore::in_memory().await.unwrap();
+    store_with_account(&s).await;
+    s.create_entity(&entity(EntityKind::User, "bob", "AIDA3"), &[])
+        .await
+        .unwrap();
+    s.create_access_key(&key("AKIA1", Some("bob")), 2)
+        .await
+        .unwrap();
+    s.create_access_key(&key("AKIA2", Some("bob")), 2)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_access_key(&key("AKIA3", Some("bob")), 2).await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    // The root user's keys are counted apart from the users'.
+    assert_eq!(s.access_keys(A, None).await.unwrap().len(), 1);
+    s.set_access_key_status(A, Some("bob"), "AKIA1", KeyStatus::Inactive)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.access_key("AKIA1").await.unwrap().unwrap().status,
+        KeyStatus::Inactive
+    );
+    // A key is only reachable through its owner.
+    assert!(matches!(
+        s.delete_access_key(A, None, "AKIA2").await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.delete_access_key(A, Some("bob"), "AKIA2").await.unwrap();
+    assert_eq!(s.access_key("AKIA2").await.unwrap(), None);
+
+    let session = Session {
+        access_key_id: "ASIA1".into(),
+        secret: "x".into(),
+        token: "t".into(),
+        account: A.into(),
+        claims: "{}".into(),
+        created: 10,
+        expires: 100,
+    };
+    s.create_session(&session).await.unwrap();
+    assert_eq!(s.session("ASIA1").await.unwrap(), Some(session));
+    assert_eq!(s.delete_sessions_expired_before(50).await.unwrap(), 0);
+    assert_eq!(s.delete_sessions_expired_before(101).await.unwrap(), 1);
+
+    for i in 0..50 {
+        s.tag(
+            A,
+            TagTarget::User,
+            "bob",
+            &[Tag {
+                key: format!("k{i}"),
+                value: "v".into(),
+            }],
+            50,
+        )
+        .await
+        .unwrap();
+    }
+    assert!(matches!(
+        s.tag(
+            A,
+            TagTarget::User,
+            "bob",
+            &[Tag {
+                key: "one-more".into(),
+                value: "v".into()
+            }],
+            50
+        )
+        .await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert_eq!(
+        s.tags(A, TagTarget::User, "bob").await.unwrap().len(),
+        50,
+        "a refused tag call adds nothing"
+    );
+}
+
+#[tokio::test]
+async fn one_file_many_openers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let a = SqliteStore::open(&path).await.unwrap();
+    let b = SqliteStore::open(&path).await.unwrap();
+    store_with_account(&a).await;
+    assert_eq!(b.accounts().await.unwrap().len(), 1);
+    let account = Account {
+        id: "222222222222".into(),
+        alias: None,
+        created: 2,
+    };
+    let mut k = key("AKIAB", None);
+    k.account = account.id.clone();
+    b.create_account(&account, &k).await.unwrap();
+    assert_eq!(
+        a.access_key("AKIAB").await.unwrap().unwrap().account,
+        "222222222222"
+    );
+}

@@ -1,0 +1,176 @@
+"""The server process: health, startup files, accounts, audit log, shutdown."""
+
+import datetime
+import json
+import re
+import signal
+import stat
+import time
+
+import requests
+
+from berth import (Creds, allow, client_error, doc, server, start_server,  # noqa: F401
+                   unique)
+
+
+def test_healthz(server):
+    r = requests.get(server.url + "/healthz", timeout=10)
+    assert r.status_code == 200
+    assert r.text.strip() == "ok"
+
+
+def test_unknown_path_is_not_found(server):
+    r = requests.get(server.url + "/nope", timeout=10)
+    assert r.status_code == 404
+
+
+def test_root_credentials_file(server):
+    path = server.root_credentials_path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    d = json.loads(path.read_text())
+    assert set(d) >= {"account_id", "access_key_id", "secret_access_key"}
+    assert re.fullmatch(r"\d{12}", d["account_id"])
+    assert re.fullmatch(r"AKIA[A-Z0-9]{16}", d["access_key_id"])
+    assert len(d["secret_access_key"]) == 40
+
+
+def test_root_identity_cli(server):
+    out = server.cli(server.root, "sts", "get-caller-identity")
+    assert out == {"UserId": server.account, "Account": server.account,
+                   "Arn": f"arn:aws:iam::{server.account}:root"}
+
+
+def test_account_create_while_running(server):
+    before = json.loads(server.root_credentials_path.read_text())
+    acct = "222233334444"
+    c = server.account_create(acct, alias="second")
+    assert c.account_id == acct
+    assert re.fullmatch(r"AKIA[A-Z0-9]{16}", c.access_key_id)
+    # usable at once by the running server
+    ident = server.sts(c).get_caller_identity()
+    assert ident["Account"] == acct
+    assert ident["Arn"] == f"arn:aws:iam::{acct}:root"
+    # the new account is isolated from the default one
+    server.iam(c).create_user(UserName="only-in-second")
+    names = [u["UserName"] for u in server.iam().list_users()["Users"]]
+    assert "only-in-second" not in names
+    assert client_error(server.iam().get_user, UserName="only-in-second")[0] == "NoSuchEntity"
+    # the default account's root credentials file is untouched
+    assert json.loads(server.root_credentials_path.read_text()) == before
+
+
+def test_account_create_random_id_and_duplicate(server):
+    c = server.account_create()
+    assert re.fullmatch(r"\d{12}", c.account_id)
+    assert c.account_id != server.account
+    assert server.sts(c).get_caller_identity()["Account"] == c.account_id
+    p = server.account_create(c.account_id, check=False)
+    assert p.returncode != 0, "creating an account whose id exists must fail"
+
+
+def test_missing_and_invalid_action(server):
+    r = server.raw({"Version": "2010-05-08"}, creds=server.root)
+    assert r.status == 400 and r.code == "MissingAction"
+    r = server.raw({"Action": "FrobnicateUser", "Version": "2010-05-08"}, creds=server.root)
+    assert r.status == 400 and r.code == "InvalidAction", (r.status, r.body)
+
+
+def test_response_has_request_id(server):
+    r = server.raw({"Action": "GetCallerIdentity", "Version": "2011-06-15"}, creds=server.root)
+    assert r.status == 200
+    rid = r.find("RequestId")
+    assert rid and len(rid) >= 16
+    assert r.headers.get("x-amzn-RequestId") == rid
+
+
+def test_audit_log_allow_and_deny(server):
+    iam = server.iam()
+    allowed_name = unique("audited")
+    resp = iam.create_user(UserName=allowed_name)
+    allowed_rid = resp["ResponseMetadata"]["RequestId"]
+    bob, bob_creds = server.new_user()
+    code, msg, status = client_error(server.iam(bob_creds).create_user, UserName="x-denied")
+    assert code == "AccessDenied" and status == 403
+    denied_rid = None
+    # find the request id of the denial from a raw request to be exact
+    r = server.raw({"Action": "CreateUser", "Version": "2010-05-08", "UserName": "y-denied"},
+                   creds=bob_creds)
+    assert r.code == "AccessDenied"
+    denied_rid = r.find("RequestId")
+
+    lines = server.audit_lines()
+    keys = {"time", "request_id", "principal", "action", "resource", "decision", "reason", "source_ip"}
+    for line in lines:
+        assert set(line) == keys, line
+    acct = server.account
+    a = [line for line in lines if line["request_id"] == allowed_rid]
+    assert len(a) == 1, f"one audit line for request {allowed_rid}: {a}"
+    a = a[0]
+    assert a["principal"] == f"arn:aws:iam::{acct}:root"
+    assert a["action"] == "iam:CreateUser"
+    assert a["resource"] == f"arn:aws:iam::{acct}:user/{allowed_name}"
+    assert a["decision"] == "Allow"
+    assert a["source_ip"] == "127.0.0.1"
+    t = datetime.datetime.fromisoformat(a["time"].replace("Z", "+00:00"))
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()) < 120
+
+    d = [line for line in lines if line["request_id"] == denied_rid]
+    assert len(d) == 1, f"one audit line for request {denied_rid}"
+    d = d[0]
+    assert d["principal"] == f"arn:aws:iam::{acct}:user/{bob}"
+    assert d["action"] == "iam:CreateUser"
+    assert d["resource"] == f"arn:aws:iam::{acct}:user/y-denied"
+    assert d["decision"] == "ImplicitDeny"
+    assert "is not authorized to perform: iam:CreateUser" in d["reason"]
+    assert d["source_ip"] == "127.0.0.1"
+
+
+def test_audit_explicit_deny(server):
+    name, creds = server.new_user(policies=[doc(allow("iam:*"), {"Effect": "Deny", "Action": "iam:ListUsers",
+                                                                  "Resource": "*"})])
+    r = server.raw({"Action": "ListUsers", "Version": "2010-05-08"}, creds=creds)
+    assert r.code == "AccessDenied"
+    rid = r.find("RequestId")
+    line = [x for x in server.audit_lines() if x["request_id"] == rid]
+    assert len(line) == 1 and line[0]["decision"] == "ExplicitDeny"
+    assert line[0]["resource"] == "*"
+
+
+def test_spoofed_forwarded_for_is_ignored(server):
+    """X-Forwarded-For from a peer that is not a trusted proxy must not set the source IP."""
+    name, creds = server.new_user()
+    r = server.raw({"Action": "GetUser", "Version": "2010-05-08", "UserName": name}, creds=creds,
+                   headers={"X-Forwarded-For": "10.9.8.7"})
+    rid = r.find("RequestId")
+    line = [x for x in server.audit_lines() if x["request_id"] == rid]
+    assert len(line) == 1
+    assert line[0]["source_ip"] == "127.0.0.1"
+
+
+def test_graceful_shutdown_and_restart(tmp_path_factory):
+    s = start_server(tmp_path_factory, "shutdown")
+    root = s.root
+    s.iam().create_user(UserName="persisted")
+    key = s.iam().create_access_key(UserName="persisted")["AccessKey"]
+    first_port = s.port
+
+    rc = s.stop(signal.SIGTERM)
+    assert rc == 0, "berth serve must exit 0 after SIGTERM:\n" + "".join(s.stderr_lines[-20:])
+
+    # restart on the same directory: same account, same data, root credentials kept
+    s.start()
+    try:
+        assert s.root == root
+        assert s.iam().get_user(UserName="persisted")["User"]["UserName"] == "persisted"
+        user = Creds.from_access_key(key)
+        assert s.sts(user).get_caller_identity()["Arn"] == f"arn:aws:iam::{root.account_id}:user/persisted"
+        assert first_port  # (ports may differ between runs)
+    finally:
+        assert s.stop(signal.SIGTERM) == 0
+
+
+def test_sigint_also_exits_zero(tmp_path_factory):
+    s = start_server(tmp_path_factory, "sigint")
+    assert requests.get(s.url + "/healthz", timeout=10).status_code == 200
+    time.sleep(0.05)
+    assert s.stop(signal.SIGINT) == 0
