@@ -62,3 +62,55 @@ impl App {
         (client, secure)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditSink;
+    use crate::auth::cache::Caches;
+    use berth_iam::values::Cidr;
+
+    async fn app(proxies: &[&str]) -> App {
+        let mut config = Config::default();
+        config.trusted_proxies = proxies.iter().map(|p| Cidr::parse(p).unwrap()).collect();
+        App {
+            store: Arc::new(berth_store::SqliteStore::in_memory().await.unwrap()),
+            caches: Caches::new(config.cache_ttl),
+            config,
+            audit: Audit::open(&AuditSink::Off).unwrap(),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn forwarded_headers_only_from_trusted_proxies() {
+        let a = app(&["10.0.0.0/8"]).await;
+        // An untrusted peer cannot claim another address or TLS.
+        assert_eq!(
+            a.client(ip("192.0.2.7"), Some("203.0.113.9"), Some("https")),
+            (ip("192.0.2.7"), false)
+        );
+        // A trusted proxy: the nearest hop that is not itself a trusted proxy.
+        assert_eq!(
+            a.client(
+                ip("10.1.1.1"),
+                Some("198.51.100.1, 203.0.113.9, 10.2.2.2"),
+                Some("https")
+            ),
+            (ip("203.0.113.9"), true)
+        );
+        // Garbage in the header stops the walk at the last good hop.
+        assert_eq!(
+            a.client(ip("10.1.1.1"), Some("not-an-ip"), None),
+            (ip("10.1.1.1"), false)
+        );
+        let none = app(&[]).await;
+        assert_eq!(
+            none.client(ip("127.0.0.1"), Some("203.0.113.9"), Some("https")),
+            (ip("127.0.0.1"), false)
+        );
+    }
+}
