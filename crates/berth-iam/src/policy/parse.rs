@@ -84,13 +84,17 @@ pub fn from_json(doc: &Json, kind: PolicyKind) -> Result<Policy, PolicyError> {
     }
 }
 
+/// The size AWS counts against policy quotas: characters, whitespace excluded.
+pub fn stored_chars(src: &str) -> usize {
+    // Characters, not bytes: UTF-8 continuation bytes do not start one.
+    src.bytes()
+        .filter(|&b| !b.is_ascii_whitespace() && !(0x80..0xc0).contains(&b))
+        .count()
+}
+
 /// Check the stored-size limit of a kind (whitespace is not counted, as AWS does).
 pub fn check_size(src: &str, kind: PolicyKind) -> Result<(), Problem> {
-    // Characters, not bytes: UTF-8 continuation bytes do not start one.
-    let n = src
-        .bytes()
-        .filter(|&b| !b.is_ascii_whitespace() && !(0x80..0xc0).contains(&b))
-        .count();
+    let n = stored_chars(src);
     if n > kind.max_chars() {
         return Err(Problem {
             path: String::new(),

@@ -52,7 +52,8 @@ pub async fn authenticate(
     };
     let caller = match &*credential {
         Credential::Key(key) => {
-            if key.status != berth_store::KeyStatus::Active {
+            // A session token never goes with a long-term key.
+            if key.status != berth_store::KeyStatus::Active || signed.security_token.is_some() {
                 return Err(ApiError::invalid_token());
             }
             verify(app, req, &signed, &key.secret)?;
@@ -195,7 +196,11 @@ async fn session_caller(
             p.role_arn =
                 Some(format!("arn:aws:iam::{account}:role{}{}", role.path, role.name).into());
             p.unique_id = Some(role.id.as_str().into());
-            let policies = entity_policies(EntityKind::Role, role.name.clone()).await?;
+            // A role deleted and created again under the same name is another role: the
+            // session keeps nothing of it.
+            let policies = entity_policies(EntityKind::Role, role.name.clone())
+                .await?
+                .filter(|p| p.entity.unique_id == role.id);
             (
                 Identity::RoleSession,
                 p,
@@ -209,7 +214,9 @@ async fn session_caller(
             let mut p = Principal::from_arn(&arn).map_err(ApiError::internal)?;
             let policies = match &claims.user {
                 Some(u) => {
-                    let pol = entity_policies(EntityKind::User, u.clone()).await?;
+                    let pol = entity_policies(EntityKind::User, u.clone())
+                        .await?
+                        .filter(|p| Some(&p.entity.unique_id) == claims.user_id.as_ref());
                     if let Some(pol) = &pol {
                         p.federating_user_arn = Some(pol.entity.arn().into());
                     }
@@ -238,7 +245,9 @@ async fn session_caller(
                     return Ok(c);
                 }
                 Some(u) => {
-                    let pol = entity_policies(EntityKind::User, u.clone()).await?;
+                    let pol = entity_policies(EntityKind::User, u.clone())
+                        .await?
+                        .filter(|p| Some(&p.entity.unique_id) == claims.user_id.as_ref());
                     let Some(pol) = pol else {
                         return Err(ApiError::invalid_token());
                     };

@@ -21,6 +21,10 @@ pub struct Claims {
     /// The IAM user behind a federated or GetSessionToken session (`None`: the root user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The unique id (`AIDA…`) of that user: a user deleted and created again under the
+    /// same name is someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     /// Session policies (inline `Policy` and the documents of `PolicyArns`), kept as text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_policies: Vec<String>,

@@ -365,6 +365,27 @@ pub fn check_policy(document: &str, kind: PolicyKind) -> Result<(), ApiError> {
         .map_err(|e| ApiError::malformed_policy(e.to_string()))
 }
 
+/// Refuse a document past an IAM quota (characters, whitespace excluded) with
+/// `LimitExceeded`, as IAM does, before anything is stored.
+pub fn check_quota(
+    document: &str,
+    limit: usize,
+    message: impl FnOnce(usize) -> String,
+) -> Result<(), ApiError> {
+    let n = berth_iam::policy::parse::stored_chars(document);
+    if n > limit {
+        return Err(ApiError::new(
+            409,
+            "LimitExceeded",
+            format!(
+                "{} (the document has {n} characters, whitespace excluded)",
+                message(limit)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Policy documents go out URL-encoded, as IAM sends them (the SDKs decode them).
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 2);

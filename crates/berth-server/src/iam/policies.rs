@@ -6,8 +6,8 @@ use berth_store::{EntityKind, ManagedPolicy, PolicyVersion};
 use serde_json::{json, Value};
 
 use super::{
-    check_policy, existing_in, page, paginate, policy_arn_parts, tags_json, tags_param, url_encode,
-    Target,
+    check_policy, check_quota, existing_in, page, paginate, policy_arn_parts, tags_json,
+    tags_param, url_encode, Target,
 };
 use crate::ids;
 use crate::query::{ApiError, Call};
@@ -19,8 +19,27 @@ fn policy_name<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
     call.params.name("PolicyName", 128)
 }
 
+/// Quotas on inline policies: all of an entity's inline policies together.
+fn inline_quota(kind: EntityKind) -> usize {
+    match kind {
+        EntityKind::User => 2_048,
+        EntityKind::Group => 5_120,
+        EntityKind::Role => 10_240,
+    }
+}
+
 fn document<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
     let doc = call.params.required("PolicyDocument")?;
+    check_policy(doc, PolicyKind::Identity)?;
+    Ok(doc)
+}
+
+/// A managed policy version's document: valid and within the managed policy quota.
+fn managed_document<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
+    let doc = call.params.required("PolicyDocument")?;
+    check_quota(doc, PolicyKind::Identity.max_chars(), |l| {
+        format!("Cannot exceed quota for PolicySize: {l}")
+    })?;
     check_policy(doc, PolicyKind::Identity)?;
     Ok(doc)
 }
@@ -28,6 +47,33 @@ fn document<'p>(call: &'p Call<'_>) -> Result<&'p str, ApiError> {
 pub async fn put_inline(call: &Call<'_>, t: &Target, kind: EntityKind) -> Result<Value, ApiError> {
     let e = existing_in(call, t, kind)?;
     let name = policy_name(call)?;
+    let doc = call.params.required("PolicyDocument")?;
+    // The entity's other inline policies count against the same quota.
+    let mut others = String::new();
+    for other in call
+        .app
+        .store
+        .inline_policy_names(&e.account, kind, &e.name)
+        .await?
+    {
+        if !other.eq_ignore_ascii_case(name) {
+            if let Some(d) = call
+                .app
+                .store
+                .inline_policy(&e.account, kind, &e.name, &other)
+                .await?
+            {
+                others.push_str(&d);
+            }
+        }
+    }
+    check_quota(&(others + doc), inline_quota(kind), |l| {
+        format!(
+            "Maximum policy size of {l} bytes exceeded for {} {}",
+            kind.as_str(),
+            e.name
+        )
+    })?;
     let doc = document(call)?;
     call.app
         .store
@@ -113,7 +159,7 @@ pub async fn create_policy(call: &Call<'_>) -> Result<Value, ApiError> {
     let p = call.params;
     let name = policy_name(call)?;
     let path = p.path("Path")?;
-    let doc = document(call)?;
+    let doc = managed_document(call)?;
     let description = p.text("Description", 0..=1000)?;
     let tags = tags_param(p, "Tags", 50)?;
     let now = call.origin.now;
@@ -195,7 +241,7 @@ pub async fn list_policies(call: &Call<'_>) -> Result<Value, ApiError> {
 
 pub async fn create_version(call: &Call<'_>) -> Result<Value, ApiError> {
     let p = named_policy(call).await?;
-    let doc = document(call)?;
+    let doc = managed_document(call)?;
     let set_default = call.params.bool("SetAsDefault")?.unwrap_or(false);
     let v = call
         .app

@@ -5,16 +5,26 @@ use berth_store::{Entity, EntityKind};
 use serde_json::{json, Value};
 
 use super::users::check_boundary;
-use super::{check_policy, existing_in, page, paginate, role_json, tags_param, Target};
+use super::{
+    check_policy, check_quota, existing_in, page, paginate, role_json, tags_param, Target,
+};
 use crate::ids;
 use crate::query::{ApiError, Call};
+
+/// A trust policy: valid for the engine and within the role trust policy quota.
+fn check_trust(doc: &str) -> Result<(), ApiError> {
+    check_quota(doc, PolicyKind::Trust.max_chars(), |l| {
+        format!("Cannot exceed quota for ACLSizePerRole: {l}")
+    })?;
+    check_policy(doc, PolicyKind::Trust)
+}
 
 pub async fn create_role(call: &Call<'_>) -> Result<Value, ApiError> {
     let p = call.params;
     let name = p.name("RoleName", 64)?;
     let path = p.path("Path")?;
     let trust = p.required("AssumeRolePolicyDocument")?;
-    check_policy(trust, PolicyKind::Trust)?;
+    check_trust(trust)?;
     let description = p.text("Description", 0..=1000)?;
     let max = p.int("MaxSessionDuration", 3600..=43200)?;
     let tags = tags_param(p, "Tags", 50)?;
@@ -67,7 +77,7 @@ pub async fn delete_role(call: &Call<'_>, t: &Target) -> Result<Value, ApiError>
 pub async fn update_trust(call: &Call<'_>, t: &Target) -> Result<Value, ApiError> {
     let r = existing_in(call, t, EntityKind::Role)?;
     let doc = call.params.required("PolicyDocument")?;
-    check_policy(doc, PolicyKind::Trust)?;
+    check_trust(doc)?;
     call.app
         .store
         .set_trust_policy(&r.account, &r.name, doc)

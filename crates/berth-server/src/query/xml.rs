@@ -49,6 +49,10 @@ fn write_value(v: &Value, out: &mut String) {
     }
 }
 
+/// Operations whose result is an empty structure that must still be sent (the SDKs
+/// look for the element); every other operation without members sends none.
+const EMPTY_RESULT_SENT: &[&str] = &["UpdateRole"];
+
 /// A success response: `<{Op}Response xmlns><{Op}Result>…</{Op}Result><ResponseMetadata>…`.
 pub fn response(operation: &str, namespace: &str, result: &Value, request_id: &str) -> String {
     let mut out = String::with_capacity(256);
@@ -58,7 +62,7 @@ pub fn response(operation: &str, namespace: &str, result: &Value, request_id: &s
     out.push_str(namespace);
     out.push_str("\">");
     let empty = matches!(result, Value::Object(m) if m.is_empty()) || result.is_null();
-    if !empty {
+    if !empty || EMPTY_RESULT_SENT.contains(&operation) {
         out.push('<');
         out.push_str(operation);
         out.push_str("Result>");
@@ -105,5 +109,7 @@ mod tests {
         let e = error("ns", true, "NoSuchEntity", "x & y", "r2");
         assert!(e.contains("<Code>NoSuchEntity</Code><Message>x &amp; y</Message>"));
         assert!(!response("DeleteUser", "ns", &json!({}), "r").contains("DeleteUserResult"));
+        assert!(response("UpdateRole", "ns", &json!({}), "r")
+            .contains("<UpdateRoleResult></UpdateRoleResult>"));
     }
 }

@@ -71,8 +71,10 @@ mod tests {
     use berth_iam::values::Cidr;
 
     async fn app(proxies: &[&str]) -> App {
-        let mut config = Config::default();
-        config.trusted_proxies = proxies.iter().map(|p| Cidr::parse(p).unwrap()).collect();
+        let config = Config {
+            trusted_proxies: proxies.iter().map(|p| Cidr::parse(p).unwrap()).collect(),
+            ..Config::default()
+        };
         App {
             store: Arc::new(berth_store::SqliteStore::in_memory().await.unwrap()),
             caches: Caches::new(config.cache_ttl),

@@ -479,6 +479,7 @@ async fn get_session_token(call: &Call<'_>) -> Result<Value, ApiError> {
             ))
         }
     };
+    let user_id = user.as_ref().map(|_| c.user_id.clone());
     let mut duration = duration.unwrap_or(43_200);
     if user.is_none() {
         duration = duration.min(3600);
@@ -486,6 +487,7 @@ async fn get_session_token(call: &Call<'_>) -> Result<Value, ApiError> {
     let claims = Claims {
         kind: "session".into(),
         user,
+        user_id,
         issued: call.origin.now,
         ..Claims::default()
     };
@@ -506,6 +508,7 @@ async fn get_federation_token(call: &Call<'_>) -> Result<Value, ApiError> {
             ))
         }
     };
+    let user_id = user.as_ref().map(|_| c.user_id.clone());
     let tags = session_tags(call)?;
     let federated_arn = format!("arn:aws:sts::{}:federated-user/{name}", c.account);
     let mut ctx = Vec::new();
@@ -551,6 +554,7 @@ async fn get_federation_token(call: &Call<'_>) -> Result<Value, ApiError> {
         kind: "federated".into(),
         federated_name: Some(name.clone()),
         user,
+        user_id,
         session_policies: docs,
         tags: tags
             .iter()
