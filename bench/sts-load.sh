@@ -5,8 +5,11 @@
 # answers each time (signatures stay valid for the 15-minute skew window).
 #
 #   bench/sts-load.sh [DURATION_SECONDS] [CONNECTIONS] [THREADS]
+#   PEER=moto bench/sts-load.sh ...   # the same load against moto_server (a Python
+#                                     # implementation of the same APIs), for comparison
 #
-# Needs: target/release/berth (cargo build --release), wrk, python3 with botocore.
+# Needs: target/release/berth (cargo build --release), wrk, python3 with boto3
+# (and moto[server] for PEER=moto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-20}
@@ -16,10 +19,19 @@ BIN=${BERTH_BIN:-target/release/berth}
 DIR=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
-"$BIN" serve --data-dir "$DIR" --listen 127.0.0.1:0 --audit-log off 2>"$DIR/log" &
-PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$DIR/log" && break; sleep 0.05; done
-URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$DIR/log" | head -1)
+if [ "${PEER:-}" = moto ]; then
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  moto_server -H 127.0.0.1 -p "$PORT" >"$DIR/log" 2>&1 &
+  PID=$!
+  URL="http://127.0.0.1:$PORT"
+  for _ in $(seq 200); do curl -s -o /dev/null "$URL/" && break; sleep 0.05; done
+  printf '{"access_key_id": "AKIAMOTOMOTOMOTOMOTO", "secret_access_key": "moto"}' >"$DIR/root-credentials.json"
+else
+  "$BIN" serve --data-dir "$DIR" --listen 127.0.0.1:0 --audit-log off 2>"$DIR/log" &
+  PID=$!
+  for _ in $(seq 100); do grep -q "listening on" "$DIR/log" && break; sleep 0.05; done
+  URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$DIR/log" | head -1)
+fi
 
 python3 - "$DIR" "$URL" <<'PY'
 import json, sys, boto3
@@ -44,7 +56,15 @@ for k, v in req.headers.items():
 open(f"{d}/req.lua", "w").write("\n".join(lua) + "\n")
 PY
 
-# Check one request answers 200 with the caller's ARN before loading.
-wrk -t1 -c1 -d1s -s "$DIR/req.lua" "$URL/" >/dev/null
+# One request first: it must answer 200 with the user's ARN.
+python3 - "$DIR/req.lua" "$URL" <<'PY'
+import re, sys, urllib.request
+lua = open(sys.argv[1]).read()
+body = re.search(r'wrk.body = "(.*)"', lua).group(1).encode()
+headers = dict(re.findall(r'wrk.headers\["(.*?)"\] = "(.*?)"', lua))
+r = urllib.request.urlopen(urllib.request.Request(sys.argv[2] + "/", data=body, headers=headers))
+text = r.read().decode()
+assert r.status == 200 and ":user/bench" in text, text
+PY
 echo "== wrk -t$THREADS -c$CONNS -d${DURATION}s --latency (GetCallerIdentity, SigV4 verified per request)"
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$DIR/req.lua" "$URL/"
