@@ -288,3 +288,41 @@ mod tests {
         assert!(p.name("UserName", 64).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(s: &str) -> String {
+        crate::iam::url_encode(s)
+    }
+
+    proptest! {
+        /// Any bytes: a clear error or parameters, never a panic.
+        #[test]
+        fn any_body_decodes_or_fails_cleanly(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            match decode_form(&body) {
+                Ok(p) => prop_assert!(p.pairs.len() <= body.len() / 2 + 1),
+                Err(e) => prop_assert_eq!(e.code, "MalformedQueryString"),
+            }
+        }
+
+        /// What a client encodes comes back as it was, in order.
+        #[test]
+        fn encoded_pairs_round_trip(pairs in proptest::collection::vec(("\\PC{0,12}", "\\PC{0,24}"), 0..8)) {
+            let body = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let p = decode_form(body.as_bytes()).unwrap();
+            let expected: Vec<(String, String)> = pairs
+                .into_iter()
+                .filter(|(k, v)| !(k.is_empty() && v.is_empty()))
+                .collect();
+            let got: Vec<(String, String)> = p.pairs.into_iter().filter(|(k, v)| !(k.is_empty() && v.is_empty())).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
