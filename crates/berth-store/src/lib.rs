@@ -7,9 +7,12 @@
 //! callers check documents with the policy engine before they write them.
 
 mod model;
+mod registry;
 mod sqlite;
+mod sqlite_registry;
 
 pub use model::*;
+pub use registry::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -172,6 +172,7 @@ pub enum TagTarget {
     User,
     Role,
     Policy,
+    Repository,
 }
 
 impl TagTarget {
@@ -180,6 +181,7 @@ impl TagTarget {
             TagTarget::User => "user",
             TagTarget::Role => "role",
             TagTarget::Policy => "policy",
+            TagTarget::Repository => "repository",
         }
     }
 }

@@ -19,14 +19,14 @@ use crate::{Result, Store, StoreError};
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
-fn backend(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
 }
@@ -66,7 +66,7 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -1047,6 +1047,7 @@ impl Store for SqliteStore {
                     TagTarget::User => "User",
                     TagTarget::Role => "Role",
                     TagTarget::Policy => "Policy",
+                    TagTarget::Repository => "Repository",
                 }
             )));
         }
@@ -1186,7 +1187,7 @@ fn policy_not_found(account: &str, name: &str) -> StoreError {
     ))
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 async fn insert_key(tx: &mut Tx, key: &AccessKey) -> Result<()> {
     sqlx::query(
@@ -1256,7 +1257,7 @@ async fn require_version(tx: &mut Tx, account: &str, name: &str, version: &str) 
     Ok(default)
 }
 
-async fn put_tags(
+pub(crate) async fn put_tags(
     tx: &mut Tx,
     account: &str,
     kind: TagTarget,

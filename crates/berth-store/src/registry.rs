@@ -1,0 +1,215 @@
+//! The registry's metadata: repositories (settings, repository and lifecycle policies),
+//! images (manifests kept byte for byte), tags, references between manifests and blobs,
+//! the blobs each repository holds, upload sessions, registry policies.
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// A repository and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub account: String,
+    pub name: String,
+    pub created: i64,
+    /// `MUTABLE`, `IMMUTABLE`, `MUTABLE_WITH_EXCLUSION`, `IMMUTABLE_WITH_EXCLUSION`.
+    pub tag_mutability: String,
+    /// The exclusion filters, as JSON (`[{"filterType":"WILDCARD","filter":"..."}]`).
+    pub mutability_filters: Option<String>,
+    pub scan_on_push: bool,
+    /// The encryption configuration, as JSON.
+    pub encryption: String,
+    pub policy: Option<String>,
+    pub lifecycle_policy: Option<String>,
+    pub lifecycle_updated: Option<i64>,
+}
+
+impl Repository {
+    pub fn arn(&self, region: &str) -> String {
+        format!(
+            "arn:aws:ecr:{region}:{}:repository/{}",
+            self.account, self.name
+        )
+    }
+}
+
+/// What a manifest references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    /// A config or layer blob: must be held by the repository.
+    Blob,
+    /// A child manifest of an index: must be an image of the repository.
+    Manifest,
+}
+
+impl RefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Blob => "blob",
+            RefKind::Manifest => "manifest",
+        }
+    }
+}
+
+/// An image to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewImage {
+    pub digest: String,
+    pub media_type: String,
+    pub manifest: Vec<u8>,
+    /// Compressed size: manifest's blobs (or, for an index, the largest child).
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    /// OCI 1.1 `subject` digest (need not exist).
+    pub subject: Option<String>,
+    pub refs: Vec<(String, RefKind)>,
+    pub pushed_at: i64,
+}
+
+/// A stored image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub digest: String,
+    pub media_type: String,
+    pub manifest: Vec<u8>,
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    pub pushed_at: i64,
+    pub last_pull: Option<i64>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+}
+
+/// How a tag write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagRule {
+    /// The tag may move to another image.
+    Mutable,
+    /// The tag may not move once set.
+    Immutable,
+}
+
+/// What `put_image` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The image was already stored (same digest).
+    pub existed: bool,
+    /// The tag already pointed at this image.
+    pub tag_unchanged: bool,
+}
+
+/// Why `put_image` refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutImageError {
+    /// Referenced blobs the repository does not hold, and child manifests it lacks.
+    Missing {
+        blobs: Vec<String>,
+        manifests: Vec<String>,
+    },
+    /// The tag is immutable and points at another image.
+    TagImmutable {
+        tag: String,
+    },
+    Store(crate::StoreError),
+}
+
+impl From<crate::StoreError> for PutImageError {
+    fn from(e: crate::StoreError) -> Self {
+        PutImageError::Store(e)
+    }
+}
+
+/// An upload session of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub account: String,
+    pub repository: String,
+    /// The principal that started it (only it may continue it).
+    pub principal: String,
+    pub created: i64,
+    pub updated: i64,
+}
+
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
+    async fn create_repository(&self, repo: &Repository, tags: &[crate::Tag]) -> Result<()>;
+    async fn repository(&self, account: &str, name: &str) -> Result<Option<Repository>>;
+    /// All repositories of an account, by name.
+    async fn repositories(&self, account: &str) -> Result<Vec<Repository>>;
+    /// Delete a repository; with images only if `force` (else `Conflict`). Returns it.
+    async fn delete_repository(&self, account: &str, name: &str, force: bool)
+        -> Result<Repository>;
+    /// Replace the settings that can change (mutability, filters, scanning, policies).
+    async fn update_repository(&self, repo: &Repository) -> Result<()>;
+
+    async fn registry_policy(&self, account: &str) -> Result<Option<String>>;
+    async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()>;
+
+    /// Record that a repository holds a blob.
+    async fn add_repository_blob(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+        size: i64,
+        now: i64,
+    ) -> Result<()>;
+    /// The size of a blob the repository holds.
+    async fn repository_blob(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<i64>>;
+    /// Whether an image of the repository references the blob (it may be downloaded).
+    async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool>;
+
+    /// Store an image and move a tag to it, in one transaction: nothing is written unless
+    /// every referenced blob and child manifest exists in the repository.
+    async fn put_image(
+        &self,
+        account: &str,
+        repository: &str,
+        image: &NewImage,
+        tag: Option<&str>,
+        rule: TagRule,
+    ) -> std::result::Result<PutOutcome, PutImageError>;
+    /// An image by tag or by digest (`sha256:…`).
+    async fn image(
+        &self,
+        account: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Image>>;
+    /// All images of a repository (manifest bytes left empty), newest first.
+    async fn images(&self, account: &str, repository: &str) -> Result<Vec<Image>>;
+    /// Tags of a repository with their digests, sorted by tag.
+    async fn tags_of(&self, account: &str, repository: &str) -> Result<Vec<(String, String)>>;
+    /// Remove a tag; returns the digest it pointed at.
+    async fn delete_tag(
+        &self,
+        account: &str,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<String>>;
+    /// Delete an image and its tags (`Conflict` if an index of the repository references it).
+    async fn delete_image(&self, account: &str, repository: &str, digest: &str) -> Result<bool>;
+    /// Images whose `subject` is `digest`.
+    async fn referrers(&self, account: &str, repository: &str, digest: &str) -> Result<Vec<Image>>;
+    async fn record_pull(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<()>;
+
+    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    async fn upload(&self, id: &str) -> Result<Option<Upload>>;
+    async fn touch_upload(&self, id: &str, now: i64) -> Result<()>;
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Upload sessions not touched since `before`.
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>>;
+}

@@ -1,0 +1,635 @@
+//! [`RegistryStore`] on SQLite.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::registry::*;
+use crate::sqlite::{backend, is_unique_violation, put_tags, SqliteStore};
+use crate::{Result, StoreError, Tag, TagTarget};
+
+fn repo_from(r: &SqliteRow) -> Result<Repository> {
+    Ok(Repository {
+        account: r.try_get("account_id").map_err(backend)?,
+        name: r.try_get("name").map_err(backend)?,
+        created: r.try_get("created_at").map_err(backend)?,
+        tag_mutability: r.try_get("tag_mutability").map_err(backend)?,
+        mutability_filters: r.try_get("mutability_filters").map_err(backend)?,
+        scan_on_push: r.try_get::<i64, _>("scan_on_push").map_err(backend)? != 0,
+        encryption: r.try_get("encryption").map_err(backend)?,
+        policy: r.try_get("policy").map_err(backend)?,
+        lifecycle_policy: r.try_get("lifecycle_policy").map_err(backend)?,
+        lifecycle_updated: r.try_get("lifecycle_updated").map_err(backend)?,
+    })
+}
+
+fn image_from(r: &SqliteRow, with_manifest: bool) -> Result<Image> {
+    let tags: Option<String> = r.try_get("tags").map_err(backend)?;
+    let mut tags: Vec<String> = tags
+        .map(|t| t.split('\u{1f}').map(str::to_string).collect())
+        .unwrap_or_default();
+    tags.sort();
+    Ok(Image {
+        digest: r.try_get("digest").map_err(backend)?,
+        media_type: r.try_get("media_type").map_err(backend)?,
+        manifest: if with_manifest {
+            r.try_get("manifest").map_err(backend)?
+        } else {
+            Vec::new()
+        },
+        size: r.try_get("size").map_err(backend)?,
+        artifact_type: r.try_get("artifact_type").map_err(backend)?,
+        subject: r.try_get("subject").map_err(backend)?,
+        pushed_at: r.try_get("pushed_at").map_err(backend)?,
+        last_pull: r.try_get("last_pull").map_err(backend)?,
+        tags,
+    })
+}
+
+fn upload_from(r: &SqliteRow) -> Result<Upload> {
+    Ok(Upload {
+        id: r.try_get("id").map_err(backend)?,
+        account: r.try_get("account_id").map_err(backend)?,
+        repository: r.try_get("repository").map_err(backend)?,
+        principal: r.try_get("principal").map_err(backend)?,
+        created: r.try_get("created_at").map_err(backend)?,
+        updated: r.try_get("updated_at").map_err(backend)?,
+    })
+}
+
+/// Images with their tags joined by U+001F.
+const IMAGE_SELECT: &str = "SELECT i.*, (SELECT group_concat(t.tag, char(31)) FROM image_tags t
+        WHERE t.account_id = i.account_id AND t.repository = i.repository AND t.digest = i.digest) AS tags
+    FROM images i";
+
+fn repo_not_found(account: &str, name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "The repository with name '{name}' does not exist in the registry with id '{account}'"
+    ))
+}
+
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn create_repository(&self, repo: &Repository, tags: &[Tag]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query(
+            "INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_filters,
+                scan_on_push, encryption, policy, lifecycle_policy, lifecycle_updated)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&repo.account)
+        .bind(&repo.name)
+        .bind(repo.created)
+        .bind(&repo.tag_mutability)
+        .bind(&repo.mutability_filters)
+        .bind(repo.scan_on_push as i64)
+        .bind(&repo.encryption)
+        .bind(&repo.policy)
+        .bind(&repo.lifecycle_policy)
+        .bind(repo.lifecycle_updated)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = r {
+            return Err(if is_unique_violation(&e) {
+                StoreError::AlreadyExists(format!(
+                    "The repository with name '{}' already exists in the registry with id '{}'",
+                    repo.name, repo.account
+                ))
+            } else {
+                backend(e)
+            });
+        }
+        put_tags(
+            &mut tx,
+            &repo.account,
+            TagTarget::Repository,
+            &repo.name,
+            tags,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn repository(&self, account: &str, name: &str) -> Result<Option<Repository>> {
+        let row = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| repo_from(&r)).transpose()
+    }
+
+    async fn repositories(&self, account: &str) -> Result<Vec<Repository>> {
+        let rows = sqlx::query("SELECT * FROM repositories WHERE account_id = ? ORDER BY name")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(repo_from).collect()
+    }
+
+    async fn delete_repository(
+        &self,
+        account: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<Repository> {
+        let mut tx = self.write_tx().await?;
+        let Some(row) = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+        else {
+            return Err(repo_not_found(account, name));
+        };
+        let repo = repo_from(&row)?;
+        let images: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM images WHERE account_id = ? AND repository = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if images > 0 && !force {
+            return Err(StoreError::Conflict(format!(
+                "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
+            )));
+        }
+        for sql in [
+            "DELETE FROM image_tags WHERE account_id = ? AND repository = ?",
+            "DELETE FROM image_refs WHERE account_id = ? AND repository = ?",
+            "DELETE FROM images WHERE account_id = ? AND repository = ?",
+            "DELETE FROM repository_blobs WHERE account_id = ? AND repository = ?",
+            "DELETE FROM uploads WHERE account_id = ? AND repository = ?",
+            "DELETE FROM tags WHERE account_id = ? AND kind = 'repository' AND owner_name = ?",
+            "DELETE FROM repositories WHERE account_id = ? AND name = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(account)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(repo)
+    }
+
+    async fn update_repository(&self, repo: &Repository) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE repositories SET tag_mutability = ?, mutability_filters = ?, scan_on_push = ?,
+                encryption = ?, policy = ?, lifecycle_policy = ?, lifecycle_updated = ?
+             WHERE account_id = ? AND name = ?",
+        )
+        .bind(&repo.tag_mutability)
+        .bind(&repo.mutability_filters)
+        .bind(repo.scan_on_push as i64)
+        .bind(&repo.encryption)
+        .bind(&repo.policy)
+        .bind(&repo.lifecycle_policy)
+        .bind(repo.lifecycle_updated)
+        .bind(&repo.account)
+        .bind(&repo.name)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(repo_not_found(&repo.account, &repo.name));
+        }
+        Ok(())
+    }
+
+    async fn registry_policy(&self, account: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT policy FROM registry_policies WHERE account_id = ?")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()> {
+        match policy {
+            Some(p) => sqlx::query(
+                "INSERT INTO registry_policies (account_id, policy) VALUES (?, ?)
+                 ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy",
+            )
+            .bind(account)
+            .bind(p),
+            None => sqlx::query("DELETE FROM registry_policies WHERE account_id = ?").bind(account),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn add_repository_blob(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+        size: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO repository_blobs (account_id, repository, digest, size, added_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(digest)
+        .bind(size)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn repository_blob(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT size FROM repository_blobs WHERE account_id = ? AND repository = ? AND digest = ?",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM image_refs WHERE account_id = ? AND repository = ? AND child = ? AND kind = 'blob' LIMIT 1",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    async fn put_image(
+        &self,
+        account: &str,
+        repository: &str,
+        image: &NewImage,
+        tag: Option<&str>,
+        rule: TagRule,
+    ) -> std::result::Result<PutOutcome, PutImageError> {
+        let mut tx = self.write_tx().await?;
+        let exists_repo: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM repositories WHERE account_id = ? AND name = ?")
+                .bind(account)
+                .bind(repository)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists_repo.is_none() {
+            return Err(repo_not_found(account, repository).into());
+        }
+        // Every reference must already be there.
+        let mut missing_blobs = Vec::new();
+        let mut missing_manifests = Vec::new();
+        for (child, kind) in &image.refs {
+            let sql = match kind {
+                RefKind::Blob => "SELECT 1 FROM repository_blobs WHERE account_id = ? AND repository = ? AND digest = ?",
+                RefKind::Manifest => "SELECT 1 FROM images WHERE account_id = ? AND repository = ? AND digest = ?",
+            };
+            let found: Option<i64> = sqlx::query_scalar(sql)
+                .bind(account)
+                .bind(repository)
+                .bind(child)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if found.is_none() {
+                match kind {
+                    RefKind::Blob => missing_blobs.push(child.clone()),
+                    RefKind::Manifest => missing_manifests.push(child.clone()),
+                }
+            }
+        }
+        if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
+            return Err(PutImageError::Missing {
+                blobs: missing_blobs,
+                manifests: missing_manifests,
+            });
+        }
+        let existed: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM images WHERE account_id = ? AND repository = ? AND digest = ?",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(&image.digest)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut tag_unchanged = false;
+        if let Some(tag) = tag {
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT digest FROM image_tags WHERE account_id = ? AND repository = ? AND tag = ?",
+            )
+            .bind(account)
+            .bind(repository)
+            .bind(tag)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            match current {
+                Some(d) if d == image.digest => tag_unchanged = true,
+                Some(_) if rule == TagRule::Immutable => {
+                    return Err(PutImageError::TagImmutable {
+                        tag: tag.to_string(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        if existed.is_none() {
+            sqlx::query(
+                "INSERT INTO images (account_id, repository, digest, media_type, manifest, size,
+                    artifact_type, subject, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(account)
+            .bind(repository)
+            .bind(&image.digest)
+            .bind(&image.media_type)
+            .bind(&image.manifest)
+            .bind(image.size)
+            .bind(&image.artifact_type)
+            .bind(&image.subject)
+            .bind(image.pushed_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            for (child, kind) in &image.refs {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO image_refs (account_id, repository, digest, child, kind) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(account)
+                .bind(repository)
+                .bind(&image.digest)
+                .bind(child)
+                .bind(kind.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        if let (Some(tag), false) = (tag, tag_unchanged) {
+            sqlx::query(
+                "INSERT INTO image_tags (account_id, repository, tag, digest) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (account_id, repository, tag) DO UPDATE SET digest = excluded.digest",
+            )
+            .bind(account)
+            .bind(repository)
+            .bind(tag)
+            .bind(&image.digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(PutOutcome {
+            existed: existed.is_some(),
+            tag_unchanged,
+        })
+    }
+
+    async fn image(
+        &self,
+        account: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Image>> {
+        let row = if reference.contains(':') {
+            let sql = format!("{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? AND i.digest = ?");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account)
+                .bind(repository)
+                .bind(reference)
+                .fetch_optional(&self.pool)
+                .await
+        } else {
+            let sql = format!(
+                "{IMAGE_SELECT} JOIN image_tags t0 ON t0.account_id = i.account_id AND t0.repository = i.repository
+                   AND t0.digest = i.digest WHERE i.account_id = ? AND i.repository = ? AND t0.tag = ?"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account)
+                .bind(repository)
+                .bind(reference)
+                .fetch_optional(&self.pool)
+                .await
+        }
+        .map_err(backend)?;
+        row.map(|r| image_from(&r, true)).transpose()
+    }
+
+    async fn images(&self, account: &str, repository: &str) -> Result<Vec<Image>> {
+        let sql = format!(
+            "{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? ORDER BY i.pushed_at DESC, i.digest"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(repository)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| image_from(r, false)).collect()
+    }
+
+    async fn tags_of(&self, account: &str, repository: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT tag, digest FROM image_tags WHERE account_id = ? AND repository = ? ORDER BY tag",
+        )
+        .bind(account)
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tag").map_err(backend)?,
+                    r.try_get("digest").map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn delete_tag(
+        &self,
+        account: &str,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<String>> {
+        let mut tx = self.write_tx().await?;
+        let digest: Option<String> = sqlx::query_scalar(
+            "SELECT digest FROM image_tags WHERE account_id = ? AND repository = ? AND tag = ?",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if digest.is_some() {
+            sqlx::query(
+                "DELETE FROM image_tags WHERE account_id = ? AND repository = ? AND tag = ?",
+            )
+            .bind(account)
+            .bind(repository)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(digest)
+    }
+
+    async fn delete_image(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let parents: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM image_refs WHERE account_id = ? AND repository = ? AND child = ? AND kind = 'manifest'",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(digest)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if parents > 0 {
+            return Err(StoreError::Conflict(format!(
+                "The image {digest} is referenced by a manifest list or index in the repository"
+            )));
+        }
+        let r = sqlx::query(
+            "DELETE FROM images WHERE account_id = ? AND repository = ? AND digest = ?",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(digest)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for sql in [
+            "DELETE FROM image_tags WHERE account_id = ? AND repository = ? AND digest = ?",
+            "DELETE FROM image_refs WHERE account_id = ? AND repository = ? AND digest = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(account)
+                .bind(repository)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn referrers(&self, account: &str, repository: &str, digest: &str) -> Result<Vec<Image>> {
+        let sql = format!(
+            "{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? AND i.subject = ? ORDER BY i.digest"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(repository)
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| image_from(r, true)).collect()
+    }
+
+    async fn record_pull(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<()> {
+        // At most once a day per image, as ECR does (keeps pulls off the write path).
+        sqlx::query(
+            "UPDATE images SET last_pull = ? WHERE account_id = ? AND repository = ? AND digest = ?
+               AND (last_pull IS NULL OR last_pull < ? - 86400)",
+        )
+        .bind(now)
+        .bind(account)
+        .bind(repository)
+        .bind(digest)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_upload(&self, u: &Upload) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, account_id, repository, principal, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(&u.account)
+        .bind(&u.repository)
+        .bind(&u.principal)
+        .bind(u.created)
+        .bind(u.updated)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<Upload>> {
+        let row = sqlx::query("SELECT * FROM uploads WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| upload_from(&r)).transpose()
+    }
+
+    async fn touch_upload(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE uploads SET updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>> {
+        let rows = sqlx::query("SELECT * FROM uploads WHERE updated_at < ? ORDER BY updated_at")
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(upload_from).collect()
+    }
+}
