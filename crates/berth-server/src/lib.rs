@@ -7,8 +7,11 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod ecr;
 pub mod iam;
 pub mod ids;
+pub mod oci;
 pub mod query;
+pub mod registry;
 pub mod serve;
 pub mod sts;

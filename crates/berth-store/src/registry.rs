@@ -34,7 +34,7 @@ impl Repository {
 }
 
 /// What a manifest references.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RefKind {
     /// A config or layer blob: must be held by the repository.
     Blob,
@@ -205,6 +205,9 @@ pub trait RegistryStore: Send + Sync + 'static {
         digest: &str,
         now: i64,
     ) -> Result<()>;
+
+    /// A named server secret; the first caller's `candidate` becomes it if there is none.
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String>;
 
     async fn create_upload(&self, upload: &Upload) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;

@@ -579,6 +579,20 @@ impl RegistryStore for SqliteStore {
         Ok(())
     }
 
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        sqlx::query("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(candidate)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
     async fn create_upload(&self, u: &Upload) -> Result<()> {
         sqlx::query(
             "INSERT INTO uploads (id, account_id, repository, principal, created_at, updated_at)

@@ -50,13 +50,42 @@ pub async fn authenticate(
     let Some(credential) = app.caches.credential(&*app.store, key_id).await? else {
         return Err(ApiError::invalid_token());
     };
-    let caller = match &*credential {
+    match &*credential {
         Credential::Key(key) => {
             // A session token never goes with a long-term key.
             if key.status != berth_store::KeyStatus::Active || signed.security_token.is_some() {
                 return Err(ApiError::invalid_token());
             }
             verify(app, req, &signed, &key.secret)?;
+        }
+        Credential::Session { session, .. } => {
+            let token_ok = signed
+                .security_token
+                .as_deref()
+                .is_some_and(|t| same_secret(t, &session.token));
+            if !token_ok {
+                return Err(ApiError::invalid_token());
+            }
+            verify(app, req, &signed, &session.secret)?;
+        }
+    }
+    let caller = caller_for(app, key_id, &credential, signing.now).await?;
+    Ok((caller, signed.credential.region.to_string()))
+}
+
+/// The caller behind a credential already proven (by a signature, or by a registry
+/// password minted for it): checks the key is active and the session unexpired.
+pub async fn caller_for(
+    app: &App,
+    key_id: &str,
+    credential: &Credential,
+    now: i64,
+) -> Result<Caller, ApiError> {
+    Ok(match credential {
+        Credential::Key(key) => {
+            if key.status != berth_store::KeyStatus::Active {
+                return Err(ApiError::invalid_token());
+            }
             match &key.user {
                 None => root(&key.account, key_id),
                 Some(user) => {
@@ -97,15 +126,7 @@ pub async fn authenticate(
             claims,
             session_policy,
         } => {
-            let token_ok = signed
-                .security_token
-                .as_deref()
-                .is_some_and(|t| same_secret(t, &session.token));
-            if !token_ok {
-                return Err(ApiError::invalid_token());
-            }
-            verify(app, req, &signed, &session.secret)?;
-            if signing.now >= session.expires {
+            if now >= session.expires {
                 return Err(ApiError::new(
                     403,
                     "ExpiredToken",
@@ -114,8 +135,7 @@ pub async fn authenticate(
             }
             session_caller(app, key_id, session, claims, session_policy.clone()).await?
         }
-    };
-    Ok((caller, signed.credential.region.to_string()))
+    })
 }
 
 fn verify(

@@ -48,6 +48,8 @@ type EntityId = (String, EntityKind, String);
 const LIMIT: usize = 65_536;
 
 pub struct Caches {
+    /// Compiled resource policies (repository, registry, trust) by kind and exact text.
+    compiled: Mutex<HashMap<(PolicyKind, String), Arc<CompiledPolicy>>>,
     generation: AtomicU64,
     ttl: Duration,
     credentials: Mutex<HashMap<String, Entry<Arc<Credential>>>>,
@@ -66,6 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Caches {
     pub fn new(ttl: Duration) -> Caches {
         Caches {
+            compiled: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             ttl,
             credentials: Mutex::new(HashMap::new()),
@@ -105,6 +108,22 @@ impl Caches {
                 value: v,
             },
         );
+    }
+
+    /// A stored resource policy, compiled once per distinct text.
+    pub fn compiled(&self, kind: PolicyKind, text: &str) -> Result<Arc<CompiledPolicy>, ApiError> {
+        if let Some(p) = lock(&self.compiled).get(&(kind, text.to_string())) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(CompiledPolicy::parse(kind.name(), kind, text).map_err(|e| {
+            ApiError::internal(format!("a stored {} no longer compiles: {e}", kind.policy_noun()))
+        })?);
+        let mut m = lock(&self.compiled);
+        if m.len() >= LIMIT {
+            m.clear();
+        }
+        m.insert((kind, text.to_string()), p.clone());
+        Ok(p)
     }
 
     /// The key or session with this access key id.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_store::Store;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]

@@ -11,13 +11,13 @@ pub use params::Params;
 
 use std::net::SocketAddr;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{header, request::Parts, HeaderMap, Method, Response, StatusCode};
 use serde_json::Value;
 
 use crate::auth::{authenticate, Caller, Signing};
 use crate::ids;
-use crate::serve::{App, Origin, MAX_BODY};
+use crate::serve::{App, Origin};
 
 /// The query services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ fn xml_response(status: u16, body: String, request_id: &str) -> Response<Body> {
     r
 }
 
-fn error_response(service: Service, e: &ApiError, request_id: &str) -> Response<Body> {
+pub fn error_response(service: Service, e: &ApiError, request_id: &str) -> Response<Body> {
     xml_response(
         e.status,
         xml::error(
@@ -98,21 +98,9 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Serve one HTTP request that is not for another front door.
-pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
+/// Serve one query-protocol request (its body already read).
+pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Response<Body> {
     let request_id = ids::request_id();
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("The request body is larger than {MAX_BODY} bytes"),
-            );
-            return error_response(Service::Iam, &e, &request_id);
-        }
-    };
     if parts.uri.path() != "/" || !(parts.method == Method::POST || parts.method == Method::GET) {
         let e = ApiError::new(
             404,

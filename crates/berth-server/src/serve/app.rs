@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use berth_store::Store;
+use berth_store::{RegistryStore, Store};
 
 use super::config::Config;
 use crate::audit::Audit;
@@ -11,6 +11,14 @@ use crate::auth::cache::Caches;
 
 pub struct App {
     pub store: Arc<dyn Store>,
+    pub registry: Arc<dyn RegistryStore>,
+    pub blobs: berth_blobs::BlobStore,
+    /// The key registry passwords are signed with (shared by every node, in the store).
+    pub token_key: Vec<u8>,
+    /// The account a registry host that names none reaches.
+    pub default_account: String,
+    /// The address the server listens on, once bound.
+    pub bound: std::sync::OnceLock<std::net::SocketAddr>,
     pub caches: Caches,
     pub config: Config,
     pub audit: Audit,
@@ -31,6 +39,33 @@ pub struct Origin {
 }
 
 impl App {
+    /// `http` or `https`, as clients reach the registry.
+    pub fn registry_scheme(&self) -> &str {
+        match &self.config.public_url {
+            Some(u) if u.starts_with("https://") => "https",
+            _ => "http",
+        }
+    }
+
+    /// The host (and port) of an account's registry: the public URL's (or the listen
+    /// address) for the default account, `<account>.dkr.<domain>:<port>` for others.
+    pub fn registry_host(&self, account: &str) -> String {
+        let listen = *self.bound.get().unwrap_or(&self.config.listen);
+        let public = self
+            .config
+            .public_url
+            .as_deref()
+            .map(|u| u.split_once("://").map_or(u, |(_, h)| h).trim_end_matches('/').to_string());
+        if account == self.default_account {
+            return public.unwrap_or_else(|| listen.to_string());
+        }
+        let port = public
+            .as_deref()
+            .and_then(|h| h.rsplit_once(':').map(|(_, p)| p.to_string()))
+            .unwrap_or_else(|| listen.port().to_string());
+        format!("{account}.dkr.{}:{port}", self.config.registry_domain)
+    }
+
     /// The client address and whether it came over TLS: the peer's, unless the peer is a
     /// trusted proxy, whose `X-Forwarded-For` (nearest untrusted hop) and
     /// `X-Forwarded-Proto` then count.
@@ -75,8 +110,15 @@ mod tests {
             trusted_proxies: proxies.iter().map(|p| Cidr::parse(p).unwrap()).collect(),
             ..Config::default()
         };
+        let store = Arc::new(berth_store::SqliteStore::in_memory().await.unwrap());
+        let dir = std::env::temp_dir().join(format!("berth-app-test-{}", crate::ids::request_id()));
         App {
-            store: Arc::new(berth_store::SqliteStore::in_memory().await.unwrap()),
+            store: store.clone(),
+            registry: store,
+            blobs: berth_blobs::BlobStore::in_memory(&dir).await.unwrap(),
+            token_key: b"test".to_vec(),
+            default_account: "111111111111".into(),
+            bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),

@@ -8,6 +8,9 @@
 //! trusted_proxies = ["10.0.0.0/8"] # X-Forwarded-For / -Proto are read only from these
 //! audit_log = "stdout"            # "stdout", "off", or a file path
 //! cache_ttl_ms = 2000             # how long another node's IAM change may take to apply here
+//! registry_domain = "ecr.localhost" # registry hosts: <account>.dkr.<registry_domain>
+//! public_url = "http://127.0.0.1:5000" # how clients reach the default account's registry
+//! create_on_push = false          # ECR never creates repositories on push
 //! ```
 
 use std::net::SocketAddr;
@@ -28,6 +31,13 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     pub audit: AuditSink,
     pub cache_ttl: Duration,
+    /// Registry hosts are `<account>.dkr.<registry_domain>`.
+    pub registry_domain: String,
+    /// How clients reach the default account's registry (`http://host:port`); the listen
+    /// address when absent.
+    pub public_url: Option<String>,
+    /// Create a repository on first push (ECR never does; off by default).
+    pub create_on_push: bool,
 }
 
 impl Default for Config {
@@ -40,6 +50,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             audit: AuditSink::Off,
             cache_ttl: Duration::from_secs(2),
+            registry_domain: "ecr.localhost".into(),
+            public_url: None,
+            create_on_push: false,
         }
     }
 }
@@ -55,6 +68,9 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     audit_log: Option<String>,
     cache_ttl_ms: Option<u64>,
+    registry_domain: Option<String>,
+    public_url: Option<String>,
+    create_on_push: Option<bool>,
 }
 
 /// Command-line values, which win over the file.
@@ -106,6 +122,18 @@ impl Config {
             }
             if let Some(ms) = f.cache_ttl_ms {
                 c.cache_ttl = Duration::from_millis(ms);
+            }
+            if let Some(d) = f.registry_domain {
+                c.registry_domain = d;
+            }
+            if let Some(u) = f.public_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(format!("public_url {u:?} must start with http:// or https://"));
+                }
+                c.public_url = Some(u);
+            }
+            if let Some(b) = f.create_on_push {
+                c.create_on_push = b;
             }
         }
         if let Some(l) = &o.listen {

@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use berth_store::{SqliteStore, Store};
+use berth_store::{RegistryStore, SqliteStore, Store};
 
 pub use app::{App, Origin};
 pub use config::Config;
@@ -24,12 +24,14 @@ pub use config::Config;
 use crate::audit::Audit;
 use crate::auth::cache::Caches;
 
-/// Largest request body the API front doors read (IAM policies are at most a few
+/// Largest request body the query front door reads (IAM policies are at most a few
 /// hundred KiB once form-encoded).
 pub const MAX_BODY: usize = 1 << 20;
+/// Largest ECR API request (UploadLayerPart carries up to 20 MiB, base64-encoded).
+pub const MAX_ECR_BODY: usize = 32 << 20;
 
 /// Open the metadata store of a data directory (creating both if needed).
-pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, String> {
+pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating data directory {}: {e}", data_dir.display()))?;
     let store = SqliteStore::open(&data_dir.join("berth.db"))
@@ -48,8 +50,29 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
         );
     }
     let audit = Audit::open(&config.audit).map_err(|e| format!("opening the audit log: {e}"))?;
+    let default_account = store
+        .accounts()
+        .await
+        .map_err(|e| e.to_string())?
+        .first()
+        .map(|a| a.id.clone())
+        .ok_or("the data directory has no account")?;
+    let candidate = crate::ids::secret_access_key() + &crate::ids::secret_access_key();
+    let token_key = store
+        .server_secret("registry-token-key", &candidate)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_bytes();
+    let blobs = berth_blobs::BlobStore::local(&config.data_dir)
+        .await
+        .map_err(|e| format!("opening blob storage in {}: {e}", config.data_dir.display()))?;
     Ok(Arc::new(App {
-        store,
+        store: store.clone(),
+        registry: store,
+        blobs,
+        token_key,
+        default_account,
+        bound: std::sync::OnceLock::new(),
         caches: Caches::new(config.cache_ttl),
         config,
         audit,
@@ -80,7 +103,34 @@ async fn dispatch(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
-    crate::query::serve(&app, peer, req).await
+    let path = req.uri().path();
+    if path == "/v2" || path.starts_with("/v2/") {
+        return crate::oci::serve(&app, peer, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = if target.is_some() { MAX_ECR_BODY } else { MAX_BODY };
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = crate::query::ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is larger than {limit} bytes"),
+            );
+            let mut r = crate::query::error_response(crate::query::Service::Iam, &e, &crate::ids::request_id());
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return r;
+        }
+    };
+    match target {
+        Some(t) => crate::ecr::serve(&app, peer, &parts, &body, &t).await,
+        None => crate::query::serve(&app, peer, parts, body).await,
+    }
 }
 
 /// Run the server until SIGINT or SIGTERM.
@@ -91,21 +141,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let _ = app.bound.set(local);
     tracing::info!("listening on http://{local}");
 
-    // Forget sessions a day after they expire (until then they answer ExpiredToken).
+    // Forget sessions a day after they expire (until then they answer ExpiredToken),
+    // and upload sessions untouched for a day.
     let cleaner = {
-        let store = app.store.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
             loop {
                 tick.tick().await;
-                if let Err(e) = store
-                    .delete_sessions_expired_before(crate::ids::now() - 86_400)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cleaning expired sessions failed");
-                }
+                clean(&app).await;
             }
         })
     };
@@ -118,6 +165,30 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!("stopped");
     result
 }
+
+/// Drop expired STS sessions and abandoned uploads.
+pub async fn clean(app: &App) {
+    let now = crate::ids::now();
+    if let Err(e) = app.store.delete_sessions_expired_before(now - 86_400).await {
+        tracing::warn!(error = %e, "cleaning expired sessions failed");
+    }
+    match app.registry.stale_uploads(now - UPLOAD_IDLE_SECS).await {
+        Ok(stale) => {
+            for u in stale {
+                let _ = app.blobs.cancel(&u.id).await;
+                let _ = app.registry.delete_upload(&u.id).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cleaning abandoned uploads failed"),
+    }
+    let idle = std::time::SystemTime::now() - Duration::from_secs(UPLOAD_IDLE_SECS as u64);
+    if let Err(e) = app.blobs.expire_uploads(idle).await {
+        tracing::warn!(error = %e, "cleaning staged upload files failed");
+    }
+}
+
+/// How long an upload session may sit idle before it is removed.
+pub const UPLOAD_IDLE_SECS: i64 = 86_400;
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -75,3 +75,9 @@ CREATE TABLE uploads (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX uploads_by_age ON uploads (updated_at);
+
+-- Server secrets shared by every node (the key registry passwords are signed with).
+CREATE TABLE server_secrets (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);

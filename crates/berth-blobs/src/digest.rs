@@ -1,0 +1,152 @@
+//! `sha256:<hex>` digests and the SHA-256 implementation used to compute them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::BlobError;
+
+const PREFIX: &str = "sha256:";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A sha256 content digest.
+///
+/// Parsing is strict: exactly `"sha256:"` followed by 64 lowercase hex digits;
+/// anything else (other algorithms, uppercase hex, wrong length) is
+/// [`BlobError::InvalidDigest`]. [`Display`](fmt::Display) prints the same form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    /// Lowercase ASCII hex of the 32-byte hash (always valid UTF-8).
+    hex: [u8; 64],
+}
+
+impl Digest {
+    /// The sha256 digest of `data`.
+    pub fn of(data: &[u8]) -> Digest {
+        let mut h = Sha256::new();
+        h.update(data);
+        h.finish()
+    }
+
+    /// Builds a digest from the raw 32 hash bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        let mut hex = [0u8; 64];
+        for (i, b) in bytes.iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(b >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+        Digest { hex }
+    }
+
+    /// The 64 lowercase hex digits, without the `sha256:` prefix.
+    pub fn hex(&self) -> &str {
+        // Only ever filled with bytes from `HEX` or validated lowercase hex.
+        std::str::from_utf8(&self.hex).expect("digest hex is ASCII")
+    }
+
+    /// The algorithm name; always `"sha256"`.
+    pub fn algorithm(&self) -> &'static str {
+        "sha256"
+    }
+}
+
+impl FromStr for Digest {
+    type Err = BlobError;
+
+    fn from_str(s: &str) -> Result<Digest, BlobError> {
+        let invalid = || BlobError::InvalidDigest(s.chars().take(100).collect());
+        let rest = s.strip_prefix(PREFIX).ok_or_else(invalid)?;
+        let bytes = rest.as_bytes();
+        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(invalid());
+        }
+        let mut hex = [0u8; 64];
+        hex.copy_from_slice(bytes);
+        Ok(Digest { hex })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(PREFIX)?;
+        f.write_str(self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+/// Incremental SHA-256.
+///
+/// Backed by `ring` (BoringSSL-derived assembly). Measured on this project's
+/// build machine (Xeon @ 2.5 GHz, AVX2/AVX-512 but no SHA-NI), 1 MiB buffers
+/// fed in 64 KiB updates, release build, best of 5:
+/// `ring` 0.17 ≈ 352 MB/s, `aws-lc-rs` 1.19 ≈ 354 MB/s, `sha2` 0.11 (no asm
+/// feature exists in 0.11; default `soft` backend) ≈ 191 MB/s
+/// (≈ 257 MB/s with `-C target-cpu=native`).
+/// `ring` ties with `aws-lc-rs` and builds faster with fewer build tools, so
+/// it is the choice. Without SHA-NI, hashing alone costs ≈ 3 CPU-s per GiB.
+#[derive(Clone)]
+pub(crate) struct Sha256(ring::digest::Context);
+
+impl Sha256 {
+    pub(crate) fn new() -> Sha256 {
+        Sha256(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub(crate) fn finish(self) -> Digest {
+        let out = self.0.finish();
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(out.as_ref());
+        Digest::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        assert_eq!(
+            Digest::of(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            Digest::of(b"abc").hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn strict_parse() {
+        let good = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let d: Digest = good.parse().unwrap();
+        assert_eq!(d.to_string(), good);
+        assert_eq!(d, Digest::of(b"abc"));
+        for bad in [
+            "",
+            "sha256:",
+            "sha256",
+            "SHA256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015add",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ag",
+            "sha512:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            " sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
+        ] {
+            assert!(
+                matches!(bad.parse::<Digest>(), Err(BlobError::InvalidDigest(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! [`BlobStore`]: blobs in an `object_store` backend, uploads staged in local files.
+//!
+//! Layout (local backend, `root` = the data dir):
+//! - `root/blobs/sha256/<2 hex>/<64 hex>`: published blobs, served by
+//!   `object_store::local::LocalFileSystem` rooted at `root`;
+//! - `root/uploads/<uuid>`: the bytes of one upload session so far. The file *is*
+//!   the session: its length is the session's size, its mtime its last activity, so
+//!   sessions survive a restart. `root/uploads/put-<uuid>` are short-lived staging
+//!   files of [`BlobStore::put_bytes`].
+//!
+//! Durability contract: appends are not fsynced. `finish` verifies the digest over
+//! the staged file, fsyncs it, renames it into place and fsyncs the parent directory,
+//! so a blob is visible only once complete, verified and durable. After a crash the
+//! staged file may hold fewer bytes than were acknowledged (clients re-query the size
+//! and resume) — never unverified bytes in a blob, since `finish` rehashes the file
+//! whenever the in-memory hash state does not cover it exactly.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::digest::Sha256;
+use crate::error::io_err;
+use crate::{BlobError, Digest};
+
+/// Bytes gathered from the upload stream before they are handed to a blocking
+/// thread to be written and hashed (one batch in flight while the next is gathered,
+/// so an upload holds at most ~2 batches in memory).
+const APPEND_BATCH: usize = 1 << 20;
+/// Read size when rehashing a staged file.
+const REHASH_CHUNK: usize = 1 << 20;
+/// Chunk size of [`BlobReader::stream`] for the local backend.
+const READ_CHUNK: usize = 256 << 10;
+const PUT_PREFIX: &str = "put-";
+
+/// A blob (or a range of it) being read.
+pub struct BlobReader {
+    /// Size of the whole blob.
+    pub size: u64,
+    /// First byte delivered.
+    pub start: u64,
+    /// Last byte delivered (inclusive). For an empty blob, `start == end == 0` and
+    /// the stream yields nothing; use [`BlobReader::len`].
+    pub end: u64,
+    /// The bytes `start..=end`, in chunks of bounded size.
+    pub stream: BoxStream<'static, Result<Bytes, BlobError>>,
+}
+
+impl BlobReader {
+    /// Number of bytes the stream yields.
+    pub fn len(&self) -> u64 {
+        if self.size == 0 {
+            0
+        } else {
+            self.end - self.start + 1
+        }
+    }
+
+    /// True when the stream yields no bytes (only for an empty blob).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("size", &self.size)
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Content-addressed blob store with resumable, verified uploads. Cheap to clone.
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobStore")
+            .field("store", &self.inner.store.to_string())
+            .field("uploads", &self.inner.uploads)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    /// Set for the local backend: the filesystem view used to publish by rename.
+    local: Option<LocalFileSystem>,
+    /// Directory of staged uploads.
+    uploads: PathBuf,
+    /// Per-session state, created lazily (also for sessions found on disk after a
+    /// restart). The tokio mutex serializes appends/finish/cancel of one session.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
+}
+
+#[derive(Default)]
+struct Session {
+    /// The session was finished/cancelled/expired (or its file vanished).
+    gone: bool,
+    /// Hash of the first `len` staged bytes; `None` when unknown (restart, or an
+    /// append that failed mid-write), in which case the file is rehashed when needed.
+    hash: Option<HashState>,
+}
+
+#[derive(Clone)]
+struct HashState {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl HashState {
+    fn new() -> HashState {
+        HashState {
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+}
+
+/// A locked, existing session.
+struct Locked {
+    entry: Arc<tokio::sync::Mutex<Session>>,
+    guard: OwnedMutexGuard<Session>,
+    path: PathBuf,
+    size: u64,
+}
+
+/// What a blocking append worker owns; holding the session guard here keeps the
+/// session locked until the file is no longer being written, even if the caller's
+/// future is dropped mid-append.
+struct Writer {
+    guard: OwnedMutexGuard<Session>,
+    file: File,
+    hash: HashState,
+}
+
+impl BlobStore {
+    /// Blobs under `root/blobs/sha256/<2 hex>/<64 hex>` (object_store
+    /// `LocalFileSystem` rooted at `root`), upload staging files under `root/uploads/`.
+    /// Creates the directories if needed.
+    pub async fn local(root: &Path) -> Result<BlobStore, BlobError> {
+        let root = root.to_path_buf();
+        blocking(move || {
+            let blobs = root.join("blobs").join("sha256");
+            std::fs::create_dir_all(&blobs).map_err(|e| io_err("creating blob dir", e))?;
+            std::fs::create_dir_all(root.join("uploads"))
+                .map_err(|e| io_err("creating upload dir", e))?;
+            for dir in [root.as_path(), &root.join("blobs"), &blobs] {
+                fsync_dir(dir)?;
+            }
+            let fs = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true);
+            let uploads = std::fs::canonicalize(root.join("uploads"))
+                .map_err(|e| io_err("resolving upload dir", e))?;
+            Ok(BlobStore::new(Arc::new(fs.clone()), Some(fs), uploads))
+        })
+        .await
+    }
+
+    /// Blobs in object_store's `InMemory`; upload staging files in `staging`
+    /// (created if needed; tests pass a tempdir).
+    pub async fn in_memory(staging: &Path) -> Result<BlobStore, BlobError> {
+        tokio::fs::create_dir_all(staging)
+            .await
+            .map_err(|e| io_err("creating staging dir", e))?;
+        Ok(BlobStore::new(
+            Arc::new(InMemory::new()),
+            None,
+            staging.to_path_buf(),
+        ))
+    }
+
+    fn new(store: Arc<dyn ObjectStore>, local: Option<LocalFileSystem>, uploads: PathBuf) -> Self {
+        BlobStore {
+            inner: Arc::new(Inner {
+                store,
+                local,
+                uploads,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Size of the blob, if present.
+    pub async fn stat(&self, d: &Digest) -> Result<Option<u64>, BlobError> {
+        match self.inner.store.head(&blob_path(d)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The whole blob, or the byte range `start..=end` (`end` defaults to, and is
+    /// clamped to, the last byte), streamed in chunks of bounded size. `None` if the
+    /// blob does not exist; [`BlobError::RangeNotSatisfiable`] if `start` is at or
+    /// beyond the end of the blob or `end < start`.
+    pub async fn get(
+        &self,
+        d: &Digest,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<Option<BlobReader>, BlobError> {
+        let Some(size) = self.stat(d).await? else {
+            return Ok(None);
+        };
+        let (start, end) = match range {
+            None => (0, size.saturating_sub(1)),
+            Some((start, end)) => {
+                let last = match size.checked_sub(1) {
+                    Some(last) if start <= last => last,
+                    _ => return Err(BlobError::RangeNotSatisfiable { size }),
+                };
+                let end = end.map_or(last, |e| e.min(last));
+                if end < start {
+                    return Err(BlobError::RangeNotSatisfiable { size });
+                }
+                (start, end)
+            }
+        };
+        let opts = GetOptions {
+            range: (size > 0).then(|| GetRange::Bounded(start..end + 1)),
+            ..GetOptions::default()
+        };
+        let result = match self.inner.store.get_opts(&blob_path(d), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let stream = match result.payload {
+            GetResultPayload::File(file, _) => file_stream(file, result.range),
+            GetResultPayload::Stream(s) => s.map_err(BlobError::from).boxed(),
+        };
+        Ok(Some(BlobReader {
+            size,
+            start,
+            end,
+            stream,
+        }))
+    }
+
+    /// Stores a small blob (e.g. an image config) in one call, verified and durable
+    /// like a finished upload. Returns its digest.
+    pub async fn put_bytes(&self, data: Bytes) -> Result<Digest, BlobError> {
+        let digest = if data.len() <= 64 << 10 {
+            Digest::of(&data)
+        } else {
+            let data = data.clone();
+            blocking(move || Ok(Digest::of(&data))).await?
+        };
+        if self.stat(&digest).await?.is_some() {
+            return Ok(digest);
+        }
+        match &self.inner.local {
+            Some(fs) => {
+                let dest = fs.path_to_filesystem(&blob_path(&digest))?;
+                let staged = self
+                    .inner
+                    .uploads
+                    .join(format!("{PUT_PREFIX}{}", uuid::Uuid::new_v4()));
+                blocking(move || {
+                    let written = (|| {
+                        let mut f = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&staged)?;
+                        f.write_all(&data)?;
+                        f.sync_all()
+                    })();
+                    if let Err(e) = written {
+                        let _ = std::fs::remove_file(&staged);
+                        return Err(io_err("staging blob", e));
+                    }
+                    publish_local(&staged, &dest)
+                })
+                .await?;
+            }
+            None => {
+                self.inner
+                    .store
+                    .put(&blob_path(&digest), data.into())
+                    .await?;
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Starts an upload session; returns its id (a UUID v4 string).
+    pub async fn start_upload(&self) -> Result<String, BlobError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = self.inner.uploads.clone();
+        let path = dir.join(&id);
+        blocking(move || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| io_err("creating upload file", e))?;
+            // So that the session survives a crash, not only a restart.
+            fsync_dir(&dir)
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Appends `chunks` to the upload at `offset`, which must equal the upload's
+    /// current size (else [`BlobError::OffsetMismatch`] with the current size).
+    /// Bytes are written to the staging file and hashed as they pass, in batches of
+    /// at most 1 MiB, so memory stays bounded whatever the stream's length. Appends
+    /// to one session are serialized: a concurrent one waits, then typically gets
+    /// `OffsetMismatch`. Returns the new size.
+    ///
+    /// If the stream yields an error, the bytes received before it are kept (the
+    /// client can query [`upload_size`](Self::upload_size) and resume) and
+    /// [`BlobError::Io`] is returned. Appends are not fsynced; see the module docs.
+    pub async fn append<S, E>(&self, id: &str, offset: u64, mut chunks: S) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: fmt::Display,
+    {
+        let mut locked = self.lock_session(id).await?;
+        if offset != locked.size {
+            return Err(BlobError::OffsetMismatch {
+                expected: locked.size,
+            });
+        }
+        let size = locked.size;
+        let path = locked.path.clone();
+        let cached = locked.guard.hash.take().filter(|h| h.len == size);
+        let guard = locked.guard;
+        let mut writer = Some(
+            blocking(move || {
+                let hash = match cached {
+                    Some(h) => h,
+                    None => rehash(&path)?,
+                };
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io_err("opening upload file", e))?;
+                Ok(Writer { guard, file, hash })
+            })
+            .await?,
+        );
+
+        let mut pending: Option<tokio::task::JoinHandle<(Writer, std::io::Result<()>)>> = None;
+        let mut stream_error = None;
+        let mut write_error = None;
+        loop {
+            let mut batch = Vec::new();
+            let mut batch_len = 0usize;
+            let mut done = false;
+            while batch_len < APPEND_BATCH {
+                match chunks.next().await {
+                    Some(Ok(b)) => {
+                        if !b.is_empty() {
+                            batch_len += b.len();
+                            batch.push(b);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        stream_error = Some(e.to_string());
+                        done = true;
+                        break;
+                    }
+                    None => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if let Some(task) = pending.take() {
+                let (w, res) = task.await.map_err(|e| io_err("append task", e))?;
+                writer = Some(w);
+                if let Err(e) = res {
+                    write_error = Some(e);
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                let mut w = writer.take().expect("writer is home between batches");
+                pending = Some(tokio::task::spawn_blocking(move || {
+                    for b in &batch {
+                        if let Err(e) = w.file.write_all(b) {
+                            return (w, Err(e));
+                        }
+                        w.hash.hasher.update(b);
+                        w.hash.len += b.len() as u64;
+                    }
+                    (w, Ok(()))
+                }));
+            }
+            if done {
+                break;
+            }
+        }
+        if let Some(task) = pending.take() {
+            let (w, res) = task.await.map_err(|e| io_err("append task", e))?;
+            writer = Some(w);
+            if let Err(e) = res {
+                write_error = Some(e);
+            }
+        }
+        let mut w = writer.expect("writer is home after the last batch");
+        if let Some(e) = write_error {
+            // Part of a batch may be on disk: the hash no longer matches the file.
+            w.guard.hash = None;
+            return Err(io_err("writing upload file", e));
+        }
+        let new_size = w.hash.len;
+        w.guard.hash = Some(w.hash);
+        match stream_error {
+            Some(e) => Err(BlobError::Io(format!(
+                "upload body failed after {new_size} bytes: {e}"
+            ))),
+            None => Ok(new_size),
+        }
+    }
+
+    /// Current size of the upload, or `None` if there is no such session.
+    pub async fn upload_size(&self, id: &str) -> Result<Option<u64>, BlobError> {
+        if !is_session_id(id) {
+            return Ok(None);
+        }
+        match tokio::fs::metadata(self.inner.uploads.join(id)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading upload file", e)),
+        }
+    }
+
+    /// Verifies that everything appended hashes to `expected`, fsyncs the staged
+    /// file, moves it into place (the blob becomes visible only then) and ends the
+    /// session. If the blob already exists the staged data is simply dropped.
+    /// Returns the blob's size.
+    ///
+    /// On [`BlobError::DigestMismatch`] the session is ended too and its data
+    /// removed (as OCI says a failed closing PUT ends the upload); the client must
+    /// start over.
+    pub async fn finish(&self, id: &str, expected: &Digest) -> Result<u64, BlobError> {
+        let locked = self.lock_session(id).await?;
+        let Locked {
+            entry,
+            mut guard,
+            path,
+            size,
+        } = locked;
+        let expected = *expected;
+        let cached = guard.hash.take().filter(|h| h.len == size);
+        let local_dest = match &self.inner.local {
+            Some(fs) => Some(fs.path_to_filesystem(&blob_path(&expected))?),
+            None => None,
+        };
+        // Verification and (local) publication run on one blocking thread that owns
+        // the session guard, so a dropped caller cannot leave them half done unlocked.
+        let (mut guard, size) = blocking(move || {
+            let hash = match cached {
+                Some(h) => h,
+                None => rehash(&path)?,
+            };
+            let computed = hash.hasher.clone().finish();
+            if computed != expected {
+                guard.gone = true;
+                let _ = std::fs::remove_file(&path);
+                return Ok((guard, Err(BlobError::DigestMismatch { expected, computed })));
+            }
+            if let Some(dest) = local_dest {
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io_err("syncing upload file", e))?;
+                publish_local(&path, &dest)?;
+                guard.gone = true;
+            } else {
+                guard.hash = Some(hash.clone());
+            }
+            Ok((guard, Ok(hash.len)))
+        })
+        .await?;
+        let size = match size {
+            Ok(size) => size,
+            Err(e) => {
+                self.forget(id, &entry);
+                return Err(e);
+            }
+        };
+        if !guard.gone {
+            // In-memory backend: copy the verified staged file into the store.
+            let dest = blob_path(&expected);
+            if self.stat(&expected).await?.is_none() {
+                let data = tokio::fs::read(self.inner.uploads.join(id))
+                    .await
+                    .map_err(|e| io_err("reading upload file", e))?;
+                self.inner
+                    .store
+                    .put(&dest, Bytes::from(data).into())
+                    .await?;
+            }
+            guard.gone = true;
+            let _ = tokio::fs::remove_file(self.inner.uploads.join(id)).await;
+        }
+        drop(guard);
+        self.forget(id, &entry);
+        Ok(size)
+    }
+
+    /// Abandons an upload session and removes its data.
+    pub async fn cancel(&self, id: &str) -> Result<(), BlobError> {
+        let mut locked = self.lock_session(id).await?;
+        locked.guard.gone = true;
+        let res = tokio::fs::remove_file(&locked.path).await;
+        drop(locked.guard);
+        self.forget(id, &locked.entry);
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UploadUnknown),
+            Err(e) => Err(io_err("removing upload file", e)),
+        }
+    }
+
+    /// Removes upload sessions (and stale `put_bytes` staging files) whose staged
+    /// file was last modified before `older_than`. Sessions busy with an append or
+    /// finish are skipped. Returns how many were removed.
+    pub async fn expire_uploads(&self, older_than: SystemTime) -> Result<usize, BlobError> {
+        let mut dir = tokio::fs::read_dir(&self.inner.uploads)
+            .await
+            .map_err(|e| io_err("listing uploads", e))?;
+        let mut removed = 0;
+        while let Some(ent) = dir
+            .next_entry()
+            .await
+            .map_err(|e| io_err("listing uploads", e))?
+        {
+            let Some(name) = ent.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let is_session = is_session_id(&name);
+            let is_put = name.strip_prefix(PUT_PREFIX).is_some_and(is_session_id);
+            if !(is_session || is_put) || !modified_before(&ent.path(), older_than).await {
+                continue;
+            }
+            if is_put {
+                if tokio::fs::remove_file(ent.path()).await.is_ok() {
+                    removed += 1;
+                }
+                continue;
+            }
+            let entry = self.entry(&name);
+            let Ok(mut guard) = entry.clone().try_lock_owned() else {
+                continue; // busy: in use right now
+            };
+            if !guard.gone && modified_before(&ent.path(), older_than).await {
+                guard.gone = true;
+                if tokio::fs::remove_file(ent.path()).await.is_ok() {
+                    removed += 1;
+                }
+            }
+            let gone = guard.gone;
+            drop(guard);
+            if gone {
+                self.forget(&name, &entry);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes a blob; [`BlobError::NotFound`] if it does not exist.
+    pub async fn delete(&self, d: &Digest) -> Result<(), BlobError> {
+        // InMemory deletes missing objects silently; look first so both backends agree.
+        if self.stat(d).await?.is_none() {
+            return Err(BlobError::NotFound);
+        }
+        self.inner.store.delete(&blob_path(d)).await?;
+        Ok(())
+    }
+
+    fn entry(&self, id: &str) -> Arc<tokio::sync::Mutex<Session>> {
+        let mut map = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Drops the in-memory state of a session, unless it was replaced meanwhile.
+    fn forget(&self, id: &str, entry: &Arc<tokio::sync::Mutex<Session>>) {
+        let mut map = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(id);
+        }
+    }
+
+    async fn lock_session(&self, id: &str) -> Result<Locked, BlobError> {
+        if !is_session_id(id) {
+            return Err(BlobError::UploadUnknown);
+        }
+        let entry = self.entry(id);
+        let mut guard = entry.clone().lock_owned().await;
+        if guard.gone {
+            drop(guard);
+            self.forget(id, &entry);
+            return Err(BlobError::UploadUnknown);
+        }
+        let path = self.inner.uploads.join(id);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Locked {
+                entry,
+                guard,
+                path,
+                size: m.len(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                guard.gone = true;
+                drop(guard);
+                self.forget(id, &entry);
+                Err(BlobError::UploadUnknown)
+            }
+            Err(e) => Err(io_err("reading upload file", e)),
+        }
+    }
+}
+
+fn blob_path(d: &Digest) -> ObjectPath {
+    let hex = d.hex();
+    ObjectPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+}
+
+/// Session ids are exactly what `start_upload` hands out: hyphenated lowercase UUIDs.
+/// Anything else (path tricks included) is an unknown session.
+fn is_session_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+async fn modified_before(path: &Path, older_than: SystemTime) -> bool {
+    match tokio::fs::metadata(path).await.and_then(|m| m.modified()) {
+        Ok(t) => t < older_than,
+        Err(_) => false,
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, BlobError>
+where
+    F: FnOnce() -> Result<T, BlobError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_err("background task", e))?
+}
+
+/// Hashes a staged file from the start (after a restart or a failed write).
+fn rehash(path: &Path) -> Result<HashState, BlobError> {
+    let mut file = File::open(path).map_err(|e| io_err("opening upload file", e))?;
+    let mut state = HashState::new();
+    let mut buf = vec![0u8; REHASH_CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(state),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("rehashing upload file", e)),
+        };
+        state.hasher.update(&buf[..n]);
+        state.len += n as u64;
+    }
+}
+
+/// Moves an fsynced staged file to `dest` atomically and makes the rename durable.
+/// If `dest` already exists (same digest, so same content) the staged file is
+/// dropped instead. Never leaves a partial file at `dest`.
+fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError> {
+    if dest.is_file() {
+        let _ = std::fs::remove_file(staged);
+        return Ok(());
+    }
+    let parent = dest
+        .parent()
+        .ok_or_else(|| BlobError::Io(format!("blob path {} has no parent", dest.display())))?;
+    if !parent.is_dir() {
+        std::fs::create_dir_all(parent).map_err(|e| io_err("creating blob dir", e))?;
+        if let Some(grandparent) = parent.parent() {
+            fsync_dir(grandparent)?;
+        }
+    }
+    // Concurrent finishes of the same digest may both get here: rename replaces
+    // atomically and both files hold the same verified bytes.
+    std::fs::rename(staged, dest).map_err(|e| io_err("moving blob into place", e))?;
+    fsync_dir(parent)
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), BlobError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(&format!("syncing directory {}", dir.display()), e))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Streams `range` of a local blob file in `READ_CHUNK` pieces, one blocking read
+/// per chunk, so memory stays bounded.
+fn file_stream(file: File, range: Range<u64>) -> BoxStream<'static, Result<Bytes, BlobError>> {
+    futures::stream::try_unfold(
+        (file, range.start, range.end, false),
+        |(mut file, pos, end, seeked)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let n = usize::try_from((end - pos).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+            let (file, buf) = blocking(move || {
+                if !seeked {
+                    file.seek(SeekFrom::Start(pos))
+                        .map_err(|e| io_err("seeking blob", e))?;
+                }
+                let mut buf = vec![0u8; n];
+                file.read_exact(&mut buf)
+                    .map_err(|e| io_err("reading blob", e))?;
+                Ok((file, buf))
+            })
+            .await?;
+            Ok(Some((Bytes::from(buf), (file, pos + n as u64, end, true))))
+        },
+    )
+    .boxed()
+}

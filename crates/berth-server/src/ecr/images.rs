@@ -1,0 +1,310 @@
+//! Images through the API: PutImage, BatchGetImage, BatchDeleteImage, ListImages,
+//! DescribeImages. Same store as the registry: what one API writes, the other sees.
+
+use berth_store::{Image, Repository};
+use serde_json::{json, Value};
+
+use super::{invalid, EcrCall};
+use crate::query::ApiError;
+use crate::registry::names::{valid_digest, valid_tag};
+use crate::registry::push::{store_manifest, PushError};
+
+fn image_json(r: &Repository, img: &Image, tag: Option<&str>) -> Value {
+    json!({
+        "registryId": r.account,
+        "repositoryName": r.name,
+        "imageId": {"imageDigest": img.digest, "imageTag": tag},
+        "imageManifest": String::from_utf8_lossy(&img.manifest),
+        "imageManifestMediaType": img.media_type,
+    })
+}
+
+pub async fn put_image(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let manifest = c.required("imageManifest")?;
+    let tag = c.str("imageTag");
+    if let Some(t) = tag {
+        if t.is_empty() || t.chars().count() > 300 {
+            return Err(invalid("Invalid parameter at 'imageTag' failed to satisfy constraint: 'Member must have length between 1 and 300'"));
+        }
+    }
+    let media_type = c.str("imageManifestMediaType");
+    let pushed = store_manifest(c.app, r, manifest.as_bytes(), media_type, tag, c.str("imageDigest"), c.origin.now)
+        .await
+        .map_err(|e| push_error(r, e))?;
+    if pushed.outcome.existed && (tag.is_none() || pushed.outcome.tag_unchanged) {
+        return Err(ApiError::new(
+            400,
+            "ImageAlreadyExistsException",
+            format!(
+                "Image with digest '{}' and tag '{}' already exists in the repository with name '{}' in registry with id '{}'",
+                pushed.digest,
+                tag.unwrap_or(""),
+                r.name,
+                r.account
+            ),
+        ));
+    }
+    Ok(json!({ "image": {
+        "registryId": r.account,
+        "repositoryName": r.name,
+        "imageId": {"imageDigest": pushed.digest, "imageTag": tag},
+        "imageManifest": manifest,
+        "imageManifestMediaType": pushed.media_type,
+    }}))
+}
+
+pub fn push_error(r: &Repository, e: PushError) -> ApiError {
+    match e {
+        PushError::Invalid(m) => invalid(format!("Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax': {m}")),
+        PushError::DigestMismatch { given, computed } => ApiError::new(
+            400,
+            "ImageDigestDoesNotMatchException",
+            format!("Provided digest '{given}' does not match the computed digest '{computed}' of the manifest"),
+        ),
+        PushError::Missing { blobs, manifests } if !blobs.is_empty() => ApiError::new(
+            400,
+            "LayersNotFoundException",
+            format!(
+                "Layers with digests '{:?}' required for pushing image into repository with name '{}' in registry with id '{}' do not exist{}",
+                blobs, r.name, r.account,
+                if manifests.is_empty() { String::new() } else { format!("; nor do the images {manifests:?}") }
+            ),
+        ),
+        PushError::Missing { manifests, .. } => ApiError::new(
+            400,
+            "ReferencedImagesNotFoundException",
+            format!(
+                "Images with digests '{manifests:?}' referenced by the manifest list do not exist in the repository with name '{}' in registry with id '{}'",
+                r.name, r.account
+            ),
+        ),
+        PushError::TagImmutable { tag } => ApiError::new(
+            400,
+            "ImageTagAlreadyExistsException",
+            format!("The image tag '{tag}' already exists in the '{}' repository and cannot be overwritten because the tag is immutable.", r.name),
+        ),
+        PushError::Store(e) => e.into(),
+    }
+}
+
+/// An `imageIds` entry: (tag, digest).
+fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<(Option<String>, Option<String>)>>, ApiError> {
+    let Some(list) = c.input.get("imageIds") else {
+        return if required {
+            Err(invalid("1 validation error detected: Value null at 'imageIds' failed to satisfy constraint: Member must not be null"))
+        } else {
+            Ok(None)
+        };
+    };
+    let list = list.as_array().filter(|a| (1..=100).contains(&a.len())).ok_or_else(|| {
+        invalid("Invalid parameter at 'imageIds' failed to satisfy constraint: 'Member must have length between 1 and 100'")
+    })?;
+    Ok(Some(
+        list.iter()
+            .map(|i| {
+                (
+                    i.get("imageTag").and_then(Value::as_str).map(str::to_string),
+                    i.get("imageDigest").and_then(Value::as_str).map(str::to_string),
+                )
+            })
+            .collect(),
+    ))
+}
+
+fn failure(tag: &Option<String>, digest: &Option<String>, code: &str, reason: &str) -> Value {
+    json!({"imageId": {"imageTag": tag, "imageDigest": digest}, "failureCode": code, "failureReason": reason})
+}
+
+/// Find an image by an `imageIds` entry, or the failure to report.
+async fn find(c: &EcrCall<'_>, r: &Repository, tag: &Option<String>, digest: &Option<String>) -> Result<Result<Image, Value>, ApiError> {
+    if let Some(d) = digest {
+        if !valid_digest(d) {
+            return Ok(Err(failure(tag, digest, "InvalidImageDigest", "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")));
+        }
+    }
+    let reference = match (tag, digest) {
+        (None, None) => return Ok(Err(failure(tag, digest, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null"))),
+        (_, Some(d)) => d.clone(),
+        (Some(t), None) => t.clone(),
+    };
+    let Some(img) = c.app.registry.image(&r.account, &r.name, &reference).await? else {
+        return Ok(Err(failure(tag, digest, "ImageNotFound", "Requested image not found")));
+    };
+    if let Some(t) = tag {
+        if !img.tags.contains(t) {
+            let code = if digest.is_some() { "ImageTagDoesNotMatchDigest" } else { "ImageNotFound" };
+            return Ok(Err(failure(tag, digest, code, "Invalid request parameters: given tag does not map to the given digest")));
+        }
+    }
+    Ok(Ok(img))
+}
+
+pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let ids = image_ids(c, true)?.unwrap_or_default();
+    let accepted: Option<Vec<String>> = c.input.get("acceptedMediaTypes").and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+    let (mut images, mut failures) = (Vec::new(), Vec::new());
+    for (tag, digest) in &ids {
+        match find(c, r, tag, digest).await? {
+            Ok(img) => {
+                if accepted.as_ref().is_some_and(|a| !a.contains(&img.media_type)) {
+                    failures.push(failure(tag, digest, "ImageNotFound", &format!(
+                        "Requested image not found: it is stored as {} and the request accepts only {:?} (stored manifests are never converted)",
+                        img.media_type, accepted.as_deref().unwrap_or_default()
+                    )));
+                    continue;
+                }
+                c.app.registry.record_pull(&r.account, &r.name, &img.digest, c.origin.now).await?;
+                images.push(image_json(r, &img, tag.as_deref()));
+            }
+            Err(f) => failures.push(f),
+        }
+    }
+    Ok(json!({"images": images, "failures": failures}))
+}
+
+pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let ids = image_ids(c, true)?.unwrap_or_default();
+    let (mut deleted, mut failures) = (Vec::new(), Vec::new());
+    for (tag, digest) in &ids {
+        if let Some(t) = tag {
+            if !valid_tag(t) && t.chars().count() > 300 {
+                failures.push(failure(tag, digest, "InvalidImageTag", "Invalid request parameters: invalid image tag"));
+                continue;
+            }
+        }
+        let img = match find(c, r, tag, digest).await? {
+            Ok(img) => img,
+            Err(f) => {
+                failures.push(f);
+                continue;
+            }
+        };
+        match (tag, digest) {
+            (Some(t), None) => {
+                c.app.registry.delete_tag(&r.account, &r.name, t).await?;
+                // The last tag gone: the image goes too (ECR).
+                if img.tags.len() == 1 {
+                    if let Err(e) = c.app.registry.delete_image(&r.account, &r.name, &img.digest).await {
+                        if !matches!(e, berth_store::StoreError::Conflict(_)) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+                deleted.push(json!({"imageTag": t, "imageDigest": img.digest}));
+            }
+            _ => match c.app.registry.delete_image(&r.account, &r.name, &img.digest).await {
+                Ok(_) => {
+                    for t in &img.tags {
+                        deleted.push(json!({"imageTag": t, "imageDigest": img.digest}));
+                    }
+                    if img.tags.is_empty() {
+                        deleted.push(json!({"imageDigest": img.digest}));
+                    }
+                }
+                Err(berth_store::StoreError::Conflict(m)) => {
+                    failures.push(failure(tag, digest, "ImageReferencedByManifestList", &m));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    Ok(json!({"imageIds": deleted, "failures": failures}))
+}
+
+fn tag_status<'c>(c: &'c EcrCall<'_>) -> Result<&'c str, ApiError> {
+    let s = c.input.pointer("/filter/tagStatus").and_then(Value::as_str).unwrap_or("ANY");
+    if !["TAGGED", "UNTAGGED", "ANY"].contains(&s) {
+        return Err(invalid(format!("Invalid parameter at 'filter.tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]': {s:?}")));
+    }
+    Ok(s)
+}
+
+/// `maxResults`/`nextToken` (an offset) over a list.
+fn page<T>(c: &EcrCall<'_>, items: Vec<T>) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let max = c.input.get("maxResults").and_then(Value::as_i64).unwrap_or(100);
+    if !(1..=1000).contains(&max) {
+        return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
+    }
+    let start: usize = match c.str("nextToken") {
+        Some(t) => t.parse().map_err(|_| invalid("Invalid parameter at 'nextToken': not a token this server gave"))?,
+        None => 0,
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(max as usize).collect();
+    let end = start + page.len();
+    Ok((page, (end < total).then(|| end.to_string())))
+}
+
+pub async fn list_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let status = tag_status(c)?;
+    let mut ids = Vec::new();
+    for img in c.app.registry.images(&r.account, &r.name).await? {
+        if img.tags.is_empty() {
+            if status != "TAGGED" {
+                ids.push(json!({"imageDigest": img.digest}));
+            }
+        } else if status != "UNTAGGED" {
+            for t in &img.tags {
+                ids.push(json!({"imageDigest": img.digest, "imageTag": t}));
+            }
+        }
+    }
+    let (ids, next) = page(c, ids)?;
+    Ok(json!({"imageIds": ids, "nextToken": next}))
+}
+
+pub async fn describe_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let status = tag_status(c)?;
+    let ids = image_ids(c, false)?;
+    if ids.is_some() && (c.input.get("maxResults").is_some() || c.input.get("nextToken").is_some()) {
+        return Err(invalid("nextToken and maxResults cannot be given with imageIds"));
+    }
+    let detail = |img: &Image| {
+        json!({
+            "registryId": r.account,
+            "repositoryName": r.name,
+            "imageDigest": img.digest,
+            "imageTags": if img.tags.is_empty() { Value::Null } else { json!(img.tags) },
+            "imageSizeInBytes": img.size,
+            "imagePushedAt": img.pushed_at,
+            "imageManifestMediaType": img.media_type,
+            "artifactMediaType": img.artifact_type,
+            "lastRecordedPullTime": img.last_pull,
+            "imageStatus": "ACTIVE",
+        })
+    };
+    let mut details = Vec::new();
+    match ids {
+        Some(ids) => {
+            for (tag, digest) in &ids {
+                match find(c, r, tag, digest).await? {
+                    Ok(img) => details.push(detail(&img)),
+                    Err(_) => {
+                        return Err(ApiError::new(400, "ImageNotFoundException", format!(
+                            "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{}' in the registry with id '{}'",
+                            digest.as_deref().unwrap_or("null"), tag.as_deref().unwrap_or("null"), r.name, r.account
+                        )))
+                    }
+                }
+            }
+            Ok(json!({"imageDetails": details}))
+        }
+        None => {
+            for img in c.app.registry.images(&r.account, &r.name).await? {
+                let tagged = !img.tags.is_empty();
+                if (status == "TAGGED" && !tagged) || (status == "UNTAGGED" && tagged) {
+                    continue;
+                }
+                details.push(detail(&img));
+            }
+            let (details, next) = page(c, details)?;
+            Ok(json!({"imageDetails": details, "nextToken": next}))
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The ECR control plane (AWS JSON 1.1): `POST /` with `X-Amz-Target:
+//! AmazonEC2ContainerRegistry_V20150921.<Operation>`, SigV4 for the `ecr` service. Every
+//! operation ([`router::Operation`]) is decided by [`crate::registry::authorize_ecr`]
+//! before its handler runs; errors go out as `{"__type", "message"}`.
+
+mod images;
+mod layers;
+mod repositories;
+pub mod router;
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, request::Parts, Response, StatusCode};
+use berth_store::Repository;
+use serde_json::{json, Value};
+
+use crate::auth::authorizer::ContextValue;
+use crate::auth::{authenticate, Caller, Signing};
+use crate::ids;
+use crate::query::ApiError;
+use crate::registry::{authorize_ecr, names, EcrRequest};
+use crate::serve::{App, Origin};
+use router::{Operation, Scope};
+
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+
+/// One authenticated, authorized call.
+pub struct EcrCall<'a> {
+    pub app: &'a App,
+    pub caller: &'a Caller,
+    pub origin: &'a Origin,
+    pub input: &'a Value,
+    /// The registry (account) the call is for.
+    pub registry: String,
+    /// The repository it names, when it exists.
+    pub repository: Option<Repository>,
+}
+
+/// The JSON-protocol name of an error first made for the query protocol.
+fn json_code(code: &'static str) -> &'static str {
+    match code {
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        "IncompleteSignature" => "IncompleteSignatureException",
+        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
+        "ExpiredToken" => "ExpiredTokenException",
+        "AccessDenied" => "AccessDeniedException",
+        "ServiceFailure" => "ServerException",
+        "ValidationError" | "MalformedPolicyDocument" | "MalformedQueryString" => {
+            "InvalidParameterException"
+        }
+        other => other,
+    }
+}
+
+fn respond(status: u16, body: &Value, request_id: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        "application/x-amz-json-1.1".parse().expect("static header"),
+    );
+    if let Ok(v) = request_id.parse() {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
+    let status = match e.code {
+        "MissingAuthenticationToken" => 403,
+        _ if e.status >= 500 => 500,
+        _ => 400,
+    };
+    respond(
+        status,
+        &json!({"__type": json_code(e.code), "message": e.message}),
+        request_id,
+    )
+}
+
+/// `InvalidParameterException` with ECR's wording.
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(400, "InvalidParameterException", message)
+}
+
+pub fn repository_not_found(registry: &str, name: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "RepositoryNotFoundException",
+        format!("The repository with name '{name}' does not exist in the registry with id '{registry}'"),
+    )
+}
+
+impl EcrCall<'_> {
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.input.get(name).and_then(Value::as_str)
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.str(name).ok_or_else(|| {
+            invalid(format!(
+                "1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"
+            ))
+        })
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.input.get(name).and_then(Value::as_bool)
+    }
+
+    /// The repository the call names, which must exist.
+    pub fn repo(&self) -> Result<&Repository, ApiError> {
+        self.repository.as_ref().ok_or_else(|| {
+            repository_not_found(&self.registry, self.str("repositoryName").unwrap_or(""))
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.app.config.region
+    }
+}
+
+/// Serve one ECR API request.
+pub async fn serve(
+    app: &App,
+    peer: SocketAddr,
+    parts: &Parts,
+    body: &Bytes,
+    target: &str,
+) -> Response<Body> {
+    let request_id = ids::request_id();
+    let Some(op) = target
+        .strip_prefix(TARGET_PREFIX)
+        .and_then(Operation::from_name)
+    else {
+        let e = ApiError::new(
+            400,
+            "UnknownOperationException",
+            format!("X-Amz-Target {target:?} names no operation of this server"),
+        );
+        return error_response(&e, &request_id);
+    };
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let sig_req = berth_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: raw_query,
+        headers: &headers,
+        body,
+    };
+    let now = ids::now();
+    let query_pairs = berth_sigv4::query_pairs(raw_query);
+    let (caller, region) = match authenticate(
+        app,
+        &sig_req,
+        &query_pairs,
+        Signing {
+            service: "ecr",
+            now,
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return error_response(&e, &request_id),
+    };
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                let e = ApiError::new(400, "SerializationException", "The request body is not a JSON object");
+                return error_response(&e, &request_id);
+            }
+            Err(e) => {
+                let e = ApiError::new(400, "SerializationException", format!("The request body is not valid JSON: {e}"));
+                return error_response(&e, &request_id);
+            }
+        }
+    };
+    let (source_ip, secure) = app.client(
+        peer.ip(),
+        parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()),
+    );
+    let origin = Origin {
+        request_id: request_id.clone(),
+        source_ip,
+        secure,
+        now,
+        region,
+    };
+    match call(app, &caller, &origin, op, &input).await {
+        Ok(v) => respond(200, &v, &request_id),
+        Err(e) => {
+            tracing::info!(operation = op.name(), code = e.code, principal = %caller.arn(), "ECR request failed");
+            error_response(&e, &request_id)
+        }
+    }
+}
+
+/// The repository an operation's input names, checked.
+fn repository_name(input: &Value, op: Operation) -> Result<Option<String>, ApiError> {
+    match op.scope() {
+        Scope::Repository => {
+            let name = input
+                .get("repositoryName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    invalid("1 validation error detected: Value null at 'repositoryName' failed to satisfy constraint: Member must not be null")
+                })?;
+            if !names::valid_repository_name(name) {
+                return Err(invalid(format!(
+                    "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*' and be 2 to 256 characters': {name:?}"
+                )));
+            }
+            Ok(Some(name.to_string()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `resourceArn` of the tagging calls → (registry, repository).
+fn resource_arn(input: &Value, region: &str) -> Result<(String, String), ApiError> {
+    let arn = input.get("resourceArn").and_then(Value::as_str).unwrap_or("");
+    let bad = || {
+        invalid(format!(
+            "Invalid parameter at 'resourceArn' failed to satisfy constraint: '{arn}' is not a repository ARN (arn:aws:ecr:{region}:ACCOUNT:repository/NAME)"
+        ))
+    };
+    let rest = arn.strip_prefix("arn:aws:ecr:").ok_or_else(bad)?;
+    let mut parts = rest.splitn(3, ':');
+    let (Some(r), Some(account), Some(res)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let name = res.strip_prefix("repository/").ok_or_else(bad)?;
+    if r != region || account.len() != 12 || !names::valid_repository_name(name) {
+        return Err(bad());
+    }
+    Ok((account.to_string(), name.to_string()))
+}
+
+/// Tags of a request (`tags: [{Key, Value}]`), as context keys too.
+pub fn request_tags(input: &Value) -> Result<Vec<berth_store::Tag>, ApiError> {
+    let Some(list) = input.get("tags") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| ApiError::new(400, "InvalidTagParameterException", "tags must be a list"))?;
+    let mut out: Vec<berth_store::Tag> = Vec::new();
+    for t in list {
+        let key = t.get("Key").and_then(Value::as_str).unwrap_or("");
+        let value = t.get("Value").and_then(Value::as_str);
+        let ok_chars = |s: &str| {
+            s.chars()
+                .all(|c| c.is_alphanumeric() || c.is_whitespace() || "+-=._:/@".contains(c))
+        };
+        let Some(value) = value else {
+            return Err(ApiError::new(400, "InvalidTagParameterException", format!("Tag {key:?} has no Value (use \"\" for an empty one)")));
+        };
+        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 || !ok_chars(key) || !ok_chars(value) {
+            return Err(ApiError::new(400, "InvalidTagParameterException", format!(
+                "Tag {key:?}={value:?} is not valid: keys have 1 to 128 characters, values at most 256, of letters, digits, spaces and + - = . _ : / @"
+            )));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ApiError::new(400, "InvalidTagParameterException", "Tag keys starting with 'aws:' are reserved"));
+        }
+        out.retain(|o: &berth_store::Tag| o.key != key);
+        out.push(berth_store::Tag { key: key.to_string(), value: value.to_string() });
+    }
+    if out.len() > 50 {
+        return Err(ApiError::new(400, "TooManyTagsException", "A repository can have at most 50 tags"));
+    }
+    Ok(out)
+}
+
+fn tag_context(tags: &[berth_store::Tag]) -> Vec<(String, ContextValue)> {
+    let mut ctx: Vec<(String, ContextValue)> = tags
+        .iter()
+        .map(|t| (format!("aws:RequestTag/{}", t.key), ContextValue::One(t.value.clone())))
+        .collect();
+    if !tags.is_empty() {
+        ctx.push(("aws:TagKeys".into(), ContextValue::Many(tags.iter().map(|t| t.key.clone()).collect())));
+    }
+    ctx
+}
+
+async fn call(app: &App, caller: &Caller, origin: &Origin, op: Operation, input: &Value) -> Result<Value, ApiError> {
+    let mut registry = match input.get("registryId").and_then(Value::as_str) {
+        Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => id.to_string(),
+        Some(id) => {
+            return Err(invalid(format!(
+                "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'': {id:?}"
+            )))
+        }
+        None => caller.account.to_string(),
+    };
+    let mut repository = repository_name(input, op)?;
+    let mut context = Vec::new();
+    match op {
+        Operation::TagResource | Operation::UntagResource | Operation::ListTagsForResource => {
+            let (r, name) = resource_arn(input, &app.config.region)?;
+            registry = r;
+            repository = Some(name);
+            if op == Operation::TagResource {
+                context = tag_context(&request_tags(input)?);
+            } else if op == Operation::UntagResource {
+                let keys: Vec<String> = input
+                    .get("tagKeys")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                context.push(("aws:TagKeys".into(), ContextValue::Many(keys)));
+            }
+        }
+        Operation::CreateRepository => context = tag_context(&request_tags(input)?),
+        _ => {}
+    }
+    if op.scope() == Scope::Repositories {
+        // Each repository is decided in the handler.
+        let call = EcrCall { app, caller, origin, input, registry, repository: None };
+        return repositories::describe_repositories(&call).await;
+    }
+    let found = authorize_ecr(
+        app,
+        caller,
+        origin,
+        EcrRequest {
+            action: op.action(),
+            registry: &registry,
+            repository: repository.as_deref(),
+            context,
+        },
+    )
+    .await?;
+    if op == Operation::CreateRepository && !request_tags(input)?.is_empty() {
+        // Tagging on create also needs ecr:TagResource.
+        authorize_ecr(
+            app,
+            caller,
+            origin,
+            EcrRequest {
+                action: "ecr:TagResource",
+                registry: &registry,
+                repository: repository.as_deref(),
+                context: tag_context(&request_tags(input)?),
+            },
+        )
+        .await?;
+    }
+    let call = EcrCall { app, caller, origin, input, registry, repository: found };
+    let result = dispatch(&call, op).await;
+    if result.is_ok() && writes(op) {
+        app.caches.invalidate();
+    }
+    result
+}
+
+fn writes(op: Operation) -> bool {
+    let n = op.name();
+    !(n.starts_with("Get") || n.starts_with("List") || n.starts_with("Describe") || n.starts_with("Batch"))
+}
+
+async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
+    use Operation::*;
+    match op {
+        GetAuthorizationToken => repositories::get_authorization_token(c).await,
+        DescribeRegistry => Ok(json!({"registryId": c.registry, "replicationConfiguration": {"rules": []}})),
+        PutRegistryPolicy => repositories::put_registry_policy(c).await,
+        GetRegistryPolicy => repositories::get_registry_policy(c).await,
+        DeleteRegistryPolicy => repositories::delete_registry_policy(c).await,
+        CreateRepository => repositories::create_repository(c).await,
+        DescribeRepositories => repositories::describe_repositories(c).await,
+        DeleteRepository => repositories::delete_repository(c).await,
+        PutImageTagMutability => repositories::put_tag_mutability(c).await,
+        PutImageScanningConfiguration => repositories::put_scanning(c).await,
+        SetRepositoryPolicy => repositories::set_repository_policy(c).await,
+        GetRepositoryPolicy => repositories::get_repository_policy(c).await,
+        DeleteRepositoryPolicy => repositories::delete_repository_policy(c).await,
+        PutLifecyclePolicy => repositories::put_lifecycle_policy(c).await,
+        GetLifecyclePolicy => repositories::get_lifecycle_policy(c).await,
+        DeleteLifecyclePolicy => repositories::delete_lifecycle_policy(c).await,
+        TagResource => repositories::tag_resource(c).await,
+        UntagResource => repositories::untag_resource(c).await,
+        ListTagsForResource => repositories::list_tags(c).await,
+        BatchCheckLayerAvailability => layers::batch_check(c).await,
+        GetDownloadUrlForLayer => layers::download_url(c).await,
+        InitiateLayerUpload => layers::initiate(c).await,
+        UploadLayerPart => layers::upload_part(c).await,
+        CompleteLayerUpload => layers::complete(c).await,
+        PutImage => images::put_image(c).await,
+        BatchGetImage => images::batch_get(c).await,
+        BatchDeleteImage => images::batch_delete(c).await,
+        ListImages => images::list_images(c).await,
+        DescribeImages => images::describe_images(c).await,
+    }
+}

@@ -1,0 +1,475 @@
+//! Repositories, their settings and policies, repository tags, the registry policy and
+//! GetAuthorizationToken.
+
+use berth_iam::{CompiledPolicy, PolicyKind};
+use berth_store::{Repository, TagTarget};
+use serde_json::{json, Value};
+
+use super::{invalid, repository_not_found, request_tags, EcrCall};
+use crate::query::ApiError;
+use crate::registry::token::{self, Envelope};
+use crate::registry::{authorize_ecr, EcrRequest};
+
+/// How long a registry password lives.
+const TOKEN_LIFETIME: i64 = 12 * 3600;
+const MUTABILITY: &[&str] = &["MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"];
+
+pub fn repo_json(c: &EcrCall<'_>, r: &Repository) -> Value {
+    let encryption: Value = serde_json::from_str(&r.encryption).unwrap_or(json!({"encryptionType": "AES256"}));
+    let filters: Option<Value> = r.mutability_filters.as_deref().and_then(|f| serde_json::from_str(f).ok());
+    json!({
+        "repositoryArn": r.arn(c.region()),
+        "registryId": r.account,
+        "repositoryName": r.name,
+        "repositoryUri": format!("{}/{}", c.app.registry_host(&r.account), r.name),
+        "createdAt": r.created,
+        "imageTagMutability": r.tag_mutability,
+        "imageTagMutabilityExclusionFilters": filters,
+        "imageScanningConfiguration": {"scanOnPush": r.scan_on_push},
+        "encryptionConfiguration": encryption,
+    })
+}
+
+pub async fn get_authorization_token(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let now = c.origin.now;
+    let mut expires = now + TOKEN_LIFETIME;
+    if let Some(s) = c.caller.session_expires {
+        expires = expires.min(s);
+    }
+    let password = token::mint(
+        &c.app.token_key,
+        &Envelope {
+            issued: now,
+            expires,
+            region: c.region().to_string(),
+            access_key_id: c.caller.access_key_id.clone(),
+        },
+    );
+    let ids: Vec<String> = match c.input.get("registryIds").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => vec![c.caller.account.to_string()],
+    };
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            json!({
+                "authorizationToken": token::authorization_token(&password),
+                "expiresAt": expires,
+                "proxyEndpoint": format!("{}://{}", c.app.registry_scheme(), c.app.registry_host(id)),
+            })
+        })
+        .collect();
+    Ok(json!({ "authorizationData": data }))
+}
+
+fn check_policy(text: &str, kind: PolicyKind) -> Result<(), ApiError> {
+    if text.chars().count() > 10_240 {
+        return Err(invalid(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Member must have length less than or equal to 10240' ({} characters)",
+            text.chars().count()
+        )));
+    }
+    CompiledPolicy::parse("policy", kind, text).map(|_| ()).map_err(|e| {
+        invalid(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {} provided': {e}",
+            kind.policy_noun()
+        ))
+    })
+}
+
+pub async fn put_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let text = c.required("policyText")?;
+    check_policy(text, PolicyKind::Registry)?;
+    c.app.registry.set_registry_policy(&c.registry, Some(text)).await?;
+    Ok(json!({"registryId": c.registry, "policyText": text}))
+}
+
+fn no_registry_policy(c: &EcrCall<'_>) -> ApiError {
+    ApiError::new(
+        400,
+        "RegistryPolicyNotFoundException",
+        format!("Registry policy does not exist in the registry with id '{}'", c.registry),
+    )
+}
+
+pub async fn get_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let text = c.app.registry.registry_policy(&c.registry).await?.ok_or_else(|| no_registry_policy(c))?;
+    Ok(json!({"registryId": c.registry, "policyText": text}))
+}
+
+pub async fn delete_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let text = c.app.registry.registry_policy(&c.registry).await?.ok_or_else(|| no_registry_policy(c))?;
+    c.app.registry.set_registry_policy(&c.registry, None).await?;
+    Ok(json!({"registryId": c.registry, "policyText": text}))
+}
+
+fn mutability(c: &EcrCall<'_>) -> Result<(String, Option<String>), ApiError> {
+    let m = c.str("imageTagMutability").unwrap_or("MUTABLE");
+    if !MUTABILITY.contains(&m) {
+        return Err(invalid(format!(
+            "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]': {m:?}"
+        )));
+    }
+    let filters = c.input.get("imageTagMutabilityExclusionFilters").filter(|v| !v.is_null());
+    let with_exclusion = m.ends_with("_WITH_EXCLUSION");
+    match (with_exclusion, filters) {
+        (true, None) => Err(invalid(format!(
+            "ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as {m}"
+        ))),
+        (false, Some(_)) => Err(invalid(format!(
+            "ImageTagMutabilityExclusionFilters can only be given with a *_WITH_EXCLUSION mutability, not {m}"
+        ))),
+        (true, Some(f)) => {
+            let list = f.as_array().filter(|a| (1..=5).contains(&a.len())).ok_or_else(|| {
+                invalid("imageTagMutabilityExclusionFilters must be a list of 1 to 5 filters")
+            })?;
+            for item in list {
+                let ty = item.get("filterType").and_then(Value::as_str);
+                let filter = item.get("filter").and_then(Value::as_str).unwrap_or("");
+                let ok = ty == Some("WILDCARD")
+                    && (1..=128).contains(&filter.len())
+                    && filter.bytes().all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
+                if !ok {
+                    return Err(invalid(format!(
+                        "Invalid image tag mutability exclusion filter {item}: filterType must be WILDCARD and filter match ^[0-9a-zA-Z._*-]{{1,128}}$"
+                    )));
+                }
+            }
+            Ok((m.to_string(), Some(f.to_string())))
+        }
+        (false, None) => Ok((m.to_string(), None)),
+    }
+}
+
+pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let name = c.required("repositoryName")?;
+    let tags = request_tags(c.input)?;
+    let (m, filters) = mutability(c)?;
+    let scan_on_push = c
+        .input
+        .pointer("/imageScanningConfiguration/scanOnPush")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let encryption = match c.input.get("encryptionConfiguration") {
+        Some(e) if !e.is_null() => {
+            let ty = e.get("encryptionType").and_then(Value::as_str).unwrap_or("");
+            if !["AES256", "KMS", "KMS_DSSE"].contains(&ty) {
+                return Err(invalid(format!(
+                    "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]': {ty:?}"
+                )));
+            }
+            e.to_string()
+        }
+        _ => json!({"encryptionType": "AES256"}).to_string(),
+    };
+    let repo = Repository {
+        account: c.registry.clone(),
+        name: name.to_string(),
+        created: c.origin.now,
+        tag_mutability: m,
+        mutability_filters: filters,
+        scan_on_push,
+        encryption,
+        policy: None,
+        lifecycle_policy: None,
+        lifecycle_updated: None,
+    };
+    if c.app.store.account(&c.registry).await?.is_none() {
+        return Err(invalid(format!("The registry with id '{}' does not exist", c.registry)));
+    }
+    c.app.registry.create_repository(&repo, &tags).await.map_err(|e| match e {
+        berth_store::StoreError::AlreadyExists(m) => ApiError::new(400, "RepositoryAlreadyExistsException", m),
+        e => e.into(),
+    })?;
+    Ok(json!({ "repository": repo_json(c, &repo) }))
+}
+
+/// DescribeRepositories: named repositories (each must exist and be allowed), or every
+/// repository the caller may describe, paginated.
+pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let names: Option<Vec<String>> = c.input.get("repositoryNames").and_then(Value::as_array).map(|a| {
+        a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+    });
+    let max = c.input.get("maxResults").and_then(Value::as_i64);
+    let token = c.str("nextToken");
+    if names.is_some() && (max.is_some() || token.is_some()) {
+        return Err(invalid("nextToken and maxResults cannot be given with repositoryNames"));
+    }
+    let mut out = Vec::new();
+    let ask = |name: String| async move {
+        authorize_ecr(
+            c.app,
+            c.caller,
+            c.origin,
+            EcrRequest { action: "ecr:DescribeRepositories", registry: &c.registry, repository: Some(&name), context: Vec::new() },
+        )
+        .await
+    };
+    match names {
+        Some(names) => {
+            for name in names {
+                if !crate::registry::names::valid_repository_name(&name) {
+                    return Err(invalid(format!("Invalid parameter at 'repositoryNames' failed to satisfy constraint: {name:?} is not a repository name")));
+                }
+                match ask(name.clone()).await? {
+                    Some(r) => out.push(repo_json(c, &r)),
+                    None => return Err(repository_not_found(&c.registry, &name)),
+                }
+            }
+            Ok(json!({ "repositories": out }))
+        }
+        None => {
+            let max = max.unwrap_or(100);
+            if !(1..=1000).contains(&max) {
+                return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
+            }
+            let mut denied = None;
+            let mut next = None;
+            for r in c.app.registry.repositories(&c.registry).await? {
+                if token.is_some_and(|t| r.name.as_str() <= t) {
+                    continue;
+                }
+                match ask(r.name.clone()).await {
+                    Ok(_) => {
+                        if out.len() as i64 == max {
+                            next = out.last().and_then(|v: &Value| v["repositoryName"].as_str().map(str::to_string));
+                            break;
+                        }
+                        out.push(repo_json(c, &r));
+                    }
+                    Err(e) => {
+                        denied.get_or_insert(e);
+                    }
+                }
+            }
+            if out.is_empty() {
+                if let Some(e) = denied {
+                    return Err(e);
+                }
+            }
+            Ok(json!({ "repositories": out, "nextToken": next }))
+        }
+    }
+}
+
+pub async fn delete_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let force = c.bool("force").unwrap_or(false);
+    let deleted = c.app.registry.delete_repository(&r.account, &r.name, force).await.map_err(|e| match e {
+        berth_store::StoreError::Conflict(m) => ApiError::new(400, "RepositoryNotEmptyException", m),
+        e => e.into(),
+    })?;
+    Ok(json!({ "repository": repo_json(c, &deleted) }))
+}
+
+pub async fn put_tag_mutability(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let mut r = c.repo()?.clone();
+    c.required("imageTagMutability")?;
+    let (m, filters) = mutability(c)?;
+    r.tag_mutability = m;
+    r.mutability_filters = filters;
+    c.app.registry.update_repository(&r).await?;
+    let filters: Option<Value> = r.mutability_filters.as_deref().and_then(|f| serde_json::from_str(f).ok());
+    Ok(json!({
+        "registryId": r.account, "repositoryName": r.name,
+        "imageTagMutability": r.tag_mutability, "imageTagMutabilityExclusionFilters": filters,
+    }))
+}
+
+pub async fn put_scanning(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let mut r = c.repo()?.clone();
+    r.scan_on_push = c
+        .input
+        .pointer("/imageScanningConfiguration/scanOnPush")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| invalid("imageScanningConfiguration.scanOnPush is required"))?;
+    c.app.registry.update_repository(&r).await?;
+    Ok(json!({
+        "registryId": r.account, "repositoryName": r.name,
+        "imageScanningConfiguration": {"scanOnPush": r.scan_on_push},
+    }))
+}
+
+pub async fn set_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let mut r = c.repo()?.clone();
+    let text = c.required("policyText")?;
+    check_policy(text, PolicyKind::Repository)?;
+    if !c.bool("force").unwrap_or(false) {
+        // Lock-out guard: the caller must still be able to set the policy afterwards.
+        let policy = c.app.caches.compiled(PolicyKind::Repository, text)?;
+        let resource = r.arn(c.region());
+        let ctx = crate::auth::authorizer::context(c.caller, c.origin, &[]);
+        let action = berth_iam::Action::new("ecr:SetRepositoryPolicy");
+        let req = berth_iam::Request {
+            principal: &c.caller.principal,
+            action: &action,
+            resource: &resource,
+            resource_account: &r.account,
+            context: &ctx,
+        };
+        if berth_iam::resource_policy_allows(&req, &policy).is_none() && policy_denies(&req, &policy) {
+            return Err(invalid(
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'The policy would prevent you from setting the repository policy again; use force to set it anyway'",
+            ));
+        }
+    }
+    r.policy = Some(text.to_string());
+    c.app.registry.update_repository(&r).await?;
+    Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
+}
+
+/// Whether a resource policy explicitly denies a request on its own.
+fn policy_denies(req: &berth_iam::Request, p: &std::sync::Arc<CompiledPolicy>) -> bool {
+    let set = berth_iam::PolicySet { identity: &[], resource: std::slice::from_ref(p), boundary: None, session: None };
+    berth_iam::decide(req, &set) == berth_iam::Decision::ExplicitDeny
+}
+
+fn no_repository_policy(r: &Repository) -> ApiError {
+    ApiError::new(
+        400,
+        "RepositoryPolicyNotFoundException",
+        format!(
+            "Repository policy does not exist for the repository with name '{}' in the registry with id '{}'",
+            r.name, r.account
+        ),
+    )
+}
+
+pub async fn get_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let text = r.policy.as_deref().ok_or_else(|| no_repository_policy(r))?;
+    Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
+}
+
+pub async fn delete_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let mut r = c.repo()?.clone();
+    let text = r.policy.take().ok_or_else(|| no_repository_policy(&r))?;
+    c.app.registry.update_repository(&r).await?;
+    Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
+}
+
+/// Check a lifecycle policy's text the way ECR does (its rule grammar).
+pub fn check_lifecycle(text: &str) -> Result<(), ApiError> {
+    let fail = |m: &str| {
+        invalid(format!(
+            "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: {m}'"
+        ))
+    };
+    let n = text.chars().count();
+    if !(100..=30_720).contains(&n) {
+        return Err(fail(&format!("the policy text must have 100 to 30720 characters, not {n}")));
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| fail(&format!("not valid JSON: {e}")))?;
+    let rules = v.get("rules").and_then(Value::as_array).ok_or_else(|| fail("object has missing required properties ([\"rules\"])"))?;
+    if rules.is_empty() {
+        return Err(fail("\"rules\" must hold at least one rule"));
+    }
+    let mut priorities = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("rules[{i}]");
+        let p = rule.get("rulePriority").and_then(Value::as_i64).filter(|p| *p >= 1)
+            .ok_or_else(|| fail(&format!("{at}.rulePriority must be an integer of at least 1")))?;
+        if priorities.contains(&p) {
+            return Err(fail(&format!("rulePriority {p} is used by more than one rule")));
+        }
+        priorities.push(p);
+        let sel = rule.get("selection").ok_or_else(|| fail(&format!("{at} has no selection")))?;
+        let status = sel.get("tagStatus").and_then(Value::as_str).unwrap_or("");
+        if !["tagged", "untagged", "any"].contains(&status) {
+            return Err(fail(&format!("{at}.selection.tagStatus must be tagged, untagged or any")));
+        }
+        let has_list = |k: &str| sel.get(k).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if status == "tagged" && !has_list("tagPrefixList") && !has_list("tagPatternList") {
+            return Err(fail(&format!("{at}: tagPrefixList or tagPatternList is required when tagStatus is tagged")));
+        }
+        let count_type = sel.get("countType").and_then(Value::as_str).unwrap_or("");
+        match count_type {
+            "imageCountMoreThan" => {
+                if sel.get("countUnit").is_some() {
+                    return Err(fail(&format!("{at}: countUnit cannot be used with imageCountMoreThan")));
+                }
+            }
+            "sinceImagePushed" | "sinceImagePulled" | "sinceImageTransitioned" => {
+                if sel.get("countUnit").and_then(Value::as_str) != Some("days") {
+                    return Err(fail(&format!("{at}: countUnit must be days with {count_type}")));
+                }
+            }
+            _ => return Err(fail(&format!("{at}.selection.countType {count_type:?} is not imageCountMoreThan or sinceImagePushed"))),
+        }
+        if sel.get("countNumber").and_then(Value::as_i64).is_none_or(|n| n < 1) {
+            return Err(fail(&format!("{at}.selection.countNumber must be an integer of at least 1")));
+        }
+        let ty = rule.pointer("/action/type").and_then(Value::as_str).unwrap_or("");
+        if !["expire", "transition"].contains(&ty) {
+            return Err(fail(&format!("{at}.action.type must be expire or transition")));
+        }
+    }
+    Ok(())
+}
+
+fn no_lifecycle(r: &Repository) -> ApiError {
+    ApiError::new(
+        400,
+        "LifecyclePolicyNotFoundException",
+        format!(
+            "Lifecycle policy does not exist for the repository with name '{}' in the registry with id '{}'",
+            r.name, r.account
+        ),
+    )
+}
+
+pub async fn put_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let mut r = c.repo()?.clone();
+    let text = c.required("lifecyclePolicyText")?;
+    check_lifecycle(text)?;
+    r.lifecycle_policy = Some(text.to_string());
+    r.lifecycle_updated = Some(c.origin.now);
+    c.app.registry.update_repository(&r).await?;
+    Ok(json!({"registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text}))
+}
+
+pub async fn get_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let text = r.lifecycle_policy.as_deref().ok_or_else(|| no_lifecycle(r))?;
+    Ok(json!({
+        "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text,
+        "lastEvaluatedAt": r.lifecycle_updated,
+    }))
+}
+
+pub async fn delete_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let mut r = c.repo()?.clone();
+    let text = r.lifecycle_policy.take().ok_or_else(|| no_lifecycle(&r))?;
+    let at = r.lifecycle_updated.take();
+    c.app.registry.update_repository(&r).await?;
+    Ok(json!({
+        "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text, "lastEvaluatedAt": at,
+    }))
+}
+
+pub async fn tag_resource(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let tags = request_tags(c.input)?;
+    c.app.store.tag(&r.account, TagTarget::Repository, &r.name, &tags, 50).await.map_err(|e| match e {
+        berth_store::StoreError::LimitExceeded(_) => ApiError::new(400, "TooManyTagsException", "A repository can have at most 50 tags"),
+        e => e.into(),
+    })?;
+    Ok(json!({}))
+}
+
+pub async fn untag_resource(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let keys: Vec<String> = c.input.get("tagKeys").and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .ok_or_else(|| invalid("tagKeys is required"))?;
+    c.app.store.untag(&r.account, TagTarget::Repository, &r.name, &keys).await?;
+    Ok(json!({}))
+}
+
+pub async fn list_tags(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let r = c.repo()?;
+    let tags = c.app.store.tags(&r.account, TagTarget::Repository, &r.name).await?;
+    let list: Vec<Value> = tags.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect();
+    Ok(json!({ "tags": list }))
+}
+

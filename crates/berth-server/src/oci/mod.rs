@@ -1,0 +1,291 @@
+//! The OCI distribution API (`/v2/`), as ECR serves it: Basic authentication with the
+//! registry password from GetAuthorizationToken, the registry chosen by the Host header,
+//! every endpoint ([`router::Endpoint`]) decided as its ECR action on the repository
+//! before anything is looked up, OCI error bodies.
+
+mod blobs;
+mod manifests;
+pub mod router;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::auth::authenticate::caller_for;
+use crate::auth::Caller;
+use crate::ids;
+use crate::query::ApiError;
+use crate::registry::token::{self, TokenError};
+use crate::registry::{authorize_ecr, EcrRequest};
+use crate::serve::{App, Origin};
+use router::{Endpoint, RouteError};
+
+/// An OCI error: status, code and message.
+#[derive(Debug, Clone)]
+pub struct OciError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl OciError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> OciError {
+        OciError {
+            status,
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: serde_json::Value) -> OciError {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+impl From<ApiError> for OciError {
+    fn from(e: ApiError) -> OciError {
+        match e.code {
+            "AccessDenied" => OciError::new(403, "DENIED", e.message),
+            "InvalidClientTokenId" => OciError::new(
+                403,
+                "DENIED",
+                "The credentials this authorization token was issued for are no longer valid. Reauthenticate and try again.",
+            ),
+            "ExpiredToken" => OciError::new(
+                403,
+                "DENIED",
+                "Your authorization token has expired. Reauthenticate and try again.",
+            ),
+            _ if e.status >= 500 => OciError::new(500, "UNKNOWN", e.message),
+            _ => OciError::new(400, "UNSUPPORTED", e.message),
+        }
+    }
+}
+
+impl From<berth_store::StoreError> for OciError {
+    fn from(e: berth_store::StoreError) -> OciError {
+        ApiError::from(e).into()
+    }
+}
+
+/// What every handler gets.
+pub struct OciCall<'a> {
+    pub app: &'a App,
+    pub caller: &'a Caller,
+    pub origin: &'a Origin,
+    pub registry: String,
+    pub headers: &'a HeaderMap,
+    pub query: Vec<(String, String)>,
+}
+
+impl OciCall<'_> {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn name_unknown(&self, name: &str) -> OciError {
+        OciError::new(
+            404,
+            "NAME_UNKNOWN",
+            format!(
+                "The repository with name '{name}' does not exist in the registry with id '{}'",
+                self.registry
+            ),
+        )
+    }
+
+    /// Decide another ECR action than the endpoint's (mount sources, monolithic uploads).
+    pub async fn also_authorize(&self, action: &str, repository: &str) -> Result<Option<berth_store::Repository>, OciError> {
+        Ok(authorize_ecr(
+            self.app,
+            self.caller,
+            self.origin,
+            EcrRequest {
+                action,
+                registry: &self.registry,
+                repository: Some(repository),
+                context: Vec::new(),
+            },
+        )
+        .await?)
+    }
+}
+
+pub fn response(status: StatusCode, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r
+}
+
+pub fn set(r: &mut Response<Body>, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response<Body> {
+    let body = json!({"errors": [{"code": e.code, "message": e.message, "detail": e.detail}]}).to_string();
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = if head {
+        response(status, Body::empty())
+    } else {
+        response(status, Body::from(body))
+    };
+    set(&mut r, "content-type", "application/json");
+    if let Some(c) = challenge {
+        set(&mut r, "www-authenticate", c);
+    }
+    r
+}
+
+/// The registry (account) a Host header addresses: `<12 digits>.dkr.<domain>[:port]`,
+/// or the default account.
+fn registry_of(app: &App, host: Option<&str>) -> String {
+    let host = host.unwrap_or("");
+    let bare = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    if let Some((id, rest)) = bare.split_once(".dkr.") {
+        if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) && rest.eq_ignore_ascii_case(&app.config.registry_domain) {
+            return id.to_string();
+        }
+    }
+    app.default_account.clone()
+}
+
+/// Serve one `/v2` request.
+pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let head = parts.method == axum::http::Method::HEAD;
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let challenge = format!(
+        "Basic realm=\"{}://{}/\",service=\"ecr.amazonaws.com\"",
+        app.registry_scheme(),
+        host.as_deref().unwrap_or("localhost")
+    );
+    let now = ids::now();
+    // Authenticate first: without credentials nothing else is said.
+    let caller = match authenticate(app, &parts.headers, now).await {
+        Ok(c) => c,
+        Err(e) => {
+            let with_challenge = (e.status == 401).then_some(challenge.as_str());
+            return error_response(&e, head, with_challenge);
+        }
+    };
+    let endpoint = match Endpoint::route(&parts.method, parts.uri.path()) {
+        Ok(e) => e,
+        Err(RouteError::NotFound) => return error_response(&OciError::new(404, "NOT_FOUND", format!("no registry route answers {}", parts.uri.path())), head, None),
+        Err(RouteError::Method) => return error_response(&OciError::new(405, "UNSUPPORTED", format!("{} is not supported on {}", parts.method, parts.uri.path())), head, None),
+        Err(RouteError::Name(n)) => return error_response(&OciError::new(400, "NAME_INVALID", format!(
+            "invalid repository name {n:?}: components of lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/', 2 to 256 characters"
+        )), head, None),
+    };
+    let (source_ip, secure) = app.client(
+        peer.ip(),
+        parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()),
+    );
+    let origin = Origin {
+        request_id: ids::request_id(),
+        source_ip,
+        secure,
+        now,
+        region: app.config.region.clone(),
+    };
+    let registry = registry_of(app, host.as_deref());
+    let call = OciCall {
+        app,
+        caller: &caller,
+        origin: &origin,
+        registry,
+        headers: &parts.headers,
+        query: berth_sigv4::query_pairs(parts.uri.query().unwrap_or("")),
+    };
+    let result = run(&call, &endpoint, body).await;
+    let mut r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(code = e.code, status = e.status, principal = %caller.arn(), path = %parts.uri.path(), "registry request failed");
+            error_response(&e, head, None)
+        }
+    };
+    set(&mut r, "x-amzn-requestid", &origin.request_id);
+    r
+}
+
+async fn authenticate(app: &App, headers: &HeaderMap, now: i64) -> Result<Caller, OciError> {
+    let unauthorized = |m: &str| OciError::new(401, "UNAUTHORIZED", m);
+    let Some(h) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Err(unauthorized("authentication required: docker login with the password from aws ecr get-login-password"));
+    };
+    let Some(password) = token::basic_password(h) else {
+        return Err(unauthorized("authentication required: Basic credentials with the user name AWS"));
+    };
+    let envelope = match token::verify(&app.token_key, &password, now) {
+        Ok(e) => e,
+        Err(TokenError::Invalid) => return Err(unauthorized("the password is not an authorization token of this registry")),
+        Err(TokenError::Expired) => {
+            return Err(OciError::new(403, "DENIED", "Your authorization token has expired. Reauthenticate and try again."))
+        }
+    };
+    if envelope.region != app.config.region {
+        return Err(OciError::new(403, "DENIED", format!(
+            "The authorization token was issued for region {}; this registry is in {}",
+            envelope.region, app.config.region
+        )));
+    }
+    let Some(cred) = app.caches.credential(&*app.store, &envelope.access_key_id).await? else {
+        return Err(ApiError::invalid_token().into());
+    };
+    Ok(caller_for(app, &envelope.access_key_id, &cred, now).await?)
+}
+
+async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Response<Body>, OciError> {
+    let repo = match (endpoint.action(), endpoint.repository()) {
+        (Some(action), Some(name)) => authorize_ecr(
+            c.app,
+            c.caller,
+            c.origin,
+            EcrRequest { action, registry: &c.registry, repository: Some(name), context: Vec::new() },
+        )
+        .await?,
+        _ => None,
+    };
+    use Endpoint::*;
+    match endpoint {
+        Base => {
+            let mut r = response(StatusCode::OK, Body::from("{}"));
+            set(&mut r, "content-type", "application/json");
+            Ok(r)
+        }
+        Catalog => manifests::catalog(c).await,
+        TagsList { name } => manifests::tags_list(c, name, repo).await,
+        GetManifest { name, reference } => manifests::get(c, name, reference, repo, false).await,
+        HeadManifest { name, reference } => manifests::get(c, name, reference, repo, true).await,
+        PutManifest { name, reference } => manifests::put(c, name, reference, repo, body).await,
+        DeleteManifest { name, reference } => manifests::delete(c, name, reference, repo).await,
+        Referrers { name, digest } => manifests::referrers(c, name, digest, repo).await,
+        GetBlob { name, digest } => blobs::get(c, name, digest, repo, false).await,
+        HeadBlob { name, digest } => blobs::get(c, name, digest, repo, true).await,
+        DeleteBlob { name, .. } => {
+            repo.ok_or_else(|| c.name_unknown(name))?;
+            Err(OciError::new(405, "UNSUPPORTED", "blobs cannot be deleted in this registry: they are garbage-collected once no image references them"))
+        }
+        StartUpload { name } => blobs::start(c, name, repo, body).await,
+        PatchUpload { name, id } => blobs::patch(c, name, id, repo, body).await,
+        PutUpload { name, id } => blobs::finish(c, name, id, repo, body).await,
+        GetUpload { name, id } => blobs::status(c, name, id, repo).await,
+        DeleteUpload { name, id } => blobs::cancel(c, name, id, repo).await,
+    }
+}

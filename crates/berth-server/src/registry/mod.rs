@@ -1,0 +1,83 @@
+//! What the ECR API and the OCI registry share: repository ARNs and names, the
+//! authorization of an ECR action on a repository (identity policies, repository policy,
+//! registry policy, repository tags), registry passwords, manifests.
+
+pub mod manifest;
+pub mod names;
+pub mod push;
+pub mod token;
+
+use berth_iam::PolicyKind;
+use berth_store::{Repository, TagTarget};
+
+use crate::auth::authorizer::{authorize, Authorization, ContextValue};
+use crate::auth::Caller;
+use crate::query::ApiError;
+use crate::serve::{App, Origin};
+
+/// An ECR action asked of a repository (`Some(name)`) or of the registry (`None`: `*`).
+pub struct EcrRequest<'a> {
+    pub action: &'a str,
+    /// The registry (account) the request is for.
+    pub registry: &'a str,
+    pub repository: Option<&'a str>,
+    /// Operation-specific keys (`aws:RequestTag/*`, `aws:TagKeys`).
+    pub context: Vec<(String, ContextValue)>,
+}
+
+pub fn repository_arn(region: &str, registry: &str, name: &str) -> String {
+    format!("arn:aws:ecr:{region}:{registry}:repository/{name}")
+}
+
+/// Decide an ECR request: the caller's policies, the repository's policy and the
+/// registry's policy, with the repository's tags as `aws:ResourceTag/*` and
+/// `ecr:ResourceTag/*`. Returns the repository when it exists. Authorization comes
+/// first: a caller that may not act learns nothing of what exists.
+pub async fn authorize_ecr(
+    app: &App,
+    caller: &Caller,
+    origin: &Origin,
+    req: EcrRequest<'_>,
+) -> Result<Option<Repository>, ApiError> {
+    let region = &app.config.region;
+    let repo = match req.repository {
+        Some(name) => app.registry.repository(req.registry, name).await?,
+        None => None,
+    };
+    let resource = match req.repository {
+        Some(name) => repository_arn(region, req.registry, name),
+        None => "*".to_string(),
+    };
+    let mut policies = Vec::with_capacity(2);
+    if let Some(text) = repo.as_ref().and_then(|r| r.policy.as_deref()) {
+        policies.push(app.caches.compiled(PolicyKind::Repository, text)?);
+    }
+    if let Some(text) = app.registry.registry_policy(req.registry).await? {
+        policies.push(app.caches.compiled(PolicyKind::Registry, &text)?);
+    }
+    let mut context = req.context;
+    context.push((
+        "aws:ResourceAccount".into(),
+        ContextValue::One(req.registry.to_string()),
+    ));
+    if let Some(r) = &repo {
+        for t in app.store.tags(&r.account, TagTarget::Repository, &r.name).await? {
+            context.push((format!("aws:ResourceTag/{}", t.key), ContextValue::One(t.value.clone())));
+            context.push((format!("ecr:ResourceTag/{}", t.key), ContextValue::One(t.value)));
+        }
+    }
+    authorize(
+        app,
+        caller,
+        origin,
+        &Authorization {
+            action: req.action,
+            resource: &resource,
+            resource_account: req.registry,
+            resource_policies: &policies,
+            context: &context,
+            resource_must_allow: false,
+        },
+    )?;
+    Ok(repo)
+}
