@@ -13,10 +13,10 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Parsing is strict: exactly `"sha256:"` followed by 64 lowercase hex digits;
 /// anything else (other algorithms, uppercase hex, wrong length) is
 /// [`BlobError::InvalidDigest`]. [`Display`](fmt::Display) prints the same form.
+/// Holds the 32 raw hash bytes, so it is small and `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
-    /// Lowercase ASCII hex of the 32-byte hash (always valid UTF-8).
-    hex: [u8; 64],
+    bytes: [u8; 32],
 }
 
 impl Digest {
@@ -29,18 +29,22 @@ impl Digest {
 
     /// Builds a digest from the raw 32 hash bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest { bytes }
+    }
+
+    /// The raw 32 hash bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// The 64 lowercase hex digits, without the `sha256:` prefix (derefs to `&str`).
+    pub fn hex(&self) -> DigestHex {
         let mut hex = [0u8; 64];
-        for (i, b) in bytes.iter().enumerate() {
+        for (i, b) in self.bytes.iter().enumerate() {
             hex[2 * i] = HEX[usize::from(b >> 4)];
             hex[2 * i + 1] = HEX[usize::from(b & 0x0f)];
         }
-        Digest { hex }
-    }
-
-    /// The 64 lowercase hex digits, without the `sha256:` prefix.
-    pub fn hex(&self) -> &str {
-        // Only ever filled with bytes from `HEX` or validated lowercase hex.
-        std::str::from_utf8(&self.hex).expect("digest hex is ASCII")
+        DigestHex(hex)
     }
 
     /// The algorithm name; always `"sha256"`.
@@ -49,26 +53,91 @@ impl Digest {
     }
 }
 
+/// The 64 lowercase hex digits of a [`Digest`]; derefs to `str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DigestHex([u8; 64]);
+
+impl DigestHex {
+    /// The hex digits as a string slice.
+    pub fn as_str(&self) -> &str {
+        // Only ever filled with bytes from `HEX`.
+        std::str::from_utf8(&self.0).expect("digest hex is ASCII")
+    }
+}
+
+impl std::ops::Deref for DigestHex {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for DigestHex {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<std::path::Path> for DigestHex {
+    fn as_ref(&self) -> &std::path::Path {
+        self.as_str().as_ref()
+    }
+}
+
+impl PartialEq<str> for DigestHex {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for DigestHex {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for DigestHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for DigestHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
 impl FromStr for Digest {
     type Err = BlobError;
 
     fn from_str(s: &str) -> Result<Digest, BlobError> {
         let invalid = || BlobError::InvalidDigest(s.chars().take(100).collect());
-        let rest = s.strip_prefix(PREFIX).ok_or_else(invalid)?;
-        let bytes = rest.as_bytes();
-        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        let hex = s.strip_prefix(PREFIX).ok_or_else(invalid)?.as_bytes();
+        if hex.len() != 64 {
             return Err(invalid());
         }
-        let mut hex = [0u8; 64];
-        hex.copy_from_slice(bytes);
-        Ok(Digest { hex })
+        let mut bytes = [0u8; 32];
+        for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            let (hi, lo) = nibble(pair[0]).zip(nibble(pair[1])).ok_or_else(invalid)?;
+            *out = (hi << 4) | lo;
+        }
+        Ok(Digest { bytes })
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(PREFIX)?;
-        f.write_str(self.hex())
+        f.write_str(&self.hex())
     }
 }
 
@@ -104,7 +173,7 @@ impl Sha256 {
         let out = self.0.finish();
         let mut bytes = [0u8; 32];
         bytes.copy_from_slice(out.as_ref());
-        Digest::from_bytes(bytes)
+        Digest { bytes }
     }
 }
 

@@ -9,6 +9,6 @@ mod digest;
 mod error;
 mod store;
 
-pub use digest::Digest;
+pub use digest::{Digest, DigestHex};
 pub use error::BlobError;
 pub use store::{BlobReader, BlobStore};

@@ -577,7 +577,7 @@ async fn streams_64_mib_with_bounded_chunks() {
         ctx.update(&c);
     }
     assert_eq!(n, TOTAL);
-    assert_eq!(hex(ctx.finish().as_ref()), expected.hex());
+    assert_eq!(hex(ctx.finish().as_ref()), expected.hex().as_str());
 }
 
 fn hex(b: &[u8]) -> String {

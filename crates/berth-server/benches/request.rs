@@ -73,8 +73,15 @@ async fn app() -> App {
         ..root
     };
     store.create_access_key(&key, 2).await.unwrap();
+    let store = Arc::new(store);
+    let staging = std::env::temp_dir().join("berth-bench-staging");
     App {
-        store: Arc::new(store),
+        store: store.clone(),
+        registry: store,
+        blobs: berth_blobs::BlobStore::in_memory(&staging).await.unwrap(),
+        token_key: b"bench".to_vec(),
+        default_account: ACCOUNT.into(),
+        bound: std::sync::OnceLock::new(),
         caches: Caches::new(Duration::from_secs(3600)),
         config: Config::default(),
         audit: Audit::open(&AuditSink::Off).unwrap(),

@@ -116,7 +116,10 @@ impl Caches {
             return Ok(p.clone());
         }
         let p = Arc::new(CompiledPolicy::parse(kind.name(), kind, text).map_err(|e| {
-            ApiError::internal(format!("a stored {} no longer compiles: {e}", kind.policy_noun()))
+            ApiError::internal(format!(
+                "a stored {} no longer compiles: {e}",
+                kind.policy_noun()
+            ))
         })?);
         let mut m = lock(&self.compiled);
         if m.len() >= LIMIT {

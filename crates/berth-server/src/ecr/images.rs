@@ -29,9 +29,17 @@ pub async fn put_image(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         }
     }
     let media_type = c.str("imageManifestMediaType");
-    let pushed = store_manifest(c.app, r, manifest.as_bytes(), media_type, tag, c.str("imageDigest"), c.origin.now)
-        .await
-        .map_err(|e| push_error(r, e))?;
+    let pushed = store_manifest(
+        c.app,
+        r,
+        manifest.as_bytes(),
+        media_type,
+        tag,
+        c.str("imageDigest"),
+        c.origin.now,
+    )
+    .await
+    .map_err(|e| push_error(r, e))?;
     if pushed.outcome.existed && (tag.is_none() || pushed.outcome.tag_unchanged) {
         return Err(ApiError::new(
             400,
@@ -89,7 +97,9 @@ pub fn push_error(r: &Repository, e: PushError) -> ApiError {
 }
 
 /// An `imageIds` entry: (tag, digest).
-fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<(Option<String>, Option<String>)>>, ApiError> {
+type ImageId = (Option<String>, Option<String>);
+
+fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<ImageId>>, ApiError> {
     let Some(list) = c.input.get("imageIds") else {
         return if required {
             Err(invalid("1 validation error detected: Value null at 'imageIds' failed to satisfy constraint: Member must not be null"))
@@ -104,8 +114,12 @@ fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<(Option<Strin
         list.iter()
             .map(|i| {
                 (
-                    i.get("imageTag").and_then(Value::as_str).map(str::to_string),
-                    i.get("imageDigest").and_then(Value::as_str).map(str::to_string),
+                    i.get("imageTag")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    i.get("imageDigest")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 )
             })
             .collect(),
@@ -117,24 +131,55 @@ fn failure(tag: &Option<String>, digest: &Option<String>, code: &str, reason: &s
 }
 
 /// Find an image by an `imageIds` entry, or the failure to report.
-async fn find(c: &EcrCall<'_>, r: &Repository, tag: &Option<String>, digest: &Option<String>) -> Result<Result<Image, Value>, ApiError> {
+async fn find(
+    c: &EcrCall<'_>,
+    r: &Repository,
+    tag: &Option<String>,
+    digest: &Option<String>,
+) -> Result<Result<Image, Value>, ApiError> {
     if let Some(d) = digest {
         if !valid_digest(d) {
             return Ok(Err(failure(tag, digest, "InvalidImageDigest", "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")));
         }
     }
     let reference = match (tag, digest) {
-        (None, None) => return Ok(Err(failure(tag, digest, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null"))),
+        (None, None) => {
+            return Ok(Err(failure(
+                tag,
+                digest,
+                "MissingDigestAndTag",
+                "Invalid request parameters: both tag and digest cannot be null",
+            )))
+        }
         (_, Some(d)) => d.clone(),
         (Some(t), None) => t.clone(),
     };
-    let Some(img) = c.app.registry.image(&r.account, &r.name, &reference).await? else {
-        return Ok(Err(failure(tag, digest, "ImageNotFound", "Requested image not found")));
+    let Some(img) = c
+        .app
+        .registry
+        .image(&r.account, &r.name, &reference)
+        .await?
+    else {
+        return Ok(Err(failure(
+            tag,
+            digest,
+            "ImageNotFound",
+            "Requested image not found",
+        )));
     };
     if let Some(t) = tag {
         if !img.tags.contains(t) {
-            let code = if digest.is_some() { "ImageTagDoesNotMatchDigest" } else { "ImageNotFound" };
-            return Ok(Err(failure(tag, digest, code, "Invalid request parameters: given tag does not map to the given digest")));
+            let code = if digest.is_some() {
+                "ImageTagDoesNotMatchDigest"
+            } else {
+                "ImageNotFound"
+            };
+            return Ok(Err(failure(
+                tag,
+                digest,
+                code,
+                "Invalid request parameters: given tag does not map to the given digest",
+            )));
         }
     }
     Ok(Ok(img))
@@ -143,20 +188,33 @@ async fn find(c: &EcrCall<'_>, r: &Repository, tag: &Option<String>, digest: &Op
 pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let ids = image_ids(c, true)?.unwrap_or_default();
-    let accepted: Option<Vec<String>> = c.input.get("acceptedMediaTypes").and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+    let accepted: Option<Vec<String>> = c
+        .input
+        .get("acceptedMediaTypes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        });
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for (tag, digest) in &ids {
         match find(c, r, tag, digest).await? {
             Ok(img) => {
-                if accepted.as_ref().is_some_and(|a| !a.contains(&img.media_type)) {
+                if accepted
+                    .as_ref()
+                    .is_some_and(|a| !a.contains(&img.media_type))
+                {
                     failures.push(failure(tag, digest, "ImageNotFound", &format!(
                         "Requested image not found: it is stored as {} and the request accepts only {:?} (stored manifests are never converted)",
                         img.media_type, accepted.as_deref().unwrap_or_default()
                     )));
                     continue;
                 }
-                c.app.registry.record_pull(&r.account, &r.name, &img.digest, c.origin.now).await?;
+                c.app
+                    .registry
+                    .record_pull(&r.account, &r.name, &img.digest, c.origin.now)
+                    .await?;
                 images.push(image_json(r, &img, tag.as_deref()));
             }
             Err(f) => failures.push(f),
@@ -172,7 +230,12 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     for (tag, digest) in &ids {
         if let Some(t) = tag {
             if !valid_tag(t) && t.chars().count() > 300 {
-                failures.push(failure(tag, digest, "InvalidImageTag", "Invalid request parameters: invalid image tag"));
+                failures.push(failure(
+                    tag,
+                    digest,
+                    "InvalidImageTag",
+                    "Invalid request parameters: invalid image tag",
+                ));
                 continue;
             }
         }
@@ -188,7 +251,12 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                 c.app.registry.delete_tag(&r.account, &r.name, t).await?;
                 // The last tag gone: the image goes too (ECR).
                 if img.tags.len() == 1 {
-                    if let Err(e) = c.app.registry.delete_image(&r.account, &r.name, &img.digest).await {
+                    if let Err(e) = c
+                        .app
+                        .registry
+                        .delete_image(&r.account, &r.name, &img.digest)
+                        .await
+                    {
                         if !matches!(e, berth_store::StoreError::Conflict(_)) {
                             return Err(e.into());
                         }
@@ -196,7 +264,12 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                 }
                 deleted.push(json!({"imageTag": t, "imageDigest": img.digest}));
             }
-            _ => match c.app.registry.delete_image(&r.account, &r.name, &img.digest).await {
+            _ => match c
+                .app
+                .registry
+                .delete_image(&r.account, &r.name, &img.digest)
+                .await
+            {
                 Ok(_) => {
                     for t in &img.tags {
                         deleted.push(json!({"imageTag": t, "imageDigest": img.digest}));
@@ -216,7 +289,11 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 }
 
 fn tag_status<'c>(c: &'c EcrCall<'_>) -> Result<&'c str, ApiError> {
-    let s = c.input.pointer("/filter/tagStatus").and_then(Value::as_str).unwrap_or("ANY");
+    let s = c
+        .input
+        .pointer("/filter/tagStatus")
+        .and_then(Value::as_str)
+        .unwrap_or("ANY");
     if !["TAGGED", "UNTAGGED", "ANY"].contains(&s) {
         return Err(invalid(format!("Invalid parameter at 'filter.tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]': {s:?}")));
     }
@@ -225,12 +302,18 @@ fn tag_status<'c>(c: &'c EcrCall<'_>) -> Result<&'c str, ApiError> {
 
 /// `maxResults`/`nextToken` (an offset) over a list.
 fn page<T>(c: &EcrCall<'_>, items: Vec<T>) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let max = c.input.get("maxResults").and_then(Value::as_i64).unwrap_or(100);
+    let max = c
+        .input
+        .get("maxResults")
+        .and_then(Value::as_i64)
+        .unwrap_or(100);
     if !(1..=1000).contains(&max) {
         return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
     }
     let start: usize = match c.str("nextToken") {
-        Some(t) => t.parse().map_err(|_| invalid("Invalid parameter at 'nextToken': not a token this server gave"))?,
+        Some(t) => t.parse().map_err(|_| {
+            invalid("Invalid parameter at 'nextToken': not a token this server gave")
+        })?,
         None => 0,
     };
     let total = items.len();
@@ -262,8 +345,11 @@ pub async fn describe_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let status = tag_status(c)?;
     let ids = image_ids(c, false)?;
-    if ids.is_some() && (c.input.get("maxResults").is_some() || c.input.get("nextToken").is_some()) {
-        return Err(invalid("nextToken and maxResults cannot be given with imageIds"));
+    if ids.is_some() && (c.input.get("maxResults").is_some() || c.input.get("nextToken").is_some())
+    {
+        return Err(invalid(
+            "nextToken and maxResults cannot be given with imageIds",
+        ));
     }
     let detail = |img: &Image| {
         json!({

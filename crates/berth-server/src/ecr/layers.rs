@@ -38,7 +38,12 @@ pub async fn batch_check(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             failures.push(json!({"layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest"}));
             continue;
         }
-        match c.app.registry.repository_blob(&r.account, &r.name, d).await? {
+        match c
+            .app
+            .registry
+            .repository_blob(&r.account, &r.name, d)
+            .await?
+        {
             Some(size) => layers.push(json!({
                 "layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size,
                 "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -55,12 +60,22 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     if !valid_digest(d) {
         return Err(invalid(format!("Invalid parameter at 'layerDigest' failed to satisfy constraint: {d:?} is not a sha256 digest")));
     }
-    if c.app.registry.repository_blob(&r.account, &r.name, d).await?.is_none() {
+    if c.app
+        .registry
+        .repository_blob(&r.account, &r.name, d)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::new(400, "LayersNotFoundException", format!(
             "The layer with digest '{d}' does not exist in the repository with name '{}' in the registry with id '{}'", r.name, r.account
         )));
     }
-    if !c.app.registry.blob_referenced(&r.account, &r.name, d).await? {
+    if !c
+        .app
+        .registry
+        .blob_referenced(&r.account, &r.name, d)
+        .await?
+    {
         return Err(ApiError::new(400, "LayerInaccessibleException", format!(
             "The layer with digest '{d}' is not referenced by any image in the repository with name '{}'", r.name
         )));
@@ -89,70 +104,128 @@ pub async fn initiate(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 }
 
 fn upload_not_found(id: &str) -> ApiError {
-    ApiError::new(400, "UploadNotFoundException", format!("The upload with id '{id}' is not valid for this repository"))
+    ApiError::new(
+        400,
+        "UploadNotFoundException",
+        format!("The upload with id '{id}' is not valid for this repository"),
+    )
 }
 
 /// The upload session, bound to this repository and principal; returns its size.
 async fn session(c: &EcrCall<'_>, id: &str) -> Result<u64, ApiError> {
     let r = c.repo()?;
-    let u = c.app.registry.upload(id).await?.ok_or_else(|| upload_not_found(id))?;
+    let u = c
+        .app
+        .registry
+        .upload(id)
+        .await?
+        .ok_or_else(|| upload_not_found(id))?;
     if u.account != r.account || u.repository != r.name || u.principal != c.caller.arn() {
         return Err(upload_not_found(id));
     }
-    c.app.blobs.upload_size(id).await.map_err(blob_error)?.ok_or_else(|| upload_not_found(id))
+    c.app
+        .blobs
+        .upload_size(id)
+        .await
+        .map_err(blob_error)?
+        .ok_or_else(|| upload_not_found(id))
 }
 
 pub async fn upload_part(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let id = c.required("uploadId")?;
-    let first = c.input.get("partFirstByte").and_then(Value::as_i64).filter(|n| *n >= 0)
+    let first = c
+        .input
+        .get("partFirstByte")
+        .and_then(Value::as_i64)
+        .filter(|n| *n >= 0)
         .ok_or_else(|| invalid("partFirstByte is required and must be a non-negative integer"))?;
-    let last = c.input.get("partLastByte").and_then(Value::as_i64).filter(|n| *n >= 0)
+    let last = c
+        .input
+        .get("partLastByte")
+        .and_then(Value::as_i64)
+        .filter(|n| *n >= 0)
         .ok_or_else(|| invalid("partLastByte is required and must be a non-negative integer"))?;
     let blob = c.required("layerPartBlob")?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(blob)
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
         .map_err(|_| invalid("layerPartBlob is not base64"))?;
     if bytes.len() > MAX_PART {
-        return Err(invalid(format!("layerPartBlob holds {} bytes; at most {MAX_PART} per part", bytes.len())));
+        return Err(invalid(format!(
+            "layerPartBlob holds {} bytes; at most {MAX_PART} per part",
+            bytes.len()
+        )));
     }
     let current = session(c, id).await?;
     let part_error = |m: String| {
-        ApiError::new(400, "InvalidLayerPartException", format!(
+        ApiError::new(
+            400,
+            "InvalidLayerPartException",
+            format!(
             "{m} (registryId '{}', repositoryName '{}', uploadId '{id}', lastValidByteReceived {})",
             r.account, r.name, current as i64 - 1
-        ))
+        ),
+        )
     };
     if first as u64 != current {
-        return Err(part_error(format!("The part starts at byte {first}; the upload holds {current} bytes")));
+        return Err(part_error(format!(
+            "The part starts at byte {first}; the upload holds {current} bytes"
+        )));
     }
     if last < first || (last - first + 1) as usize != bytes.len() {
-        return Err(part_error(format!("partFirstByte {first} and partLastByte {last} do not describe the {} bytes sent", bytes.len())));
+        return Err(part_error(format!(
+            "partFirstByte {first} and partLastByte {last} do not describe the {} bytes sent",
+            bytes.len()
+        )));
     }
     let chunk = futures_one(bytes);
-    let size = c.app.blobs.append(id, current, chunk).await.map_err(blob_error)?;
+    let size = c
+        .app
+        .blobs
+        .append(id, current, chunk)
+        .await
+        .map_err(blob_error)?;
     c.app.registry.touch_upload(id, c.origin.now).await?;
-    Ok(json!({"registryId": r.account, "repositoryName": r.name, "uploadId": id, "lastByteReceived": size as i64 - 1}))
+    Ok(
+        json!({"registryId": r.account, "repositoryName": r.name, "uploadId": id, "lastByteReceived": size as i64 - 1}),
+    )
 }
 
 /// One chunk as a stream.
-fn futures_one(bytes: Vec<u8>) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Unpin + Send {
+fn futures_one(
+    bytes: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Unpin + Send
+{
     futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))])
 }
 
 pub async fn complete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let id = c.required("uploadId")?;
-    let digests: Vec<&str> = c.input.get("layerDigests").and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let digests: Vec<&str> = c
+        .input
+        .get("layerDigests")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let [d] = digests.as_slice() else {
         return Err(invalid("layerDigests must hold exactly one digest"));
     };
     let dg: Digest = d.parse().map_err(|_| invalid(format!("Invalid parameter at 'layerDigests' failed to satisfy constraint: {d:?} is not a sha256 digest")))?;
     let size = session(c, id).await?;
     if size == 0 {
-        return Err(ApiError::new(400, "EmptyUploadException", format!("The upload with id '{id}' has no layer parts")));
+        return Err(ApiError::new(
+            400,
+            "EmptyUploadException",
+            format!("The upload with id '{id}' has no layer parts"),
+        ));
     }
-    let held_before = c.app.registry.repository_blob(&r.account, &r.name, d).await?.is_some();
+    let held_before = c
+        .app
+        .registry
+        .repository_blob(&r.account, &r.name, d)
+        .await?
+        .is_some();
     let size = match c.app.blobs.finish(id, &dg).await {
         Ok(s) => s,
         Err(BlobError::DigestMismatch { computed, .. }) => {
@@ -163,7 +236,10 @@ pub async fn complete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         }
         Err(e) => return Err(blob_error(e)),
     };
-    c.app.registry.add_repository_blob(&r.account, &r.name, d, size as i64, c.origin.now).await?;
+    c.app
+        .registry
+        .add_repository_blob(&r.account, &r.name, d, size as i64, c.origin.now)
+        .await?;
     c.app.registry.delete_upload(id).await?;
     if held_before {
         return Err(ApiError::new(400, "LayerAlreadyExistsException", format!(

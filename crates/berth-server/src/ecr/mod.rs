@@ -90,7 +90,9 @@ pub fn repository_not_found(registry: &str, name: &str) -> ApiError {
     ApiError::new(
         400,
         "RepositoryNotFoundException",
-        format!("The repository with name '{name}' does not exist in the registry with id '{registry}'"),
+        format!(
+            "The repository with name '{name}' does not exist in the registry with id '{registry}'"
+        ),
     )
 }
 
@@ -178,19 +180,33 @@ pub async fn serve(
         match serde_json::from_slice(body) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => {
-                let e = ApiError::new(400, "SerializationException", "The request body is not a JSON object");
+                let e = ApiError::new(
+                    400,
+                    "SerializationException",
+                    "The request body is not a JSON object",
+                );
                 return error_response(&e, &request_id);
             }
             Err(e) => {
-                let e = ApiError::new(400, "SerializationException", format!("The request body is not valid JSON: {e}"));
+                let e = ApiError::new(
+                    400,
+                    "SerializationException",
+                    format!("The request body is not valid JSON: {e}"),
+                );
                 return error_response(&e, &request_id);
             }
         }
     };
     let (source_ip, secure) = app.client(
         peer.ip(),
-        parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()),
+        parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok()),
     );
     let origin = Origin {
         request_id: request_id.clone(),
@@ -231,7 +247,10 @@ fn repository_name(input: &Value, op: Operation) -> Result<Option<String>, ApiEr
 
 /// `resourceArn` of the tagging calls → (registry, repository).
 fn resource_arn(input: &Value, region: &str) -> Result<(String, String), ApiError> {
-    let arn = input.get("resourceArn").and_then(Value::as_str).unwrap_or("");
+    let arn = input
+        .get("resourceArn")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let bad = || {
         invalid(format!(
             "Invalid parameter at 'resourceArn' failed to satisfy constraint: '{arn}' is not a repository ARN (arn:aws:ecr:{region}:ACCOUNT:repository/NAME)"
@@ -266,21 +285,41 @@ pub fn request_tags(input: &Value) -> Result<Vec<berth_store::Tag>, ApiError> {
                 .all(|c| c.is_alphanumeric() || c.is_whitespace() || "+-=._:/@".contains(c))
         };
         let Some(value) = value else {
-            return Err(ApiError::new(400, "InvalidTagParameterException", format!("Tag {key:?} has no Value (use \"\" for an empty one)")));
+            return Err(ApiError::new(
+                400,
+                "InvalidTagParameterException",
+                format!("Tag {key:?} has no Value (use \"\" for an empty one)"),
+            ));
         };
-        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 || !ok_chars(key) || !ok_chars(value) {
+        if key.is_empty()
+            || key.chars().count() > 128
+            || value.chars().count() > 256
+            || !ok_chars(key)
+            || !ok_chars(value)
+        {
             return Err(ApiError::new(400, "InvalidTagParameterException", format!(
                 "Tag {key:?}={value:?} is not valid: keys have 1 to 128 characters, values at most 256, of letters, digits, spaces and + - = . _ : / @"
             )));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(ApiError::new(400, "InvalidTagParameterException", "Tag keys starting with 'aws:' are reserved"));
+            return Err(ApiError::new(
+                400,
+                "InvalidTagParameterException",
+                "Tag keys starting with 'aws:' are reserved",
+            ));
         }
         out.retain(|o: &berth_store::Tag| o.key != key);
-        out.push(berth_store::Tag { key: key.to_string(), value: value.to_string() });
+        out.push(berth_store::Tag {
+            key: key.to_string(),
+            value: value.to_string(),
+        });
     }
     if out.len() > 50 {
-        return Err(ApiError::new(400, "TooManyTagsException", "A repository can have at most 50 tags"));
+        return Err(ApiError::new(
+            400,
+            "TooManyTagsException",
+            "A repository can have at most 50 tags",
+        ));
     }
     Ok(out)
 }
@@ -288,15 +327,29 @@ pub fn request_tags(input: &Value) -> Result<Vec<berth_store::Tag>, ApiError> {
 fn tag_context(tags: &[berth_store::Tag]) -> Vec<(String, ContextValue)> {
     let mut ctx: Vec<(String, ContextValue)> = tags
         .iter()
-        .map(|t| (format!("aws:RequestTag/{}", t.key), ContextValue::One(t.value.clone())))
+        .map(|t| {
+            (
+                format!("aws:RequestTag/{}", t.key),
+                ContextValue::One(t.value.clone()),
+            )
+        })
         .collect();
     if !tags.is_empty() {
-        ctx.push(("aws:TagKeys".into(), ContextValue::Many(tags.iter().map(|t| t.key.clone()).collect())));
+        ctx.push((
+            "aws:TagKeys".into(),
+            ContextValue::Many(tags.iter().map(|t| t.key.clone()).collect()),
+        ));
     }
     ctx
 }
 
-async fn call(app: &App, caller: &Caller, origin: &Origin, op: Operation, input: &Value) -> Result<Value, ApiError> {
+async fn call(
+    app: &App,
+    caller: &Caller,
+    origin: &Origin,
+    op: Operation,
+    input: &Value,
+) -> Result<Value, ApiError> {
     let mut registry = match input.get("registryId").and_then(Value::as_str) {
         Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => id.to_string(),
         Some(id) => {
@@ -319,7 +372,11 @@ async fn call(app: &App, caller: &Caller, origin: &Origin, op: Operation, input:
                 let keys: Vec<String> = input
                     .get("tagKeys")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 context.push(("aws:TagKeys".into(), ContextValue::Many(keys)));
             }
@@ -329,7 +386,14 @@ async fn call(app: &App, caller: &Caller, origin: &Origin, op: Operation, input:
     }
     if op.scope() == Scope::Repositories {
         // Each repository is decided in the handler.
-        let call = EcrCall { app, caller, origin, input, registry, repository: None };
+        let call = EcrCall {
+            app,
+            caller,
+            origin,
+            input,
+            registry,
+            repository: None,
+        };
         return repositories::describe_repositories(&call).await;
     }
     let found = authorize_ecr(
@@ -359,7 +423,14 @@ async fn call(app: &App, caller: &Caller, origin: &Origin, op: Operation, input:
         )
         .await?;
     }
-    let call = EcrCall { app, caller, origin, input, registry, repository: found };
+    let call = EcrCall {
+        app,
+        caller,
+        origin,
+        input,
+        registry,
+        repository: found,
+    };
     let result = dispatch(&call, op).await;
     if result.is_ok() && writes(op) {
         app.caches.invalidate();
@@ -369,14 +440,19 @@ async fn call(app: &App, caller: &Caller, origin: &Origin, op: Operation, input:
 
 fn writes(op: Operation) -> bool {
     let n = op.name();
-    !(n.starts_with("Get") || n.starts_with("List") || n.starts_with("Describe") || n.starts_with("Batch"))
+    !(n.starts_with("Get")
+        || n.starts_with("List")
+        || n.starts_with("Describe")
+        || n.starts_with("Batch"))
 }
 
 async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
     use Operation::*;
     match op {
         GetAuthorizationToken => repositories::get_authorization_token(c).await,
-        DescribeRegistry => Ok(json!({"registryId": c.registry, "replicationConfiguration": {"rules": []}})),
+        DescribeRegistry => {
+            Ok(json!({"registryId": c.registry, "replicationConfiguration": {"rules": []}}))
+        }
         PutRegistryPolicy => repositories::put_registry_policy(c).await,
         GetRegistryPolicy => repositories::get_registry_policy(c).await,
         DeleteRegistryPolicy => repositories::delete_registry_policy(c).await,

@@ -12,11 +12,20 @@ use crate::registry::{authorize_ecr, EcrRequest};
 
 /// How long a registry password lives.
 const TOKEN_LIFETIME: i64 = 12 * 3600;
-const MUTABILITY: &[&str] = &["MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"];
+const MUTABILITY: &[&str] = &[
+    "MUTABLE",
+    "IMMUTABLE",
+    "MUTABLE_WITH_EXCLUSION",
+    "IMMUTABLE_WITH_EXCLUSION",
+];
 
 pub fn repo_json(c: &EcrCall<'_>, r: &Repository) -> Value {
-    let encryption: Value = serde_json::from_str(&r.encryption).unwrap_or(json!({"encryptionType": "AES256"}));
-    let filters: Option<Value> = r.mutability_filters.as_deref().and_then(|f| serde_json::from_str(f).ok());
+    let encryption: Value =
+        serde_json::from_str(&r.encryption).unwrap_or(json!({"encryptionType": "AES256"}));
+    let filters: Option<Value> = r
+        .mutability_filters
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok());
     json!({
         "repositoryArn": r.arn(c.region()),
         "registryId": r.account,
@@ -46,7 +55,10 @@ pub async fn get_authorization_token(c: &EcrCall<'_>) -> Result<Value, ApiError>
         },
     );
     let ids: Vec<String> = match c.input.get("registryIds").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
         _ => vec![c.caller.account.to_string()],
     };
     let data: Vec<Value> = ids
@@ -80,7 +92,10 @@ fn check_policy(text: &str, kind: PolicyKind) -> Result<(), ApiError> {
 pub async fn put_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let text = c.required("policyText")?;
     check_policy(text, PolicyKind::Registry)?;
-    c.app.registry.set_registry_policy(&c.registry, Some(text)).await?;
+    c.app
+        .registry
+        .set_registry_policy(&c.registry, Some(text))
+        .await?;
     Ok(json!({"registryId": c.registry, "policyText": text}))
 }
 
@@ -88,18 +103,34 @@ fn no_registry_policy(c: &EcrCall<'_>) -> ApiError {
     ApiError::new(
         400,
         "RegistryPolicyNotFoundException",
-        format!("Registry policy does not exist in the registry with id '{}'", c.registry),
+        format!(
+            "Registry policy does not exist in the registry with id '{}'",
+            c.registry
+        ),
     )
 }
 
 pub async fn get_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let text = c.app.registry.registry_policy(&c.registry).await?.ok_or_else(|| no_registry_policy(c))?;
+    let text = c
+        .app
+        .registry
+        .registry_policy(&c.registry)
+        .await?
+        .ok_or_else(|| no_registry_policy(c))?;
     Ok(json!({"registryId": c.registry, "policyText": text}))
 }
 
 pub async fn delete_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let text = c.app.registry.registry_policy(&c.registry).await?.ok_or_else(|| no_registry_policy(c))?;
-    c.app.registry.set_registry_policy(&c.registry, None).await?;
+    let text = c
+        .app
+        .registry
+        .registry_policy(&c.registry)
+        .await?
+        .ok_or_else(|| no_registry_policy(c))?;
+    c.app
+        .registry
+        .set_registry_policy(&c.registry, None)
+        .await?;
     Ok(json!({"registryId": c.registry, "policyText": text}))
 }
 
@@ -110,7 +141,10 @@ fn mutability(c: &EcrCall<'_>) -> Result<(String, Option<String>), ApiError> {
             "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]': {m:?}"
         )));
     }
-    let filters = c.input.get("imageTagMutabilityExclusionFilters").filter(|v| !v.is_null());
+    let filters = c
+        .input
+        .get("imageTagMutabilityExclusionFilters")
+        .filter(|v| !v.is_null());
     let with_exclusion = m.ends_with("_WITH_EXCLUSION");
     match (with_exclusion, filters) {
         (true, None) => Err(invalid(format!(
@@ -152,7 +186,10 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .unwrap_or(false);
     let encryption = match c.input.get("encryptionConfiguration") {
         Some(e) if !e.is_null() => {
-            let ty = e.get("encryptionType").and_then(Value::as_str).unwrap_or("");
+            let ty = e
+                .get("encryptionType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !["AES256", "KMS", "KMS_DSSE"].contains(&ty) {
                 return Err(invalid(format!(
                     "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]': {ty:?}"
@@ -175,25 +212,42 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         lifecycle_updated: None,
     };
     if c.app.store.account(&c.registry).await?.is_none() {
-        return Err(invalid(format!("The registry with id '{}' does not exist", c.registry)));
+        return Err(invalid(format!(
+            "The registry with id '{}' does not exist",
+            c.registry
+        )));
     }
-    c.app.registry.create_repository(&repo, &tags).await.map_err(|e| match e {
-        berth_store::StoreError::AlreadyExists(m) => ApiError::new(400, "RepositoryAlreadyExistsException", m),
-        e => e.into(),
-    })?;
+    c.app
+        .registry
+        .create_repository(&repo, &tags)
+        .await
+        .map_err(|e| match e {
+            berth_store::StoreError::AlreadyExists(m) => {
+                ApiError::new(400, "RepositoryAlreadyExistsException", m)
+            }
+            e => e.into(),
+        })?;
     Ok(json!({ "repository": repo_json(c, &repo) }))
 }
 
 /// DescribeRepositories: named repositories (each must exist and be allowed), or every
 /// repository the caller may describe, paginated.
 pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let names: Option<Vec<String>> = c.input.get("repositoryNames").and_then(Value::as_array).map(|a| {
-        a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-    });
+    let names: Option<Vec<String>> = c
+        .input
+        .get("repositoryNames")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        });
     let max = c.input.get("maxResults").and_then(Value::as_i64);
     let token = c.str("nextToken");
     if names.is_some() && (max.is_some() || token.is_some()) {
-        return Err(invalid("nextToken and maxResults cannot be given with repositoryNames"));
+        return Err(invalid(
+            "nextToken and maxResults cannot be given with repositoryNames",
+        ));
     }
     let mut out = Vec::new();
     let ask = |name: String| async move {
@@ -201,7 +255,12 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             c.app,
             c.caller,
             c.origin,
-            EcrRequest { action: "ecr:DescribeRepositories", registry: &c.registry, repository: Some(&name), context: Vec::new() },
+            EcrRequest {
+                action: "ecr:DescribeRepositories",
+                registry: &c.registry,
+                repository: Some(&name),
+                context: Vec::new(),
+            },
         )
         .await
     };
@@ -232,7 +291,9 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                 match ask(r.name.clone()).await {
                     Ok(_) => {
                         if out.len() as i64 == max {
-                            next = out.last().and_then(|v: &Value| v["repositoryName"].as_str().map(str::to_string));
+                            next = out.last().and_then(|v: &Value| {
+                                v["repositoryName"].as_str().map(str::to_string)
+                            });
                             break;
                         }
                         out.push(repo_json(c, &r));
@@ -255,10 +316,17 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 pub async fn delete_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let force = c.bool("force").unwrap_or(false);
-    let deleted = c.app.registry.delete_repository(&r.account, &r.name, force).await.map_err(|e| match e {
-        berth_store::StoreError::Conflict(m) => ApiError::new(400, "RepositoryNotEmptyException", m),
-        e => e.into(),
-    })?;
+    let deleted = c
+        .app
+        .registry
+        .delete_repository(&r.account, &r.name, force)
+        .await
+        .map_err(|e| match e {
+            berth_store::StoreError::Conflict(m) => {
+                ApiError::new(400, "RepositoryNotEmptyException", m)
+            }
+            e => e.into(),
+        })?;
     Ok(json!({ "repository": repo_json(c, &deleted) }))
 }
 
@@ -269,7 +337,10 @@ pub async fn put_tag_mutability(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     r.tag_mutability = m;
     r.mutability_filters = filters;
     c.app.registry.update_repository(&r).await?;
-    let filters: Option<Value> = r.mutability_filters.as_deref().and_then(|f| serde_json::from_str(f).ok());
+    let filters: Option<Value> = r
+        .mutability_filters
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok());
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name,
         "imageTagMutability": r.tag_mutability, "imageTagMutabilityExclusionFilters": filters,
@@ -307,7 +378,9 @@ pub async fn set_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             resource_account: &r.account,
             context: &ctx,
         };
-        if berth_iam::resource_policy_allows(&req, &policy).is_none() && policy_denies(&req, &policy) {
+        if berth_iam::resource_policy_allows(&req, &policy).is_none()
+            && policy_denies(&req, &policy)
+        {
             return Err(invalid(
                 "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'The policy would prevent you from setting the repository policy again; use force to set it anyway'",
             ));
@@ -320,7 +393,12 @@ pub async fn set_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 
 /// Whether a resource policy explicitly denies a request on its own.
 fn policy_denies(req: &berth_iam::Request, p: &std::sync::Arc<CompiledPolicy>) -> bool {
-    let set = berth_iam::PolicySet { identity: &[], resource: std::slice::from_ref(p), boundary: None, session: None };
+    let set = berth_iam::PolicySet {
+        identity: &[],
+        resource: std::slice::from_ref(p),
+        boundary: None,
+        session: None,
+    };
     berth_iam::decide(req, &set) == berth_iam::Decision::ExplicitDeny
 }
 
@@ -357,30 +435,54 @@ pub fn check_lifecycle(text: &str) -> Result<(), ApiError> {
     };
     let n = text.chars().count();
     if !(100..=30_720).contains(&n) {
-        return Err(fail(&format!("the policy text must have 100 to 30720 characters, not {n}")));
+        return Err(fail(&format!(
+            "the policy text must have 100 to 30720 characters, not {n}"
+        )));
     }
     let v: Value = serde_json::from_str(text).map_err(|e| fail(&format!("not valid JSON: {e}")))?;
-    let rules = v.get("rules").and_then(Value::as_array).ok_or_else(|| fail("object has missing required properties ([\"rules\"])"))?;
+    let rules = v
+        .get("rules")
+        .and_then(Value::as_array)
+        .ok_or_else(|| fail("object has missing required properties ([\"rules\"])"))?;
     if rules.is_empty() {
         return Err(fail("\"rules\" must hold at least one rule"));
     }
     let mut priorities = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let at = format!("rules[{i}]");
-        let p = rule.get("rulePriority").and_then(Value::as_i64).filter(|p| *p >= 1)
-            .ok_or_else(|| fail(&format!("{at}.rulePriority must be an integer of at least 1")))?;
+        let p = rule
+            .get("rulePriority")
+            .and_then(Value::as_i64)
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| {
+                fail(&format!(
+                    "{at}.rulePriority must be an integer of at least 1"
+                ))
+            })?;
         if priorities.contains(&p) {
-            return Err(fail(&format!("rulePriority {p} is used by more than one rule")));
+            return Err(fail(&format!(
+                "rulePriority {p} is used by more than one rule"
+            )));
         }
         priorities.push(p);
-        let sel = rule.get("selection").ok_or_else(|| fail(&format!("{at} has no selection")))?;
+        let sel = rule
+            .get("selection")
+            .ok_or_else(|| fail(&format!("{at} has no selection")))?;
         let status = sel.get("tagStatus").and_then(Value::as_str).unwrap_or("");
         if !["tagged", "untagged", "any"].contains(&status) {
-            return Err(fail(&format!("{at}.selection.tagStatus must be tagged, untagged or any")));
+            return Err(fail(&format!(
+                "{at}.selection.tagStatus must be tagged, untagged or any"
+            )));
         }
-        let has_list = |k: &str| sel.get(k).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let has_list = |k: &str| {
+            sel.get(k)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        };
         if status == "tagged" && !has_list("tagPrefixList") && !has_list("tagPatternList") {
-            return Err(fail(&format!("{at}: tagPrefixList or tagPatternList is required when tagStatus is tagged")));
+            return Err(fail(&format!(
+                "{at}: tagPrefixList or tagPatternList is required when tagStatus is tagged"
+            )));
         }
         let count_type = sel.get("countType").and_then(Value::as_str).unwrap_or("");
         match count_type {
@@ -396,12 +498,23 @@ pub fn check_lifecycle(text: &str) -> Result<(), ApiError> {
             }
             _ => return Err(fail(&format!("{at}.selection.countType {count_type:?} is not imageCountMoreThan or sinceImagePushed"))),
         }
-        if sel.get("countNumber").and_then(Value::as_i64).is_none_or(|n| n < 1) {
-            return Err(fail(&format!("{at}.selection.countNumber must be an integer of at least 1")));
+        if sel
+            .get("countNumber")
+            .and_then(Value::as_i64)
+            .is_none_or(|n| n < 1)
+        {
+            return Err(fail(&format!(
+                "{at}.selection.countNumber must be an integer of at least 1"
+            )));
         }
-        let ty = rule.pointer("/action/type").and_then(Value::as_str).unwrap_or("");
+        let ty = rule
+            .pointer("/action/type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !["expire", "transition"].contains(&ty) {
-            return Err(fail(&format!("{at}.action.type must be expire or transition")));
+            return Err(fail(&format!(
+                "{at}.action.type must be expire or transition"
+            )));
         }
     }
     Ok(())
@@ -430,7 +543,10 @@ pub async fn put_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 
 pub async fn get_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
-    let text = r.lifecycle_policy.as_deref().ok_or_else(|| no_lifecycle(r))?;
+    let text = r
+        .lifecycle_policy
+        .as_deref()
+        .ok_or_else(|| no_lifecycle(r))?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text,
         "lastEvaluatedAt": r.lifecycle_updated,
@@ -450,26 +566,50 @@ pub async fn delete_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError>
 pub async fn tag_resource(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let tags = request_tags(c.input)?;
-    c.app.store.tag(&r.account, TagTarget::Repository, &r.name, &tags, 50).await.map_err(|e| match e {
-        berth_store::StoreError::LimitExceeded(_) => ApiError::new(400, "TooManyTagsException", "A repository can have at most 50 tags"),
-        e => e.into(),
-    })?;
+    c.app
+        .store
+        .tag(&r.account, TagTarget::Repository, &r.name, &tags, 50)
+        .await
+        .map_err(|e| match e {
+            berth_store::StoreError::LimitExceeded(_) => ApiError::new(
+                400,
+                "TooManyTagsException",
+                "A repository can have at most 50 tags",
+            ),
+            e => e.into(),
+        })?;
     Ok(json!({}))
 }
 
 pub async fn untag_resource(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
-    let keys: Vec<String> = c.input.get("tagKeys").and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+    let keys: Vec<String> = c
+        .input
+        .get("tagKeys")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
         .ok_or_else(|| invalid("tagKeys is required"))?;
-    c.app.store.untag(&r.account, TagTarget::Repository, &r.name, &keys).await?;
+    c.app
+        .store
+        .untag(&r.account, TagTarget::Repository, &r.name, &keys)
+        .await?;
     Ok(json!({}))
 }
 
 pub async fn list_tags(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
-    let tags = c.app.store.tags(&r.account, TagTarget::Repository, &r.name).await?;
-    let list: Vec<Value> = tags.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect();
+    let tags = c
+        .app
+        .store
+        .tags(&r.account, TagTarget::Repository, &r.name)
+        .await?;
+    let list: Vec<Value> = tags
+        .iter()
+        .map(|t| json!({"Key": t.key, "Value": t.value}))
+        .collect();
     Ok(json!({ "tags": list }))
 }
-

@@ -13,7 +13,11 @@ use crate::registry::names::valid_repository_name;
 
 fn blob_error(e: BlobError) -> OciError {
     match e {
-        BlobError::InvalidDigest(d) => OciError::new(400, "DIGEST_INVALID", format!("{d:?} is not a sha256 digest")),
+        BlobError::InvalidDigest(d) => OciError::new(
+            400,
+            "DIGEST_INVALID",
+            format!("{d:?} is not a sha256 digest"),
+        ),
         BlobError::NotFound => OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry"),
         BlobError::DigestMismatch { expected, computed } => OciError::new(
             400,
@@ -25,7 +29,11 @@ fn blob_error(e: BlobError) -> OciError {
             "BLOB_UPLOAD_INVALID",
             format!("the upload holds {expected} bytes; a chunk must start at byte {expected}"),
         ),
-        BlobError::UploadUnknown => OciError::new(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
+        BlobError::UploadUnknown => OciError::new(
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown to registry",
+        ),
         BlobError::RangeNotSatisfiable { size } => OciError::new(
             416,
             "BLOB_UNKNOWN",
@@ -42,7 +50,11 @@ fn digest(d: &str) -> Result<Digest, OciError> {
     d.parse::<Digest>().map_err(blob_error)
 }
 
-fn existing<'r>(c: &OciCall<'_>, name: &str, repo: &'r Option<Repository>) -> Result<&'r Repository, OciError> {
+fn existing<'r>(
+    c: &OciCall<'_>,
+    name: &str,
+    repo: &'r Option<Repository>,
+) -> Result<&'r Repository, OciError> {
     repo.as_ref().ok_or_else(|| c.name_unknown(name))
 }
 
@@ -76,7 +88,13 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
 
 /// `bytes=a-b`, `bytes=a-`: the first range only.
 fn parse_range(h: &str) -> Result<(u64, Option<u64>), OciError> {
-    let bad = || OciError::new(416, "BLOB_UNKNOWN", format!("Range {h:?} is not bytes=START-[END]"));
+    let bad = || {
+        OciError::new(
+            416,
+            "BLOB_UNKNOWN",
+            format!("Range {h:?} is not bytes=START-[END]"),
+        )
+    };
     let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     let first = spec.split(',').next().unwrap_or("");
     let (a, b) = first.split_once('-').ok_or_else(bad)?;
@@ -91,13 +109,29 @@ fn parse_range(h: &str) -> Result<(u64, Option<u64>), OciError> {
     Ok((a, b))
 }
 
-pub async fn get(c: &OciCall<'_>, name: &str, d: &str, repo: Option<Repository>, head: bool) -> Result<Response<Body>, OciError> {
+pub async fn get(
+    c: &OciCall<'_>,
+    name: &str,
+    d: &str,
+    repo: Option<Repository>,
+    head: bool,
+) -> Result<Response<Body>, OciError> {
     let dg = digest(d)?;
     let repo = existing(c, name, &repo)?;
     let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
-    c.app.registry.repository_blob(&repo.account, &repo.name, d).await?.ok_or_else(unknown)?;
+    c.app
+        .registry
+        .repository_blob(&repo.account, &repo.name, d)
+        .await?
+        .ok_or_else(unknown)?;
     if head {
-        let size = c.app.blobs.stat(&dg).await.map_err(blob_error)?.ok_or_else(unknown)?;
+        let size = c
+            .app
+            .blobs
+            .stat(&dg)
+            .await
+            .map_err(blob_error)?
+            .ok_or_else(unknown)?;
         let mut r = response(StatusCode::OK, Body::empty());
         set(&mut r, "content-length", &size.to_string());
         set(&mut r, "docker-content-digest", d);
@@ -108,17 +142,31 @@ pub async fn get(c: &OciCall<'_>, name: &str, d: &str, repo: Option<Repository>,
         Some(h) => Some(parse_range(h)?),
         None => None,
     };
-    let reader = c.app.blobs.get(&dg, range).await.map_err(blob_error)?.ok_or_else(unknown)?;
+    let reader = c
+        .app
+        .blobs
+        .get(&dg, range)
+        .await
+        .map_err(blob_error)?
+        .ok_or_else(unknown)?;
     let len = reader.len();
     let (size, start, end) = (reader.size, reader.start, reader.end);
-    let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let mut r = response(status, Body::from_stream(reader.stream));
     set(&mut r, "content-length", &len.to_string());
     set(&mut r, "docker-content-digest", d);
     set(&mut r, "content-type", "application/octet-stream");
     set(&mut r, "accept-ranges", "bytes");
     if range.is_some() {
-        set(&mut r, "content-range", &format!("bytes {start}-{end}/{size}"));
+        set(
+            &mut r,
+            "content-range",
+            &format!("bytes {start}-{end}/{size}"),
+        );
     }
     Ok(r)
 }
@@ -133,14 +181,23 @@ fn created(name: &str, d: &str) -> Response<Body> {
 
 fn upload_location(name: &str, id: &str, size: u64, status: StatusCode) -> Response<Body> {
     let mut r = response(status, Body::empty());
-    set(&mut r, "location", &format!("/v2/{name}/blobs/uploads/{id}"));
+    set(
+        &mut r,
+        "location",
+        &format!("/v2/{name}/blobs/uploads/{id}"),
+    );
     set(&mut r, "docker-upload-uuid", id);
     set(&mut r, "range", &format!("0-{}", size.saturating_sub(1)));
     set(&mut r, "content-length", "0");
     r
 }
 
-pub async fn start(c: &OciCall<'_>, name: &str, repo: Option<Repository>, body: Body) -> Result<Response<Body>, OciError> {
+pub async fn start(
+    c: &OciCall<'_>,
+    name: &str,
+    repo: Option<Repository>,
+    body: Body,
+) -> Result<Response<Body>, OciError> {
     let repo = match repo {
         Some(r) => r,
         None => create_on_push(c, name).await?,
@@ -148,10 +205,16 @@ pub async fn start(c: &OciCall<'_>, name: &str, repo: Option<Repository>, body: 
     // Cross-repository mount: allowed on both sides and held by the source, else a plain upload.
     if let (Some(d), Some(from)) = (c.query("mount"), c.query("from")) {
         if digest(d).is_ok() && valid_repository_name(from) {
-            let source_ok = c.also_authorize("ecr:GetDownloadUrlForLayer", from).await.is_ok();
+            let source_ok = c
+                .also_authorize("ecr:GetDownloadUrlForLayer", from)
+                .await
+                .is_ok();
             if source_ok {
                 if let Some(size) = c.app.registry.repository_blob(&c.registry, from, d).await? {
-                    c.app.registry.add_repository_blob(&repo.account, &repo.name, d, size, c.origin.now).await?;
+                    c.app
+                        .registry
+                        .add_repository_blob(&repo.account, &repo.name, d, size, c.origin.now)
+                        .await?;
                     return Ok(created(name, d));
                 }
             }
@@ -175,7 +238,10 @@ pub async fn start(c: &OciCall<'_>, name: &str, repo: Option<Repository>, body: 
                 return Err(blob_error(e));
             }
         };
-        c.app.registry.add_repository_blob(&repo.account, &repo.name, d, size as i64, c.origin.now).await?;
+        c.app
+            .registry
+            .add_repository_blob(&repo.account, &repo.name, d, size as i64, c.origin.now)
+            .await?;
         return Ok(created(name, d));
     }
     let id = c.app.blobs.start_upload().await.map_err(blob_error)?;
@@ -197,58 +263,114 @@ pub async fn start(c: &OciCall<'_>, name: &str, repo: Option<Repository>, body: 
 
 /// The upload session, which must belong to this registry, repository and principal.
 async fn session(c: &OciCall<'_>, name: &str, id: &str) -> Result<u64, OciError> {
-    let unknown = || OciError::new(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry");
+    let unknown = || {
+        OciError::new(
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown to registry",
+        )
+    };
     let u = c.app.registry.upload(id).await?.ok_or_else(unknown)?;
     if u.account != c.registry || u.repository != name || u.principal != c.caller.arn() {
         return Err(unknown());
     }
-    c.app.blobs.upload_size(id).await.map_err(blob_error)?.ok_or_else(unknown)
+    c.app
+        .blobs
+        .upload_size(id)
+        .await
+        .map_err(blob_error)?
+        .ok_or_else(unknown)
 }
 
 /// `Content-Range: a-b`: where the chunk starts (must be the current size) and its length.
 fn content_range(c: &OciCall<'_>, current: u64) -> Result<(), OciError> {
-    let Some(h) = c.header("content-range") else { return Ok(()) };
-    let spec = h.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
-    let parsed = spec.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
+    let Some(h) = c.header("content-range") else {
+        return Ok(());
+    };
+    let spec = h
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches(['=', ' ']);
+    let parsed = spec
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
     let Some((a, b)) = parsed.filter(|(a, b)| b >= a) else {
-        return Err(OciError::new(400, "BLOB_UPLOAD_INVALID", format!("Content-Range {h:?} is not START-END")));
+        return Err(OciError::new(
+            400,
+            "BLOB_UPLOAD_INVALID",
+            format!("Content-Range {h:?} is not START-END"),
+        ));
     };
     if a != current {
         return Err(OciError::new(416, "BLOB_UPLOAD_INVALID", format!(
             "the chunk starts at byte {a}, but the upload holds {current} bytes: chunks must be sent in order"
         )));
     }
-    if let Some(len) = c.header("content-length").and_then(|l| l.parse::<u64>().ok()) {
+    if let Some(len) = c
+        .header("content-length")
+        .and_then(|l| l.parse::<u64>().ok())
+    {
         if len != b - a + 1 {
-            return Err(OciError::new(400, "BLOB_UPLOAD_INVALID", format!(
-                "Content-Range {h:?} covers {} bytes but Content-Length is {len}", b - a + 1
-            )));
+            return Err(OciError::new(
+                400,
+                "BLOB_UPLOAD_INVALID",
+                format!(
+                    "Content-Range {h:?} covers {} bytes but Content-Length is {len}",
+                    b - a + 1
+                ),
+            ));
         }
     }
     Ok(())
 }
 
-pub async fn patch(c: &OciCall<'_>, name: &str, id: &str, repo: Option<Repository>, body: Body) -> Result<Response<Body>, OciError> {
+pub async fn patch(
+    c: &OciCall<'_>,
+    name: &str,
+    id: &str,
+    repo: Option<Repository>,
+    body: Body,
+) -> Result<Response<Body>, OciError> {
     existing(c, name, &repo)?;
     let current = session(c, name, id).await?;
     content_range(c, current)?;
-    let size = c.app.blobs.append(id, current, body.into_data_stream()).await.map_err(blob_error)?;
+    let size = c
+        .app
+        .blobs
+        .append(id, current, body.into_data_stream())
+        .await
+        .map_err(blob_error)?;
     c.app.registry.touch_upload(id, c.origin.now).await?;
     Ok(upload_location(name, id, size, StatusCode::ACCEPTED))
 }
 
-pub async fn finish(c: &OciCall<'_>, name: &str, id: &str, repo: Option<Repository>, body: Body) -> Result<Response<Body>, OciError> {
+pub async fn finish(
+    c: &OciCall<'_>,
+    name: &str,
+    id: &str,
+    repo: Option<Repository>,
+    body: Body,
+) -> Result<Response<Body>, OciError> {
     let repo = existing(c, name, &repo)?;
     let Some(d) = c.query("digest") else {
-        return Err(OciError::new(400, "DIGEST_INVALID", "the digest query parameter is required to complete an upload"));
+        return Err(OciError::new(
+            400,
+            "DIGEST_INVALID",
+            "the digest query parameter is required to complete an upload",
+        ));
     };
     let dg = digest(d)?;
     let current = session(c, name, id).await?;
-    let has_body = c.header("content-length").is_some_and(|l| l != "0") || c.header("transfer-encoding").is_some();
+    let has_body = c.header("content-length").is_some_and(|l| l != "0")
+        || c.header("transfer-encoding").is_some();
     if has_body {
         c.also_authorize("ecr:UploadLayerPart", name).await?;
         content_range(c, current)?;
-        c.app.blobs.append(id, current, body.into_data_stream()).await.map_err(blob_error)?;
+        c.app
+            .blobs
+            .append(id, current, body.into_data_stream())
+            .await
+            .map_err(blob_error)?;
     }
     let size = match c.app.blobs.finish(id, &dg).await {
         Ok(s) => s,
@@ -260,18 +382,31 @@ pub async fn finish(c: &OciCall<'_>, name: &str, id: &str, repo: Option<Reposito
             return Err(blob_error(e));
         }
     };
-    c.app.registry.add_repository_blob(&repo.account, &repo.name, d, size as i64, c.origin.now).await?;
+    c.app
+        .registry
+        .add_repository_blob(&repo.account, &repo.name, d, size as i64, c.origin.now)
+        .await?;
     c.app.registry.delete_upload(id).await?;
     Ok(created(name, d))
 }
 
-pub async fn status(c: &OciCall<'_>, name: &str, id: &str, repo: Option<Repository>) -> Result<Response<Body>, OciError> {
+pub async fn status(
+    c: &OciCall<'_>,
+    name: &str,
+    id: &str,
+    repo: Option<Repository>,
+) -> Result<Response<Body>, OciError> {
     existing(c, name, &repo)?;
     let size = session(c, name, id).await?;
     Ok(upload_location(name, id, size, StatusCode::NO_CONTENT))
 }
 
-pub async fn cancel(c: &OciCall<'_>, name: &str, id: &str, repo: Option<Repository>) -> Result<Response<Body>, OciError> {
+pub async fn cancel(
+    c: &OciCall<'_>,
+    name: &str,
+    id: &str,
+    repo: Option<Repository>,
+) -> Result<Response<Body>, OciError> {
     existing(c, name, &repo)?;
     session(c, name, id).await?;
     c.app.blobs.cancel(id).await.map_err(blob_error)?;

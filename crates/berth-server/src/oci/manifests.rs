@@ -18,9 +18,19 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 }
 
 /// `n` and `last` pagination over sorted names, with the `Link` header of the next page.
-fn paginate(c: &OciCall<'_>, items: Vec<String>, path: &str) -> Result<(Vec<String>, Option<String>), OciError> {
+fn paginate(
+    c: &OciCall<'_>,
+    items: Vec<String>,
+    path: &str,
+) -> Result<(Vec<String>, Option<String>), OciError> {
     let n = match c.query("n") {
-        Some(n) => Some(n.parse::<usize>().map_err(|_| OciError::new(400, "PAGINATION_NUMBER_INVALID", format!("n={n} is not a number")))?),
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            OciError::new(
+                400,
+                "PAGINATION_NUMBER_INVALID",
+                format!("n={n} is not a number"),
+            )
+        })?),
         None => None,
     };
     let items: Vec<String> = match c.query("last") {
@@ -30,7 +40,9 @@ fn paginate(c: &OciCall<'_>, items: Vec<String>, path: &str) -> Result<(Vec<Stri
     match n {
         Some(n) if items.len() > n => {
             let page: Vec<String> = items.into_iter().take(n).collect();
-            let link = page.last().map(|l| format!("<{path}?n={n}&last={l}>; rel=\"next\""));
+            let link = page
+                .last()
+                .map(|l| format!("<{path}?n={n}&last={l}>; rel=\"next\""));
             Ok((page, link))
         }
         _ => Ok((items, None)),
@@ -45,7 +57,12 @@ pub async fn catalog(c: &OciCall<'_>) -> Result<Response<Body>, OciError> {
             c.app,
             c.caller,
             c.origin,
-            EcrRequest { action: "ecr:DescribeRepositories", registry: &c.registry, repository: Some(&r.name), context: Vec::new() },
+            EcrRequest {
+                action: "ecr:DescribeRepositories",
+                registry: &c.registry,
+                repository: Some(&r.name),
+                context: Vec::new(),
+            },
         )
         .await;
         match allowed {
@@ -68,13 +85,28 @@ pub async fn catalog(c: &OciCall<'_>) -> Result<Response<Body>, OciError> {
     Ok(r)
 }
 
-fn existing<'r>(c: &OciCall<'_>, name: &str, repo: &'r Option<Repository>) -> Result<&'r Repository, OciError> {
+fn existing<'r>(
+    c: &OciCall<'_>,
+    name: &str,
+    repo: &'r Option<Repository>,
+) -> Result<&'r Repository, OciError> {
     repo.as_ref().ok_or_else(|| c.name_unknown(name))
 }
 
-pub async fn tags_list(c: &OciCall<'_>, name: &str, repo: Option<Repository>) -> Result<Response<Body>, OciError> {
+pub async fn tags_list(
+    c: &OciCall<'_>,
+    name: &str,
+    repo: Option<Repository>,
+) -> Result<Response<Body>, OciError> {
     let repo = existing(c, name, &repo)?;
-    let tags: Vec<String> = c.app.registry.tags_of(&repo.account, &repo.name).await?.into_iter().map(|(t, _)| t).collect();
+    let tags: Vec<String> = c
+        .app
+        .registry
+        .tags_of(&repo.account, &repo.name)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let (page, link) = paginate(c, tags, &format!("/v2/{name}/tags/list"))?;
     let mut r = json_response(StatusCode::OK, &json!({"name": name, "tags": page}));
     if let Some(l) = link {
@@ -86,10 +118,20 @@ pub async fn tags_list(c: &OciCall<'_>, name: &str, repo: Option<Repository>) ->
 fn check_reference(reference: &str) -> Result<(), OciError> {
     if reference.contains(':') {
         if !valid_digest(reference) {
-            return Err(OciError::new(400, "DIGEST_INVALID", format!("{reference:?} is not a sha256 digest (sha256: and 64 lowercase hex digits)")));
+            return Err(OciError::new(
+                400,
+                "DIGEST_INVALID",
+                format!(
+                    "{reference:?} is not a sha256 digest (sha256: and 64 lowercase hex digits)"
+                ),
+            ));
         }
     } else if !valid_tag(reference) {
-        return Err(OciError::new(400, "MANIFEST_INVALID", format!("{reference:?} is not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})")));
+        return Err(OciError::new(
+            400,
+            "MANIFEST_INVALID",
+            format!("{reference:?} is not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})"),
+        ));
     }
     Ok(())
 }
@@ -101,7 +143,12 @@ fn accepted(c: &OciCall<'_>) -> Option<Vec<String>> {
     for v in c.headers.get_all("accept") {
         let Ok(v) = v.to_str() else { continue };
         for item in v.split(',') {
-            let t = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let t = item
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if t == "*/*" {
                 return None;
             }
@@ -113,11 +160,22 @@ fn accepted(c: &OciCall<'_>) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
-pub async fn get(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repository>, head: bool) -> Result<Response<Body>, OciError> {
+pub async fn get(
+    c: &OciCall<'_>,
+    name: &str,
+    reference: &str,
+    repo: Option<Repository>,
+    head: bool,
+) -> Result<Response<Body>, OciError> {
     check_reference(reference)?;
     let repo = existing(c, name, &repo)?;
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
-    let img = c.app.registry.image(&repo.account, &repo.name, reference).await?.ok_or_else(not_found)?;
+    let img = c
+        .app
+        .registry
+        .image(&repo.account, &repo.name, reference)
+        .await?
+        .ok_or_else(not_found)?;
     // Stored manifests are never converted. By tag, a client that accepts none of the
     // stored type is told the image is not found in a form it takes; by digest the bytes
     // are what was asked for.
@@ -134,10 +192,17 @@ pub async fn get(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repo
         }
     }
     if !head {
-        c.app.registry.record_pull(&repo.account, &repo.name, &img.digest, c.origin.now).await?;
+        c.app
+            .registry
+            .record_pull(&repo.account, &repo.name, &img.digest, c.origin.now)
+            .await?;
     }
     let len = img.manifest.len();
-    let mut r = if head { response(StatusCode::OK, Body::empty()) } else { response(StatusCode::OK, Body::from(img.manifest)) };
+    let mut r = if head {
+        response(StatusCode::OK, Body::empty())
+    } else {
+        response(StatusCode::OK, Body::from(img.manifest))
+    };
     set(&mut r, "content-type", &img.media_type);
     set(&mut r, "docker-content-digest", &img.digest);
     set(&mut r, "etag", &format!("\"{}\"", img.digest));
@@ -145,7 +210,13 @@ pub async fn get(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repo
     Ok(r)
 }
 
-pub async fn put(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repository>, body: Body) -> Result<Response<Body>, OciError> {
+pub async fn put(
+    c: &OciCall<'_>,
+    name: &str,
+    reference: &str,
+    repo: Option<Repository>,
+    body: Body,
+) -> Result<Response<Body>, OciError> {
     check_reference(reference)?;
     let repo = match repo {
         Some(r) => r,
@@ -153,8 +224,18 @@ pub async fn put(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repo
     };
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST)
         .await
-        .map_err(|_| OciError::new(413, "SIZE_INVALID", format!("the manifest is larger than {MAX_MANIFEST} bytes")))?;
-    let (tag, digest) = if reference.contains(':') { (None, Some(reference)) } else { (Some(reference), None) };
+        .map_err(|_| {
+            OciError::new(
+                413,
+                "SIZE_INVALID",
+                format!("the manifest is larger than {MAX_MANIFEST} bytes"),
+            )
+        })?;
+    let (tag, digest) = if reference.contains(':') {
+        (None, Some(reference))
+    } else {
+        (Some(reference), None)
+    };
     let pushed = store_manifest(c.app, &repo, &bytes, c.header("content-type"), tag, digest, c.origin.now)
         .await
         .map_err(|e| match e {
@@ -178,7 +259,11 @@ pub async fn put(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repo
             PushError::Store(e) => e.into(),
         })?;
     let mut r = response(StatusCode::CREATED, Body::empty());
-    set(&mut r, "location", &format!("/v2/{name}/manifests/{}", pushed.digest));
+    set(
+        &mut r,
+        "location",
+        &format!("/v2/{name}/manifests/{}", pushed.digest),
+    );
     set(&mut r, "docker-content-digest", &pushed.digest);
     if let Some(s) = &pushed.subject {
         set(&mut r, "oci-subject", s);
@@ -186,38 +271,81 @@ pub async fn put(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repo
     Ok(r)
 }
 
-pub async fn delete(c: &OciCall<'_>, name: &str, reference: &str, repo: Option<Repository>) -> Result<Response<Body>, OciError> {
+pub async fn delete(
+    c: &OciCall<'_>,
+    name: &str,
+    reference: &str,
+    repo: Option<Repository>,
+) -> Result<Response<Body>, OciError> {
     check_reference(reference)?;
     let repo = existing(c, name, &repo)?;
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
     if reference.contains(':') {
-        match c.app.registry.delete_image(&repo.account, &repo.name, reference).await {
+        match c
+            .app
+            .registry
+            .delete_image(&repo.account, &repo.name, reference)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return Err(not_found()),
-            Err(berth_store::StoreError::Conflict(m)) => return Err(OciError::new(409, "DENIED", m)),
+            Err(berth_store::StoreError::Conflict(m)) => {
+                return Err(OciError::new(409, "DENIED", m))
+            }
             Err(e) => return Err(e.into()),
         }
     } else {
-        let digest = c.app.registry.delete_tag(&repo.account, &repo.name, reference).await?.ok_or_else(not_found)?;
+        let digest = c
+            .app
+            .registry
+            .delete_tag(&repo.account, &repo.name, reference)
+            .await?
+            .ok_or_else(not_found)?;
         // The last tag gone, the image goes too (as ECR's BatchDeleteImage by tag).
-        if let Some(img) = c.app.registry.image(&repo.account, &repo.name, &digest).await? {
+        if let Some(img) = c
+            .app
+            .registry
+            .image(&repo.account, &repo.name, &digest)
+            .await?
+        {
             if img.tags.is_empty() {
-                let _ = c.app.registry.delete_image(&repo.account, &repo.name, &digest).await;
+                let _ = c
+                    .app
+                    .registry
+                    .delete_image(&repo.account, &repo.name, &digest)
+                    .await;
             }
         }
     }
     Ok(response(StatusCode::ACCEPTED, Body::empty()))
 }
 
-pub async fn referrers(c: &OciCall<'_>, name: &str, digest: &str, repo: Option<Repository>) -> Result<Response<Body>, OciError> {
+pub async fn referrers(
+    c: &OciCall<'_>,
+    name: &str,
+    digest: &str,
+    repo: Option<Repository>,
+) -> Result<Response<Body>, OciError> {
     if !valid_digest(digest) {
-        return Err(OciError::new(400, "DIGEST_INVALID", format!("{digest:?} is not a sha256 digest")));
+        return Err(OciError::new(
+            400,
+            "DIGEST_INVALID",
+            format!("{digest:?} is not a sha256 digest"),
+        ));
     }
     let repo = existing(c, name, &repo)?;
     let filter = c.query("artifactType").map(str::to_string);
     let mut manifests = Vec::new();
-    for img in c.app.registry.referrers(&repo.account, &repo.name, digest).await? {
-        if filter.as_ref().is_some_and(|f| img.artifact_type.as_deref() != Some(f)) {
+    for img in c
+        .app
+        .registry
+        .referrers(&repo.account, &repo.name, digest)
+        .await?
+    {
+        if filter
+            .as_ref()
+            .is_some_and(|f| img.artifact_type.as_deref() != Some(f))
+        {
             continue;
         }
         let annotations = serde_json::from_slice::<Value>(&img.manifest)
@@ -239,7 +367,9 @@ pub async fn referrers(c: &OciCall<'_>, name: &str, digest: &str, repo: Option<R
     }
     let mut r = response(
         StatusCode::OK,
-        Body::from(json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).to_string()),
+        Body::from(
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).to_string(),
+        ),
     );
     set(&mut r, "content-type", OCI_INDEX);
     if filter.is_some() {

@@ -85,7 +85,10 @@ pub struct OciCall<'a> {
 
 impl OciCall<'_> {
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -104,7 +107,11 @@ impl OciCall<'_> {
     }
 
     /// Decide another ECR action than the endpoint's (mount sources, monolithic uploads).
-    pub async fn also_authorize(&self, action: &str, repository: &str) -> Result<Option<berth_store::Repository>, OciError> {
+    pub async fn also_authorize(
+        &self,
+        action: &str,
+        repository: &str,
+    ) -> Result<Option<berth_store::Repository>, OciError> {
         Ok(authorize_ecr(
             self.app,
             self.caller,
@@ -137,7 +144,8 @@ pub fn set(r: &mut Response<Body>, name: &'static str, value: &str) {
 }
 
 fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response<Body> {
-    let body = json!({"errors": [{"code": e.code, "message": e.message, "detail": e.detail}]}).to_string();
+    let body =
+        json!({"errors": [{"code": e.code, "message": e.message, "detail": e.detail}]}).to_string();
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = if head {
         response(status, Body::empty())
@@ -155,9 +163,15 @@ fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response
 /// or the default account.
 fn registry_of(app: &App, host: Option<&str>) -> String {
     let host = host.unwrap_or("");
-    let bare = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let bare = host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
     if let Some((id, rest)) = bare.split_once(".dkr.") {
-        if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) && rest.eq_ignore_ascii_case(&app.config.registry_domain) {
+        if id.len() == 12
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && rest.eq_ignore_ascii_case(&app.config.registry_domain)
+        {
             return id.to_string();
         }
     }
@@ -168,7 +182,11 @@ fn registry_of(app: &App, host: Option<&str>) -> String {
 pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let head = parts.method == axum::http::Method::HEAD;
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let challenge = format!(
         "Basic realm=\"{}://{}/\",service=\"ecr.amazonaws.com\"",
         app.registry_scheme(),
@@ -193,8 +211,14 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
     };
     let (source_ip, secure) = app.client(
         peer.ip(),
-        parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()),
+        parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok()),
     );
     let origin = Origin {
         request_id: ids::request_id(),
@@ -226,26 +250,47 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
 
 async fn authenticate(app: &App, headers: &HeaderMap, now: i64) -> Result<Caller, OciError> {
     let unauthorized = |m: &str| OciError::new(401, "UNAUTHORIZED", m);
-    let Some(h) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(h) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err(unauthorized("authentication required: docker login with the password from aws ecr get-login-password"));
     };
     let Some(password) = token::basic_password(h) else {
-        return Err(unauthorized("authentication required: Basic credentials with the user name AWS"));
+        return Err(unauthorized(
+            "authentication required: Basic credentials with the user name AWS",
+        ));
     };
     let envelope = match token::verify(&app.token_key, &password, now) {
         Ok(e) => e,
-        Err(TokenError::Invalid) => return Err(unauthorized("the password is not an authorization token of this registry")),
+        Err(TokenError::Invalid) => {
+            return Err(unauthorized(
+                "the password is not an authorization token of this registry",
+            ))
+        }
         Err(TokenError::Expired) => {
-            return Err(OciError::new(403, "DENIED", "Your authorization token has expired. Reauthenticate and try again."))
+            return Err(OciError::new(
+                403,
+                "DENIED",
+                "Your authorization token has expired. Reauthenticate and try again.",
+            ))
         }
     };
     if envelope.region != app.config.region {
-        return Err(OciError::new(403, "DENIED", format!(
-            "The authorization token was issued for region {}; this registry is in {}",
-            envelope.region, app.config.region
-        )));
+        return Err(OciError::new(
+            403,
+            "DENIED",
+            format!(
+                "The authorization token was issued for region {}; this registry is in {}",
+                envelope.region, app.config.region
+            ),
+        ));
     }
-    let Some(cred) = app.caches.credential(&*app.store, &envelope.access_key_id).await? else {
+    let Some(cred) = app
+        .caches
+        .credential(&*app.store, &envelope.access_key_id)
+        .await?
+    else {
         return Err(ApiError::invalid_token().into());
     };
     Ok(caller_for(app, &envelope.access_key_id, &cred, now).await?)
@@ -253,13 +298,20 @@ async fn authenticate(app: &App, headers: &HeaderMap, now: i64) -> Result<Caller
 
 async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Response<Body>, OciError> {
     let repo = match (endpoint.action(), endpoint.repository()) {
-        (Some(action), Some(name)) => authorize_ecr(
-            c.app,
-            c.caller,
-            c.origin,
-            EcrRequest { action, registry: &c.registry, repository: Some(name), context: Vec::new() },
-        )
-        .await?,
+        (Some(action), Some(name)) => {
+            authorize_ecr(
+                c.app,
+                c.caller,
+                c.origin,
+                EcrRequest {
+                    action,
+                    registry: &c.registry,
+                    repository: Some(name),
+                    context: Vec::new(),
+                },
+            )
+            .await?
+        }
         _ => None,
     };
     use Endpoint::*;

@@ -11,20 +11,60 @@ pub enum Endpoint {
     /// `GET /v2/`: authentication only.
     Base,
     Catalog,
-    TagsList { name: String },
-    GetManifest { name: String, reference: String },
-    HeadManifest { name: String, reference: String },
-    PutManifest { name: String, reference: String },
-    DeleteManifest { name: String, reference: String },
-    GetBlob { name: String, digest: String },
-    HeadBlob { name: String, digest: String },
-    DeleteBlob { name: String, digest: String },
-    StartUpload { name: String },
-    PatchUpload { name: String, id: String },
-    PutUpload { name: String, id: String },
-    GetUpload { name: String, id: String },
-    DeleteUpload { name: String, id: String },
-    Referrers { name: String, digest: String },
+    TagsList {
+        name: String,
+    },
+    GetManifest {
+        name: String,
+        reference: String,
+    },
+    HeadManifest {
+        name: String,
+        reference: String,
+    },
+    PutManifest {
+        name: String,
+        reference: String,
+    },
+    DeleteManifest {
+        name: String,
+        reference: String,
+    },
+    GetBlob {
+        name: String,
+        digest: String,
+    },
+    HeadBlob {
+        name: String,
+        digest: String,
+    },
+    DeleteBlob {
+        name: String,
+        digest: String,
+    },
+    StartUpload {
+        name: String,
+    },
+    PatchUpload {
+        name: String,
+        id: String,
+    },
+    PutUpload {
+        name: String,
+        id: String,
+    },
+    GetUpload {
+        name: String,
+        id: String,
+    },
+    DeleteUpload {
+        name: String,
+        id: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
 }
 
 /// Why a path is not a route.
@@ -166,7 +206,10 @@ impl Endpoint {
             }
             let name = name_ok(name)?;
             return match *method {
-                Method::GET => Ok(Endpoint::Referrers { name, digest: digest.to_string() }),
+                Method::GET => Ok(Endpoint::Referrers {
+                    name,
+                    digest: digest.to_string(),
+                }),
                 _ => Err(RouteError::Method),
             };
         }
@@ -186,24 +229,57 @@ mod tests {
         assert_eq!(r(Method::GET, "/v2/_catalog"), Ok(Endpoint::Catalog));
         assert_eq!(
             r(Method::GET, "/v2/team/app/manifests/latest"),
-            Ok(Endpoint::GetManifest { name: "team/app".into(), reference: "latest".into() })
+            Ok(Endpoint::GetManifest {
+                name: "team/app".into(),
+                reference: "latest".into()
+            })
         );
         // A repository may be called "blobs" or "manifests": the last match wins.
         assert_eq!(
             r(Method::HEAD, &format!("/v2/blobs/manifests/blobs/{d}")),
-            Ok(Endpoint::HeadBlob { name: "blobs/manifests".into(), digest: d.clone() })
+            Ok(Endpoint::HeadBlob {
+                name: "blobs/manifests".into(),
+                digest: d.clone()
+            })
         );
-        assert_eq!(r(Method::POST, "/v2/app/blobs/uploads/"), Ok(Endpoint::StartUpload { name: "app".into() }));
-        assert_eq!(r(Method::POST, "/v2/app/blobs/uploads"), Ok(Endpoint::StartUpload { name: "app".into() }));
+        assert_eq!(
+            r(Method::POST, "/v2/app/blobs/uploads/"),
+            Ok(Endpoint::StartUpload { name: "app".into() })
+        );
+        assert_eq!(
+            r(Method::POST, "/v2/app/blobs/uploads"),
+            Ok(Endpoint::StartUpload { name: "app".into() })
+        );
         assert_eq!(
             r(Method::PATCH, "/v2/app/blobs/uploads/abc"),
-            Ok(Endpoint::PatchUpload { name: "app".into(), id: "abc".into() })
+            Ok(Endpoint::PatchUpload {
+                name: "app".into(),
+                id: "abc".into()
+            })
         );
-        assert_eq!(r(Method::GET, "/v2/app/tags/list"), Ok(Endpoint::TagsList { name: "app".into() }));
-        assert_eq!(r(Method::GET, &format!("/v2/app/referrers/{d}")), Ok(Endpoint::Referrers { name: "app".into(), digest: d }));
-        assert_eq!(r(Method::GET, "/v2/App/tags/list"), Err(RouteError::Name("App".into())));
-        assert_eq!(r(Method::GET, "/v2/a/../b/tags/list"), Err(RouteError::Name("a/../b".into())));
-        assert_eq!(r(Method::POST, "/v2/app/manifests/x"), Err(RouteError::Method));
+        assert_eq!(
+            r(Method::GET, "/v2/app/tags/list"),
+            Ok(Endpoint::TagsList { name: "app".into() })
+        );
+        assert_eq!(
+            r(Method::GET, &format!("/v2/app/referrers/{d}")),
+            Ok(Endpoint::Referrers {
+                name: "app".into(),
+                digest: d
+            })
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/App/tags/list"),
+            Err(RouteError::Name("App".into()))
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/a/../b/tags/list"),
+            Err(RouteError::Name("a/../b".into()))
+        );
+        assert_eq!(
+            r(Method::POST, "/v2/app/manifests/x"),
+            Err(RouteError::Method)
+        );
         assert_eq!(r(Method::GET, "/v2/app/other"), Err(RouteError::NotFound));
         assert_eq!(r(Method::GET, "/v3/"), Err(RouteError::NotFound));
     }

@@ -58,8 +58,15 @@ fn descriptor(v: &Value, at: &str) -> Result<(String, i64, Option<String>), Inva
         .get("size")
         .and_then(Value::as_i64)
         .filter(|s| *s >= 0)
-        .ok_or_else(|| Invalid(format!("{at}.size is missing or not a non-negative integer")))?;
-    let media_type = o.get("mediaType").and_then(Value::as_str).map(str::to_string);
+        .ok_or_else(|| {
+            Invalid(format!(
+                "{at}.size is missing or not a non-negative integer"
+            ))
+        })?;
+    let media_type = o
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     Ok((digest.to_string(), size, media_type))
 }
 
@@ -139,7 +146,9 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
         refs.push((d, RefKind::Blob));
         if artifact_type.is_none() {
             artifact_type = config_type.filter(|t| {
-                t != OCI_EMPTY && t != OCI_CONFIG && t != "application/vnd.docker.container.image.v1+json"
+                t != OCI_EMPTY
+                    && t != OCI_CONFIG
+                    && t != "application/vnd.docker.container.image.v1+json"
             });
         }
         let layers = match o.get("layers") {
@@ -184,9 +193,15 @@ mod tests {
         );
         let p = parse(m.as_bytes(), Some(OCI_MANIFEST)).unwrap();
         assert_eq!(p.size, 15);
-        assert_eq!(p.refs, vec![(d('a'), RefKind::Blob), (d('b'), RefKind::Blob)]);
+        assert_eq!(
+            p.refs,
+            vec![(d('a'), RefKind::Blob), (d('b'), RefKind::Blob)]
+        );
         assert_eq!(p.artifact_type, None);
-        assert!(parse(m.as_bytes(), Some(DOCKER_MANIFEST)).is_err(), "type mismatch");
+        assert!(
+            parse(m.as_bytes(), Some(DOCKER_MANIFEST)).is_err(),
+            "type mismatch"
+        );
 
         let idx = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":300}}]}}"#,

@@ -61,9 +61,19 @@ pub async fn authorize_ecr(
         ContextValue::One(req.registry.to_string()),
     ));
     if let Some(r) = &repo {
-        for t in app.store.tags(&r.account, TagTarget::Repository, &r.name).await? {
-            context.push((format!("aws:ResourceTag/{}", t.key), ContextValue::One(t.value.clone())));
-            context.push((format!("ecr:ResourceTag/{}", t.key), ContextValue::One(t.value)));
+        for t in app
+            .store
+            .tags(&r.account, TagTarget::Repository, &r.name)
+            .await?
+        {
+            context.push((
+                format!("aws:ResourceTag/{}", t.key),
+                ContextValue::One(t.value.clone()),
+            ));
+            context.push((
+                format!("ecr:ResourceTag/{}", t.key),
+                ContextValue::One(t.value),
+            ));
         }
     }
     authorize(

@@ -58,7 +58,9 @@ pub fn valid_tag(tag: &str) -> bool {
 /// A digest as the registry accepts it: `sha256:` and 64 lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        h.len() == 64
+            && h.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     })
 }
 
@@ -68,13 +70,24 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["ab", "my-app", "team/app", "a__b", "a---b", "a.b_c", "x1/y2/z3", "0a"] {
+        for ok in [
+            "ab", "my-app", "team/app", "a__b", "a---b", "a.b_c", "x1/y2/z3", "0a",
+        ] {
             assert!(valid_repository_name(ok), "{ok}");
         }
-        for bad in ["a", "My-App", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a/../b", "a b", "a.", "_a"] {
+        for bad in [
+            "a", "My-App", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a/../b", "a b", "a.",
+            "_a",
+        ] {
             assert!(!valid_repository_name(bad), "{bad}");
         }
-        assert!(valid_tag("v1.0_rc-1") && valid_tag("_x") && !valid_tag(".x") && !valid_tag("a+b") && !valid_tag(""));
+        assert!(
+            valid_tag("v1.0_rc-1")
+                && valid_tag("_x")
+                && !valid_tag(".x")
+                && !valid_tag("a+b")
+                && !valid_tag("")
+        );
         assert!(!valid_tag(&"a".repeat(129)));
         assert!(valid_digest(&format!("sha256:{}", "a".repeat(64))));
         assert!(!valid_digest(&format!("sha256:{}", "A".repeat(64))));

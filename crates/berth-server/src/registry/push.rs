@@ -15,9 +15,17 @@ pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 #[derive(Debug)]
 pub enum PushError {
     Invalid(String),
-    DigestMismatch { given: String, computed: String },
-    Missing { blobs: Vec<String>, manifests: Vec<String> },
-    TagImmutable { tag: String },
+    DigestMismatch {
+        given: String,
+        computed: String,
+    },
+    Missing {
+        blobs: Vec<String>,
+        manifests: Vec<String>,
+    },
+    TagImmutable {
+        tag: String,
+    },
     Store(berth_store::StoreError),
 }
 
@@ -26,7 +34,9 @@ fn wildcard(pattern: &str, tag: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == tag,
         Some((head, rest)) => {
-            let Some(tail) = tag.strip_prefix(head) else { return false };
+            let Some(tail) = tag.strip_prefix(head) else {
+                return false;
+            };
             (0..=tail.len()).any(|i| tail.is_char_boundary(i) && wildcard(rest, &tail[i..]))
         }
     }

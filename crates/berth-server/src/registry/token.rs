@@ -45,7 +45,11 @@ pub fn mint(key: &[u8], e: &Envelope) -> String {
         p.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
     }
     let tag = mac(key, &p);
-    format!("{}.{}", URL_SAFE_NO_PAD.encode(&p), URL_SAFE_NO_PAD.encode(tag))
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&p),
+        URL_SAFE_NO_PAD.encode(tag)
+    )
 }
 
 /// `authorizationToken`: base64("AWS:" + password).
@@ -56,10 +60,20 @@ pub fn authorization_token(password: &str) -> String {
 /// Check a password's signature and expiry; returns what it says.
 pub fn verify(key: &[u8], password: &str, now: i64) -> Result<Envelope, TokenError> {
     let (p64, t64) = password.split_once('.').ok_or(TokenError::Invalid)?;
-    let payload = URL_SAFE_NO_PAD.decode(p64).map_err(|_| TokenError::Invalid)?;
-    let tag = URL_SAFE_NO_PAD.decode(t64).map_err(|_| TokenError::Invalid)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(p64)
+        .map_err(|_| TokenError::Invalid)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(t64)
+        .map_err(|_| TokenError::Invalid)?;
     let expected = mac(key, &payload);
-    if tag.len() != 32 || tag.iter().zip(expected.iter()).fold(0u8, |a, (x, y)| a | (x ^ y)) != 0 {
+    if tag.len() != 32
+        || tag
+            .iter()
+            .zip(expected.iter())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            != 0
+    {
         return Err(TokenError::Invalid);
     }
     let mut r = payload.as_slice();
@@ -126,13 +140,19 @@ mod tests {
         // Any change to the payload breaks the signature.
         let mut bytes = p.clone().into_bytes();
         bytes[3] ^= 1;
-        assert_eq!(verify(key, &String::from_utf8(bytes).unwrap(), 150), Err(TokenError::Invalid));
+        assert_eq!(
+            verify(key, &String::from_utf8(bytes).unwrap(), 150),
+            Err(TokenError::Invalid)
+        );
         for bad in ["", ".", "abc", "a.b", &p[..p.len() - 2]] {
             assert_eq!(verify(key, bad, 150), Err(TokenError::Invalid), "{bad}");
         }
         let header = format!("Basic {}", authorization_token(&p));
         assert_eq!(basic_password(&header), Some(p.clone()));
-        assert_eq!(basic_password(&format!("Basic {}", STANDARD.encode("bob:x"))), None);
+        assert_eq!(
+            basic_password(&format!("Basic {}", STANDARD.encode("bob:x"))),
+            None
+        );
         assert_eq!(basic_password("Bearer abc"), None);
     }
 }

@@ -51,11 +51,12 @@ impl App {
     /// address) for the default account, `<account>.dkr.<domain>:<port>` for others.
     pub fn registry_host(&self, account: &str) -> String {
         let listen = *self.bound.get().unwrap_or(&self.config.listen);
-        let public = self
-            .config
-            .public_url
-            .as_deref()
-            .map(|u| u.split_once("://").map_or(u, |(_, h)| h).trim_end_matches('/').to_string());
+        let public = self.config.public_url.as_deref().map(|u| {
+            u.split_once("://")
+                .map_or(u, |(_, h)| h)
+                .trim_end_matches('/')
+                .to_string()
+        });
         if account == self.default_account {
             return public.unwrap_or_else(|| listen.to_string());
         }

@@ -128,7 +128,9 @@ impl Config {
             }
             if let Some(u) = f.public_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(format!("public_url {u:?} must start with http:// or https://"));
+                    return Err(format!(
+                        "public_url {u:?} must start with http:// or https://"
+                    ));
                 }
                 c.public_url = Some(u);
             }

@@ -113,7 +113,11 @@ async fn dispatch(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let limit = if target.is_some() { MAX_ECR_BODY } else { MAX_BODY };
+    let limit = if target.is_some() {
+        MAX_ECR_BODY
+    } else {
+        MAX_BODY
+    };
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
@@ -122,7 +126,11 @@ async fn dispatch(
                 "RequestEntityTooLarge",
                 format!("The request body is larger than {limit} bytes"),
             );
-            let mut r = crate::query::error_response(crate::query::Service::Iam, &e, &crate::ids::request_id());
+            let mut r = crate::query::error_response(
+                crate::query::Service::Iam,
+                &e,
+                &crate::ids::request_id(),
+            );
             *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             return r;
         }
