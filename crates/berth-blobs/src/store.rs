@@ -286,7 +286,11 @@ impl BlobStore {
                         let _ = std::fs::remove_file(&staged);
                         return Err(io_err("staging blob", e));
                     }
-                    publish_local(&staged, &dest)
+                    let published = publish_local(&staged, &dest);
+                    if published.is_err() {
+                        let _ = std::fs::remove_file(&staged);
+                    }
+                    published
                 })
                 .await?;
             }
@@ -563,10 +567,16 @@ impl BlobStore {
             let Ok(mut guard) = entry.clone().try_lock_owned() else {
                 continue; // busy: in use right now
             };
-            if !guard.gone && modified_before(&ent.path(), older_than).await {
-                guard.gone = true;
-                if tokio::fs::remove_file(ent.path()).await.is_ok() {
-                    removed += 1;
+            if !guard.gone {
+                match tokio::fs::metadata(ent.path()).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => guard.gone = true,
+                    Ok(m) if m.modified().is_ok_and(|t| t < older_than) => {
+                        guard.gone = true;
+                        if tokio::fs::remove_file(ent.path()).await.is_ok() {
+                            removed += 1;
+                        }
+                    }
+                    _ => {}
                 }
             }
             let gone = guard.gone;

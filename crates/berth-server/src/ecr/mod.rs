@@ -482,3 +482,46 @@ async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
         DescribeImages => images::describe_images(c).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::app::testing;
+
+    /// Every operation is decided by IAM before it runs: a user without policies is
+    /// refused each one, with its own action in the sentence.
+    #[tokio::test]
+    async fn every_operation_is_authorized() {
+        let app = testing::app().await;
+        let root = testing::caller(&app, "AKIAROOTROOTROOTROOT").await;
+        let nobody = testing::caller(&app, "AKIANOBODYNOBODYNOBO").await;
+        let origin = testing::origin();
+        // A repository to act on (DescribeRepositories decides per repository).
+        call(
+            &app,
+            &root,
+            &origin,
+            Operation::CreateRepository,
+            &json!({"repositoryName": "app"}),
+        )
+        .await
+        .unwrap();
+        let input = json!({
+            "repositoryName": "app",
+            "resourceArn": "arn:aws:ecr:us-east-1:111111111111:repository/app",
+            "tags": [], "tagKeys": [], "imageIds": [{"imageTag": "x"}], "layerDigests": ["sha256:00"],
+            "policyText": "{}", "uploadId": "u", "imageManifest": "{}",
+        });
+        for op in Operation::ALL {
+            let e = call(&app, &nobody, &origin, *op, &input).await.unwrap_err();
+            assert_eq!(e.code, "AccessDenied", "{}: {e:?}", op.name());
+            assert!(
+                e.message
+                    .contains(&format!("not authorized to perform: {}", op.action())),
+                "{}: {}",
+                op.name(),
+                e.message
+            );
+        }
+    }
+}

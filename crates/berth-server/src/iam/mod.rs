@@ -511,3 +511,52 @@ pub fn existing_in<'t>(
 ) -> Result<&'t Entity, ApiError> {
     existing(t, kind, call.params.get(name_param(kind)).unwrap_or(""))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::app::testing;
+
+    /// Every IAM operation is decided before it runs: a user without policies is refused
+    /// each one with its own action in the sentence.
+    #[tokio::test]
+    async fn every_operation_is_authorized() {
+        let app = testing::app().await;
+        let nobody = testing::caller(&app, "AKIANOBODYNOBODYNOBO").await;
+        let origin = testing::origin();
+        let params = Params::from_pairs(
+            [
+                ("UserName", "nobody"),
+                ("GroupName", "g"),
+                ("RoleName", "r"),
+                ("PolicyName", "p"),
+                ("PolicyArn", "arn:aws:iam::111111111111:policy/p"),
+                ("AssumeRolePolicyDocument", "{}"),
+                ("PolicyDocument", "{}"),
+                ("AccessKeyId", "AKIANOBODYNOBODYNOBO"),
+                ("Status", "Inactive"),
+                ("VersionId", "v1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let call = Call {
+            app: &app,
+            caller: &nobody,
+            origin: &origin,
+            params: &params,
+        };
+        for ep in Endpoint::ALL {
+            let e = handle(&call, ep.name()).await.unwrap_err();
+            assert_eq!(e.code, "AccessDenied", "{}: {e:?}", ep.name());
+            assert!(
+                e.message
+                    .contains(&format!("not authorized to perform: {}", ep.action())),
+                "{}: {}",
+                ep.name(),
+                e.message
+            );
+        }
+    }
+}

@@ -341,3 +341,99 @@ async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Respons
         DeleteUpload { name, id } => blobs::cancel(c, name, id, repo).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::app::testing;
+    use axum::http::Method;
+
+    /// Every route with an action is decided by IAM before it runs: a user without
+    /// policies is refused each one (403 DENIED naming the action), even where the
+    /// repository does not exist.
+    #[tokio::test]
+    async fn every_route_is_authorized() {
+        let app = testing::app().await;
+        let nobody = testing::caller(&app, "AKIANOBODYNOBODYNOBO").await;
+        let origin = testing::origin();
+        let d = format!("sha256:{}", "a".repeat(64));
+        let routes = [
+            (Method::GET, "/v2/_catalog".to_string()),
+            (Method::GET, "/v2/app/tags/list".into()),
+            (Method::GET, "/v2/app/manifests/latest".into()),
+            (Method::HEAD, "/v2/app/manifests/latest".into()),
+            (Method::PUT, "/v2/app/manifests/latest".into()),
+            (Method::DELETE, "/v2/app/manifests/latest".into()),
+            (Method::GET, format!("/v2/app/blobs/{d}")),
+            (Method::HEAD, format!("/v2/app/blobs/{d}")),
+            (Method::DELETE, format!("/v2/app/blobs/{d}")),
+            (Method::POST, "/v2/app/blobs/uploads/".into()),
+            (Method::PATCH, "/v2/app/blobs/uploads/u1".into()),
+            (Method::PUT, "/v2/app/blobs/uploads/u1".into()),
+            (Method::GET, "/v2/app/blobs/uploads/u1".into()),
+            (Method::DELETE, "/v2/app/blobs/uploads/u1".into()),
+            (Method::GET, format!("/v2/app/referrers/{d}")),
+        ];
+        // The catalog is filtered per repository: give it one to decide on.
+        let root = testing::caller(&app, "AKIAROOTROOTROOTROOT").await;
+        authorize_ecr(
+            &app,
+            &root,
+            &origin,
+            EcrRequest {
+                action: "ecr:CreateRepository",
+                registry: testing::ACCOUNT,
+                repository: Some("other"),
+                context: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+        app.registry
+            .create_repository(
+                &berth_store::Repository {
+                    account: testing::ACCOUNT.into(),
+                    name: "other".into(),
+                    created: 0,
+                    tag_mutability: "MUTABLE".into(),
+                    mutability_filters: None,
+                    scan_on_push: false,
+                    encryption: "{}".into(),
+                    policy: None,
+                    lifecycle_policy: None,
+                    lifecycle_updated: None,
+                },
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for (method, path) in routes {
+            let endpoint = Endpoint::route(&method, &path).unwrap();
+            let action = endpoint.action().unwrap();
+            seen.insert(std::mem::discriminant(&endpoint));
+            let call = OciCall {
+                app: &app,
+                caller: &nobody,
+                origin: &origin,
+                registry: testing::ACCOUNT.into(),
+                headers: &HeaderMap::new(),
+                query: Vec::new(),
+            };
+            let e = run(&call, &endpoint, Body::empty()).await.unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (403, "DENIED"),
+                "{method} {path}: {e:?}"
+            );
+            assert!(
+                e.message
+                    .contains(&format!("not authorized to perform: {action}")),
+                "{method} {path}: {}",
+                e.message
+            );
+        }
+        // Every endpoint but the authentication-only base was walked.
+        assert_eq!(seen.len(), 15);
+    }
+}

@@ -143,37 +143,27 @@ impl Endpoint {
                 Err(RouteError::Name(n.to_string()))
             }
         };
-        if let Some(name) = rest.strip_suffix("/tags/list") {
-            let name = name_ok(name)?;
+        // Read the route from the last segments; everything before them is the name.
+        let segs: Vec<&str> = rest.split('/').collect();
+        let n = segs.len();
+        let name_of = |k: usize| name_ok(&segs[..k].join("/"));
+        let is = |i: usize, s: &str| n > i && segs[n - 1 - i] == s;
+        if n >= 3 && is(1, "tags") && is(0, "list") {
+            let name = name_of(n - 2)?;
             return match *method {
                 Method::GET => Ok(Endpoint::TagsList { name }),
                 _ => Err(RouteError::Method),
             };
         }
-        if let Some(i) = rest.rfind("/manifests/") {
-            let (name, reference) = (&rest[..i], &rest[i + "/manifests/".len()..]);
-            if reference.is_empty() || reference.contains('/') {
-                return Err(RouteError::NotFound);
-            }
-            let name = name_ok(name)?;
-            let reference = reference.to_string();
-            return Ok(match *method {
-                Method::GET => Endpoint::GetManifest { name, reference },
-                Method::HEAD => Endpoint::HeadManifest { name, reference },
-                Method::PUT => Endpoint::PutManifest { name, reference },
-                Method::DELETE => Endpoint::DeleteManifest { name, reference },
-                _ => return Err(RouteError::Method),
-            });
-        }
-        let upload = rest
-            .rfind("/blobs/uploads/")
-            .map(|i| (&rest[..i], &rest[i + "/blobs/uploads/".len()..]))
-            .or_else(|| rest.strip_suffix("/blobs/uploads").map(|n| (n, "")));
-        if let Some((name, id)) = upload {
-            if id.contains('/') {
-                return Err(RouteError::NotFound);
-            }
-            let name = name_ok(name)?;
+        let upload = if n >= 4 && is(2, "blobs") && is(1, "uploads") {
+            Some((n - 3, segs[n - 1]))
+        } else if n >= 3 && is(1, "blobs") && is(0, "uploads") && *method == Method::POST {
+            Some((n - 2, ""))
+        } else {
+            None
+        };
+        if let Some((k, id)) = upload {
+            let name = name_of(k)?;
             let id = id.to_string();
             return Ok(match (method.clone(), id.is_empty()) {
                 (Method::POST, true) => Endpoint::StartUpload { name },
@@ -185,35 +175,39 @@ impl Endpoint {
                 _ => return Err(RouteError::Method),
             });
         }
-        if let Some(i) = rest.rfind("/blobs/") {
-            let (name, digest) = (&rest[..i], &rest[i + "/blobs/".len()..]);
-            if digest.is_empty() || digest.contains('/') {
-                return Err(RouteError::NotFound);
-            }
-            let name = name_ok(name)?;
-            let digest = digest.to_string();
-            return Ok(match *method {
-                Method::GET => Endpoint::GetBlob { name, digest },
-                Method::HEAD => Endpoint::HeadBlob { name, digest },
-                Method::DELETE => Endpoint::DeleteBlob { name, digest },
-                _ => return Err(RouteError::Method),
-            });
+        if n < 3 || segs[n - 1].is_empty() {
+            return Err(RouteError::NotFound);
         }
-        if let Some(i) = rest.rfind("/referrers/") {
-            let (name, digest) = (&rest[..i], &rest[i + "/referrers/".len()..]);
-            if digest.is_empty() || digest.contains('/') {
-                return Err(RouteError::NotFound);
+        let last = segs[n - 1].to_string();
+        match segs[n - 2] {
+            "manifests" => {
+                let (name, reference) = (name_of(n - 2)?, last);
+                Ok(match *method {
+                    Method::GET => Endpoint::GetManifest { name, reference },
+                    Method::HEAD => Endpoint::HeadManifest { name, reference },
+                    Method::PUT => Endpoint::PutManifest { name, reference },
+                    Method::DELETE => Endpoint::DeleteManifest { name, reference },
+                    _ => return Err(RouteError::Method),
+                })
             }
-            let name = name_ok(name)?;
-            return match *method {
-                Method::GET => Ok(Endpoint::Referrers {
-                    name,
-                    digest: digest.to_string(),
-                }),
-                _ => Err(RouteError::Method),
-            };
+            "blobs" => {
+                let (name, digest) = (name_of(n - 2)?, last);
+                Ok(match *method {
+                    Method::GET => Endpoint::GetBlob { name, digest },
+                    Method::HEAD => Endpoint::HeadBlob { name, digest },
+                    Method::DELETE => Endpoint::DeleteBlob { name, digest },
+                    _ => return Err(RouteError::Method),
+                })
+            }
+            "referrers" => {
+                let name = name_of(n - 2)?;
+                match *method {
+                    Method::GET => Ok(Endpoint::Referrers { name, digest: last }),
+                    _ => Err(RouteError::Method),
+                }
+            }
+            _ => Err(RouteError::NotFound),
         }
-        Err(RouteError::NotFound)
     }
 }
 

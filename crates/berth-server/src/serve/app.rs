@@ -99,6 +99,102 @@ impl App {
     }
 }
 
+/// An application on an in-memory store and blob store, with account 111111111111 and
+/// a user `nobody` without policies (tests).
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+    use crate::audit::AuditSink;
+    use crate::auth::cache::Caches;
+    use crate::auth::Caller;
+    use berth_store::{AccessKey, Account, Entity, EntityKind, KeyStatus};
+
+    pub const ACCOUNT: &str = "111111111111";
+
+    pub async fn app() -> App {
+        let store = Arc::new(berth_store::SqliteStore::in_memory().await.unwrap());
+        let root = AccessKey {
+            id: "AKIAROOTROOTROOTROOT".into(),
+            secret: "s".into(),
+            account: ACCOUNT.into(),
+            user: None,
+            status: KeyStatus::Active,
+            created: 0,
+        };
+        store
+            .create_account(
+                &Account {
+                    id: ACCOUNT.into(),
+                    alias: None,
+                    created: 0,
+                },
+                &root,
+            )
+            .await
+            .unwrap();
+        store
+            .create_entity(
+                &Entity {
+                    account: ACCOUNT.into(),
+                    kind: EntityKind::User,
+                    name: "nobody".into(),
+                    path: "/".into(),
+                    unique_id: "AIDANOBODYNOBODYNOBO".into(),
+                    created: 0,
+                    trust_policy: None,
+                    description: None,
+                    max_session_secs: None,
+                    boundary: None,
+                },
+                &[],
+            )
+            .await
+            .unwrap();
+        let key = AccessKey {
+            id: "AKIANOBODYNOBODYNOBO".into(),
+            user: Some("nobody".into()),
+            ..root
+        };
+        store.create_access_key(&key, 2).await.unwrap();
+        let dir = std::env::temp_dir().join(format!("berth-app-test-{}", crate::ids::request_id()));
+        let config = Config::default();
+        App {
+            store: store.clone(),
+            registry: store,
+            blobs: berth_blobs::BlobStore::in_memory(&dir).await.unwrap(),
+            token_key: b"test-key".to_vec(),
+            default_account: ACCOUNT.into(),
+            bound: std::sync::OnceLock::new(),
+            caches: Caches::new(config.cache_ttl),
+            config,
+            audit: Audit::open(&AuditSink::Off).unwrap(),
+        }
+    }
+
+    /// The caller of an access key.
+    pub async fn caller(app: &App, key_id: &str) -> Caller {
+        let cred = app
+            .caches
+            .credential(&*app.store, key_id)
+            .await
+            .unwrap()
+            .unwrap();
+        crate::auth::authenticate::caller_for(app, key_id, &cred, crate::ids::now())
+            .await
+            .unwrap()
+    }
+
+    pub fn origin() -> Origin {
+        Origin {
+            request_id: "test".into(),
+            source_ip: "127.0.0.1".parse().unwrap(),
+            secure: false,
+            now: crate::ids::now(),
+            region: "us-east-1".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
