@@ -392,3 +392,293 @@ def server(tmp_path_factory):
     yield s
     rc = s.stop()
     assert rc == 0, f"berth serve exited {rc} after SIGTERM:\n" + "".join(s.stderr_lines[-30:])
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: OCI images built in Python, skopeo, raw /v2 requests with a registry
+# password, source-address binding (aws:SourceIp from 127.0.0.x).
+# ---------------------------------------------------------------------------------------
+
+import base64  # noqa: E402
+import gzip  # noqa: E402
+import hashlib  # noqa: E402
+import http.client  # noqa: E402
+import io  # noqa: E402
+import tarfile  # noqa: E402
+
+import requests.adapters  # noqa: E402
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "examples" / "seeds"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def descriptor(media_type, data: bytes, **extra):
+    return {"mediaType": media_type, "digest": sha256(data), "size": len(data), **extra}
+
+
+def random_layer(size=4096):
+    """A gzipped tar with one file of `size` random bytes; returns (gzip bytes, tar bytes)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        data = os.urandom(size)
+        info = tarfile.TarInfo(name=f"file-{os.urandom(4).hex()}")
+        info.size = len(data)
+        info.mtime = 0
+        tf.addfile(info, io.BytesIO(data))
+    tar = raw.getvalue()
+    return gzip.compress(tar, mtime=0), tar
+
+
+@dataclass
+class OciImage:
+    """An OCI image manifest with its config and layers, all as bytes."""
+    config: bytes
+    layers: list
+    manifest: bytes
+
+    @property
+    def digest(self):
+        return sha256(self.manifest)
+
+    @property
+    def blobs(self):
+        """(digest, bytes) of the config and every layer, config first."""
+        return [(sha256(b), b) for b in [self.config, *self.layers]]
+
+    @property
+    def size(self):
+        return sum(len(b) for _, b in self.blobs)
+
+    def subject(self):
+        return descriptor(OCI_MANIFEST, self.manifest)
+
+
+def make_image(layers=2, size=4096, os_name="linux", arch="amd64", manifest_extra=None):
+    """An OCI image of `layers` random layers."""
+    pairs = [random_layer(size) for _ in range(layers)]
+    config = json.dumps({
+        "architecture": arch, "os": os_name,
+        "config": {"Env": [f"NONCE={os.urandom(8).hex()}"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(tar) for _, tar in pairs]},
+        "history": [{"created_by": "berth e2e"} for _ in pairs],
+    }, separators=(",", ":")).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": [descriptor(OCI_LAYER, gz) for gz, _ in pairs],
+        **(manifest_extra or {}),
+    }
+    return OciImage(config, [gz for gz, _ in pairs], json.dumps(manifest, indent=1).encode())
+
+
+def write_oci_layout(directory, images_by_tag: dict, index_manifests=None):
+    """An OCI image layout holding `images_by_tag` ({tag: OciImage}); `index_manifests`
+    ({tag: (index bytes, [OciImage])}) adds image indexes."""
+    d = Path(directory)
+    blobs = d / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (d / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+    def put(data):
+        (blobs / sha256(data).split(":")[1]).write_bytes(data)
+
+    entries = []
+    for tag, img in images_by_tag.items():
+        for _, b in img.blobs:
+            put(b)
+        put(img.manifest)
+        entries.append(descriptor(OCI_MANIFEST, img.manifest,
+                                  annotations={"org.opencontainers.image.ref.name": tag}))
+    for tag, (index, children) in (index_manifests or {}).items():
+        for img in children:
+            for _, b in img.blobs:
+                put(b)
+            put(img.manifest)
+        put(index)
+        entries.append(descriptor(OCI_INDEX, index,
+                                  annotations={"org.opencontainers.image.ref.name": tag}))
+    (d / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                              "manifests": entries}))
+    return d
+
+
+def read_oci_layout(directory, tag=None):
+    """(manifest descriptor, manifest bytes) of a tag (or the only entry) of a layout."""
+    d = Path(directory)
+    index = json.loads((d / "index.json").read_text())
+    entries = index["manifests"]
+    if tag is not None:
+        entries = [e for e in entries
+                   if e.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+    assert len(entries) == 1, f"{directory}: {index}"
+    e = entries[0]
+    return e, oci_blob(d, e["digest"])
+
+
+def oci_blob(directory, digest):
+    return (Path(directory) / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+
+
+def skopeo(*args, check=True, timeout=120):
+    """Run skopeo; with check, it must succeed."""
+    p = subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True,
+                       timeout=timeout)
+    if check:
+        assert p.returncode == 0, f"skopeo {' '.join(args)} failed ({p.returncode}):\n{p.stderr}"
+    return p
+
+
+def login_password(server, creds: Creds, registry_ids=None) -> str:
+    """The registry password GetAuthorizationToken gives `creds`."""
+    kw = {"registryIds": registry_ids} if registry_ids else {}
+    data = server.client("ecr", creds).get_authorization_token(**kw)["authorizationData"][0]
+    user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
+    assert user == "AWS"
+    return password
+
+
+def skopeo_push(server, password, layout, tag, repo, dest_tag=None, check=True, extra=()):
+    return skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{password}", *extra,
+                  f"oci:{layout}:{tag}", f"docker://127.0.0.1:{server.port}/{repo}:{dest_tag or tag}",
+                  check=check)
+
+
+def skopeo_pull(server, password, repo, ref, layout, tag="pulled", check=True, extra=()):
+    """Pull repo:ref (or repo@digest) into an OCI layout; returns the process."""
+    sep = "@" if ref.startswith("sha256:") else ":"
+    return skopeo("copy", "--src-tls-verify=false", "--src-creds", f"AWS:{password}", *extra,
+                  f"docker://127.0.0.1:{server.port}/{repo}{sep}{ref}", f"oci:{layout}:{tag}",
+                  check=check)
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connect from a given local address (127.0.0.2 reaches 127.0.0.1 on Linux)."""
+
+    def __init__(self, source, **kw):
+        self.source = source
+        super().__init__(**kw)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **kw):
+        kw["source_address"] = (self.source, 0)
+        super().init_poolmanager(connections, maxsize, block, **kw)
+
+
+class Registry:
+    """Raw OCI distribution requests to a server's /v2 with Basic AWS:<password>."""
+
+    def __init__(self, server, password=None, host=None, source=None):
+        self.server = server
+        self.password = password
+        self.host = host
+        self.session = requests.Session()
+        if source:
+            self.session.mount("http://", SourceAddressAdapter(source))
+
+    def headers(self, extra=None):
+        h = {}
+        if self.password is not None:
+            h["Authorization"] = "Basic " + base64.b64encode(f"AWS:{self.password}".encode()).decode()
+        if self.host:
+            h["Host"] = self.host
+        h.update(extra or {})
+        return h
+
+    def url(self, path):
+        if path.startswith("http://") or path.startswith("https://"):
+            return path
+        return self.server.url + path
+
+    def request(self, method, path, data=None, headers=None, params=None, **kw):
+        return self.session.request(method, self.url(path), data=data, params=params,
+                                    headers=self.headers(headers), timeout=60,
+                                    allow_redirects=False, **kw)
+
+    def raw_path(self, method, path, body=b"", headers=None):
+        """A request whose path is sent exactly as given (no dot-segment removal)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=self.headers(headers))
+            r = conn.getresponse()
+            return r.status, r.read(), dict(r.getheaders())
+        finally:
+            conn.close()
+
+    # -- blobs ------------------------------------------------------------------------
+
+    def push_blob(self, repo, data, digest=None):
+        """Monolithic upload (POST ?digest=)."""
+        return self.request("POST", f"/v2/{repo}/blobs/uploads/", data=data,
+                            params={"digest": digest or sha256(data)},
+                            headers={"Content-Type": "application/octet-stream"})
+
+    def start_upload(self, repo, params=None):
+        return self.request("POST", f"/v2/{repo}/blobs/uploads/", params=params)
+
+    def patch(self, location, data, start=None, headers=None):
+        h = {"Content-Type": "application/octet-stream"}
+        if start is not None:
+            h["Content-Range"] = f"{start}-{start + len(data) - 1}"
+        h.update(headers or {})
+        return self.request("PATCH", location, data=data, headers=h)
+
+    def finish(self, location, digest, data=b""):
+        sep = "&" if "?" in location else "?"
+        return self.request("PUT", f"{location}{sep}digest={digest}", data=data,
+                            headers={"Content-Type": "application/octet-stream"})
+
+    def head_blob(self, repo, digest):
+        return self.request("HEAD", f"/v2/{repo}/blobs/{digest}")
+
+    def get_blob(self, repo, digest, headers=None):
+        return self.request("GET", f"/v2/{repo}/blobs/{digest}", headers=headers)
+
+    # -- manifests --------------------------------------------------------------------
+
+    def put_manifest(self, repo, ref, body: bytes, media_type=OCI_MANIFEST):
+        h = {"Content-Type": media_type} if media_type else {}
+        return self.request("PUT", f"/v2/{repo}/manifests/{ref}", data=body, headers=h)
+
+    def get_manifest(self, repo, ref, accept=(OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST), head=False):
+        return self.request("HEAD" if head else "GET", f"/v2/{repo}/manifests/{ref}",
+                            headers={"Accept": ", ".join(accept)})
+
+    def delete_manifest(self, repo, ref):
+        return self.request("DELETE", f"/v2/{repo}/manifests/{ref}")
+
+    def push_image(self, repo, image: OciImage, ref=None):
+        """Every blob (monolithic) then the manifest by `ref` (default: its digest)."""
+        for d, b in image.blobs:
+            r = self.push_blob(repo, b, d)
+            assert r.status_code == 201, (r.status_code, r.text)
+        r = self.put_manifest(repo, ref or image.digest, image.manifest)
+        assert r.status_code == 201, (r.status_code, r.text)
+        assert r.headers["Docker-Content-Digest"] == image.digest
+        return r
+
+
+def oci_error(r):
+    """(status, first error code, its message) of a /v2 error response."""
+    try:
+        e = r.json()["errors"][0]
+    except Exception:  # noqa: BLE001
+        return r.status_code, None, r.text
+    return r.status_code, e.get("code"), e.get("message", "")
+
+
+def seed_text(name, **ids):
+    """A seed policy (examples/seeds/<name>.json) with account ids replaced:
+    seed_text("000-allow-another-account-push", **{"111111111111": a, "222222222222": b})."""
+    text = (SEEDS_DIR / f"{name}.json").read_text()
+    for old, new in ids.items():
+        text = text.replace(old, new)
+    return text

@@ -80,8 +80,16 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             "The layer with digest '{d}' is not referenced by any image in the repository with name '{}'", r.name
         )));
     }
+    // A presigned URL to the registry's own blob endpoint, valid for an hour.
+    let path = format!("/v2/{}/blobs/{d}", r.name);
+    let expires = c.origin.now + 3600;
+    let signature = crate::registry::token::url_signature(&c.app.token_key, &path, expires);
     Ok(json!({
-        "downloadUrl": format!("{}://{}/v2/{}/blobs/{d}", c.app.registry_scheme(), c.app.registry_host(&r.account), r.name),
+        "downloadUrl": format!(
+            "{}://{}{path}?X-Berth-Expires={expires}&X-Berth-Signature={signature}",
+            c.app.registry_scheme(),
+            c.app.registry_host(&r.account)
+        ),
         "layerDigest": d,
     }))
 }

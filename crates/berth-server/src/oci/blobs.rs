@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{response, set, OciCall, OciError};
 use crate::registry::names::valid_repository_name;
+use crate::serve::App;
 
 fn blob_error(e: BlobError) -> OciError {
     match e {
@@ -138,12 +139,22 @@ pub async fn get(
         set(&mut r, "content-type", "application/octet-stream");
         return Ok(r);
     }
-    let range = match c.header("range") {
+    serve_blob(c.app, d, c.header("range")).await
+}
+
+/// Stream a blob (or the range a `Range` header asks for).
+pub async fn serve_blob(
+    app: &App,
+    d: &str,
+    range: Option<&str>,
+) -> Result<Response<Body>, OciError> {
+    let dg = digest(d)?;
+    let range = match range {
         Some(h) => Some(parse_range(h)?),
         None => None,
     };
-    let reader = c
-        .app
+    let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
+    let reader = app
         .blobs
         .get(&dg, range)
         .await

@@ -193,6 +193,10 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
         host.as_deref().unwrap_or("localhost")
     );
     let now = ids::now();
+    // A presigned blob URL (from GetDownloadUrlForLayer) was authorized when it was made.
+    if let Some(r) = presigned(app, &parts, host.as_deref(), now).await {
+        return r;
+    }
     // Authenticate first: without credentials nothing else is said.
     let caller = match authenticate(app, &parts.headers, now).await {
         Ok(c) => c,
@@ -246,6 +250,52 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
     };
     set(&mut r, "x-amzn-requestid", &origin.request_id);
     r
+}
+
+/// Serve a presigned blob download, if the request is one (`None`: it is not).
+async fn presigned(
+    app: &App,
+    parts: &axum::http::request::Parts,
+    host: Option<&str>,
+    now: i64,
+) -> Option<Response<Body>> {
+    let query = berth_sigv4::query_pairs(parts.uri.query().unwrap_or(""));
+    let get = |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let (expires, signature) = (get("X-Berth-Expires")?, get("X-Berth-Signature")?);
+    let head = parts.method == axum::http::Method::HEAD;
+    let refused = |m: &str| Some(error_response(&OciError::new(403, "DENIED", m), head, None));
+    let Ok(expires) = expires.parse::<i64>() else {
+        return refused("the download URL's expiry is not a number");
+    };
+    if !token::verify_url(&app.token_key, parts.uri.path(), expires, signature, now) {
+        return refused("the download URL's signature is not valid or it has expired");
+    }
+    let Ok(Endpoint::GetBlob { name, digest }) = Endpoint::route(&parts.method, parts.uri.path())
+    else {
+        return refused("a signed URL is only for downloading a blob");
+    };
+    let registry = registry_of(app, host);
+    let result = async {
+        let size = app
+            .registry
+            .repository_blob(&registry, &name, &digest)
+            .await?;
+        if size.is_none() {
+            return Err(OciError::new(
+                404,
+                "BLOB_UNKNOWN",
+                "blob unknown to registry",
+            ));
+        }
+        blobs::serve_blob(
+            app,
+            &digest,
+            parts.headers.get("range").and_then(|v| v.to_str().ok()),
+        )
+        .await
+    }
+    .await;
+    Some(result.unwrap_or_else(|e| error_response(&e, head, None)))
 }
 
 async fn authenticate(app: &App, headers: &HeaderMap, now: i64) -> Result<Caller, OciError> {

@@ -108,6 +108,24 @@ pub fn verify(key: &[u8], password: &str, now: i64) -> Result<Envelope, TokenErr
     })
 }
 
+/// The signature of a presigned blob download URL (`GetDownloadUrlForLayer`): the path
+/// and the expiry, under the server key.
+pub fn url_signature(key: &[u8], path: &str, expires: i64) -> String {
+    URL_SAFE_NO_PAD.encode(mac(key, format!("GET\n{path}\n{expires}").as_bytes()))
+}
+
+/// Check a presigned URL's signature and expiry.
+pub fn verify_url(key: &[u8], path: &str, expires: i64, signature: &str, now: i64) -> bool {
+    let expected = url_signature(key, path, expires);
+    now < expires
+        && expected.len() == signature.len()
+        && expected
+            .bytes()
+            .zip(signature.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0
+}
+
 /// Read `Authorization: Basic base64(user:password)`; the user must be `AWS`.
 pub fn basic_password(header: &str) -> Option<String> {
     let (scheme, value) = header.trim().split_once(' ')?;
@@ -154,5 +172,19 @@ mod tests {
             None
         );
         assert_eq!(basic_password("Bearer abc"), None);
+        let sig = url_signature(key, "/v2/app/blobs/sha256:x", 500);
+        assert!(verify_url(key, "/v2/app/blobs/sha256:x", 500, &sig, 499));
+        assert!(
+            !verify_url(key, "/v2/app/blobs/sha256:x", 500, &sig, 500),
+            "expired"
+        );
+        assert!(
+            !verify_url(key, "/v2/app/blobs/sha256:y", 500, &sig, 1),
+            "other path"
+        );
+        assert!(
+            !verify_url(key, "/v2/app/blobs/sha256:x", 501, &sig, 1),
+            "other expiry"
+        );
     }
 }
