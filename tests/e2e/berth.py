@@ -404,6 +404,7 @@ import gzip  # noqa: E402
 import hashlib  # noqa: E402
 import http.client  # noqa: E402
 import io  # noqa: E402
+import shutil  # noqa: E402
 import tarfile  # noqa: E402
 
 import requests.adapters  # noqa: E402
@@ -531,6 +532,7 @@ def oci_blob(directory, digest):
 
 def skopeo(*args, check=True, timeout=120):
     """Run skopeo; with check, it must succeed."""
+    assert shutil.which("skopeo"), "skopeo is not installed (apt-get install skopeo)"
     p = subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True,
                        timeout=timeout)
     if check:

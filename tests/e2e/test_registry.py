@@ -4,18 +4,23 @@ one `berth serve`. What one API writes, the other must see."""
 
 import base64
 import concurrent.futures
+import hashlib
+import hmac
 import json
 import os
 import re
+import struct
+import threading
 import time
 import urllib.parse
 
+import boto3
 import oras.client
 import oras.oci
 import pytest
 
 from berth import (DOCKER_MANIFEST, OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST,  # noqa: F401
-                   SETTLE, Registry, allow, client_error, descriptor, doc, login_password,
+                   SETTLE, Creds, Registry, allow, client_error, descriptor, doc, login_password,
                    make_image, oci_blob, oci_error, read_oci_layout, server, sha256, skopeo,
                    skopeo_pull, skopeo_push, start_server, unique, write_oci_layout)
 
@@ -61,9 +66,13 @@ def location(r):
 # Push and pull with real clients; the same image through the ECR API
 # ---------------------------------------------------------------------------------------
 
-def test_skopeo_push_pull_roundtrip_and_ecr_views(server, root_pw, tmp_path):
-    repo = new_repo(server)
+def test_skopeo_push_pull_roundtrip_and_ecr_views(server, tmp_path):
+    repo = new_repo(server, prefix="team/app")
     img = make_image(layers=3)
+    # the password as `aws ecr get-login-password` prints it
+    p = server._cli(server.root, ["ecr", "get-login-password"])
+    assert p.returncode == 0, p.stderr
+    root_pw = p.stdout.strip()
     write_oci_layout(tmp_path / "src", {"v1": img})
     skopeo_push(server, root_pw, tmp_path / "src", "v1", repo)
 
@@ -378,6 +387,17 @@ def test_cross_repository_mount(server, reg):
     missing = sha256(b"not there")
     r = reg.start_upload(dst, params={"mount": missing, "from": src})
     assert r.status_code == 202 and "/blobs/uploads/" in location(r)
+
+    # skopeo copying between repositories of the registry mounts the layers
+    img = make_image(layers=2)
+    reg.push_image(src, img, "v1")
+    copy = new_repo(server)
+    skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", f"AWS:{reg.password}",
+           "--dest-creds", f"AWS:{reg.password}", f"docker://127.0.0.1:{server.port}/{src}:v1",
+           f"docker://127.0.0.1:{server.port}/{copy}:v1")
+    assert reg.get_manifest(copy, "v1").headers["Docker-Content-Digest"] == img.digest
+    for dd, b in img.blobs:
+        assert reg.get_blob(copy, dd).content == b
 
     # a caller who may push to `target` but not read `secret`
     target = new_repo(server)
@@ -701,9 +721,12 @@ def test_referrers_with_oras_and_raw_artifacts(server, reg, root_pw, tmp_path, m
     assert r.headers["OCI-Filters-Applied"] == "artifactType"
     assert [m["digest"] for m in r.json()["manifests"]] == [sha256(sig)]
 
-    # nothing refers to the artifact itself; a subject that is not (yet) in the repository
+    # nothing refers to the artifact itself, nor to a digest the registry never saw
     r = reg.request("GET", f"/v2/{repo}/referrers/{sha256(sig)}")
     assert r.status_code == 200 and r.json()["manifests"] == []
+    r = reg.request("GET", f"/v2/{repo}/referrers/sha256:{'9' * 64}")
+    assert r.status_code == 200 and r.json() == {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    # a subject that is not (yet) in the repository
     ghost = "sha256:" + "ab" * 32
     orphan = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig.v1",
@@ -764,6 +787,11 @@ def test_delete_manifest_by_tag_and_digest(server, reg):
     assert oci_error(reg.delete_manifest(repo, img.digest))[:2] == (404, "MANIFEST_UNKNOWN")
     assert ecr(server).list_images(repositoryName=repo)["imageIds"] == []
 
+    # skopeo delete (by the digest the tag names)
+    reg.push_image(repo, img, "s")
+    skopeo("delete", "--tls-verify=false", "--creds", f"AWS:{reg.password}",
+               f"docker://127.0.0.1:{server.port}/{repo}:s")
+    assert oci_error(reg.get_manifest(repo, img.digest))[:2] == (404, "MANIFEST_UNKNOWN")
     # BatchDeleteImage by tag through the API; the image goes with its last tag
     reg.push_image(repo, img, "c")
     out = ecr(server).batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "c"}, {"imageTag": "zz"}])
@@ -806,13 +834,20 @@ def test_repository_policy_invalid_json_keeps_old_policy(server):
     out = server.cli(server.root, "ecr", "set-repository-policy", "--repository-name", repo,
                      "--policy-text", good)
     assert json.loads(out["policyText"]) == json.loads(good)
-    for bad in ['{"Version": "2012-10-17", "Statement": [', "not json",
+    err = server.cli_error(server.root, "ecr", "set-repository-policy", "--repository-name", repo,
+                           "--policy-text", '{"Version": "2012-10-17", "Statement": [')
+    assert err.code == "InvalidParameterException", err.stderr
+    for bad in ["not json", "[]",
                 json.dumps(doc({"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage",
                                 "Bogus": 1})),
-                json.dumps(doc({"Effect": "Maybe", "Principal": "*", "Action": "ecr:BatchGetImage"}))]:
-        err = server.cli_error(server.root, "ecr", "set-repository-policy", "--repository-name", repo,
-                               "--policy-text", bad)
-        assert err.code == "InvalidParameterException", (bad, err.stderr)
+                json.dumps(doc({"Effect": "Maybe", "Principal": "*", "Action": "ecr:BatchGetImage"})),
+                json.dumps(doc({"Effect": "Allow", "Action": "ecr:BatchGetImage"}))]:
+        code, msg, _ = client_error(ecr(server).set_repository_policy, repositoryName=repo, policyText=bad)
+        assert code == "InvalidParameterException", (bad, code, msg)
+    # a policy that would lock the caller out of SetRepositoryPolicy needs force
+    lockout = json.dumps(doc({"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}))
+    code, msg, _ = client_error(ecr(server).set_repository_policy, repositoryName=repo, policyText=lockout)
+    assert code == "InvalidParameterException", msg
     out = server.cli(server.root, "ecr", "get-repository-policy", "--repository-name", repo)
     assert json.loads(out["policyText"]) == json.loads(good)
     server.cli(server.root, "ecr", "delete-repository-policy", "--repository-name", repo)
@@ -853,11 +888,15 @@ def test_lifecycle_policy_validation(server):
         json.dumps({"rules": [dict(rule, action={"type": "explode"})]}),
         "not json" + " " * 100,
     ]
-    for bad in bads:
-        bad = bad.ljust(100)  # the CLI itself refuses texts under 100 characters
-        err = server.cli_error(server.root, "ecr", "put-lifecycle-policy", "--repository-name", repo,
-                               "--lifecycle-policy-text", bad)
-        assert err.code == "InvalidParameterException", (bad, err.stderr)
+    for i, bad in enumerate(bads):
+        bad = bad.ljust(100)  # the clients themselves refuse texts under 100 characters
+        if i == 0:
+            err = server.cli_error(server.root, "ecr", "put-lifecycle-policy", "--repository-name", repo,
+                                   "--lifecycle-policy-text", bad)
+            assert err.code == "InvalidParameterException", (bad, err.stderr)
+        else:
+            code, msg, _ = client_error(c.put_lifecycle_policy, repositoryName=repo, lifecyclePolicyText=bad)
+            assert code == "InvalidParameterException", (bad, code, msg)
     assert c.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"] == LIFECYCLE
     ok2 = json.dumps({"rules": [{"rulePriority": 2, "selection": {"tagStatus": "untagged",
                       "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 14},
@@ -1007,6 +1046,47 @@ def test_other_account_registry_by_host(server, reg):
     r = Registry(server, reg.password, host=host).get_manifest(repo, "v1")
     assert oci_error(r)[:2] == (403, "DENIED")
     assert oci_error(reg.get_manifest(repo, "v1"))[:2] == (404, "NAME_UNKNOWN")
+    # nor does the ECR API let A into B's registry
+    c = ecr(server)
+    for call, kw in [(c.describe_repositories, {}), (c.list_images, {"repositoryName": repo}),
+                     (c.describe_images, {"repositoryName": repo}),
+                     (c.create_repository, {"repositoryName": unique("intrude")}),
+                     (c.delete_repository, {"repositoryName": repo, "force": True}),
+                     (c.set_repository_policy, {"repositoryName": repo, "policyText": json.dumps(
+                         doc({"Effect": "Allow", "Principal": "*", "Action": "ecr:*"}))})]:
+        code, msg, _ = client_error(call, registryId=b.account_id, **kw)
+        assert code == "AccessDeniedException", (call, code, msg)
+    code, _, _ = client_error(c.tag_resource, resourceArn=repo_arn(server, repo, b.account_id),
+                              tags=[{"Key": "k", "Value": "v"}])
+    assert code == "AccessDeniedException"
+    assert ecr(server, b).list_images(repositoryName=repo)["imageIds"] == [
+        {"imageDigest": img.digest, "imageTag": "v1"}]
+
+
+def test_state_and_passwords_survive_a_restart(tmp_path_factory):
+    s = start_server(tmp_path_factory, "restart")
+    try:
+        ecr(s).create_repository(repositoryName="keep")
+        pw = login_password(s, s.root)
+        reg = Registry(s, pw)
+        img = make_image(layers=2)
+        reg.push_image("keep", img, "v1")
+        data = os.urandom(2000)
+        loc = location(reg.start_upload("keep"))
+        assert reg.patch(loc, data[:1000], start=0).status_code == 202
+        assert s.stop() == 0
+        s.start()
+        reg = Registry(s, pw)  # the same password, the same port or not
+        r = reg.get_manifest("keep", "v1")
+        assert r.status_code == 200 and r.content == img.manifest
+        for d, b in img.blobs:
+            assert reg.get_blob("keep", d).content == b
+        r = reg.request("GET", loc)
+        assert r.status_code == 204 and r.headers["Range"] == "0-999"
+        assert reg.finish(loc, sha256(data), data[1000:]).status_code == 201
+        assert reg.get_blob("keep", sha256(data)).content == data
+    finally:
+        assert s.stop() == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -1061,3 +1141,238 @@ def test_concurrent_pushes(server, root_pw, tmp_path):
     assert [i for i in ids if i.get("imageTag") == "race"] == [{"imageDigest": winner, "imageTag": "race"}]
     assert {i["imageDigest"] for i in ids} == {img.digest} | {im.digest for im in images}
     assert reg.request("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["race", "same"]
+
+
+# ---------------------------------------------------------------------------------------
+# More of what clients rely on
+# ---------------------------------------------------------------------------------------
+
+def test_docker_v2s2_push_and_large_layer(server, root_pw, reg, tmp_path):
+    repo = new_repo(server)
+    img = make_image(layers=2, size=3 * 1024 * 1024)
+    write_oci_layout(tmp_path / "src", {"v1": img})
+    skopeo_push(server, root_pw, tmp_path / "src", "v1", repo, extra=["--format", "v2s2"])
+    r = reg.get_manifest(repo, "v1", accept=(DOCKER_MANIFEST,))
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == DOCKER_MANIFEST
+    m = r.json()
+    assert m["mediaType"] == DOCKER_MANIFEST
+    assert [l["digest"] for l in m["layers"]] == [d for d, _ in img.blobs[1:]]
+    [detail] = ecr(server).describe_images(repositoryName=repo)["imageDetails"]
+    assert detail["imageManifestMediaType"] == DOCKER_MANIFEST
+    assert detail["imageDigest"] == r.headers["Docker-Content-Digest"] == sha256(r.content)
+    dg = tmp_path / "digest"
+    skopeo_pull(server, root_pw, repo, "v1", tmp_path / "dst", extra=["--digestfile", str(dg)])
+    for d, b in img.blobs[1:]:
+        assert oci_blob(tmp_path / "dst", d) == b
+    # a client that accepts only OCI manifests is told the tag is not there in that form
+    r = reg.get_manifest(repo, "v1", accept=(OCI_MANIFEST,))
+    assert oci_error(r)[:2] == (404, "MANIFEST_UNKNOWN")
+
+
+def test_ecr_retag_and_image_listing(server, reg):
+    repo = new_repo(server)
+    c = ecr(server)
+    img = make_image(layers=1)
+    reg.push_image(repo, img, "v1")
+    untagged = make_image(layers=1)
+    reg.push_image(repo, untagged)
+    # the documented retag: batch-get-image, then put-image with a new tag
+    m = c.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])["images"][0]["imageManifest"]
+    out = c.put_image(repositoryName=repo, imageTag="release", imageManifest=m)
+    assert out["image"]["imageId"] == {"imageDigest": img.digest, "imageTag": "release"}
+    assert reg.get_manifest(repo, "release").headers["Docker-Content-Digest"] == img.digest
+    assert reg.request("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["release", "v1"]
+
+    ids = c.list_images(repositoryName=repo, filter={"tagStatus": "UNTAGGED"})["imageIds"]
+    assert ids == [{"imageDigest": untagged.digest}]
+    details = c.describe_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})["imageDetails"]
+    assert [(d["imageDigest"], sorted(d["imageTags"])) for d in details] == [(img.digest, ["release", "v1"])]
+    code, _, _ = client_error(c.describe_images, repositoryName=repo, imageIds=[{"imageTag": "nope"}])
+    assert code == "ImageNotFoundException"
+    # BatchDeleteImage by digest names every tag it removed
+    out = c.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": img.digest}])
+    assert sorted(i["imageTag"] for i in out["imageIds"]) == ["release", "v1"]
+    assert {i["imageDigest"] for i in out["imageIds"]} == {img.digest}
+    assert reg.request("GET", f"/v2/{repo}/tags/list").json()["tags"] == []
+    # a pull is recorded
+    reg.get_manifest(repo, untagged.digest)
+    [d] = c.describe_images(repositoryName=repo, imageIds=[{"imageDigest": untagged.digest}])["imageDetails"]
+    assert "lastRecordedPullTime" in d
+
+
+def test_describe_repositories_pagination_and_settings(server):
+    c = ecr(server)
+    made = sorted(new_repo(server, prefix="pg") for _ in range(3))
+    r = c.create_repository(repositoryName=unique("scan"), imageScanningConfiguration={"scanOnPush": True},
+                            encryptionConfiguration={"encryptionType": "KMS"})["repository"]
+    assert r["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert r["encryptionConfiguration"]["encryptionType"] == "KMS"
+    assert r["repositoryUri"] == f"127.0.0.1:{server.port}/{r['repositoryName']}"
+    assert client_error(c.create_repository, repositoryName=made[0])[0] == "RepositoryAlreadyExistsException"
+    seen, token = [], None
+    while True:
+        kw = {"maxResults": 2, **({"nextToken": token} if token else {})}
+        out = c.describe_repositories(**kw)
+        assert len(out["repositories"]) <= 2
+        seen += [x["repositoryName"] for x in out["repositories"]]
+        token = out.get("nextToken")
+        if not token:
+            break
+    assert len(seen) == len(set(seen))
+    assert set(made) <= set(seen)
+    assert seen == [x["repositoryName"] for x in c.describe_repositories(maxResults=1000)["repositories"]]
+
+
+def test_repository_scoped_blobs_and_sessions(server, reg):
+    one, two = new_repo(server), new_repo(server)
+    data = os.urandom(300)
+    reg.push_blob(one, data)
+    # a blob pushed to one repository is not in another until mounted or pushed there
+    assert oci_error(reg.get_blob(two, sha256(data)))[:2] == (404, "BLOB_UNKNOWN")
+    assert reg.head_blob(two, sha256(data)).status_code == 404
+    # an upload session belongs to its repository
+    loc = location(reg.start_upload(one))
+    other_loc = loc.replace(f"/v2/{one}/", f"/v2/{two}/")
+    assert oci_error(reg.patch(other_loc, data, start=0))[:2] == (404, "BLOB_UPLOAD_UNKNOWN")
+    assert oci_error(reg.request("GET", f"/v2/{one}/blobs/uploads/nosuchsession"))[:2] == (404, "BLOB_UPLOAD_UNKNOWN")
+    # a chunk whose Content-Length and Content-Range disagree
+    r = reg.patch(loc, data, headers={"Content-Range": "0-9"})
+    assert r.status_code in (400, 416), (r.status_code, r.text)
+    # a closing PUT whose chunk does not continue the upload
+    assert reg.patch(loc, data[:100], start=0).status_code == 202
+    r = reg.request("PUT", f"{loc}?digest={sha256(data)}", data=data[150:],
+                    headers={"Content-Range": "150-299"})
+    assert r.status_code == 416, (r.status_code, r.text)
+    # the upload is still there and completes
+    r = reg.finish(loc, sha256(data), data[100:])
+    assert r.status_code == 201, r.text
+    # manifests are repository-scoped too, and a manifest may only name blobs of its repository
+    img = make_image(layers=1)
+    reg.push_image(one, img, "v1")
+    assert oci_error(reg.get_manifest(two, img.digest))[:2] == (404, "MANIFEST_UNKNOWN")
+    assert oci_error(reg.put_manifest(two, "v1", img.manifest))[:2] == (400, "MANIFEST_BLOB_UNKNOWN")
+    # deleting the repository ends its sessions
+    loc = location(reg.start_upload(two))
+    ecr(server).delete_repository(repositoryName=two, force=True)
+    ecr(server).create_repository(repositoryName=two)
+    assert oci_error(reg.patch(loc, data, start=0))[:2] == (404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_range_suffix_form(server, reg):
+    """RFC 9110 14.1.1: `bytes=-N` (a suffix range) asks for the last N bytes. A server may
+    answer 206 with them or ignore Range (200); 416 is only for unsatisfiable ranges."""
+    repo = new_repo(server)
+    data = os.urandom(1000)
+    reg.push_blob(repo, data)
+    r = reg.get_blob(repo, sha256(data), headers={"Range": "bytes=-10"})
+    assert r.status_code in (200, 206), (r.status_code, r.text)
+    if r.status_code == 206:
+        assert r.headers["Content-Range"] == "bytes 990-999/1000" and r.content == data[-10:]
+    else:
+        assert r.content == data
+
+
+def mint_password(server, access_key_id, issued, expires, region="us-east-1", key=None):
+    """A registry password made as the server makes them (registry/token.rs): version 1,
+    issue and expiry (i64 big-endian), region and access key id (length-prefixed),
+    HMAC-SHA256 under the server's key from the metadata store."""
+    if key is None:
+        with server.db() as db:
+            key = db.execute("SELECT value FROM server_secrets WHERE name = 'registry-token-key'").fetchone()[0]
+    payload = bytes([1]) + struct.pack(">qq", issued, expires)
+    for s in (region, access_key_id):
+        payload += bytes([len(s)]) + s.encode()
+    tag = hmac.new(key.encode(), payload, hashlib.sha256).digest()
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    return f"{b64(payload)}.{b64(tag)}"
+
+
+def test_password_expiry_region_and_forgery(server):
+    repo = new_repo(server)
+    now = int(time.time())
+    akid = server.root.access_key_id
+    # the minting matches the server's: a fresh one works
+    good = mint_password(server, akid, now - 10, now + 600)
+    assert Registry(server, good).request("GET", f"/v2/{repo}/tags/list").status_code == 200
+    r = Registry(server, mint_password(server, akid, now - 7200, now - 60)).request("GET", f"/v2/{repo}/tags/list")
+    status, code, msg = oci_error(r)
+    assert (status, code) == (403, "DENIED") and "expired" in msg.lower()
+    r = Registry(server, mint_password(server, akid, now - 10, now + 600, region="eu-west-1")).request("GET", "/v2/")
+    assert oci_error(r)[:2] == (403, "DENIED")
+    r = Registry(server, mint_password(server, akid, now - 10, now + 600, key="not the key")).request("GET", "/v2/")
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic realm=")
+    r = Registry(server, mint_password(server, "AKIANOSUCHKEY0000000", now - 10, now + 600)).request("GET", "/v2/")
+    assert oci_error(r)[:2] == (403, "DENIED")
+
+    # a password never outlives the session credentials it was made with
+    role = unique("role")
+    server.iam().create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                 "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"}}]}))
+    server.iam().put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps(doc(allow("ecr:*"))))
+    _, u = server.new_user(policies=[doc(allow("sts:AssumeRole"))])
+    c = server.sts(u).assume_role(RoleArn=f"arn:aws:iam::{server.account}:role/{role}", RoleSessionName="short",
+                                  DurationSeconds=900)["Credentials"]
+    data = ecr(server, Creds.from_sts(c, server.account)).get_authorization_token()["authorizationData"][0]
+    assert data["expiresAt"] == c["Expiration"]
+    data = ecr(server).get_authorization_token()["authorizationData"][0]
+    assert 11 * 3600 < data["expiresAt"].timestamp() - time.time() <= 12 * 3600 + 5
+
+
+def test_concurrent_races(server, root_pw):
+    """Racing writers: one PATCH per offset, one first push per immutable tag, one
+    CreateRepository per name."""
+    repo = new_repo(server)
+    reg = Registry(server, root_pw)
+    loc = location(reg.start_upload(repo))
+    chunk = os.urandom(200_000)
+    gate = threading.Barrier(8)
+
+    def patch(_):
+        r = Registry(server, root_pw)
+        gate.wait()
+        return r.patch(loc, chunk, start=0).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert sorted(pool.map(patch, range(8))) == [202] + [416] * 7
+    r = reg.request("GET", loc)
+    assert r.headers["Range"] == f"0-{len(chunk) - 1}"
+    assert reg.finish(loc, sha256(chunk)).status_code == 201
+    assert reg.get_blob(repo, sha256(chunk)).content == chunk
+
+    imm = new_repo(server, imageTagMutability="IMMUTABLE")
+    images = [make_image(layers=1, size=500) for _ in range(8)]
+    for im in images:
+        for d, b in im.blobs:
+            reg.push_blob(imm, b, d)
+    gate2 = threading.Barrier(8)
+
+    def put(im):
+        r = Registry(server, root_pw)
+        gate2.wait()
+        return r.put_manifest(imm, "v1", im.manifest).status_code, im.digest
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(put, images))
+    assert sorted(s for s, _ in results) == [201] + [400] * 7
+    [winner] = [d for s, d in results if s == 201]
+    assert reg.get_manifest(imm, "v1").headers["Docker-Content-Digest"] == winner
+
+    name = unique("race")
+    gate3 = threading.Barrier(6)
+    clients = [boto3.session.Session().client(
+        "ecr", endpoint_url=server.url, region_name="us-east-1",
+        aws_access_key_id=server.root.access_key_id,
+        aws_secret_access_key=server.root.secret_access_key) for _ in range(6)]
+
+    def create(c):
+        gate3.wait()
+        try:
+            c.create_repository(repositoryName=name)
+            return "ok"
+        except c.exceptions.ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(create, clients)) == ["RepositoryAlreadyExistsException"] * 5 + ["ok"]

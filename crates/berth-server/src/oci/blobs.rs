@@ -87,18 +87,33 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
     Ok(repo)
 }
 
-/// `bytes=a-b`, `bytes=a-`: the first range only.
-fn parse_range(h: &str) -> Result<(u64, Option<u64>), OciError> {
+/// A requested byte range: `bytes=a-b`, `bytes=a-` or the suffix form `bytes=-n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    From(u64, Option<u64>),
+    Last(u64),
+}
+
+/// The first range of a `Range` header (a multi-range request gets its first part).
+fn parse_range(h: &str) -> Result<ByteRange, OciError> {
     let bad = || {
         OciError::new(
             416,
             "BLOB_UNKNOWN",
-            format!("Range {h:?} is not bytes=START-[END]"),
+            format!("Range {h:?} is not bytes=START-[END] or bytes=-LENGTH"),
         )
     };
     let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     let first = spec.split(',').next().unwrap_or("");
     let (a, b) = first.split_once('-').ok_or_else(bad)?;
+    if a.trim().is_empty() {
+        let n: u64 = b.trim().parse().map_err(|_| bad())?;
+        return if n == 0 {
+            Err(bad())
+        } else {
+            Ok(ByteRange::Last(n))
+        };
+    }
     let a: u64 = a.trim().parse().map_err(|_| bad())?;
     let b = match b.trim() {
         "" => None,
@@ -107,7 +122,7 @@ fn parse_range(h: &str) -> Result<(u64, Option<u64>), OciError> {
     if b.is_some_and(|b| b < a) {
         return Err(bad());
     }
-    Ok((a, b))
+    Ok(ByteRange::From(a, b))
 }
 
 pub async fn get(
@@ -149,11 +164,20 @@ pub async fn serve_blob(
     range: Option<&str>,
 ) -> Result<Response<Body>, OciError> {
     let dg = digest(d)?;
-    let range = match range {
-        Some(h) => Some(parse_range(h)?),
-        None => None,
-    };
     let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
+    let range = match range.map(parse_range).transpose()? {
+        None => None,
+        Some(ByteRange::From(a, b)) => Some((a, b)),
+        Some(ByteRange::Last(n)) => {
+            let size = app
+                .blobs
+                .stat(&dg)
+                .await
+                .map_err(blob_error)?
+                .ok_or_else(unknown)?;
+            Some((size.saturating_sub(n), None))
+        }
+    };
     let reader = app
         .blobs
         .get(&dg, range)
@@ -423,4 +447,26 @@ pub async fn cancel(
     c.app.blobs.cancel(id).await.map_err(blob_error)?;
     c.app.registry.delete_upload(id).await?;
     Ok(response(StatusCode::NO_CONTENT, Body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_range("bytes=0-9").unwrap(),
+            ByteRange::From(0, Some(9))
+        );
+        assert_eq!(parse_range("bytes=5-").unwrap(), ByteRange::From(5, None));
+        assert_eq!(parse_range("bytes=-10").unwrap(), ByteRange::Last(10));
+        assert_eq!(
+            parse_range("bytes=0-1,5-6").unwrap(),
+            ByteRange::From(0, Some(1))
+        );
+        for bad in ["bytes=9-0", "bytes=-0", "items=0-1", "bytes=a-b", "bytes="] {
+            assert_eq!(parse_range(bad).unwrap_err().status, 416, "{bad}");
+        }
+    }
 }

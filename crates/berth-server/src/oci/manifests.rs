@@ -342,14 +342,22 @@ pub async fn referrers(
         .referrers(&repo.account, &repo.name, digest)
         .await?
     {
+        let parsed = serde_json::from_slice::<Value>(&img.manifest).ok();
+        // Without an artifactType, a manifest's type is its config's media type (spec).
+        let artifact_type = img.artifact_type.clone().or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.pointer("/config/mediaType"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         if filter
             .as_ref()
-            .is_some_and(|f| img.artifact_type.as_deref() != Some(f))
+            .is_some_and(|f| artifact_type.as_ref() != Some(f))
         {
             continue;
         }
-        let annotations = serde_json::from_slice::<Value>(&img.manifest)
-            .ok()
+        let annotations = parsed
             .and_then(|v| v.get("annotations").cloned())
             .filter(|a| a.is_object());
         let mut d = json!({
@@ -357,7 +365,7 @@ pub async fn referrers(
             "digest": img.digest,
             "size": img.manifest.len(),
         });
-        if let Some(t) = &img.artifact_type {
+        if let Some(t) = &artifact_type {
             d["artifactType"] = json!(t);
         }
         if let Some(a) = annotations {
