@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::{invalid, EcrCall};
 use crate::query::ApiError;
-use crate::registry::names::{valid_digest, valid_tag};
 use crate::registry::push::{store_manifest, PushError};
+use berth_oci::names::{valid_digest, valid_tag};
 
 fn image_json(r: &Repository, img: &Image, tag: Option<&str>) -> Value {
     json!({

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{invalid, EcrCall};
 use crate::query::ApiError;
-use crate::registry::names::valid_digest;
+use berth_oci::names::valid_digest;
 
 /// Part size InitiateLayerUpload advertises (ECR's minimum for all parts but the last).
 const PART_SIZE: i64 = 5 * 1024 * 1024;

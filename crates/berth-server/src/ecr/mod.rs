@@ -19,8 +19,9 @@ use crate::auth::authorizer::ContextValue;
 use crate::auth::{authenticate, Caller, Signing};
 use crate::ids;
 use crate::query::ApiError;
-use crate::registry::{authorize_ecr, names, EcrRequest};
+use crate::registry::{authorize_ecr, EcrRequest};
 use crate::serve::{App, Origin};
+use berth_oci::names;
 use router::{Operation, Scope};
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";

@@ -267,7 +267,7 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     match names {
         Some(names) => {
             for name in names {
-                if !crate::registry::names::valid_repository_name(&name) {
+                if !berth_oci::names::valid_repository_name(&name) {
                     return Err(invalid(format!("Invalid parameter at 'repositoryNames' failed to satisfy constraint: {name:?} is not a repository name")));
                 }
                 match ask(name.clone()).await? {

@@ -5,12 +5,13 @@
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use berth_blobs::{BlobError, Digest};
+use berth_oci::ByteRange;
 use berth_store::{Repository, Upload};
 use serde_json::json;
 
 use super::{response, set, OciCall, OciError};
-use crate::registry::names::valid_repository_name;
 use crate::serve::App;
+use berth_oci::names::valid_repository_name;
 
 fn blob_error(e: BlobError) -> OciError {
     match e {
@@ -87,44 +88,6 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
     Ok(repo)
 }
 
-/// A requested byte range: `bytes=a-b`, `bytes=a-` or the suffix form `bytes=-n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ByteRange {
-    From(u64, Option<u64>),
-    Last(u64),
-}
-
-/// The first range of a `Range` header (a multi-range request gets its first part).
-fn parse_range(h: &str) -> Result<ByteRange, OciError> {
-    let bad = || {
-        OciError::new(
-            416,
-            "BLOB_UNKNOWN",
-            format!("Range {h:?} is not bytes=START-[END] or bytes=-LENGTH"),
-        )
-    };
-    let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-    let first = spec.split(',').next().unwrap_or("");
-    let (a, b) = first.split_once('-').ok_or_else(bad)?;
-    if a.trim().is_empty() {
-        let n: u64 = b.trim().parse().map_err(|_| bad())?;
-        return if n == 0 {
-            Err(bad())
-        } else {
-            Ok(ByteRange::Last(n))
-        };
-    }
-    let a: u64 = a.trim().parse().map_err(|_| bad())?;
-    let b = match b.trim() {
-        "" => None,
-        b => Some(b.parse::<u64>().map_err(|_| bad())?),
-    };
-    if b.is_some_and(|b| b < a) {
-        return Err(bad());
-    }
-    Ok(ByteRange::From(a, b))
-}
-
 pub async fn get(
     c: &OciCall<'_>,
     name: &str,
@@ -165,17 +128,21 @@ pub async fn serve_blob(
 ) -> Result<Response<Body>, OciError> {
     let dg = digest(d)?;
     let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
-    let range = match range.map(parse_range).transpose()? {
+    let requested = range
+        .map(berth_oci::parse_range)
+        .transpose()
+        .map_err(|m| OciError::new(416, "BLOB_UNKNOWN", m))?;
+    let range = match requested {
         None => None,
         Some(ByteRange::From(a, b)) => Some((a, b)),
-        Some(ByteRange::Last(n)) => {
+        Some(last @ ByteRange::Last(_)) => {
             let size = app
                 .blobs
                 .stat(&dg)
                 .await
                 .map_err(blob_error)?
                 .ok_or_else(unknown)?;
-            Some((size.saturating_sub(n), None))
+            Some(last.resolve(size))
         }
     };
     let reader = app
@@ -447,26 +414,4 @@ pub async fn cancel(
     c.app.blobs.cancel(id).await.map_err(blob_error)?;
     c.app.registry.delete_upload(id).await?;
     Ok(response(StatusCode::NO_CONTENT, Body::empty()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(
-            parse_range("bytes=0-9").unwrap(),
-            ByteRange::From(0, Some(9))
-        );
-        assert_eq!(parse_range("bytes=5-").unwrap(), ByteRange::From(5, None));
-        assert_eq!(parse_range("bytes=-10").unwrap(), ByteRange::Last(10));
-        assert_eq!(
-            parse_range("bytes=0-1,5-6").unwrap(),
-            ByteRange::From(0, Some(1))
-        );
-        for bad in ["bytes=9-0", "bytes=-0", "items=0-1", "bytes=a-b", "bytes="] {
-            assert_eq!(parse_range(bad).unwrap_err().status, 416, "{bad}");
-        }
-    }
 }

@@ -6,10 +6,10 @@ use berth_store::Repository;
 use serde_json::{json, Value};
 
 use super::{response, set, OciCall, OciError};
-use crate::registry::manifest::OCI_INDEX;
-use crate::registry::names::{valid_digest, valid_tag};
 use crate::registry::push::{store_manifest, PushError, MAX_MANIFEST};
 use crate::registry::{authorize_ecr, EcrRequest};
+use berth_oci::manifest::OCI_INDEX;
+use berth_oci::names::{valid_digest, valid_tag};
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = response(status, Body::from(v.to_string()));

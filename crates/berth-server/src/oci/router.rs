@@ -4,7 +4,7 @@
 
 use axum::http::Method;
 
-use crate::registry::names::valid_repository_name;
+use berth_oci::names::valid_repository_name;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {

@@ -2,8 +2,6 @@
 //! authorization of an ECR action on a repository (identity policies, repository policy,
 //! registry policy, repository tags), registry passwords, manifests.
 
-pub mod manifest;
-pub mod names;
 pub mod push;
 pub mod token;
 

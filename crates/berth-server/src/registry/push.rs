@@ -2,10 +2,10 @@
 //! read it, check its digest, then commit it (and move the tag) only if everything it
 //! references is in the repository and the tag may move.
 
-use berth_store::{NewImage, PutImageError, PutOutcome, Repository, TagRule};
+use berth_oci::Reference;
+use berth_store::{NewImage, PutImageError, PutOutcome, RefKind, Repository, TagRule};
 use serde_json::Value;
 
-use super::manifest;
 use crate::serve::App;
 
 /// Largest manifest accepted (ECR's limit).
@@ -90,7 +90,7 @@ pub async fn store_manifest(
             bytes.len()
         )));
     }
-    let m = manifest::parse(bytes, content_type).map_err(|e| PushError::Invalid(e.0))?;
+    let m = berth_oci::parse_manifest(bytes, content_type).map_err(|e| PushError::Invalid(e.0))?;
     let digest = digest_of(bytes);
     if let Some(given) = expected_digest {
         if given != digest {
@@ -108,7 +108,19 @@ pub async fn store_manifest(
         size: m.size,
         artifact_type: m.artifact_type,
         subject: m.subject.clone(),
-        refs: m.refs,
+        refs: m
+            .refs
+            .into_iter()
+            .map(|(d, r)| {
+                (
+                    d,
+                    match r {
+                        Reference::Blob => RefKind::Blob,
+                        Reference::Manifest => RefKind::Manifest,
+                    },
+                )
+            })
+            .collect(),
         pushed_at: now,
     };
     let outcome = app

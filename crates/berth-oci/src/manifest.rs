@@ -1,8 +1,7 @@
 //! Reading pushed manifests: their media type, what they reference (config and layer
 //! blobs, child manifests), their size, `subject` and `artifactType`. The bytes are kept
-//! as pushed; this only reads them.
+//! as pushed; this only reads them (never panics, whatever the bytes).
 
-use berth_store::RefKind;
 use serde_json::Value;
 
 use super::names::valid_digest;
@@ -26,11 +25,18 @@ const FOREIGN_LAYERS: &[&str] = &[
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
+/// What a manifest references: a blob (config, layer) or a child manifest (index entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reference {
+    Blob,
+    Manifest,
+}
+
 /// What a manifest says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     pub media_type: String,
-    pub refs: Vec<(String, RefKind)>,
+    pub refs: Vec<(String, Reference)>,
     pub size: i64,
     pub subject: Option<String>,
     pub artifact_type: Option<String>,
@@ -135,7 +141,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
         for (i, m) in list.iter().enumerate() {
             let (d, s, _) = descriptor(m, &format!("manifests[{i}]"))?;
             size = size.max(s);
-            refs.push((d, RefKind::Manifest));
+            refs.push((d, Reference::Manifest));
         }
     } else {
         let config = o
@@ -143,7 +149,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
             .ok_or_else(|| Invalid("an image manifest needs a \"config\" descriptor".into()))?;
         let (d, s, config_type) = descriptor(config, "config")?;
         size += s;
-        refs.push((d, RefKind::Blob));
+        refs.push((d, Reference::Blob));
         if artifact_type.is_none() {
             artifact_type = config_type.filter(|t| {
                 t != OCI_EMPTY
@@ -160,7 +166,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
             let (d, s, t) = descriptor(l, &format!("layers[{i}]"))?;
             size += s;
             if !t.as_deref().is_some_and(|t| FOREIGN_LAYERS.contains(&t)) {
-                refs.push((d, RefKind::Blob));
+                refs.push((d, Reference::Blob));
             }
         }
     }
@@ -195,7 +201,7 @@ mod tests {
         assert_eq!(p.size, 15);
         assert_eq!(
             p.refs,
-            vec![(d('a'), RefKind::Blob), (d('b'), RefKind::Blob)]
+            vec![(d('a'), Reference::Blob), (d('b'), Reference::Blob)]
         );
         assert_eq!(p.artifact_type, None);
         assert!(
@@ -209,7 +215,7 @@ mod tests {
         );
         let p = parse(idx.as_bytes(), Some(OCI_INDEX)).unwrap();
         assert!(p.is_index);
-        assert_eq!(p.refs, vec![(d('c'), RefKind::Manifest)]);
+        assert_eq!(p.refs, vec![(d('c'), Reference::Manifest)]);
 
         let art = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/x.sig","config":{{"mediaType":"{OCI_EMPTY}","digest":"{}","size":2}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":7}}}}"#,
