@@ -187,6 +187,20 @@ fn bench(c: &mut Criterion) {
             authorize(&app, &caller, &origin, &put_image).unwrap()
         })
     });
+    // Registry passwords: minted by GetAuthorizationToken, checked on every /v2 request.
+    let key = app.token_key.clone();
+    let password = berth_server::registry::token::mint(
+        &key,
+        &berth_server::registry::token::Envelope {
+            issued: now,
+            expires: now + 43_200,
+            region: "us-east-1".into(),
+            access_key_id: KEY.into(),
+        },
+    );
+    g.bench_function("registry password check (HMAC-SHA256)", |b| {
+        b.iter(|| berth_server::registry::token::verify(&key, black_box(&password), now).unwrap())
+    });
     g.finish();
 }
 
