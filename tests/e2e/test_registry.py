@@ -1376,3 +1376,34 @@ def test_concurrent_races(server, root_pw):
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         assert sorted(pool.map(create, clients)) == ["RepositoryAlreadyExistsException"] * 5 + ["ok"]
+
+
+def test_huge_headers_and_truncated_uploads(server, reg):
+    """Bad input at the HTTP level: an oversized header is refused without harm, and an
+    upload whose body stops short is not a blob."""
+    import socket
+
+    server.client("ecr", server.root).create_repository(repositoryName="bad/input")
+    # A 1 MiB header: refused (431/400), and the server goes on answering.
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 4"), reply[:80]
+    assert reg.request("GET", "/v2/").status_code == 200
+    # A PATCH that announces more bytes than it sends, then the connection closes.
+    r = reg.start_upload("bad/input")
+    assert r.status_code == 202
+    loc = r.headers["Location"]
+    auth = reg.headers()["Authorization"]
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(
+            f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100000\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n".encode() + b"z" * 1000
+        )
+        s.shutdown(socket.SHUT_WR)
+        s.recv(4096)
+    data = b"z" * 100000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = reg.finish(loc, digest)
+    assert r.status_code in (400, 404), r.text
+    assert reg.head_blob("bad/input", digest).status_code == 404
