@@ -7,6 +7,7 @@ mod groups;
 mod policies;
 mod roles;
 pub mod router;
+mod simulate;
 mod users;
 
 use berth_iam::{CompiledPolicy, PolicyKind};
@@ -80,7 +81,7 @@ pub async fn handle(call: &Call<'_>, action: &str) -> Result<Value, ApiError> {
 
 fn writes(ep: Endpoint) -> bool {
     let n = ep.name();
-    !(n.starts_with("Get") || n.starts_with("List"))
+    !(n.starts_with("Get") || n.starts_with("List") || n.starts_with("Simulate"))
 }
 
 async fn dispatch(call: &Call<'_>, ep: Endpoint, t: &Target) -> Result<Value, ApiError> {
@@ -153,6 +154,11 @@ async fn dispatch(call: &Call<'_>, ep: Endpoint, t: &Target) -> Result<Value, Ap
         AttachRolePolicy => policies::attach(call, t, Role).await,
         DetachRolePolicy => policies::detach(call, t, Role).await,
         ListAttachedRolePolicies => policies::list_attached(call, t, Role).await,
+
+        SimulatePrincipalPolicy => simulate::simulate_principal(call, t).await,
+        SimulateCustomPolicy => simulate::simulate_custom(call).await,
+        GetContextKeysForPrincipalPolicy => simulate::context_keys_principal(call, t).await,
+        GetContextKeysForCustomPolicy => simulate::context_keys_custom(call).await,
     }
 }
 
@@ -188,6 +194,35 @@ async fn resolve(call: &Call<'_>, ep: Endpoint) -> Result<Target, ApiError> {
         ResourceRef::Entity(kind, param) => {
             let name = p.name(param, max_name(kind))?;
             entity_target(call, kind, name).await
+        }
+        ResourceRef::SourceArn(param) => {
+            let arn = p.required(param)?;
+            let parsed = arn
+                .strip_prefix("arn:aws:iam::")
+                .and_then(|r| r.split_once(':'))
+                .and_then(|(acct, res)| {
+                    let (kind, rest) = res.split_once('/')?;
+                    let kind = match kind {
+                        "user" => EntityKind::User,
+                        "group" => EntityKind::Group,
+                        "role" => EntityKind::Role,
+                        _ => return None,
+                    };
+                    Some((acct, kind, rest.rsplit('/').next()?))
+                });
+            let Some((acct, kind, name)) = parsed.filter(|(_, _, n)| !n.is_empty()) else {
+                return Err(ApiError::invalid_input(format!(
+                    "{param} {arn} is not the ARN of a user, group or role"
+                )));
+            };
+            if acct != account {
+                return Ok(plain(arn.to_string()));
+            }
+            let mut t = entity_target(call, kind, name).await?;
+            if t.entity.is_none() {
+                t.arn = arn.to_string();
+            }
+            Ok(t)
         }
         ResourceRef::UserOrCaller => match p.optional_name("UserName", 64)? {
             Some(name) => entity_target(call, EntityKind::User, name).await,
@@ -536,6 +571,7 @@ mod tests {
                 ("AccessKeyId", "AKIANOBODYNOBODYNOBO"),
                 ("Status", "Inactive"),
                 ("VersionId", "v1"),
+                ("PolicySourceArn", "arn:aws:iam::111111111111:user/nobody"),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -19,6 +19,8 @@ pub enum ResourceRef {
     PolicyArn,
     /// A new managed policy: `PolicyName` and `Path`.
     NewPolicy,
+    /// The user, group or role whose ARN this parameter holds.
+    SourceArn(&'static str),
 }
 
 macro_rules! endpoints {
@@ -124,4 +126,9 @@ endpoints! {
     AttachRolePolicy => Entity(Role, "RoleName"),
     DetachRolePolicy => Entity(Role, "RoleName"),
     ListAttachedRolePolicies => Entity(Role, "RoleName"),
+
+    SimulatePrincipalPolicy => SourceArn("PolicySourceArn"),
+    SimulateCustomPolicy => Any,
+    GetContextKeysForPrincipalPolicy => SourceArn("PolicySourceArn"),
+    GetContextKeysForCustomPolicy => Any,
 }

@@ -1,0 +1,86 @@
+"""The IAM policy simulator through the real aws CLI and boto3: simulate-custom-policy and
+simulate-principal-policy, with matched statements and their positions, missing context
+values, per-resource results, context entries, boundaries, the stored repository policy,
+and the context keys a policy uses."""
+
+import json
+
+from berth import dumps, server  # noqa: F401  (fixture)
+
+REPO = "arn:aws:ecr:us-east-1:{acct}:repository/app"
+
+
+def test_simulate_custom_policy_with_the_cli(server):
+    root = server.root
+    policy = json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Push", "Effect": "Allow", "Action": ["ecr:PutImage", "ecr:BatchGetImage"], "Resource": "*"},
+            {"Sid": "NoDelete", "Effect": "Deny", "Action": "ecr:BatchDeleteImage", "Resource": "*"},
+            {"Sid": "FromOffice", "Effect": "Allow", "Action": "ecr:ListImages", "Resource": "*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+        ],
+    }, indent=2)
+    out = server.cli(root, "iam", "simulate-custom-policy", "--policy-input-list", policy,
+                     "--action-names", "ecr:PutImage", "ecr:BatchDeleteImage", "ecr:ListImages", "ecr:DeleteRepository")
+    results = {r["EvalActionName"]: r for r in out["EvaluationResults"]}
+    assert results["ecr:PutImage"]["EvalDecision"] == "allowed"
+    assert results["ecr:BatchDeleteImage"]["EvalDecision"] == "explicitDeny"
+    assert results["ecr:ListImages"]["EvalDecision"] == "implicitDeny"
+    assert results["ecr:ListImages"]["MissingContextValues"] == ["aws:SourceIp"]
+    assert results["ecr:DeleteRepository"]["EvalDecision"] == "implicitDeny"
+    # The deciding statement and where it is in the document (lines and columns from 1).
+    m = results["ecr:PutImage"]["MatchedStatements"]
+    assert [s["SourcePolicyId"] for s in m] == ["PolicyInputList.1"]
+    assert m[0]["StartPosition"] == {"Line": 4, "Column": 5}
+    assert m[0]["EndPosition"]["Line"] > 4
+    d = results["ecr:BatchDeleteImage"]["MatchedStatements"]
+    assert len(d) == 1 and d[0]["StartPosition"]["Line"] > m[0]["EndPosition"]["Line"]
+    # With the context the condition asks for.
+    out = server.cli(root, "iam", "simulate-custom-policy", "--policy-input-list", policy,
+                     "--action-names", "ecr:ListImages",
+                     "--context-entries", "ContextKeyName=aws:SourceIp,ContextKeyValues=10.1.2.3,ContextKeyType=ip")
+    assert out["EvaluationResults"][0]["EvalDecision"] == "allowed"
+
+
+def test_simulate_principal_policy_with_boto3(server):
+    root = server.root
+    acct = server.account
+    iam = server.iam(root)
+    name, _ = server.new_user(policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}])
+    arn = f"arn:aws:iam::{acct}:user/{name}"
+    repo = REPO.format(acct=acct)
+    r = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["ecr:PutImage"], ResourceArns=[repo])
+    res = r["EvaluationResults"][0]
+    assert res["EvalDecision"] == "allowed"
+    assert res["ResourceSpecificResults"][0]["EvalResourceName"] == repo
+    assert res["MatchedStatements"][0]["SourcePolicyType"] == "user"
+    # A boundary given for the simulation limits it.
+    boundary = dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]})
+    r = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["ecr:PutImage", "ecr:BatchGetImage"],
+                                      ResourceArns=[repo], PermissionsBoundaryPolicyInputList=[boundary])
+    got = {e["EvalActionName"]: e for e in r["EvaluationResults"]}
+    assert got["ecr:PutImage"]["EvalDecision"] == "implicitDeny"
+    assert got["ecr:PutImage"]["PermissionsBoundaryDecisionDetail"] == {"AllowedByPermissionsBoundary": False}
+    assert got["ecr:BatchGetImage"]["EvalDecision"] == "allowed"
+    # The stored repository policy takes part when the resource is a repository.
+    ecr = server.client("ecr", root)
+    ecr.create_repository(repositoryName="app")
+    ecr.set_repository_policy(repositoryName="app", policyText=dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "NoPush", "Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage"}]}))
+    r = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["ecr:PutImage"], ResourceArns=[repo])
+    res = r["EvaluationResults"][0]
+    assert res["EvalDecision"] == "explicitDeny"
+    assert [m["SourcePolicyType"] for m in res["MatchedStatements"]] == ["resource"]
+    # Unknown principal; a user without the permission to simulate.
+    code = server.cli_error(root, "iam", "simulate-principal-policy", "--policy-source-arn",
+                            f"arn:aws:iam::{acct}:user/nobody-here", "--action-names", "ecr:PutImage")
+    assert code.code == "NoSuchEntity"
+
+
+def test_context_keys_for_custom_policy(server):
+    policy = dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*",
+                    "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}, "StringEquals": {"aws:PrincipalTag/team": "dev"}}}]})
+    out = server.cli(server.root, "iam", "get-context-keys-for-custom-policy", "--policy-input-list", policy)
+    assert sorted(out["ContextKeyNames"]) == ["aws:PrincipalTag/team", "aws:SourceIp"]
