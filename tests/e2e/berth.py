@@ -684,3 +684,14 @@ def seed_text(name, **ids):
     for old, new in ids.items():
         text = text.replace(old, new)
     return text
+
+
+ENCODED = ". Encoded authorization failure message: "
+
+
+def plain(message):
+    """The IAM sentence of a denial, without the encoded authorization message the server
+    appends (encoded_denials, on by default); checks that the encoded message is there."""
+    head, sep, blob = message.partition(ENCODED)
+    assert sep and blob, f"no encoded authorization message in {message!r}"
+    return head

@@ -6,7 +6,8 @@ import urllib.parse
 
 import pytest
 
-from berth import (ALLOW_ALL, allow, client_error, deny, doc, dumps, server,  # noqa: F401
+from berth import (
+    ALLOW_ALL, plain, allow, client_error, deny, doc, dumps, server,  # noqa: F401
                    trust, unique)
 
 V = "2010-05-08"
@@ -448,7 +449,7 @@ def test_user_without_policies_is_denied_cli(server):
     name, creds = server.new_user()
     err = server.cli_error(creds, "iam", "create-user", "--user-name", "x")
     assert err.code == "AccessDenied"
-    assert err.message == (
+    assert plain(err.message) == (
         f"User: arn:aws:iam::{acct}:user/{name} is not authorized to perform: iam:CreateUser "
         f"on resource: arn:aws:iam::{acct}:user/x because no identity-based policy allows the "
         f"iam:CreateUser action")
@@ -540,7 +541,7 @@ def test_explicit_deny_wins(server):
     iam.create_user(UserName=victim)
     code, msg, status = client_error(iam.delete_user, UserName=victim)
     assert code == "AccessDenied" and status == 403
-    assert msg == (f"User: arn:aws:iam::{acct}:user/{name} is not authorized to perform: iam:DeleteUser "
+    assert plain(msg) == (f"User: arn:aws:iam::{acct}:user/{name} is not authorized to perform: iam:DeleteUser "
                    f"on resource: arn:aws:iam::{acct}:user/{victim} with an explicit deny in an "
                    f"identity-based policy")
     assert server.iam().get_user(UserName=victim)["User"]["UserName"] == victim
@@ -568,7 +569,7 @@ def test_permissions_boundary_limits_user(server):
     uiam.list_users()
     code, msg, _ = client_error(uiam.create_user, UserName="blocked")
     assert code == "AccessDenied"
-    assert msg == (f"User: arn:aws:iam::{acct}:user/{name} is not authorized to perform: iam:CreateUser "
+    assert plain(msg) == (f"User: arn:aws:iam::{acct}:user/{name} is not authorized to perform: iam:CreateUser "
                    f"on resource: arn:aws:iam::{acct}:user/blocked because no permissions boundary "
                    f"allows the iam:CreateUser action")
     # the boundary alone grants nothing

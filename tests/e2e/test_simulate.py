@@ -84,3 +84,34 @@ def test_context_keys_for_custom_policy(server):
                     "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}, "StringEquals": {"aws:PrincipalTag/team": "dev"}}}]})
     out = server.cli(server.root, "iam", "get-context-keys-for-custom-policy", "--policy-input-list", policy)
     assert sorted(out["ContextKeyNames"]) == ["aws:PrincipalTag/team", "aws:SourceIp"]
+
+
+def test_denials_explain_themselves_and_decode(server, tmp_path):
+    """A denial carries IAM's sentence and an encoded authorization message, which
+    `aws sts decode-authorization-message` opens for a principal allowed to."""
+    import re
+
+    root = server.root
+    name, creds = server.new_user()
+    err = server.cli_error(creds, "ecr", "describe-repositories")
+    assert err.code == "AccessDeniedException"
+    assert "is not authorized to perform: ecr:DescribeRepositories" in err.message or "ecr:" in err.message
+    err = server.cli_error(creds, "iam", "list-users")
+    assert err.code == "AccessDenied"
+    assert "because no identity-based policy allows the iam:ListUsers action" in err.message
+    m = re.search(r"Encoded authorization failure message: ([A-Za-z0-9_-]+)", err.message)
+    assert m, err.message
+    blob = m.group(1)
+    # The user itself may not decode it; root may.
+    denied = server.cli_error(creds, "sts", "decode-authorization-message", "--encoded-message", blob)
+    assert denied.code == "AccessDenied"
+    out = server.cli(root, "sts", "decode-authorization-message", "--encoded-message", blob)
+    decoded = json.loads(out["DecodedMessage"])
+    assert decoded["allowed"] is False and decoded["explicitDeny"] is False
+    assert decoded["context"]["action"] == "iam:ListUsers"
+    assert decoded["context"]["principal"]["arn"].endswith(f":user/{name}")
+    keys = {c["item"]["key"] for c in decoded["context"]["conditions"]["items"]}
+    assert "aws:sourceip" in keys
+    # Tampered or foreign messages are refused.
+    bad = server.cli_error(root, "sts", "decode-authorization-message", "--encoded-message", blob[:-4] + "AAAA")
+    assert bad.code == "InvalidAuthorizationMessageException"

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from berth import (ALLOW_ALL, SETTLE, Creds, allow, client_error, deny, doc, dumps,  # noqa: F401
+from berth import (
+    ALLOW_ALL, plain, SETTLE, Creds, allow, client_error, deny, doc, dumps,  # noqa: F401
                    server, trust, unique)
 
 
@@ -86,7 +87,7 @@ def test_assume_role_trust_names_user(server):
     assert name in [u["UserName"] for u in iam.list_users()["Users"]]
     code, msg, status = client_error(iam.create_user, UserName="nope")
     assert code == "AccessDenied" and status == 403
-    assert msg == (f"User: arn:aws:sts::{acct}:assumed-role/{rname}/s1 is not authorized to perform: "
+    assert plain(msg) == (f"User: arn:aws:sts::{acct}:assumed-role/{rname}/s1 is not authorized to perform: "
                    f"iam:CreateUser on resource: arn:aws:iam::{acct}:user/nope because no "
                    f"identity-based policy allows the iam:CreateUser action")
 

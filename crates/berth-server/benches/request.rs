@@ -80,6 +80,7 @@ async fn app() -> App {
         registry: store,
         blobs: berth_blobs::BlobStore::in_memory(&staging).await.unwrap(),
         token_key: b"bench".to_vec(),
+        message_key: None,
         default_account: ACCOUNT.into(),
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(Duration::from_secs(3600)),

@@ -143,6 +143,20 @@ pub fn authorize(
     }
     match decision {
         Decision::Allow => Ok(()),
-        _ => Err(ApiError::access_denied(reason)),
+        _ => {
+            let mut message = reason;
+            if let Some(key) = &app.message_key {
+                // The slow path, on denials only: the full explanation, sealed.
+                let mut eval = berth_iam::evaluate(&req, &set);
+                eval.decision = decision;
+                eval.reason = message.clone();
+                let decoded = super::message::decoded(&eval, &req, &caller.user_id, origin.now);
+                if let Some(blob) = super::message::encode(key, &decoded) {
+                    message.push_str(". Encoded authorization failure message: ");
+                    message.push_str(&blob);
+                }
+            }
+            Err(ApiError::access_denied(message))
+        }
     }
 }

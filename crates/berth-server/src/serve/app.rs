@@ -15,6 +15,8 @@ pub struct App {
     pub blobs: berth_blobs::BlobStore,
     /// The key registry passwords are signed with (shared by every node, in the store).
     pub token_key: Vec<u8>,
+    /// The key denials' encoded authorization messages are sealed with (`None`: off).
+    pub message_key: Option<[u8; 32]>,
     /// The account a registry host that names none reaches.
     pub default_account: String,
     /// The address the server listens on, once bound.
@@ -163,6 +165,7 @@ pub mod testing {
             registry: store,
             blobs: berth_blobs::BlobStore::in_memory(&dir).await.unwrap(),
             token_key: b"test-key".to_vec(),
+            message_key: Some([9; 32]),
             default_account: ACCOUNT.into(),
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
@@ -214,6 +217,7 @@ mod tests {
             registry: store,
             blobs: berth_blobs::BlobStore::in_memory(&dir).await.unwrap(),
             token_key: b"test".to_vec(),
+            message_key: None,
             default_account: "111111111111".into(),
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),

@@ -11,6 +11,7 @@
 //! registry_domain = "ecr.localhost" # registry hosts: <account>.dkr.<registry_domain>
 //! public_url = "http://127.0.0.1:5000" # how clients reach the default account's registry
 //! create_on_push = false          # ECR never creates repositories on push
+//! encoded_denials = true          # append an encoded authorization message to denials
 //! ```
 
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Create a repository on first push (ECR never does; off by default).
     pub create_on_push: bool,
+    /// Append an encoded authorization message to denials (decoded by
+    /// `aws sts decode-authorization-message`).
+    pub encoded_denials: bool,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             registry_domain: "ecr.localhost".into(),
             public_url: None,
             create_on_push: false,
+            encoded_denials: true,
         }
     }
 }
@@ -71,6 +76,7 @@ struct FileConfig {
     registry_domain: Option<String>,
     public_url: Option<String>,
     create_on_push: Option<bool>,
+    encoded_denials: Option<bool>,
 }
 
 /// Command-line values, which win over the file.
@@ -136,6 +142,9 @@ impl Config {
             }
             if let Some(b) = f.create_on_push {
                 c.create_on_push = b;
+            }
+            if let Some(b) = f.encoded_denials {
+                c.encoded_denials = b;
             }
         }
         if let Some(l) = &o.listen {

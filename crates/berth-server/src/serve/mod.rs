@@ -63,6 +63,17 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
         .await
         .map_err(|e| e.to_string())?
         .into_bytes();
+    let message_key = if config.encoded_denials {
+        let candidate = crate::ids::secret_access_key() + &crate::ids::secret_access_key();
+        let secret = store
+            .server_secret("authorization-message-key", &candidate)
+            .await
+            .map_err(|e| e.to_string())?;
+        use sha2::Digest;
+        Some(sha2::Sha256::digest(secret.as_bytes()).into())
+    } else {
+        None
+    };
     let blobs = berth_blobs::BlobStore::local(&config.data_dir)
         .await
         .map_err(|e| format!("opening blob storage in {}: {e}", config.data_dir.display()))?;
@@ -71,6 +82,7 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
         registry: store,
         blobs,
         token_key,
+        message_key,
         default_account,
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(config.cache_ttl),

@@ -58,6 +58,7 @@ pub async fn handle(call: &Call<'_>, action: &str) -> Result<Value, ApiError> {
         "AssumeRole" => assume_role(call).await,
         "GetSessionToken" => get_session_token(call).await,
         "GetFederationToken" => get_federation_token(call).await,
+        "DecodeAuthorizationMessage" => decode_authorization_message(call).await,
         _ => Err(ApiError::new(
             400,
             "InvalidAction",
@@ -572,4 +573,44 @@ async fn get_federation_token(call: &Call<'_>) -> Result<Value, ApiError> {
         },
         "PackedPolicySize": packed,
     }))
+}
+
+/// DecodeAuthorizationMessage: open an encoded denial for a principal allowed
+/// `sts:DecodeAuthorizationMessage`.
+async fn decode_authorization_message(call: &Call<'_>) -> Result<Value, ApiError> {
+    let blob = call.params.required("EncodedMessage")?;
+    authorize(
+        call.app,
+        call.caller,
+        call.origin,
+        &Authorization {
+            action: "sts:DecodeAuthorizationMessage",
+            resource: "*",
+            resource_account: &call.caller.account,
+            resource_policies: &[],
+            context: &[],
+            resource_must_allow: false,
+        },
+    )?;
+    let invalid = |m: &str| ApiError::new(400, "InvalidAuthorizationMessageException", m);
+    let Some(key) = &call.app.message_key else {
+        return Err(invalid(
+            "This server does not encode authorization messages (encoded_denials = false)",
+        ));
+    };
+    let plain = crate::auth::message::open(key, blob).ok_or_else(|| {
+        invalid(
+            "The encoded message is not valid: it was not made by this server, or it was changed",
+        )
+    })?;
+    let mut v: Value =
+        serde_json::from_slice(&plain).map_err(|_| invalid("The encoded message is not valid"))?;
+    let expires = v.get("expires").and_then(Value::as_i64).unwrap_or(0);
+    if call.origin.now >= expires {
+        return Err(invalid("The encoded message has expired"));
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("expires");
+    }
+    Ok(json!({ "DecodedMessage": v.to_string() }))
 }
