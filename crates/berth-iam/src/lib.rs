@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod glob;
 pub mod json;
 pub mod lines;
+pub mod lint;
 pub mod policy;
 pub mod request;
 pub mod values;

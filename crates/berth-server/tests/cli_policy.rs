@@ -306,3 +306,34 @@ fn decide_handles_edges_of_the_stream() {
          {\"id\":2,\"error\":\"principal is missing\"}\n"
     );
 }
+
+#[test]
+fn check_lint_prints_findings_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("repo.json");
+    std::fs::write(
+        &p,
+        "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{\n    \"Effect\": \"Allow\",\n    \"Principal\": \"*\",\n    \"Action\": [\"ecr:BatchGetImage\", \"ecr:PutImgae\", \"ecr:PutImage\"]\n  }]\n}\n",
+    )
+    .unwrap();
+    let p = p.display().to_string();
+    let out = berth(&["policy", "check", "--lint", &p]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an ERROR finding fails the check"
+    );
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&format!("{p}:6:37: ERROR INVALID_ACTION: The action ecr:PutImgae does not exist. Did you mean ecr:PutImage? (Statement[0].Action[1])").as_str()), "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("SECURITY_WARNING PUBLIC_WRITE_ACCESS")),
+        "{stdout}"
+    );
+    // Without --lint the same valid document passes silently.
+    let out = berth(&["policy", "check", &p]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}

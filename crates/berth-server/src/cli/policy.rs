@@ -30,6 +30,11 @@ pub struct CheckArgs {
     /// Default: repository when the document names principals, else identity.
     #[arg(long, value_parser = parse_kind)]
     kind: Option<PolicyKind>,
+    /// Also lint valid documents (Access Analyzer-style findings: ERROR, SECURITY_WARNING,
+    /// WARNING, SUGGESTION, one `FILE:LINE:COLUMN: TYPE CODE: details (path)` line each);
+    /// an ERROR finding fails the check.
+    #[arg(long)]
+    lint: bool,
     /// Policy files.
     #[arg(required = true)]
     files: Vec<String>,
@@ -124,6 +129,12 @@ fn check(a: CheckArgs) -> Result<ExitCode, String> {
             writeln!(out, "{file}: {p}").map_err(|e| e.to_string())?;
         }
         failed |= !problems.is_empty();
+        if a.lint && problems.is_empty() {
+            for f in berth_iam::lint::lint(&src, kind) {
+                writeln!(out, "{file}:{f}").map_err(|e| e.to_string())?;
+                failed |= f.finding_type == berth_iam::lint::FindingType::Error;
+            }
+        }
     }
     Ok(if failed {
         ExitCode::from(1)
