@@ -115,3 +115,38 @@ def test_denials_explain_themselves_and_decode(server, tmp_path):
     # Tampered or foreign messages are refused.
     bad = server.cli_error(root, "sts", "decode-authorization-message", "--encoded-message", blob[:-4] + "AAAA")
     assert bad.code == "InvalidAuthorizationMessageException"
+
+
+def test_validate_policy_with_the_access_analyzer_cli(server, tmp_path):
+    """`aws accessanalyzer validate-policy --endpoint-url …` runs Berth's linter."""
+    policy = tmp_path / "repo.json"
+    policy.write_text(json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "Public", "Effect": "Allow", "Principal": "*",
+                       "Action": ["ecr:BatchGetImage", "ecr:PutImgae", "ecr:PutImage"]}],
+    }, indent=2))
+    out = server.cli(server.root, "accessanalyzer", "validate-policy", "--policy-type", "RESOURCE_POLICY",
+                     "--validate-policy-resource-type", "AWS::ECR::Repository",
+                     "--policy-document", f"file://{policy}")
+    by_code = {f["issueCode"]: f for f in out["findings"]}
+    bad = by_code["INVALID_ACTION"]
+    assert bad["findingType"] == "ERROR"
+    assert "Did you mean ecr:PutImage?" in bad["findingDetails"]
+    loc = bad["locations"][0]
+    assert loc["path"] == [{"key": "Statement"}, {"index": 0}, {"key": "Action"}, {"index": 1}]
+    start, end = loc["span"]["start"], loc["span"]["end"]
+    assert policy.read_text()[start["offset"]:end["offset"]] == '"ecr:PutImgae"'
+    assert start["line"] == 10 and end["offset"] - start["offset"] == 14
+    assert by_code["PUBLIC_WRITE_ACCESS"]["findingType"] == "SECURITY_WARNING"
+    # A clean identity policy has no findings.
+    clean = tmp_path / "id.json"
+    clean.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}))
+    out = server.cli(server.root, "accessanalyzer", "validate-policy", "--policy-type", "IDENTITY_POLICY",
+                     "--policy-document", f"file://{clean}")
+    assert out["findings"] == []
+    # A user without access-analyzer:ValidatePolicy is refused.
+    _, creds = server.new_user()
+    err = server.cli_error(creds, "accessanalyzer", "validate-policy", "--policy-type", "IDENTITY_POLICY",
+                           "--policy-document", f"file://{clean}")
+    assert err.code == "AccessDeniedException"

@@ -4,6 +4,7 @@
 //! log. Business rules of the policy language live in `berth-iam`, storage in
 //! `berth-store`, signature checking in `berth-sigv4`.
 
+pub mod analyzer;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -149,6 +149,9 @@ async fn dispatch(
     };
     match target {
         Some(t) => crate::ecr::serve(&app, peer, &parts, &body, &t).await,
+        None if parts.uri.path() == crate::analyzer::PATH => {
+            crate::analyzer::serve(&app, peer, &parts, &body).await
+        }
         None => crate::query::serve(&app, peer, parts, body).await,
     }
 }

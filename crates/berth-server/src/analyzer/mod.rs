@@ -1,0 +1,257 @@
+//! Access Analyzer's ValidatePolicy (REST-JSON, `POST /policy/validation`, SigV4 for
+//! `access-analyzer`), answered offline by `berth-iam`'s linter, so that
+//! `aws accessanalyzer validate-policy --endpoint-url …` runs Berth's checks.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, request::Parts, Response, StatusCode};
+use berth_iam::lint::{lint, Finding};
+use berth_iam::PolicyKind;
+use serde_json::{json, Value};
+
+use crate::auth::authorizer::{authorize, Authorization};
+use crate::auth::{authenticate, Signing};
+use crate::ids;
+use crate::query::ApiError;
+use crate::serve::{App, Origin};
+
+pub const PATH: &str = "/policy/validation";
+
+fn respond(status: u16, code: Option<&str>, body: Value, request_id: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
+    if let Ok(v) = request_id.parse() {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Some(c) = code.and_then(|c| c.parse().ok()) {
+        h.insert("x-amzn-errortype", c);
+    }
+    r
+}
+
+fn error(e: &ApiError, request_id: &str) -> Response<Body> {
+    let code = match e.code {
+        "AccessDenied" => "AccessDeniedException",
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        "ExpiredToken" => "ExpiredTokenException",
+        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
+        "IncompleteSignature" => "IncompleteSignatureException",
+        _ if e.status >= 500 => "InternalServerException",
+        _ => "ValidationException",
+    };
+    let status = match code {
+        "AccessDeniedException"
+        | "MissingAuthenticationTokenException"
+        | "UnrecognizedClientException" => 403,
+        "InternalServerException" => 500,
+        _ => 400,
+    };
+    respond(
+        status,
+        Some(code),
+        json!({"message": e.message}),
+        request_id,
+    )
+}
+
+/// The policy kind of a `policyType` (and `validatePolicyResourceType`).
+fn kind_of(policy_type: &str, resource_type: Option<&str>) -> Result<PolicyKind, ApiError> {
+    Ok(match (policy_type, resource_type) {
+        ("IDENTITY_POLICY", _) => PolicyKind::Identity,
+        ("RESOURCE_POLICY", Some("AWS::IAM::AssumeRolePolicyDocument")) => PolicyKind::Trust,
+        ("RESOURCE_POLICY", Some("AWS::ECR::RegistryPolicy")) => PolicyKind::Registry,
+        ("RESOURCE_POLICY", _) => PolicyKind::Repository,
+        ("SERVICE_CONTROL_POLICY" | "RESOURCE_CONTROL_POLICY", _) => PolicyKind::Identity,
+        (other, _) => {
+            return Err(ApiError::validation(format!(
+                "policyType {other:?} is not IDENTITY_POLICY, RESOURCE_POLICY, SERVICE_CONTROL_POLICY or RESOURCE_CONTROL_POLICY"
+            )))
+        }
+    })
+}
+
+/// `Statement[0].Condition.IpAddress."aws:SourceIp"` → Access Analyzer path elements.
+pub fn path_elements(path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').unwrap_or(r.len());
+            out.push(json!({"key": &r[..end]}));
+            rest = r.get(end + 1..).unwrap_or("");
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']').unwrap_or(r.len());
+            if let Ok(i) = r[..end].parse::<u64>() {
+                out.push(json!({"index": i}));
+            }
+            rest = r.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            out.push(json!({"key": &rest[..end]}));
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+/// Where the JSON token at `offset` ends (a string's closing quote, else the next delimiter).
+fn token_end(src: &str, offset: usize) -> usize {
+    let b = src.as_bytes();
+    if offset >= b.len() {
+        return b.len();
+    }
+    if b[offset] == b'"' {
+        let mut i = offset + 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        return b.len();
+    }
+    offset
+        + src[offset..]
+            .find([',', '}', ']', '\n'])
+            .unwrap_or(src.len() - offset)
+}
+
+fn position(src: &str, offset: usize) -> Value {
+    let (line, column) = berth_iam::json::line_column(src, offset);
+    json!({"line": line, "column": column - 1, "offset": offset})
+}
+
+pub fn finding_json(src: &str, f: &Finding) -> Value {
+    json!({
+        "findingType": f.finding_type.as_str(),
+        "issueCode": f.issue_code,
+        "findingDetails": f.details,
+        "learnMoreLink": format!("https://docs.aws.amazon.com/IAM/latest/UserGuide/access-analyzer-reference-policy-checks.html#access-analyzer-reference-policy-checks-{}", f.issue_code.to_ascii_lowercase().replace('_', "-")),
+        "locations": [{
+            "path": path_elements(&f.path),
+            "span": {"start": position(src, f.offset), "end": position(src, token_end(src, f.offset))},
+        }],
+    })
+}
+
+/// Serve `POST /policy/validation`.
+pub async fn serve(app: &App, peer: SocketAddr, parts: &Parts, body: &Bytes) -> Response<Body> {
+    let request_id = ids::request_id();
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let sig_req = berth_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: raw_query,
+        headers: &headers,
+        body,
+    };
+    let now = ids::now();
+    let (caller, region) = match authenticate(
+        app,
+        &sig_req,
+        &berth_sigv4::query_pairs(raw_query),
+        Signing {
+            service: "access-analyzer",
+            now,
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return error(&e, &request_id),
+    };
+    let (source_ip, secure) = app.client(
+        peer.ip(),
+        parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let origin = Origin {
+        request_id: request_id.clone(),
+        source_ip,
+        secure,
+        now,
+        region,
+    };
+    let result = (|| {
+        authorize(
+            app,
+            &caller,
+            &origin,
+            &Authorization {
+                action: "access-analyzer:ValidatePolicy",
+                resource: "*",
+                resource_account: &caller.account,
+                resource_policies: &[],
+                context: &[],
+                resource_must_allow: false,
+            },
+        )?;
+        let input: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::validation(format!("The request body is not valid JSON: {e}"))
+        })?;
+        let doc = input
+            .get("policyDocument")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::validation("policyDocument is required"))?;
+        let policy_type = input
+            .get("policyType")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::validation("policyType is required"))?;
+        let kind = kind_of(
+            policy_type,
+            input
+                .get("validatePolicyResourceType")
+                .and_then(Value::as_str),
+        )?;
+        let findings: Vec<Value> = lint(doc, kind)
+            .iter()
+            .map(|f| finding_json(doc, f))
+            .collect();
+        Ok::<_, ApiError>(json!({ "findings": findings }))
+    })();
+    match result {
+        Ok(v) => respond(200, None, v, &request_id),
+        Err(e) => error(&e, &request_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            path_elements("Statement[0].Condition.IpAddress.\"aws:SourceIp\""),
+            vec![
+                json!({"key": "Statement"}),
+                json!({"index": 0}),
+                json!({"key": "Condition"}),
+                json!({"key": "IpAddress"}),
+                json!({"key": "aws:SourceIp"})
+            ]
+        );
+        assert_eq!(path_elements(""), Vec::<Value>::new());
+        assert_eq!(token_end("[\"ab\\\"c\", 1]", 1), 8);
+    }
+}
