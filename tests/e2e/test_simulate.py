@@ -150,3 +150,25 @@ def test_validate_policy_with_the_access_analyzer_cli(server, tmp_path):
     err = server.cli_error(creds, "accessanalyzer", "validate-policy", "--policy-type", "IDENTITY_POLICY",
                            "--policy-document", f"file://{clean}")
     assert err.code == "AccessDeniedException"
+
+
+def test_policy_writes_refuse_lint_errors(server):
+    """An ERROR finding refuses a policy write with the finding's sentence; nothing is stored."""
+    root = server.root
+    name, _ = server.new_user()
+    iam = server.iam(root)
+    bad = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:TagResource",
+                      "Resource": "*", "Condition": {"StringEquals": {"aws:TagKeys": "team"}}}]})
+    err = server.cli_error(root, "iam", "put-user-policy", "--user-name", name, "--policy-name", "p",
+                           "--policy-document", bad)
+    assert err.code == "MalformedPolicyDocument" and "MISSING_QUALIFIER" in err.message
+    assert iam.list_user_policies(UserName=name)["PolicyNames"] == []
+    ecr = server.client("ecr", root)
+    ecr.create_repository(repositoryName="lint/app")
+    repo_bad = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                           "Action": "ecr:BatchGetImage", "Condition": {"StringEquals": {"ecr:RepositoryName": "x"}}}]})
+    err = server.cli_error(root, "ecr", "set-repository-policy", "--repository-name", "lint/app",
+                           "--policy-text", repo_bad)
+    assert err.code == "InvalidParameterException" and "INVALID_SERVICE_CONDITION_KEY" in err.message
+    assert server.cli_error(root, "ecr", "get-repository-policy", "--repository-name", "lint/app").code == \
+        "RepositoryPolicyNotFoundException"

@@ -81,12 +81,16 @@ fn check_policy(text: &str, kind: PolicyKind) -> Result<(), ApiError> {
             text.chars().count()
         )));
     }
-    CompiledPolicy::parse("policy", kind, text).map(|_| ()).map_err(|e| {
-        invalid(format!(
-            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {} provided': {e}",
-            kind.policy_noun()
-        ))
-    })
+    CompiledPolicy::parse("policy", kind, text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+        .and_then(|_| crate::iam::lint_errors(text, kind))
+        .map_err(|e| {
+            invalid(format!(
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {} provided': {e}",
+                kind.policy_noun()
+            ))
+        })
 }
 
 pub async fn put_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {

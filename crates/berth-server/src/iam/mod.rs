@@ -397,7 +397,28 @@ pub fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
 pub fn check_policy(document: &str, kind: PolicyKind) -> Result<(), ApiError> {
     CompiledPolicy::parse("document", kind, document)
         .map(|_| ())
-        .map_err(|e| ApiError::malformed_policy(e.to_string()))
+        .map_err(|e| ApiError::malformed_policy(e.to_string()))?;
+    lint_errors(document, kind).map_err(ApiError::malformed_policy)
+}
+
+/// Lint a document on its way in: ERROR findings refuse it (their sentences joined);
+/// the other findings are logged. Unknown actions are logged, not refused: IAM stores
+/// them, and the documentation's own examples (seed 002) use placeholder action names.
+pub fn lint_errors(document: &str, kind: PolicyKind) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for f in berth_iam::lint::lint(document, kind) {
+        if f.finding_type == berth_iam::lint::FindingType::Error && f.issue_code != "INVALID_ACTION"
+        {
+            errors.push(format!("{} {}: {}", f.issue_code, f.path, f.details));
+        } else {
+            tracing::info!(finding = f.finding_type.as_str(), code = f.issue_code, path = %f.path, "{}", f.details);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// Refuse a document past an IAM quota (characters, whitespace excluded) with
