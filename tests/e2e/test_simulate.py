@@ -172,3 +172,26 @@ def test_policy_writes_refuse_lint_errors(server):
     assert err.code == "InvalidParameterException" and "INVALID_SERVICE_CONDITION_KEY" in err.message
     assert server.cli_error(root, "ecr", "get-repository-policy", "--repository-name", "lint/app").code == \
         "RepositoryPolicyNotFoundException"
+
+
+def test_policy_public_on_a_running_servers_data(server):
+    """`berth policy public --data-dir` reads a running server's repositories and policies."""
+    import subprocess
+
+    from berth import BIN
+
+    root = server.root
+    ecr = server.client("ecr", root)
+    ecr.create_repository(repositoryName="pub/open")
+    ecr.create_repository(repositoryName="pub/closed")
+    ecr.set_repository_policy(repositoryName="pub/open", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": ["ecr:BatchGetImage", "ecr:PutImage"]}]}))
+    ecr.set_repository_policy(repositoryName="pub/closed", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage",
+         "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-123456"}}}]}))
+    p = subprocess.run([BIN, "policy", "public", "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    acct = server.account
+    assert f"{acct}/pub/open: readable by anyone (ecr:BatchGetImage)" in p.stdout
+    assert f"{acct}/pub/open: writable by anyone (ecr:PutImage)" in p.stdout
+    assert "pub/closed" not in p.stdout

@@ -337,3 +337,30 @@ fn check_lint_prints_findings_with_their_place() {
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn public_names_the_seed_policies_open_to_anyone() {
+    let root = repo_root();
+    let seeds = root.join("examples/seeds");
+    let mut files: Vec<String> = std::fs::read_dir(&seeds)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("000-"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["policy", "public"];
+    args.extend(files.iter().map(String::as_str));
+    let out = berth(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Written down from the seeds: only "allow all accounts pull" lets anyone in; the
+    // IP-restricted policy narrows by address, the others name their principals, the
+    // deny-all policy grants nothing, the CodeBuild one names a service.
+    let expected = format!(
+        "{}: readable by anyone (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)\n",
+        seeds.join("000-allow-all-accounts-pull.json").display()
+    );
+    assert_eq!(text(&out.stdout), expected);
+    let out = berth(&["policy", "public"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -2,6 +2,7 @@
 
 mod account;
 mod policy;
+mod public;
 mod serve;
 
 use std::process::ExitCode;

@@ -22,6 +22,8 @@ pub enum PolicyCommand {
     Simulate(SimulateArgs),
     /// Decide JSON-lines requests from stdin, one answer line per request line.
     Decide,
+    /// Repositories anyone can read or write (policy files, or a data directory).
+    Public(super::public::PublicArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +87,7 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
         PolicyCommand::Check(a) => check(a),
         PolicyCommand::Simulate(a) => simulate(a),
         PolicyCommand::Decide => decide(),
+        PolicyCommand::Public(a) => super::public::run(a),
     }
 }
 
