@@ -195,3 +195,42 @@ def test_policy_public_on_a_running_servers_data(server):
     assert f"{acct}/pub/open: readable by anyone (ecr:BatchGetImage)" in p.stdout
     assert f"{acct}/pub/open: writable by anyone (ecr:PutImage)" in p.stdout
     assert "pub/closed" not in p.stdout
+
+
+def test_who_can_on_a_running_servers_data(server):
+    """`berth policy who-can` lists the principals allowed an action on a repository:
+    the root user, users by identity policy (also through groups), roles, and other
+    accounts named by the repository policy; conditional grants name their keys."""
+    import subprocess
+
+    from berth import BIN
+
+    root = server.root
+    acct = server.account
+    ecr = server.client("ecr", root)
+    iam = server.iam(root)
+    ecr.create_repository(repositoryName="who/app")
+    repo = f"arn:aws:ecr:us-east-1:{acct}:repository/who/app"
+    pusher, _ = server.new_user(policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:PutImage", "Resource": repo}]}])
+    office, _ = server.new_user(policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:PutImage", "Resource": "*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]}])
+    reader, _ = server.new_user(policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]}])
+    iam.create_group(GroupName="who-pushers")
+    iam.put_group_policy(GroupName="who-pushers", PolicyName="push", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}))
+    member, _ = server.new_user(groups=["who-pushers"])
+    ecr.set_repository_policy(repositoryName="who/app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"}, "Action": "ecr:PutImage"}]}))
+    p = subprocess.run([BIN, "policy", "who-can", "--action", "ecr:PutImage", "--repository", "who/app",
+                        "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert f"arn:aws:iam::{acct}:root" in lines
+    assert f"arn:aws:iam::{acct}:user/{pusher}" in lines
+    assert f"arn:aws:iam::{acct}:user/{member}" in lines
+    assert f"arn:aws:iam::{acct}:user/{office} when aws:SourceIp" in lines
+    assert not any(f"user/{reader}" in line for line in lines)
+    assert "arn:aws:iam::222222222222:root (if its own policies allow)" in lines

@@ -4,6 +4,7 @@ mod account;
 mod policy;
 mod public;
 mod serve;
+mod whocan;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,8 @@ pub enum PolicyCommand {
     Decide,
     /// Repositories anyone can read or write (policy files, or a data directory).
     Public(super::public::PublicArgs),
+    /// Every principal allowed an action on a repository, from a data directory's policies.
+    WhoCan(super::whocan::WhoCanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +90,7 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
         PolicyCommand::Simulate(a) => simulate(a),
         PolicyCommand::Decide => decide(),
         PolicyCommand::Public(a) => super::public::run(a),
+        PolicyCommand::WhoCan(a) => super::whocan::run(a),
     }
 }
 
