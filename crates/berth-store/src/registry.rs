@@ -81,6 +81,17 @@ pub struct Image {
     pub tags: Vec<String>,
 }
 
+/// How often a pull is recorded per image (as ECR: at most once a day).
+pub const PULL_RECORD_INTERVAL: i64 = 86_400;
+
+impl Image {
+    /// Whether a pull at `now` should be recorded (keeps pulls off the write path).
+    pub fn pull_due(&self, now: i64) -> bool {
+        self.last_pull
+            .is_none_or(|t| now - t >= PULL_RECORD_INTERVAL)
+    }
+}
+
 /// How a tag write goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagRule {

@@ -563,16 +563,17 @@ impl RegistryStore for SqliteStore {
         digest: &str,
         now: i64,
     ) -> Result<()> {
-        // At most once a day per image, as ECR does (keeps pulls off the write path).
+        // At most once per interval per image, even when callers race.
         sqlx::query(
             "UPDATE images SET last_pull = ? WHERE account_id = ? AND repository = ? AND digest = ?
-               AND (last_pull IS NULL OR last_pull < ? - 86400)",
+               AND (last_pull IS NULL OR last_pull <= ? - ?)",
         )
         .bind(now)
         .bind(account)
         .bind(repository)
         .bind(digest)
         .bind(now)
+        .bind(PULL_RECORD_INTERVAL)
         .execute(&self.pool)
         .await
         .map_err(backend)?;

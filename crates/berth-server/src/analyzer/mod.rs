@@ -10,11 +10,11 @@ use berth_iam::lint::{lint, Finding};
 use berth_iam::PolicyKind;
 use serde_json::{json, Value};
 
+use crate::auth::authenticate::authenticate_http;
 use crate::auth::authorizer::{authorize, Authorization};
-use crate::auth::{authenticate, Signing};
 use crate::ids;
 use crate::query::ApiError;
-use crate::serve::{App, Origin};
+use crate::serve::App;
 
 pub const PATH: &str = "/policy/validation";
 
@@ -36,14 +36,11 @@ fn respond(status: u16, code: Option<&str>, body: Value, request_id: &str) -> Re
 }
 
 fn error(e: &ApiError, request_id: &str) -> Response<Body> {
-    let code = match e.code {
-        "AccessDenied" => "AccessDeniedException",
-        "InvalidClientTokenId" => "UnrecognizedClientException",
-        "SignatureDoesNotMatch" => "InvalidSignatureException",
-        "ExpiredToken" => "ExpiredTokenException",
-        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
-        "IncompleteSignature" => "IncompleteSignatureException",
-        _ if e.status >= 500 => "InternalServerException",
+    // The auth layer's names are the JSON protocol's (as ECR's); the rest is validation.
+    let code = match crate::ecr::json_code(e.code) {
+        "ServerException" => "InternalServerException",
+        "InvalidParameterException" => "ValidationException",
+        c if c.ends_with("Exception") => c,
         _ => "ValidationException",
     };
     let status = match code {
@@ -146,52 +143,11 @@ pub fn finding_json(src: &str, f: &Finding) -> Value {
 /// Serve `POST /policy/validation`.
 pub async fn serve(app: &App, peer: SocketAddr, parts: &Parts, body: &Bytes) -> Response<Body> {
     let request_id = ids::request_id();
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
-    let raw_query = parts.uri.query().unwrap_or("");
-    let sig_req = berth_sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: raw_query,
-        headers: &headers,
-        body,
-    };
-    let now = ids::now();
-    let (caller, region) = match authenticate(
-        app,
-        &sig_req,
-        &berth_sigv4::query_pairs(raw_query),
-        Signing {
-            service: "access-analyzer",
-            now,
-        },
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => return error(&e, &request_id),
-    };
-    let (source_ip, secure) = app.client(
-        peer.ip(),
-        parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
-        parts
-            .headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok()),
-    );
-    let origin = Origin {
-        request_id: request_id.clone(),
-        source_ip,
-        secure,
-        now,
-        region,
-    };
+    let (caller, origin) =
+        match authenticate_http(app, peer, parts, body, "access-analyzer", &request_id).await {
+            Ok(c) => c,
+            Err(e) => return error(&e, &request_id),
+        };
     let result = (|| {
         authorize(
             app,

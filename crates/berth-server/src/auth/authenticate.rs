@@ -73,6 +73,43 @@ pub async fn authenticate(
     Ok((caller, signed.credential.region.to_string()))
 }
 
+/// Authenticate a signed request as a front door received it (`service`: the signing
+/// name it expects), and say where it comes from.
+pub async fn authenticate_http(
+    app: &App,
+    peer: std::net::SocketAddr,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    service: &str,
+    request_id: &str,
+) -> Result<(Caller, crate::serve::Origin), ApiError> {
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let req = berth_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: raw_query,
+        headers: &headers,
+        body,
+    };
+    let now = crate::ids::now();
+    let signing = Signing { service, now };
+    let (caller, region) =
+        authenticate(app, &req, &berth_sigv4::query_pairs(raw_query), signing).await?;
+    let origin = app.origin(
+        peer.ip(),
+        &parts.headers,
+        request_id.to_string(),
+        now,
+        region,
+    );
+    Ok((caller, origin))
+}
+
 /// The caller behind a credential already proven (by a signature, or by a registry
 /// password minted for it): checks the key is active and the session unexpired.
 pub async fn caller_for(

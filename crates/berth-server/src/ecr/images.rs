@@ -211,10 +211,12 @@ pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                     )));
                     continue;
                 }
-                c.app
-                    .registry
-                    .record_pull(&r.account, &r.name, &img.digest, c.origin.now)
-                    .await?;
+                if img.pull_due(c.origin.now) {
+                    c.app
+                        .registry
+                        .record_pull(&r.account, &r.name, &img.digest, c.origin.now)
+                        .await?;
+                }
                 images.push(image_json(r, &img, tag.as_deref()));
             }
             Err(f) => failures.push(f),

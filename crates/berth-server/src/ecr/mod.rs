@@ -15,8 +15,9 @@ use axum::http::{header, request::Parts, Response, StatusCode};
 use berth_store::Repository;
 use serde_json::{json, Value};
 
+use crate::auth::authenticate::authenticate_http;
 use crate::auth::authorizer::ContextValue;
-use crate::auth::{authenticate, Caller, Signing};
+use crate::auth::Caller;
 use crate::ids;
 use crate::query::ApiError;
 use crate::registry::{authorize_ecr, EcrRequest};
@@ -39,7 +40,7 @@ pub struct EcrCall<'a> {
 }
 
 /// The JSON-protocol name of an error first made for the query protocol.
-fn json_code(code: &'static str) -> &'static str {
+pub fn json_code(code: &'static str) -> &'static str {
     match code {
         "InvalidClientTokenId" => "UnrecognizedClientException",
         "SignatureDoesNotMatch" => "InvalidSignatureException",
@@ -146,31 +147,7 @@ pub async fn serve(
         );
         return error_response(&e, &request_id);
     };
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
-    let raw_query = parts.uri.query().unwrap_or("");
-    let sig_req = berth_sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: raw_query,
-        headers: &headers,
-        body,
-    };
-    let now = ids::now();
-    let query_pairs = berth_sigv4::query_pairs(raw_query);
-    let (caller, region) = match authenticate(
-        app,
-        &sig_req,
-        &query_pairs,
-        Signing {
-            service: "ecr",
-            now,
-        },
-    )
-    .await
+    let (caller, origin) = match authenticate_http(app, peer, parts, body, "ecr", &request_id).await
     {
         Ok(c) => c,
         Err(e) => return error_response(&e, &request_id),
@@ -197,24 +174,6 @@ pub async fn serve(
                 return error_response(&e, &request_id);
             }
         }
-    };
-    let (source_ip, secure) = app.client(
-        peer.ip(),
-        parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
-        parts
-            .headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok()),
-    );
-    let origin = Origin {
-        request_id: request_id.clone(),
-        source_ip,
-        secure,
-        now,
-        region,
     };
     match call(app, &caller, &origin, op, &input).await {
         Ok(v) => respond(200, &v, &request_id),
@@ -385,6 +344,9 @@ async fn call(
         Operation::CreateRepository => context = tag_context(&request_tags(input)?),
         _ => {}
     }
+    // Tagging on create also needs ecr:TagResource, decided with the same keys.
+    let create_tags =
+        (op == Operation::CreateRepository && !context.is_empty()).then(|| context.clone());
     if op.scope() == Scope::Repositories {
         // Each repository is decided in the handler.
         let call = EcrCall {
@@ -409,8 +371,7 @@ async fn call(
         },
     )
     .await?;
-    if op == Operation::CreateRepository && !request_tags(input)?.is_empty() {
-        // Tagging on create also needs ecr:TagResource.
+    if let Some(context) = create_tags {
         authorize_ecr(
             app,
             caller,
@@ -419,7 +380,7 @@ async fn call(
                 action: "ecr:TagResource",
                 registry: &registry,
                 repository: repository.as_deref(),
-                context: tag_context(&request_tags(input)?),
+                context,
             },
         )
         .await?;

@@ -52,14 +52,6 @@ fn digest(d: &str) -> Result<Digest, OciError> {
     d.parse::<Digest>().map_err(blob_error)
 }
 
-fn existing<'r>(
-    c: &OciCall<'_>,
-    name: &str,
-    repo: &'r Option<Repository>,
-) -> Result<&'r Repository, OciError> {
-    repo.as_ref().ok_or_else(|| c.name_unknown(name))
-}
-
 /// A missing repository on push: `NAME_UNKNOWN`, unless create-on-push is configured
 /// and the caller may create it.
 pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, OciError> {
@@ -96,7 +88,7 @@ pub async fn get(
     head: bool,
 ) -> Result<Response<Body>, OciError> {
     let dg = digest(d)?;
-    let repo = existing(c, name, &repo)?;
+    let repo = c.existing(name, &repo)?;
     let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
     c.app
         .registry
@@ -333,7 +325,7 @@ pub async fn patch(
     repo: Option<Repository>,
     body: Body,
 ) -> Result<Response<Body>, OciError> {
-    existing(c, name, &repo)?;
+    c.existing(name, &repo)?;
     let current = session(c, name, id).await?;
     content_range(c, current)?;
     let size = c
@@ -353,7 +345,7 @@ pub async fn finish(
     repo: Option<Repository>,
     body: Body,
 ) -> Result<Response<Body>, OciError> {
-    let repo = existing(c, name, &repo)?;
+    let repo = c.existing(name, &repo)?;
     let Some(d) = c.query("digest") else {
         return Err(OciError::new(
             400,
@@ -398,7 +390,7 @@ pub async fn status(
     id: &str,
     repo: Option<Repository>,
 ) -> Result<Response<Body>, OciError> {
-    existing(c, name, &repo)?;
+    c.existing(name, &repo)?;
     let size = session(c, name, id).await?;
     Ok(upload_location(name, id, size, StatusCode::NO_CONTENT))
 }
@@ -409,7 +401,7 @@ pub async fn cancel(
     id: &str,
     repo: Option<Repository>,
 ) -> Result<Response<Body>, OciError> {
-    existing(c, name, &repo)?;
+    c.existing(name, &repo)?;
     session(c, name, id).await?;
     c.app.blobs.cancel(id).await.map_err(blob_error)?;
     c.app.registry.delete_upload(id).await?;

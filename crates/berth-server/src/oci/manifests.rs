@@ -85,20 +85,12 @@ pub async fn catalog(c: &OciCall<'_>) -> Result<Response<Body>, OciError> {
     Ok(r)
 }
 
-fn existing<'r>(
-    c: &OciCall<'_>,
-    name: &str,
-    repo: &'r Option<Repository>,
-) -> Result<&'r Repository, OciError> {
-    repo.as_ref().ok_or_else(|| c.name_unknown(name))
-}
-
 pub async fn tags_list(
     c: &OciCall<'_>,
     name: &str,
     repo: Option<Repository>,
 ) -> Result<Response<Body>, OciError> {
-    let repo = existing(c, name, &repo)?;
+    let repo = c.existing(name, &repo)?;
     let tags: Vec<String> = c
         .app
         .registry
@@ -168,7 +160,7 @@ pub async fn get(
     head: bool,
 ) -> Result<Response<Body>, OciError> {
     check_reference(reference)?;
-    let repo = existing(c, name, &repo)?;
+    let repo = c.existing(name, &repo)?;
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
     let img = c
         .app
@@ -191,7 +183,7 @@ pub async fn get(
             }
         }
     }
-    if !head {
+    if !head && img.pull_due(c.origin.now) {
         c.app
             .registry
             .record_pull(&repo.account, &repo.name, &img.digest, c.origin.now)
@@ -278,7 +270,7 @@ pub async fn delete(
     repo: Option<Repository>,
 ) -> Result<Response<Body>, OciError> {
     check_reference(reference)?;
-    let repo = existing(c, name, &repo)?;
+    let repo = c.existing(name, &repo)?;
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
     if reference.contains(':') {
         match c
@@ -333,7 +325,7 @@ pub async fn referrers(
             format!("{digest:?} is not a sha256 digest"),
         ));
     }
-    let repo = existing(c, name, &repo)?;
+    let repo = c.existing(name, &repo)?;
     let filter = c.query("artifactType").map(str::to_string);
     let mut manifests = Vec::new();
     for img in c

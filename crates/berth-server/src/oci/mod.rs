@@ -106,6 +106,15 @@ impl OciCall<'_> {
         )
     }
 
+    /// The repository an endpoint names, which must exist (`NAME_UNKNOWN`).
+    pub fn existing<'r>(
+        &self,
+        name: &str,
+        repo: &'r Option<berth_store::Repository>,
+    ) -> Result<&'r berth_store::Repository, OciError> {
+        repo.as_ref().ok_or_else(|| self.name_unknown(name))
+    }
+
     /// Decide another ECR action than the endpoint's (mount sources, monolithic uploads).
     pub async fn also_authorize(
         &self,
@@ -213,24 +222,13 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
             "invalid repository name {n:?}: components of lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/', 2 to 256 characters"
         )), head, None),
     };
-    let (source_ip, secure) = app.client(
+    let origin = app.origin(
         peer.ip(),
-        parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
-        parts
-            .headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok()),
-    );
-    let origin = Origin {
-        request_id: ids::request_id(),
-        source_ip,
-        secure,
+        &parts.headers,
+        ids::request_id(),
         now,
-        region: app.config.region.clone(),
-    };
+        app.config.region.clone(),
+    );
     let registry = registry_of(app, host.as_deref());
     let call = OciCall {
         app,
@@ -381,7 +379,7 @@ async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Respons
         GetBlob { name, digest } => blobs::get(c, name, digest, repo, false).await,
         HeadBlob { name, digest } => blobs::get(c, name, digest, repo, true).await,
         DeleteBlob { name, .. } => {
-            repo.ok_or_else(|| c.name_unknown(name))?;
+            c.existing(name, &repo)?;
             Err(OciError::new(405, "UNSUPPORTED", "blobs cannot be deleted in this registry: they are garbage-collected once no image references them"))
         }
         StartUpload { name } => blobs::start(c, name, repo, body).await,

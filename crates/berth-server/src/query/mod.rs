@@ -12,10 +12,11 @@ pub use params::Params;
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, request::Parts, HeaderMap, Method, Response, StatusCode};
+use axum::http::{header, request::Parts, Method, Response, StatusCode};
 use serde_json::Value;
 
-use crate::auth::{authenticate, Caller, Signing};
+use crate::auth::authenticate::authenticate_http;
+use crate::auth::Caller;
 use crate::ids;
 use crate::serve::{App, Origin};
 
@@ -94,10 +95,6 @@ pub fn error_response(service: Service, e: &ApiError, request_id: &str) -> Respo
     )
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Serve one query-protocol request (its body already read).
 pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Response<Body> {
     let request_id = ids::request_id();
@@ -144,28 +141,13 @@ pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Re
         }
     }
 
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
-    let sig_req = berth_sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: raw_query,
-        headers: &headers,
-        body: &body,
-    };
-    let query_pairs = berth_sigv4::query_pairs(raw_query);
-    let now = ids::now();
-    let (caller, region) = match authenticate(
+    let (caller, origin) = match authenticate_http(
         app,
-        &sig_req,
-        &query_pairs,
-        Signing {
-            service: service.signing_name(),
-            now,
-        },
+        peer,
+        &parts,
+        &body,
+        service.signing_name(),
+        &request_id,
     )
     .await
     {
@@ -174,18 +156,6 @@ pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Re
             tracing::debug!(code = e.code, message = %e.message, "authentication failed");
             return error_response(service, &e, &request_id);
         }
-    };
-    let (source_ip, secure) = app.client(
-        peer.ip(),
-        header_str(&parts.headers, "x-forwarded-for"),
-        header_str(&parts.headers, "x-forwarded-proto"),
-    );
-    let origin = Origin {
-        request_id: request_id.clone(),
-        source_ip,
-        secure,
-        now,
-        region,
     };
     let call = Call {
         app,

@@ -41,6 +41,27 @@ pub struct Origin {
 }
 
 impl App {
+    /// Where a request comes from ([`App::client`]), when, and for which region.
+    pub fn origin(
+        &self,
+        peer: IpAddr,
+        headers: &axum::http::HeaderMap,
+        request_id: String,
+        now: i64,
+        region: String,
+    ) -> Origin {
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let (source_ip, secure) =
+            self.client(peer, header("x-forwarded-for"), header("x-forwarded-proto"));
+        Origin {
+            request_id,
+            source_ip,
+            secure,
+            now,
+            region,
+        }
+    }
+
     /// `http` or `https`, as clients reach the registry.
     pub fn registry_scheme(&self) -> &str {
         match &self.config.public_url {

@@ -467,20 +467,26 @@ async fn assume_role(call: &Call<'_>) -> Result<Value, ApiError> {
     }))
 }
 
+/// The IAM user (name and unique id; `None` for the root user) behind long-term
+/// credentials; temporary ones may not call `action`.
+fn long_term_user(
+    c: &crate::auth::Caller,
+    action: &str,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    match &c.identity {
+        Identity::Root => Ok((None, None)),
+        Identity::User { name } => Ok((Some(name.clone()), Some(c.user_id.clone()))),
+        _ => Err(ApiError::access_denied(format!(
+            "Cannot call {action} with session credentials"
+        ))),
+    }
+}
+
 async fn get_session_token(call: &Call<'_>) -> Result<Value, ApiError> {
     let c = call.caller;
     let duration = call.params.int("DurationSeconds", 900..=129_600)?;
     refuse_mfa(call)?;
-    let user = match &c.identity {
-        Identity::Root => None,
-        Identity::User { name } => Some(name.clone()),
-        _ => {
-            return Err(ApiError::access_denied(
-                "Cannot call GetSessionToken with session credentials",
-            ))
-        }
-    };
-    let user_id = user.as_ref().map(|_| c.user_id.clone());
+    let (user, user_id) = long_term_user(c, "GetSessionToken")?;
     let mut duration = duration.unwrap_or(43_200);
     if user.is_none() {
         duration = duration.min(3600);
@@ -500,16 +506,7 @@ async fn get_federation_token(call: &Call<'_>) -> Result<Value, ApiError> {
     let c = call.caller;
     let name = session_name(call, "Name", 2..=32)?;
     let duration = call.params.int("DurationSeconds", 900..=129_600)?;
-    let user = match &c.identity {
-        Identity::Root => None,
-        Identity::User { name } => Some(name.clone()),
-        _ => {
-            return Err(ApiError::access_denied(
-                "Cannot call GetFederationToken with session credentials",
-            ))
-        }
-    };
-    let user_id = user.as_ref().map(|_| c.user_id.clone());
+    let (user, user_id) = long_term_user(c, "GetFederationToken")?;
     let tags = session_tags(call)?;
     let federated_arn = format!("arn:aws:sts::{}:federated-user/{name}", c.account);
     let mut ctx = Vec::new();
