@@ -888,3 +888,57 @@ def test_request_body_too_large(server):
     body = "Action=ListUsers&Version=2010-05-08&Pad=" + "a" * (1 << 20)
     r = server.raw(body, creds=server.root)
     assert r.status == 413 and r.code == "RequestEntityTooLarge", (r.status, r.body[:200])
+
+
+def test_get_account_authorization_details(server):
+    """Every user, group, role and managed policy with its documents, decoded by the aws
+    CLI; Filter narrows; MaxItems/Marker pages through all of it; a caller without
+    iam:GetAccountAuthorizationDetails is refused."""
+    root = server.root
+    iam = server.iam(root)
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]}
+    arn = iam.create_policy(PolicyName="details-managed", PolicyDocument=json.dumps(doc))["Policy"]["Arn"]
+    iam.create_group(GroupName="details-group")
+    iam.put_group_policy(GroupName="details-group", PolicyName="g", PolicyDocument=json.dumps(doc))
+    iam.attach_group_policy(GroupName="details-group", PolicyArn=arn)
+    user, creds = server.new_user(policies=[doc], managed=[arn], groups=["details-group"], tags={"team": "a"},
+                                  boundary=arn)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"},
+                                                    "Action": "sts:AssumeRole"}]}
+    iam.create_role(RoleName="details-role", AssumeRolePolicyDocument=json.dumps(trust), Tags=[{"Key": "k", "Value": "v"}])
+    iam.put_role_policy(RoleName="details-role", PolicyName="r", PolicyDocument=json.dumps(doc))
+
+    out = server.cli(root, "iam", "get-account-authorization-details")
+    u = next(x for x in out["UserDetailList"] if x["UserName"] == user)
+    assert u["GroupList"] == ["details-group"]
+    assert u["AttachedManagedPolicies"] == [{"PolicyName": "details-managed", "PolicyArn": arn}]
+    assert u["UserPolicyList"][0]["PolicyDocument"] == doc
+    assert u["PermissionsBoundary"]["PermissionsBoundaryArn"] == arn
+    assert {"Key": "team", "Value": "a"} in u["Tags"]
+    g = next(x for x in out["GroupDetailList"] if x["GroupName"] == "details-group")
+    assert g["GroupPolicyList"] == [{"PolicyName": "g", "PolicyDocument": doc}]
+    r = next(x for x in out["RoleDetailList"] if x["RoleName"] == "details-role")
+    assert r["AssumeRolePolicyDocument"] == trust and r["RolePolicyList"][0]["PolicyDocument"] == doc
+    assert r["Tags"] == [{"Key": "k", "Value": "v"}]
+    p = next(x for x in out["Policies"] if x["Arn"] == arn)
+    assert p["PolicyVersionList"] == [{"Document": doc, "VersionId": "v1", "IsDefaultVersion": True,
+                                       "CreateDate": p["PolicyVersionList"][0]["CreateDate"]}]
+
+    only_roles = server.cli(root, "iam", "get-account-authorization-details", "--filter", "Role")
+    assert only_roles["UserDetailList"] == [] and only_roles["Policies"] == []
+    assert any(x["RoleName"] == "details-role" for x in only_roles["RoleDetailList"])
+    assert server.cli_error(root, "iam", "get-account-authorization-details", "--filter", "Nope").code == "ValidationError"
+
+    total = sum(len(out[k]) for k in ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies"))
+    seen, marker = 0, None
+    while True:
+        kw = {"MaxItems": 2, **({"Marker": marker} if marker else {})}
+        page = iam.get_account_authorization_details(**kw)
+        seen += sum(len(page[k]) for k in ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies"))
+        if not page["IsTruncated"]:
+            break
+        marker = page["Marker"]
+    assert seen == total
+
+    err = server.cli_error(creds, "iam", "get-account-authorization-details")
+    assert err.code == "AccessDenied" and "iam:GetAccountAuthorizationDetails" in err.message

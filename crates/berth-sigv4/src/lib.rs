@@ -1,4 +1,5 @@
-//! `berth-sigv4`: verifying AWS Signature Version 4 on incoming requests.
+//! `berth-sigv4`: verifying AWS Signature Version 4 on incoming requests (and signing
+//! Berth's own outgoing ones).
 //!
 //! Owns reading the `Authorization` header or the presigned query parameters, the
 //! canonical request, the string to sign, the signing key (with a cache), the clock and
@@ -9,11 +10,13 @@ mod canonical;
 mod encode;
 mod error;
 mod parse;
+mod sign;
 mod time;
 
 pub use canonical::{canonical_request, string_to_sign};
 pub use error::SigV4Error;
 pub use parse::{parse, query_pairs, Credential, SignatureForm, Signed};
+pub use sign::{sign, Credentials, Scope};
 pub use time::{format_amz_date, parse_amz_date};
 
 use hmac::{Hmac, KeyInit, Mac};

@@ -394,3 +394,71 @@ fn cached_signing_keys_verify_alike_and_follow_the_secret() {
         ));
     });
 }
+
+/// Berth's own signer writes the same Authorization header as the official crate, and
+/// what it signs verifies.
+#[test]
+fn berth_signer_matches_the_official_one() {
+    for (token, path, query) in [
+        (None, "/", ""),
+        (
+            Some("FQoGZXIvYXdzEJr//token+/="),
+            "/v2/a%20b/tags/list",
+            "n=2&last=x",
+        ),
+    ] {
+        let uri = if query.is_empty() {
+            format!("https://berth.example{path}")
+        } else {
+            format!("https://berth.example{path}?{query}")
+        };
+        let body = b"Action=GetCallerIdentity&Version=2011-06-15";
+        let headers = [
+            ("host", "berth.example"),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+        ];
+        let official = signed(
+            "POST",
+            &uri,
+            &headers,
+            body,
+            SigningSettings::default(),
+            token,
+            "sts",
+        );
+        let creds = berth_sigv4::Credentials {
+            access_key_id: AKID.into(),
+            secret_access_key: SECRET.into(),
+            session_token: token.map(str::to_string),
+        };
+        let scope = berth_sigv4::Scope {
+            region: "us-east-1",
+            service: "sts",
+            now: NOW as i64,
+        };
+        let added = berth_sigv4::sign("POST", path, query, &headers, body, &creds, scope);
+        let ours = added.iter().find(|(k, _)| k == "authorization").unwrap();
+        let theirs = official
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .unwrap();
+        assert_eq!(ours.1, theirs.1);
+        let mut sent: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        sent.extend(added);
+        let o = Owned {
+            method: "POST".into(),
+            path: path.into(),
+            query: query.into(),
+            headers: sent,
+            body: body.to_vec(),
+        };
+        check(&o, "sts", NOW).unwrap();
+    }
+}

@@ -3,6 +3,7 @@
 //! authorized as `iam:<Operation>` on its resource ARN ([`router`]) before it runs;
 //! policy documents are checked by the engine before anything is stored.
 
+mod details;
 mod groups;
 mod policies;
 mod roles;
@@ -159,6 +160,7 @@ async fn dispatch(call: &Call<'_>, ep: Endpoint, t: &Target) -> Result<Value, Ap
         SimulateCustomPolicy => simulate::simulate_custom(call).await,
         GetContextKeysForPrincipalPolicy => simulate::context_keys_principal(call, t).await,
         GetContextKeysForCustomPolicy => simulate::context_keys_custom(call).await,
+        GetAccountAuthorizationDetails => details::authorization_details(call).await,
     }
 }
 
@@ -493,7 +495,7 @@ pub fn tags_json(tags: &[Tag]) -> Value {
     )
 }
 
-fn boundary_json(e: &Entity) -> Value {
+pub fn boundary_json(e: &Entity) -> Value {
     match &e.boundary {
         Some(arn) => json!({
             "PermissionsBoundaryType": "PermissionsBoundaryPolicy",

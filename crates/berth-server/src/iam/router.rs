@@ -131,4 +131,6 @@ endpoints! {
     SimulateCustomPolicy => Any,
     GetContextKeysForPrincipalPolicy => SourceArn("PolicySourceArn"),
     GetContextKeysForCustomPolicy => Any,
+
+    GetAccountAuthorizationDetails => Any,
 }

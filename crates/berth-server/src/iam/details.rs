@@ -1,0 +1,170 @@
+//! GetAccountAuthorizationDetails: every user, group, role and customer managed policy of
+//! the account with their policy documents — what `berth policy who-can` reads from a
+//! running server (or from AWS), and what auditors export.
+
+use berth_store::{EntityKind, Store, TagTarget};
+use serde_json::{json, Value};
+
+use super::{
+    boundary_json, group_json, page, paginate, role_json, tags_json, url_encode, user_json,
+};
+use crate::ids;
+use crate::query::{ApiError, Call};
+
+const FILTERS: &[&str] = &[
+    "User",
+    "Role",
+    "Group",
+    "LocalManagedPolicy",
+    "AWSManagedPolicy",
+];
+
+/// The list an item goes to, and the item.
+type Item = (&'static str, Value);
+
+async fn inline(
+    store: &dyn Store,
+    account: &str,
+    kind: EntityKind,
+    owner: &str,
+) -> Result<Value, ApiError> {
+    let mut out = Vec::new();
+    for name in store.inline_policy_names(account, kind, owner).await? {
+        if let Some(doc) = store.inline_policy(account, kind, owner, &name).await? {
+            out.push(json!({ "PolicyName": name, "PolicyDocument": url_encode(&doc) }));
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+async fn attached(
+    store: &dyn Store,
+    account: &str,
+    kind: EntityKind,
+    owner: &str,
+) -> Result<Value, ApiError> {
+    let arns = store.attached_policies(account, kind, owner).await?;
+    Ok(Value::Array(
+        arns.iter()
+            .map(|arn| {
+                let name = arn.rsplit('/').next().unwrap_or(arn);
+                json!({ "PolicyName": name, "PolicyArn": arn })
+            })
+            .collect(),
+    ))
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
+    let filters = call.params.list("Filter");
+    for f in &filters {
+        if !FILTERS.contains(f) {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '[{f}]' at 'filter' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [{}]]",
+                FILTERS.join(", ")
+            )));
+        }
+    }
+    let wants = |f: &str| filters.is_empty() || filters.contains(&f);
+    let store = &*call.app.store;
+    let account = &*call.caller.account;
+    let mut items: Vec<Item> = Vec::new();
+    if wants("User") {
+        for u in store.entities(account, EntityKind::User, "/").await? {
+            let tags = store.tags(account, TagTarget::User, &u.name).await?;
+            let groups: Vec<String> = store
+                .groups_for_user(account, &u.name)
+                .await?
+                .into_iter()
+                .map(|g| g.name)
+                .collect();
+            let extra = json!({
+                "UserPolicyList": inline(store, account, EntityKind::User, &u.name).await?,
+                "GroupList": groups,
+                "AttachedManagedPolicies": attached(store, account, EntityKind::User, &u.name).await?,
+            });
+            items.push(("UserDetailList", merge(user_json(&u, &tags), extra)));
+        }
+    }
+    if wants("Group") {
+        for g in store.entities(account, EntityKind::Group, "/").await? {
+            let extra = json!({
+                "GroupPolicyList": inline(store, account, EntityKind::Group, &g.name).await?,
+                "AttachedManagedPolicies": attached(store, account, EntityKind::Group, &g.name).await?,
+            });
+            items.push(("GroupDetailList", merge(group_json(&g), extra)));
+        }
+    }
+    if wants("Role") {
+        for r in store.entities(account, EntityKind::Role, "/").await? {
+            let tags = store.tags(account, TagTarget::Role, &r.name).await?;
+            let extra = json!({
+                "InstanceProfileList": [],
+                "RolePolicyList": inline(store, account, EntityKind::Role, &r.name).await?,
+                "AttachedManagedPolicies": attached(store, account, EntityKind::Role, &r.name).await?,
+                "PermissionsBoundary": boundary_json(&r),
+                "Tags": tags_json(&tags),
+            });
+            items.push(("RoleDetailList", merge(role_json(&r, &tags), extra)));
+        }
+    }
+    // Berth has no AWS managed policies: that filter adds nothing.
+    if wants("LocalManagedPolicy") {
+        for p in store.policies(account, "/").await? {
+            let versions: Vec<Value> = store
+                .policy_versions(account, &p.name)
+                .await?
+                .iter()
+                .map(|v| {
+                    json!({
+                        "Document": url_encode(&v.document),
+                        "VersionId": v.version_id,
+                        "IsDefaultVersion": v.is_default,
+                        "CreateDate": ids::iso8601(v.created),
+                    })
+                })
+                .collect();
+            items.push((
+                "Policies",
+                json!({
+                    "PolicyName": p.name,
+                    "PolicyId": p.policy_id,
+                    "Arn": p.arn(),
+                    "Path": p.path,
+                    "DefaultVersionId": p.default_version,
+                    "AttachmentCount": p.attachment_count,
+                    "PermissionsBoundaryUsageCount": p.boundary_usage_count,
+                    "IsAttachable": true,
+                    "Description": p.description,
+                    "CreateDate": ids::iso8601(p.created),
+                    "UpdateDate": ids::iso8601(p.updated),
+                    "PolicyVersionList": versions,
+                }),
+            ));
+        }
+    }
+    // The marker is the position in the whole sequence (users, groups, roles, policies).
+    let numbered: Vec<(usize, Item)> = items.into_iter().enumerate().collect();
+    let (numbered, next) = paginate(call.params, numbered, |(i, _)| format!("{i:010}"))?;
+    let mut out = serde_json::Map::new();
+    for list in [
+        "UserDetailList",
+        "GroupDetailList",
+        "RoleDetailList",
+        "Policies",
+    ] {
+        out.insert(list.into(), Value::Array(Vec::new()));
+    }
+    for (_, (list, item)) in numbered {
+        if let Some(Value::Array(a)) = out.get_mut(list) {
+            a.push(item);
+        }
+    }
+    Ok(page(Value::Object(out), next))
+}
