@@ -174,6 +174,19 @@ def test_policy_writes_refuse_lint_errors(server):
         "RepositoryPolicyNotFoundException"
 
 
+def berth_cli(server, creds, *args):
+    """Run the berth binary with `creds` in the environment, as an aws client would have them."""
+    import os
+    import subprocess
+
+    from berth import BIN
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(creds.env())
+    env.update({"AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_DEFAULT_REGION": "us-east-1"})
+    return subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_policy_public_on_a_running_servers_data(server):
     """`berth policy public --data-dir` reads a running server's repositories and policies."""
     import subprocess
@@ -189,12 +202,22 @@ def test_policy_public_on_a_running_servers_data(server):
     ecr.set_repository_policy(repositoryName="pub/closed", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage",
          "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-123456"}}}]}))
+    ecr.create_repository(repositoryName="pub/tagged", tags=[{"Key": "visibility", "Value": "public"}])
+    ecr.set_repository_policy(repositoryName="pub/tagged", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage",
+         "Condition": {"StringEquals": {"aws:ResourceTag/visibility": "public"}}}]}))
     p = subprocess.run([BIN, "policy", "public", "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     acct = server.account
     assert f"{acct}/pub/open: readable by anyone (ecr:BatchGetImage)" in p.stdout
     assert f"{acct}/pub/open: writable by anyone (ecr:PutImage)" in p.stdout
+    # The repository's own tags are known: a condition on them does not keep it private.
+    assert f"{acct}/pub/tagged: readable by anyone (ecr:BatchGetImage)" in p.stdout
     assert "pub/closed" not in p.stdout
+    # Over the network, the default account's repositories give the same lines.
+    remote = berth_cli(server, root, "policy", "public", "--endpoint-url", server.url)
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout.splitlines() == [l for l in p.stdout.splitlines() if l.startswith(f"{acct}/")]
 
 
 def test_who_can_on_a_running_servers_data(server):
@@ -228,6 +251,16 @@ def test_who_can_on_a_running_servers_data(server):
                         "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
+    # The same answer over the network, signed as the root user, through the public APIs.
+    remote = berth_cli(server, root, "policy", "who-can", "--action", "ecr:PutImage", "--repository", "who/app",
+                       "--endpoint-url", server.url)
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout.splitlines() == lines
+    # A caller that may not read the account's policies is told which call was refused.
+    denied = berth_cli(server, server.new_user()[1], "policy", "who-can", "--action", "ecr:PutImage",
+                       "--repository", "who/app", "--endpoint-url", server.url)
+    assert denied.returncode == 2
+    assert "iam GetAccountAuthorizationDetails: AccessDenied" in denied.stderr
     assert f"arn:aws:iam::{acct}:root" in lines
     assert f"arn:aws:iam::{acct}:user/{pusher}" in lines
     assert f"arn:aws:iam::{acct}:user/{member}" in lines

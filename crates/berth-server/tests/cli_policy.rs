@@ -364,3 +364,307 @@ fn public_names_the_seed_policies_open_to_anyone() {
     let out = berth(&["policy", "public"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `berth policy who-can` on the seed policies, offline: the expected answers are written
+/// down from reading each seed (account 111111111111).
+#[test]
+fn who_can_answers_on_the_seed_policies() {
+    const ROOT: &str = "arn:aws:iam::111111111111:root";
+    let seed = |f: &str| format!("examples/seeds/{f}");
+    type Case<'a> = (&'a str, Vec<String>, Vec<&'a str>);
+    let repo = |f: &str| vec!["--repository-policy".to_string(), seed(f)];
+    let cases: Vec<Case> = vec![
+        (
+            "ecr:PutImage",
+            repo("000-allow-iam-users-push-pull.json"),
+            vec![
+                ROOT,
+                "arn:aws:iam::111111111111:user/push-pull-user-1 (unless its own policies deny)",
+                "arn:aws:iam::111111111111:user/push-pull-user-2 (unless its own policies deny)",
+            ],
+        ),
+        (
+            "ecr:PutImage",
+            repo("000-allow-another-account-push.json"),
+            vec![
+                ROOT,
+                "arn:aws:iam::222222222222:root (if its own policies allow)",
+            ],
+        ),
+        // Cross-account push is granted, pull is not.
+        (
+            "ecr:BatchGetImage",
+            repo("000-allow-another-account-push.json"),
+            vec![ROOT],
+        ),
+        (
+            "ecr:BatchGetImage",
+            repo("000-pull-users-and-admin.json"),
+            vec![
+                ROOT,
+                "arn:aws:iam::111111111111:user/admin-user (unless its own policies deny)",
+                "arn:aws:iam::111111111111:user/pull-user-1 (unless its own policies deny)",
+                "arn:aws:iam::111111111111:user/pull-user-2 (unless its own policies deny)",
+            ],
+        ),
+        (
+            "ecr:PutImage",
+            repo("000-pull-users-and-admin.json"),
+            vec![
+                ROOT,
+                "arn:aws:iam::111111111111:user/admin-user (unless its own policies deny)",
+            ],
+        ),
+        (
+            "ecr:BatchGetImage",
+            repo("000-allow-all-accounts-pull.json"),
+            vec![
+                ROOT,
+                "* (anyone, even unauthenticated)",
+                "* (any AWS principal) (if its own policies allow)",
+            ],
+        ),
+        (
+            "ecr:PutImage",
+            repo("000-allow-all-accounts-pull.json"),
+            vec![ROOT],
+        ),
+        // The explicit deny applies to everyone, the root user included.
+        ("ecr:BatchGetImage", repo("000-deny-all-pull.json"), vec![]),
+        ("ecr:PutImage", repo("000-deny-all-pull.json"), vec![ROOT]),
+        (
+            "ecr:PutImage",
+            repo("000-ip-restricted.json"),
+            vec![
+                ROOT,
+                "* (anyone, even unauthenticated) when aws:SourceIp",
+                "* (any AWS principal) when aws:SourceIp (if its own policies allow)",
+            ],
+        ),
+        (
+            "ecr:BatchGetImage",
+            repo("000-codebuild-service.json"),
+            vec![ROOT, "codebuild.amazonaws.com"],
+        ),
+        (
+            "ecr:PutImage",
+            repo("000-codebuild-service.json"),
+            vec![ROOT],
+        ),
+        // Identity policies: the user of seed 004 pushes to my-app, and nowhere else.
+        (
+            "ecr:PutImage",
+            vec![
+                "--identity".into(),
+                format!(
+                    "arn:aws:iam::111111111111:user/ci={}",
+                    seed("004-push-pull-identity.json")
+                ),
+            ],
+            vec![ROOT, "arn:aws:iam::111111111111:user/ci"],
+        ),
+        // ...unless the repository policy denies it.
+        (
+            "ecr:BatchGetImage",
+            vec![
+                "--identity".into(),
+                format!(
+                    "arn:aws:iam::111111111111:user/ci={}",
+                    seed("004-push-pull-identity.json")
+                ),
+                "--repository-policy".into(),
+                seed("000-deny-all-pull.json"),
+            ],
+            vec![],
+        ),
+        (
+            "ecr:DeleteRepository",
+            vec![
+                "--identity".into(),
+                format!(
+                    "arn:aws:iam::111111111111:user/ops={}",
+                    seed("002-all-ecr-resources-identity.json")
+                ),
+            ],
+            vec![ROOT],
+        ),
+    ];
+    for (action, args, expected) in &cases {
+        let mut all = vec![
+            "policy",
+            "who-can",
+            "--action",
+            action,
+            "--repository",
+            "my-app",
+            "--account",
+            "111111111111",
+        ];
+        all.extend(args.iter().map(String::as_str));
+        let out = berth(&all);
+        assert_eq!(out.status.code(), Some(0), "{all:?}: {}", text(&out.stderr));
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+        assert_eq!(lines, *expected, "{all:?}");
+        if expected.is_empty() {
+            assert!(text(&out.stderr).contains("nobody may"), "{all:?}");
+        }
+    }
+    // Seed 002 allows deleting my-repo.
+    let out = berth(&[
+        "policy",
+        "who-can",
+        "--action",
+        "ecr:DeleteRepository",
+        "--repository",
+        "my-repo",
+        "--identity",
+        &format!(
+            "arn:aws:iam::111111111111:user/ops={}",
+            seed("002-all-ecr-resources-identity.json")
+        ),
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("{ROOT}\narn:aws:iam::111111111111:user/ops\n")
+    );
+    // Seed 003: registry policies name the replicating accounts for us-west-2 repositories.
+    for (file, repository, expected) in [
+        (
+            "003-registry-replicate-all.json",
+            "any",
+            vec![
+                ROOT,
+                "arn:aws:iam::222222222222:root (if its own policies allow)",
+            ],
+        ),
+        (
+            "003-registry-prod-prefix.json",
+            "prod-api",
+            vec![
+                ROOT,
+                "arn:aws:iam::222222222222:root (if its own policies allow)",
+            ],
+        ),
+        ("003-registry-prod-prefix.json", "dev-api", vec![ROOT]),
+        (
+            "003-registry-multiple-accounts.json",
+            "any",
+            vec![
+                ROOT,
+                "arn:aws:iam::222222222222:root (if its own policies allow)",
+                "arn:aws:iam::333333333333:root (if its own policies allow)",
+            ],
+        ),
+    ] {
+        let out = berth(&[
+            "policy",
+            "who-can",
+            "--action",
+            "ecr:ReplicateImage",
+            "--repository",
+            repository,
+            "--region",
+            "us-west-2",
+            "--registry-policy",
+            &seed(file),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout).lines().collect::<Vec<_>>(),
+            expected,
+            "{file} {repository}"
+        );
+    }
+}
+
+/// who-can on the output of `aws iam get-account-authorization-details`: group and
+/// managed policies count, a boundary narrows, principal tags decide conditions.
+#[test]
+fn who_can_reads_authorization_details_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let allow = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]});
+    let pull_only = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]});
+    let by_tag = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:PutImage", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/team": "build"}}}]});
+    let acct = "arn:aws:iam::444455556666";
+    let details = serde_json::json!({
+        "UserDetailList": [
+            {"UserName": "grouped", "UserId": "AIDA1", "Arn": format!("{acct}:user/grouped"), "GroupList": ["builders"],
+             "UserPolicyList": [], "AttachedManagedPolicies": []},
+            {"UserName": "bounded", "UserId": "AIDA2", "Arn": format!("{acct}:user/bounded"), "GroupList": ["builders"],
+             "PermissionsBoundary": {"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": format!("{acct}:policy/pull-only")}},
+            {"UserName": "tagged", "UserId": "AIDA3", "Arn": format!("{acct}:user/tagged"), "GroupList": [],
+             "UserPolicyList": [{"PolicyName": "t", "PolicyDocument": by_tag}], "Tags": [{"Key": "team", "Value": "build"}]},
+            {"UserName": "untagged", "UserId": "AIDA4", "Arn": format!("{acct}:user/untagged"), "GroupList": [],
+             "UserPolicyList": [{"PolicyName": "t", "PolicyDocument": by_tag}]}
+        ],
+        "GroupDetailList": [{"GroupName": "builders", "GroupPolicyList": [], "AttachedManagedPolicies": [
+            {"PolicyName": "all", "PolicyArn": format!("{acct}:policy/all")}]}],
+        "RoleDetailList": [{"RoleName": "deployer", "RoleId": "AROA1", "Arn": format!("{acct}:role/deploy/deployer"),
+             "RolePolicyList": [{"PolicyName": "p", "PolicyDocument": pull_only}], "AttachedManagedPolicies": []}],
+        "Policies": [
+            {"PolicyName": "all", "Arn": format!("{acct}:policy/all"), "PolicyVersionList": [{"Document": allow, "VersionId": "v1", "IsDefaultVersion": true}]},
+            {"PolicyName": "pull-only", "Arn": format!("{acct}:policy/pull-only"), "PolicyVersionList": [{"Document": pull_only, "VersionId": "v1", "IsDefaultVersion": true}]}
+        ]
+    });
+    let file = dir.path().join("details.json");
+    std::fs::write(&file, details.to_string()).unwrap();
+    let run = |action: &str| {
+        let out = berth(&[
+            "policy",
+            "who-can",
+            "--action",
+            action,
+            "--repository",
+            "app",
+            "--authorization-details",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        run("ecr:PutImage"),
+        format!("{acct}:root\n{acct}:user/grouped\n{acct}:user/tagged\n")
+    );
+    assert_eq!(
+        run("ecr:BatchGetImage"),
+        format!(
+            "{acct}:root\n{acct}:user/grouped\n{acct}:user/bounded\n{acct}:role/deploy/deployer\n"
+        )
+    );
+    // The repository's tags are facts: a grant to anyone on a tag holds when it is there.
+    let open = dir.path().join("open.json");
+    std::fs::write(&open, r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage",
+        "Condition":{"StringEquals":{"aws:ResourceTag/visibility":"public"}}}]}"#).unwrap();
+    for (tag, anyone) in [("visibility=public", true), ("visibility=private", false)] {
+        let out = berth(&[
+            "policy",
+            "who-can",
+            "--action",
+            "ecr:BatchGetImage",
+            "--repository",
+            "app",
+            "--repository-policy",
+            open.to_str().unwrap(),
+            "--repository-tag",
+            tag,
+        ]);
+        assert_eq!(
+            text(&out.stdout).contains("* (anyone, even unauthenticated)\n"),
+            anyone,
+            "{tag}"
+        );
+    }
+    // Sources are exclusive, and a missing one is named.
+    let out = berth(&[
+        "policy",
+        "who-can",
+        "--action",
+        "ecr:PutImage",
+        "--repository",
+        "app",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--data-dir, --endpoint-url, or policy files"));
+}

@@ -14,6 +14,7 @@ mod sign;
 mod time;
 
 pub use canonical::{canonical_request, string_to_sign};
+pub use encode::{percent_decode, uri_encode};
 pub use error::SigV4Error;
 pub use parse::{parse, query_pairs, Credential, SignatureForm, Signed};
 pub use sign::{sign, Credentials, Scope};

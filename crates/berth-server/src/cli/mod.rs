@@ -1,8 +1,10 @@
 //! Command-line surface: argument parsing and dispatch.
 
 mod account;
+mod estate;
 mod policy;
 mod public;
+mod remote;
 mod serve;
 mod whocan;
 

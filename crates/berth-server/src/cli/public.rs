@@ -1,27 +1,24 @@
 //! `berth policy public`: repositories anyone can read or write — decided by the engine
 //! for an anonymous caller and for a caller from an unrelated account whose own policies
-//! allow everything, with no request context (so a narrowing condition keeps a
-//! repository private). Offline on repository policy files, or on a data directory
-//! (a running server's too: the database takes concurrent readers).
+//! allow everything, knowing nothing of the caller (so a condition on the caller keeps a
+//! repository private; the repository's tags and account are known). Offline on
+//! repository policy files, on a data directory (a running server's too: the database
+//! takes concurrent readers), or against a running server (or AWS) through its APIs.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_iam::{
     decide, Action, CompiledPolicy, Context, Decision, PolicyKind, PolicySet, Principal, Request,
 };
-use berth_store::{RegistryStore, Store};
 use clap::Args;
+
+use super::estate::{Estate, Repo};
 
 #[derive(Debug, Args)]
 pub struct PublicArgs {
-    /// A Berth data directory: every repository of every account, with the registry policies.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Region of the repository ARNs.
-    #[arg(long, default_value = "us-east-1")]
-    region: String,
+    #[command(flatten)]
+    source: super::whocan::SourceArgs,
     /// Repository policy files (each read as the policy of a repository named after the file).
     files: Vec<String>,
 }
@@ -51,6 +48,7 @@ fn open_to_anyone(
     resource: &str,
     account: &str,
     policies: &[Arc<CompiledPolicy>],
+    ctx: &Context,
 ) -> Vec<String> {
     let allow_all = Arc::new(
         CompiledPolicy::parse(
@@ -67,7 +65,6 @@ fn open_to_anyone(
             vec![allow_all],
         ),
     ];
-    let ctx = Context::new();
     list.iter()
         .filter(|a| {
             let action = Action::new(&format!("ecr:{a}"));
@@ -77,7 +74,7 @@ fn open_to_anyone(
                     action: &action,
                     resource,
                     resource_account: account,
-                    context: &ctx,
+                    context: ctx,
                 };
                 let set = PolicySet {
                     identity,
@@ -92,82 +89,64 @@ fn open_to_anyone(
         .collect()
 }
 
-fn report(
-    name: &str,
-    resource: &str,
-    account: &str,
-    policies: &[Arc<CompiledPolicy>],
-    out: &mut Vec<String>,
-) {
-    let read = open_to_anyone(READ, resource, account, policies);
-    let write = open_to_anyone(WRITE, resource, account, policies);
-    if !read.is_empty() {
-        out.push(format!("{name}: readable by anyone ({})", read.join(", ")));
+fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), String> {
+    for repo in &estate.repositories {
+        let policies = estate.resource_policies(repo)?;
+        let resource = estate.repo_arn(&repo.name);
+        // The repository's own facts (account, tags) are known; nothing of the caller is.
+        let ctx = estate.resource_context(repo);
+        let name = if label.is_empty() {
+            format!("{}/{}", estate.account, repo.name)
+        } else {
+            label.to_string()
+        };
+        let read = open_to_anyone(READ, &resource, &estate.account, &policies, &ctx);
+        let write = open_to_anyone(WRITE, &resource, &estate.account, &policies, &ctx);
+        if !read.is_empty() {
+            out.push(format!("{name}: readable by anyone ({})", read.join(", ")));
+        }
+        if !write.is_empty() {
+            out.push(format!("{name}: writable by anyone ({})", write.join(", ")));
+        }
     }
-    if !write.is_empty() {
-        out.push(format!("{name}: writable by anyone ({})", write.join(", ")));
-    }
+    Ok(())
 }
 
 pub fn run(a: PublicArgs) -> Result<ExitCode, String> {
+    let region = super::remote::region(a.source.region.as_deref());
+    let endpoint = a.source.endpoint(!a.files.is_empty());
     let mut out = Vec::new();
     for file in &a.files {
         let src = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-        let policy = CompiledPolicy::parse(file, PolicyKind::Repository, &src)
-            .map_err(|e| format!("{file}: {e}"))?;
         let stem = std::path::Path::new(file)
             .file_stem()
             .map_or("repo".into(), |s| s.to_string_lossy().to_lowercase());
-        let resource = format!("arn:aws:ecr:{}:111111111111:repository/{stem}", a.region);
-        report(
-            file,
-            &resource,
-            "111111111111",
-            &[Arc::new(policy)],
-            &mut out,
-        );
+        let estate = Estate {
+            account: "111111111111".into(),
+            region: region.clone(),
+            repositories: vec![Repo {
+                name: stem,
+                policy: Some(src),
+                tags: Vec::new(),
+            }],
+            ..Estate::default()
+        };
+        report(&estate, file, &mut out)?;
     }
-    if let Some(dir) = &a.data_dir {
-        super::runtime()?.block_on(async {
-            let store = crate::serve::open_store(dir).await?;
-            for account in store.accounts().await.map_err(|e| e.to_string())? {
-                let registry = store
-                    .registry_policy(&account.id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let registry = registry
-                    .map(|t| {
-                        CompiledPolicy::parse("registry policy", PolicyKind::Registry, &t)
-                            .map(Arc::new)
-                    })
-                    .transpose()
-                    .map_err(|e| format!("account {}: registry policy: {e}", account.id))?;
-                for repo in store
-                    .repositories(&account.id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    let mut policies: Vec<Arc<CompiledPolicy>> = registry.iter().cloned().collect();
-                    if let Some(t) = &repo.policy {
-                        let p = CompiledPolicy::parse(&repo.name, PolicyKind::Repository, t)
-                            .map_err(|e| format!("{}/{}: {e}", account.id, repo.name))?;
-                        policies.push(Arc::new(p));
-                    }
-                    let resource = repo.arn(&a.region);
-                    report(
-                        &format!("{}/{}", account.id, repo.name),
-                        &resource,
-                        &account.id,
-                        &policies,
-                        &mut out,
-                    );
-                }
-            }
-            Ok::<_, String>(())
-        })?;
+    if let Some(dir) = &a.source.data_dir {
+        let all =
+            super::runtime()?.block_on(super::estate::from_data_dir(dir, &region, None, None))?;
+        for estate in &all {
+            report(estate, "", &mut out)?;
+        }
     }
-    if a.files.is_empty() && a.data_dir.is_none() {
-        return Err("give repository policy files or --data-dir".into());
+    if let Some(url) = &endpoint {
+        let creds = super::remote::credentials(a.source.profile.as_deref())?;
+        let remote = super::remote::Remote::new(url, creds, region.clone())?;
+        report(&super::estate::from_remote(&remote, None)?, "", &mut out)?;
+    }
+    if a.files.is_empty() && a.source.data_dir.is_none() && endpoint.is_none() {
+        return Err("give repository policy files, --data-dir or --endpoint-url".into());
     }
     for line in &out {
         println!("{line}");

@@ -1,9 +1,10 @@
 //! `berth policy who-can --action ecr:PutImage --repository NAME`: every principal that is
-//! allowed, computed by the engine from the stored identity, repository and registry
-//! policies of a data directory (a running server's too): the account's root user, its
-//! users (with their groups' policies and boundaries) and roles, and every principal the
-//! resource policies name (other accounts, `*`, services). A principal allowed only under
-//! conditions is listed with the context keys it depends on.
+//! allowed, decided by the engine from the identity, repository and registry policies:
+//! the account's root user, its users (with their groups' policies and boundaries) and
+//! roles, and every principal the resource policies name (other accounts, `*`,
+//! services). A principal allowed only under conditions is listed with the context keys
+//! it depends on. The policies come from a data directory, from a running server (or
+//! AWS) through its public APIs, or from files.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +12,12 @@ use std::sync::Arc;
 
 use berth_iam::policy::ast::PrincipalValue;
 use berth_iam::{
-    evaluate, Action, CompiledPolicy, Context, Decision, PolicyKind, PolicySet, Principal, Request,
+    evaluate, Action, CompiledPolicy, Context, Decision, PolicyKind, PolicySet, Principal,
+    PrincipalKind, Request,
 };
-use berth_store::{EntityKind, RegistryStore, Store};
 use clap::Args;
+
+use super::estate::{self, compile, Estate, Repo, Subject};
 
 #[derive(Debug, Args)]
 pub struct WhoCanArgs {
@@ -24,132 +27,388 @@ pub struct WhoCanArgs {
     /// The repository name.
     #[arg(long)]
     repository: String,
-    /// The registry's account (default: the data directory's default account).
+    /// The registry's account (data directory: default its first account; files:
+    /// default the authorization details' account, else 111111111111).
     #[arg(long)]
     account: Option<String>,
-    #[arg(long, value_name = "DIR", default_value = "./berth-data")]
-    data_dir: PathBuf,
-    #[arg(long, default_value = "us-east-1")]
-    region: String,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The repository's policy file (offline).
+    #[arg(long, value_name = "FILE")]
+    repository_policy: Option<String>,
+    /// The registry policy file (offline).
+    #[arg(long, value_name = "FILE")]
+    registry_policy: Option<String>,
+    /// The output of `aws iam get-account-authorization-details` (offline): the
+    /// account's users, groups, roles and managed policies.
+    #[arg(long, value_name = "FILE")]
+    authorization_details: Option<String>,
+    /// A principal and an identity policy file of it, ARN=FILE (offline; repeatable).
+    #[arg(long = "identity", value_name = "ARN=FILE")]
+    identities: Vec<String>,
+    /// A tag of the repository, KEY=VALUE (offline; repeatable).
+    #[arg(long = "repository-tag", value_name = "KEY=VALUE")]
+    repository_tags: Vec<String>,
 }
 
-fn compile(name: &str, kind: PolicyKind, text: &str) -> Result<Arc<CompiledPolicy>, String> {
-    CompiledPolicy::parse(name, kind, text)
-        .map(Arc::new)
-        .map_err(|e| format!("{name}: {e}"))
+/// Where the analysis commands read the account from, besides files.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// A Berth data directory (a running server's too).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A running server (or AWS): its policies are read with signed API calls
+    /// (iam:GetAccountAuthorizationDetails, ecr:DescribeRepositories,
+    /// ecr:GetRepositoryPolicy, ecr:ListTagsForResource, ecr:GetRegistryPolicy) as the
+    /// credentials of the environment or the shared credentials file. Default:
+    /// AWS_ENDPOINT_URL when no other source is given.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// The shared credentials file's profile (default: AWS_PROFILE, else `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Region of the repository ARNs (and of the requests): default AWS_REGION,
+    /// AWS_DEFAULT_REGION, else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
-/// How a principal fares: allowed, allowed depending on context keys, or not at all.
+impl SourceArgs {
+    /// `--endpoint-url`, else AWS_ENDPOINT_URL when nothing else names a source.
+    pub fn endpoint(&self, files: bool) -> Option<String> {
+        self.endpoint_url.clone().or_else(|| {
+            if files || self.data_dir.is_some() {
+                return None;
+            }
+            std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+    }
+}
+
+/// The policy that stands for "whatever its own account's policies allow".
+fn allow_all() -> Arc<CompiledPolicy> {
+    compile(
+        "its own policies",
+        PolicyKind::Identity,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+    )
+    .expect("a valid policy")
+}
+
+/// Keys whose absence is a fact when the principal is one the data holds: its tags,
+/// names and account, and the repository's tags and account.
+fn known_when_absent(key: &str, principal_known: bool) -> bool {
+    let k = key.to_ascii_lowercase();
+    let resource = k.starts_with("aws:resourcetag/")
+        || k.starts_with("ecr:resourcetag/")
+        || k == "aws:resourceaccount";
+    let principal = k.starts_with("aws:principaltag/")
+        || matches!(
+            k.as_str(),
+            "aws:principalarn"
+                | "aws:principalaccount"
+                | "aws:principaltype"
+                | "aws:username"
+                | "aws:userid"
+        );
+    resource || (principal_known && principal)
+}
+
+/// How a principal fares: allowed (""), allowed depending on context keys
+/// (" when KEY, ..."), or not at all.
 fn verdict(
     principal: &Principal,
+    principal_known: bool,
+    context: &Context,
     action: &Action,
     resource: &str,
     account: &str,
     set: &PolicySet,
 ) -> Option<String> {
-    let ctx = Context::new();
     let req = Request {
         principal,
         action,
         resource,
         resource_account: account,
-        context: &ctx,
+        context,
     };
     let e = evaluate(&req, set);
     match e.decision {
         Decision::Allow => Some(String::new()),
-        Decision::ImplicitDeny if !e.missing_context_keys.is_empty() => {
-            Some(format!(" when {}", e.missing_context_keys.join(", ")))
+        Decision::ImplicitDeny => {
+            let unknown: Vec<&str> = e
+                .missing_context_keys
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !known_when_absent(k, principal_known))
+                .collect();
+            (!unknown.is_empty()).then(|| format!(" when {}", unknown.join(", ")))
         }
         _ => None,
     }
 }
 
-pub fn run(a: WhoCanArgs) -> Result<ExitCode, String> {
-    let lines = super::runtime()?.block_on(async {
-        let store = crate::serve::open_store(&a.data_dir).await?;
-        let e = |e: berth_store::StoreError| e.to_string();
-        let accounts = store.accounts().await.map_err(e)?;
-        let account = match &a.account {
-            Some(id) => id.clone(),
-            None => accounts.first().map(|x| x.id.clone()).ok_or("the data directory has no account")?,
+/// Every principal allowed `action` on `repo`, one line each.
+pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>, String> {
+    let resource_policies = estate.resource_policies(repo)?;
+    let resource = estate.repo_arn(&repo.name);
+    let account = estate.account.as_str();
+    let action = Action::new(action);
+    let base = estate.resource_context(repo);
+    let mut out = Vec::new();
+    let consider = |who: &str,
+                    principal: &Principal,
+                    known: bool,
+                    ctx: &Context,
+                    identity: &[Arc<CompiledPolicy>],
+                    boundary: Option<&CompiledPolicy>,
+                    note: &str,
+                    out: &mut Vec<String>| {
+        let set = PolicySet {
+            identity,
+            resource: &resource_policies,
+            boundary,
+            session: None,
         };
-        let repo = store
-            .repository(&account, &a.repository)
-            .await
-            .map_err(e)?
-            .ok_or_else(|| format!("no repository {} in account {account}", a.repository))?;
-        let mut resource_texts = Vec::new();
-        if let Some(t) = &repo.policy {
-            resource_texts.push((PolicyKind::Repository, t.clone()));
+        if let Some(when) = verdict(principal, known, ctx, &action, &resource, account, &set) {
+            out.push(format!("{who}{when}{note}"));
         }
-        if let Some(t) = store.registry_policy(&account).await.map_err(e)? {
-            resource_texts.push((PolicyKind::Registry, t));
-        }
-        let resource_policies: Vec<Arc<CompiledPolicy>> = resource_texts
-            .iter()
-            .map(|(k, t)| compile(k.name(), *k, t))
-            .collect::<Result<_, _>>()?;
-        let resource = repo.arn(&a.region);
-        let action = Action::new(&a.action);
-        let mut out = Vec::new();
-        let mut consider = |who: String, principal: Principal, identity: Vec<Arc<CompiledPolicy>>, boundary: Option<Arc<CompiledPolicy>>, note: &str| {
-            let set = PolicySet { identity: &identity, resource: &resource_policies, boundary: boundary.as_deref(), session: None };
-            if let Some(when) = verdict(&principal, &action, &resource, &account, &set) {
-                out.push(format!("{who}{when}{note}"));
-            }
+    };
+
+    // The account's root user, then its users and roles.
+    let root = Subject {
+        arn: format!("arn:aws:iam::{account}:root"),
+        ..Subject::default()
+    };
+    let mut ctx = base.clone();
+    let p = root.principal(&mut ctx)?;
+    consider(&root.arn, &p, true, &ctx, &[], None, "", &mut out);
+    for s in estate.subjects.iter().flatten() {
+        let mut ctx = base.clone();
+        let p = s.principal(&mut ctx)?;
+        let note = if s.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.notes.join("; "))
         };
-        // The account's own identities.
-        consider(format!("arn:aws:iam::{account}:root"), Principal::from_arn(&account).map_err(|e| e.to_string())?, Vec::new(), None, "");
-        for kind in [EntityKind::User, EntityKind::Role] {
-            for entity in store.entities(&account, kind, "/").await.map_err(e)? {
-                let docs = store.identity_documents(&account, kind, &entity.name).await.map_err(e)?;
-                let identity = docs
-                    .policies
-                    .iter()
-                    .map(|p| compile(&p.source, PolicyKind::Identity, &p.document))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let boundary = docs.boundary.as_ref().map(|b| compile(&b.source, PolicyKind::Boundary, &b.document)).transpose()?;
-                let mut principal = Principal::from_arn(&entity.arn()).map_err(|e| e.to_string())?;
-                principal.unique_id = Some(entity.unique_id.as_str().into());
-                consider(entity.arn(), principal, identity, boundary, "");
-            }
-        }
-        // Principals the resource policies name, outside the account: their own account's
-        // policies must allow too, which this data cannot see.
-        let allow_all = compile("their own policies", PolicyKind::Identity, r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)?;
-        let mut named: Vec<String> = Vec::new();
-        for (kind, text) in &resource_texts {
-            let policy = berth_iam::parse_policy(text, *kind).map_err(|e| e.to_string())?;
-            for st in &policy.statements {
-                match st.principal.as_ref().map(|p| &p.value) {
-                    Some(PrincipalValue::Star) => named.push("*".into()),
-                    Some(PrincipalValue::Map(m)) => named.extend(m.iter().flat_map(|(_, vs)| vs.iter().cloned())),
-                    None => {}
+        let identity = s.identity()?;
+        let boundary = s.boundary()?;
+        consider(
+            &s.arn,
+            &p,
+            true,
+            &ctx,
+            &identity,
+            boundary.as_deref(),
+            &note,
+            &mut out,
+        );
+    }
+
+    // Principals the resource policies name that are not among those.
+    let mut named: Vec<String> = Vec::new();
+    let texts = [
+        (PolicyKind::Repository, repo.policy.as_deref()),
+        (PolicyKind::Registry, estate.registry_policy.as_deref()),
+    ];
+    for (kind, text) in texts {
+        let Some(text) = text else { continue };
+        let policy = berth_iam::parse_policy(text, kind).map_err(|e| e.to_string())?;
+        for st in &policy.statements {
+            match st.principal.as_ref().map(|p| &p.value) {
+                Some(PrincipalValue::Star) => named.push("*".into()),
+                Some(PrincipalValue::Map(m)) => {
+                    named.extend(m.iter().flat_map(|(_, vs)| vs.iter().cloned()))
                 }
+                None => {}
             }
         }
-        named.sort();
-        named.dedup();
-        for who in named {
-            if who == "*" {
-                let anyone = Principal::from_arn("*").map_err(|e| e.to_string())?;
-                consider("* (anyone, even unauthenticated)".into(), anyone, Vec::new(), None, "");
-                let outsider = Principal::from_arn("arn:aws:iam::000000000000:user/anyone").map_err(|e| e.to_string())?;
-                consider("* (any AWS principal)".into(), outsider, vec![allow_all.clone()], None, " (if its own policies allow)");
-                continue;
-            }
-            let Ok(p) = Principal::from_arn(&who) else { continue };
-            if &*p.account == account.as_str() {
-                continue; // the account's identities were considered above
-            }
-            let service = p.kind == berth_iam::PrincipalKind::Service;
-            let note = if service { "" } else { " (if its own policies allow)" };
-            let identity = if service { Vec::new() } else { vec![allow_all.clone()] };
-            consider(who.clone(), p, identity, None, note);
+    }
+    named.sort();
+    named.dedup();
+    let allow_all = allow_all();
+    let known = |arn: &str| {
+        estate
+            .subjects
+            .iter()
+            .flatten()
+            .any(|s| s.arn.eq_ignore_ascii_case(arn))
+    };
+    for who in named {
+        if who == "*" {
+            // Stand-ins: the repository's facts are known, nothing of the caller, so
+            // conditions on the caller show as keys.
+            let anyone = Principal::from_arn("*")?;
+            let none = base.clone();
+            consider(
+                "* (anyone, even unauthenticated)",
+                &anyone,
+                false,
+                &none,
+                &[],
+                None,
+                "",
+                &mut out,
+            );
+            let outsider = Principal::from_arn("arn:aws:iam::000000000000:user/anyone")?;
+            let all = [allow_all.clone()];
+            consider(
+                "* (any AWS principal)",
+                &outsider,
+                false,
+                &none,
+                &all,
+                None,
+                " (if its own policies allow)",
+                &mut out,
+            );
+            continue;
         }
-        Ok::<_, String>(out)
-    })?;
+        let Ok(p) = Principal::from_arn(&who) else {
+            continue;
+        };
+        let own = &*p.account == account;
+        if own && (p.kind == PrincipalKind::Root || known(&who)) {
+            continue; // considered above
+        }
+        let mut ctx = base.clone();
+        let mut p = p;
+        p.settle_context(&mut ctx);
+        let (identity, note): (Vec<Arc<CompiledPolicy>>, &str) = match p.kind {
+            PrincipalKind::Service => (Vec::new(), ""),
+            _ if !own => (vec![allow_all.clone()], " (if its own policies allow)"),
+            _ if estate.subjects.is_some() => (Vec::new(), " (not an identity of the account)"),
+            _ => (Vec::new(), " (unless its own policies deny)"),
+        };
+        consider(
+            &who,
+            &p,
+            own && estate.subjects.is_some(),
+            &ctx,
+            &identity,
+            None,
+            note,
+            &mut out,
+        );
+    }
+    Ok(out)
+}
+
+fn key_value(s: &str, what: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{what} {s:?}: write KEY=VALUE"))
+}
+
+fn read(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The account described by policy files.
+fn from_files(a: &WhoCanArgs, region: String) -> Result<Estate, String> {
+    let details = a
+        .authorization_details
+        .as_deref()
+        .map(|f| {
+            serde_json::from_str::<serde_json::Value>(&read(f)?)
+                .map_err(|e| format!("{f}: not JSON: {e}"))
+        })
+        .transpose()?;
+    let mut subjects = details.as_ref().map(estate::subjects_from_details);
+    for spec in &a.identities {
+        let (arn, file) = key_value(spec, "--identity")?;
+        let doc = read(&file)?;
+        let all = subjects.get_or_insert_with(Vec::new);
+        match all.iter_mut().find(|s| s.arn.eq_ignore_ascii_case(&arn)) {
+            Some(s) => s.policies.push((file, doc)),
+            None => all.push(Subject {
+                arn,
+                policies: vec![(file, doc)],
+                ..Subject::default()
+            }),
+        }
+    }
+    let account = a
+        .account
+        .clone()
+        .or_else(|| details.as_ref().and_then(estate::details_account))
+        .unwrap_or_else(|| "111111111111".into());
+    Ok(Estate {
+        account,
+        region,
+        subjects,
+        registry_policy: a.registry_policy.as_deref().map(read).transpose()?,
+        repositories: vec![Repo {
+            name: a.repository.clone(),
+            policy: a.repository_policy.as_deref().map(read).transpose()?,
+            tags: a
+                .repository_tags
+                .iter()
+                .map(|t| key_value(t, "--repository-tag"))
+                .collect::<Result<_, _>>()?,
+        }],
+    })
+}
+
+pub fn run(a: WhoCanArgs) -> Result<ExitCode, String> {
+    let offline = a.repository_policy.is_some()
+        || a.registry_policy.is_some()
+        || a.authorization_details.is_some()
+        || !a.identities.is_empty()
+        || !a.repository_tags.is_empty();
+    let region = super::remote::region(a.source.region.as_deref());
+    let endpoint = a.source.endpoint(offline);
+    let estate = match (&a.source.data_dir, &endpoint, offline) {
+        (Some(dir), None, false) => {
+            let mut all = super::runtime()?.block_on(estate::from_data_dir(
+                dir,
+                &region,
+                a.account.as_deref(),
+                Some(&a.repository),
+            ))?;
+            // Without --account: the first account holding the repository.
+            let i = all
+                .iter()
+                .position(|e| !e.repositories.is_empty())
+                .ok_or_else(|| format!("no repository {} in {}", a.repository, dir.display()))?;
+            all.swap_remove(i)
+        }
+        (None, Some(url), false) => {
+            let creds = super::remote::credentials(a.source.profile.as_deref())?;
+            let remote = super::remote::Remote::new(url, creds, region)?;
+            let estate = estate::from_remote(&remote, Some(&a.repository))?;
+            if a.account.as_ref().is_some_and(|x| *x != estate.account) {
+                return Err(format!(
+                    "--account: the credentials belong to account {}; a server is analysed as its own account",
+                    estate.account
+                ));
+            }
+            estate
+        }
+        (None, None, true) => from_files(&a, region)?,
+        (None, None, false) => {
+            return Err(
+                "give --data-dir, --endpoint-url, or policy files (--repository-policy, --registry-policy, --authorization-details, --identity)".into(),
+            )
+        }
+        _ => return Err("give one source: --data-dir, --endpoint-url, or policy files".into()),
+    };
+    let repo = estate
+        .repositories
+        .iter()
+        .find(|r| r.name == a.repository)
+        .ok_or_else(|| {
+            format!(
+                "no repository {} in account {}",
+                a.repository, estate.account
+            )
+        })?;
+    let lines = who_can(&estate, repo, &a.action)?;
+    if lines.is_empty() {
+        eprintln!("nobody may {} on {}", a.action, estate.repo_arn(&repo.name));
+    }
     for l in lines {
         println!("{l}");
     }

@@ -1,0 +1,487 @@
+//! What `berth policy who-can` and `berth policy public` analyse: one account's
+//! identities (users and roles with every policy that applies to them) and its registry
+//! (repositories with their policies and tags, the registry policy). Read from a data
+//! directory, from a running server (or AWS) through the public APIs, or from files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_iam::{CompiledPolicy, Context, PolicyKind, Principal};
+use berth_store::{EntityKind, RegistryStore, Store, TagTarget};
+use serde_json::{json, Value};
+
+use super::remote::{Remote, RemoteError};
+
+/// A user or role of the account.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub arn: String,
+    pub unique_id: Option<String>,
+    /// Identity-based policies that apply to it: (source, document).
+    pub policies: Vec<(String, String)>,
+    pub boundary: Option<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    /// What the data could not tell (a boundary or managed policy it does not hold).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Repo {
+    pub name: String,
+    pub policy: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Estate {
+    pub account: String,
+    pub region: String,
+    /// The account's users and roles; `None` when the data holds no identities.
+    pub subjects: Option<Vec<Subject>>,
+    pub registry_policy: Option<String>,
+    pub repositories: Vec<Repo>,
+}
+
+impl Estate {
+    pub fn repo_arn(&self, name: &str) -> String {
+        crate::registry::repository_arn(&self.region, &self.account, name)
+    }
+
+    /// The repository's and the registry's policies, compiled.
+    pub fn resource_policies(&self, repo: &Repo) -> Result<Vec<Arc<CompiledPolicy>>, String> {
+        let mut out = Vec::new();
+        if let Some(t) = &repo.policy {
+            out.push(compile(
+                &format!("{} repository", repo.name),
+                PolicyKind::Repository,
+                t,
+            )?);
+        }
+        if let Some(t) = &self.registry_policy {
+            out.push(compile("registry", PolicyKind::Registry, t)?);
+        }
+        Ok(out)
+    }
+
+    /// What a request on the repository always carries: `aws:ResourceAccount` and its
+    /// tags as `aws:ResourceTag/*` and `ecr:ResourceTag/*`.
+    pub fn resource_context(&self, repo: &Repo) -> Context {
+        let mut ctx = Context::new();
+        ctx.insert("aws:ResourceAccount", &self.account);
+        for (k, v) in &repo.tags {
+            ctx.insert(&format!("aws:ResourceTag/{k}"), v);
+            ctx.insert(&format!("ecr:ResourceTag/{k}"), v);
+        }
+        ctx
+    }
+}
+
+impl Subject {
+    /// The principal with the keys IAM derives from it (and its tags) in `ctx`.
+    pub fn principal(&self, ctx: &mut Context) -> Result<Principal, String> {
+        let mut p = Principal::from_arn(&self.arn)?;
+        p.unique_id = self.unique_id.as_deref().map(Into::into);
+        for (k, v) in &self.tags {
+            ctx.insert(&format!("aws:PrincipalTag/{k}"), v);
+        }
+        p.settle_context(ctx);
+        Ok(p)
+    }
+
+    pub fn identity(&self) -> Result<Vec<Arc<CompiledPolicy>>, String> {
+        self.policies
+            .iter()
+            .map(|(s, d)| compile(s, PolicyKind::Identity, d))
+            .collect()
+    }
+
+    pub fn boundary(&self) -> Result<Option<Arc<CompiledPolicy>>, String> {
+        self.boundary
+            .as_ref()
+            .map(|(s, d)| compile(s, PolicyKind::Boundary, d))
+            .transpose()
+    }
+}
+
+pub fn compile(name: &str, kind: PolicyKind, text: &str) -> Result<Arc<CompiledPolicy>, String> {
+    CompiledPolicy::parse(name, kind, text)
+        .map(Arc::new)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// A data directory
+// ---------------------------------------------------------------------------------------
+
+/// Every account of a data directory (or only `account`), with its repositories (or only
+/// `repository`).
+pub async fn from_data_dir(
+    dir: &Path,
+    region: &str,
+    account: Option<&str>,
+    repository: Option<&str>,
+) -> Result<Vec<Estate>, String> {
+    if !dir.join("berth.db").exists() {
+        return Err(format!(
+            "{}: not a Berth data directory (no berth.db)",
+            dir.display()
+        ));
+    }
+    let store = crate::serve::open_store(dir).await?;
+    let e = |e: berth_store::StoreError| e.to_string();
+    let mut out = Vec::new();
+    for acct in store.accounts().await.map_err(e)? {
+        if account.is_some_and(|a| a != acct.id) {
+            continue;
+        }
+        let mut subjects = Vec::new();
+        for kind in [EntityKind::User, EntityKind::Role] {
+            for entity in store.entities(&acct.id, kind, "/").await.map_err(e)? {
+                let docs = store
+                    .identity_documents(&acct.id, kind, &entity.name)
+                    .await
+                    .map_err(e)?;
+                subjects.push(Subject {
+                    arn: entity.arn(),
+                    unique_id: Some(entity.unique_id.clone()),
+                    policies: docs
+                        .policies
+                        .into_iter()
+                        .map(|p| (p.source, p.document))
+                        .collect(),
+                    boundary: docs.boundary.map(|b| (b.source, b.document)),
+                    tags: docs.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+                    notes: Vec::new(),
+                });
+            }
+        }
+        let mut repositories = Vec::new();
+        for r in store.repositories(&acct.id).await.map_err(e)? {
+            if repository.is_some_and(|n| n != r.name) {
+                continue;
+            }
+            let tags = store
+                .tags(&acct.id, TagTarget::Repository, &r.name)
+                .await
+                .map_err(e)?;
+            repositories.push(Repo {
+                name: r.name,
+                policy: r.policy,
+                tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            });
+        }
+        out.push(Estate {
+            account: acct.id.clone(),
+            region: region.to_string(),
+            subjects: Some(subjects),
+            registry_policy: store.registry_policy(&acct.id).await.map_err(e)?,
+            repositories,
+        });
+    }
+    if let Some(a) = account {
+        if out.is_empty() {
+            return Err(format!("no account {a} in {}", dir.display()));
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// GetAccountAuthorizationDetails (from a server, or a file the aws CLI wrote)
+// ---------------------------------------------------------------------------------------
+
+fn list(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+/// A policy document as the wire has it (URL-encoded text), as the aws CLI prints it
+/// (a JSON object), or plain JSON text.
+fn document(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.trim_start().starts_with('{') => Some(s.clone()),
+        Value::String(s) if !s.is_empty() => String::from_utf8(berth_sigv4::percent_decode(s)).ok(),
+        Value::Object(_) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+fn tags(v: &Value) -> Vec<(String, String)> {
+    list(v)
+        .iter()
+        .map(|t| (text(&t["Key"]).to_string(), text(&t["Value"]).to_string()))
+        .collect()
+}
+
+fn is_true(v: &Value) -> bool {
+    v.as_bool() == Some(true) || v.as_str() == Some("true")
+}
+
+/// Users and roles with the policies that apply to them, from a
+/// GetAccountAuthorizationDetails answer (all pages merged).
+pub fn subjects_from_details(details: &Value) -> Vec<Subject> {
+    // Managed policies: ARN → default version's document.
+    let managed: Vec<(String, String)> = list(&details["Policies"])
+        .iter()
+        .filter_map(|p| {
+            let v = list(&p["PolicyVersionList"])
+                .iter()
+                .find(|v| is_true(&v["IsDefaultVersion"]))?;
+            Some((text(&p["Arn"]).to_string(), document(&v["Document"])?))
+        })
+        .collect();
+    let find_managed = |arn: &str, notes: &mut Vec<String>| {
+        let doc = managed
+            .iter()
+            .find(|(a, _)| a == arn)
+            .map(|(_, d)| d.clone());
+        if doc.is_none() {
+            notes.push(format!("policy {arn} is not in the data: left out"));
+        }
+        doc.map(|d| (arn.to_string(), d))
+    };
+    let inline = |owner: &str, items: &Value| -> Vec<(String, String)> {
+        list(items)
+            .iter()
+            .filter_map(|p| {
+                let name = text(&p["PolicyName"]);
+                Some((format!("{owner}/{name}"), document(&p["PolicyDocument"])?))
+            })
+            .collect()
+    };
+    let attached = |items: &Value, notes: &mut Vec<String>| -> Vec<(String, String)> {
+        list(items)
+            .iter()
+            .filter_map(|a| find_managed(text(&a["PolicyArn"]), notes))
+            .collect()
+    };
+    let groups = list(&details["GroupDetailList"]);
+    let mut out = Vec::new();
+    for (kind, key, name_key, id_key, policies_key) in [
+        (
+            "user",
+            "UserDetailList",
+            "UserName",
+            "UserId",
+            "UserPolicyList",
+        ),
+        (
+            "role",
+            "RoleDetailList",
+            "RoleName",
+            "RoleId",
+            "RolePolicyList",
+        ),
+    ] {
+        for item in list(&details[key]) {
+            let name = text(&item[name_key]);
+            let mut s = Subject {
+                arn: text(&item["Arn"]).to_string(),
+                unique_id: item[id_key].as_str().map(str::to_string),
+                tags: tags(&item["Tags"]),
+                ..Subject::default()
+            };
+            s.policies = inline(&format!("{kind}/{name}"), &item[policies_key]);
+            let mut notes = Vec::new();
+            s.policies
+                .extend(attached(&item["AttachedManagedPolicies"], &mut notes));
+            for g in list(&item["GroupList"]) {
+                let gname = text(g);
+                match groups.iter().find(|x| text(&x["GroupName"]) == gname) {
+                    Some(group) => {
+                        s.policies
+                            .extend(inline(&format!("group/{gname}"), &group["GroupPolicyList"]));
+                        s.policies
+                            .extend(attached(&group["AttachedManagedPolicies"], &mut notes));
+                    }
+                    None => notes.push(format!("group {gname} is not in the data: left out")),
+                }
+            }
+            let boundary = text(&item["PermissionsBoundary"]["PermissionsBoundaryArn"]);
+            if !boundary.is_empty() {
+                s.boundary = find_managed(boundary, &mut notes);
+            }
+            s.notes = notes;
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The account an authorization-details document belongs to (from its ARNs).
+pub fn details_account(details: &Value) -> Option<String> {
+    [
+        "UserDetailList",
+        "RoleDetailList",
+        "GroupDetailList",
+        "Policies",
+    ]
+    .iter()
+    .flat_map(|k| list(&details[*k]))
+    .find_map(|i| {
+        let arn = text(&i["Arn"]);
+        let account = arn.split(':').nth(4)?;
+        (account.len() == 12).then(|| account.to_string())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// A running server (or AWS), through the public APIs
+// ---------------------------------------------------------------------------------------
+
+fn remote_err(what: &str) -> impl Fn(RemoteError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// All pages of GetAccountAuthorizationDetails, merged.
+pub fn remote_details(remote: &Remote) -> Result<Value, String> {
+    let mut merged = json!({
+        "UserDetailList": [], "GroupDetailList": [], "RoleDetailList": [], "Policies": []
+    });
+    let mut marker: Option<String> = None;
+    loop {
+        let mut params = vec![("MaxItems", "1000")];
+        if let Some(m) = &marker {
+            params.push(("Marker", m));
+        }
+        let page = remote
+            .query("iam", "GetAccountAuthorizationDetails", &params)
+            .map_err(remote_err("iam GetAccountAuthorizationDetails"))?;
+        for k in [
+            "UserDetailList",
+            "GroupDetailList",
+            "RoleDetailList",
+            "Policies",
+        ] {
+            if let (Some(into), Some(from)) = (merged[k].as_array_mut(), page[k].as_array()) {
+                into.extend(from.iter().cloned());
+            }
+        }
+        if !is_true(&page["IsTruncated"]) {
+            return Ok(merged);
+        }
+        marker = page["Marker"].as_str().map(str::to_string);
+        if marker.is_none() {
+            return Err("iam GetAccountAuthorizationDetails: truncated without a Marker".into());
+        }
+    }
+}
+
+fn not_found(e: &RemoteError, code: &str) -> bool {
+    e.code == code
+}
+
+/// The caller's account as a server (or AWS) reports it: identities from
+/// GetAccountAuthorizationDetails, repositories (all, or `repository`) with policies and
+/// tags, and the registry policy.
+pub fn from_remote(remote: &Remote, repository: Option<&str>) -> Result<Estate, String> {
+    let who = remote
+        .query("sts", "GetCallerIdentity", &[])
+        .map_err(remote_err("sts GetCallerIdentity"))?;
+    let account = text(&who["Account"]).to_string();
+    let details = remote_details(remote)?;
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut input = json!({ "registryId": account });
+        match repository {
+            Some(name) => input["repositoryNames"] = json!([name]),
+            None => input["maxResults"] = json!(1000),
+        }
+        if let Some(t) = &token {
+            input["nextToken"] = json!(t);
+        }
+        let page = remote
+            .ecr("DescribeRepositories", &input)
+            .map_err(remote_err("ecr DescribeRepositories"))?;
+        for r in list(&page["repositories"]) {
+            names.push(text(&r["repositoryName"]).to_string());
+        }
+        token = page["nextToken"].as_str().map(str::to_string);
+        if token.is_none() || repository.is_some() {
+            break;
+        }
+    }
+    let mut repositories = Vec::new();
+    for name in names {
+        let policy = match remote.ecr(
+            "GetRepositoryPolicy",
+            &json!({ "registryId": account, "repositoryName": name }),
+        ) {
+            Ok(v) => v["policyText"].as_str().map(str::to_string),
+            Err(e) if not_found(&e, "RepositoryPolicyNotFoundException") => None,
+            Err(e) => return Err(format!("ecr GetRepositoryPolicy {name}: {e}")),
+        };
+        let arn = crate::registry::repository_arn(&remote.region, &account, &name);
+        let t = remote
+            .ecr("ListTagsForResource", &json!({ "resourceArn": arn }))
+            .map_err(|e| format!("ecr ListTagsForResource {name}: {e}"))?;
+        let tags = list(&t["tags"])
+            .iter()
+            .map(|t| (text(&t["Key"]).to_string(), text(&t["Value"]).to_string()))
+            .collect();
+        repositories.push(Repo { name, policy, tags });
+    }
+    let registry_policy = match remote.ecr("GetRegistryPolicy", &json!({})) {
+        Ok(v) => v["policyText"].as_str().map(str::to_string),
+        Err(e) if not_found(&e, "RegistryPolicyNotFoundException") => None,
+        Err(e) => return Err(format!("ecr GetRegistryPolicy: {e}")),
+    };
+    Ok(Estate {
+        account,
+        region: remote.region.clone(),
+        subjects: Some(subjects_from_details(&details)),
+        registry_policy,
+        repositories,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_give_users_their_group_and_managed_policies() {
+        let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
+        let encoded = crate::iam::url_encode(allow);
+        let details = json!({
+            "UserDetailList": [{
+                "UserName": "u", "UserId": "AIDAX", "Arn": "arn:aws:iam::111111111111:user/u",
+                "UserPolicyList": [{"PolicyName": "in", "PolicyDocument": encoded}],
+                "GroupList": ["g", "gone"],
+                "AttachedManagedPolicies": [{"PolicyName": "m", "PolicyArn": "arn:aws:iam::111111111111:policy/m"}],
+                "PermissionsBoundary": {"PermissionsBoundaryArn": "arn:aws:iam::aws:policy/Missing"},
+                "Tags": [{"Key": "team", "Value": "a"}]
+            }],
+            "GroupDetailList": [{"GroupName": "g", "GroupPolicyList": [{"PolicyName": "gp", "PolicyDocument": serde_json::from_str::<Value>(allow).unwrap()}]}],
+            "RoleDetailList": [{"RoleName": "r", "RoleId": "AROAX", "Arn": "arn:aws:iam::111111111111:role/r", "RolePolicyList": ""}],
+            "Policies": [{"Arn": "arn:aws:iam::111111111111:policy/m", "PolicyVersionList": [
+                {"Document": "{}", "IsDefaultVersion": "false"},
+                {"Document": encoded, "IsDefaultVersion": "true"}]}]
+        });
+        let s = subjects_from_details(&details);
+        assert_eq!(s.len(), 2);
+        let sources: Vec<&str> = s[0].policies.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "user/u/in",
+                "arn:aws:iam::111111111111:policy/m",
+                "group/g/gp"
+            ]
+        );
+        assert!(s[0]
+            .policies
+            .iter()
+            .all(|(_, d)| serde_json::from_str::<Value>(d).is_ok()));
+        assert_eq!(s[0].tags, [("team".to_string(), "a".to_string())]);
+        assert!(s[0].boundary.is_none());
+        assert_eq!(s[0].notes.len(), 2, "{:?}", s[0].notes);
+        assert_eq!(s[1].arn, "arn:aws:iam::111111111111:role/r");
+        assert!(s[1].policies.is_empty());
+        assert_eq!(details_account(&details).as_deref(), Some("111111111111"));
+    }
+}
