@@ -46,11 +46,21 @@ fn check_accepts_every_seed_policy() {
         .collect();
     files.sort();
     assert!(files.len() >= 13);
-    let mut args = vec!["policy", "check"];
+    let mut args = vec!["policy", "check", "--no-lint"];
     args.extend(files.iter().map(String::as_str));
     let out = berth(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(out.stdout.is_empty());
+    // Linted (the default) they still pass: seed 002's placeholder actions are ERROR
+    // findings Berth stores anyway, as IAM does; --strict fails on them.
+    args.remove(2);
+    let out = berth(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("ERROR INVALID_ACTION: The action ecr:action1 does not exist.")
+    );
+    args.insert(2, "--strict");
+    assert_eq!(berth(&args).status.code(), Some(1));
 }
 
 #[test]
@@ -70,7 +80,15 @@ fn check_reports_file_path_and_message() {
     )
     .unwrap();
     let (bad, good) = (bad.display().to_string(), good.display().to_string());
-    let out = berth(&["policy", "check", "--kind", "identity", &good, &bad]);
+    let out = berth(&[
+        "policy",
+        "check",
+        "--no-lint",
+        "--kind",
+        "identity",
+        &good,
+        &bad,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
     assert_eq!(
@@ -317,11 +335,15 @@ fn check_lint_prints_findings_with_their_place() {
     )
     .unwrap();
     let p = p.display().to_string();
-    let out = berth(&["policy", "check", "--lint", &p]);
+    let out = berth(&["policy", "check", &p]);
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "an ERROR finding fails the check"
+        Some(0),
+        "an unknown action is stored by IAM: it fails only --strict"
+    );
+    assert_eq!(
+        berth(&["policy", "check", "--strict", &p]).status.code(),
+        Some(1)
     );
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -332,10 +354,20 @@ fn check_lint_prints_findings_with_their_place() {
             .any(|l| l.contains("SECURITY_WARNING PUBLIC_WRITE_ACCESS")),
         "{stdout}"
     );
-    // Without --lint the same valid document passes silently.
-    let out = berth(&["policy", "check", &p]);
+    // With --no-lint the same valid document passes silently.
+    let out = berth(&["policy", "check", "--no-lint", &p]);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
+    // A finding Berth refuses to store fails the check.
+    let q = dir.path().join("identity.json");
+    std::fs::write(&q, r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:TagResource","Resource":"*","Condition":{"StringEquals":{"aws:TagKeys":"team"}}}]}"#).unwrap();
+    let out = berth(&["policy", "check", q.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("ERROR MISSING_QUALIFIER"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

@@ -49,6 +49,14 @@ pub struct Finding {
     pub column: usize,
 }
 
+impl Finding {
+    /// Whether Berth refuses to store a policy with this finding: every ERROR except an
+    /// unknown action name, which IAM stores (and policies use as placeholders).
+    pub fn refuses_write(&self) -> bool {
+        self.finding_type == FindingType::Error && self.issue_code != "INVALID_ACTION"
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -181,6 +189,34 @@ pub fn lint(src: &str, kind: PolicyKind) -> Vec<Finding> {
                 format!("Statement[{i}]"),
                 st.span.start,
             );
+        } else if let Some(j) = policy.statements.iter().enumerate().position(|(j, o)| {
+            j != i && o.effect == st.effect && bare(o) != bare(st) && covers(o, st)
+        }) {
+            l.add(
+                FindingType::Suggestion,
+                "REDUNDANT_STATEMENT",
+                format!(
+                    "Statement[{i}] adds nothing: Statement[{j}] already {} all of it without a condition; remove it",
+                    if st.effect == Effect::Allow { "allows" } else { "denies" }
+                ),
+                format!("Statement[{i}]"),
+                st.span.start,
+            );
+        }
+        if st.effect == Effect::Allow {
+            if let Some(j) = policy
+                .statements
+                .iter()
+                .position(|o| o.effect == Effect::Deny && covers(o, st))
+            {
+                l.add(
+                    FindingType::Warning,
+                    "SHADOWED_STATEMENT",
+                    format!("Statement[{i}] never allows anything: Statement[{j}] denies all of it without a condition"),
+                    format!("Statement[{i}]"),
+                    st.span.start,
+                );
+            }
         }
         if let Some(sid) = st.sid.as_deref().filter(|s| !s.is_empty()) {
             if policy.statements[..i]
@@ -199,6 +235,60 @@ pub fn lint(src: &str, kind: PolicyKind) -> Vec<Finding> {
     }
     l.out.sort_by_key(|f| (f.offset, f.finding_type));
     l.out
+}
+
+/// Whether pattern `big` matches everything pattern `small` matches (conservatively:
+/// false when unsure). Actions compare without case.
+fn pattern_covers(big: &str, small: &str, ignore_case: bool) -> bool {
+    if big == "*" {
+        return true;
+    }
+    let (big, small) = if ignore_case {
+        (big.to_ascii_lowercase(), small.to_ascii_lowercase())
+    } else {
+        (big.to_string(), small.to_string())
+    };
+    if big.contains("${") {
+        return big == small;
+    }
+    if !small.contains(['*', '?']) {
+        return crate::glob::Glob::new(&big).matches(&small);
+    }
+    // A wildcard pattern is covered by a prefix pattern of its prefix.
+    match big.strip_suffix('*') {
+        Some(prefix) if !prefix.contains(['*', '?']) => small.starts_with(prefix),
+        _ => big == small,
+    }
+}
+
+/// Whether statement `big`, which has no condition, applies to every request `small`
+/// applies to (same principals or `*`, every action and resource of `small`).
+fn covers(big: &Statement, small: &Statement) -> bool {
+    if !big.conditions.is_empty() || std::ptr::eq(big, small) {
+        return false;
+    }
+    let principals = match (&big.principal, &small.principal) {
+        (None, None) => true,
+        (Some(b), Some(s)) if !b.negated && !s.negated => {
+            b.value == PrincipalValue::Star || b.value == s.value
+        }
+        _ => false,
+    };
+    let list_covers =
+        |b: &crate::policy::ast::Matchers, s: &crate::policy::ast::Matchers, ci: bool| {
+            !b.negated
+                && !s.negated
+                && s.values
+                    .iter()
+                    .all(|sv| b.values.iter().any(|bv| pattern_covers(bv, sv, ci)))
+        };
+    let resources = match (&big.resource, &small.resource) {
+        (None, None) => true,
+        (Some(b), None) => !b.negated && b.values.iter().any(|v| v == "*"),
+        (Some(b), Some(s)) => list_covers(b, s, false),
+        (None, Some(_)) => false,
+    };
+    principals && resources && list_covers(&big.action, &small.action, true)
 }
 
 fn statement(l: &mut Linter, i: usize, node: &Json, st: &Statement, kind: PolicyKind, vars: bool) {

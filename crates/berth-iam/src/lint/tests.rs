@@ -94,6 +94,24 @@ fn table() -> Vec<(&'static str, PolicyKind, String, String)> {
             stmt(r#"{"Sid":"A","Effect":"Allow","Action":"ecr:ListImages","Resource":"*"},{"Sid":"B","Effect":"Allow","Action":"ecr:DescribeImages","Resource":"*"}"#),
         ),
         (
+            "REDUNDANT_STATEMENT",
+            Repository,
+            stmt(r#"{"Effect":"Allow","Principal":"*","Action":"ecr:*"},{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":["ecr:BatchGetImage","ecr:Get*"]}"#),
+            stmt(r#"{"Effect":"Allow","Principal":"*","Action":"ecr:*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"ecr:BatchGetImage"}"#),
+        ),
+        (
+            "SHADOWED_STATEMENT",
+            Identity,
+            stmt(&format!(r#"{{"Effect":"Allow","Action":"ecr:PutImage","Resource":"{repo}"}},{{"Effect":"Deny","Action":"ecr:Put*","Resource":"arn:aws:ecr:*:111111111111:repository/*"}}"#)),
+            stmt(&format!(r#"{{"Effect":"Allow","Action":"ecr:PutImage","Resource":"{repo}"}},{{"Effect":"Deny","Action":"ecr:Put*","Resource":"arn:aws:ecr:*:111111111111:repository/prod-*"}}"#)),
+        ),
+        (
+            "SHADOWED_STATEMENT",
+            Repository,
+            stmt(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::222222222222:root"},"Action":"ecr:BatchGetImage"},{"Effect":"Deny","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}"#),
+            stmt(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::222222222222:root"},"Action":"ecr:BatchGetImage"},{"Effect":"Deny","Principal":"*","Action":"ecr:BatchGetImage","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#),
+        ),
+        (
             "UNIQUE_SIDS_RECOMMENDED",
             Repository,
             stmt(r#"{"Sid":"same","Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"},{"Sid":"same","Effect":"Deny","Principal":"*","Action":"ecr:PutImage"}"#),

@@ -16,7 +16,8 @@ use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy documents: exit 0 if all are valid, else 1 with `FILE: PATH: message` lines.
+    /// Validate and lint policy documents: `FILE: PATH: message` for invalid ones and
+    /// `FILE:LINE:COLUMN: TYPE CODE: details (path)` findings; exit 1 if Berth would refuse one.
     Check(CheckArgs),
     /// Decide one request against policies and explain the decision.
     Simulate(SimulateArgs),
@@ -34,10 +35,17 @@ pub struct CheckArgs {
     /// Default: repository when the document names principals, else identity.
     #[arg(long, value_parser = parse_kind)]
     kind: Option<PolicyKind>,
-    /// Also lint valid documents (Access Analyzer-style findings: ERROR, SECURITY_WARNING,
-    /// WARNING, SUGGESTION, one `FILE:LINE:COLUMN: TYPE CODE: details (path)` line each);
-    /// an ERROR finding fails the check.
+    /// Only validate: skip the lint findings (Access Analyzer-style, printed by default:
+    /// ERROR, SECURITY_WARNING, WARNING, SUGGESTION, one
+    /// `FILE:LINE:COLUMN: TYPE CODE: details (path)` line each).
+    #[arg(long, conflicts_with = "strict")]
+    no_lint: bool,
+    /// Fail on every ERROR finding. By default the check fails on what Berth refuses to
+    /// store: invalid documents and ERROR findings other than unknown action names.
     #[arg(long)]
+    strict: bool,
+    /// Lint (the default; kept for scripts that ask for it).
+    #[arg(long, hide = true)]
     lint: bool,
     /// Policy files.
     #[arg(required = true)]
@@ -135,10 +143,14 @@ fn check(a: CheckArgs) -> Result<ExitCode, String> {
             writeln!(out, "{file}: {p}").map_err(|e| e.to_string())?;
         }
         failed |= !problems.is_empty();
-        if a.lint && problems.is_empty() {
+        if !a.no_lint && problems.is_empty() {
             for f in berth_iam::lint::lint(&src, kind) {
                 writeln!(out, "{file}:{f}").map_err(|e| e.to_string())?;
-                failed |= f.finding_type == berth_iam::lint::FindingType::Error;
+                failed |= if a.strict {
+                    f.finding_type == berth_iam::lint::FindingType::Error
+                } else {
+                    f.refuses_write()
+                };
             }
         }
     }

@@ -409,8 +409,7 @@ pub fn check_policy(document: &str, kind: PolicyKind) -> Result<(), ApiError> {
 pub fn lint_errors(document: &str, kind: PolicyKind) -> Result<(), String> {
     let mut errors = Vec::new();
     for f in berth_iam::lint::lint(document, kind) {
-        if f.finding_type == berth_iam::lint::FindingType::Error && f.issue_code != "INVALID_ACTION"
-        {
+        if f.refuses_write() {
             errors.push(format!("{} {}: {}", f.issue_code, f.path, f.details));
         } else {
             tracing::info!(finding = f.finding_type.as_str(), code = f.issue_code, path = %f.path, "{}", f.details);
