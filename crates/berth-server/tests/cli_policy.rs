@@ -698,5 +698,63 @@ fn who_can_reads_authorization_details_files() {
         "app",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--data-dir, --endpoint-url, or policy files"));
+    assert!(text(&out.stderr).contains("--data-dir, --endpoint-url (or --aws), or policy files"));
+}
+
+/// What a request carries (transport, address, organization) is unknown in advance: a
+/// deny on it makes grants conditional instead of hiding or inventing principals; the
+/// user id and the tags of known identities are facts; an anonymous caller has no
+/// organization; a policy the data lacks is said.
+#[test]
+fn who_can_judges_unknown_request_keys_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let acct = "arn:aws:iam::444455556666";
+    let push = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:PutImage", "Resource": "*"}]});
+    let details = serde_json::json!({
+        "UserDetailList": [
+            {"UserName": "pusher", "UserId": "AIDAPUSHER", "Arn": format!("{acct}:user/pusher"),
+             "UserPolicyList": [{"PolicyName": "p", "PolicyDocument": push}]},
+            {"UserName": "idle", "UserId": "AIDAIDLE", "Arn": format!("{acct}:user/idle")},
+            {"UserName": "named", "UserId": "AIDANAMED", "Arn": format!("{acct}:user/named")},
+            {"UserName": "partial", "UserId": "AIDAPARTIAL", "Arn": format!("{acct}:user/partial"),
+             "AttachedManagedPolicies": [{"PolicyName": "gone", "PolicyArn": "arn:aws:iam::aws:policy/Gone"}]}
+        ],
+        "GroupDetailList": [], "RoleDetailList": [], "Policies": []
+    });
+    let details_file = dir.path().join("details.json");
+    std::fs::write(&details_file, details.to_string()).unwrap();
+    let repo_policy = dir.path().join("repo.json");
+    std::fs::write(
+        &repo_policy,
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "ecr:*",
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Sid": "ById", "Effect": "Allow", "Principal": "*", "Action": "ecr:PutImage",
+             "Condition": {"StringLike": {"aws:userid": "AIDANAMED"}}},
+            {"Sid": "Org", "Effect": "Allow", "Principal": "*", "Action": "ecr:PutImage",
+             "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-12345"}}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = berth(&[
+        "policy",
+        "who-can",
+        "--action",
+        "ecr:PutImage",
+        "--repository",
+        "app",
+        "--authorization-details",
+        details_file.to_str().unwrap(),
+        "--repository-policy",
+        repo_policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), vec![
+        format!("{acct}:root when aws:SecureTransport"),
+        format!("{acct}:user/pusher when aws:SecureTransport"),
+        format!("{acct}:user/named when aws:SecureTransport"),
+        format!("? {acct}:user/partial (policy arn:aws:iam::aws:policy/Gone is not in the data: left out)"),
+        "* (any AWS principal) when aws:userid, aws:PrincipalOrgID, aws:SecureTransport (if its own policies allow)".to_string(),
+    ]);
 }

@@ -72,8 +72,8 @@ pub fn sign(
         body,
     };
     let payload = hex(&Sha256::digest(body));
-    // The canonical request of a header-form signature cannot fail to build.
-    let creq = canonical_request(&req, &signed, &payload).unwrap_or_default();
+    let creq = canonical_request(&req, &signed, &payload)
+        .expect("the canonical request of a header-form signature always builds");
     let sts = string_to_sign(&signed, &creq);
     let key = signing_key(
         &creds.secret_access_key,

@@ -190,7 +190,12 @@ pub fn lint(src: &str, kind: PolicyKind) -> Vec<Finding> {
                 st.span.start,
             );
         } else if let Some(j) = policy.statements.iter().enumerate().position(|(j, o)| {
-            j != i && o.effect == st.effect && bare(o) != bare(st) && covers(o, st)
+            // Of two statements that cover each other, only the later one is redundant.
+            j != i
+                && o.effect == st.effect
+                && bare(o) != bare(st)
+                && covers(o, st)
+                && (j < i || !covers(st, o))
         }) {
             l.add(
                 FindingType::Suggestion,
@@ -261,6 +266,23 @@ fn pattern_covers(big: &str, small: &str, ignore_case: bool) -> bool {
     }
 }
 
+/// Whether resource pattern `big` matches every ARN `small` matches: segment by segment,
+/// as the engine matches them (a pattern without its six segments matches nothing).
+fn arn_covers(big: &str, small: &str) -> bool {
+    if big == "*" {
+        return true;
+    }
+    if small.contains("${") || big.contains("${") {
+        return big == small;
+    }
+    let b: Vec<&str> = big.splitn(6, ':').collect();
+    let s: Vec<&str> = small.splitn(6, ':').collect();
+    if b.len() != 6 || s.len() != 6 {
+        return false;
+    }
+    b.iter().zip(&s).all(|(b, s)| pattern_covers(b, s, false))
+}
+
 /// Whether statement `big`, which has no condition, applies to every request `small`
 /// applies to (same principals or `*`, every action and resource of `small`).
 fn covers(big: &Statement, small: &Statement) -> bool {
@@ -285,7 +307,13 @@ fn covers(big: &Statement, small: &Statement) -> bool {
     let resources = match (&big.resource, &small.resource) {
         (None, None) => true,
         (Some(b), None) => !b.negated && b.values.iter().any(|v| v == "*"),
-        (Some(b), Some(s)) => list_covers(b, s, false),
+        (Some(b), Some(s)) => {
+            !b.negated
+                && !s.negated
+                && s.values
+                    .iter()
+                    .all(|sv| b.values.iter().any(|bv| arn_covers(bv, sv)))
+        }
         (None, Some(_)) => false,
     };
     principals && resources && list_covers(&big.action, &small.action, true)

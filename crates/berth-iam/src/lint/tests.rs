@@ -216,3 +216,34 @@ fn the_seed_policies_have_no_errors() {
         assert!(errors.is_empty(), "{name}: {errors:?}");
     }
 }
+
+/// Two unconditional statements that cover each other: only the later one is flagged.
+#[test]
+fn mutual_cover_flags_only_the_later_statement() {
+    let src = stmt(
+        r#"{"Effect":"Allow","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"],"Resource":"*"},{"Effect":"Allow","Action":["ecr:getdownloadurlforlayer","ecr:BatchGetImage"],"Resource":"*"}"#,
+    );
+    let found: Vec<String> = lint(&src, PolicyKind::Identity)
+        .into_iter()
+        .filter(|f| f.issue_code == "REDUNDANT_STATEMENT")
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(found, ["Statement[1]"]);
+}
+
+/// A resource pattern that lacks a segment matches nothing: it covers nothing either.
+#[test]
+fn broken_resource_patterns_cover_nothing() {
+    let repo = "arn:aws:ecr:us-east-1:111111111111:repository/app";
+    let src = stmt(&format!(
+        r#"{{"Effect":"Allow","Action":"ecr:PutImage","Resource":"{repo}"}},{{"Effect":"Deny","Action":"ecr:PutImage","Resource":"arn:aws:ecr:*:repository/*"}},{{"Effect":"Allow","Action":"ecr:PutImage","Resource":"arn:aws:ecr:*:repository/*"}}"#
+    ));
+    let c = codes(&src, PolicyKind::Identity);
+    assert!(!c.contains(&"SHADOWED_STATEMENT"), "{c:?}");
+    assert!(!c.contains(&"REDUNDANT_STATEMENT"), "{c:?}");
+    // Segment-wise, a wildcard account covers a named one.
+    let src = stmt(&format!(
+        r#"{{"Effect":"Allow","Action":"ecr:PutImage","Resource":"{repo}"}},{{"Effect":"Deny","Action":"ecr:PutImage","Resource":"arn:aws:ecr:*:*:repository/*"}}"#
+    ));
+    assert!(codes(&src, PolicyKind::Identity).contains(&"SHADOWED_STATEMENT"));
+}

@@ -3,14 +3,74 @@
 //! (repositories with their policies and tags, the registry policy). Read from a data
 //! directory, from a running server (or AWS) through the public APIs, or from files.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use berth_iam::{CompiledPolicy, Context, PolicyKind, Principal};
+use berth_iam::{Context, PolicyKind, Principal, PrincipalKind};
 use berth_store::{EntityKind, RegistryStore, Store, TagTarget};
+use clap::Args;
 use serde_json::{json, Value};
 
-use super::remote::{Remote, RemoteError};
+use super::analysis::{Caller, Source};
+use super::remote::{env_var, Remote, RemoteError};
+
+/// Where the analysis commands read an account from, besides files.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// A Berth data directory (a running server's too).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A running server: its policies are read with signed API calls
+    /// (iam:GetAccountAuthorizationDetails, ecr:DescribeRepositories,
+    /// ecr:GetRepositoryPolicy, ecr:ListTagsForResource, ecr:GetRegistryPolicy) as the
+    /// credentials of the environment or the shared credentials file. Default:
+    /// AWS_ENDPOINT_URL when no other source is given.
+    #[arg(long, value_name = "URL", conflicts_with = "aws")]
+    pub endpoint_url: Option<String>,
+    /// Read from AWS itself (its public endpoints for the region), the same way.
+    #[arg(long)]
+    pub aws: bool,
+    /// The shared credentials file's profile (default: AWS_PROFILE, else `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Region of the requests (and of the repository ARNs of files): default AWS_REGION,
+    /// AWS_DEFAULT_REGION, else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+impl SourceArgs {
+    pub fn region(&self) -> String {
+        super::remote::region(self.region.as_deref())
+    }
+
+    /// The server to ask, if any: `--endpoint-url`, `--aws`, else AWS_ENDPOINT_URL when
+    /// nothing else names a source.
+    pub fn remote(&self, files: bool) -> Result<Option<Remote>, String> {
+        let endpoint = match &self.endpoint_url {
+            Some(url) => Some(url.clone()),
+            None if self.aws || files || self.data_dir.is_some() => None,
+            None => env_var("AWS_ENDPOINT_URL"),
+        };
+        if endpoint.is_none() && !self.aws {
+            return Ok(None);
+        }
+        let creds = super::remote::credentials(self.profile.as_deref())?;
+        Remote::new(endpoint.as_deref(), creds, self.region()).map(Some)
+    }
+}
+
+/// Whoever an unrelated account lets act: a caller from an account no policy names, whose
+/// own policies allow everything.
+pub fn outsider() -> (Principal, Source) {
+    let p = Principal::from_arn("arn:aws:iam::000000000000:user/anyone").expect("a user ARN");
+    let all = Source::parse(
+        "its own policies",
+        PolicyKind::Identity,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+    )
+    .expect("a valid policy");
+    (p, all)
+}
 
 /// A user or role of the account.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +83,8 @@ pub struct Subject {
     pub tags: Vec<(String, String)>,
     /// What the data could not tell (a boundary or managed policy it does not hold).
     pub notes: Vec<String>,
+    /// Whether its tags and groups are known (they are not for `--identity ARN=FILE`).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,18 +109,18 @@ impl Estate {
         crate::registry::repository_arn(&self.region, &self.account, name)
     }
 
-    /// The repository's and the registry's policies, compiled.
-    pub fn resource_policies(&self, repo: &Repo) -> Result<Vec<Arc<CompiledPolicy>>, String> {
+    /// The repository's and the registry's policies.
+    pub fn resource_sources(&self, repo: &Repo) -> Result<Vec<Source>, String> {
         let mut out = Vec::new();
         if let Some(t) = &repo.policy {
-            out.push(compile(
-                &format!("{} repository", repo.name),
+            out.push(Source::parse(
+                &format!("{} repository policy", repo.name),
                 PolicyKind::Repository,
                 t,
             )?);
         }
         if let Some(t) = &self.registry_policy {
-            out.push(compile("registry", PolicyKind::Registry, t)?);
+            out.push(Source::parse("registry policy", PolicyKind::Registry, t)?);
         }
         Ok(out)
     }
@@ -77,36 +139,45 @@ impl Estate {
 }
 
 impl Subject {
-    /// The principal with the keys IAM derives from it (and its tags) in `ctx`.
-    pub fn principal(&self, ctx: &mut Context) -> Result<Principal, String> {
+    /// The principal, with what IAM derives from it (names, account, `aws:userid` of
+    /// users and the root user, its tags) added to `ctx`; and how much is known of it.
+    pub fn principal(&self, ctx: &mut Context) -> Result<(Principal, Caller), String> {
         let mut p = Principal::from_arn(&self.arn)?;
         p.unique_id = self.unique_id.as_deref().map(Into::into);
         for (k, v) in &self.tags {
             ctx.insert(&format!("aws:PrincipalTag/{k}"), v);
         }
+        match (p.kind, &self.unique_id) {
+            (PrincipalKind::Root, _) => ctx.insert("aws:userid", &p.account),
+            (PrincipalKind::User, Some(id)) => ctx.insert("aws:userid", id),
+            _ => {}
+        }
         p.settle_context(ctx);
-        Ok(p)
+        // A role acts through sessions, whose aws:userid is ROLEID:SESSION.
+        let caller = if self.complete {
+            Caller::Known {
+                user_id_known: p.kind != PrincipalKind::Role,
+            }
+        } else {
+            Caller::Unknown
+        };
+        Ok((p, caller))
     }
 
-    pub fn identity(&self) -> Result<Vec<Arc<CompiledPolicy>>, String> {
-        self.policies
+    /// Its identity-based policies and its permissions boundary.
+    pub fn sources(&self) -> Result<(Vec<Source>, Option<Source>), String> {
+        let identity = self
+            .policies
             .iter()
-            .map(|(s, d)| compile(s, PolicyKind::Identity, d))
-            .collect()
-    }
-
-    pub fn boundary(&self) -> Result<Option<Arc<CompiledPolicy>>, String> {
-        self.boundary
+            .map(|(s, d)| Source::parse(s, PolicyKind::Identity, d))
+            .collect::<Result<_, _>>()?;
+        let boundary = self
+            .boundary
             .as_ref()
-            .map(|(s, d)| compile(s, PolicyKind::Boundary, d))
-            .transpose()
+            .map(|(s, d)| Source::parse(s, PolicyKind::Boundary, d))
+            .transpose()?;
+        Ok((identity, boundary))
     }
-}
-
-pub fn compile(name: &str, kind: PolicyKind, text: &str) -> Result<Arc<CompiledPolicy>, String> {
-    CompiledPolicy::parse(name, kind, text)
-        .map(Arc::new)
-        .map_err(|e| format!("{name}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -120,6 +191,7 @@ pub async fn from_data_dir(
     region: &str,
     account: Option<&str>,
     repository: Option<&str>,
+    with_identities: bool,
 ) -> Result<Vec<Estate>, String> {
     if !dir.join("berth.db").exists() {
         return Err(format!(
@@ -135,7 +207,12 @@ pub async fn from_data_dir(
             continue;
         }
         let mut subjects = Vec::new();
-        for kind in [EntityKind::User, EntityKind::Role] {
+        let kinds: &[EntityKind] = if with_identities {
+            &[EntityKind::User, EntityKind::Role]
+        } else {
+            &[]
+        };
+        for &kind in kinds {
             for entity in store.entities(&acct.id, kind, "/").await.map_err(e)? {
                 let docs = store
                     .identity_documents(&acct.id, kind, &entity.name)
@@ -152,6 +229,7 @@ pub async fn from_data_dir(
                     boundary: docs.boundary.map(|b| (b.source, b.document)),
                     tags: docs.tags.into_iter().map(|t| (t.key, t.value)).collect(),
                     notes: Vec::new(),
+                    complete: true,
                 });
             }
         }
@@ -173,7 +251,7 @@ pub async fn from_data_dir(
         out.push(Estate {
             account: acct.id.clone(),
             region: region.to_string(),
-            subjects: Some(subjects),
+            subjects: with_identities.then_some(subjects),
             registry_policy: store.registry_policy(&acct.id).await.map_err(e)?,
             repositories,
         });
@@ -282,6 +360,7 @@ pub fn subjects_from_details(details: &Value) -> Vec<Subject> {
                 arn: text(&item["Arn"]).to_string(),
                 unique_id: item[id_key].as_str().map(str::to_string),
                 tags: tags(&item["Tags"]),
+                complete: true,
                 ..Subject::default()
             };
             s.policies = inline(&format!("{kind}/{name}"), &item[policies_key]);
@@ -336,104 +415,141 @@ fn remote_err(what: &str) -> impl Fn(RemoteError) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
+/// The lists of a GetAccountAuthorizationDetails answer.
+const DETAIL_LISTS: [&str; 4] = [
+    "UserDetailList",
+    "GroupDetailList",
+    "RoleDetailList",
+    "Policies",
+];
+
+/// Pages of a paginated call: `call(token)` answers a page and the next token; a token
+/// seen before ends it with an error rather than a loop.
+fn pages(
+    what: &str,
+    mut call: impl FnMut(Option<&str>) -> Result<Option<String>, String>,
+) -> Result<(), String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        match call(token.as_deref())? {
+            None => return Ok(()),
+            Some(next) if seen.contains(&next) => {
+                return Err(format!(
+                    "{what}: the server repeated the page token {next:?}"
+                ))
+            }
+            Some(next) => {
+                seen.push(next.clone());
+                token = Some(next);
+            }
+        }
+    }
+}
+
 /// All pages of GetAccountAuthorizationDetails, merged.
 pub fn remote_details(remote: &Remote) -> Result<Value, String> {
-    let mut merged = json!({
-        "UserDetailList": [], "GroupDetailList": [], "RoleDetailList": [], "Policies": []
-    });
-    let mut marker: Option<String> = None;
-    loop {
+    let mut merged = json!({});
+    for k in DETAIL_LISTS {
+        merged[k] = json!([]);
+    }
+    pages("iam GetAccountAuthorizationDetails", |marker| {
         let mut params = vec![("MaxItems", "1000")];
-        if let Some(m) = &marker {
+        if let Some(m) = marker {
             params.push(("Marker", m));
         }
         let page = remote
             .query("iam", "GetAccountAuthorizationDetails", &params)
             .map_err(remote_err("iam GetAccountAuthorizationDetails"))?;
-        for k in [
-            "UserDetailList",
-            "GroupDetailList",
-            "RoleDetailList",
-            "Policies",
-        ] {
+        for k in DETAIL_LISTS {
             if let (Some(into), Some(from)) = (merged[k].as_array_mut(), page[k].as_array()) {
                 into.extend(from.iter().cloned());
             }
         }
         if !is_true(&page["IsTruncated"]) {
-            return Ok(merged);
+            return Ok(None);
         }
-        marker = page["Marker"].as_str().map(str::to_string);
-        if marker.is_none() {
-            return Err("iam GetAccountAuthorizationDetails: truncated without a Marker".into());
-        }
-    }
-}
-
-fn not_found(e: &RemoteError, code: &str) -> bool {
-    e.code == code
+        page["Marker"]
+            .as_str()
+            .map(|m| Some(m.to_string()))
+            .ok_or_else(|| "iam GetAccountAuthorizationDetails: truncated without a Marker".into())
+    })?;
+    Ok(merged)
 }
 
 /// The caller's account as a server (or AWS) reports it: identities from
-/// GetAccountAuthorizationDetails, repositories (all, or `repository`) with policies and
-/// tags, and the registry policy.
-pub fn from_remote(remote: &Remote, repository: Option<&str>) -> Result<Estate, String> {
+/// GetAccountAuthorizationDetails (when asked for), repositories (all, or `repository`)
+/// with policies and tags, and the registry policy. Repository ARNs (and so the region)
+/// are the server's.
+pub fn from_remote(
+    remote: &Remote,
+    repository: Option<&str>,
+    with_identities: bool,
+) -> Result<Estate, String> {
     let who = remote
         .query("sts", "GetCallerIdentity", &[])
         .map_err(remote_err("sts GetCallerIdentity"))?;
     let account = text(&who["Account"]).to_string();
-    let details = remote_details(remote)?;
-    let mut names = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
+    let subjects = if with_identities {
+        Some(subjects_from_details(&remote_details(remote)?))
+    } else {
+        None
+    };
+    // (name, ARN)
+    let mut found: Vec<(String, String)> = Vec::new();
+    pages("ecr DescribeRepositories", |token| {
         let mut input = json!({ "registryId": account });
         match repository {
             Some(name) => input["repositoryNames"] = json!([name]),
             None => input["maxResults"] = json!(1000),
         }
-        if let Some(t) = &token {
+        if let Some(t) = token {
             input["nextToken"] = json!(t);
         }
         let page = remote
             .ecr("DescribeRepositories", &input)
             .map_err(remote_err("ecr DescribeRepositories"))?;
         for r in list(&page["repositories"]) {
-            names.push(text(&r["repositoryName"]).to_string());
+            found.push((
+                text(&r["repositoryName"]).to_string(),
+                text(&r["repositoryArn"]).to_string(),
+            ));
         }
-        token = page["nextToken"].as_str().map(str::to_string);
-        if token.is_none() || repository.is_some() {
-            break;
-        }
-    }
+        Ok(page["nextToken"].as_str().map(str::to_string))
+    })?;
+    let region = found
+        .first()
+        .and_then(|(_, arn)| arn.split(':').nth(3))
+        .filter(|r| !r.is_empty())
+        .map_or_else(|| remote.region.clone(), str::to_string);
     let mut repositories = Vec::new();
-    for name in names {
+    for (name, arn) in found {
         let policy = match remote.ecr(
             "GetRepositoryPolicy",
             &json!({ "registryId": account, "repositoryName": name }),
         ) {
             Ok(v) => v["policyText"].as_str().map(str::to_string),
-            Err(e) if not_found(&e, "RepositoryPolicyNotFoundException") => None,
+            Err(e) if e.code == "RepositoryPolicyNotFoundException" => None,
             Err(e) => return Err(format!("ecr GetRepositoryPolicy {name}: {e}")),
         };
-        let arn = crate::registry::repository_arn(&remote.region, &account, &name);
         let t = remote
             .ecr("ListTagsForResource", &json!({ "resourceArn": arn }))
             .map_err(|e| format!("ecr ListTagsForResource {name}: {e}"))?;
-        let tags = list(&t["tags"])
-            .iter()
-            .map(|t| (text(&t["Key"]).to_string(), text(&t["Value"]).to_string()))
-            .collect();
-        repositories.push(Repo { name, policy, tags });
+        repositories.push(Repo {
+            name,
+            policy,
+            tags: tags(&t["tags"]),
+        });
     }
     let registry_policy = match remote.ecr("GetRegistryPolicy", &json!({})) {
         Ok(v) => v["policyText"].as_str().map(str::to_string),
-        Err(e) if not_found(&e, "RegistryPolicyNotFoundException") => None,
+        Err(e) if e.code == "RegistryPolicyNotFoundException" => None,
         Err(e) => return Err(format!("ecr GetRegistryPolicy: {e}")),
     };
     Ok(Estate {
         account,
-        region: remote.region.clone(),
-        subjects: Some(subjects_from_details(&details)),
+        region,
+        subjects,
         registry_policy,
         repositories,
     })

@@ -1,6 +1,7 @@
 //! Command-line surface: argument parsing and dispatch.
 
 mod account;
+mod analysis;
 mod estate;
 mod policy;
 mod public;

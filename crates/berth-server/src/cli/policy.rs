@@ -44,8 +44,9 @@ pub struct CheckArgs {
     /// store: invalid documents and ERROR findings other than unknown action names.
     #[arg(long)]
     strict: bool,
-    /// Lint (the default; kept for scripts that ask for it).
-    #[arg(long, hide = true)]
+    /// Lint and fail on every ERROR finding: the same as --strict (kept for scripts
+    /// written when linting was optional).
+    #[arg(long, hide = true, conflicts_with = "no_lint")]
     lint: bool,
     /// Policy files.
     #[arg(required = true)]
@@ -146,7 +147,7 @@ fn check(a: CheckArgs) -> Result<ExitCode, String> {
         if !a.no_lint && problems.is_empty() {
             for f in berth_iam::lint::lint(&src, kind) {
                 writeln!(out, "{file}:{f}").map_err(|e| e.to_string())?;
-                failed |= if a.strict {
+                failed |= if a.strict || a.lint {
                     f.finding_type == berth_iam::lint::FindingType::Error
                 } else {
                     f.refuses_write()

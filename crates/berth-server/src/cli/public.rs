@@ -6,19 +6,17 @@
 //! takes concurrent readers), or against a running server (or AWS) through its APIs.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use berth_iam::{
-    decide, Action, CompiledPolicy, Context, Decision, PolicyKind, PolicySet, Principal, Request,
-};
+use berth_iam::{Action, Principal};
 use clap::Args;
 
-use super::estate::{Estate, Repo};
+use super::analysis::{judge, Caller, Case};
+use super::estate::{self, Estate, Repo, SourceArgs};
 
 #[derive(Debug, Args)]
 pub struct PublicArgs {
     #[command(flatten)]
-    source: super::whocan::SourceArgs,
+    source: SourceArgs,
     /// Repository policy files (each read as the policy of a repository named after the file).
     files: Vec<String>,
 }
@@ -39,69 +37,47 @@ const WRITE: &[&str] = &[
     "DeleteRepository",
     "SetRepositoryPolicy",
 ];
-/// An account no policy names.
-const OUTSIDER: &str = "arn:aws:iam::000000000000:user/anyone";
-
-/// The actions of `list` anyone may perform on a repository.
-fn open_to_anyone(
-    list: &[&str],
-    resource: &str,
-    account: &str,
-    policies: &[Arc<CompiledPolicy>],
-    ctx: &Context,
-) -> Vec<String> {
-    let allow_all = Arc::new(
-        CompiledPolicy::parse(
-            "outsider",
-            PolicyKind::Identity,
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
-        )
-        .expect("a valid policy"),
-    );
-    let callers = [
-        (Principal::from_arn("*").expect("anonymous"), Vec::new()),
-        (
-            Principal::from_arn(OUTSIDER).expect("a user ARN"),
-            vec![allow_all],
-        ),
-    ];
-    list.iter()
-        .filter(|a| {
-            let action = Action::new(&format!("ecr:{a}"));
-            callers.iter().any(|(p, identity)| {
-                let req = Request {
-                    principal: p,
-                    action: &action,
-                    resource,
-                    resource_account: account,
-                    context: ctx,
-                };
-                let set = PolicySet {
-                    identity,
-                    resource: policies,
-                    boundary: None,
-                    session: None,
-                };
-                decide(&req, &set) == Decision::Allow
-            })
-        })
-        .map(|a| format!("ecr:{a}"))
-        .collect()
-}
-
 fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), String> {
+    let mut anyone = Principal::from_arn("*")?;
+    let (outsider, allow_all) = estate::outsider();
+    let allow_all = [allow_all];
     for repo in &estate.repositories {
-        let policies = estate.resource_policies(repo)?;
+        let policies = estate.resource_sources(repo)?;
         let resource = estate.repo_arn(&repo.name);
-        // The repository's own facts (account, tags) are known; nothing of the caller is.
-        let ctx = estate.resource_context(repo);
+        // The repository's own facts (account, tags) are known; nothing of the caller is,
+        // and "anyone" means in every case: a condition on the request keeps it private.
+        let base = estate.resource_context(repo);
+        let mut anonymous_ctx = base.clone();
+        anyone.settle_context(&mut anonymous_ctx);
+        let open = |list: &[&str]| -> Vec<String> {
+            list.iter()
+                .map(|a| format!("ecr:{a}"))
+                .filter(|a| {
+                    let action = Action::new(a);
+                    let case = |principal, caller, context, identity| Case {
+                        principal,
+                        caller,
+                        context,
+                        action: &action,
+                        resource: &resource,
+                        resource_account: &estate.account,
+                        identity,
+                        boundary: None,
+                        resource_policies: &policies,
+                    };
+                    judge(&case(&anyone, Caller::Anonymous, &anonymous_ctx, &[])).as_deref()
+                        == Some("")
+                        || judge(&case(&outsider, Caller::Unknown, &base, &allow_all)).as_deref()
+                            == Some("")
+                })
+                .collect()
+        };
         let name = if label.is_empty() {
             format!("{}/{}", estate.account, repo.name)
         } else {
             label.to_string()
         };
-        let read = open_to_anyone(READ, &resource, &estate.account, &policies, &ctx);
-        let write = open_to_anyone(WRITE, &resource, &estate.account, &policies, &ctx);
+        let (read, write) = (open(READ), open(WRITE));
         if !read.is_empty() {
             out.push(format!("{name}: readable by anyone ({})", read.join(", ")));
         }
@@ -113,8 +89,8 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
 }
 
 pub fn run(a: PublicArgs) -> Result<ExitCode, String> {
-    let region = super::remote::region(a.source.region.as_deref());
-    let endpoint = a.source.endpoint(!a.files.is_empty());
+    let region = a.source.region();
+    let remote = a.source.remote(!a.files.is_empty())?;
     let mut out = Vec::new();
     for file in &a.files {
         let src = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
@@ -135,18 +111,16 @@ pub fn run(a: PublicArgs) -> Result<ExitCode, String> {
     }
     if let Some(dir) = &a.source.data_dir {
         let all =
-            super::runtime()?.block_on(super::estate::from_data_dir(dir, &region, None, None))?;
+            super::runtime()?.block_on(estate::from_data_dir(dir, &region, None, None, false))?;
         for estate in &all {
             report(estate, "", &mut out)?;
         }
     }
-    if let Some(url) = &endpoint {
-        let creds = super::remote::credentials(a.source.profile.as_deref())?;
-        let remote = super::remote::Remote::new(url, creds, region.clone())?;
-        report(&super::estate::from_remote(&remote, None)?, "", &mut out)?;
+    if let Some(remote) = &remote {
+        report(&estate::from_remote(remote, None, false)?, "", &mut out)?;
     }
-    if a.files.is_empty() && a.source.data_dir.is_none() && endpoint.is_none() {
-        return Err("give repository policy files, --data-dir or --endpoint-url".into());
+    if a.files.is_empty() && a.source.data_dir.is_none() && remote.is_none() {
+        return Err("give repository policy files, --data-dir, --endpoint-url or --aws".into());
     }
     for line in &out {
         println!("{line}");

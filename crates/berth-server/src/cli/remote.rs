@@ -13,9 +13,8 @@ const MAX_RESPONSE: u64 = 256 << 20;
 /// Where to send requests and as whom.
 pub struct Remote {
     agent: ureq::Agent,
-    endpoint: String,
-    /// `host[:port]` of the endpoint, as signed.
-    host: String,
+    /// One endpoint for every service (a Berth server), or AWS's own per service.
+    endpoint: Option<String>,
     creds: Credentials,
     pub region: String,
 }
@@ -43,8 +42,13 @@ fn transport(e: impl std::fmt::Display) -> RemoteError {
 /// Credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else
 /// from the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default
 /// `~/.aws/credentials`), profile `profile` or `AWS_PROFILE` or `default`.
+/// An environment variable; set but empty counts as unset.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 pub fn credentials(profile: Option<&str>) -> Result<Credentials, String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let env = env_var;
     if profile.is_none() {
         if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
             return Ok(Credentials {
@@ -105,27 +109,48 @@ fn ini_section(text: &str, name: &str) -> Vec<(String, String)> {
 /// The region from `--region`, else `AWS_REGION`/`AWS_DEFAULT_REGION`, else us-east-1.
 pub fn region(flag: Option<&str>) -> String {
     flag.map(str::to_string)
-        .or_else(|| std::env::var("AWS_REGION").ok().filter(|v| !v.is_empty()))
-        .or_else(|| {
-            std::env::var("AWS_DEFAULT_REGION")
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
+        .or_else(|| env_var("AWS_REGION"))
+        .or_else(|| env_var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".into())
 }
 
+/// The URL (without a trailing slash) and the `Host` it is signed with: the scheme's
+/// default port is not part of the host, as clients send it.
+fn split_endpoint(endpoint: &str) -> Result<(String, String), String> {
+    let endpoint = endpoint.trim_end_matches('/');
+    let (scheme, rest) = endpoint
+        .split_once("://")
+        .filter(|(s, _)| *s == "http" || *s == "https")
+        .ok_or_else(|| format!("endpoint {endpoint}: give an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "endpoint {endpoint}: give the server's root URL, without a path"
+        ));
+    }
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = rest.strip_suffix(default_port).unwrap_or(rest);
+    Ok((format!("{scheme}://{host}"), host.to_string()))
+}
+
+/// AWS's public endpoint of a service in a region.
+fn aws_endpoint(service: &str, region: &str) -> String {
+    match service {
+        "iam" => "https://iam.amazonaws.com".into(),
+        "ecr" => format!("https://api.ecr.{region}.amazonaws.com"),
+        other => format!("https://{other}.{region}.amazonaws.com"),
+    }
+}
+
 impl Remote {
-    pub fn new(endpoint: &str, creds: Credentials, region: String) -> Result<Remote, String> {
-        let endpoint = endpoint.trim_end_matches('/').to_string();
-        let rest = endpoint
-            .strip_prefix("http://")
-            .or_else(|| endpoint.strip_prefix("https://"))
-            .ok_or_else(|| format!("--endpoint-url {endpoint}: give an http:// or https:// URL"))?;
-        if rest.contains('/') {
-            return Err(format!(
-                "--endpoint-url {endpoint}: give the server's root URL, without a path"
-            ));
-        }
+    /// A client of `endpoint` (every service there), or of AWS itself when `None`.
+    pub fn new(
+        endpoint: Option<&str>,
+        creds: Credentials,
+        region: String,
+    ) -> Result<Remote, String> {
+        let endpoint = endpoint
+            .map(|e| split_endpoint(e).map(|(url, _)| url))
+            .transpose()?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
@@ -133,7 +158,6 @@ impl Remote {
             .into();
         Ok(Remote {
             agent,
-            host: rest.to_string(),
             endpoint,
             creds,
             region,
@@ -148,8 +172,12 @@ impl Remote {
         target: Option<&str>,
         body: &[u8],
     ) -> Result<(u16, String), RemoteError> {
-        let mut headers: Vec<(&str, &str)> =
-            vec![("host", &self.host), ("content-type", content_type)];
+        let endpoint = match &self.endpoint {
+            Some(e) => e.clone(),
+            None => aws_endpoint(service, region),
+        };
+        let (url, host) = split_endpoint(&endpoint).map_err(transport)?;
+        let mut headers: Vec<(&str, &str)> = vec![("host", &host), ("content-type", content_type)];
         if let Some(t) = target {
             headers.push(("x-amz-target", t));
         }
@@ -169,7 +197,7 @@ impl Remote {
                 now,
             },
         );
-        let mut req = self.agent.post(format!("{}/", self.endpoint));
+        let mut req = self.agent.post(format!("{url}/"));
         for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
             req = req.header(*k, *v);
         }
@@ -268,7 +296,9 @@ impl Remote {
         })?;
         if status >= 300 {
             let code = v["__type"].as_str().unwrap_or("Unknown");
-            let code = code.rsplit('#').next().unwrap_or(code).to_string();
+            // `prefix#Code`, sometimes with `:detail` after it.
+            let code = code.rsplit('#').next().unwrap_or(code);
+            let code = code.split(':').next().unwrap_or(code).to_string();
             let message = v["message"]
                 .as_str()
                 .or(v["Message"].as_str())
@@ -313,6 +343,32 @@ mod tests {
         assert_eq!(v["Users"][0]["Groups"][0], "g");
         assert_eq!(v["Empty"], "");
         assert_eq!(v["IsTruncated"], "false");
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            split_endpoint("http://127.0.0.1:5000/").unwrap(),
+            ("http://127.0.0.1:5000".into(), "127.0.0.1:5000".into())
+        );
+        assert_eq!(
+            split_endpoint("https://b.example:443").unwrap(),
+            ("https://b.example".into(), "b.example".into())
+        );
+        assert!(split_endpoint("ftp://x").is_err());
+        assert!(split_endpoint("http://x/path").is_err());
+        assert_eq!(
+            aws_endpoint("ecr", "eu-west-1"),
+            "https://api.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            aws_endpoint("sts", "eu-west-1"),
+            "https://sts.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            aws_endpoint("iam", "eu-west-1"),
+            "https://iam.amazonaws.com"
+        );
     }
 
     #[test]

@@ -5,9 +5,7 @@
 use berth_store::{EntityKind, Store, TagTarget};
 use serde_json::{json, Value};
 
-use super::{
-    boundary_json, group_json, page, paginate, role_json, tags_json, url_encode, user_json,
-};
+use super::{group_json, page, paginate, role_json, url_encode, user_json};
 use crate::ids;
 use crate::query::{ApiError, Call};
 
@@ -19,8 +17,9 @@ const FILTERS: &[&str] = &[
     "AWSManagedPolicy",
 ];
 
-/// The list an item goes to, and the item.
-type Item = (&'static str, Value);
+/// The list an item goes to, its place in the whole answer (which the marker names, so
+/// that entities created or deleted between pages do not shift the others), and the item.
+type Item = (&'static str, String, Value);
 
 async fn inline(
     store: &dyn Store,
@@ -89,7 +88,8 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
                 "GroupList": groups,
                 "AttachedManagedPolicies": attached(store, account, EntityKind::User, &u.name).await?,
             });
-            items.push(("UserDetailList", merge(user_json(&u, &tags), extra)));
+            let key = format!("0/{}", u.name.to_ascii_lowercase());
+            items.push(("UserDetailList", key, merge(user_json(&u, &tags), extra)));
         }
     }
     if wants("Group") {
@@ -98,7 +98,8 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
                 "GroupPolicyList": inline(store, account, EntityKind::Group, &g.name).await?,
                 "AttachedManagedPolicies": attached(store, account, EntityKind::Group, &g.name).await?,
             });
-            items.push(("GroupDetailList", merge(group_json(&g), extra)));
+            let key = format!("1/{}", g.name.to_ascii_lowercase());
+            items.push(("GroupDetailList", key, merge(group_json(&g), extra)));
         }
     }
     if wants("Role") {
@@ -108,10 +109,9 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
                 "InstanceProfileList": [],
                 "RolePolicyList": inline(store, account, EntityKind::Role, &r.name).await?,
                 "AttachedManagedPolicies": attached(store, account, EntityKind::Role, &r.name).await?,
-                "PermissionsBoundary": boundary_json(&r),
-                "Tags": tags_json(&tags),
             });
-            items.push(("RoleDetailList", merge(role_json(&r, &tags), extra)));
+            let key = format!("2/{}", r.name.to_ascii_lowercase());
+            items.push(("RoleDetailList", key, merge(role_json(&r, &tags), extra)));
         }
     }
     // Berth has no AWS managed policies: that filter adds nothing.
@@ -132,6 +132,7 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
                 .collect();
             items.push((
                 "Policies",
+                format!("3/{}", p.name.to_ascii_lowercase()),
                 json!({
                     "PolicyName": p.name,
                     "PolicyId": p.policy_id,
@@ -149,9 +150,8 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
             ));
         }
     }
-    // The marker is the position in the whole sequence (users, groups, roles, policies).
-    let numbered: Vec<(usize, Item)> = items.into_iter().enumerate().collect();
-    let (numbered, next) = paginate(call.params, numbered, |(i, _)| format!("{i:010}"))?;
+    items.sort_by(|a, b| a.1.cmp(&b.1));
+    let (items, next) = paginate(call.params, items, |(_, key, _)| key.clone())?;
     let mut out = serde_json::Map::new();
     for list in [
         "UserDetailList",
@@ -161,7 +161,7 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
     ] {
         out.insert(list.into(), Value::Array(Vec::new()));
     }
-    for (_, (list, item)) in numbered {
+    for (list, _, item) in items {
         if let Some(Value::Array(a)) = out.get_mut(list) {
             a.push(item);
         }

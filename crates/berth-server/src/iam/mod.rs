@@ -494,7 +494,7 @@ pub fn tags_json(tags: &[Tag]) -> Value {
     )
 }
 
-pub fn boundary_json(e: &Entity) -> Value {
+fn boundary_json(e: &Entity) -> Value {
     match &e.boundary {
         Some(arn) => json!({
             "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
