@@ -20,6 +20,10 @@ use berth_sigv4::{
 use berth_store::{AccessKey, Account, Entity, EntityKind, KeyStatus, SqliteStore, Store};
 use criterion::{criterion_group, criterion_main, Criterion};
 
+/// The allocator the `berth` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ACCOUNT: &str = "111111111111";
 const KEY: &str = "AKIABENCHBENCHBENCH1";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";

@@ -1,7 +1,5 @@
 //! The canonical request and the string to sign, built from the request as received.
 
-use sha2::{Digest, Sha256};
-
 use crate::encode::{percent_decode, uri_encode};
 use crate::error::SigV4Error;
 use crate::parse::{SignatureForm, Signed};
@@ -116,13 +114,22 @@ pub fn canonical_request(
 /// `AWS4-HMAC-SHA256\n<date>\n<scope>\n<hex sha256 of the canonical request>`.
 pub fn string_to_sign(signed: &Signed, canonical_request: &str) -> String {
     let c = &signed.credential;
-    format!(
-        "AWS4-HMAC-SHA256\n{}\n{}/{}/{}/{}\n{}",
+    let mut out = String::with_capacity(160);
+    for part in [
+        "AWS4-HMAC-SHA256\n",
         signed.amz_date,
+        "\n",
         c.date,
+        "/",
         c.region,
+        "/",
         c.service,
+        "/",
         c.terminator,
-        crate::hex(&Sha256::digest(canonical_request.as_bytes()))
-    )
+        "\n",
+    ] {
+        out.push_str(part);
+    }
+    out.push_str(&crate::hex(&crate::sha256(canonical_request.as_bytes())));
+    out
 }

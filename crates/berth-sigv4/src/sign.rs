@@ -1,8 +1,6 @@
 //! Signing outgoing requests (header form), for Berth's own command-line clients: the
 //! same canonical request and string to sign the verifier rebuilds.
 
-use sha2::{Digest, Sha256};
-
 use crate::parse::{Credential, SignatureForm, Signed};
 use crate::{
     canonical_request, format_amz_date, hex, signature, signing_key, string_to_sign, Request,
@@ -71,7 +69,7 @@ pub fn sign(
         headers: &all,
         body,
     };
-    let payload = hex(&Sha256::digest(body));
+    let payload = hex(&crate::sha256(body));
     let creq = canonical_request(&req, &signed, &payload)
         .expect("the canonical request of a header-form signature always builds");
     let sts = string_to_sign(&signed, &creq);

@@ -1,6 +1,9 @@
 //! The one place requests are decided: gather the caller's policies and the resource's
 //! policies, build the request context, ask `berth-iam`, write the audit line.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_iam::{Action, CompiledPolicy, Context, Decision, PolicySet, Request};
@@ -41,49 +44,102 @@ pub enum ContextValue {
 /// `aws:RequestedRegion`, and for temporary credentials `aws:MultiFactorAuthPresent`,
 /// `aws:MultiFactorAuthAge`, `aws:TokenIssueTime`, `aws:SourceIdentity`.
 pub fn context(caller: &Caller, origin: &Origin, extra: &[(String, ContextValue)]) -> Context {
-    let mut ctx = Context::new();
-    ctx.insert("aws:SourceIp", &origin.source_ip.to_string());
-    ctx.insert(
-        "aws:SecureTransport",
-        if origin.secure { "true" } else { "false" },
-    );
-    ctx.insert("aws:CurrentTime", &crate::ids::iso8601(origin.now));
-    ctx.insert("aws:EpochTime", &origin.now.to_string());
-    ctx.insert("aws:RequestedRegion", &origin.region);
-    ctx.insert("aws:userid", &caller.user_id);
-    ctx.insert("aws:PrincipalIsAWSService", "false");
-    ctx.insert("aws:ViaAWSService", "false");
-    for (k, v) in &caller.principal_tags {
-        ctx.insert(&format!("aws:PrincipalTag/{k}"), v);
+    let mut scratch = Scratch::default();
+    scratch.fill(caller, origin, extra);
+    scratch.ctx
+}
+
+/// A context and the text of its values, kept per thread between requests: refilling it
+/// reuses every buffer, and the time and address texts are formatted again only when
+/// they change (the clock has second resolution).
+struct Scratch {
+    ctx: Context,
+    now: i64,
+    current_time: String,
+    epoch_time: String,
+    ip: Option<IpAddr>,
+    ip_text: String,
+    text: String,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            ctx: Context::new(),
+            now: i64::MIN,
+            current_time: String::new(),
+            epoch_time: String::new(),
+            ip: None,
+            ip_text: String::new(),
+            text: String::new(),
+        }
     }
-    if let Some(c) = &caller.claims {
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl Scratch {
+    fn fill(&mut self, caller: &Caller, origin: &Origin, extra: &[(String, ContextValue)]) {
+        if self.now != origin.now {
+            self.now = origin.now;
+            self.current_time = crate::ids::iso8601(origin.now);
+            self.epoch_time.clear();
+            let _ = write!(self.epoch_time, "{}", origin.now);
+        }
+        if self.ip != Some(origin.source_ip) {
+            self.ip = Some(origin.source_ip);
+            self.ip_text.clear();
+            let _ = write!(self.ip_text, "{}", origin.source_ip);
+        }
+        let ctx = &mut self.ctx;
+        let text = &mut self.text;
+        ctx.clear();
+        ctx.insert("aws:SourceIp", &self.ip_text);
         ctx.insert(
-            "aws:MultiFactorAuthPresent",
-            if c.mfa_time.is_some() {
-                "true"
-            } else {
-                "false"
-            },
+            "aws:SecureTransport",
+            if origin.secure { "true" } else { "false" },
         );
-        if let Some(t) = c.mfa_time {
+        ctx.insert("aws:CurrentTime", &self.current_time);
+        ctx.insert("aws:EpochTime", &self.epoch_time);
+        ctx.insert("aws:RequestedRegion", &origin.region);
+        ctx.insert("aws:userid", &caller.user_id);
+        ctx.insert("aws:PrincipalIsAWSService", "false");
+        ctx.insert("aws:ViaAWSService", "false");
+        for (k, v) in &caller.principal_tags {
+            text.clear();
+            text.push_str("aws:PrincipalTag/");
+            text.push_str(k);
+            ctx.insert(text, v);
+        }
+        if let Some(c) = &caller.claims {
             ctx.insert(
-                "aws:MultiFactorAuthAge",
-                &(origin.now - t).max(0).to_string(),
+                "aws:MultiFactorAuthPresent",
+                if c.mfa_time.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
             );
+            if let Some(t) = c.mfa_time {
+                text.clear();
+                let _ = write!(text, "{}", (origin.now - t).max(0));
+                ctx.insert("aws:MultiFactorAuthAge", text);
+            }
+            ctx.insert("aws:TokenIssueTime", &crate::ids::iso8601(c.issued));
+            if let Some(s) = &c.source_identity {
+                ctx.insert("aws:SourceIdentity", s);
+            }
         }
-        ctx.insert("aws:TokenIssueTime", &crate::ids::iso8601(c.issued));
-        if let Some(s) = &c.source_identity {
-            ctx.insert("aws:SourceIdentity", s);
+        for (k, v) in extra {
+            match v {
+                ContextValue::One(s) => ctx.insert(k, s),
+                ContextValue::Many(list) => ctx.insert_list(k, list.clone()),
+            }
         }
+        caller.principal.derive_context(ctx);
     }
-    for (k, v) in extra {
-        match v {
-            ContextValue::One(s) => ctx.insert(k, s),
-            ContextValue::Many(list) => ctx.insert_list(k, list.clone()),
-        }
-    }
-    caller.principal.derive_context(&mut ctx);
-    ctx
 }
 
 /// Decide a request; `Err(AccessDenied)` with IAM's sentence when it is not allowed.
@@ -93,14 +149,30 @@ pub fn authorize(
     origin: &Origin,
     a: &Authorization,
 ) -> Result<(), ApiError> {
-    let ctx = context(caller, origin, a.context);
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.fill(caller, origin, a.context);
+            decide_in(app, caller, origin, a, &scratch.ctx)
+        }
+        // Not reentered today; a fresh context keeps it correct if it ever is.
+        Err(_) => decide_in(app, caller, origin, a, &context(caller, origin, a.context)),
+    })
+}
+
+fn decide_in(
+    app: &App,
+    caller: &Caller,
+    origin: &Origin,
+    a: &Authorization,
+    ctx: &Context,
+) -> Result<(), ApiError> {
     let action = Action::new(a.action);
     let req = Request {
         principal: &caller.principal,
         action: &action,
         resource: a.resource,
         resource_account: a.resource_account,
-        context: &ctx,
+        context: ctx,
     };
     let (identity, boundary): (&[Arc<CompiledPolicy>], _) = match &caller.policies {
         Some(p) => (&p.identity, p.boundary.as_deref()),
