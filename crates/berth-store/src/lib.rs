@@ -2,9 +2,10 @@
 //!
 //! Owns the model of accounts, IAM users, groups, roles, managed and inline policies,
 //! tags, access keys and STS sessions, the [`Store`] trait every caller goes through,
-//! and its embedded SQLite backend with versioned migrations. A PostgreSQL backend
-//! implements the same trait. It validates nothing about policies and knows no HTTP:
-//! callers check documents with the policy engine before they write them.
+//! and its embedded SQLite backend with versioned migrations. Callers hold the traits
+//! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
+//! them beside SQLite; it is not written yet. It validates nothing about policies and
+//! knows no HTTP: callers check documents with the policy engine before they write them.
 
 mod model;
 mod registry;
