@@ -247,6 +247,14 @@ def test_who_can_on_a_running_servers_data(server):
     member, _ = server.new_user(groups=["who-pushers"])
     ecr.set_repository_policy(repositoryName="who/app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"}, "Action": "ecr:PutImage"}]}))
+    # A role that may push, and who may assume it: a user the trust policy names, and
+    # another account (whose own policies must let it).
+    assumer, _ = server.new_user()
+    iam.create_role(RoleName="who-pusher-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{acct}:user/{assumer}", "arn:aws:iam::333333333333:root"]},
+         "Action": "sts:AssumeRole"}]}))
+    iam.put_role_policy(RoleName="who-pusher-role", PolicyName="push", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:PutImage", "Resource": repo}]}))
     p = subprocess.run([BIN, "policy", "who-can", "--action", "ecr:PutImage", "--repository", "who/app",
                         "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
@@ -267,3 +275,9 @@ def test_who_can_on_a_running_servers_data(server):
     assert f"arn:aws:iam::{acct}:user/{office} when aws:SourceIp" in lines
     assert not any(f"user/{reader}" in line for line in lines)
     assert "arn:aws:iam::222222222222:root (if its own policies allow)" in lines
+    role = f"arn:aws:iam::{acct}:role/who-pusher-role"
+    assert role in lines
+    assert f"arn:aws:iam::{acct}:user/{assumer} via {role}" in lines
+    assert f"arn:aws:iam::333333333333:root via {role} (if its own policies allow)" in lines
+    # Those allowed directly in every case are not listed again through the role.
+    assert f"arn:aws:iam::{acct}:root via {role}" not in lines

@@ -124,11 +124,34 @@ pub struct Case<'a> {
     pub identity: &'a [Source],
     pub boundary: Option<&'a Source>,
     pub resource_policies: &'a [Source],
+    /// A resource policy must allow on its own (a role's trust policy for AssumeRole).
+    pub resource_must_allow: bool,
 }
 
-/// Allowed in every case (`Some("")`), allowed when unknown keys allow
-/// (`Some(" when KEY, ...")`), or never (`None`).
-pub fn judge(c: &Case) -> Option<String> {
+/// Allowed in every case (no keys), or when the request's values of these keys allow.
+pub type Verdict = Option<Vec<String>>;
+
+/// `" when KEY, ..."`, or nothing for an unconditional grant.
+pub fn when(keys: &[String]) -> String {
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" when {}", keys.join(", "))
+    }
+}
+
+/// Add `more` to `keys`, each key once.
+pub fn union(keys: &mut Vec<String>, more: &[String]) {
+    for k in more {
+        if !keys.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+            keys.push(k.clone());
+        }
+    }
+}
+
+/// Allowed in every case (`Some([])`), allowed when the unknown keys named allow, or
+/// never (`None`).
+pub fn judge(c: &Case) -> Verdict {
     let run = |best: bool| {
         let build = |sources: &[Source]| -> (Vec<Arc<CompiledPolicy>>, Vec<Vec<Vec<String>>>) {
             sources
@@ -153,6 +176,16 @@ pub fn judge(c: &Case) -> Option<String> {
             context: c.context,
         };
         let e = evaluate(&req, &set);
+        let decision = if e.decision == Decision::Allow
+            && c.resource_must_allow
+            && !resource
+                .iter()
+                .any(|p| berth_iam::resource_policy_allows(&req, p).is_some())
+        {
+            Decision::ImplicitDeny
+        } else {
+            e.decision
+        };
         // The unknown keys of the statements that decided.
         let mut keys: Vec<String> = Vec::new();
         for m in &e.statements {
@@ -163,29 +196,27 @@ pub fn judge(c: &Case) -> Option<String> {
                 .chain(boundary.iter().map(|(p, k)| (p, k)));
             for (p, k) in all {
                 if Arc::ptr_eq(&p.name, &m.policy) || *p.name == *m.policy {
-                    for key in k.get(m.index).into_iter().flatten() {
-                        if !keys.iter().any(|x| x.eq_ignore_ascii_case(key)) {
-                            keys.push(key.clone());
-                        }
+                    if let Some(more) = k.get(m.index) {
+                        union(&mut keys, more);
                     }
                 }
             }
         }
-        (e.decision, keys)
+        (decision, keys)
     };
     let (worst, deny_keys) = run(false);
     if worst == Decision::Allow {
-        return Some(String::new());
+        return Some(Vec::new());
     }
-    let (best, mut allow_keys) = run(true);
+    let (best, mut keys) = run(true);
     if best != Decision::Allow {
         return None;
     }
     // Denies that hold in the worst case hold only when their unknown keys say so.
-    for k in deny_keys {
-        if !allow_keys.iter().any(|x| x.eq_ignore_ascii_case(&k)) {
-            allow_keys.push(k);
-        }
+    union(&mut keys, &deny_keys);
+    if keys.is_empty() {
+        // Only a must-allow resource policy differed; name nothing rather than mislead.
+        keys.push("the request's context".into());
     }
-    Some(format!(" when {}", allow_keys.join(", ")))
+    Some(keys)
 }

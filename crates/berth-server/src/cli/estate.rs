@@ -80,6 +80,8 @@ pub struct Subject {
     /// Identity-based policies that apply to it: (source, document).
     pub policies: Vec<(String, String)>,
     pub boundary: Option<(String, String)>,
+    /// A role's trust policy.
+    pub trust_policy: Option<String>,
     pub tags: Vec<(String, String)>,
     /// What the data could not tell (a boundary or managed policy it does not hold).
     pub notes: Vec<String>,
@@ -227,6 +229,7 @@ pub async fn from_data_dir(
                         .map(|p| (p.source, p.document))
                         .collect(),
                     boundary: docs.boundary.map(|b| (b.source, b.document)),
+                    trust_policy: entity.trust_policy.clone(),
                     tags: docs.tags.into_iter().map(|t| (t.key, t.value)).collect(),
                     notes: Vec::new(),
                     complete: true,
@@ -360,6 +363,7 @@ pub fn subjects_from_details(details: &Value) -> Vec<Subject> {
                 arn: text(&item["Arn"]).to_string(),
                 unique_id: item[id_key].as_str().map(str::to_string),
                 tags: tags(&item["Tags"]),
+                trust_policy: document(&item["AssumeRolePolicyDocument"]),
                 complete: true,
                 ..Subject::default()
             };

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use berth_iam::{Action, Principal};
 use clap::Args;
 
-use super::analysis::{judge, Caller, Case};
+use super::analysis::{judge, Caller, Case, Verdict};
 use super::estate::{self, Estate, Repo, SourceArgs};
 
 #[derive(Debug, Args)]
@@ -64,11 +64,15 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
                         identity,
                         boundary: None,
                         resource_policies: &policies,
+                        resource_must_allow: false,
                     };
-                    judge(&case(&anyone, Caller::Anonymous, &anonymous_ctx, &[])).as_deref()
-                        == Some("")
-                        || judge(&case(&outsider, Caller::Unknown, &base, &allow_all)).as_deref()
-                            == Some("")
+                    let open = |v: Verdict| v.is_some_and(|keys| keys.is_empty());
+                    open(judge(&case(
+                        &anyone,
+                        Caller::Anonymous,
+                        &anonymous_ctx,
+                        &[],
+                    ))) || open(judge(&case(&outsider, Caller::Unknown, &base, &allow_all)))
                 })
                 .collect()
         };

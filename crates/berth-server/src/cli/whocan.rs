@@ -10,10 +10,10 @@
 use std::process::ExitCode;
 
 use berth_iam::policy::ast::PrincipalValue;
-use berth_iam::{Action, Context, Principal, PrincipalKind};
+use berth_iam::{Action, Context, PolicyKind, Principal, PrincipalKind};
 use clap::Args;
 
-use super::analysis::{judge, Caller, Case, Source};
+use super::analysis::{judge, union, when, Caller, Case, Source};
 use super::estate::{self, Estate, Repo, SourceArgs, Subject};
 
 #[derive(Debug, Args)]
@@ -48,58 +48,13 @@ pub struct WhoCanArgs {
     repository_tags: Vec<String>,
 }
 
-/// Every principal allowed `action` on `repo`, one line each; a principal whose policies
-/// the data holds only in part, and which they do not allow, is listed with `? ` and
-/// what is missing.
-pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>, String> {
-    let resource_policies = estate.resource_sources(repo)?;
-    let resource = estate.repo_arn(&repo.name);
-    let action = Action::new(action);
-    let base = estate.resource_context(repo);
-    let decide = |principal: &Principal,
-                  caller: Caller,
-                  context: &Context,
-                  identity: &[Source],
-                  boundary: Option<&Source>| {
-        judge(&Case {
-            principal,
-            caller,
-            context,
-            action: &action,
-            resource: &resource,
-            resource_account: &estate.account,
-            identity,
-            boundary,
-            resource_policies: &resource_policies,
-        })
-    };
-    let mut out = Vec::new();
+/// One way to be allowed: who, and the unknown keys it depends on.
+type Grant = (String, Vec<String>);
 
-    // The account's root user, then its users and roles.
-    let root = Subject {
-        arn: format!("arn:aws:iam::{}:root", estate.account),
-        complete: true,
-        ..Subject::default()
-    };
-    for s in std::iter::once(&root).chain(estate.subjects.iter().flatten()) {
-        let mut ctx = base.clone();
-        let (p, caller) = s.principal(&mut ctx)?;
-        let (identity, boundary) = s.sources()?;
-        let notes = if s.notes.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", s.notes.join("; "))
-        };
-        match decide(&p, caller, &ctx, &identity, boundary.as_ref()) {
-            Some(when) => out.push(format!("{}{when}{notes}", s.arn)),
-            None if !notes.is_empty() => out.push(format!("? {}{notes}", s.arn)),
-            None => {}
-        }
-    }
-
-    // Principals the resource policies name that are not among those.
+/// Principals a policy's statements name (`*` for everyone).
+fn named_principals(sources: &[Source]) -> Vec<String> {
     let mut named: Vec<String> = Vec::new();
-    for source in &resource_policies {
+    for source in sources {
         for st in &source.policy.statements {
             match st.principal.as_ref().map(|p| &p.value) {
                 Some(PrincipalValue::Star) => named.push("*".into()),
@@ -112,6 +67,64 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
     }
     named.sort();
     named.dedup();
+    named
+}
+
+/// Everyone `resource_policies` and the account's identities allow `action` on
+/// `resource`: the root user, the subjects, and the principals the resource policies
+/// name. `must_allow`: the resource policy must allow on its own (trust policies).
+fn allowed(
+    estate: &Estate,
+    action: &str,
+    resource: &str,
+    base: &Context,
+    resource_policies: &[Source],
+    must_allow: bool,
+    skip: Option<&str>,
+) -> Result<Vec<Grant>, String> {
+    let action = Action::new(action);
+    let decide = |principal: &Principal,
+                  caller: Caller,
+                  context: &Context,
+                  identity: &[Source],
+                  boundary: Option<&Source>| {
+        judge(&Case {
+            principal,
+            caller,
+            context,
+            action: &action,
+            resource,
+            resource_account: &estate.account,
+            identity,
+            boundary,
+            resource_policies,
+            resource_must_allow: must_allow,
+        })
+    };
+    let mut out: Vec<Grant> = Vec::new();
+    let root = Subject {
+        arn: format!("arn:aws:iam::{}:root", estate.account),
+        complete: true,
+        ..Subject::default()
+    };
+    for s in std::iter::once(&root).chain(estate.subjects.iter().flatten()) {
+        if skip.is_some_and(|arn| arn.eq_ignore_ascii_case(&s.arn)) {
+            continue;
+        }
+        let mut ctx = base.clone();
+        let (p, caller) = s.principal(&mut ctx)?;
+        let (identity, boundary) = s.sources()?;
+        let notes = if s.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.notes.join("; "))
+        };
+        match decide(&p, caller, &ctx, &identity, boundary.as_ref()) {
+            Some(keys) => out.push((format!("{}{{when}}{notes}", s.arn), keys)),
+            None if !notes.is_empty() => out.push((format!("? {}{notes}", s.arn), Vec::new())),
+            None => {}
+        }
+    }
     let (outsider, allow_all) = estate::outsider();
     let allow_all = [allow_all];
     let known = |arn: &str| {
@@ -121,17 +134,18 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
             .flatten()
             .any(|s| s.arn.eq_ignore_ascii_case(arn))
     };
-    for who in named {
+    for who in named_principals(resource_policies) {
         if who == "*" {
             let mut anyone = Principal::from_arn("*")?;
             let mut ctx = base.clone();
             anyone.settle_context(&mut ctx);
-            if let Some(when) = decide(&anyone, Caller::Anonymous, &ctx, &[], None) {
-                out.push(format!("* (anyone, even unauthenticated){when}"));
+            if let Some(keys) = decide(&anyone, Caller::Anonymous, &ctx, &[], None) {
+                out.push(("* (anyone, even unauthenticated){when}".into(), keys));
             }
-            if let Some(when) = decide(&outsider, Caller::Unknown, &base, &allow_all, None) {
-                out.push(format!(
-                    "* (any AWS principal){when} (if its own policies allow)"
+            if let Some(keys) = decide(&outsider, Caller::Unknown, base, &allow_all, None) {
+                out.push((
+                    "* (any AWS principal){when} (if its own policies allow)".into(),
+                    keys,
                 ));
             }
             continue;
@@ -151,8 +165,76 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
             _ if estate.subjects.is_some() => (&[], " (not an identity of the account)"),
             _ => (&[], " (unless its own policies deny)"),
         };
-        if let Some(when) = decide(&p, Caller::Unknown, &ctx, identity, None) {
-            out.push(format!("{who}{when}{note}"));
+        if let Some(keys) = decide(&p, Caller::Unknown, &ctx, identity, None) {
+            out.push((format!("{who}{{when}}{note}"), keys));
+        }
+    }
+    Ok(out)
+}
+
+/// Every principal allowed `action` on `repo`, one line each: directly, then through a
+/// role it may assume (one step: `… via ROLE`). A principal whose policies the data
+/// holds only in part, and which they do not allow, is listed with `? ` and what is
+/// missing.
+pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>, String> {
+    let resource_policies = estate.resource_sources(repo)?;
+    let resource = estate.repo_arn(&repo.name);
+    let base = estate.resource_context(repo);
+    let direct = allowed(
+        estate,
+        action,
+        &resource,
+        &base,
+        &resource_policies,
+        false,
+        None,
+    )?;
+    let render = |(line, keys): &Grant| line.replace("{when}", &when(keys));
+    let mut out: Vec<String> = direct.iter().map(render).collect();
+    // Who is allowed in every case needs no road through a role.
+    let plainly: Vec<&str> = direct
+        .iter()
+        .filter(|(_, k)| k.is_empty())
+        .filter_map(|(line, _)| line.split("{when}").next())
+        .collect();
+    for role in estate.subjects.iter().flatten() {
+        let Some(trust) = &role.trust_policy else {
+            continue;
+        };
+        let Some((_, role_keys)) = direct
+            .iter()
+            .find(|(line, _)| line.split("{when}").next() == Some(role.arn.as_str()))
+        else {
+            continue;
+        };
+        let trust = [Source::parse(
+            &format!("{} trust policy", role.arn),
+            PolicyKind::Trust,
+            trust,
+        )?];
+        let mut ctx = Context::new();
+        ctx.insert("aws:ResourceAccount", &estate.account);
+        for (k, v) in &role.tags {
+            ctx.insert(&format!("aws:ResourceTag/{k}"), v);
+            ctx.insert(&format!("iam:ResourceTag/{k}"), v);
+        }
+        let assumers = allowed(
+            estate,
+            "sts:AssumeRole",
+            &role.arn,
+            &ctx,
+            &trust,
+            true,
+            Some(&role.arn),
+        )?;
+        for (line, keys) in assumers {
+            let who = line.split("{when}").next().unwrap_or_default();
+            if line.starts_with("? ") || plainly.contains(&who) {
+                continue;
+            }
+            let mut all = keys.clone();
+            union(&mut all, role_keys);
+            out.push(line.replacen("{when}", &format!(" via {}{}", role.arn, when(&all)), 1));
         }
     }
     Ok(out)
