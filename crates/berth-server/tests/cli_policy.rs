@@ -633,6 +633,8 @@ fn who_can_reads_authorization_details_files() {
         "GroupDetailList": [{"GroupName": "builders", "GroupPolicyList": [], "AttachedManagedPolicies": [
             {"PolicyName": "all", "PolicyArn": format!("{acct}:policy/all")}]}],
         "RoleDetailList": [{"RoleName": "deployer", "RoleId": "AROA1", "Arn": format!("{acct}:role/deploy/deployer"),
+             "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                 "Principal": {"Service": "codebuild.amazonaws.com", "AWS": format!("{acct}:user/untagged")}, "Action": "sts:AssumeRole"}]},
              "RolePolicyList": [{"PolicyName": "p", "PolicyDocument": pull_only}], "AttachedManagedPolicies": []}],
         "Policies": [
             {"PolicyName": "all", "Arn": format!("{acct}:policy/all"), "PolicyVersionList": [{"Document": allow, "VersionId": "v1", "IsDefaultVersion": true}]},
@@ -661,8 +663,11 @@ fn who_can_reads_authorization_details_files() {
     );
     assert_eq!(
         run("ecr:BatchGetImage"),
+        // The role's trust policy lets CodeBuild and one user in: they pull through it.
         format!(
-            "{acct}:root\n{acct}:user/grouped\n{acct}:user/bounded\n{acct}:role/deploy/deployer\n"
+            "{acct}:root\n{acct}:user/grouped\n{acct}:user/bounded\n{acct}:role/deploy/deployer\n\
+             {acct}:user/untagged via {acct}:role/deploy/deployer\n\
+             codebuild.amazonaws.com via {acct}:role/deploy/deployer\n"
         )
     );
     // The repository's tags are facts: a grant to anyone on a tag holds when it is there.
