@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use berth_iam::policy::ast::{Effect, Matchers, Policy};
+use berth_iam::variables::{self, Part};
 use berth_iam::{
     evaluate, Action, CompiledPolicy, Context, Decision, PolicyKind, PolicySet, Principal, Request,
 };
@@ -18,9 +19,11 @@ use berth_iam::{
 /// What is known of the caller, beyond the context given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
-    /// An identity of the data: its tags, names and (for users and the root user) its
-    /// unique id are known, so a key about it that is absent is absent.
-    Known { user_id_known: bool },
+    /// An identity of the data: its names, account and tags are known, so a key about
+    /// it that is absent is absent — except what a role's session chooses (its tags,
+    /// source identity and `aws:userid`), and the organization when the data may come
+    /// from AWS (Berth has no organizations).
+    Known { role_session: bool, berth: bool },
     /// An unauthenticated caller: it has no tags, no organization, no account.
     Anonymous,
     /// Anybody: nothing is known of it.
@@ -34,6 +37,7 @@ fn unknown_key(key_lc: &str, ctx: &Context, caller: Caller) -> bool {
     }
     let resource = key_lc.starts_with("aws:resourcetag/")
         || key_lc.starts_with("ecr:resourcetag/")
+        || key_lc.starts_with("iam:resourcetag/")
         || key_lc == "aws:resourceaccount";
     if resource {
         return false;
@@ -43,12 +47,55 @@ fn unknown_key(key_lc: &str, ctx: &Context, caller: Caller) -> bool {
         || key_lc == "aws:userid"
         || key_lc == "aws:sourceidentity";
     match caller {
-        Caller::Known { user_id_known } => {
-            !(about_caller && (user_id_known || key_lc != "aws:userid"))
+        Caller::Known {
+            role_session,
+            berth,
+        } => {
+            let session_chosen = key_lc.starts_with("aws:principaltag/")
+                || key_lc == "aws:sourceidentity"
+                || key_lc == "aws:userid";
+            let organization = key_lc.starts_with("aws:principalorg");
+            !about_caller || (role_session && session_chosen) || (!berth && organization)
         }
         Caller::Anonymous => !about_caller,
         Caller::Unknown => true,
     }
+}
+
+/// A policy string with the variables whose keys are unknown replaced by `*`.
+fn widen(text: &str, variables_enabled: bool, unknown: &dyn Fn(&str) -> bool) -> String {
+    let t = variables::parse(text, variables_enabled);
+    let mut out = String::with_capacity(text.len());
+    for part in &t.parts {
+        match part {
+            Part::Text(x) => out.push_str(x),
+            Part::Escaped(c) => {
+                out.push_str("${");
+                out.push(*c);
+                out.push('}');
+            }
+            Part::Var { key, .. } if unknown(key) => out.push('*'),
+            Part::Var { key, default } => {
+                out.push_str("${");
+                out.push_str(key);
+                if let Some(d) = default {
+                    out.push_str(", '");
+                    out.push_str(d);
+                    out.push('\'');
+                }
+                out.push('}');
+            }
+        }
+    }
+    out
+}
+
+/// Which statements that depend on unknown keys are taken to apply (as widely as the
+/// unknowns allow) and which never to.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    allows_hold: bool,
+    denies_hold: bool,
 }
 
 /// A policy as written, to be judged for a caller.
@@ -69,34 +116,65 @@ impl Source {
         })
     }
 
-    /// The policy for one case, and the unknown keys of each statement.
+    /// The policy for one case, and the unknown keys of each statement: the keys of its
+    /// conditions, and of the variables in its condition values and resources.
     fn case(
         &self,
-        best: bool,
+        mode: Mode,
         ctx: &Context,
         caller: Caller,
     ) -> (Arc<CompiledPolicy>, Vec<Vec<String>>) {
+        let vars = self.policy.variables_enabled();
+        let unknown = |k: &str| unknown_key(&k.to_ascii_lowercase(), ctx, caller);
+        let unknown_vars = |text: &str| -> Vec<String> {
+            variables::parse(text, vars)
+                .keys()
+                .filter(|k| unknown(k))
+                .map(str::to_string)
+                .collect()
+        };
         let mut policy = self.policy.clone();
         let mut keys = Vec::with_capacity(policy.statements.len());
         for st in &mut policy.statements {
-            let unknown: Vec<String> = st
-                .conditions
-                .iter()
-                .flat_map(|c| c.entries.iter().map(|(k, _)| k))
-                .filter(|k| unknown_key(&k.to_ascii_lowercase(), ctx, caller))
-                .cloned()
-                .collect();
-            if !unknown.is_empty() {
-                // In its favourable case a statement's unknown conditions hold; in the
+            let mut found: Vec<String> = Vec::new();
+            for c in &st.conditions {
+                for (k, values) in &c.entries {
+                    if unknown(k) {
+                        union(&mut found, std::slice::from_ref(k));
+                    }
+                    for v in values {
+                        union(&mut found, &unknown_vars(v));
+                    }
+                }
+            }
+            for r in st.resource.iter().flat_map(|r| &r.values) {
+                union(&mut found, &unknown_vars(r));
+            }
+            if !found.is_empty() {
+                // In its favourable case a statement applies as widely as the unknowns
+                // allow: their conditions hold, their variables match anything. In the
                 // other it never applies (NotAction "*" matches no action), which keeps
                 // statement positions.
-                let favourable = (st.effect == Effect::Allow) == best;
+                let favourable = match st.effect {
+                    Effect::Allow => mode.allows_hold,
+                    Effect::Deny => mode.denies_hold,
+                };
                 if favourable {
                     for c in &mut st.conditions {
-                        c.entries
-                            .retain(|(k, _)| !unknown_key(&k.to_ascii_lowercase(), ctx, caller));
+                        c.entries.retain(|(k, values)| {
+                            !unknown(k) && values.iter().all(|v| unknown_vars(v).is_empty())
+                        });
                     }
                     st.conditions.retain(|c| !c.entries.is_empty());
+                    if let Some(r) = &mut st.resource {
+                        if r.negated {
+                            r.values.retain(|v| unknown_vars(v).is_empty());
+                        } else {
+                            for v in &mut r.values {
+                                *v = widen(v, vars, &unknown);
+                            }
+                        }
+                    }
                 } else {
                     st.action = Matchers {
                         negated: true,
@@ -104,7 +182,7 @@ impl Source {
                     };
                 }
             }
-            keys.push(unknown);
+            keys.push(found);
         }
         (
             Arc::new(CompiledPolicy::new(&self.name, self.kind, &policy)),
@@ -126,6 +204,17 @@ pub struct Case<'a> {
     pub resource_policies: &'a [Source],
     /// A resource policy must allow on its own (a role's trust policy for AssumeRole).
     pub resource_must_allow: bool,
+}
+
+/// How the engine files a policy of a kind in its explanations.
+fn policy_type(kind: PolicyKind) -> berth_iam::PolicyType {
+    use berth_iam::PolicyType as T;
+    match kind {
+        PolicyKind::Identity => T::Identity,
+        PolicyKind::Boundary => T::Boundary,
+        PolicyKind::Session => T::Session,
+        _ => T::Resource,
+    }
 }
 
 /// Allowed in every case (no keys), or when the request's values of these keys allow.
@@ -152,16 +241,16 @@ pub fn union(keys: &mut Vec<String>, more: &[String]) {
 /// Allowed in every case (`Some([])`), allowed when the unknown keys named allow, or
 /// never (`None`).
 pub fn judge(c: &Case) -> Verdict {
-    let run = |best: bool| {
+    let run = |mode: Mode| {
         let build = |sources: &[Source]| -> (Vec<Arc<CompiledPolicy>>, Vec<Vec<Vec<String>>>) {
             sources
                 .iter()
-                .map(|s| s.case(best, c.context, c.caller))
+                .map(|s| s.case(mode, c.context, c.caller))
                 .unzip()
         };
         let (identity, identity_keys) = build(c.identity);
         let (resource, resource_keys) = build(c.resource_policies);
-        let boundary = c.boundary.map(|b| b.case(best, c.context, c.caller));
+        let boundary = c.boundary.map(|b| b.case(mode, c.context, c.caller));
         let set = PolicySet {
             identity: &identity,
             resource: &resource,
@@ -195,7 +284,7 @@ pub fn judge(c: &Case) -> Verdict {
                 .chain(resource.iter().zip(&resource_keys))
                 .chain(boundary.iter().map(|(p, k)| (p, k)));
             for (p, k) in all {
-                if Arc::ptr_eq(&p.name, &m.policy) || *p.name == *m.policy {
+                if *p.name == *m.policy && policy_type(p.kind) == m.policy_type {
                     if let Some(more) = k.get(m.index) {
                         union(&mut keys, more);
                     }
@@ -204,14 +293,31 @@ pub fn judge(c: &Case) -> Verdict {
         }
         (decision, keys)
     };
-    let (worst, deny_keys) = run(false);
+    let (worst, deny_keys) = run(Mode {
+        allows_hold: false,
+        denies_hold: true,
+    });
     if worst == Decision::Allow {
         return Some(Vec::new());
     }
-    let (best, mut keys) = run(true);
-    if best != Decision::Allow {
-        return None;
-    }
+    // Allowed without any conditional allow once the conditional denies are lifted:
+    // only the denies' keys matter.
+    let (lifted, _) = run(Mode {
+        allows_hold: false,
+        denies_hold: false,
+    });
+    let mut keys = if lifted == Decision::Allow {
+        Vec::new()
+    } else {
+        let (best, allow_keys) = run(Mode {
+            allows_hold: true,
+            denies_hold: false,
+        });
+        if best != Decision::Allow {
+            return None;
+        }
+        allow_keys
+    };
     // Denies that hold in the worst case hold only when their unknown keys say so.
     union(&mut keys, &deny_keys);
     if keys.is_empty() {

@@ -102,6 +102,11 @@ pub struct Estate {
     pub region: String,
     /// The account's users and roles; `None` when the data holds no identities.
     pub subjects: Option<Vec<Subject>>,
+    /// Whether the data is a Berth's (a data directory or a Berth server): then no
+    /// principal belongs to an organization.
+    pub berth: bool,
+    /// Whether `subjects` are all the account's identities (not only some given by hand).
+    pub all_identities: bool,
     pub registry_policy: Option<String>,
     pub repositories: Vec<Repo>,
 }
@@ -143,22 +148,37 @@ impl Estate {
 impl Subject {
     /// The principal, with what IAM derives from it (names, account, `aws:userid` of
     /// users and the root user, its tags) added to `ctx`; and how much is known of it.
-    pub fn principal(&self, ctx: &mut Context) -> Result<(Principal, Caller), String> {
+    pub fn principal(&self, ctx: &mut Context, berth: bool) -> Result<(Principal, Caller), String> {
         let mut p = Principal::from_arn(&self.arn)?;
-        p.unique_id = self.unique_id.as_deref().map(Into::into);
-        for (k, v) in &self.tags {
-            ctx.insert(&format!("aws:PrincipalTag/{k}"), v);
+        let role = p.kind == PrincipalKind::Role;
+        if role {
+            // A role acts through sessions: judge one (its name is the session's choice,
+            // and so are its tags, source identity and aws:userid, ROLEID:SESSION).
+            let name = self.arn.rsplit('/').next().unwrap_or_default();
+            p = Principal::from_arn(&format!(
+                "arn:aws:sts::{}:assumed-role/{name}/who-can",
+                p.account
+            ))?;
+            ctx.insert("aws:PrincipalArn", &self.arn);
+        } else {
+            for (k, v) in &self.tags {
+                ctx.insert(&format!("aws:PrincipalTag/{k}"), v);
+            }
         }
+        p.unique_id = self.unique_id.as_deref().map(Into::into);
         match (p.kind, &self.unique_id) {
             (PrincipalKind::Root, _) => ctx.insert("aws:userid", &p.account),
             (PrincipalKind::User, Some(id)) => ctx.insert("aws:userid", id),
             _ => {}
         }
+        // What Berth says of every caller (none is an AWS service).
+        ctx.insert("aws:PrincipalIsAWSService", "false");
+        ctx.insert("aws:ViaAWSService", "false");
         p.settle_context(ctx);
-        // A role acts through sessions, whose aws:userid is ROLEID:SESSION.
         let caller = if self.complete {
             Caller::Known {
-                user_id_known: p.kind != PrincipalKind::Role,
+                role_session: role,
+                berth,
             }
         } else {
             Caller::Unknown
@@ -255,6 +275,8 @@ pub async fn from_data_dir(
             account: acct.id.clone(),
             region: region.to_string(),
             subjects: with_identities.then_some(subjects),
+            berth: true,
+            all_identities: with_identities,
             registry_policy: store.registry_policy(&acct.id).await.map_err(e)?,
             repositories,
         });
@@ -359,6 +381,9 @@ pub fn subjects_from_details(details: &Value) -> Vec<Subject> {
     ] {
         for item in list(&details[key]) {
             let name = text(&item[name_key]);
+            if text(&item["Arn"]).is_empty() {
+                continue;
+            }
             let mut s = Subject {
                 arn: text(&item["Arn"]).to_string(),
                 unique_id: item[id_key].as_str().map(str::to_string),
@@ -554,6 +579,8 @@ pub fn from_remote(
         account,
         region,
         subjects,
+        berth: !remote.is_aws(),
+        all_identities: with_identities,
         registry_policy,
         repositories,
     })

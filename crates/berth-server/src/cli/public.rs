@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use berth_iam::{Action, Principal};
 use clap::Args;
 
-use super::analysis::{judge, Caller, Case, Verdict};
+use super::analysis::{judge, when, Caller, Case, Verdict};
 use super::estate::{self, Estate, Repo, SourceArgs};
 
 #[derive(Debug, Args)]
@@ -37,6 +37,32 @@ const WRITE: &[&str] = &[
     "DeleteRepository",
     "SetRepositoryPolicy",
 ];
+/// Whether a condition on this key keeps strangers out. Transport, time, region, MFA,
+/// user agent or referer (which the caller sets) do not: a repository open to anyone
+/// under such a condition is open to anyone.
+fn narrows(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let open = [
+        "aws:securetransport",
+        "aws:currenttime",
+        "aws:epochtime",
+        "aws:requestedregion",
+        "aws:multifactorauthpresent",
+        "aws:multifactorauthage",
+        "aws:tokenissuetime",
+        "aws:useragent",
+        "aws:referer",
+        "aws:tagkeys",
+    ];
+    !(open.contains(&k.as_str()) || k.starts_with("aws:requesttag/"))
+}
+
+/// The least a stranger needs for `v` to let it in: `Some([])` when nothing, `Some(keys)`
+/// when only non-narrowing keys, `None` when a narrowing one (or no way at all).
+fn for_anyone(v: Verdict) -> Option<Vec<String>> {
+    v.filter(|keys| !keys.iter().any(|k| narrows(k)))
+}
+
 fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), String> {
     let mut anyone = Principal::from_arn("*")?;
     let (outsider, allow_all) = estate::outsider();
@@ -44,49 +70,61 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
     for repo in &estate.repositories {
         let policies = estate.resource_sources(repo)?;
         let resource = estate.repo_arn(&repo.name);
-        // The repository's own facts (account, tags) are known; nothing of the caller is,
-        // and "anyone" means in every case: a condition on the request keeps it private.
+        // The repository's own facts (account, tags) are known; nothing of the caller is.
         let base = estate.resource_context(repo);
         let mut anonymous_ctx = base.clone();
         anyone.settle_context(&mut anonymous_ctx);
-        let open = |list: &[&str]| -> Vec<String> {
-            list.iter()
-                .map(|a| format!("ecr:{a}"))
-                .filter(|a| {
-                    let action = Action::new(a);
-                    let case = |principal, caller, context, identity| Case {
-                        principal,
-                        caller,
-                        context,
-                        action: &action,
-                        resource: &resource,
-                        resource_account: &estate.account,
-                        identity,
-                        boundary: None,
-                        resource_policies: &policies,
-                        resource_must_allow: false,
-                    };
-                    let open = |v: Verdict| v.is_some_and(|keys| keys.is_empty());
-                    open(judge(&case(
-                        &anyone,
-                        Caller::Anonymous,
-                        &anonymous_ctx,
-                        &[],
-                    ))) || open(judge(&case(&outsider, Caller::Unknown, &base, &allow_all)))
-                })
-                .collect()
+        // (keys, actions): the actions anyone may perform, by what they depend on.
+        let open = |list: &[&str]| -> Vec<(Vec<String>, Vec<String>)> {
+            let mut groups: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+            for a in list.iter().map(|a| format!("ecr:{a}")) {
+                let action = Action::new(&a);
+                let case = |principal, caller, context, identity| Case {
+                    principal,
+                    caller,
+                    context,
+                    action: &action,
+                    resource: &resource,
+                    resource_account: &estate.account,
+                    identity,
+                    boundary: None,
+                    resource_policies: &policies,
+                    resource_must_allow: false,
+                };
+                let anonymous = for_anyone(judge(&case(
+                    &anyone,
+                    Caller::Anonymous,
+                    &anonymous_ctx,
+                    &[],
+                )));
+                let stranger =
+                    for_anyone(judge(&case(&outsider, Caller::Unknown, &base, &allow_all)));
+                let keys = match (anonymous, stranger) {
+                    (Some(a), Some(b)) if b.len() < a.len() => b,
+                    (Some(a), _) => a,
+                    (None, Some(b)) => b,
+                    (None, None) => continue,
+                };
+                match groups.iter_mut().find(|(k, _)| *k == keys) {
+                    Some((_, actions)) => actions.push(a),
+                    None => groups.push((keys, vec![a])),
+                }
+            }
+            groups
         };
         let name = if label.is_empty() {
             format!("{}/{}", estate.account, repo.name)
         } else {
             label.to_string()
         };
-        let (read, write) = (open(READ), open(WRITE));
-        if !read.is_empty() {
-            out.push(format!("{name}: readable by anyone ({})", read.join(", ")));
-        }
-        if !write.is_empty() {
-            out.push(format!("{name}: writable by anyone ({})", write.join(", ")));
+        for (what, list) in [("readable", READ), ("writable", WRITE)] {
+            for (keys, actions) in open(list) {
+                out.push(format!(
+                    "{name}: {what} by anyone{} ({})",
+                    when(&keys),
+                    actions.join(", ")
+                ));
+            }
         }
     }
     Ok(())

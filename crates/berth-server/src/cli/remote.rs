@@ -142,6 +142,11 @@ fn aws_endpoint(service: &str, region: &str) -> String {
 }
 
 impl Remote {
+    /// Whether this asks AWS itself rather than a server given by URL.
+    pub fn is_aws(&self) -> bool {
+        self.endpoint.is_none()
+    }
+
     /// A client of `endpoint` (every service there), or of AWS itself when `None`.
     pub fn new(
         endpoint: Option<&str>,

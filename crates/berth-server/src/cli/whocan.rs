@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use berth_iam::policy::ast::PrincipalValue;
+use berth_iam::policy::ast::{Effect, PrincipalValue};
 use berth_iam::{Action, Context, PolicyKind, Principal, PrincipalKind};
 use clap::Args;
 
@@ -56,6 +56,10 @@ fn named_principals(sources: &[Source]) -> Vec<String> {
     let mut named: Vec<String> = Vec::new();
     for source in sources {
         for st in &source.policy.statements {
+            // An Allow with NotPrincipal lets in everyone it does not name.
+            if st.effect == Effect::Allow && st.principal.as_ref().is_some_and(|p| p.negated) {
+                named.push("*".into());
+            }
             match st.principal.as_ref().map(|p| &p.value) {
                 Some(PrincipalValue::Star) => named.push("*".into()),
                 Some(PrincipalValue::Map(m)) => {
@@ -112,8 +116,17 @@ fn allowed(
             continue;
         }
         let mut ctx = base.clone();
-        let (p, caller) = s.principal(&mut ctx)?;
-        let (identity, boundary) = s.sources()?;
+        let (p, caller) = s.principal(&mut ctx, estate.berth)?;
+        let (identity, boundary) = match s.sources() {
+            Ok(x) => x,
+            Err(e) => {
+                out.push((
+                    format!("? {} (a policy could not be read: {e})", s.arn),
+                    Vec::new(),
+                ));
+                continue;
+            }
+        };
         let notes = if s.notes.is_empty() {
             String::new()
         } else {
@@ -162,11 +175,29 @@ fn allowed(
         let (identity, note): (&[Source], &str) = match p.kind {
             PrincipalKind::Service => (&[], ""),
             _ if !own => (&allow_all, " (if its own policies allow)"),
-            _ if estate.subjects.is_some() => (&[], " (not an identity of the account)"),
+            _ if estate.all_identities => (&[], " (not an identity of the account)"),
             _ => (&[], " (unless its own policies deny)"),
         };
         if let Some(keys) = decide(&p, Caller::Unknown, &ctx, identity, None) {
             out.push((format!("{who}{{when}}{note}"), keys));
+        }
+    }
+    // Without the account's identities, any of them might be allowed by its own policies.
+    if !estate.all_identities {
+        let mut someone = Principal::from_arn(&format!(
+            "arn:aws:iam::{}:user/any-identity",
+            estate.account
+        ))?;
+        let mut ctx = base.clone();
+        someone.settle_context(&mut ctx);
+        if let Some(keys) = decide(&someone, Caller::Unknown, &ctx, &allow_all, None) {
+            out.push((
+                format!(
+                    "any identity of {}{{when}} (if its own policies allow)",
+                    estate.account
+                ),
+                keys,
+            ));
         }
     }
     Ok(out)
@@ -207,11 +238,20 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
         else {
             continue;
         };
-        let trust = [Source::parse(
+        let trust = match Source::parse(
             &format!("{} trust policy", role.arn),
             PolicyKind::Trust,
             trust,
-        )?];
+        ) {
+            Ok(t) => [t],
+            Err(e) => {
+                out.push(format!(
+                    "? via {} (its trust policy could not be read: {e})",
+                    role.arn
+                ));
+                continue;
+            }
+        };
         let mut ctx = Context::new();
         ctx.insert("aws:ResourceAccount", &estate.account);
         for (k, v) in &role.tags {
@@ -227,9 +267,15 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
             true,
             Some(&role.arn),
         )?;
+        let own_root = format!("arn:aws:iam::{}:root", estate.account);
         for (line, keys) in assumers {
             let who = line.split("{when}").next().unwrap_or_default();
-            if line.starts_with("? ") || plainly.contains(&who) {
+            // The root user cannot assume roles, nor can an unauthenticated caller; the
+            // account's other identities were judged one by one.
+            let impossible = who == own_root
+                || who.starts_with("* (anyone")
+                || who.starts_with("any identity of");
+            if line.starts_with("? ") || impossible || plainly.contains(&who) {
                 continue;
             }
             let mut all = keys.clone();
@@ -286,10 +332,13 @@ fn from_files(a: &WhoCanArgs, region: String) -> Result<Estate, String> {
         .clone()
         .or_else(|| details.as_ref().and_then(estate::details_account))
         .unwrap_or_else(|| "111111111111".into());
+    let all_identities = details.is_some();
     Ok(Estate {
         account,
         region,
         subjects,
+        berth: false,
+        all_identities,
         registry_policy: a.registry_policy.as_deref().map(read).transpose()?,
         repositories: vec![Repo {
             name: a.repository.clone(),
@@ -356,6 +405,11 @@ pub fn run(a: WhoCanArgs) -> Result<ExitCode, String> {
             )
         })?;
     let lines = who_can(&estate, repo, &a.action)?;
+    if !estate.berth {
+        eprintln!(
+            "note: organization policies (SCPs, RCPs) are not in the data and not applied; roles are followed one step"
+        );
+    }
     if lines.is_empty() {
         eprintln!("nobody may {} on {}", a.action, estate.repo_arn(&repo.name));
     }
