@@ -19,11 +19,11 @@ pub struct SourceArgs {
     /// A Berth data directory (a running server's too).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A running server: its policies are read with signed API calls
-    /// (iam:GetAccountAuthorizationDetails, ecr:DescribeRepositories,
-    /// ecr:GetRepositoryPolicy, ecr:ListTagsForResource, ecr:GetRegistryPolicy) as the
-    /// credentials of the environment or the shared credentials file. Default:
-    /// AWS_ENDPOINT_URL when no other source is given.
+    /// A running server: its policies are read with signed API calls as the credentials
+    /// of the environment or the shared credentials file (ecr:DescribeRepositories,
+    /// ecr:GetRepositoryPolicy, ecr:ListTagsForResource, ecr:GetRegistryPolicy; who-can
+    /// also iam:GetAccountAuthorizationDetails). Default: AWS_ENDPOINT_URL when no other
+    /// source is given.
     #[arg(long, value_name = "URL", conflicts_with = "aws")]
     pub endpoint_url: Option<String>,
     /// Read from AWS itself (its public endpoints for the region), the same way.

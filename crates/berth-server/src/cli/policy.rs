@@ -23,9 +23,9 @@ pub enum PolicyCommand {
     Simulate(SimulateArgs),
     /// Decide JSON-lines requests from stdin, one answer line per request line.
     Decide,
-    /// Repositories anyone can read or write (policy files, or a data directory).
+    /// Repositories anyone can read or write (policy files, a data directory, or a running server).
     Public(super::public::PublicArgs),
-    /// Every principal allowed an action on a repository, from a data directory's policies.
+    /// Every principal allowed an action on a repository (a data directory, a running server, or policy files).
     WhoCan(super::whocan::WhoCanArgs),
 }
 
