@@ -574,3 +574,69 @@ def test_004_push_pull_identity(server, accounts, tmp_path):
     status, code, msg = try_push(server, role_pw, repo, make_image(layers=1), "3.0")
     assert (status, code) == (403, "DENIED")
     assert f"assumed-role/{role}/deploy" in msg
+
+
+# ---------------------------------------------------------------------------------------
+# Seed 000 ("Amazon ECR provides several managed IAM policies"): the AWS managed policies
+# ---------------------------------------------------------------------------------------
+
+def test_000_aws_managed_ecr_policies(server, accounts):
+    """AmazonEC2ContainerRegistryReadOnly lets a user log in and pull, not push;
+    PowerUser also pushes; they are listed, readable, attachable, and cannot be changed."""
+    root = server.root
+    iam = server.iam(root)
+    repo = new_repo(server)
+    img = seeded_image(server, repo)
+    ro_arn = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+    pu_arn = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"
+
+    reader, reader_creds = server.new_user(managed=[ro_arn])
+    pw = login_password(server, reader_creds)
+    assert try_pull(server, pw, repo, img, "v1")[0] == 200
+    status, code, _ = try_push(server, pw, repo, make_image(layers=1), "nope")
+    assert (status, code) == (403, "DENIED")
+
+    pusher, pusher_creds = server.new_user(managed=[pu_arn])
+    assert try_push(server, login_password(server, pusher_creds), repo, make_image(layers=1), "v2")[0] == 201
+    # PowerUser may not delete the repository.
+    err = server.cli_error(pusher_creds, "ecr", "delete-repository", "--repository-name", repo)
+    assert err.code == "AccessDeniedException"
+
+    # Read like any managed policy, with this account's attachment count.
+    got = server.cli(root, "iam", "get-policy", "--policy-arn", ro_arn)["Policy"]
+    assert got["Arn"] == ro_arn and got["DefaultVersionId"] == "v3" and got["AttachmentCount"] >= 1
+    version = server.cli(root, "iam", "get-policy-version", "--policy-arn", ro_arn, "--version-id", "v3")
+    assert "ecr:BatchGetImage" in version["PolicyVersion"]["Document"]["Statement"][0]["Action"]
+    names = [p["PolicyName"] for p in server.cli(root, "iam", "list-policies", "--scope", "AWS")["Policies"]]
+    assert {"AmazonEC2ContainerRegistryReadOnly", "AmazonEC2ContainerRegistryPowerUser",
+            "AmazonEC2ContainerRegistryFullAccess", "AmazonEC2ContainerRegistryPullOnly"} <= set(names)
+    local = [p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]]
+    assert not any(a.startswith("arn:aws:iam::aws:") for a in local)
+    assert {p["PolicyName"] for p in iam.list_attached_user_policies(UserName=reader)["AttachedPolicies"]} == \
+        {"AmazonEC2ContainerRegistryReadOnly"}
+
+    # Nobody changes them.
+    for args in (["delete-policy", "--policy-arn", ro_arn],
+                 ["create-policy-version", "--policy-arn", ro_arn, "--policy-document",
+                  json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})],
+                 ["delete-policy-version", "--policy-arn", ro_arn, "--version-id", "v3"]):
+        assert server.cli_error(root, "iam", *args).code == "InvalidInput"
+    assert server.cli(root, "iam", "get-policy", "--policy-arn", ro_arn)["Policy"]["DefaultVersionId"] == "v3"
+
+    # A role with an AWS managed policy, and a session policy naming one.
+    role = unique("ro-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"}, "Action": "sts:AssumeRole"}]}))
+    iam.attach_role_policy(RoleName=role, PolicyArn=pu_arn)
+    _, admin = server.new_user(policies=[ALLOW_ALL])
+    session = server.sts(admin).assume_role(RoleArn=f"arn:aws:iam::{server.account}:role/{role}", RoleSessionName="sess",
+                                           PolicyArns=[{"arn": ro_arn}])["Credentials"]
+    sc = Creds(session["AccessKeyId"], session["SecretAccessKey"], session["SessionToken"], server.account)
+    spw = login_password(server, sc)
+    assert try_pull(server, spw, repo, img, "v1")[0] == 200
+    # The session policy (read-only) narrows the role's PowerUser: no push.
+    assert try_push(server, spw, repo, make_image(layers=1), "v3")[0] == 403
+
+    # Authorization details name the AWS managed policies attached in the account.
+    details = server.cli(root, "iam", "get-account-authorization-details", "--filter", "AWSManagedPolicy")
+    assert {p["Arn"] for p in details["Policies"]} >= {ro_arn, pu_arn}

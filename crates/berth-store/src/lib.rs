@@ -215,6 +215,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     async fn tags(&self, account: &str, kind: TagTarget, owner: &str) -> Result<Vec<Tag>>;
 
+    /// Install (or bring up to date) a policy the server ships, such as the AWS managed
+    /// policies (account `aws`): the policy with exactly one version, `default_version`,
+    /// holding `document`. Idempotent; attachments (by ARN) are untouched.
+    async fn put_builtin_policy(&self, policy: &ManagedPolicy, document: &str) -> Result<()>;
+
+    /// How many users, groups and roles of `account` have `policy_arn` attached, and how
+    /// many use it as permissions boundary (for policies shared by every account).
+    async fn policy_usage_in(&self, account: &str, policy_arn: &str) -> Result<(i64, i64)>;
+
     /// Everything that decides what a user or role may do: its inline and attached
     /// policies, a user's groups' policies, its permissions boundary and its tags.
     async fn identity_documents(

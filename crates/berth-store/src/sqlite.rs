@@ -722,6 +722,67 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn put_builtin_policy(&self, p: &ManagedPolicy, document: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO managed_policies (account_id, name, path, policy_id, default_version, next_version,
+                description, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+             ON CONFLICT (account_id, name) DO UPDATE SET path = excluded.path,
+                policy_id = excluded.policy_id, default_version = excluded.default_version,
+                description = excluded.description, created_at = excluded.created_at,
+                updated_at = excluded.updated_at",
+        )
+        .bind(&p.account)
+        .bind(&p.name)
+        .bind(&p.path)
+        .bind(&p.policy_id)
+        .bind(&p.default_version)
+        .bind(&p.description)
+        .bind(p.created)
+        .bind(p.updated)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM policy_versions WHERE account_id = ? AND policy_name = ? AND version_id <> ?")
+            .bind(&p.account)
+            .bind(&p.name)
+            .bind(&p.default_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO policy_versions (account_id, policy_name, version_id, document, created_at)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (account_id, policy_name, version_id) DO UPDATE SET document = excluded.document,
+                created_at = excluded.created_at",
+        )
+        .bind(&p.account)
+        .bind(&p.name)
+        .bind(&p.default_version)
+        .bind(document)
+        .bind(p.updated)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn policy_usage_in(&self, account: &str, policy_arn: &str) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM attachments WHERE account_id = ?1 AND policy_arn = ?2) AS a,
+                    (SELECT COUNT(*) FROM entities WHERE account_id = ?1 AND boundary_arn = ?2) AS b",
+        )
+        .bind(account)
+        .bind(policy_arn)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok((
+            row.try_get("a").map_err(backend)?,
+            row.try_get("b").map_err(backend)?,
+        ))
+    }
+
     async fn policy(&self, account: &str, name: &str) -> Result<Option<ManagedPolicy>> {
         let sql = format!("{POLICY_SELECT} WHERE p.account_id = ? AND p.name = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))

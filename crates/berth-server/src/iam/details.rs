@@ -5,7 +5,7 @@
 use berth_store::{EntityKind, Store, TagTarget};
 use serde_json::{json, Value};
 
-use super::{group_json, page, paginate, role_json, url_encode, user_json};
+use super::{aws_managed, group_json, page, paginate, role_json, url_encode, user_json};
 use crate::ids;
 use crate::query::{ApiError, Call};
 
@@ -114,11 +114,25 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
             items.push(("RoleDetailList", key, merge(role_json(&r, &tags), extra)));
         }
     }
-    // Berth has no AWS managed policies: that filter adds nothing.
+    // Customer managed policies, and the AWS managed ones attached in this account.
+    let mut managed = Vec::new();
     if wants("LocalManagedPolicy") {
-        for p in store.policies(account, "/").await? {
+        managed.extend(store.policies(account, "/").await?);
+    }
+    if wants("AWSManagedPolicy") {
+        for mut p in store.policies(aws_managed::ACCOUNT, "/").await? {
+            let (attached, boundaries) = store.policy_usage_in(account, &p.arn()).await?;
+            if attached + boundaries > 0 {
+                p.attachment_count = attached;
+                p.boundary_usage_count = boundaries;
+                managed.push(p);
+            }
+        }
+    }
+    {
+        for p in managed {
             let versions: Vec<Value> = store
-                .policy_versions(account, &p.name)
+                .policy_versions(&p.account, &p.name)
                 .await?
                 .iter()
                 .map(|v| {
@@ -132,7 +146,7 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
                 .collect();
             items.push((
                 "Policies",
-                format!("3/{}", p.name.to_ascii_lowercase()),
+                format!("3/{}", p.arn().to_ascii_lowercase()),
                 json!({
                     "PolicyName": p.name,
                     "PolicyId": p.policy_id,

@@ -3,6 +3,7 @@
 //! authorized as `iam:<Operation>` on its resource ARN ([`router`]) before it runs;
 //! policy documents are checked by the engine before anything is stored.
 
+pub mod aws_managed;
 mod details;
 mod groups;
 mod policies;

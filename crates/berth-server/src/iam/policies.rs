@@ -5,6 +5,7 @@ use berth_iam::PolicyKind;
 use berth_store::{EntityKind, ManagedPolicy, PolicyVersion};
 use serde_json::{json, Value};
 
+use super::aws_managed;
 use super::{
     check_policy, check_quota, existing_in, page, paginate, policy_arn_parts, tags_json,
     tags_param, url_encode, Target,
@@ -180,10 +181,12 @@ pub async fn create_policy(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 /// The managed policy `PolicyArn` names, which must exist in the caller's account.
+/// The managed policy `PolicyArn` names: the caller account's own, or an AWS managed one
+/// (with the attachment counts of the caller's account).
 async fn named_policy(call: &Call<'_>) -> Result<ManagedPolicy, ApiError> {
     let arn = call.params.required("PolicyArn")?;
     let (account, name) = policy_arn_parts(arn)?;
-    let found = if account == &*call.caller.account {
+    let found = if account == &*call.caller.account || account == aws_managed::ACCOUNT {
         call.app
             .store
             .policy(account, name)
@@ -192,9 +195,36 @@ async fn named_policy(call: &Call<'_>) -> Result<ManagedPolicy, ApiError> {
     } else {
         None
     };
-    found.ok_or_else(|| {
+    let p = found.ok_or_else(|| {
         ApiError::no_such_entity(format!("Policy {arn} does not exist or is not attachable."))
-    })
+    })?;
+    with_usage(call, p).await
+}
+
+/// An AWS managed policy counts the attachments of the caller's account only.
+async fn with_usage(call: &Call<'_>, mut p: ManagedPolicy) -> Result<ManagedPolicy, ApiError> {
+    if p.account == aws_managed::ACCOUNT {
+        let (attached, boundaries) = call
+            .app
+            .store
+            .policy_usage_in(&call.caller.account, &p.arn())
+            .await?;
+        p.attachment_count = attached;
+        p.boundary_usage_count = boundaries;
+    }
+    Ok(p)
+}
+
+/// A managed policy the caller may change: its account's own, never an AWS managed one.
+async fn changeable_policy(call: &Call<'_>) -> Result<ManagedPolicy, ApiError> {
+    let p = named_policy(call).await?;
+    if p.account == aws_managed::ACCOUNT {
+        return Err(ApiError::invalid_input(format!(
+            "{} is an AWS managed policy: it cannot be changed or deleted",
+            p.arn()
+        )));
+    }
+    Ok(p)
 }
 
 pub async fn get_policy(call: &Call<'_>) -> Result<Value, ApiError> {
@@ -208,7 +238,7 @@ pub async fn get_policy(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 pub async fn delete_policy(call: &Call<'_>) -> Result<Value, ApiError> {
-    let p = named_policy(call).await?;
+    let p = changeable_policy(call).await?;
     call.app.store.delete_policy(&p.account, &p.name).await?;
     Ok(json!({}))
 }
@@ -223,14 +253,26 @@ pub async fn list_policies(call: &Call<'_>) -> Result<Value, ApiError> {
     }
     let only_attached = params.bool("OnlyAttached")?.unwrap_or(false);
     let prefix = params.get("PathPrefix").unwrap_or("/");
-    let mut policies = if scope == "AWS" {
-        Vec::new()
-    } else {
-        call.app
+    let mut policies = Vec::new();
+    if scope != "Local" {
+        for p in call
+            .app
             .store
-            .policies(&call.caller.account, prefix)
+            .policies(aws_managed::ACCOUNT, prefix)
             .await?
-    };
+        {
+            policies.push(with_usage(call, p).await?);
+        }
+    }
+    if scope != "AWS" {
+        policies.extend(
+            call.app
+                .store
+                .policies(&call.caller.account, prefix)
+                .await?,
+        );
+    }
+    policies.sort_by_key(|p| p.name.to_ascii_lowercase());
     if only_attached {
         policies.retain(|p| p.attachment_count > 0);
     }
@@ -240,7 +282,7 @@ pub async fn list_policies(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 pub async fn create_version(call: &Call<'_>) -> Result<Value, ApiError> {
-    let p = named_policy(call).await?;
+    let p = changeable_policy(call).await?;
     let doc = managed_document(call)?;
     let set_default = call.params.bool("SetAsDefault")?.unwrap_or(false);
     let v = call
@@ -299,7 +341,7 @@ pub async fn list_versions(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 pub async fn delete_version(call: &Call<'_>) -> Result<Value, ApiError> {
-    let p = named_policy(call).await?;
+    let p = changeable_policy(call).await?;
     let vid = version_param(call)?;
     call.app
         .store
@@ -309,7 +351,7 @@ pub async fn delete_version(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 pub async fn set_default_version(call: &Call<'_>) -> Result<Value, ApiError> {
-    let p = named_policy(call).await?;
+    let p = changeable_policy(call).await?;
     let vid = version_param(call)?;
     call.app
         .store

@@ -24,7 +24,7 @@ fn tag_target(kind: EntityKind) -> TagTarget {
 /// A permissions boundary must be an existing managed policy of the account.
 pub async fn check_boundary(call: &Call<'_>, arn: &str) -> Result<(), ApiError> {
     let (account, name) = policy_arn_parts(arn)?;
-    let found = account == &*call.caller.account
+    let found = (account == &*call.caller.account || account == super::aws_managed::ACCOUNT)
         && call
             .app
             .store

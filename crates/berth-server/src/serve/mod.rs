@@ -43,6 +43,9 @@ pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, String> {
 /// Build the shared state.
 pub async fn app(config: Config) -> Result<Arc<App>, String> {
     let store = open_store(&config.data_dir).await?;
+    crate::iam::aws_managed::install(&*store)
+        .await
+        .map_err(|e| format!("installing the AWS managed policies: {e}"))?;
     if let Some(path) = accounts::ensure_default(&*store, &config.data_dir).await? {
         tracing::info!(
             "created the default account; its root credentials are in {}",

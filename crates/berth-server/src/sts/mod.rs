@@ -97,7 +97,7 @@ pub fn session_tags(call: &Call<'_>) -> Result<Vec<Tag>, ApiError> {
 }
 
 /// The session policies of a request: `Policy` (checked by the engine) and the documents
-/// of `PolicyArns` (customer managed policies of `account`).
+/// of `PolicyArns` (customer managed policies of `account`, or AWS managed ones).
 async fn session_policies(call: &Call<'_>, account: &str) -> Result<Vec<String>, ApiError> {
     let mut docs = Vec::new();
     let mut plain = 0;
@@ -125,7 +125,7 @@ async fn session_policies(call: &Call<'_>, account: &str) -> Result<Vec<String>,
     }
     for arn in arns {
         let (acct, name) = crate::iam::policy_arn_parts(arn)?;
-        let found = if acct == account {
+        let found = if acct == account || acct == crate::iam::aws_managed::ACCOUNT {
             match call.app.store.policy(acct, name).await? {
                 Some(p) => call
                     .app
