@@ -319,21 +319,52 @@ async fn builtin_policies_shared_by_every_account() {
     s.put_builtin_policy(&p, "{}").await.unwrap();
     s.put_builtin_policy(&p, allow).await.unwrap();
     let arn = "arn:aws:iam::aws:policy/Shipped";
-    assert_eq!(s.policy("aws", "Shipped").await.unwrap().unwrap().arn(), arn);
+    assert_eq!(
+        s.policy("aws", "Shipped").await.unwrap().unwrap().arn(),
+        arn
+    );
     let versions = s.policy_versions("aws", "Shipped").await.unwrap();
     assert_eq!(versions.len(), 1);
-    assert_eq!((versions[0].version_id.as_str(), versions[0].document.as_str()), ("v2", allow));
+    assert_eq!(
+        (
+            versions[0].version_id.as_str(),
+            versions[0].document.as_str()
+        ),
+        ("v2", allow)
+    );
     // A newer catalog replaces the version.
     p.default_version = "v3".into();
     s.put_builtin_policy(&p, allow).await.unwrap();
     let versions = s.policy_versions("aws", "Shipped").await.unwrap();
-    assert_eq!(versions.iter().map(|v| v.version_id.as_str()).collect::<Vec<_>>(), ["v3"]);
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.version_id.as_str())
+            .collect::<Vec<_>>(),
+        ["v3"]
+    );
 
-    s.create_entity(&entity(EntityKind::User, "u", "AIDAU"), &[]).await.unwrap();
-    s.attach_policy(A, EntityKind::User, "u", arn).await.unwrap();
-    let docs = s.identity_documents(A, EntityKind::User, "u").await.unwrap();
+    s.create_entity(&entity(EntityKind::User, "u", "AIDAU"), &[])
+        .await
+        .unwrap();
+    s.attach_policy(A, EntityKind::User, "u", arn)
+        .await
+        .unwrap();
+    let docs = s
+        .identity_documents(A, EntityKind::User, "u")
+        .await
+        .unwrap();
     assert_eq!(docs.policies.len(), 1);
-    assert_eq!((docs.policies[0].source.as_str(), docs.policies[0].document.as_str()), (arn, allow));
+    assert_eq!(
+        (
+            docs.policies[0].source.as_str(),
+            docs.policies[0].document.as_str()
+        ),
+        (arn, allow)
+    );
     assert_eq!(s.policy_usage_in(A, arn).await.unwrap(), (1, 0));
-    assert_eq!(s.policy_usage_in("222222222222", arn).await.unwrap(), (0, 0));
+    assert_eq!(
+        s.policy_usage_in("222222222222", arn).await.unwrap(),
+        (0, 0)
+    );
 }
