@@ -845,6 +845,28 @@ fn who_can_handles_not_principal_variables_and_sessions() {
     let out = run(&["--repository-policy", &abac, "--repository-tag", "team=pay"]);
     assert!(out.contains("arn:aws:iam::222222222222:root when aws:principaltag/team (if its own policies allow)\n"), "{out}");
 
+    // The registry's region is known, and a push carries no request tags: a region
+    // guard does not make grants conditional, a deny on a missing tag always applies.
+    let guards = write(
+        "guards.json",
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"}, "Action": "ecr:*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:*",
+         "Condition": {"StringNotEquals": {"aws:RequestedRegion": "us-east-1"}}}]}),
+    );
+    let out = run(&["--repository-policy", &guards]);
+    assert!(
+        out.contains("arn:aws:iam::222222222222:root (if its own policies allow)\n"),
+        "{out}"
+    );
+    let tags = write(
+        "tags.json",
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"}, "Action": "ecr:*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:*", "Condition": {"Null": {"aws:RequestTag/owner": "true"}}}]}),
+    );
+    assert_eq!(run(&["--repository-policy", &tags]), "");
+
     let acct = "arn:aws:iam::111111111111";
     let details = write(
         "details.json",

@@ -31,9 +31,12 @@ pub enum Caller {
 }
 
 /// Whether the absence of a condition key from the context is a fact or a gap.
-fn unknown_key(key_lc: &str, ctx: &Context, caller: Caller) -> bool {
+fn unknown_key(key_lc: &str, ctx: &Context, caller: Caller, request_tags: bool) -> bool {
     if ctx.get(key_lc).is_some() {
         return false;
+    }
+    if key_lc.starts_with("aws:requesttag/") || key_lc == "aws:tagkeys" {
+        return request_tags;
     }
     let resource = key_lc.starts_with("aws:resourcetag/")
         || key_lc.starts_with("ecr:resourcetag/")
@@ -123,9 +126,10 @@ impl Source {
         mode: Mode,
         ctx: &Context,
         caller: Caller,
+        request_tags: bool,
     ) -> (Arc<CompiledPolicy>, Vec<Vec<String>>) {
         let vars = self.policy.variables_enabled();
-        let unknown = |k: &str| unknown_key(&k.to_ascii_lowercase(), ctx, caller);
+        let unknown = |k: &str| unknown_key(&k.to_ascii_lowercase(), ctx, caller, request_tags);
         let unknown_vars = |text: &str| -> Vec<String> {
             variables::parse(text, vars)
                 .keys()
@@ -241,16 +245,28 @@ pub fn union(keys: &mut Vec<String>, more: &[String]) {
 /// Allowed in every case (`Some([])`), allowed when the unknown keys named allow, or
 /// never (`None`).
 pub fn judge(c: &Case) -> Verdict {
+    // Only requests that create or tag something carry tags (aws:RequestTag, aws:TagKeys).
+    let action = c.action.text.to_ascii_lowercase();
+    let request_tags = matches!(
+        action.as_str(),
+        "ecr:createrepository"
+            | "ecr:tagresource"
+            | "ecr:untagresource"
+            | "sts:assumerole"
+            | "sts:tagsession"
+    ) || action.starts_with("iam:");
     let run = |mode: Mode| {
         let build = |sources: &[Source]| -> (Vec<Arc<CompiledPolicy>>, Vec<Vec<Vec<String>>>) {
             sources
                 .iter()
-                .map(|s| s.case(mode, c.context, c.caller))
+                .map(|s| s.case(mode, c.context, c.caller, request_tags))
                 .unzip()
         };
         let (identity, identity_keys) = build(c.identity);
         let (resource, resource_keys) = build(c.resource_policies);
-        let boundary = c.boundary.map(|b| b.case(mode, c.context, c.caller));
+        let boundary = c
+            .boundary
+            .map(|b| b.case(mode, c.context, c.caller, request_tags));
         let set = PolicySet {
             identity: &identity,
             resource: &resource,

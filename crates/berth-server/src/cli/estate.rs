@@ -132,11 +132,13 @@ impl Estate {
         Ok(out)
     }
 
-    /// What a request on the repository always carries: `aws:ResourceAccount` and its
-    /// tags as `aws:ResourceTag/*` and `ecr:ResourceTag/*`.
+    /// What a request on the repository always carries: `aws:ResourceAccount`, the
+    /// registry's region as `aws:RequestedRegion`, and the repository's tags as
+    /// `aws:ResourceTag/*` and `ecr:ResourceTag/*`.
     pub fn resource_context(&self, repo: &Repo) -> Context {
         let mut ctx = Context::new();
         ctx.insert("aws:ResourceAccount", &self.account);
+        ctx.insert("aws:RequestedRegion", &self.region);
         for (k, v) in &repo.tags {
             ctx.insert(&format!("aws:ResourceTag/{k}"), v);
             ctx.insert(&format!("ecr:ResourceTag/{k}"), v);
