@@ -602,6 +602,12 @@ def test_000_aws_managed_ecr_policies(server, accounts):
     err = server.cli_error(pusher_creds, "ecr", "delete-repository", "--repository-name", repo)
     assert err.code == "AccessDeniedException"
 
+    # The simulator names the AWS managed policy that decided.
+    sim = server.cli(root, "iam", "simulate-principal-policy", "--policy-source-arn",
+                     f"arn:aws:iam::{server.account}:user/{reader}", "--action-names", "ecr:BatchGetImage")
+    matched = sim["EvaluationResults"][0]["MatchedStatements"][0]
+    assert (matched["SourcePolicyId"], matched["SourcePolicyType"]) == (ro_arn, "aws-managed")
+
     # Read like any managed policy, with this account's attachment count.
     got = server.cli(root, "iam", "get-policy", "--policy-arn", ro_arn)["Policy"]
     assert got["Arn"] == ro_arn and got["DefaultVersionId"] == "v3" and got["AttachmentCount"] >= 1

@@ -18,7 +18,8 @@ use crate::query::{ApiError, Call, Params};
 struct Source {
     id: String,
     /// `IAM Policy` for input policies, `user`/`group`/`role` for inline ones,
-    /// `user-managed` for customer managed ones, `resource` for the resource policy.
+    /// `user-managed` for customer managed ones, `aws-managed` for AWS's, `resource` for the
+    /// resource policy.
     kind: &'static str,
     text: String,
     policy: Arc<CompiledPolicy>,
@@ -383,7 +384,9 @@ async fn stored_policies(
         .await?;
     let mut out = Vec::new();
     for d in docs.policies {
-        let kind = if d.source.starts_with("arn:") {
+        let kind = if super::aws_managed::is_aws_managed(&d.source) {
+            "aws-managed"
+        } else if d.source.starts_with("arn:") {
             "user-managed"
         } else if d.source.starts_with("group/") {
             "group"
