@@ -643,6 +643,36 @@ def test_000_aws_managed_ecr_policies(server, accounts):
     # The session policy (read-only) narrows the role's PowerUser: no push.
     assert try_push(server, spw, repo, make_image(layers=1), "v3")[0] == 403
 
+    # A customer policy may take an AWS managed policy's name; paging one by one shows both.
+    mine = iam.create_policy(PolicyName="AmazonEC2ContainerRegistryReadOnly", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
+    seen, marker = [], None
+    while True:
+        page = iam.list_policies(Scope="All", MaxItems=1, **({"Marker": marker} if marker else {}))
+        seen += [p["Arn"] for p in page["Policies"]]
+        if not page["IsTruncated"]:
+            break
+        marker = page["Marker"]
+    assert ro_arn in seen and mine in seen and len(seen) == len(set(seen))
+    iam.delete_policy(PolicyArn=mine)
+
     # Authorization details name the AWS managed policies attached in the account.
     details = server.cli(root, "iam", "get-account-authorization-details", "--filter", "AWSManagedPolicy")
     assert {p["Arn"] for p in details["Policies"]} >= {ro_arn, pu_arn}
+
+
+def test_boundary_that_no_longer_resolves_fails_closed(server):
+    """A permissions boundary whose policy vanished (only possible behind the API's back)
+    must not leave the user unbounded: requests fail instead of being allowed."""
+    root = server.root
+    iam = server.iam(root)
+    name = unique("bnd")
+    arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:DescribeRegistry", "Resource": "*"}]}))["Policy"]["Arn"]
+    _, creds = server.new_user(policies=[ALLOW_ALL], boundary=arn)
+    ecr(server, creds).describe_registry()
+    with server.db() as db:
+        db.execute("DELETE FROM managed_policies WHERE name = ?", (name,))
+    time.sleep(SETTLE)
+    code, _, status = client_error(ecr(server, creds).describe_repositories)
+    assert status >= 400, code

@@ -217,7 +217,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Install (or bring up to date) a policy the server ships, such as the AWS managed
     /// policies (account `aws`): the policy with exactly one version, `default_version`,
-    /// holding `document`. Idempotent; attachments (by ARN) are untouched.
+    /// holding `document`. Idempotent; attachments (by ARN) are untouched, and so is the
+    /// path of a policy already installed (its ARN is what attachments name).
     async fn put_builtin_policy(&self, policy: &ManagedPolicy, document: &str) -> Result<()>;
 
     /// How many users, groups and roles of `account` have `policy_arn` attached, and how

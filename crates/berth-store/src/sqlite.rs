@@ -727,7 +727,7 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO managed_policies (account_id, name, path, policy_id, default_version, next_version,
                 description, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
-             ON CONFLICT (account_id, name) DO UPDATE SET path = excluded.path,
+             ON CONFLICT (account_id, name) DO UPDATE SET
                 policy_id = excluded.policy_id, default_version = excluded.default_version,
                 description = excluded.description, created_at = excluded.created_at,
                 updated_at = excluded.updated_at",

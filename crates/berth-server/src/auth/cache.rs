@@ -197,9 +197,20 @@ impl Caches {
         for p in &docs.policies {
             identity.push(compile(&p.source, &p.document, PolicyKind::Identity)?);
         }
-        let boundary = match &docs.boundary {
-            Some(b) => Some(compile(&b.source, &b.document, PolicyKind::Boundary)?),
-            None => None,
+        let boundary = match (&docs.boundary, &entity.boundary) {
+            (Some(b), _) => Some(compile(&b.source, &b.document, PolicyKind::Boundary)?),
+            // A boundary that no longer resolves must not widen anything: fail closed
+            // (unless it was just removed: the entity, read again, has none).
+            (None, Some(arn)) => {
+                let now = store.entity(account, kind, name).await?;
+                if now.is_some_and(|e| e.boundary.is_some()) {
+                    return Err(ApiError::internal(format!(
+                        "the permissions boundary {arn} of {name} does not resolve to a policy"
+                    )));
+                }
+                None
+            }
+            (None, None) => None,
         };
         let policies = Arc::new(EntityPolicies {
             entity,

@@ -272,11 +272,13 @@ pub async fn list_policies(call: &Call<'_>) -> Result<Value, ApiError> {
                 .await?,
         );
     }
-    policies.sort_by_key(|p| p.name.to_ascii_lowercase());
+    // A customer policy may share an AWS managed policy's name: page by name and ARN.
+    let key = |p: &ManagedPolicy| format!("{} {}", p.name.to_ascii_lowercase(), p.arn());
+    policies.sort_by_key(key);
     if only_attached {
         policies.retain(|p| p.attachment_count > 0);
     }
-    let (policies, next) = paginate(params, policies, |p| p.name.to_ascii_lowercase())?;
+    let (policies, next) = paginate(params, policies, key)?;
     let list: Vec<Value> = policies.iter().map(|p| policy_json(p, &[])).collect();
     Ok(page(json!({ "Policies": list }), next))
 }

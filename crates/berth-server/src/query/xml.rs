@@ -14,6 +14,14 @@ pub fn escape(s: &str, out: &mut String) {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\r' => out.push_str("&#xD;"),
+            // Characters XML 1.0 cannot carry at all (not even as references): an echo of
+            // bad input must still be a document the client can parse.
+            '\u{0}'..='\u{8}'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{e}'..='\u{1f}'
+            | '\u{fffe}'
+            | '\u{ffff}' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -100,6 +108,13 @@ pub fn error(namespace: &str, sender: bool, code: &str, message: &str, request_i
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced() {
+        let mut out = String::new();
+        escape("a\u{0}b\u{1b}c\td\ne\u{ffff}", &mut out);
+        assert_eq!(out, "a\u{fffd}b\u{fffd}c\td\ne\u{fffd}");
+    }
 
     #[test]
     fn lists_and_escaping() {

@@ -126,7 +126,13 @@ async fn session_policies(call: &Call<'_>, account: &str) -> Result<Vec<String>,
     for arn in arns {
         let (acct, name) = crate::iam::policy_arn_parts(arn)?;
         let found = if acct == account || acct == crate::iam::aws_managed::ACCOUNT {
-            match call.app.store.policy(acct, name).await? {
+            match call
+                .app
+                .store
+                .policy(acct, name)
+                .await?
+                .filter(|p| p.arn() == arn)
+            {
                 Some(p) => call
                     .app
                     .store
