@@ -942,3 +942,16 @@ def test_get_account_authorization_details(server):
 
     err = server.cli_error(creds, "iam", "get-account-authorization-details")
     assert err.code == "AccessDenied" and "iam:GetAccountAuthorizationDetails" in err.message
+
+
+def test_control_characters_in_input_give_a_parseable_error(server):
+    """A name with control characters is refused with ValidationError in XML a client can
+    parse (characters XML cannot carry are replaced in the echo)."""
+    import xml.etree.ElementTree as ET
+
+    r = server.raw({"Action": "CreateUser", "Version": V, "UserName": "bad\x01\x1bname"}, creds=server.root)
+    assert r.status == 400
+    root = ET.fromstring(r.body)
+    assert root.find(".//{*}Code").text == "ValidationError"
+    message = root.find(".//{*}Message").text
+    assert "at 'userName'" in message and "\x01" not in message and "\x1b" not in message
