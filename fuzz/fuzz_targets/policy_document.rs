@@ -1,5 +1,6 @@
 //! Any bytes as a policy document of every kind: never a panic; a document that parses
-//! prints to text that parses to the same document; compiled, it decides a request.
+//! prints to text that parses to the same document; compiled, it decides a request; the
+//! linter reads it and places every finding inside the document.
 #![no_main]
 
 use std::sync::Arc;
@@ -15,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for kind in PolicyKind::ALL {
+        for f in berth_iam::lint::lint(src, kind) {
+            assert!(f.offset <= src.len(), "finding past the end: {f:?}");
+            assert!(f.line >= 1 && f.column >= 1, "finding without a place: {f:?}");
+        }
         let Ok(policy) = parse_policy(src, kind) else {
             continue;
         };
