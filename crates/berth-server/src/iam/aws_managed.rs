@@ -73,8 +73,24 @@ pub fn is_aws_managed(arn: &str) -> bool {
     arn.starts_with("arn:aws:iam::aws:policy/")
 }
 
-/// Install the catalog into the store.
+/// Install the catalog into the store, and retire what an earlier release shipped and
+/// this one does not (unless something still uses it: then it stays, with a warning).
 pub async fn install(store: &dyn Store) -> Result<(), StoreError> {
+    for old in store.policies(ACCOUNT, "/").await? {
+        if CATALOG.iter().any(|(name, ..)| *name == old.name) {
+            continue;
+        }
+        match store.delete_policy(ACCOUNT, &old.name).await {
+            Ok(()) => {
+                tracing::info!(policy = %old.arn(), "retired an AWS managed policy this release no longer ships")
+            }
+            Err(StoreError::Conflict(_)) => tracing::warn!(
+                policy = %old.arn(),
+                "this release no longer ships this AWS managed policy, but it is attached or used as a boundary: kept"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
     for (name, version, created, updated, description, document) in CATALOG {
         let policy = ManagedPolicy {
             account: ACCOUNT.into(),
@@ -96,6 +112,68 @@ pub async fn install(store: &dyn Store) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn install_is_idempotent_and_retires_unused_leftovers() {
+        use berth_store::{Account, EntityKind, SqliteStore};
+        let store = SqliteStore::in_memory().await.unwrap();
+        install(&store).await.unwrap();
+        install(&store).await.unwrap();
+        assert_eq!(
+            store.policies(ACCOUNT, "/").await.unwrap().len(),
+            CATALOG.len()
+        );
+        // Two policies an older release shipped; one is still attached somewhere.
+        for name in ["Gone", "StillUsed"] {
+            let mut p = store
+                .policy(ACCOUNT, "AdministratorAccess")
+                .await
+                .unwrap()
+                .unwrap();
+            p.name = name.into();
+            p.policy_id = policy_id(name);
+            store.put_builtin_policy(&p, "{}").await.unwrap();
+        }
+        let account = Account {
+            id: "111111111111".into(),
+            alias: None,
+            created: 1,
+        };
+        let root = berth_store::AccessKey {
+            id: "AKIAROOTROOTROOTROOT".into(),
+            secret: "s".into(),
+            account: account.id.clone(),
+            user: None,
+            status: berth_store::KeyStatus::Active,
+            created: 1,
+        };
+        store.create_account(&account, &root).await.unwrap();
+        let user = berth_store::Entity {
+            account: account.id.clone(),
+            kind: EntityKind::User,
+            name: "u".into(),
+            path: "/".into(),
+            unique_id: "AIDAU".into(),
+            created: 1,
+            trust_policy: None,
+            description: None,
+            max_session_secs: None,
+            boundary: None,
+        };
+        store.create_entity(&user, &[]).await.unwrap();
+        store
+            .attach_policy(
+                &account.id,
+                EntityKind::User,
+                "u",
+                "arn:aws:iam::aws:policy/StillUsed",
+            )
+            .await
+            .unwrap();
+        install(&store).await.unwrap();
+        assert!(store.policy(ACCOUNT, "Gone").await.unwrap().is_none());
+        assert!(store.policy(ACCOUNT, "StillUsed").await.unwrap().is_some());
+    }
 
     #[test]
     fn every_document_is_a_valid_identity_policy() {
