@@ -955,3 +955,52 @@ def test_control_characters_in_input_give_a_parseable_error(server):
     assert root.find(".//{*}Code").text == "ValidationError"
     message = root.find(".//{*}Message").text
     assert "at 'userName'" in message and "\x01" not in message and "\x1b" not in message
+
+
+def test_list_entities_for_policy(server):
+    """ListEntitiesForPolicy: who has a managed policy attached (users, groups, roles), who
+    uses it as boundary, filtered and paged; only the caller's account; AWS managed too."""
+    root = server.root
+    iam = server.iam(root)
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:ListImages", "Resource": "*"}]})
+    arn = iam.create_policy(PolicyName=unique("lefp"), PolicyDocument=doc)["Policy"]["Arn"]
+    user, _ = server.new_user(managed=[arn])
+    bounded, _ = server.new_user(boundary=arn)
+    group = unique("lefpg")
+    iam.create_group(GroupName=group)
+    iam.attach_group_policy(GroupName=group, PolicyArn=arn)
+    role = unique("lefpr")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust(f"arn:aws:iam::{server.account}:root")))
+    iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+
+    out = server.cli(root, "iam", "list-entities-for-policy", "--policy-arn", arn)
+    assert [u["UserName"] for u in out["PolicyUsers"]] == sorted([user, bounded], key=str.lower)
+    assert [g["GroupName"] for g in out["PolicyGroups"]] == [group]
+    assert [r["RoleName"] for r in out["PolicyRoles"]] == [role]
+    assert all(u["UserId"].startswith("AIDA") for u in out["PolicyUsers"])
+    only_policy = iam.list_entities_for_policy(PolicyArn=arn, PolicyUsageFilter="PermissionsPolicy")
+    assert [u["UserName"] for u in only_policy["PolicyUsers"]] == [user]
+    only_boundary = iam.list_entities_for_policy(PolicyArn=arn, PolicyUsageFilter="PermissionsBoundary")
+    assert [u["UserName"] for u in only_boundary["PolicyUsers"]] == [bounded]
+    roles = iam.list_entities_for_policy(PolicyArn=arn, EntityFilter="Role")
+    assert roles["PolicyUsers"] == [] and [r["RoleName"] for r in roles["PolicyRoles"]] == [role]
+    seen, marker = 0, None
+    while True:
+        page = iam.list_entities_for_policy(PolicyArn=arn, MaxItems=1, **({"Marker": marker} if marker else {}))
+        seen += len(page["PolicyUsers"]) + len(page["PolicyGroups"]) + len(page["PolicyRoles"])
+        if not page["IsTruncated"]:
+            break
+        marker = page["Marker"]
+    assert seen == 4
+    assert server.cli_error(root, "iam", "list-entities-for-policy", "--policy-arn", arn,
+                            "--entity-filter", "Nope").code == "ValidationError"
+
+    # An AWS managed policy lists this account's entities only.
+    ro = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+    reader, _ = server.new_user(managed=[ro])
+    other = server.account_create()
+    outsider, _ = server.new_user(managed=[ro], admin=other)
+    mine = [u["UserName"] for u in server.cli(root, "iam", "list-entities-for-policy", "--policy-arn", ro)["PolicyUsers"]]
+    theirs = [u["UserName"] for u in server.cli(other, "iam", "list-entities-for-policy", "--policy-arn", ro)["PolicyUsers"]]
+    assert reader in mine and outsider not in mine
+    assert outsider in theirs and reader not in theirs

@@ -221,6 +221,14 @@ pub trait Store: Send + Sync + 'static {
     /// path of a policy already installed (its ARN is what attachments name).
     async fn put_builtin_policy(&self, policy: &ManagedPolicy, document: &str) -> Result<()>;
 
+    /// The users, groups and roles of `account` that have `policy_arn` attached (first)
+    /// or use it as permissions boundary (second), ordered by name.
+    async fn policy_entities(
+        &self,
+        account: &str,
+        policy_arn: &str,
+    ) -> Result<(Vec<Entity>, Vec<Entity>)>;
+
     /// How many users, groups and roles of `account` have `policy_arn` attached, and how
     /// many use it as permissions boundary (for policies shared by every account).
     async fn policy_usage_in(&self, account: &str, policy_arn: &str) -> Result<(i64, i64)>;

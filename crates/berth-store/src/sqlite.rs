@@ -767,6 +767,35 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn policy_entities(
+        &self,
+        account: &str,
+        policy_arn: &str,
+    ) -> Result<(Vec<Entity>, Vec<Entity>)> {
+        let attached = sqlx::query(
+            "SELECT e.* FROM attachments a JOIN entities e
+               ON e.account_id = a.account_id AND e.kind = a.kind AND e.name = a.owner_name
+             WHERE a.account_id = ? AND a.policy_arn = ? ORDER BY e.name COLLATE NOCASE",
+        )
+        .bind(account)
+        .bind(policy_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let bounded = sqlx::query(
+            "SELECT * FROM entities WHERE account_id = ? AND boundary_arn = ? ORDER BY name COLLATE NOCASE",
+        )
+        .bind(account)
+        .bind(policy_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok((
+            attached.iter().map(entity_from).collect::<Result<_>>()?,
+            bounded.iter().map(entity_from).collect::<Result<_>>()?,
+        ))
+    }
+
     async fn policy_usage_in(&self, account: &str, policy_arn: &str) -> Result<(i64, i64)> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM attachments WHERE account_id = ?1 AND policy_arn = ?2) AS a,

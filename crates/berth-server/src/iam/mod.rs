@@ -144,6 +144,7 @@ async fn dispatch(call: &Call<'_>, ep: Endpoint, t: &Target) -> Result<Value, Ap
         CreatePolicyVersion => policies::create_version(call).await,
         GetPolicyVersion => policies::get_version(call).await,
         ListPolicyVersions => policies::list_versions(call).await,
+        ListEntitiesForPolicy => policies::list_entities(call).await,
         DeletePolicyVersion => policies::delete_version(call).await,
         SetDefaultPolicyVersion => policies::set_default_version(call).await,
 

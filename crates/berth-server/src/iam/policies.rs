@@ -283,6 +283,66 @@ pub async fn list_policies(call: &Call<'_>) -> Result<Value, ApiError> {
     Ok(page(json!({ "Policies": list }), next))
 }
 
+/// ListEntitiesForPolicy: the users, groups and roles of the caller's account the policy
+/// is attached to, or (PolicyUsageFilter PermissionsBoundary) that it bounds.
+pub async fn list_entities(call: &Call<'_>) -> Result<Value, ApiError> {
+    let p = named_policy(call).await?;
+    let params = call.params;
+    let filter = params.get("EntityFilter");
+    const FILTERS: [&str; 5] = [
+        "User",
+        "Role",
+        "Group",
+        "LocalManagedPolicy",
+        "AWSManagedPolicy",
+    ];
+    if let Some(f) = filter.filter(|f| !FILTERS.contains(f)) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{f}' at 'entityFilter' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            FILTERS.join(", ")
+        )));
+    }
+    let usage = params.get("PolicyUsageFilter");
+    if let Some(u) = usage.filter(|u| !["PermissionsPolicy", "PermissionsBoundary"].contains(u)) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{u}' at 'policyUsageFilter' failed to satisfy constraint: Member must satisfy enum value set: [PermissionsPolicy, PermissionsBoundary]"
+        )));
+    }
+    let prefix = params.get("PathPrefix").unwrap_or("/");
+    let (attached, bounded) = call
+        .app
+        .store
+        .policy_entities(&call.caller.account, &p.arn())
+        .await?;
+    let mut entities: Vec<(&str, berth_store::Entity)> = Vec::new();
+    if usage != Some("PermissionsBoundary") {
+        entities.extend(attached.into_iter().map(|e| ("policy", e)));
+    }
+    if usage != Some("PermissionsPolicy") {
+        entities.extend(bounded.into_iter().map(|e| ("boundary", e)));
+    }
+    entities
+        .retain(|(_, e)| e.path.starts_with(prefix) && filter.is_none_or(|f| f == e.kind.title()));
+    entities.sort_by_key(|(how, e)| {
+        format!("{} {} {how}", e.kind.as_str(), e.name.to_ascii_lowercase())
+    });
+    let (entities, next) = paginate(params, entities, |(how, e)| {
+        format!("{} {} {how}", e.kind.as_str(), e.name.to_ascii_lowercase())
+    })?;
+    let mut out = json!({ "PolicyUsers": [], "PolicyGroups": [], "PolicyRoles": [] });
+    for (_, e) in entities {
+        let (list, name_key, id_key) = match e.kind {
+            EntityKind::User => ("PolicyUsers", "UserName", "UserId"),
+            EntityKind::Group => ("PolicyGroups", "GroupName", "GroupId"),
+            EntityKind::Role => ("PolicyRoles", "RoleName", "RoleId"),
+        };
+        if let Some(Value::Array(a)) = out.get_mut(list) {
+            a.push(json!({ name_key: e.name, id_key: e.unique_id }));
+        }
+    }
+    Ok(page(out, next))
+}
+
 pub async fn create_version(call: &Call<'_>) -> Result<Value, ApiError> {
     let p = changeable_policy(call).await?;
     let doc = managed_document(call)?;

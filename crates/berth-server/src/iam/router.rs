@@ -114,6 +114,7 @@ endpoints! {
     CreatePolicyVersion => PolicyArn,
     GetPolicyVersion => PolicyArn,
     ListPolicyVersions => PolicyArn,
+    ListEntitiesForPolicy => PolicyArn,
     DeletePolicyVersion => PolicyArn,
     SetDefaultPolicyVersion => PolicyArn,
 
