@@ -276,7 +276,7 @@ pub fn action_hash(lower: &str) -> u64 {
 
 /// Keys IAM defines as multivalued: they are compared only through
 /// `ForAllValues:`/`ForAnyValue:`.
-const MULTIVALUED_KEYS: &[&str] = &[
+pub const MULTIVALUED_KEYS: &[&str] = &[
     "aws:tagkeys",
     "aws:calledvia",
     "aws:principalorgpaths",

@@ -141,15 +141,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
 ];
 
 /// Keys that hold several values: an operator on them needs `ForAllValues`/`ForAnyValue`.
-pub const MULTIVALUED_KEYS: &[&str] = &[
-    "aws:tagkeys",
-    "aws:calledvia",
-    "aws:principalorgpaths",
-    "aws:resourceorgpaths",
-    "aws:sourceorgpaths",
-    "aws:principalservicenameslist",
-    "sts:transitivetagkeys",
-];
+pub use crate::request::MULTIVALUED_KEYS;
 
 fn known(list: &[&str], key_lc: &str) -> bool {
     list.iter().any(|k| {

@@ -48,8 +48,49 @@ pub struct WhoCanArgs {
     repository_tags: Vec<String>,
 }
 
-/// One way to be allowed: who, and the unknown keys it depends on.
-type Grant = (String, Vec<String>);
+/// One way to be allowed: who, the unknown keys it depends on, and a note after them.
+struct Grant {
+    who: String,
+    keys: Vec<String>,
+    note: String,
+    /// The data could not tell (printed `? WHO NOTE`).
+    unread: bool,
+    /// Whether it could take the road through a role (not the anonymous caller, not the
+    /// stand-in for an account's unseen identities).
+    can_assume: bool,
+}
+
+impl Grant {
+    fn new(who: impl Into<String>, keys: Vec<String>, note: impl Into<String>) -> Grant {
+        Grant {
+            who: who.into(),
+            keys,
+            note: note.into(),
+            unread: false,
+            can_assume: true,
+        }
+    }
+
+    fn unread(who: impl Into<String>, note: impl Into<String>) -> Grant {
+        Grant {
+            unread: true,
+            ..Grant::new(who, Vec::new(), note)
+        }
+    }
+
+    fn line(&self) -> String {
+        if self.unread {
+            format!("? {}{}", self.who, self.note)
+        } else {
+            format!("{}{}{}", self.who, when(&self.keys), self.note)
+        }
+    }
+
+    /// Is it allowed in every case?
+    fn plain(&self) -> bool {
+        !self.unread && self.keys.is_empty()
+    }
+}
 
 /// Principals a policy's statements name (`*` for everyone).
 fn named_principals(sources: &[Source]) -> Vec<String> {
@@ -120,9 +161,9 @@ fn allowed(
         let (identity, boundary) = match s.sources() {
             Ok(x) => x,
             Err(e) => {
-                out.push((
-                    format!("? {} (a policy could not be read: {e})", s.arn),
-                    Vec::new(),
+                out.push(Grant::unread(
+                    &s.arn,
+                    format!(" (a policy could not be read: {e})"),
                 ));
                 continue;
             }
@@ -133,8 +174,8 @@ fn allowed(
             format!(" ({})", s.notes.join("; "))
         };
         match decide(&p, caller, &ctx, &identity, boundary.as_ref()) {
-            Some(keys) => out.push((format!("{}{{when}}{notes}", s.arn), keys)),
-            None if !notes.is_empty() => out.push((format!("? {}{notes}", s.arn), Vec::new())),
+            Some(keys) => out.push(Grant::new(&s.arn, keys, notes)),
+            None if !notes.is_empty() => out.push(Grant::unread(&s.arn, notes)),
             None => {}
         }
     }
@@ -153,12 +194,16 @@ fn allowed(
             let mut ctx = base.clone();
             anyone.settle_context(&mut ctx);
             if let Some(keys) = decide(&anyone, Caller::Anonymous, &ctx, &[], None) {
-                out.push(("* (anyone, even unauthenticated){when}".into(), keys));
+                out.push(Grant {
+                    can_assume: false,
+                    ..Grant::new("* (anyone, even unauthenticated)", keys, "")
+                });
             }
             if let Some(keys) = decide(&outsider, Caller::Unknown, base, &allow_all, None) {
-                out.push((
-                    "* (any AWS principal){when} (if its own policies allow)".into(),
+                out.push(Grant::new(
+                    "* (any AWS principal)",
                     keys,
+                    " (if its own policies allow)",
                 ));
             }
             continue;
@@ -179,7 +224,7 @@ fn allowed(
             _ => (&[], " (unless its own policies deny)"),
         };
         if let Some(keys) = decide(&p, Caller::Unknown, &ctx, identity, None) {
-            out.push((format!("{who}{{when}}{note}"), keys));
+            out.push(Grant::new(who, keys, note));
         }
     }
     // Without the account's identities, any of them might be allowed by its own policies.
@@ -191,13 +236,14 @@ fn allowed(
         let mut ctx = base.clone();
         someone.settle_context(&mut ctx);
         if let Some(keys) = decide(&someone, Caller::Unknown, &ctx, &allow_all, None) {
-            out.push((
-                format!(
-                    "any identity of {}{{when}} (if its own policies allow)",
-                    estate.account
-                ),
-                keys,
-            ));
+            out.push(Grant {
+                can_assume: false,
+                ..Grant::new(
+                    format!("any identity of {}", estate.account),
+                    keys,
+                    " (if its own policies allow)",
+                )
+            });
         }
     }
     Ok(out)
@@ -220,22 +266,18 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
         false,
         None,
     )?;
-    let render = |(line, keys): &Grant| line.replace("{when}", &when(keys));
-    let mut out: Vec<String> = direct.iter().map(render).collect();
+    let mut out: Vec<String> = direct.iter().map(Grant::line).collect();
     // Who is allowed in every case needs no road through a role.
     let plainly: Vec<&str> = direct
         .iter()
-        .filter(|(_, k)| k.is_empty())
-        .filter_map(|(line, _)| line.split("{when}").next())
+        .filter(|g| g.plain())
+        .map(|g| g.who.as_str())
         .collect();
     for role in estate.subjects.iter().flatten() {
         let Some(trust) = &role.trust_policy else {
             continue;
         };
-        let Some((_, role_keys)) = direct
-            .iter()
-            .find(|(line, _)| line.split("{when}").next() == Some(role.arn.as_str()))
-        else {
+        let Some(role_grant) = direct.iter().find(|g| !g.unread && g.who == role.arn) else {
             continue;
         };
         let trust = match Source::parse(
@@ -268,19 +310,21 @@ pub fn who_can(estate: &Estate, repo: &Repo, action: &str) -> Result<Vec<String>
             Some(&role.arn),
         )?;
         let own_root = format!("arn:aws:iam::{}:root", estate.account);
-        for (line, keys) in assumers {
-            let who = line.split("{when}").next().unwrap_or_default();
+        for g in assumers {
             // The root user cannot assume roles, nor can an unauthenticated caller; the
             // account's other identities were judged one by one.
-            let impossible = who == own_root
-                || who.starts_with("* (anyone")
-                || who.starts_with("any identity of");
-            if line.starts_with("? ") || impossible || plainly.contains(&who) {
+            if g.unread || !g.can_assume || g.who == own_root || plainly.contains(&g.who.as_str()) {
                 continue;
             }
-            let mut all = keys.clone();
-            union(&mut all, role_keys);
-            out.push(line.replacen("{when}", &format!(" via {}{}", role.arn, when(&all)), 1));
+            let mut all = g.keys.clone();
+            union(&mut all, &role_grant.keys);
+            out.push(format!(
+                "{} via {}{}{}",
+                g.who,
+                role.arn,
+                when(&all),
+                g.note
+            ));
         }
     }
     Ok(out)

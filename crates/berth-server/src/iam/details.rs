@@ -5,8 +5,7 @@
 use berth_store::{EntityKind, Store, TagTarget};
 use serde_json::{json, Value};
 
-use super::{aws_managed, group_json, page, paginate, role_json, url_encode, user_json};
-use crate::ids;
+use super::{aws_managed, group_json, page, paginate, policies, role_json, url_encode, user_json};
 use crate::query::{ApiError, Call};
 
 const FILTERS: &[&str] = &[
@@ -120,49 +119,27 @@ pub async fn authorization_details(call: &Call<'_>) -> Result<Value, ApiError> {
         managed.extend(store.policies(account, "/").await?);
     }
     if wants("AWSManagedPolicy") {
-        for mut p in store.policies(aws_managed::ACCOUNT, "/").await? {
-            let (attached, boundaries) = store.policy_usage_in(account, &p.arn()).await?;
-            if attached + boundaries > 0 {
-                p.attachment_count = attached;
-                p.boundary_usage_count = boundaries;
+        for p in store.policies(aws_managed::ACCOUNT, "/").await? {
+            let p = policies::usage_in(store, account, p).await?;
+            if p.attachment_count + p.boundary_usage_count > 0 {
                 managed.push(p);
             }
         }
     }
-    {
-        for p in managed {
-            let versions: Vec<Value> = store
-                .policy_versions(&p.account, &p.name)
-                .await?
-                .iter()
-                .map(|v| {
-                    json!({
-                        "Document": url_encode(&v.document),
-                        "VersionId": v.version_id,
-                        "IsDefaultVersion": v.is_default,
-                        "CreateDate": ids::iso8601(v.created),
-                    })
-                })
-                .collect();
-            items.push((
-                "Policies",
-                format!("3/{}", p.arn().to_ascii_lowercase()),
-                json!({
-                    "PolicyName": p.name,
-                    "PolicyId": p.policy_id,
-                    "Arn": p.arn(),
-                    "Path": p.path,
-                    "DefaultVersionId": p.default_version,
-                    "AttachmentCount": p.attachment_count,
-                    "PermissionsBoundaryUsageCount": p.boundary_usage_count,
-                    "IsAttachable": true,
-                    "Description": p.description,
-                    "CreateDate": ids::iso8601(p.created),
-                    "UpdateDate": ids::iso8601(p.updated),
-                    "PolicyVersionList": versions,
-                }),
-            ));
-        }
+    for p in managed {
+        let versions: Vec<Value> = store
+            .policy_versions(&p.account, &p.name)
+            .await?
+            .iter()
+            .map(|v| policies::version_json(v, true))
+            .collect();
+        let mut item = policies::policy_json(&p, &[]);
+        item["PolicyVersionList"] = Value::Array(versions);
+        items.push((
+            "Policies",
+            format!("3/{}", p.arn().to_ascii_lowercase()),
+            item,
+        ));
     }
     items.sort_by(|a, b| a.1.cmp(&b.1));
     let (items, next) = paginate(call.params, items, |(_, key, _)| key.clone())?;

@@ -130,7 +130,7 @@ pub async fn list_inline(call: &Call<'_>, t: &Target, kind: EntityKind) -> Resul
     Ok(page(json!({ "PolicyNames": names }), next))
 }
 
-fn policy_json(p: &ManagedPolicy, tags: &[berth_store::Tag]) -> Value {
+pub(super) fn policy_json(p: &ManagedPolicy, tags: &[berth_store::Tag]) -> Value {
     json!({
         "PolicyName": p.name,
         "PolicyId": p.policy_id,
@@ -147,7 +147,7 @@ fn policy_json(p: &ManagedPolicy, tags: &[berth_store::Tag]) -> Value {
     })
 }
 
-fn version_json(v: &PolicyVersion, with_document: bool) -> Value {
+pub(super) fn version_json(v: &PolicyVersion, with_document: bool) -> Value {
     json!({
         "Document": if with_document { Some(url_encode(&v.document)) } else { None },
         "VersionId": v.version_id,
@@ -202,13 +202,19 @@ async fn named_policy(call: &Call<'_>) -> Result<ManagedPolicy, ApiError> {
 }
 
 /// An AWS managed policy counts the attachments of the caller's account only.
-async fn with_usage(call: &Call<'_>, mut p: ManagedPolicy) -> Result<ManagedPolicy, ApiError> {
+async fn with_usage(call: &Call<'_>, p: ManagedPolicy) -> Result<ManagedPolicy, ApiError> {
+    usage_in(&*call.app.store, &call.caller.account, p).await
+}
+
+/// `p` with the attachment and boundary counts of `account` when it is AWS managed
+/// (shared by every account), as it is otherwise.
+pub(super) async fn usage_in(
+    store: &dyn berth_store::Store,
+    account: &str,
+    mut p: ManagedPolicy,
+) -> Result<ManagedPolicy, ApiError> {
     if p.account == aws_managed::ACCOUNT {
-        let (attached, boundaries) = call
-            .app
-            .store
-            .policy_usage_in(&call.caller.account, &p.arn())
-            .await?;
+        let (attached, boundaries) = store.policy_usage_in(account, &p.arn()).await?;
         p.attachment_count = attached;
         p.boundary_usage_count = boundaries;
     }
