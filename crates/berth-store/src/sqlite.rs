@@ -165,11 +165,14 @@ impl Store for SqliteStore {
             .await;
         if let Err(e) = r {
             return Err(if is_unique_violation(&e) {
-                StoreError::AlreadyExists(format!(
-                    "An account with id {} or alias {} already exists.",
-                    account.id,
-                    account.alias.as_deref().unwrap_or("-")
-                ))
+                // Name what clashed: the alias the user gave, or the id.
+                let alias_clash = e.to_string().contains("accounts.alias");
+                StoreError::AlreadyExists(match (&account.alias, alias_clash) {
+                    (Some(alias), true) => {
+                        format!("An account with the alias {alias} already exists.")
+                    }
+                    _ => format!("An account with the id {} already exists.", account.id),
+                })
             } else {
                 backend(e)
             });

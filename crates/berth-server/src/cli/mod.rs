@@ -17,7 +17,18 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "berth",
     version,
-    about = "Berth: an ECR-compatible container registry with AWS IAM policies"
+    about = "Berth: a self-hosted container registry that speaks the Amazon ECR APIs and \
+             decides every request with the AWS IAM policy language",
+    long_about = "Berth: a self-hosted container registry that speaks the Amazon ECR APIs and \
+                  decides every request with the AWS IAM policy language.\n\n\
+                  `berth serve` runs, on one HTTP port, the OCI /v2 registry (docker, podman, \
+                  skopeo, oras after `aws ecr get-login-password | docker login`), the ECR API \
+                  (`aws ecr ...`), IAM and STS (users, keys, groups, roles, policies, AssumeRole) \
+                  and Access Analyzer's ValidatePolicy, on SQLite and local files in a data \
+                  directory. `berth account` adds accounts to a data directory. `berth policy` \
+                  checks, lints, simulates and decides policies offline, and answers who can \
+                  act on a repository and what is public, on policy files, a data directory or \
+                  a running server."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,12 +37,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: IAM and STS APIs on one HTTP port.
+    /// Run the registry: OCI /v2, the ECR API, IAM, STS and Access Analyzer on one HTTP port.
+    ///
+    /// Every request is signed (SigV4, or a registry password from `aws ecr
+    /// get-login-password`) and decided by IAM policies. Metadata lives in SQLite and blobs
+    /// in files, both in the data directory. The first start on an empty data directory
+    /// creates the default account and writes its root credentials to
+    /// DATA_DIR/root-credentials.json (readable by its owner only).
+    ///
+    /// Flags win over the --config file, which wins over the defaults shown.
     Serve(serve::ServeArgs),
-    /// Manage accounts.
+    /// Create and list the accounts of a data directory (also while the server runs).
     #[command(subcommand)]
     Account(account::AccountCommand),
-    /// Check, simulate and decide IAM policies offline.
+    /// Check, lint, simulate and decide IAM policies; who can act on a repository, what is
+    /// public (offline on files, on a data directory, or against a running server).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
 }

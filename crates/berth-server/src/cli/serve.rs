@@ -9,19 +9,23 @@ use crate::serve::config::{Config, Overrides};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where the metadata database and blobs live.
+    /// Where the metadata database and blobs live [default: ./berth-data]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on (IP:PORT; port 0 picks a free one).
+    /// Address to listen on, IP:PORT; port 0 picks a free one. The default is loopback
+    /// only: use 0.0.0.0:5000 to serve other machines [default: 127.0.0.1:5000]
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// The region this server is (credential scopes must name it or us-east-1).
+    /// The AWS Region this registry is; credential scopes must name it (or us-east-1, where
+    /// IAM signs) [default: us-east-1]
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
-    /// A TOML configuration file (flags given here win over it).
+    /// A TOML configuration file (keys: listen, data_dir, region, clock_skew_seconds,
+    /// trusted_proxies, audit_log, cache_ttl_ms, registry_domain, public_url,
+    /// create_on_push, encoded_denials; see the README)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Audit log of authorization decisions: stdout, off, or a file path.
+    /// Audit log, one JSON line per request: stdout, off, or a file path [default: off]
     #[arg(long, value_name = "SINK")]
     audit_log: Option<String>,
 }

@@ -380,7 +380,7 @@ async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Respons
         HeadBlob { name, digest } => blobs::get(c, name, digest, repo, true).await,
         DeleteBlob { name, .. } => {
             c.existing(name, &repo)?;
-            Err(OciError::new(405, "UNSUPPORTED", "blobs cannot be deleted in this registry: they are garbage-collected once no image references them"))
+            Err(OciError::new(405, "UNSUPPORTED", "blobs cannot be deleted one by one in this registry; delete the images that use them (DELETE /v2/<name>/manifests/<digest> or BatchDeleteImage)"))
         }
         StartUpload { name } => blobs::start(c, name, repo, body).await,
         PatchUpload { name, id } => blobs::patch(c, name, id, repo, body).await,

@@ -93,9 +93,18 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The default account a new data directory was given, and where its root credentials are.
+pub struct DefaultAccount {
+    pub id: String,
+    pub credentials: PathBuf,
+}
+
 /// On a data directory without accounts: create the default account and write its root
-/// credentials to `DATA_DIR/root-credentials.json`. Returns that path when it did.
-pub async fn ensure_default(store: &dyn Store, data_dir: &Path) -> Result<Option<PathBuf>, String> {
+/// credentials to `DATA_DIR/root-credentials.json`. Returns both when it did.
+pub async fn ensure_default(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> Result<Option<DefaultAccount>, String> {
     if !store
         .accounts()
         .await
@@ -108,5 +117,8 @@ pub async fn ensure_default(store: &dyn Store, data_dir: &Path) -> Result<Option
     let path = data_dir.join("root-credentials.json");
     write_private(&path, &(new.credentials_json() + "\n"))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    Ok(Some(path))
+    Ok(Some(DefaultAccount {
+        id: new.account.id,
+        credentials: path,
+    }))
 }

@@ -1,6 +1,7 @@
-//! `berth serve`: one HTTP port for every API. Requests are told apart by shape: a
-//! query-protocol form (`Action=…`, IAM and STS), `GET /healthz`; the ECR JSON API
-//! (`X-Amz-Target`) and the OCI registry (`/v2/`) join here next.
+//! `berth serve`: one HTTP port for every API. Requests are told apart by shape: the OCI
+//! registry (`/v2/…`), the ECR JSON API (`X-Amz-Target`), Access Analyzer
+//! (`POST /policy/validation`), a query-protocol form (`Action=…`: IAM and STS), and
+//! `GET /healthz`.
 
 pub mod accounts;
 pub mod app;
@@ -46,11 +47,8 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
     crate::iam::aws_managed::install(&*store)
         .await
         .map_err(|e| format!("installing the AWS managed policies: {e}"))?;
-    if let Some(path) = accounts::ensure_default(&*store, &config.data_dir).await? {
-        tracing::info!(
-            "created the default account; its root credentials are in {}",
-            path.display()
-        );
+    if let Some(new) = accounts::ensure_default(&*store, &config.data_dir).await? {
+        announce_default_account(&new, &config);
     }
     let audit = Audit::open(&config.audit).map_err(|e| format!("opening the audit log: {e}"))?;
     let default_account = store
@@ -92,6 +90,22 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
         config,
         audit,
     }))
+}
+
+/// Say on stderr, once, which account a new data directory got and how to use its root
+/// credentials (the lines read the file: the secret itself never reaches a log).
+fn announce_default_account(new: &accounts::DefaultAccount, config: &Config) {
+    let file = std::fs::canonicalize(&new.credentials).unwrap_or_else(|_| new.credentials.clone());
+    let file = file.display();
+    let id = &new.id;
+    eprintln!("berth: created account {id}, the default account of this data directory.");
+    eprintln!("berth: its root credentials are in {file} (readable by this user only).");
+    eprintln!("berth: to use them:");
+    eprintln!();
+    eprintln!("    export AWS_ACCESS_KEY_ID=$(jq -r .access_key_id '{file}')");
+    eprintln!("    export AWS_SECRET_ACCESS_KEY=$(jq -r .secret_access_key '{file}')");
+    eprintln!("    export AWS_DEFAULT_REGION={}", config.region);
+    eprintln!();
 }
 
 /// The HTTP routes.
@@ -162,13 +176,22 @@ async fn dispatch(
 /// Run the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), String> {
     let listen = config.listen;
-    let app = app(config).await?;
+    // Bind first: a port that is taken must not leave a half-made data directory behind.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = app(config).await?;
     let _ = app.bound.set(local);
     tracing::info!("listening on http://{local}");
+    if local.ip().is_loopback() {
+        tracing::warn!(
+            "{} is a loopback address: only this machine can reach the registry \
+             (--listen 0.0.0.0:{} serves the network)",
+            local.ip(),
+            local.port()
+        );
+    }
 
     // Forget sessions a day after they expire (until then they answer ExpiredToken),
     // and upload sessions untouched for a day.

@@ -1,0 +1,123 @@
+"""The README works as written: its walkthrough block runs, unchanged, against a fresh
+`berth serve`, and the first start tells a newcomer what they need."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+from berth import BIN, Server, start_server
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = "<!-- tests/e2e/test_readme.py runs the next block as written -->"
+
+
+def walkthrough() -> str:
+    text = (ROOT / "README.md").read_text()
+    assert MARKER in text, "the README lost its walkthrough marker"
+    m = re.search(r"```sh\n(.*?)\n```", text[text.index(MARKER):], re.S)
+    assert m, "no ```sh block after the walkthrough marker"
+    return m.group(1)
+
+
+def test_walkthrough_as_written(tmp_path_factory):
+    s = start_server(tmp_path_factory, "readme")
+    try:
+        # The reader's shell: the repository's root (examples/, scripts/) with the server's
+        # data directory as ./berth-data, nothing of this test's environment leaking in.
+        cwd = tmp_path_factory.mktemp("newcomer")
+        for name in ("examples", "scripts"):
+            (cwd / name).symlink_to(ROOT / name)
+        (cwd / "berth-data").symlink_to(s.data_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({
+            "BERTH": f"127.0.0.1:{s.port}",
+            "HOME": str(cwd),
+            "AWS_CONFIG_FILE": str(cwd / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(cwd / "no-aws-credentials"),
+            "REGISTRY_AUTH_FILE": str(cwd / "auth.json"),
+        })
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough()], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, f"walkthrough failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+        # ci is who it says, and it pulled back exactly what it pushed.
+        assert re.search(rf"^arn:aws:iam::{s.account}:user/ci$", p.stdout, re.M), p.stdout
+        pushed = json.loads((cwd / "hello" / "index.json").read_text())["manifests"][0]["digest"]
+        pulled = json.loads((cwd / "pulled" / "index.json").read_text())["manifests"][0]["digest"]
+        assert pushed == pulled and pushed.startswith("sha256:")
+        assert p.stdout.rstrip().split("\n")[-2:] == [pushed, pushed], p.stdout
+        policy = json.loads(s.client("ecr", s.root).get_repository_policy(
+            repositoryName="team/app")["policyText"])
+        assert policy["Statement"][0]["Principal"] == {"AWS": [f"arn:aws:iam::{s.account}:user/ci"]}
+        # The push was ci's, decided by IAM.
+        pushes = [line for line in s.audit_lines()
+                  if "ecr:PutImage" in json.dumps(line) and ":user/ci" in json.dumps(line)]
+        assert pushes, "no audit line for ci's push"
+        imgs = s.client("ecr", s.root).describe_images(repositoryName="team/app")["imageDetails"]
+        assert [i["imageTags"] for i in imgs] == [["v1"]]
+    finally:
+        assert s.stop() == 0
+
+
+def test_first_start_says_account_exports_and_loopback(tmp_path):
+    s = Server(tmp_path / "data").start()
+    try:
+        err = "".join(s.stderr_lines)
+        # Wait for nothing: the lines come before "listening on", which start() waited for.
+        assert f"created account {s.account}" in err, err
+        exports = [line.strip() for line in s.stderr_lines if line.strip().startswith("export ")]
+        assert len(exports) == 3, err
+        assert s.root.secret_access_key not in err, "the secret itself must not be printed"
+        # The three lines, run by a shell, give the root credentials.
+        out = subprocess.run(
+            ["bash", "-c", "\n".join(exports) +
+             '\necho "$AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY $AWS_DEFAULT_REGION"'],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert out == [s.root.access_key_id, s.root.secret_access_key, "us-east-1"]
+        assert re.search(r"127\.0\.0\.1 is a loopback address: only this machine", err), err
+    finally:
+        assert s.stop() == 0
+    # A second start on the same data directory creates nothing and says nothing of it.
+    s.start()
+    try:
+        assert "created account" not in "".join(s.stderr_lines)
+    finally:
+        assert s.stop() == 0
+
+
+def test_port_clash_leaves_no_data_directory(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        data = tmp_path / "data"
+        p = subprocess.run([BIN, "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert f"listening on 127.0.0.1:{port}" in p.stderr, p.stderr
+    assert not data.exists(), f"a failed start left {sorted(os.listdir(data))}"
+
+
+def test_help_says_what_berth_does():
+    top = subprocess.run([BIN, "--help"], capture_output=True, text=True, check=True).stdout
+    for words in ("ECR API", "OCI /v2", "IAM", "STS", "who can", "public", "offline"):
+        assert words in top, f"berth --help does not mention {words!r}:\n{top}"
+    serve = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    for default in ("[default: ./berth-data]", "[default: 127.0.0.1:5000]",
+                    "[default: us-east-1]", "[default: off]"):
+        assert default in serve, f"berth serve --help does not show {default}:\n{serve}"
+    assert "IAM and STS APIs on one HTTP port" not in serve
+
+
+def test_duplicate_alias_names_the_alias(tmp_path):
+    data = tmp_path / "data"
+    run = lambda *a: subprocess.run([BIN, "account", "create", "--data-dir", str(data), *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=60)
+    assert run("--alias", "staging").returncode == 0
+    p = run("--alias", "staging")
+    assert p.returncode != 0
+    assert "An account with the alias staging already exists." in p.stderr, p.stderr
+    assert " or alias" not in p.stderr and "id" not in p.stderr.split("already exists")[0], p.stderr
