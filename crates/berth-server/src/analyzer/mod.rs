@@ -18,6 +18,24 @@ use crate::serve::App;
 
 pub const PATH: &str = "/policy/validation";
 
+/// The Access Analyzer operations Berth answers, with the action each is decided as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /policy/validation`.
+    ValidatePolicy,
+}
+
+impl Endpoint {
+    pub const ALL: &'static [Endpoint] = &[Endpoint::ValidatePolicy];
+
+    /// The IAM action (`access-analyzer:ValidatePolicy`).
+    pub fn action(self) -> &'static str {
+        match self {
+            Endpoint::ValidatePolicy => "access-analyzer:ValidatePolicy",
+        }
+    }
+}
+
 fn respond(status: u16, code: Option<&str>, body: Value, request_id: &str) -> Response<Body> {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -140,6 +158,56 @@ pub fn finding_json(src: &str, f: &Finding) -> Value {
     })
 }
 
+/// Decide an operation, then run it.
+fn handle(
+    app: &App,
+    caller: &crate::auth::Caller,
+    origin: &crate::serve::Origin,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    authorize(
+        app,
+        caller,
+        origin,
+        &Authorization {
+            action: endpoint.action(),
+            resource: "*",
+            resource_account: &caller.account,
+            resource_policies: &[],
+            context: &[],
+            resource_must_allow: false,
+        },
+    )?;
+    match endpoint {
+        Endpoint::ValidatePolicy => validate_policy(body),
+    }
+}
+
+fn validate_policy(body: &[u8]) -> Result<Value, ApiError> {
+    let input: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("The request body is not valid JSON: {e}")))?;
+    let doc = input
+        .get("policyDocument")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::validation("policyDocument is required"))?;
+    let policy_type = input
+        .get("policyType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::validation("policyType is required"))?;
+    let kind = kind_of(
+        policy_type,
+        input
+            .get("validatePolicyResourceType")
+            .and_then(Value::as_str),
+    )?;
+    let findings: Vec<Value> = lint(doc, kind)
+        .iter()
+        .map(|f| finding_json(doc, f))
+        .collect();
+    Ok(json!({ "findings": findings }))
+}
+
 /// Serve `POST /policy/validation`.
 pub async fn serve(app: &App, peer: SocketAddr, parts: &Parts, body: &Bytes) -> Response<Body> {
     let request_id = ids::request_id();
@@ -148,43 +216,7 @@ pub async fn serve(app: &App, peer: SocketAddr, parts: &Parts, body: &Bytes) -> 
             Ok(c) => c,
             Err(e) => return error(&e, &request_id),
         };
-    let result = (|| {
-        authorize(
-            app,
-            &caller,
-            &origin,
-            &Authorization {
-                action: "access-analyzer:ValidatePolicy",
-                resource: "*",
-                resource_account: &caller.account,
-                resource_policies: &[],
-                context: &[],
-                resource_must_allow: false,
-            },
-        )?;
-        let input: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::validation(format!("The request body is not valid JSON: {e}"))
-        })?;
-        let doc = input
-            .get("policyDocument")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::validation("policyDocument is required"))?;
-        let policy_type = input
-            .get("policyType")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::validation("policyType is required"))?;
-        let kind = kind_of(
-            policy_type,
-            input
-                .get("validatePolicyResourceType")
-                .and_then(Value::as_str),
-        )?;
-        let findings: Vec<Value> = lint(doc, kind)
-            .iter()
-            .map(|f| finding_json(doc, f))
-            .collect();
-        Ok::<_, ApiError>(json!({ "findings": findings }))
-    })();
+    let result = handle(app, &caller, &origin, Endpoint::ValidatePolicy, body);
     match result {
         Ok(v) => respond(200, None, v, &request_id),
         Err(e) => error(&e, &request_id),
@@ -194,6 +226,26 @@ pub async fn serve(app: &App, peer: SocketAddr, parts: &Parts, body: &Bytes) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::app::testing;
+
+    /// Every operation is decided before it runs: a user without policies is refused each
+    /// one, naming its action.
+    #[tokio::test]
+    async fn every_operation_is_authorized() {
+        let app = testing::app().await;
+        let nobody = testing::caller(&app, "AKIANOBODYNOBODYNOBO").await;
+        let body = br#"{"policyDocument": "{}", "policyType": "IDENTITY_POLICY"}"#;
+        for ep in Endpoint::ALL {
+            let e = handle(&app, &nobody, &testing::origin(), *ep, body).unwrap_err();
+            assert_eq!(e.code, "AccessDenied", "{ep:?}: {e:?}");
+            assert!(
+                e.message
+                    .contains(&format!("not authorized to perform: {}", ep.action())),
+                "{ep:?}: {}",
+                e.message
+            );
+        }
+    }
 
     #[test]
     fn paths() {

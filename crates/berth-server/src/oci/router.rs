@@ -6,65 +6,63 @@ use axum::http::Method;
 
 use berth_oci::names::valid_repository_name;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+macro_rules! endpoints {
+    ($($(#[$doc:meta])* $name:ident $({ $($field:ident),* })? = $method:literal $path:literal => $action:expr;)*) => {
+        /// A request under `/v2/`, with the names it carries.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Endpoint {
+            $($(#[$doc])* $name $({ $($field: String),* })?,)*
+        }
+
+        impl Endpoint {
+            /// Every route, declared with its endpoint: method, path template (`{name}` a
+            /// repository, `{reference}` a tag or digest, `{digest}`, `{id}` an upload)
+            /// and endpoint name. Tests walk this list, so a route cannot go undecided.
+            pub const ALL: &'static [Route] = &[$(Route {
+                method: $method,
+                path: $path,
+                endpoint: stringify!($name),
+            }),*];
+
+            /// The endpoint's name (`GetManifest`).
+            pub fn name(&self) -> &'static str {
+                match self { $(Endpoint::$name { .. } => stringify!($name)),* }
+            }
+
+            /// The ECR action the endpoint is decided as (`None`: authentication only).
+            pub fn action(&self) -> Option<&'static str> {
+                match self { $(Endpoint::$name { .. } => $action),* }
+            }
+        }
+    };
+}
+
+/// One route of [`Endpoint::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub endpoint: &'static str,
+}
+
+endpoints! {
     /// `GET /v2/`: authentication only.
-    Base,
-    Catalog,
-    TagsList {
-        name: String,
-    },
-    GetManifest {
-        name: String,
-        reference: String,
-    },
-    HeadManifest {
-        name: String,
-        reference: String,
-    },
-    PutManifest {
-        name: String,
-        reference: String,
-    },
-    DeleteManifest {
-        name: String,
-        reference: String,
-    },
-    GetBlob {
-        name: String,
-        digest: String,
-    },
-    HeadBlob {
-        name: String,
-        digest: String,
-    },
-    DeleteBlob {
-        name: String,
-        digest: String,
-    },
-    StartUpload {
-        name: String,
-    },
-    PatchUpload {
-        name: String,
-        id: String,
-    },
-    PutUpload {
-        name: String,
-        id: String,
-    },
-    GetUpload {
-        name: String,
-        id: String,
-    },
-    DeleteUpload {
-        name: String,
-        id: String,
-    },
-    Referrers {
-        name: String,
-        digest: String,
-    },
+    Base = "GET" "/v2/" => None;
+    Catalog = "GET" "/v2/_catalog" => Some("ecr:DescribeRepositories");
+    TagsList { name } = "GET" "/v2/{name}/tags/list" => Some("ecr:ListImages");
+    GetManifest { name, reference } = "GET" "/v2/{name}/manifests/{reference}" => Some("ecr:BatchGetImage");
+    HeadManifest { name, reference } = "HEAD" "/v2/{name}/manifests/{reference}" => Some("ecr:BatchGetImage");
+    PutManifest { name, reference } = "PUT" "/v2/{name}/manifests/{reference}" => Some("ecr:PutImage");
+    DeleteManifest { name, reference } = "DELETE" "/v2/{name}/manifests/{reference}" => Some("ecr:BatchDeleteImage");
+    GetBlob { name, digest } = "GET" "/v2/{name}/blobs/{digest}" => Some("ecr:GetDownloadUrlForLayer");
+    HeadBlob { name, digest } = "HEAD" "/v2/{name}/blobs/{digest}" => Some("ecr:BatchCheckLayerAvailability");
+    DeleteBlob { name, digest } = "DELETE" "/v2/{name}/blobs/{digest}" => Some("ecr:BatchDeleteImage");
+    StartUpload { name } = "POST" "/v2/{name}/blobs/uploads/" => Some("ecr:InitiateLayerUpload");
+    PatchUpload { name, id } = "PATCH" "/v2/{name}/blobs/uploads/{id}" => Some("ecr:UploadLayerPart");
+    PutUpload { name, id } = "PUT" "/v2/{name}/blobs/uploads/{id}" => Some("ecr:CompleteLayerUpload");
+    GetUpload { name, id } = "GET" "/v2/{name}/blobs/uploads/{id}" => Some("ecr:UploadLayerPart");
+    DeleteUpload { name, id } = "DELETE" "/v2/{name}/blobs/uploads/{id}" => Some("ecr:UploadLayerPart");
+    Referrers { name, digest } = "GET" "/v2/{name}/referrers/{digest}" => Some("ecr:BatchGetImage");
 }
 
 /// Why a path is not a route.
@@ -79,24 +77,6 @@ pub enum RouteError {
 }
 
 impl Endpoint {
-    /// The ECR action the endpoint is decided as (`None`: authentication only).
-    pub fn action(&self) -> Option<&'static str> {
-        use Endpoint::*;
-        Some(match self {
-            Base => return None,
-            Catalog => "ecr:DescribeRepositories",
-            TagsList { .. } => "ecr:ListImages",
-            GetManifest { .. } | HeadManifest { .. } | Referrers { .. } => "ecr:BatchGetImage",
-            PutManifest { .. } => "ecr:PutImage",
-            DeleteManifest { .. } | DeleteBlob { .. } => "ecr:BatchDeleteImage",
-            GetBlob { .. } => "ecr:GetDownloadUrlForLayer",
-            HeadBlob { .. } => "ecr:BatchCheckLayerAvailability",
-            StartUpload { .. } => "ecr:InitiateLayerUpload",
-            PatchUpload { .. } | GetUpload { .. } | DeleteUpload { .. } => "ecr:UploadLayerPart",
-            PutUpload { .. } => "ecr:CompleteLayerUpload",
-        })
-    }
-
     /// The repository it acts on.
     pub fn repository(&self) -> Option<&str> {
         use Endpoint::*;

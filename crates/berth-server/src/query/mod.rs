@@ -30,7 +30,7 @@ pub enum Service {
 impl Service {
     /// Which service an action belongs to.
     pub fn of(action: &str) -> Service {
-        if crate::sts::ACTIONS.contains(&action) {
+        if crate::sts::Endpoint::from_action(action).is_some() {
             Service::Sts
         } else {
             Service::Iam

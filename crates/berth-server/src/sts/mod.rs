@@ -13,58 +13,59 @@ use crate::auth::caller::{Claims, Identity, RoleClaim};
 use crate::ids;
 use crate::query::{ApiError, Call};
 
-/// The STS actions (they tell an STS call from an IAM call).
-pub const ACTIONS: &[&str] = &[
-    "GetCallerIdentity",
-    "AssumeRole",
-    "GetSessionToken",
-    "GetFederationToken",
-    "GetAccessKeyInfo",
-    "DecodeAuthorizationMessage",
-    "AssumeRoleWithSAML",
-    "AssumeRoleWithWebIdentity",
-    "AssumeRoot",
-];
+pub mod router;
+pub use router::{Endpoint, Needs};
 
 /// Plain-text limit of session policies (inline and managed together), and of the
 /// packed form that also holds the tags.
 const SESSION_POLICY_MAX: usize = 2048;
 
 pub async fn handle(call: &Call<'_>, action: &str) -> Result<Value, ApiError> {
+    let Some(endpoint) = Endpoint::from_action(action) else {
+        return Err(unsupported(action));
+    };
     let c = call.caller;
     // What each kind of temporary credentials may call.
-    match (&c.identity, action) {
-        (_, "GetCallerIdentity") => {}
+    match (&c.identity, endpoint) {
+        (_, Endpoint::GetCallerIdentity) => {}
         (Identity::Federated, _) => {
             return Err(ApiError::access_denied(format!(
                 "Cannot call {action} with federated user credentials"
             )))
         }
-        (Identity::RoleSession, "GetSessionToken" | "GetFederationToken")
-        | (Identity::UserSession { .. }, "GetSessionToken" | "GetFederationToken") => {
+        (
+            Identity::RoleSession | Identity::UserSession { .. },
+            Endpoint::GetSessionToken | Endpoint::GetFederationToken,
+        ) => {
             return Err(ApiError::access_denied(format!(
                 "Cannot call {action} with session credentials"
             )))
         }
         _ => {}
     }
-    match action {
-        "GetCallerIdentity" => Ok(json!({
+    match endpoint {
+        Endpoint::GetCallerIdentity => Ok(json!({
             "UserId": c.user_id,
             "Account": &*c.account,
             "Arn": c.arn(),
         })),
-        "GetAccessKeyInfo" => get_access_key_info(call).await,
-        "AssumeRole" => assume_role(call).await,
-        "GetSessionToken" => get_session_token(call).await,
-        "GetFederationToken" => get_federation_token(call).await,
-        "DecodeAuthorizationMessage" => decode_authorization_message(call).await,
-        _ => Err(ApiError::new(
-            400,
-            "InvalidAction",
-            format!("Could not find operation {action} for version 2011-06-15 in this server"),
-        )),
+        Endpoint::GetAccessKeyInfo => get_access_key_info(call).await,
+        Endpoint::AssumeRole => assume_role(call).await,
+        Endpoint::GetSessionToken => get_session_token(call).await,
+        Endpoint::GetFederationToken => get_federation_token(call).await,
+        Endpoint::DecodeAuthorizationMessage => decode_authorization_message(call).await,
+        Endpoint::AssumeRoleWithSAML
+        | Endpoint::AssumeRoleWithWebIdentity
+        | Endpoint::AssumeRoot => Err(unsupported(action)),
     }
+}
+
+fn unsupported(action: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "InvalidAction",
+        format!("Could not find operation {action} for version 2011-06-15 in this server"),
+    )
 }
 
 async fn get_access_key_info(call: &Call<'_>) -> Result<Value, ApiError> {
@@ -616,4 +617,69 @@ async fn decode_authorization_message(call: &Call<'_>) -> Result<Value, ApiError
         o.remove("expires");
     }
     Ok(json!({ "DecodedMessage": v.to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::params::Params;
+    use crate::serve::app::testing;
+
+    /// Every STS operation is what its table entry says: for a user without policies, the
+    /// ones that need an action are refused naming it, the ones AWS runs
+    /// without a permission answer, and the unsupported ones are unknown operations.
+    #[tokio::test]
+    async fn every_operation_is_authorized_as_declared() {
+        let app = testing::app().await;
+        let nobody = testing::caller(&app, "AKIANOBODYNOBODYNOBO").await;
+        let origin = testing::origin();
+        let params = Params::from_pairs(
+            [
+                ("RoleArn", "arn:aws:iam::111111111111:role/r"),
+                ("RoleSessionName", "session"),
+                ("Name", "fed"),
+                ("EncodedMessage", "abc"),
+                ("AccessKeyId", "AKIANOBODYNOBODYNOBO"),
+                ("SAMLAssertion", "x"),
+                ("PrincipalArn", "arn:aws:iam::111111111111:saml-provider/p"),
+                ("WebIdentityToken", "x"),
+                ("TargetPrincipal", "111111111111"),
+                (
+                    "TaskPolicyArn.arn",
+                    "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials",
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let call = Call {
+            app: &app,
+            caller: &nobody,
+            origin: &origin,
+            params: &params,
+        };
+        for ep in Endpoint::ALL {
+            let result = handle(&call, ep.name()).await;
+            match ep.needs() {
+                Needs::Action(action) => {
+                    let e = result.unwrap_err();
+                    assert_eq!(e.code, "AccessDenied", "{}: {e:?}", ep.name());
+                    assert!(
+                        e.message
+                            .contains(&format!("not authorized to perform: {action}")),
+                        "{}: {}",
+                        ep.name(),
+                        e.message
+                    );
+                }
+                Needs::Nothing => {
+                    assert!(result.is_ok(), "{}: {result:?}", ep.name());
+                }
+                Needs::Unsupported => {
+                    assert_eq!(result.unwrap_err().code, "InvalidAction", "{}", ep.name());
+                }
+            }
+        }
+    }
 }
