@@ -336,10 +336,20 @@ class Server:
     def db(self):
         return sqlite3.connect(self.data_dir / "berth.db", timeout=10)
 
-    def audit_lines(self):
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(l) for l in self.audit_path.read_text().splitlines() if l.strip()]
+    def audit_lines(self, *request_ids, until=None, timeout=10):
+        """The audit log's lines. Lines are written by a thread of the server's after the
+        response: with request ids (or a predicate `until` over the lines), first wait until
+        each request has its line (or the predicate holds)."""
+        deadline = time.time() + timeout
+        while True:
+            lines = []
+            if self.audit_path.exists():
+                lines = [json.loads(l) for l in self.audit_path.read_text().splitlines() if l.strip()]
+            have = {l.get("request_id") for l in lines}
+            if (all(r in have for r in request_ids) and (until is None or until(lines))) \
+                    or time.time() > deadline:
+                return lines
+            time.sleep(0.02)
 
     # -- convenience ------------------------------------------------------------------
 

@@ -98,8 +98,9 @@ def test_audit_log_allow_and_deny(server):
     assert r.code == "AccessDenied"
     denied_rid = r.find("RequestId")
 
-    lines = server.audit_lines()
-    keys = {"time", "request_id", "principal", "action", "resource", "decision", "reason", "source_ip"}
+    lines = server.audit_lines(allowed_rid, denied_rid)
+    keys = {"time", "request_id", "principal", "action", "resource", "decision", "reason", "source_ip",
+            "status"}
     for line in lines:
         assert set(line) == keys, line
     acct = server.account
@@ -110,6 +111,7 @@ def test_audit_log_allow_and_deny(server):
     assert a["action"] == "iam:CreateUser"
     assert a["resource"] == f"arn:aws:iam::{acct}:user/{allowed_name}"
     assert a["decision"] == "Allow"
+    assert a["status"] == 200
     assert a["source_ip"] == "127.0.0.1"
     t = datetime.datetime.fromisoformat(a["time"].replace("Z", "+00:00"))
     assert abs((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()) < 120
@@ -121,6 +123,7 @@ def test_audit_log_allow_and_deny(server):
     assert d["action"] == "iam:CreateUser"
     assert d["resource"] == f"arn:aws:iam::{acct}:user/y-denied"
     assert d["decision"] == "ImplicitDeny"
+    assert d["status"] == 403
     assert "is not authorized to perform: iam:CreateUser" in d["reason"]
     assert d["source_ip"] == "127.0.0.1"
 
@@ -131,7 +134,7 @@ def test_audit_explicit_deny(server):
     r = server.raw({"Action": "ListUsers", "Version": "2010-05-08"}, creds=creds)
     assert r.code == "AccessDenied"
     rid = r.find("RequestId")
-    line = [x for x in server.audit_lines() if x["request_id"] == rid]
+    line = [x for x in server.audit_lines(rid) if x["request_id"] == rid]
     assert len(line) == 1 and line[0]["decision"] == "ExplicitDeny"
     assert line[0]["resource"] == "*"
 
@@ -142,7 +145,7 @@ def test_spoofed_forwarded_for_is_ignored(server):
     r = server.raw({"Action": "GetUser", "Version": "2010-05-08", "UserName": name}, creds=creds,
                    headers={"X-Forwarded-For": "10.9.8.7"})
     rid = r.find("RequestId")
-    line = [x for x in server.audit_lines() if x["request_id"] == rid]
+    line = [x for x in server.audit_lines(rid) if x["request_id"] == rid]
     assert len(line) == 1
     assert line[0]["source_ip"] == "127.0.0.1"
 
@@ -174,3 +177,29 @@ def test_sigint_also_exits_zero(tmp_path_factory):
     assert requests.get(s.url + "/healthz", timeout=10).status_code == 200
     time.sleep(0.05)
     assert s.stop(signal.SIGINT) == 0
+
+
+def test_audit_one_line_per_request(server):
+    """The catalog decides every repository; its request still writes one line, naming the
+    first denial and counting the decisions."""
+    from berth import Registry, login_password
+    ecr = server.client("ecr", server.root)
+    prefix = unique("audcat")
+    for i in range(40):
+        ecr.create_repository(repositoryName=f"{prefix}/r{i:02d}")
+    name, creds = server.new_user(policies=[doc(
+        allow("ecr:GetAuthorizationToken"),
+        allow("ecr:DescribeRepositories",
+              f"arn:aws:ecr:us-east-1:{server.account}:repository/{prefix}/r0*"))])
+    r = Registry(server, login_password(server, creds)).request("GET", "/v2/_catalog?n=1000")
+    assert r.status_code == 200
+    listed = [n for n in r.json()["repositories"] if n.startswith(prefix)]
+    assert listed == [f"{prefix}/r{i:02d}" for i in range(10)]
+    rid = r.headers["x-amzn-requestid"]
+    lines = [x for x in server.audit_lines(rid) if x["request_id"] == rid]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line["status"] == 200
+    assert line["decision"] == "ImplicitDeny" and line["action"] == "ecr:DescribeRepositories"
+    assert line["denied"] >= 30 and line["decisions"] >= 40, line
+    assert line["principal"] == f"arn:aws:iam::{server.account}:user/{name}"

@@ -529,7 +529,7 @@ def test_assume_role_is_audited(server):
                     "RoleSessionName": "audited"}, creds=u)
     assert r.code == "AccessDenied"
     rid = r.find("RequestId")
-    lines = [x for x in server.audit_lines() if x["request_id"] == rid]
+    lines = [x for x in server.audit_lines(rid) if x["request_id"] == rid]
     assert lines, "a denied AssumeRole leaves an audit line"
     assert any(x["action"] == "sts:AssumeRole" and x["resource"] == role["Arn"]
                and x["principal"] == f"arn:aws:iam::{acct}:user/{name}" and x["decision"] != "Allow"

@@ -113,7 +113,17 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), audited))
         .with_state(app)
+}
+
+/// Every request's decisions make one audit line.
+async fn audited(
+    State(app): State<Arc<App>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    app.audit.request(next.run(req)).await
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
