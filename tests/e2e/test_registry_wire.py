@@ -153,6 +153,21 @@ def test_upload_layer_part_extreme_offsets(server):
                                    layerDigests=[sha256(b"abc")])["layerDigest"] == sha256(b"abc")
 
 
+def test_patch_content_range_extremes(server, reg):
+    repo = new_repo(server)
+    loc = reg.start_upload(repo).headers["Location"]
+    top = 2**64 - 1
+    for rng in [f"0-{top}", f"{top}-{top}", f"0-{top + 1}"]:
+        r = reg.patch(loc, b"abc", headers={"Content-Range": rng, "Content-Type": "application/octet-stream"})
+        assert r.status_code in (400, 416), (rng, r.status_code, r.text)
+        assert oci_error(r)[1] == "BLOB_UPLOAD_INVALID", (rng, r.text)
+    # the upload goes on from where it is
+    r = reg.patch(loc, b"abc", start=0)
+    assert r.status_code == 202, r.text
+    r = reg.finish(r.headers["Location"], sha256(b"abc"))
+    assert r.status_code == 201, r.text
+
+
 # ---------------------------------------------------------------------------------------
 # JSON responses: absent members are left out, never null
 # ---------------------------------------------------------------------------------------

@@ -464,6 +464,15 @@ mod tests {
     use super::*;
     use crate::serve::app::testing;
 
+    #[test]
+    fn absent_members_are_left_out_at_any_depth() {
+        let mut v =
+            json!({"a": null, "b": [{"c": null, "d": 1}, null], "e": {"f": {"g": null}}, "h": ""});
+        strip_nulls(&mut v);
+        // a null list item is not a member: lists keep their length
+        assert_eq!(v, json!({"b": [{"d": 1}, null], "e": {"f": {}}, "h": ""}));
+    }
+
     /// Every operation is decided by IAM before it runs: a user without policies is
     /// refused each one, with its own action in the sentence.
     #[tokio::test]
