@@ -243,11 +243,9 @@ pub async fn put(
     repo: Option<Repository>,
     body: Body,
 ) -> Result<Response<Body>, OciError> {
-    check_put_reference(reference)?;
-    let repo = match repo {
-        Some(r) => r,
-        None => super::blobs::create_on_push(c, name).await?,
-    };
+    // The body (at most MAX_MANIFEST bytes) is read before the request is judged: a
+    // refusal sent while the client is still sending makes the server close with unread
+    // data, which resets the connection and can lose the answer.
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST)
         .await
         .map_err(|_| {
@@ -257,6 +255,11 @@ pub async fn put(
                 format!("the manifest is larger than {MAX_MANIFEST} bytes"),
             )
         })?;
+    check_put_reference(reference)?;
+    let repo = match repo {
+        Some(r) => r,
+        None => super::blobs::create_on_push(c, name).await?,
+    };
     let (tag, digest) = if reference_kind(reference) == Ref::Digest {
         (None, Some(reference))
     } else {
