@@ -231,9 +231,9 @@ def test_ecr_json_responses_carry_no_nulls(server, reg):
 # ---------------------------------------------------------------------------------------
 
 def test_index_size_is_its_largest_image(server, reg):
-    """ECR (ImageDetail.imageSizeInBytes): "If the image is a manifest list, this will be
-    the max size of all manifests in the list" — the largest child image, as pushed
-    (compressed), not the largest child manifest document."""
+    """ECR's ImageDetail reference: a manifest list's imageSizeInBytes is the largest of
+    the sizes of what it lists — the largest child image, as pushed (compressed), not the
+    largest child manifest document."""
     repo = new_repo(server)
     small, large = make_image(layers=1, size=1000), make_image(layers=3, size=30000)
     for img in (small, large):

@@ -77,9 +77,9 @@ pub struct Pushed {
     pub subject: Option<String>,
 }
 
-/// The size of an image index, as ECR reports it (`imageSizeInBytes`: "If the image is a
-/// manifest list, this will be the max size of all manifests in the list"): the largest
-/// size of the images it lists, each the compressed size of its config and layers (an
+/// The size of an image index, as ECR reports it (its ImageDetail reference: for a
+/// manifest list, `imageSizeInBytes` is the largest size among the listed manifests'
+/// images): the largest size of the images it lists, each the compressed size of its config and layers (an
 /// index within an index counts as its own largest image). Children the repository lacks
 /// count for nothing; storing the index then fails on them anyway.
 async fn largest_child(
