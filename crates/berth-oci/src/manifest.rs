@@ -37,6 +37,10 @@ pub enum Reference {
 pub struct Manifest {
     pub media_type: String,
     pub refs: Vec<(String, Reference)>,
+    /// An image manifest's size: its config's and layers' sizes added up (as pushed, that
+    /// is compressed; saturating, whatever the descriptors claim). 0 for an index: its
+    /// size is its largest child image's, which only the store knows (berth-server's
+    /// `store_manifest`), not the largest child manifest document's.
     pub size: i64,
     pub subject: Option<String>,
     pub artifact_type: Option<String>,
@@ -139,8 +143,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
             .and_then(Value::as_array)
             .ok_or_else(|| Invalid("\"manifests\" is not a list".into()))?;
         for (i, m) in list.iter().enumerate() {
-            let (d, s, _) = descriptor(m, &format!("manifests[{i}]"))?;
-            size = size.max(s);
+            let (d, _, _) = descriptor(m, &format!("manifests[{i}]"))?;
             refs.push((d, Reference::Manifest));
         }
     } else {
@@ -148,7 +151,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
             .get("config")
             .ok_or_else(|| Invalid("an image manifest needs a \"config\" descriptor".into()))?;
         let (d, s, config_type) = descriptor(config, "config")?;
-        size += s;
+        size = size.saturating_add(s);
         refs.push((d, Reference::Blob));
         if artifact_type.is_none() {
             artifact_type = config_type.filter(|t| {
@@ -164,7 +167,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Inval
         };
         for (i, l) in layers.iter().enumerate() {
             let (d, s, t) = descriptor(l, &format!("layers[{i}]"))?;
-            size += s;
+            size = size.saturating_add(s);
             if !t.as_deref().is_some_and(|t| FOREIGN_LAYERS.contains(&t)) {
                 refs.push((d, Reference::Blob));
             }
@@ -215,6 +218,8 @@ mod tests {
         );
         let p = parse(idx.as_bytes(), Some(OCI_INDEX)).unwrap();
         assert!(p.is_index);
+        // not the child manifest document's 300 bytes: the store works out the largest image
+        assert_eq!(p.size, 0);
         assert_eq!(p.refs, vec![(d('c'), Reference::Manifest)]);
 
         let art = format!(
@@ -225,6 +230,15 @@ mod tests {
         let p = parse(art.as_bytes(), None).unwrap();
         assert_eq!(p.subject, Some(d('f')));
         assert_eq!(p.artifact_type.as_deref(), Some("application/x.sig"));
+
+        // descriptor sizes whose sum does not fit: no overflow, the size saturates
+        let huge = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{}","size":{max}}},"layers":[{{"mediaType":"x","digest":"{}","size":{max}}}]}}"#,
+            d('a'),
+            d('b'),
+            max = i64::MAX
+        );
+        assert_eq!(parse(huge.as_bytes(), None).unwrap().size, i64::MAX);
 
         for bad in [
             "not json",

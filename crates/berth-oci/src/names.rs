@@ -44,7 +44,11 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
-/// An OCI tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+/// The OCI tag grammar, as error messages quote it.
+pub const TAG_GRAMMAR: &str = "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
+
+/// An OCI tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`. The one tag check of both APIs (the
+/// registry's and ECR's), so no image gets a tag docker, podman or skopeo cannot pull.
 pub fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     !b.is_empty()

@@ -57,7 +57,8 @@ pub struct NewImage {
     pub digest: String,
     pub media_type: String,
     pub manifest: Vec<u8>,
-    /// Compressed size: manifest's blobs (or, for an index, the largest child).
+    /// Compressed size: the manifest's config and layers added up; for an index, the
+    /// largest size of the images it lists (what ECR reports as `imageSizeInBytes`).
     pub size: i64,
     pub artifact_type: Option<String>,
     /// OCI 1.1 `subject` digest (need not exist).

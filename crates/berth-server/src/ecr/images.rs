@@ -7,7 +7,36 @@ use serde_json::{json, Value};
 use super::{invalid, EcrCall};
 use crate::query::ApiError;
 use crate::registry::push::{store_manifest, PushError};
-use berth_oci::names::{valid_digest, valid_tag};
+use berth_oci::names::{valid_digest, valid_tag, TAG_GRAMMAR};
+
+/// ECR's own limit on `imageTag` (its model: 1 to 300 characters), checked on every call
+/// before anything else: `InvalidParameterException`.
+fn check_tag_length(at: &str, tag: &str) -> Result<(), ApiError> {
+    if tag.is_empty() || tag.chars().count() > 300 {
+        return Err(invalid(format!(
+            "Invalid parameter at '{at}' failed to satisfy constraint: 'Member must have length between 1 and 300'"
+        )));
+    }
+    Ok(())
+}
+
+/// Why a tag is not one the registry (and docker, podman, skopeo) could pull by.
+fn tag_grammar_problem(tag: &str) -> String {
+    format!("{tag:?} is not a valid image tag: tags match {TAG_GRAMMAR}")
+}
+
+/// A tag the call names must be a valid OCI tag, the same grammar the registry API
+/// checks (`InvalidParameterException`): so no image gets a tag it cannot be pulled by.
+fn check_tag(at: &str, tag: &str) -> Result<(), ApiError> {
+    check_tag_length(at, tag)?;
+    if !valid_tag(tag) {
+        return Err(invalid(format!(
+            "Invalid parameter at '{at}' failed to satisfy constraint: '{}'",
+            tag_grammar_problem(tag)
+        )));
+    }
+    Ok(())
+}
 
 fn image_json(r: &Repository, img: &Image, tag: Option<&str>) -> Value {
     json!({
@@ -24,9 +53,7 @@ pub async fn put_image(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let manifest = c.required("imageManifest")?;
     let tag = c.str("imageTag");
     if let Some(t) = tag {
-        if t.is_empty() || t.chars().count() > 300 {
-            return Err(invalid("Invalid parameter at 'imageTag' failed to satisfy constraint: 'Member must have length between 1 and 300'"));
-        }
+        check_tag("imageTag", t)?;
     }
     let media_type = c.str("imageManifestMediaType");
     let pushed = store_manifest(
@@ -110,20 +137,20 @@ fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<ImageId>>, Ap
     let list = list.as_array().filter(|a| (1..=100).contains(&a.len())).ok_or_else(|| {
         invalid("Invalid parameter at 'imageIds' failed to satisfy constraint: 'Member must have length between 1 and 100'")
     })?;
-    Ok(Some(
-        list.iter()
-            .map(|i| {
-                (
-                    i.get("imageTag")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    i.get("imageDigest")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                )
-            })
-            .collect(),
-    ))
+    let mut ids = Vec::with_capacity(list.len());
+    for i in list {
+        let tag = i.get("imageTag").and_then(Value::as_str);
+        if let Some(t) = tag {
+            check_tag_length("imageIds.member.imageTag", t)?;
+        }
+        ids.push((
+            tag.map(str::to_string),
+            i.get("imageDigest")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        ));
+    }
+    Ok(Some(ids))
 }
 
 fn failure(tag: &Option<String>, digest: &Option<String>, code: &str, reason: &str) -> Value {
@@ -137,6 +164,12 @@ async fn find(
     tag: &Option<String>,
     digest: &Option<String>,
 ) -> Result<Result<Image, Value>, ApiError> {
+    if let Some(t) = tag {
+        if !valid_tag(t) {
+            let reason = format!("Invalid request parameters: {}", tag_grammar_problem(t));
+            return Ok(Err(failure(tag, digest, "InvalidImageTag", &reason)));
+        }
+    }
     if let Some(d) = digest {
         if !valid_digest(d) {
             return Ok(Err(failure(tag, digest, "InvalidImageDigest", "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")));
@@ -230,17 +263,6 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let ids = image_ids(c, true)?.unwrap_or_default();
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
     for (tag, digest) in &ids {
-        if let Some(t) = tag {
-            if !valid_tag(t) && t.chars().count() > 300 {
-                failures.push(failure(
-                    tag,
-                    digest,
-                    "InvalidImageTag",
-                    "Invalid request parameters: invalid image tag",
-                ));
-                continue;
-            }
-        }
         let img = match find(c, r, tag, digest).await? {
             Ok(img) => img,
             Err(f) => {
@@ -370,6 +392,11 @@ pub async fn describe_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let mut details = Vec::new();
     match ids {
         Some(ids) => {
+            for (tag, _) in &ids {
+                if let Some(t) = tag {
+                    check_tag("imageIds.member.imageTag", t)?;
+                }
+            }
             for (tag, digest) in &ids {
                 match find(c, r, tag, digest).await? {
                     Ok(img) => details.push(detail(&img)),

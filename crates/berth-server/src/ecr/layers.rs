@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{invalid, EcrCall};
 use crate::query::ApiError;
+use crate::registry::token;
 use berth_oci::names::valid_digest;
 
 /// Part size InitiateLayerUpload advertises (ECR's minimum for all parts but the last).
@@ -83,7 +84,15 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     // A presigned URL to the registry's own blob endpoint, valid for an hour.
     let path = format!("/v2/{}/blobs/{d}", r.name);
     let expires = c.origin.now + 3600;
-    let signature = crate::registry::token::url_signature(&c.app.token_key, &path, expires);
+    let signature = token::url_signature(
+        &c.app.token_key,
+        &token::SignedUrl {
+            account: &r.account,
+            region: c.region(),
+            path: &path,
+            expires,
+        },
+    );
     Ok(json!({
         "downloadUrl": format!(
             "{}://{}{path}?X-Berth-Expires={expires}&X-Berth-Signature={signature}",
@@ -180,7 +189,12 @@ pub async fn upload_part(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             "The part starts at byte {first}; the upload holds {current} bytes"
         )));
     }
-    if last < first || (last - first + 1) as usize != bytes.len() {
+    // Checked: the offsets are the client's, any i64 (last - first + 1 can overflow).
+    let described = last
+        .checked_sub(first)
+        .and_then(|n| n.checked_add(1))
+        .and_then(|n| usize::try_from(n).ok());
+    if last < first || described != Some(bytes.len()) {
         return Err(part_error(format!(
             "partFirstByte {first} and partLastByte {last} do not describe the {} bytes sent",
             bytes.len()

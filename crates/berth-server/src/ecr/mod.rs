@@ -56,7 +56,21 @@ pub fn json_code(code: &'static str) -> &'static str {
     }
 }
 
-fn respond(status: u16, body: &Value, request_id: &str) -> Response<Body> {
+/// Leave out every member whose value is `null`, at any depth: AWS JSON responses omit
+/// absent members rather than sending them as `null`.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+fn respond(status: u16, mut body: Value, request_id: &str) -> Response<Body> {
+    strip_nulls(&mut body);
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let h = r.headers_mut();
@@ -78,7 +92,7 @@ fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
     };
     respond(
         status,
-        &json!({"__type": json_code(e.code), "message": e.message}),
+        json!({"__type": json_code(e.code), "message": e.message}),
         request_id,
     )
 }
@@ -176,7 +190,7 @@ pub async fn serve(
         }
     };
     match call(app, &caller, &origin, op, &input).await {
-        Ok(v) => respond(200, &v, &request_id),
+        Ok(v) => respond(200, v, &request_id),
         Err(e) => {
             tracing::info!(operation = op.name(), code = e.code, principal = %caller.arn(), "ECR request failed");
             error_response(&e, &request_id)
@@ -449,6 +463,15 @@ async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
 mod tests {
     use super::*;
     use crate::serve::app::testing;
+
+    #[test]
+    fn absent_members_are_left_out_at_any_depth() {
+        let mut v =
+            json!({"a": null, "b": [{"c": null, "d": 1}, null], "e": {"f": {"g": null}}, "h": ""});
+        strip_nulls(&mut v);
+        // a null list item is not a member: lists keep their length
+        assert_eq!(v, json!({"b": [{"d": 1}, null], "e": {"f": {}}, "h": ""}));
+    }
 
     /// Every operation is decided by IAM before it runs: a user without policies is
     /// refused each one, with its own action in the sentence.

@@ -300,18 +300,23 @@ fn content_range(c: &OciCall<'_>, current: u64) -> Result<(), OciError> {
             "the chunk starts at byte {a}, but the upload holds {current} bytes: chunks must be sent in order"
         )));
     }
+    // Checked: `0-18446744073709551615` covers one byte more than a u64 counts.
+    let Some(covered) = (b - a).checked_add(1) else {
+        return Err(OciError::new(
+            400,
+            "BLOB_UPLOAD_INVALID",
+            format!("Content-Range {h:?} covers more bytes than an upload can hold"),
+        ));
+    };
     if let Some(len) = c
         .header("content-length")
         .and_then(|l| l.parse::<u64>().ok())
     {
-        if len != b - a + 1 {
+        if len != covered {
             return Err(OciError::new(
                 400,
                 "BLOB_UPLOAD_INVALID",
-                format!(
-                    "Content-Range {h:?} covers {} bytes but Content-Length is {len}",
-                    b - a + 1
-                ),
+                format!("Content-Range {h:?} covers {covered} bytes but Content-Length is {len}"),
             ));
         }
     }

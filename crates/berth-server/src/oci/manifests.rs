@@ -9,7 +9,7 @@ use super::{response, set, OciCall, OciError};
 use crate::registry::push::{store_manifest, PushError, MAX_MANIFEST};
 use crate::registry::{authorize_ecr, EcrRequest};
 use berth_oci::manifest::OCI_INDEX;
-use berth_oci::names::{valid_digest, valid_tag};
+use berth_oci::names::{valid_digest, valid_tag, TAG_GRAMMAR};
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = response(status, Body::from(v.to_string()));
@@ -107,25 +107,56 @@ pub async fn tags_list(
     Ok(r)
 }
 
-fn check_reference(reference: &str) -> Result<(), OciError> {
-    if reference.contains(':') {
-        if !valid_digest(reference) {
-            return Err(OciError::new(
-                400,
-                "DIGEST_INVALID",
-                format!(
-                    "{reference:?} is not a sha256 digest (sha256: and 64 lowercase hex digits)"
-                ),
-            ));
-        }
-    } else if !valid_tag(reference) {
-        return Err(OciError::new(
-            400,
-            "MANIFEST_INVALID",
-            format!("{reference:?} is not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})"),
-        ));
+/// What a reference in `/v2/<name>/manifests/<reference>` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ref {
+    Tag,
+    Digest,
+    /// Neither a valid tag nor a valid digest: no manifest can have it.
+    Invalid,
+}
+
+fn reference_kind(reference: &str) -> Ref {
+    if valid_digest(reference) {
+        Ref::Digest
+    } else if valid_tag(reference) {
+        Ref::Tag
+    } else {
+        Ref::Invalid
     }
-    Ok(())
+}
+
+/// A reference no manifest can have, on GET, HEAD and DELETE: the manifest does not exist
+/// (404, as the distribution conformance suite expects and distribution answers, whose
+/// routes match only tags and digests).
+fn no_such_reference(reference: &str) -> OciError {
+    let what = if reference.contains(':') {
+        "a sha256 digest (sha256: and 64 lowercase hex digits)".to_string()
+    } else {
+        format!("a valid tag ({TAG_GRAMMAR})")
+    };
+    OciError::new(
+        404,
+        "MANIFEST_UNKNOWN",
+        format!("Requested image not found: {reference:?} is not {what}, so no manifest has it"),
+    )
+}
+
+/// A reference a manifest cannot be pushed under (400: `DIGEST_INVALID`, `TAG_INVALID`).
+fn check_put_reference(reference: &str) -> Result<(), OciError> {
+    match reference_kind(reference) {
+        Ref::Tag | Ref::Digest => Ok(()),
+        Ref::Invalid if reference.contains(':') => Err(OciError::new(
+            400,
+            "DIGEST_INVALID",
+            format!("{reference:?} is not a sha256 digest (sha256: and 64 lowercase hex digits)"),
+        )),
+        Ref::Invalid => Err(OciError::new(
+            400,
+            "TAG_INVALID",
+            format!("{reference:?} is not a valid tag: tags match {TAG_GRAMMAR}"),
+        )),
+    }
 }
 
 /// Every media type the client accepts (all `Accept` headers, comma lists), or `None`
@@ -159,8 +190,11 @@ pub async fn get(
     repo: Option<Repository>,
     head: bool,
 ) -> Result<Response<Body>, OciError> {
-    check_reference(reference)?;
     let repo = c.existing(name, &repo)?;
+    let kind = reference_kind(reference);
+    if kind == Ref::Invalid {
+        return Err(no_such_reference(reference));
+    }
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
     let img = c
         .app
@@ -171,7 +205,7 @@ pub async fn get(
     // Stored manifests are never converted. By tag, a client that accepts none of the
     // stored type is told the image is not found in a form it takes; by digest the bytes
     // are what was asked for.
-    if !reference.contains(':') {
+    if kind == Ref::Tag {
         if let Some(types) = accepted(c) {
             let stored = img.media_type.to_ascii_lowercase();
             let plain_json = types.iter().any(|t| t == "application/json");
@@ -209,11 +243,9 @@ pub async fn put(
     repo: Option<Repository>,
     body: Body,
 ) -> Result<Response<Body>, OciError> {
-    check_reference(reference)?;
-    let repo = match repo {
-        Some(r) => r,
-        None => super::blobs::create_on_push(c, name).await?,
-    };
+    // The body (at most MAX_MANIFEST bytes) is read before the request is judged: a
+    // refusal sent while the client is still sending makes the server close with unread
+    // data, which resets the connection and can lose the answer.
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST)
         .await
         .map_err(|_| {
@@ -223,7 +255,12 @@ pub async fn put(
                 format!("the manifest is larger than {MAX_MANIFEST} bytes"),
             )
         })?;
-    let (tag, digest) = if reference.contains(':') {
+    check_put_reference(reference)?;
+    let repo = match repo {
+        Some(r) => r,
+        None => super::blobs::create_on_push(c, name).await?,
+    };
+    let (tag, digest) = if reference_kind(reference) == Ref::Digest {
         (None, Some(reference))
     } else {
         (Some(reference), None)
@@ -269,10 +306,13 @@ pub async fn delete(
     reference: &str,
     repo: Option<Repository>,
 ) -> Result<Response<Body>, OciError> {
-    check_reference(reference)?;
     let repo = c.existing(name, &repo)?;
+    let kind = reference_kind(reference);
+    if kind == Ref::Invalid {
+        return Err(no_such_reference(reference));
+    }
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
-    if reference.contains(':') {
+    if kind == Ref::Digest {
         match c
             .app
             .registry

@@ -153,8 +153,12 @@ pub fn set(r: &mut Response<Body>, name: &'static str, value: &str) {
 }
 
 fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response<Body> {
-    let body =
-        json!({"errors": [{"code": e.code, "message": e.message, "detail": e.detail}]}).to_string();
+    // `detail` is optional in the distribution spec: left out when there is none.
+    let mut err = json!({"code": e.code, "message": e.message});
+    if let Some(d) = &e.detail {
+        err["detail"] = d.clone();
+    }
+    let body = json!({ "errors": [err] }).to_string();
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = if head {
         response(status, Body::empty())
@@ -265,14 +269,24 @@ async fn presigned(
     let Ok(expires) = expires.parse::<i64>() else {
         return refused("the download URL's expiry is not a number");
     };
-    if !token::verify_url(&app.token_key, parts.uri.path(), expires, signature, now) {
-        return refused("the download URL's signature is not valid or it has expired");
+    // The URL was signed for one account's registry (and this Region): the account is the
+    // one the Host addresses, so the same URL sent to another registry does not verify.
+    let registry = registry_of(app, host);
+    let signed = token::SignedUrl {
+        account: &registry,
+        region: &app.config.region,
+        path: parts.uri.path(),
+        expires,
+    };
+    if !token::verify_url(&app.token_key, &signed, signature, now) {
+        return refused(
+            "the download URL's signature is not valid for this registry, or it has expired",
+        );
     }
     let Ok(Endpoint::GetBlob { name, digest }) = Endpoint::route(&parts.method, parts.uri.path())
     else {
         return refused("a signed URL is only for downloading a blob");
     };
-    let registry = registry_of(app, host);
     let result = async {
         let size = app
             .registry

@@ -2,6 +2,7 @@
 //! read it, check its digest, then commit it (and move the tag) only if everything it
 //! references is in the repository and the tag may move.
 
+use berth_iam::glob::{push_lit, Glob, Tok};
 use berth_oci::Reference;
 use berth_store::{NewImage, PutImageError, PutOutcome, RefKind, Repository, TagRule};
 use serde_json::Value;
@@ -29,17 +30,18 @@ pub enum PushError {
     Store(berth_store::StoreError),
 }
 
-/// `*` wildcard match of a tag against an exclusion filter.
-fn wildcard(pattern: &str, tag: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == tag,
-        Some((head, rest)) => {
-            let Some(tail) = tag.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && wildcard(rest, &tail[i..]))
+/// An exclusion filter as a glob of the IAM engine's linear matcher (the project's one
+/// wildcard matcher): `*` is any run of characters; everything else, `?` included, is
+/// itself (the filter grammar, `[0-9a-zA-Z._*-]`, has no other wildcard).
+fn filter_glob(filter: &str) -> Glob {
+    let mut toks = Vec::new();
+    for (i, part) in filter.split('*').enumerate() {
+        if i > 0 && toks.last() != Some(&Tok::Star) {
+            toks.push(Tok::Star);
         }
+        push_lit(&mut toks, part);
     }
+    Glob::from_tokens(toks)
 }
 
 /// Whether a tag may move in a repository (its mutability and exclusion filters).
@@ -52,7 +54,7 @@ pub fn tag_rule(repo: &Repository, tag: &str) -> TagRule {
             .unwrap_or_default()
             .iter()
             .filter_map(|f| f.get("filter").and_then(Value::as_str).map(str::to_string))
-            .any(|f| wildcard(&f, tag))
+            .any(|f| filter_glob(&f).matches(tag))
     };
     match repo.tag_mutability.as_str() {
         "IMMUTABLE" => TagRule::Immutable,
@@ -73,6 +75,33 @@ pub struct Pushed {
     pub media_type: String,
     pub outcome: PutOutcome,
     pub subject: Option<String>,
+}
+
+/// The size of an image index, as ECR reports it (its ImageDetail reference: for a
+/// manifest list, `imageSizeInBytes` is the largest size among the listed manifests'
+/// images): the largest size of the images it lists, each the compressed size of its config and layers (an
+/// index within an index counts as its own largest image). Children the repository lacks
+/// count for nothing; storing the index then fails on them anyway.
+async fn largest_child(
+    app: &App,
+    repo: &Repository,
+    refs: &[(String, Reference)],
+) -> Result<i64, PushError> {
+    let mut size = 0;
+    for (d, kind) in refs {
+        if *kind != Reference::Manifest {
+            continue;
+        }
+        if let Some(img) = app
+            .registry
+            .image(&repo.account, &repo.name, d)
+            .await
+            .map_err(PushError::Store)?
+        {
+            size = size.max(img.size);
+        }
+    }
+    Ok(size)
 }
 
 pub async fn store_manifest(
@@ -100,12 +129,17 @@ pub async fn store_manifest(
             });
         }
     }
+    let size = if m.is_index {
+        largest_child(app, repo, &m.refs).await?
+    } else {
+        m.size
+    };
     let rule = tag.map(|t| tag_rule(repo, t)).unwrap_or(TagRule::Mutable);
     let image = NewImage {
         digest: digest.clone(),
         media_type: m.media_type.clone(),
         manifest: bytes.to_vec(),
-        size: m.size,
+        size,
         artifact_type: m.artifact_type,
         subject: m.subject.clone(),
         refs: m
@@ -142,14 +176,74 @@ pub async fn store_manifest(
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard;
+    use super::*;
+
+    fn repo(mutability: &str, filters: &[&str]) -> Repository {
+        let filters: Vec<Value> = filters
+            .iter()
+            .map(|f| serde_json::json!({"filterType": "WILDCARD", "filter": f}))
+            .collect();
+        Repository {
+            account: "111111111111".into(),
+            name: "app".into(),
+            created: 0,
+            tag_mutability: mutability.into(),
+            mutability_filters: Some(Value::from(filters).to_string()),
+            scan_on_push: false,
+            encryption: "{}".into(),
+            policy: None,
+            lifecycle_policy: None,
+            lifecycle_updated: None,
+        }
+    }
 
     #[test]
-    fn wildcards() {
-        assert!(wildcard("release-*", "release-1.0"));
-        assert!(wildcard("*", "anything"));
-        assert!(wildcard("a*b*c", "aXXbYYc"));
-        assert!(!wildcard("release-*", "dev-1"));
-        assert!(wildcard("latest", "latest") && !wildcard("latest", "latest2"));
+    fn exclusion_filters() {
+        let r = repo(
+            "IMMUTABLE_WITH_EXCLUSION",
+            &["release-*", "a*b*c", "latest"],
+        );
+        for (tag, moves) in [
+            ("release-1.0", true),
+            ("aXXbYYc", true),
+            ("abc", true),
+            ("latest", true),
+            ("latest2", false),
+            ("dev-1", false),
+            ("aXcYb", false),
+        ] {
+            let want = if moves {
+                TagRule::Mutable
+            } else {
+                TagRule::Immutable
+            };
+            assert_eq!(tag_rule(&r, tag), want, "{tag}");
+        }
+        let any = repo("MUTABLE_WITH_EXCLUSION", &["*"]);
+        assert_eq!(tag_rule(&any, "x"), TagRule::Immutable);
+        // `?` is no wildcard in a filter
+        let q = repo("MUTABLE_WITH_EXCLUSION", &["v?"]);
+        assert_eq!(tag_rule(&q, "v1"), TagRule::Mutable);
+        assert_eq!(tag_rule(&q, "v?"), TagRule::Immutable);
+    }
+
+    /// A filter PutImageTagMutability accepts that a backtracking matcher needs
+    /// exponential time for: decided at once (the engine's matcher is linear per star).
+    #[test]
+    fn pathological_filter_is_fast() {
+        let filter = format!("{}*b", "*a".repeat(63));
+        assert!(filter.len() <= 128);
+        let r = repo("IMMUTABLE_WITH_EXCLUSION", &[&filter, &filter, &filter]);
+        let tag = "a".repeat(128);
+        let started = std::time::Instant::now();
+        for _ in 0..100 {
+            assert_eq!(tag_rule(&r, &tag), TagRule::Immutable);
+        }
+        assert_eq!(
+            tag_rule(&r, &format!("{}b", "a".repeat(127))),
+            TagRule::Mutable
+        );
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
     }
 }

@@ -108,16 +108,33 @@ pub fn verify(key: &[u8], password: &str, now: i64) -> Result<Envelope, TokenErr
     })
 }
 
-/// The signature of a presigned blob download URL (`GetDownloadUrlForLayer`): the path
-/// and the expiry, under the server key.
-pub fn url_signature(key: &[u8], path: &str, expires: i64) -> String {
-    URL_SAFE_NO_PAD.encode(mac(key, format!("GET\n{path}\n{expires}").as_bytes()))
+/// What a presigned blob download URL (`GetDownloadUrlForLayer`) is signed for: the
+/// account whose registry serves it, the Region, the path and the expiry. The account is
+/// signed because the server reads it from the (unsigned) `Host` header when the URL is
+/// used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedUrl<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+    pub path: &'a str,
+    pub expires: i64,
+}
+
+/// The signature of a presigned URL, under the server key.
+pub fn url_signature(key: &[u8], u: &SignedUrl<'_>) -> String {
+    // Newline-separated: none of the parts can hold a newline (account and Region come
+    // from the server, the path is a routed request path).
+    let text = format!(
+        "GET\n{}\n{}\n{}\n{}",
+        u.account, u.region, u.path, u.expires
+    );
+    URL_SAFE_NO_PAD.encode(mac(key, text.as_bytes()))
 }
 
 /// Check a presigned URL's signature and expiry.
-pub fn verify_url(key: &[u8], path: &str, expires: i64, signature: &str, now: i64) -> bool {
-    let expected = url_signature(key, path, expires);
-    now < expires
+pub fn verify_url(key: &[u8], u: &SignedUrl<'_>, signature: &str, now: i64) -> bool {
+    let expected = url_signature(key, u);
+    now < u.expires
         && expected.len() == signature.len()
         && expected
             .bytes()
@@ -172,19 +189,46 @@ mod tests {
             None
         );
         assert_eq!(basic_password("Bearer abc"), None);
-        let sig = url_signature(key, "/v2/app/blobs/sha256:x", 500);
-        assert!(verify_url(key, "/v2/app/blobs/sha256:x", 500, &sig, 499));
-        assert!(
-            !verify_url(key, "/v2/app/blobs/sha256:x", 500, &sig, 500),
-            "expired"
-        );
-        assert!(
-            !verify_url(key, "/v2/app/blobs/sha256:y", 500, &sig, 1),
-            "other path"
-        );
-        assert!(
-            !verify_url(key, "/v2/app/blobs/sha256:x", 501, &sig, 1),
-            "other expiry"
-        );
+        let url = SignedUrl {
+            account: "111111111111",
+            region: "us-east-1",
+            path: "/v2/app/blobs/sha256:x",
+            expires: 500,
+        };
+        let sig = url_signature(key, &url);
+        assert!(verify_url(key, &url, &sig, 499));
+        assert!(!verify_url(key, &url, &sig, 500), "expired");
+        for (other, why) in [
+            (
+                SignedUrl {
+                    path: "/v2/app/blobs/sha256:y",
+                    ..url
+                },
+                "other path",
+            ),
+            (
+                SignedUrl {
+                    expires: 501,
+                    ..url
+                },
+                "other expiry",
+            ),
+            (
+                SignedUrl {
+                    account: "222222222222",
+                    ..url
+                },
+                "other account",
+            ),
+            (
+                SignedUrl {
+                    region: "eu-west-1",
+                    ..url
+                },
+                "other region",
+            ),
+        ] {
+            assert!(!verify_url(key, &other, &sig, 1), "{why}");
+        }
     }
 }
