@@ -193,7 +193,6 @@ pub async fn run(config: Config) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let app = app(config).await?;
     let _ = app.bound.set(local);
-    tracing::info!("listening on http://{local}");
     if local.ip().is_loopback() {
         tracing::warn!(
             "{} is a loopback address: only this machine can reach the registry \
@@ -202,6 +201,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             local.port()
         );
     }
+    tracing::info!("listening on http://{local}");
 
     // Forget sessions a day after they expire (until then they answer ExpiredToken),
     // and upload sessions untouched for a day.
