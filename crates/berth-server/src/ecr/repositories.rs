@@ -235,7 +235,10 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 }
 
 /// DescribeRepositories: named repositories (each must exist and be allowed), or every
-/// repository the caller may describe, paginated.
+/// repository the caller may describe, paginated. Repositories the caller may not describe
+/// are skipped without a word: when none is left, the caller is denied (or not) on the
+/// registry's `repository/*`, which names none of them. `nextToken` is sealed (see
+/// [`seal_cursor`]): it names nothing and cannot be made up.
 pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let names: Option<Vec<String>> = c
         .input
@@ -286,34 +289,65 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             if !(1..=1000).contains(&max) {
                 return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
             }
-            let mut denied = None;
+            let after = token.map(|t| open_cursor(c, t)).transpose()?;
             let mut next = None;
             for r in c.app.registry.repositories(&c.registry).await? {
-                if token.is_some_and(|t| r.name.as_str() <= t) {
+                if after.as_deref().is_some_and(|a| r.name.as_str() <= a) {
                     continue;
                 }
                 match ask(r.name.clone()).await {
-                    Ok(_) => {
-                        if out.len() as i64 == max {
-                            next = out.last().and_then(|v: &Value| {
-                                v["repositoryName"].as_str().map(str::to_string)
-                            });
-                            break;
-                        }
-                        out.push(repo_json(c, &r));
-                    }
-                    Err(e) => {
-                        denied.get_or_insert(e);
-                    }
+                    Ok(_) => {}
+                    Err(e) if e.code == "AccessDenied" => continue,
+                    Err(e) => return Err(e),
                 }
+                if out.len() as i64 == max {
+                    next = out
+                        .last()
+                        .and_then(|v: &Value| v["repositoryName"].as_str())
+                        .map(|last| seal_cursor(c, last));
+                    break;
+                }
+                out.push(repo_json(c, &r));
             }
-            if out.is_empty() {
-                if let Some(e) = denied {
-                    return Err(e);
-                }
+            if out.is_empty() && after.is_none() {
+                ask("*".to_string()).await?;
             }
             Ok(json!({ "repositories": out, "nextToken": next }))
         }
+    }
+}
+
+/// The key DescribeRepositories cursors are sealed with (from the registry token key).
+fn cursor_key(c: &EcrCall<'_>) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"berth describe-repositories cursor\0");
+    h.update(&c.app.token_key);
+    h.finalize().into()
+}
+
+/// A `nextToken`: the last name of a page, sealed with the registry and the caller it was
+/// given to (XChaCha20-Poly1305), so it reveals nothing and no other token opens.
+fn seal_cursor(c: &EcrCall<'_>, last: &str) -> String {
+    let plain = json!([c.registry, c.caller.arn(), last]).to_string();
+    crate::auth::message::seal(&cursor_key(c), plain.as_bytes())
+}
+
+/// The name a `nextToken` continues after (only one this server gave this caller for
+/// this registry).
+fn open_cursor(c: &EcrCall<'_>, token: &str) -> Result<String, ApiError> {
+    let bad = || {
+        invalid("Invalid parameter at 'nextToken' failed to satisfy constraint: 'it must be a nextToken a previous DescribeRepositories call on this registry returned to you'")
+    };
+    let plain = crate::auth::message::open(&cursor_key(c), token).ok_or_else(bad)?;
+    let v: Value = serde_json::from_slice(&plain).map_err(|_| bad())?;
+    match (v[0].as_str(), v[1].as_str(), v[2].as_str()) {
+        (Some(registry), Some(arn), Some(last))
+            if registry == c.registry && arn == c.caller.arn() =>
+        {
+            Ok(last.to_string())
+        }
+        _ => Err(bad()),
     }
 }
 
