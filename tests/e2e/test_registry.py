@@ -1480,6 +1480,111 @@ def test_concurrent_races(server, root_pw):
         assert sorted(pool.map(create, clients)) == ["RepositoryAlreadyExistsException"] * 5 + ["ok"]
 
 
+def test_concurrent_settings_calls_all_survive(server):
+    """Settings calls on one repository at the same moment, each changing something else:
+    every change survives (none writes back a stale copy of the others)."""
+    def client():
+        return boto3.session.Session().client(
+            "ecr", endpoint_url=server.url, region_name="us-east-1",
+            aws_access_key_id=server.root.access_key_id,
+            aws_secret_access_key=server.root.secret_access_key)
+
+    policy = json.dumps(doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"},
+                             "Action": "ecr:DescribeImages"}))
+    calls = [
+        lambda c, repo: c.put_image_tag_mutability(
+            repositoryName=repo, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+            imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}]),
+        lambda c, repo: c.put_image_scanning_configuration(
+            repositoryName=repo, imageScanningConfiguration={"scanOnPush": True}),
+        lambda c, repo: c.set_repository_policy(repositoryName=repo, policyText=policy),
+        lambda c, repo: c.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=LIFECYCLE),
+        lambda c, repo: c.tag_resource(resourceArn=repo_arn(server, repo), tags=[{"Key": "team", "Value": "a"}]),
+        lambda c, repo: c.put_image_scanning_configuration(
+            repositoryName=repo, imageScanningConfiguration={"scanOnPush": True}),
+    ]
+    clients = [client() for _ in calls]
+    c = ecr(server)
+    for _ in range(12):
+        repo = new_repo(server, prefix="settings")
+        gate = threading.Barrier(len(calls))
+
+        def run(i):
+            gate.wait()
+            calls[i](clients[i], repo)
+
+        with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+            list(pool.map(run, range(len(calls))))
+        r = c.describe_repositories(repositoryNames=[repo])["repositories"][0]
+        assert r["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION", r
+        assert r["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "dev-*"}]
+        assert r["imageScanningConfiguration"] == {"scanOnPush": True}, r
+        assert json.loads(c.get_repository_policy(repositoryName=repo)["policyText"]) == json.loads(policy)
+        assert c.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"] == LIFECYCLE
+        assert c.list_tags_for_resource(resourceArn=repo_arn(server, repo))["tags"] == [{"Key": "team", "Value": "a"}]
+
+
+def raw_json(client, operation, **kw):
+    """Call an operation and return (its parsed result, its raw JSON body with numbers
+    as Decimals)."""
+    import decimal
+    bodies = []
+    event = f"after-call.ecr.{operation}"
+
+    def grab(http_response, **_):
+        bodies.append(http_response.content)
+
+    client.meta.events.register(event, grab)
+    try:
+        out = getattr(client, re.sub(r"(?<!^)([A-Z])", r"_\1", operation).lower())(**kw)
+    finally:
+        client.meta.events.unregister(event, grab)
+    return out, json.loads(bodies[-1], parse_float=decimal.Decimal)
+
+
+def test_times_keep_milliseconds(server, reg):
+    """ECR times are epoch seconds with a millisecond fraction, as stored: pushes within
+    one second get different, ordered imagePushedAt; boto3 reads the fraction."""
+    import datetime
+    import decimal
+    c = ecr(server)
+    repo = new_repo(server, prefix="ms")
+    images = [make_image(layers=1, size=200) for _ in range(6)]
+    for i, im in enumerate(images):
+        reg.push_image(repo, im, f"t{i}")
+    reg.get_manifest(repo, "t0")  # records a pull
+
+    out, raw = raw_json(c, "DescribeImages", repositoryName=repo)
+    with server.db() as db:
+        stored = dict(db.execute("SELECT digest, pushed_at FROM images WHERE repository = ?", (repo,)))
+        last_pull = db.execute("SELECT last_pull FROM images WHERE repository = ? AND digest = ?",
+                               (repo, images[0].digest)).fetchone()[0]
+        created = db.execute("SELECT created_at FROM repositories WHERE name = ?", (repo,)).fetchone()[0]
+    by_digest = {d["imageDigest"]: d for d in raw["imageDetails"]}
+    parsed = {d["imageDigest"]: d for d in out["imageDetails"]}
+    pushed = []
+    for im in images:
+        t = by_digest[im.digest]["imagePushedAt"]
+        assert isinstance(t, decimal.Decimal), t  # a JSON number with a fraction
+        assert t * 1000 == stored[im.digest], (t, stored[im.digest])
+        dt = parsed[im.digest]["imagePushedAt"]
+        assert dt == datetime.datetime.fromtimestamp(stored[im.digest] / 1000, tz=datetime.timezone.utc)
+        pushed.append(t)
+    assert pushed == sorted(pushed) and len(set(pushed)) > 1, pushed
+    # six pushes all landing on a whole second is a one in 10^18 event
+    assert any(t % 1 != 0 for t in pushed), pushed
+    assert any(parsed[im.digest]["imagePushedAt"].microsecond != 0 for im in images)
+    pull = by_digest[images[0].digest]["lastRecordedPullTime"]
+    assert isinstance(pull, decimal.Decimal) and pull * 1000 == last_pull
+    _, raw = raw_json(c, "DescribeRepositories", repositoryNames=[repo])
+    assert raw["repositories"][0]["createdAt"] * 1000 == created
+    c.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=LIFECYCLE)
+    _, raw = raw_json(c, "GetLifecyclePolicy", repositoryName=repo)
+    with server.db() as db:
+        at = db.execute("SELECT lifecycle_updated FROM repositories WHERE name = ?", (repo,)).fetchone()[0]
+    assert raw["lastEvaluatedAt"] * 1000 == at and at > created
+
+
 def test_huge_headers_and_truncated_uploads(server, reg):
     """Bad input at the HTTP level: an oversized header is refused without harm, and an
     upload whose body stops short is not a blob."""

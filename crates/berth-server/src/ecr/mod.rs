@@ -83,6 +83,12 @@ fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
     )
 }
 
+/// A time as ECR answers it: epoch seconds as a JSON number with the milliseconds as a
+/// fraction (`1796410559.123`), from milliseconds since the epoch.
+pub fn epoch(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
 /// `InvalidParameterException` with ECR's wording.
 pub fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "InvalidParameterException", message)

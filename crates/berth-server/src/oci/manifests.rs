@@ -185,10 +185,11 @@ pub async fn get(
             }
         }
     }
-    if !head && img.pull_due(c.origin.now) {
+    let now_ms = crate::ids::now_ms();
+    if !head && img.pull_due(now_ms) {
         c.app
             .registry
-            .record_pull(&repo.account, &repo.name, &img.digest, c.origin.now)
+            .record_pull(&repo.account, &repo.name, &img.digest, now_ms)
             .await?;
     }
     let len = img.manifest.len();
@@ -230,7 +231,7 @@ pub async fn put(
     } else {
         (Some(reference), None)
     };
-    let pushed = store_manifest(c.app, &repo, &bytes, c.header("content-type"), tag, digest, c.origin.now)
+    let pushed = store_manifest(c.app, &repo, &bytes, c.header("content-type"), tag, digest, crate::ids::now_ms())
         .await
         .map_err(|e| match e {
             PushError::Invalid(m) => OciError::new(400, "MANIFEST_INVALID", m),

@@ -3,8 +3,9 @@
 //! references is in the repository and the tag may move.
 
 use berth_oci::Reference;
-use berth_store::{NewImage, PutImageError, PutOutcome, RefKind, Repository, TagRule};
-use serde_json::Value;
+use berth_store::{
+    NewImage, PutImageError, PutOutcome, RefKind, Repository, TagMutability, TagRule,
+};
 
 use crate::serve::App;
 
@@ -46,18 +47,13 @@ fn wildcard(pattern: &str, tag: &str) -> bool {
 pub fn tag_rule(repo: &Repository, tag: &str) -> TagRule {
     let excluded = || {
         repo.mutability_filters
-            .as_deref()
-            .and_then(|f| serde_json::from_str::<Value>(f).ok())
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
             .iter()
-            .filter_map(|f| f.get("filter").and_then(Value::as_str).map(str::to_string))
-            .any(|f| wildcard(&f, tag))
+            .any(|f| wildcard(&f.wildcard, tag))
     };
-    match repo.tag_mutability.as_str() {
-        "IMMUTABLE" => TagRule::Immutable,
-        "IMMUTABLE_WITH_EXCLUSION" if !excluded() => TagRule::Immutable,
-        "MUTABLE_WITH_EXCLUSION" if excluded() => TagRule::Immutable,
+    match repo.tag_mutability {
+        TagMutability::Immutable => TagRule::Immutable,
+        TagMutability::ImmutableWithExclusion if !excluded() => TagRule::Immutable,
+        TagMutability::MutableWithExclusion if excluded() => TagRule::Immutable,
         _ => TagRule::Mutable,
     }
 }
