@@ -46,12 +46,17 @@ impl Audit {
         let out: Option<Box<dyn Write + Send>> = match sink {
             AuditSink::Off => None,
             AuditSink::Stdout => Some(Box::new(std::io::stdout())),
-            AuditSink::File(p) => Some(Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
+            AuditSink::File(p) => {
+                // Who asked for what: readable by the server's user only.
+                let mut o = std::fs::OpenOptions::new();
+                o.create(true).append(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    o.mode(0o600);
+                }
+                Some(Box::new(o.open(p)?))
+            }
         };
         Ok(Audit {
             out: out.map(Mutex::new),
