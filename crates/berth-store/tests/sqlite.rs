@@ -446,7 +446,10 @@ async fn concurrent_repository_settings_all_survive() {
         .await
         .unwrap();
     assert_eq!(before.policy.as_deref(), Some("{\"policy\":1}"));
-    assert_eq!(a.repository(A, "repo0").await.unwrap().unwrap().policy, None);
+    assert_eq!(
+        a.repository(A, "repo0").await.unwrap().unwrap().policy,
+        None
+    );
     assert!(matches!(
         a.update_repository(A, "nosuch", &RepositorySetting::ScanOnPush(true))
             .await,
@@ -471,8 +474,7 @@ async fn old_settings_and_second_times_are_migrated() {
             )
             .await
             .unwrap();
-        let migrations =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
         let mut old = sqlx::migrate::Migrator::new(migrations).await.unwrap();
         old.migrations = old
             .migrations
@@ -533,5 +535,8 @@ async fn old_settings_and_second_times_are_migrated() {
         (1_796_410_562_000, Some(1_796_410_563_000))
     );
     let u = s.upload("u1").await.unwrap().unwrap();
-    assert_eq!((u.created, u.updated), (1_796_410_564_000, 1_796_410_565_000));
+    assert_eq!(
+        (u.created, u.updated),
+        (1_796_410_564_000, 1_796_410_565_000)
+    );
 }

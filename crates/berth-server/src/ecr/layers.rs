@@ -193,7 +193,10 @@ pub async fn upload_part(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .append(id, current, chunk)
         .await
         .map_err(blob_error)?;
-    c.app.registry.touch_upload(id, crate::ids::now_ms()).await?;
+    c.app
+        .registry
+        .touch_upload(id, crate::ids::now_ms())
+        .await?;
     Ok(
         json!({"registryId": r.account, "repositoryName": r.name, "uploadId": id, "lastByteReceived": size as i64 - 1}),
     )

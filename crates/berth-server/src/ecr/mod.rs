@@ -459,7 +459,10 @@ mod tests {
         let before = app.caches.cached();
         assert_eq!(before.0, 1, "the root key is cached");
         for (op, input) in [
-            (Operation::CreateRepository, json!({"repositoryName": "app"})),
+            (
+                Operation::CreateRepository,
+                json!({"repositoryName": "app"}),
+            ),
             (
                 Operation::PutImageScanningConfiguration,
                 json!({"repositoryName": "app", "imageScanningConfiguration": {"scanOnPush": true}}),
@@ -469,8 +472,14 @@ mod tests {
                 json!({"resourceArn": "arn:aws:ecr:us-east-1:111111111111:repository/app",
                        "tags": [{"Key": "team", "Value": "a"}]}),
             ),
-            (Operation::PutRegistryPolicy, json!({"policyText": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"ecr:ReplicateImage","Resource":"*"}]}"#})),
-            (Operation::DeleteRepository, json!({"repositoryName": "app"})),
+            (
+                Operation::PutRegistryPolicy,
+                json!({"policyText": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"ecr:ReplicateImage","Resource":"*"}]}"#}),
+            ),
+            (
+                Operation::DeleteRepository,
+                json!({"repositoryName": "app"}),
+            ),
         ] {
             call(&app, &root, &origin, op, &input).await.unwrap();
             assert_eq!(app.caches.cached(), before, "after {}", op.name());

@@ -410,7 +410,14 @@ pub async fn put_tag_mutability(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         "imageTagMutability": mutability.as_str(),
         "imageTagMutabilityExclusionFilters": filters_json(&filters),
     });
-    let r = update(c, RepositorySetting::TagMutability { mutability, filters }).await?;
+    let r = update(
+        c,
+        RepositorySetting::TagMutability {
+            mutability,
+            filters,
+        },
+    )
+    .await?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name,
         "imageTagMutability": out["imageTagMutability"],
@@ -490,7 +497,10 @@ pub async fn get_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 
 pub async fn delete_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = update(c, RepositorySetting::Policy(None)).await?;
-    let text = r.policy.as_deref().ok_or_else(|| no_repository_policy(&r))?;
+    let text = r
+        .policy
+        .as_deref()
+        .ok_or_else(|| no_repository_policy(&r))?;
     Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
 }
 
@@ -602,7 +612,8 @@ fn no_lifecycle(r: &Repository) -> ApiError {
 pub async fn put_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let text = c.required("lifecyclePolicyText")?;
     check_lifecycle(text)?;
-    let setting = RepositorySetting::LifecyclePolicy(Some((text.to_string(), crate::ids::now_ms())));
+    let setting =
+        RepositorySetting::LifecyclePolicy(Some((text.to_string(), crate::ids::now_ms())));
     let r = update(c, setting).await?;
     Ok(json!({"registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text}))
 }
@@ -621,7 +632,10 @@ pub async fn get_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 
 pub async fn delete_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = update(c, RepositorySetting::LifecyclePolicy(None)).await?;
-    let text = r.lifecycle_policy.as_deref().ok_or_else(|| no_lifecycle(&r))?;
+    let text = r
+        .lifecycle_policy
+        .as_deref()
+        .ok_or_else(|| no_lifecycle(&r))?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text,
         "lastEvaluatedAt": r.lifecycle_updated.map(epoch),

@@ -195,7 +195,13 @@ pub async fn start(
                 if let Some(size) = c.app.registry.repository_blob(&c.registry, from, d).await? {
                     c.app
                         .registry
-                        .add_repository_blob(&repo.account, &repo.name, d, size, crate::ids::now_ms())
+                        .add_repository_blob(
+                            &repo.account,
+                            &repo.name,
+                            d,
+                            size,
+                            crate::ids::now_ms(),
+                        )
                         .await?;
                     return Ok(created(name, d));
                 }
@@ -222,7 +228,13 @@ pub async fn start(
         };
         c.app
             .registry
-            .add_repository_blob(&repo.account, &repo.name, d, size as i64, crate::ids::now_ms())
+            .add_repository_blob(
+                &repo.account,
+                &repo.name,
+                d,
+                size as i64,
+                crate::ids::now_ms(),
+            )
             .await?;
         return Ok(created(name, d));
     }
@@ -322,7 +334,10 @@ pub async fn patch(
         .append(id, current, body.into_data_stream())
         .await
         .map_err(blob_error)?;
-    c.app.registry.touch_upload(id, crate::ids::now_ms()).await?;
+    c.app
+        .registry
+        .touch_upload(id, crate::ids::now_ms())
+        .await?;
     Ok(upload_location(name, id, size, StatusCode::ACCEPTED))
 }
 
@@ -366,7 +381,13 @@ pub async fn finish(
     };
     c.app
         .registry
-        .add_repository_blob(&repo.account, &repo.name, d, size as i64, crate::ids::now_ms())
+        .add_repository_blob(
+            &repo.account,
+            &repo.name,
+            d,
+            size as i64,
+            crate::ids::now_ms(),
+        )
         .await?;
     c.app.registry.delete_upload(id).await?;
     Ok(created(name, d))

@@ -201,7 +201,11 @@ pub async fn clean(app: &App) {
     if let Err(e) = app.store.delete_sessions_expired_before(now - 86_400).await {
         tracing::warn!(error = %e, "cleaning expired sessions failed");
     }
-    match app.registry.stale_uploads((now - UPLOAD_IDLE_SECS) * 1000).await {
+    match app
+        .registry
+        .stale_uploads((now - UPLOAD_IDLE_SECS) * 1000)
+        .await
+    {
         Ok(stale) => {
             for u in stale {
                 let _ = app.blobs.cancel(&u.id).await;
