@@ -15,6 +15,7 @@ use crate::registry::{authorize_ecr, EcrRequest};
 
 /// How long a registry password lives.
 const TOKEN_LIFETIME: i64 = 12 * 3600;
+
 /// `imageTagMutabilityExclusionFilters` as ECR answers it (absent: `null`).
 fn filters_json(filters: &[MutabilityFilter]) -> Value {
     if filters.is_empty() {
