@@ -944,6 +944,41 @@ def test_repository_tags_and_resource_tag_conditions(server):
     assert user.get_manifest(other, "v1").status_code == 200
 
 
+def test_policy_and_tag_changes_take_effect_at_once_with_long_caches(tmp_path_factory):
+    """ECR writes flush no IAM cache; what they change that decides requests (repository
+    policy, repository tags) is read per request, so it counts on the very next one even
+    when the server caches credentials and identity policies for ten minutes."""
+    from berth import Server
+    s = Server(tmp_path_factory.mktemp("longcache") / "data")
+    s.config_path.write_text(s.config_path.read_text().replace(
+        f"cache_ttl_ms = {int(0.1 * 1000)}", "cache_ttl_ms = 600000"))
+    assert "cache_ttl_ms = 600000" in s.config_path.read_text()
+    s.start()
+    try:
+        root = ecr(s)
+        repo = new_repo(s, tags=[{"Key": "env", "Value": "dev"}])
+        arn = repo_arn(s, repo)
+        name, creds = s.new_user(policies=[doc(
+            allow("ecr:ListImages", "*", Condition={"StringEquals": {"ecr:ResourceTag/env": "prod"}}),
+            allow("ecr:DescribeImages", "*"))])
+        user = ecr(s, creds)
+        assert client_error(user.list_images, repositoryName=repo)[0] == "AccessDeniedException"
+        assert user.describe_images(repositoryName=repo)["imageDetails"] == []
+        root.tag_resource(resourceArn=arn, tags=[{"Key": "env", "Value": "prod"}])
+        assert user.list_images(repositoryName=repo)["imageIds"] == []
+        root.untag_resource(resourceArn=arn, tagKeys=["env"])
+        assert client_error(user.list_images, repositoryName=repo)[0] == "AccessDeniedException"
+        root.set_repository_policy(repositoryName=repo, policyText=json.dumps(doc({
+            "Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{s.account}:user/{name}"},
+            "Action": "ecr:DescribeImages"})))
+        code, msg, _ = client_error(user.describe_images, repositoryName=repo)
+        assert code == "AccessDeniedException" and "explicit deny" in msg
+        root.delete_repository_policy(repositoryName=repo)
+        assert user.describe_images(repositoryName=repo)["imageDetails"] == []
+    finally:
+        s.stop()
+
+
 # ---------------------------------------------------------------------------------------
 # Authentication and authorization of /v2
 # ---------------------------------------------------------------------------------------
@@ -1061,6 +1096,73 @@ def test_other_account_registry_by_host(server, reg):
     assert code == "AccessDeniedException"
     assert ecr(server, b).list_images(repositoryName=repo)["imageIds"] == [
         {"imageDigest": img.digest, "imageTag": "v1"}]
+
+
+def test_other_account_repository_names_do_not_leak(server, reg):
+    """DescribeRepositories and /v2/_catalog on another account's registry name nothing the
+    caller may not describe: denials name only the registry, and neither a denial nor a
+    guessed name works as a cursor."""
+    b = server.account_create()
+    names = sorted(unique(f"hidden{i}") for i in range(4))
+    for n in names:
+        ecr(server, b).create_repository(repositoryName=n)
+
+    def leaked(text):
+        return [n for n in names if n in text]
+
+    c = ecr(server)
+    code, msg, _ = client_error(c.describe_repositories, registryId=b.account_id)
+    assert code == "AccessDeniedException"
+    assert leaked(msg) == [], msg
+    assert f"arn:aws:ecr:us-east-1:{b.account_id}:repository/*" in msg
+    # the attack: feed what was learnt (or guessed) back as nextToken, walk the list
+    for guess in ["", "a", names[0], names[1], "zzz"]:
+        code, msg, _ = client_error(c.describe_repositories, registryId=b.account_id, nextToken=guess)
+        assert code in ("InvalidParameterException", "AccessDeniedException"), (guess, code)
+        assert leaked(msg) == [], (guess, msg)
+    # B lets A describe one repository: A sees that one, and walking pages shows no other
+    ecr(server, b).set_repository_policy(repositoryName=names[2], policyText=json.dumps(doc({
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"},
+        "Action": "ecr:DescribeRepositories"})))
+    seen, token, pages = [], None, []
+    while True:
+        out = c.describe_repositories(registryId=b.account_id, maxResults=1,
+                                      **({"nextToken": token} if token else {}))
+        pages.append(json.dumps(out, default=str))
+        seen += [r["repositoryName"] for r in out["repositories"]]
+        token = out.get("nextToken")
+        if not token:
+            break
+        assert leaked(token) == [] and len(pages) < 10
+    assert seen == [names[2]]
+    assert leaked("".join(pages)) == [names[2]]
+    # a cursor B's own pages hand out is no good to A, and tampering is refused
+    own = ecr(server, b).describe_repositories(maxResults=1)
+    assert own["repositories"][0]["repositoryName"] == names[0] and leaked(own["nextToken"]) == []
+    code, msg, _ = client_error(c.describe_repositories, registryId=b.account_id, nextToken=own["nextToken"])
+    assert code == "InvalidParameterException" and leaked(msg) == []
+    bad = own["nextToken"][:-2] + ("AA" if not own["nextToken"].endswith("AA") else "BB")
+    code, _, _ = client_error(ecr(server, b).describe_repositories, nextToken=bad)
+    assert code == "InvalidParameterException"
+
+    # /v2/_catalog on B's host: A is denied without a name, whatever `last` says
+    host = f"{b.account_id}.dkr.ecr.localhost:{server.port}"
+    areg = Registry(server, reg.password, host=host)
+    ecr(server, b).delete_repository_policy(repositoryName=names[2])
+    for q in ["", "?n=1", f"?last={names[0]}", f"?n=1&last={names[1]}", "?last=a"]:
+        r = areg.request("GET", "/v2/_catalog" + q)
+        status, code, msg = oci_error(r)
+        assert (status, code) == (403, "DENIED"), (q, r.text)
+        assert leaked(r.text + str(r.headers)) == [], (q, r.text)
+    ecr(server, b).set_repository_policy(repositoryName=names[3], policyText=json.dumps(doc({
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"},
+        "Action": "ecr:DescribeRepositories"})))
+    for q in ["", "?n=1", f"?last={names[0]}", "?last=a"]:
+        r = areg.request("GET", "/v2/_catalog" + q)
+        assert r.status_code == 200 and r.json()["repositories"] == [names[3]], (q, r.text)
+        assert leaked(r.text + str(r.headers)) == [names[3]]
+    r = areg.request("GET", f"/v2/_catalog?last={names[3]}")
+    assert r.status_code == 200 and r.json()["repositories"] == []
 
 
 def test_state_and_passwords_survive_a_restart(tmp_path_factory):
@@ -1376,6 +1478,111 @@ def test_concurrent_races(server, root_pw):
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         assert sorted(pool.map(create, clients)) == ["RepositoryAlreadyExistsException"] * 5 + ["ok"]
+
+
+def test_concurrent_settings_calls_all_survive(server):
+    """Settings calls on one repository at the same moment, each changing something else:
+    every change survives (none writes back a stale copy of the others)."""
+    def client():
+        return boto3.session.Session().client(
+            "ecr", endpoint_url=server.url, region_name="us-east-1",
+            aws_access_key_id=server.root.access_key_id,
+            aws_secret_access_key=server.root.secret_access_key)
+
+    policy = json.dumps(doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account}:root"},
+                             "Action": "ecr:DescribeImages"}))
+    calls = [
+        lambda c, repo: c.put_image_tag_mutability(
+            repositoryName=repo, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+            imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}]),
+        lambda c, repo: c.put_image_scanning_configuration(
+            repositoryName=repo, imageScanningConfiguration={"scanOnPush": True}),
+        lambda c, repo: c.set_repository_policy(repositoryName=repo, policyText=policy),
+        lambda c, repo: c.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=LIFECYCLE),
+        lambda c, repo: c.tag_resource(resourceArn=repo_arn(server, repo), tags=[{"Key": "team", "Value": "a"}]),
+        lambda c, repo: c.put_image_scanning_configuration(
+            repositoryName=repo, imageScanningConfiguration={"scanOnPush": True}),
+    ]
+    clients = [client() for _ in calls]
+    c = ecr(server)
+    for _ in range(12):
+        repo = new_repo(server, prefix="settings")
+        gate = threading.Barrier(len(calls))
+
+        def run(i):
+            gate.wait()
+            calls[i](clients[i], repo)
+
+        with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+            list(pool.map(run, range(len(calls))))
+        r = c.describe_repositories(repositoryNames=[repo])["repositories"][0]
+        assert r["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION", r
+        assert r["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "dev-*"}]
+        assert r["imageScanningConfiguration"] == {"scanOnPush": True}, r
+        assert json.loads(c.get_repository_policy(repositoryName=repo)["policyText"]) == json.loads(policy)
+        assert c.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"] == LIFECYCLE
+        assert c.list_tags_for_resource(resourceArn=repo_arn(server, repo))["tags"] == [{"Key": "team", "Value": "a"}]
+
+
+def raw_json(client, operation, **kw):
+    """Call an operation and return (its parsed result, its raw JSON body with numbers
+    as Decimals)."""
+    import decimal
+    bodies = []
+    event = f"after-call.ecr.{operation}"
+
+    def grab(http_response, **_):
+        bodies.append(http_response.content)
+
+    client.meta.events.register(event, grab)
+    try:
+        out = getattr(client, re.sub(r"(?<!^)([A-Z])", r"_\1", operation).lower())(**kw)
+    finally:
+        client.meta.events.unregister(event, grab)
+    return out, json.loads(bodies[-1], parse_float=decimal.Decimal)
+
+
+def test_times_keep_milliseconds(server, reg):
+    """ECR times are epoch seconds with a millisecond fraction, as stored: pushes within
+    one second get different, ordered imagePushedAt; boto3 reads the fraction."""
+    import datetime
+    import decimal
+    c = ecr(server)
+    repo = new_repo(server, prefix="ms")
+    images = [make_image(layers=1, size=200) for _ in range(6)]
+    for i, im in enumerate(images):
+        reg.push_image(repo, im, f"t{i}")
+    reg.get_manifest(repo, "t0")  # records a pull
+
+    out, raw = raw_json(c, "DescribeImages", repositoryName=repo)
+    with server.db() as db:
+        stored = dict(db.execute("SELECT digest, pushed_at FROM images WHERE repository = ?", (repo,)))
+        last_pull = db.execute("SELECT last_pull FROM images WHERE repository = ? AND digest = ?",
+                               (repo, images[0].digest)).fetchone()[0]
+        created = db.execute("SELECT created_at FROM repositories WHERE name = ?", (repo,)).fetchone()[0]
+    by_digest = {d["imageDigest"]: d for d in raw["imageDetails"]}
+    parsed = {d["imageDigest"]: d for d in out["imageDetails"]}
+    pushed = []
+    for im in images:
+        t = by_digest[im.digest]["imagePushedAt"]
+        assert isinstance(t, decimal.Decimal), t  # a JSON number with a fraction
+        assert t * 1000 == stored[im.digest], (t, stored[im.digest])
+        dt = parsed[im.digest]["imagePushedAt"]
+        assert dt == datetime.datetime.fromtimestamp(stored[im.digest] / 1000, tz=datetime.timezone.utc)
+        pushed.append(t)
+    assert pushed == sorted(pushed) and len(set(pushed)) > 1, pushed
+    # six pushes all landing on a whole second is a one in 10^18 event
+    assert any(t % 1 != 0 for t in pushed), pushed
+    assert any(parsed[im.digest]["imagePushedAt"].microsecond != 0 for im in images)
+    pull = by_digest[images[0].digest]["lastRecordedPullTime"]
+    assert isinstance(pull, decimal.Decimal) and pull * 1000 == last_pull
+    _, raw = raw_json(c, "DescribeRepositories", repositoryNames=[repo])
+    assert raw["repositories"][0]["createdAt"] * 1000 == created
+    c.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=LIFECYCLE)
+    _, raw = raw_json(c, "GetLifecyclePolicy", repositoryName=repo)
+    with server.db() as db:
+        at = db.execute("SELECT lifecycle_updated FROM repositories WHERE name = ?", (repo,)).fetchone()[0]
+    assert raw["lastEvaluatedAt"] * 1000 == at and at > created
 
 
 def test_huge_headers_and_truncated_uploads(server, reg):

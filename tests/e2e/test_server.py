@@ -203,3 +203,81 @@ def test_audit_one_line_per_request(server):
     assert line["decision"] == "ImplicitDeny" and line["action"] == "ecr:DescribeRepositories"
     assert line["denied"] >= 30 and line["decisions"] >= 40, line
     assert line["principal"] == f"arn:aws:iam::{server.account}:user/{name}"
+
+
+def modes_open_to_others(root):
+    """Every path under `root` (itself included) with a group or other permission bit."""
+    import os
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for p in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
+            mode = stat.S_IMODE(os.lstat(p).st_mode)
+            if mode & 0o077:
+                found.append((p, oct(mode)))
+    return found
+
+
+def test_data_directory_is_private_whatever_the_umask(tmp_path_factory):
+    """A fresh data directory under umask 022: the directory, the database and its WAL,
+    blobs and their folders, upload staging, the audit log: none readable by others."""
+    import os
+    from berth import Registry, Server, login_password, make_image
+    s = Server(tmp_path_factory.mktemp("private") / "data")
+    os.rmdir(s.data_dir)  # berth makes it
+    old = os.umask(0o022)
+    try:
+        s.start()
+        try:
+            reg = Registry(s, login_password(s, s.root))
+            repo = unique("private")
+            s.client("ecr", s.root).create_repository(repositoryName=repo)
+            reg.push_image(repo, make_image(layers=2), "v1")
+            r = reg.request("POST", f"/v2/{repo}/blobs/uploads/")  # a pending upload
+            assert r.status_code == 202, r.text
+            s.account_create()  # `berth account create` opens the same store
+            names = {p.name for p in s.data_dir.iterdir()}
+            assert {"berth.db", "berth.db-wal", "blobs", "uploads", "audit.log"} <= names, names
+            assert any((s.data_dir / "uploads").iterdir())
+            assert modes_open_to_others(s.data_dir) == []
+            assert stat.S_IMODE(s.data_dir.stat().st_mode) == 0o700
+            assert stat.S_IMODE((s.data_dir / "berth.db").stat().st_mode) == 0o600
+        finally:
+            assert s.stop() == 0
+    finally:
+        os.umask(old)
+
+
+def test_wide_data_directory_is_tightened_with_a_warning(tmp_path_factory):
+    """A data directory left readable by others (an older version, a chmod): on start the
+    server takes group and other bits off and says so."""
+    import os
+    from berth import Server
+    s = Server(tmp_path_factory.mktemp("wide") / "data")
+    s.start()
+    s.iam().create_user(UserName="kept")
+    assert s.stop() == 0
+    db = s.data_dir / "berth.db"
+    os.chmod(s.data_dir, 0o755)
+    os.chmod(db, 0o644)
+    os.chmod(s.data_dir / "blobs", 0o755)
+    if (s.data_dir / "berth.db-wal").exists():
+        os.chmod(s.data_dir / "berth.db-wal", 0o644)
+    assert modes_open_to_others(s.data_dir) != []
+    s.start()
+    try:
+        assert s.iam().get_user(UserName="kept")["User"]["UserName"] == "kept"
+        assert stat.S_IMODE(s.data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        assert stat.S_IMODE((s.data_dir / "blobs").stat().st_mode) == 0o700
+        warnings = [line for line in s.stderr_lines if "WARN" in line and "open to other users" in line]
+        assert any(str(db) in w and "0644" in w and "0600" in w for w in warnings), s.stderr_lines
+        assert any(f"{s.data_dir} was open" in w and "0755" in w for w in warnings), warnings
+    finally:
+        assert s.stop() == 0
+    # the next start has nothing to say
+    s.start()
+    try:
+        assert requests.get(s.url + "/healthz", timeout=10).status_code == 200
+        assert [line for line in s.stderr_lines if "open to other users" in line] == []
+    finally:
+        assert s.stop() == 0

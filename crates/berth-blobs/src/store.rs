@@ -8,6 +8,8 @@
 //!   sessions survive a restart. `root/uploads/put-<uuid>` are short-lived staging
 //!   files of [`BlobStore::put_bytes`].
 //!
+//! Directories are created 0700 and files 0600 (Unix): only the server's user reads them.
+//!
 //! Durability contract: appends are not fsynced. `finish` verifies the digest over
 //! the staged file, fsyncs it, renames it into place and fsyncs the parent directory,
 //! so a blob is visible only once complete, verified and durable. After a crash the
@@ -160,9 +162,8 @@ impl BlobStore {
         let root = root.to_path_buf();
         blocking(move || {
             let blobs = root.join("blobs").join("sha256");
-            std::fs::create_dir_all(&blobs).map_err(|e| io_err("creating blob dir", e))?;
-            std::fs::create_dir_all(root.join("uploads"))
-                .map_err(|e| io_err("creating upload dir", e))?;
+            private_dir_all(&blobs).map_err(|e| io_err("creating blob dir", e))?;
+            private_dir_all(&root.join("uploads")).map_err(|e| io_err("creating upload dir", e))?;
             for dir in [root.as_path(), &root.join("blobs"), &blobs] {
                 fsync_dir(dir)?;
             }
@@ -177,9 +178,9 @@ impl BlobStore {
     /// Blobs in object_store's `InMemory`; upload staging files in `staging`
     /// (created if needed; tests pass a tempdir).
     pub async fn in_memory(staging: &Path) -> Result<BlobStore, BlobError> {
-        tokio::fs::create_dir_all(staging)
-            .await
-            .map_err(|e| io_err("creating staging dir", e))?;
+        let dir = staging.to_path_buf();
+        blocking(move || private_dir_all(&dir).map_err(|e| io_err("creating staging dir", e)))
+            .await?;
         Ok(BlobStore::new(
             Arc::new(InMemory::new()),
             None,
@@ -275,10 +276,7 @@ impl BlobStore {
                     .join(format!("{PUT_PREFIX}{}", uuid::Uuid::new_v4()));
                 blocking(move || {
                     let written = (|| {
-                        let mut f = OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .open(&staged)?;
+                        let mut f = private_file().write(true).create_new(true).open(&staged)?;
                         f.write_all(&data)?;
                         f.sync_all()
                     })();
@@ -310,7 +308,7 @@ impl BlobStore {
         let dir = self.inner.uploads.clone();
         let path = dir.join(&id);
         blocking(move || {
-            OpenOptions::new()
+            private_file()
                 .write(true)
                 .create_new(true)
                 .open(&path)
@@ -706,7 +704,7 @@ fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError> {
         .parent()
         .ok_or_else(|| BlobError::Io(format!("blob path {} has no parent", dest.display())))?;
     if !parent.is_dir() {
-        std::fs::create_dir_all(parent).map_err(|e| io_err("creating blob dir", e))?;
+        private_dir_all(parent).map_err(|e| io_err("creating blob dir", e))?;
         if let Some(grandparent) = parent.parent() {
             fsync_dir(grandparent)?;
         }
@@ -715,6 +713,30 @@ fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError> {
     // atomically and both files hold the same verified bytes.
     std::fs::rename(staged, dest).map_err(|e| io_err("moving blob into place", e))?;
     fsync_dir(parent)
+}
+
+/// Create a directory and its missing parents readable by this user only (0700 on Unix,
+/// whatever the umask says beyond that): blobs and uploads are the registry's content.
+fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Options that create a file readable by this user only (0600 on Unix).
+fn private_file() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), BlobError> {

@@ -611,3 +611,41 @@ fn error_messages_are_clear() {
         .to_string()
         .contains("md5:x"));
 }
+
+/// Every directory and file the local store makes is its user's only (0700, 0600),
+/// whatever the umask lets through: blobs, their fan-out folders, upload staging.
+#[cfg(unix)]
+#[tokio::test]
+async fn local_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let store = BlobStore::local(&root).await.unwrap();
+    store
+        .put_bytes(Bytes::from(pattern(1000, 1)))
+        .await
+        .unwrap();
+    let data = pattern(5000, 2);
+    let id = store.start_upload().await.unwrap();
+    store.append(&id, 0, chunks(&[&data])).await.unwrap();
+    store.finish(&id, &Digest::of(&data)).await.unwrap();
+    let pending = store.start_upload().await.unwrap();
+    store.append(&pending, 0, chunks(&[b"abc"])).await.unwrap();
+
+    let mut seen = (0, 0);
+    let mut stack = vec![root.join("blobs"), root.join("uploads")];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", p.display());
+            seen.0 += 1;
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", p.display());
+            seen.1 += 1;
+        }
+    }
+    // blobs, sha256, two fan-out folders, uploads; two blobs and the pending upload
+    assert!(seen.0 >= 4 && seen.1 >= 3, "{seen:?}");
+}

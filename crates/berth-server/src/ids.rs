@@ -92,6 +92,14 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Now, in milliseconds since the Unix epoch (the registry's times).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// `2019-07-15T23:28:33Z` for seconds since the epoch.
 pub fn iso8601(t: i64) -> String {
     let a = berth_sigv4::format_amz_date(t);

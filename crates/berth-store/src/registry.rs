@@ -1,36 +1,172 @@
 //! The registry's metadata: repositories (settings, repository and lifecycle policies),
 //! images (manifests kept byte for byte), tags, references between manifests and blobs,
-//! the blobs each repository holds, upload sessions, registry policies.
+//! the blobs each repository holds, upload sessions, registry policies. Registry times are
+//! milliseconds since the Unix epoch (ECR answers with fractional seconds).
 
 use async_trait::async_trait;
 
 use crate::Result;
 
-/// A repository and its settings.
+/// A repository and its settings, read once from the store as typed values. Times are
+/// milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository {
     pub account: String,
     pub name: String,
+    /// Milliseconds since the epoch.
     pub created: i64,
-    /// `MUTABLE`, `IMMUTABLE`, `MUTABLE_WITH_EXCLUSION`, `IMMUTABLE_WITH_EXCLUSION`.
-    pub tag_mutability: String,
-    /// The exclusion filters, as JSON (`[{"filterType":"WILDCARD","filter":"..."}]`).
-    pub mutability_filters: Option<String>,
+    pub tag_mutability: TagMutability,
+    /// The exclusion filters (`*_WITH_EXCLUSION` only; empty otherwise).
+    pub mutability_filters: Vec<MutabilityFilter>,
     pub scan_on_push: bool,
-    /// The encryption configuration, as JSON.
-    pub encryption: String,
+    pub encryption: Encryption,
     pub policy: Option<String>,
     pub lifecycle_policy: Option<String>,
+    /// When the lifecycle policy was last set, in milliseconds since the epoch.
     pub lifecycle_updated: Option<i64>,
 }
 
 impl Repository {
+    /// A repository with ECR's default settings: mutable tags, no scanning, AES256.
+    pub fn new(account: &str, name: &str, created_ms: i64) -> Repository {
+        Repository {
+            account: account.to_string(),
+            name: name.to_string(),
+            created: created_ms,
+            tag_mutability: TagMutability::Mutable,
+            mutability_filters: Vec::new(),
+            scan_on_push: false,
+            encryption: Encryption::default(),
+            policy: None,
+            lifecycle_policy: None,
+            lifecycle_updated: None,
+        }
+    }
+
     pub fn arn(&self, region: &str) -> String {
         format!(
             "arn:aws:ecr:{region}:{}:repository/{}",
             self.account, self.name
         )
     }
+}
+
+/// Whether a repository's tags may move (`imageTagMutability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagMutability {
+    Mutable,
+    Immutable,
+    /// Mutable, except tags matching an exclusion filter.
+    MutableWithExclusion,
+    /// Immutable, except tags matching an exclusion filter.
+    ImmutableWithExclusion,
+}
+
+impl TagMutability {
+    pub const ALL: [TagMutability; 4] = [
+        TagMutability::Mutable,
+        TagMutability::Immutable,
+        TagMutability::ImmutableWithExclusion,
+        TagMutability::MutableWithExclusion,
+    ];
+
+    /// ECR's name (`MUTABLE`, `IMMUTABLE_WITH_EXCLUSION`, …), also what the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagMutability::Mutable => "MUTABLE",
+            TagMutability::Immutable => "IMMUTABLE",
+            TagMutability::MutableWithExclusion => "MUTABLE_WITH_EXCLUSION",
+            TagMutability::ImmutableWithExclusion => "IMMUTABLE_WITH_EXCLUSION",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TagMutability> {
+        TagMutability::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Whether it takes exclusion filters.
+    pub fn with_exclusion(self) -> bool {
+        matches!(
+            self,
+            TagMutability::MutableWithExclusion | TagMutability::ImmutableWithExclusion
+        )
+    }
+}
+
+/// An image tag mutability exclusion filter. ECR has one `filterType`, `WILDCARD`: the
+/// filter is a tag pattern where `*` matches any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutabilityFilter {
+    /// `[0-9a-zA-Z._*-]{1,128}`.
+    pub wildcard: String,
+}
+
+impl MutabilityFilter {
+    /// ECR's only `filterType`.
+    pub const FILTER_TYPE: &'static str = "WILDCARD";
+
+    /// A filter if `pattern` is one ECR accepts (`[0-9a-zA-Z._*-]{1,128}`).
+    pub fn new(pattern: &str) -> Option<MutabilityFilter> {
+        ((1..=128).contains(&pattern.len())
+            && pattern
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b)))
+        .then(|| MutabilityFilter {
+            wildcard: pattern.to_string(),
+        })
+    }
+}
+
+/// How a repository's images are encrypted at rest (`encryptionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncryptionType {
+    #[default]
+    Aes256,
+    Kms,
+    KmsDsse,
+}
+
+impl EncryptionType {
+    pub const ALL: [EncryptionType; 3] = [
+        EncryptionType::Aes256,
+        EncryptionType::Kms,
+        EncryptionType::KmsDsse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionType::Aes256 => "AES256",
+            EncryptionType::Kms => "KMS",
+            EncryptionType::KmsDsse => "KMS_DSSE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EncryptionType> {
+        EncryptionType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A repository's encryption configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encryption {
+    pub kind: EncryptionType,
+    /// The KMS key (`KMS`, `KMS_DSSE` only).
+    pub kms_key: Option<String>,
+}
+
+/// One repository setting to change. Each call changes only its own setting, so calls
+/// that change different settings at the same time never undo each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositorySetting {
+    TagMutability {
+        mutability: TagMutability,
+        filters: Vec<MutabilityFilter>,
+    },
+    ScanOnPush(bool),
+    /// The repository policy (`None`: remove it).
+    Policy(Option<String>),
+    /// The lifecycle policy and when it was set, in milliseconds (`None`: remove it).
+    LifecyclePolicy(Option<(String, i64)>),
 }
 
 /// What a manifest references.
@@ -64,6 +200,7 @@ pub struct NewImage {
     /// OCI 1.1 `subject` digest (need not exist).
     pub subject: Option<String>,
     pub refs: Vec<(String, RefKind)>,
+    /// Milliseconds since the epoch.
     pub pushed_at: i64,
 }
 
@@ -76,20 +213,22 @@ pub struct Image {
     pub size: i64,
     pub artifact_type: Option<String>,
     pub subject: Option<String>,
+    /// Milliseconds since the epoch.
     pub pushed_at: i64,
+    /// Milliseconds since the epoch.
     pub last_pull: Option<i64>,
     /// Its tags, sorted.
     pub tags: Vec<String>,
 }
 
-/// How often a pull is recorded per image (as ECR: at most once a day).
-pub const PULL_RECORD_INTERVAL: i64 = 86_400;
+/// How often a pull is recorded per image, in milliseconds (as ECR: at most once a day).
+pub const PULL_RECORD_INTERVAL: i64 = 86_400_000;
 
 impl Image {
-    /// Whether a pull at `now` should be recorded (keeps pulls off the write path).
-    pub fn pull_due(&self, now: i64) -> bool {
+    /// Whether a pull at `now_ms` should be recorded (keeps pulls off the write path).
+    pub fn pull_due(&self, now_ms: i64) -> bool {
         self.last_pull
-            .is_none_or(|t| now - t >= PULL_RECORD_INTERVAL)
+            .is_none_or(|t| now_ms - t >= PULL_RECORD_INTERVAL)
     }
 }
 
@@ -140,7 +279,9 @@ pub struct Upload {
     pub repository: String,
     /// The principal that started it (only it may continue it).
     pub principal: String,
+    /// Milliseconds since the epoch.
     pub created: i64,
+    /// Milliseconds since the epoch.
     pub updated: i64,
 }
 
@@ -153,13 +294,19 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// Delete a repository; with images only if `force` (else `Conflict`). Returns it.
     async fn delete_repository(&self, account: &str, name: &str, force: bool)
         -> Result<Repository>;
-    /// Replace the settings that can change (mutability, filters, scanning, policies).
-    async fn update_repository(&self, repo: &Repository) -> Result<()>;
+    /// Change one setting of a repository, in one transaction, leaving every other as it
+    /// is. Returns the repository as it was just before (`NotFound` if there is none).
+    async fn update_repository(
+        &self,
+        account: &str,
+        name: &str,
+        setting: &RepositorySetting,
+    ) -> Result<Repository>;
 
     async fn registry_policy(&self, account: &str) -> Result<Option<String>>;
     async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()>;
 
-    /// Record that a repository holds a blob.
+    /// Record that a repository holds a blob (`now`: milliseconds since the epoch).
     async fn add_repository_blob(
         &self,
         account: &str,
@@ -225,6 +372,6 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
     async fn touch_upload(&self, id: &str, now: i64) -> Result<()>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
-    /// Upload sessions not touched since `before`.
+    /// Upload sessions not touched since `before` (milliseconds since the epoch).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>>;
 }

@@ -9,17 +9,53 @@ use crate::sqlite::{backend, is_unique_violation, put_tags, SqliteStore};
 use crate::{Result, StoreError, Tag, TagTarget};
 
 fn repo_from(r: &SqliteRow) -> Result<Repository> {
+    let account: String = r.try_get("account_id").map_err(backend)?;
+    let name: String = r.try_get("name").map_err(backend)?;
+    let corrupt = |what: &str, value: &str| {
+        StoreError::Backend(format!(
+            "the stored repository '{name}' of registry '{account}' has an unreadable {what}: {value:?}"
+        ))
+    };
+    let mutability: String = r.try_get("tag_mutability").map_err(backend)?;
+    let tag_mutability =
+        TagMutability::parse(&mutability).ok_or_else(|| corrupt("tag mutability", &mutability))?;
+    let exclusions: Option<String> = r.try_get("mutability_exclusions").map_err(backend)?;
+    let mut mutability_filters = Vec::new();
+    for pattern in exclusions.as_deref().unwrap_or("").split('\n') {
+        if !pattern.is_empty() {
+            mutability_filters.push(
+                MutabilityFilter::new(pattern)
+                    .ok_or_else(|| corrupt("tag mutability exclusion filter", pattern))?,
+            );
+        }
+    }
+    let kind: String = r.try_get("encryption_type").map_err(backend)?;
+    let encryption = Encryption {
+        kind: EncryptionType::parse(&kind).ok_or_else(|| corrupt("encryption type", &kind))?,
+        kms_key: r.try_get("kms_key").map_err(backend)?,
+    };
     Ok(Repository {
-        account: r.try_get("account_id").map_err(backend)?,
-        name: r.try_get("name").map_err(backend)?,
         created: r.try_get("created_at").map_err(backend)?,
-        tag_mutability: r.try_get("tag_mutability").map_err(backend)?,
-        mutability_filters: r.try_get("mutability_filters").map_err(backend)?,
+        tag_mutability,
+        mutability_filters,
         scan_on_push: r.try_get::<i64, _>("scan_on_push").map_err(backend)? != 0,
-        encryption: r.try_get("encryption").map_err(backend)?,
+        encryption,
         policy: r.try_get("policy").map_err(backend)?,
         lifecycle_policy: r.try_get("lifecycle_policy").map_err(backend)?,
         lifecycle_updated: r.try_get("lifecycle_updated").map_err(backend)?,
+        account,
+        name,
+    })
+}
+
+/// Exclusion filters as the store keeps them: their patterns, one per line.
+fn exclusions_text(filters: &[MutabilityFilter]) -> Option<String> {
+    (!filters.is_empty()).then(|| {
+        filters
+            .iter()
+            .map(|f| f.wildcard.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     })
 }
 
@@ -73,17 +109,18 @@ impl RegistryStore for SqliteStore {
     async fn create_repository(&self, repo: &Repository, tags: &[Tag]) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let r = sqlx::query(
-            "INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_filters,
-                scan_on_push, encryption, policy, lifecycle_policy, lifecycle_updated)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_exclusions,
+                scan_on_push, encryption_type, kms_key, policy, lifecycle_policy, lifecycle_updated)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&repo.account)
         .bind(&repo.name)
         .bind(repo.created)
-        .bind(&repo.tag_mutability)
-        .bind(&repo.mutability_filters)
+        .bind(repo.tag_mutability.as_str())
+        .bind(exclusions_text(&repo.mutability_filters))
         .bind(repo.scan_on_push as i64)
-        .bind(&repo.encryption)
+        .bind(repo.encryption.kind.as_str())
+        .bind(&repo.encryption.kms_key)
         .bind(&repo.policy)
         .bind(&repo.lifecycle_policy)
         .bind(repo.lifecycle_updated)
@@ -179,28 +216,55 @@ impl RegistryStore for SqliteStore {
         Ok(repo)
     }
 
-    async fn update_repository(&self, repo: &Repository) -> Result<()> {
-        let r = sqlx::query(
-            "UPDATE repositories SET tag_mutability = ?, mutability_filters = ?, scan_on_push = ?,
-                encryption = ?, policy = ?, lifecycle_policy = ?, lifecycle_updated = ?
-             WHERE account_id = ? AND name = ?",
-        )
-        .bind(&repo.tag_mutability)
-        .bind(&repo.mutability_filters)
-        .bind(repo.scan_on_push as i64)
-        .bind(&repo.encryption)
-        .bind(&repo.policy)
-        .bind(&repo.lifecycle_policy)
-        .bind(repo.lifecycle_updated)
-        .bind(&repo.account)
-        .bind(&repo.name)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if r.rows_affected() == 0 {
-            return Err(repo_not_found(&repo.account, &repo.name));
-        }
-        Ok(())
+    async fn update_repository(
+        &self,
+        account: &str,
+        name: &str,
+        setting: &RepositorySetting,
+    ) -> Result<Repository> {
+        let mut tx = self.write_tx().await?;
+        let Some(row) = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+        else {
+            return Err(repo_not_found(account, name));
+        };
+        let before = repo_from(&row)?;
+        let q = match setting {
+            RepositorySetting::TagMutability {
+                mutability,
+                filters,
+            } => sqlx::query(
+                "UPDATE repositories SET tag_mutability = ?, mutability_exclusions = ?
+                 WHERE account_id = ? AND name = ?",
+            )
+            .bind(mutability.as_str())
+            .bind(exclusions_text(filters)),
+            RepositorySetting::ScanOnPush(on) => sqlx::query(
+                "UPDATE repositories SET scan_on_push = ? WHERE account_id = ? AND name = ?",
+            )
+            .bind(*on as i64),
+            RepositorySetting::Policy(text) => {
+                sqlx::query("UPDATE repositories SET policy = ? WHERE account_id = ? AND name = ?")
+                    .bind(text.clone())
+            }
+            RepositorySetting::LifecyclePolicy(p) => sqlx::query(
+                "UPDATE repositories SET lifecycle_policy = ?, lifecycle_updated = ?
+                 WHERE account_id = ? AND name = ?",
+            )
+            .bind(p.as_ref().map(|(text, _)| text.clone()))
+            .bind(p.as_ref().map(|(_, at)| *at)),
+        };
+        q.bind(account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(before)
     }
 
     async fn registry_policy(&self, account: &str) -> Result<Option<String>> {

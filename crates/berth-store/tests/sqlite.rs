@@ -368,3 +368,175 @@ async fn builtin_policies_shared_by_every_account() {
         (0, 0)
     );
 }
+
+/// Many writers, each changing a different setting of one repository at the same moment
+/// (from two openers of one file): every change survives, none is undone by another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repository_settings_all_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let a = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+    let b = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+    store_with_account(&*a).await;
+    let filters = vec![
+        MutabilityFilter::new("dev-*").unwrap(),
+        MutabilityFilter::new("latest").unwrap(),
+    ];
+    for round in 0..20 {
+        let name = format!("repo{round}");
+        let mut repo = Repository::new(A, &name, 1_796_410_559_123);
+        repo.encryption = Encryption {
+            kind: EncryptionType::Kms,
+            kms_key: Some("arn:aws:kms:us-east-1:111111111111:key/k".into()),
+        };
+        a.create_repository(&repo, &[]).await.unwrap();
+        let settings = vec![
+            RepositorySetting::TagMutability {
+                mutability: TagMutability::ImmutableWithExclusion,
+                filters: filters.clone(),
+            },
+            RepositorySetting::ScanOnPush(true),
+            RepositorySetting::Policy(Some("{\"policy\":1}".into())),
+            RepositorySetting::LifecyclePolicy(Some(("{\"rules\":[]}".into(), 1_796_410_600_456))),
+        ];
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(settings.len() * 2));
+        let mut tasks = Vec::new();
+        for (i, setting) in settings.into_iter().enumerate() {
+            // each setting twice, through both openers, plus tags beside them
+            for store in [a.clone(), b.clone()] {
+                let (setting, name, barrier) = (setting.clone(), name.clone(), barrier.clone());
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    if i == 0 {
+                        let tag = Tag {
+                            key: "team".into(),
+                            value: "a".into(),
+                        };
+                        Store::tag(&*store, A, TagTarget::Repository, &name, &[tag], 50)
+                            .await
+                            .unwrap();
+                    }
+                    store.update_repository(A, &name, &setting).await.unwrap()
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let got = b.repository(A, &name).await.unwrap().unwrap();
+        assert_eq!(got.tag_mutability, TagMutability::ImmutableWithExclusion);
+        assert_eq!(got.mutability_filters, filters);
+        assert!(got.scan_on_push);
+        assert_eq!(got.policy.as_deref(), Some("{\"policy\":1}"));
+        assert_eq!(got.lifecycle_policy.as_deref(), Some("{\"rules\":[]}"));
+        assert_eq!(got.lifecycle_updated, Some(1_796_410_600_456));
+        assert_eq!(got.encryption, repo.encryption);
+        assert_eq!(got.created, 1_796_410_559_123);
+        assert_eq!(
+            Store::tags(&*a, A, TagTarget::Repository, &name)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    // update_repository answers the repository as it was, and NotFound for none
+    let before = a
+        .update_repository(A, "repo0", &RepositorySetting::Policy(None))
+        .await
+        .unwrap();
+    assert_eq!(before.policy.as_deref(), Some("{\"policy\":1}"));
+    assert_eq!(
+        a.repository(A, "repo0").await.unwrap().unwrap().policy,
+        None
+    );
+    assert!(matches!(
+        a.update_repository(A, "nosuch", &RepositorySetting::ScanOnPush(true))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// A database written before settings were typed and times kept milliseconds: the
+/// migrations turn JSON settings into typed columns and seconds into milliseconds.
+#[tokio::test]
+async fn old_settings_and_second_times_are_migrated() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut old = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 2)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.unwrap();
+        for sql in [
+            "INSERT INTO accounts (id, alias, created_at) VALUES ('111111111111', NULL, 1)",
+            r#"INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_filters,
+                scan_on_push, encryption, policy, lifecycle_policy, lifecycle_updated) VALUES
+                ('111111111111', 'filtered', 1796410559, 'MUTABLE_WITH_EXCLUSION',
+                 '[{"filterType":"WILDCARD","filter":"release-*"},{"filterType":"WILDCARD","filter":"v1.*"}]',
+                 1, '{"encryptionType":"KMS","kmsKey":"arn:aws:kms:us-east-1:111111111111:key/k"}',
+                 NULL, '{"rules":[]}', 1796410560)"#,
+            r#"INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_filters,
+                scan_on_push, encryption, policy, lifecycle_policy, lifecycle_updated) VALUES
+                ('111111111111', 'plain', 1796410561, 'IMMUTABLE', NULL, 0, '{"encryptionType":"AES256"}',
+                 NULL, NULL, NULL)"#,
+            "INSERT INTO images (account_id, repository, digest, media_type, manifest, size, pushed_at, last_pull)
+                VALUES ('111111111111', 'plain', 'sha256:aa', 'm', x'7b7d', 2, 1796410562, 1796410563)",
+            "INSERT INTO uploads (id, account_id, repository, principal, created_at, updated_at)
+                VALUES ('u1', '111111111111', 'plain', 'p', 1796410564, 1796410565)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let s = SqliteStore::open(&path).await.unwrap();
+    let f = s.repository(A, "filtered").await.unwrap().unwrap();
+    assert_eq!(f.tag_mutability, TagMutability::MutableWithExclusion);
+    assert_eq!(
+        f.mutability_filters,
+        vec![
+            MutabilityFilter::new("release-*").unwrap(),
+            MutabilityFilter::new("v1.*").unwrap()
+        ]
+    );
+    assert!(f.scan_on_push);
+    assert_eq!(
+        f.encryption,
+        Encryption {
+            kind: EncryptionType::Kms,
+            kms_key: Some("arn:aws:kms:us-east-1:111111111111:key/k".into())
+        }
+    );
+    assert_eq!(f.created, 1_796_410_559_000);
+    assert_eq!(f.lifecycle_updated, Some(1_796_410_560_000));
+    let p = s.repository(A, "plain").await.unwrap().unwrap();
+    assert_eq!(p.tag_mutability, TagMutability::Immutable);
+    assert!(p.mutability_filters.is_empty());
+    assert_eq!(p.encryption, Encryption::default());
+    let img = s.image(A, "plain", "sha256:aa").await.unwrap().unwrap();
+    assert_eq!(
+        (img.pushed_at, img.last_pull),
+        (1_796_410_562_000, Some(1_796_410_563_000))
+    );
+    let u = s.upload("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (u.created, u.updated),
+        (1_796_410_564_000, 1_796_410_565_000)
+    );
+}

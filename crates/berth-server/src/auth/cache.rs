@@ -1,8 +1,10 @@
 //! Credentials and compiled identity policies, cached between requests.
 //!
 //! Entries live for a short time (`ttl`) and are dropped at once when this node writes
-//! to the store (the generation moves): a change made here takes effect on the next
-//! request, a change made by another process within `ttl`. Only things found are cached,
+//! IAM or STS state (the generation moves): a change made here takes effect on the next
+//! request, a change made by another process within `ttl`. ECR writes flush nothing:
+//! repository and registry policies and repository tags are not cached (only their
+//! compiled form, by exact text). Only things found are cached,
 //! so a key created by `berth account create` works immediately.
 
 use std::collections::HashMap;
@@ -77,7 +79,12 @@ impl Caches {
         }
     }
 
-    /// Forget everything: called after every write this node makes.
+    /// How many credentials and identities are cached (entries that may be stale included).
+    pub fn cached(&self) -> (usize, usize) {
+        (lock(&self.credentials).len(), lock(&self.entities).len())
+    }
+
+    /// Forget everything: called after every IAM or STS write this node makes.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         lock(&self.credentials).clear();

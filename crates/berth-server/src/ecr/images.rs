@@ -63,7 +63,7 @@ pub async fn put_image(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         media_type,
         tag,
         c.str("imageDigest"),
-        c.origin.now,
+        crate::ids::now_ms(),
     )
     .await
     .map_err(|e| push_error(r, e))?;
@@ -244,10 +244,11 @@ pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                     )));
                     continue;
                 }
-                if img.pull_due(c.origin.now) {
+                let now_ms = crate::ids::now_ms();
+                if img.pull_due(now_ms) {
                     c.app
                         .registry
-                        .record_pull(&r.account, &r.name, &img.digest, c.origin.now)
+                        .record_pull(&r.account, &r.name, &img.digest, now_ms)
                         .await?;
                 }
                 images.push(image_json(r, &img, tag.as_deref()));
@@ -382,10 +383,10 @@ pub async fn describe_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             "imageDigest": img.digest,
             "imageTags": if img.tags.is_empty() { Value::Null } else { json!(img.tags) },
             "imageSizeInBytes": img.size,
-            "imagePushedAt": img.pushed_at,
+            "imagePushedAt": super::epoch(img.pushed_at),
             "imageManifestMediaType": img.media_type,
             "artifactMediaType": img.artifact_type,
-            "lastRecordedPullTime": img.last_pull,
+            "lastRecordedPullTime": img.last_pull.map(super::epoch),
             "imageStatus": "ACTIVE",
         })
     };

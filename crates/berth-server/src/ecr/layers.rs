@@ -113,8 +113,8 @@ pub async fn initiate(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             account: r.account.clone(),
             repository: r.name.clone(),
             principal: c.caller.arn().to_string(),
-            created: c.origin.now,
-            updated: c.origin.now,
+            created: crate::ids::now_ms(),
+            updated: crate::ids::now_ms(),
         })
         .await?;
     Ok(json!({"uploadId": id, "partSize": PART_SIZE}))
@@ -207,7 +207,10 @@ pub async fn upload_part(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .append(id, current, chunk)
         .await
         .map_err(blob_error)?;
-    c.app.registry.touch_upload(id, c.origin.now).await?;
+    c.app
+        .registry
+        .touch_upload(id, crate::ids::now_ms())
+        .await?;
     Ok(
         json!({"registryId": r.account, "repositoryName": r.name, "uploadId": id, "lastByteReceived": size as i64 - 1}),
     )
@@ -260,7 +263,7 @@ pub async fn complete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     };
     c.app
         .registry
-        .add_repository_blob(&r.account, &r.name, d, size as i64, c.origin.now)
+        .add_repository_blob(&r.account, &r.name, d, size as i64, crate::ids::now_ms())
         .await?;
     c.app.registry.delete_upload(id).await?;
     if held_before {

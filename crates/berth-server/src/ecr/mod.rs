@@ -97,6 +97,12 @@ fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
     )
 }
 
+/// A time as ECR answers it: epoch seconds as a JSON number with the milliseconds as a
+/// fraction (`1796410559.123`), from milliseconds since the epoch.
+pub fn epoch(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
 /// `InvalidParameterException` with ECR's wording.
 pub fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "InvalidParameterException", message)
@@ -407,19 +413,10 @@ async fn call(
         registry,
         repository: found,
     };
-    let result = dispatch(&call, op).await;
-    if result.is_ok() && writes(op) {
-        app.caches.invalidate();
-    }
-    result
-}
-
-fn writes(op: Operation) -> bool {
-    let n = op.name();
-    !(n.starts_with("Get")
-        || n.starts_with("List")
-        || n.starts_with("Describe")
-        || n.starts_with("Batch"))
+    // No cache to flush: the IAM caches hold credentials and identity policies, which no
+    // ECR operation changes; repository and registry policies and repository tags are
+    // read from the store on every request (policies compiled once per distinct text).
+    dispatch(&call, op).await
 }
 
 async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
@@ -475,6 +472,43 @@ mod tests {
 
     /// Every operation is decided by IAM before it runs: a user without policies is
     /// refused each one, with its own action in the sentence.
+    /// ECR writes leave the IAM caches alone: nothing they change is in them (repository
+    /// and registry policies and repository tags are read on every request).
+    #[tokio::test]
+    async fn ecr_writes_keep_the_iam_caches() {
+        let app = testing::app().await;
+        let root = testing::caller(&app, "AKIAROOTROOTROOTROOT").await;
+        let origin = testing::origin();
+        let before = app.caches.cached();
+        assert_eq!(before.0, 1, "the root key is cached");
+        for (op, input) in [
+            (
+                Operation::CreateRepository,
+                json!({"repositoryName": "app"}),
+            ),
+            (
+                Operation::PutImageScanningConfiguration,
+                json!({"repositoryName": "app", "imageScanningConfiguration": {"scanOnPush": true}}),
+            ),
+            (
+                Operation::TagResource,
+                json!({"resourceArn": "arn:aws:ecr:us-east-1:111111111111:repository/app",
+                       "tags": [{"Key": "team", "Value": "a"}]}),
+            ),
+            (
+                Operation::PutRegistryPolicy,
+                json!({"policyText": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"ecr:ReplicateImage","Resource":"*"}]}"#}),
+            ),
+            (
+                Operation::DeleteRepository,
+                json!({"repositoryName": "app"}),
+            ),
+        ] {
+            call(&app, &root, &origin, op, &input).await.unwrap();
+            assert_eq!(app.caches.cached(), before, "after {}", op.name());
+        }
+    }
+
     #[tokio::test]
     async fn every_operation_is_authorized() {
         let app = testing::app().await;

@@ -2,40 +2,50 @@
 //! GetAuthorizationToken.
 
 use berth_iam::{CompiledPolicy, PolicyKind};
-use berth_store::{Repository, TagTarget};
+use berth_store::{
+    Encryption, EncryptionType, MutabilityFilter, Repository, RepositorySetting, TagMutability,
+    TagTarget,
+};
 use serde_json::{json, Value};
 
-use super::{invalid, repository_not_found, request_tags, EcrCall};
+use super::{epoch, invalid, repository_not_found, request_tags, EcrCall};
 use crate::query::ApiError;
 use crate::registry::token::{self, Envelope};
 use crate::registry::{authorize_ecr, EcrRequest};
 
 /// How long a registry password lives.
 const TOKEN_LIFETIME: i64 = 12 * 3600;
-const MUTABILITY: &[&str] = &[
-    "MUTABLE",
-    "IMMUTABLE",
-    "MUTABLE_WITH_EXCLUSION",
-    "IMMUTABLE_WITH_EXCLUSION",
-];
+
+/// `imageTagMutabilityExclusionFilters` as ECR answers it (absent: `null`).
+fn filters_json(filters: &[MutabilityFilter]) -> Value {
+    if filters.is_empty() {
+        return Value::Null;
+    }
+    filters
+        .iter()
+        .map(|f| json!({"filterType": MutabilityFilter::FILTER_TYPE, "filter": f.wildcard}))
+        .collect()
+}
+
+fn encryption_json(e: &Encryption) -> Value {
+    let mut v = json!({"encryptionType": e.kind.as_str()});
+    if let Some(k) = &e.kms_key {
+        v["kmsKey"] = json!(k);
+    }
+    v
+}
 
 pub fn repo_json(c: &EcrCall<'_>, r: &Repository) -> Value {
-    let encryption: Value =
-        serde_json::from_str(&r.encryption).unwrap_or(json!({"encryptionType": "AES256"}));
-    let filters: Option<Value> = r
-        .mutability_filters
-        .as_deref()
-        .and_then(|f| serde_json::from_str(f).ok());
     json!({
         "repositoryArn": r.arn(c.region()),
         "registryId": r.account,
         "repositoryName": r.name,
         "repositoryUri": format!("{}/{}", c.app.registry_host(&r.account), r.name),
-        "createdAt": r.created,
-        "imageTagMutability": r.tag_mutability,
-        "imageTagMutabilityExclusionFilters": filters,
+        "createdAt": epoch(r.created),
+        "imageTagMutability": r.tag_mutability.as_str(),
+        "imageTagMutabilityExclusionFilters": filters_json(&r.mutability_filters),
         "imageScanningConfiguration": {"scanOnPush": r.scan_on_push},
-        "encryptionConfiguration": encryption,
+        "encryptionConfiguration": encryption_json(&r.encryption),
     })
 }
 
@@ -66,7 +76,7 @@ pub async fn get_authorization_token(c: &EcrCall<'_>) -> Result<Value, ApiError>
         .map(|id| {
             json!({
                 "authorizationToken": token::authorization_token(&password),
-                "expiresAt": expires,
+                "expiresAt": epoch(expires * 1000),
                 "proxyEndpoint": format!("{}://{}", c.app.registry_scheme(), c.app.registry_host(id)),
             })
         })
@@ -138,45 +148,81 @@ pub async fn delete_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> 
     Ok(json!({"registryId": c.registry, "policyText": text}))
 }
 
-fn mutability(c: &EcrCall<'_>) -> Result<(String, Option<String>), ApiError> {
-    let m = c.str("imageTagMutability").unwrap_or("MUTABLE");
-    if !MUTABILITY.contains(&m) {
-        return Err(invalid(format!(
-            "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]': {m:?}"
-        )));
-    }
+/// The tag mutability and exclusion filters a call asks for.
+fn mutability(c: &EcrCall<'_>) -> Result<(TagMutability, Vec<MutabilityFilter>), ApiError> {
+    let name = c.str("imageTagMutability").unwrap_or("MUTABLE");
+    let m = TagMutability::parse(name).ok_or_else(|| invalid(format!(
+        "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]': {name:?}"
+    )))?;
     let filters = c
         .input
         .get("imageTagMutabilityExclusionFilters")
         .filter(|v| !v.is_null());
-    let with_exclusion = m.ends_with("_WITH_EXCLUSION");
-    match (with_exclusion, filters) {
+    match (m.with_exclusion(), filters) {
         (true, None) => Err(invalid(format!(
-            "ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as {m}"
+            "ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as {name}"
         ))),
         (false, Some(_)) => Err(invalid(format!(
-            "ImageTagMutabilityExclusionFilters can only be given with a *_WITH_EXCLUSION mutability, not {m}"
+            "ImageTagMutabilityExclusionFilters can only be given with a *_WITH_EXCLUSION mutability, not {name}"
         ))),
         (true, Some(f)) => {
             let list = f.as_array().filter(|a| (1..=5).contains(&a.len())).ok_or_else(|| {
                 invalid("imageTagMutabilityExclusionFilters must be a list of 1 to 5 filters")
             })?;
+            let mut out = Vec::with_capacity(list.len());
             for item in list {
                 let ty = item.get("filterType").and_then(Value::as_str);
-                let filter = item.get("filter").and_then(Value::as_str).unwrap_or("");
-                let ok = ty == Some("WILDCARD")
-                    && (1..=128).contains(&filter.len())
-                    && filter.bytes().all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
-                if !ok {
-                    return Err(invalid(format!(
+                let filter = item
+                    .get("filter")
+                    .and_then(Value::as_str)
+                    .filter(|_| ty == Some(MutabilityFilter::FILTER_TYPE))
+                    .and_then(MutabilityFilter::new)
+                    .ok_or_else(|| invalid(format!(
                         "Invalid image tag mutability exclusion filter {item}: filterType must be WILDCARD and filter match ^[0-9a-zA-Z._*-]{{1,128}}$"
-                    )));
+                    )))?;
+                if !out.contains(&filter) {
+                    out.push(filter);
                 }
             }
-            Ok((m.to_string(), Some(f.to_string())))
+            Ok((m, out))
         }
-        (false, None) => Ok((m.to_string(), None)),
+        (false, None) => Ok((m, Vec::new())),
     }
+}
+
+/// The encryption configuration of CreateRepository (AES256 when none is given).
+fn encryption(c: &EcrCall<'_>) -> Result<Encryption, ApiError> {
+    let Some(e) = c
+        .input
+        .get("encryptionConfiguration")
+        .filter(|e| !e.is_null())
+    else {
+        return Ok(Encryption::default());
+    };
+    let ty = e
+        .get("encryptionType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = EncryptionType::parse(ty).ok_or_else(|| invalid(format!(
+        "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]': {ty:?}"
+    )))?;
+    let kms_key = match e.get("kmsKey").filter(|k| !k.is_null()) {
+        None => None,
+        Some(_) if kind == EncryptionType::Aes256 => {
+            return Err(invalid(
+                "Invalid parameter at 'kmsKey': a KMS key can only be given with encryptionType KMS or KMS_DSSE, not AES256",
+            ))
+        }
+        Some(k) => match k.as_str() {
+            Some(k) if (1..=2048).contains(&k.len()) => Some(k.to_string()),
+            _ => {
+                return Err(invalid(
+                    "Invalid parameter at 'kmsKey' failed to satisfy constraint: 'Member must be a string of 1 to 2048 characters'",
+                ))
+            }
+        },
+    };
+    Ok(Encryption { kind, kms_key })
 }
 
 pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
@@ -188,32 +234,12 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .pointer("/imageScanningConfiguration/scanOnPush")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let encryption = match c.input.get("encryptionConfiguration") {
-        Some(e) if !e.is_null() => {
-            let ty = e
-                .get("encryptionType")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !["AES256", "KMS", "KMS_DSSE"].contains(&ty) {
-                return Err(invalid(format!(
-                    "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]': {ty:?}"
-                )));
-            }
-            e.to_string()
-        }
-        _ => json!({"encryptionType": "AES256"}).to_string(),
-    };
     let repo = Repository {
-        account: c.registry.clone(),
-        name: name.to_string(),
-        created: c.origin.now,
         tag_mutability: m,
         mutability_filters: filters,
         scan_on_push,
-        encryption,
-        policy: None,
-        lifecycle_policy: None,
-        lifecycle_updated: None,
+        encryption: encryption(c)?,
+        ..Repository::new(&c.registry, name, crate::ids::now_ms())
     };
     if c.app.store.account(&c.registry).await?.is_none() {
         return Err(invalid(format!(
@@ -234,8 +260,21 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     Ok(json!({ "repository": repo_json(c, &repo) }))
 }
 
+/// Change one setting of the call's repository (only that one, in one transaction);
+/// returns the repository as it was before.
+async fn update(c: &EcrCall<'_>, setting: RepositorySetting) -> Result<Repository, ApiError> {
+    let r = c.repo()?;
+    Ok(c.app
+        .registry
+        .update_repository(&r.account, &r.name, &setting)
+        .await?)
+}
+
 /// DescribeRepositories: named repositories (each must exist and be allowed), or every
-/// repository the caller may describe, paginated.
+/// repository the caller may describe, paginated. Repositories the caller may not describe
+/// are skipped without a word: when none is left, the caller is denied (or not) on the
+/// registry's `repository/*`, which names none of them. `nextToken` is sealed (see
+/// [`seal_cursor`]): it names nothing and cannot be made up.
 pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let names: Option<Vec<String>> = c
         .input
@@ -286,34 +325,65 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             if !(1..=1000).contains(&max) {
                 return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
             }
-            let mut denied = None;
+            let after = token.map(|t| open_cursor(c, t)).transpose()?;
             let mut next = None;
             for r in c.app.registry.repositories(&c.registry).await? {
-                if token.is_some_and(|t| r.name.as_str() <= t) {
+                if after.as_deref().is_some_and(|a| r.name.as_str() <= a) {
                     continue;
                 }
                 match ask(r.name.clone()).await {
-                    Ok(_) => {
-                        if out.len() as i64 == max {
-                            next = out.last().and_then(|v: &Value| {
-                                v["repositoryName"].as_str().map(str::to_string)
-                            });
-                            break;
-                        }
-                        out.push(repo_json(c, &r));
-                    }
-                    Err(e) => {
-                        denied.get_or_insert(e);
-                    }
+                    Ok(_) => {}
+                    Err(e) if e.code == "AccessDenied" => continue,
+                    Err(e) => return Err(e),
                 }
+                if out.len() as i64 == max {
+                    next = out
+                        .last()
+                        .and_then(|v: &Value| v["repositoryName"].as_str())
+                        .map(|last| seal_cursor(c, last));
+                    break;
+                }
+                out.push(repo_json(c, &r));
             }
-            if out.is_empty() {
-                if let Some(e) = denied {
-                    return Err(e);
-                }
+            if out.is_empty() && after.is_none() {
+                ask("*".to_string()).await?;
             }
             Ok(json!({ "repositories": out, "nextToken": next }))
         }
+    }
+}
+
+/// The key DescribeRepositories cursors are sealed with (from the registry token key).
+fn cursor_key(c: &EcrCall<'_>) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"berth describe-repositories cursor\0");
+    h.update(&c.app.token_key);
+    h.finalize().into()
+}
+
+/// A `nextToken`: the last name of a page, sealed with the registry and the caller it was
+/// given to (XChaCha20-Poly1305), so it reveals nothing and no other token opens.
+fn seal_cursor(c: &EcrCall<'_>, last: &str) -> String {
+    let plain = json!([c.registry, c.caller.arn(), last]).to_string();
+    crate::auth::message::seal(&cursor_key(c), plain.as_bytes())
+}
+
+/// The name a `nextToken` continues after (only one this server gave this caller for
+/// this registry).
+fn open_cursor(c: &EcrCall<'_>, token: &str) -> Result<String, ApiError> {
+    let bad = || {
+        invalid("Invalid parameter at 'nextToken' failed to satisfy constraint: 'it must be a nextToken a previous DescribeRepositories call on this registry returned to you'")
+    };
+    let plain = crate::auth::message::open(&cursor_key(c), token).ok_or_else(bad)?;
+    let v: Value = serde_json::from_slice(&plain).map_err(|_| bad())?;
+    match (v[0].as_str(), v[1].as_str(), v[2].as_str()) {
+        (Some(registry), Some(arn), Some(last))
+            if registry == c.registry && arn == c.caller.arn() =>
+        {
+            Ok(last.to_string())
+        }
+        _ => Err(bad()),
     }
 }
 
@@ -335,38 +405,42 @@ pub async fn delete_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 }
 
 pub async fn put_tag_mutability(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let mut r = c.repo()?.clone();
     c.required("imageTagMutability")?;
-    let (m, filters) = mutability(c)?;
-    r.tag_mutability = m;
-    r.mutability_filters = filters;
-    c.app.registry.update_repository(&r).await?;
-    let filters: Option<Value> = r
-        .mutability_filters
-        .as_deref()
-        .and_then(|f| serde_json::from_str(f).ok());
+    let (mutability, filters) = mutability(c)?;
+    let out = json!({
+        "imageTagMutability": mutability.as_str(),
+        "imageTagMutabilityExclusionFilters": filters_json(&filters),
+    });
+    let r = update(
+        c,
+        RepositorySetting::TagMutability {
+            mutability,
+            filters,
+        },
+    )
+    .await?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name,
-        "imageTagMutability": r.tag_mutability, "imageTagMutabilityExclusionFilters": filters,
+        "imageTagMutability": out["imageTagMutability"],
+        "imageTagMutabilityExclusionFilters": out["imageTagMutabilityExclusionFilters"],
     }))
 }
 
 pub async fn put_scanning(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let mut r = c.repo()?.clone();
-    r.scan_on_push = c
+    let on = c
         .input
         .pointer("/imageScanningConfiguration/scanOnPush")
         .and_then(Value::as_bool)
         .ok_or_else(|| invalid("imageScanningConfiguration.scanOnPush is required"))?;
-    c.app.registry.update_repository(&r).await?;
+    let r = update(c, RepositorySetting::ScanOnPush(on)).await?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name,
-        "imageScanningConfiguration": {"scanOnPush": r.scan_on_push},
+        "imageScanningConfiguration": {"scanOnPush": on},
     }))
 }
 
 pub async fn set_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let mut r = c.repo()?.clone();
+    let r = c.repo()?;
     let text = c.required("policyText")?;
     check_policy(text, PolicyKind::Repository)?;
     if !c.bool("force").unwrap_or(false) {
@@ -390,8 +464,7 @@ pub async fn set_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             ));
         }
     }
-    r.policy = Some(text.to_string());
-    c.app.registry.update_repository(&r).await?;
+    update(c, RepositorySetting::Policy(Some(text.to_string()))).await?;
     Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
 }
 
@@ -424,9 +497,11 @@ pub async fn get_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 }
 
 pub async fn delete_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let mut r = c.repo()?.clone();
-    let text = r.policy.take().ok_or_else(|| no_repository_policy(&r))?;
-    c.app.registry.update_repository(&r).await?;
+    let r = update(c, RepositorySetting::Policy(None)).await?;
+    let text = r
+        .policy
+        .as_deref()
+        .ok_or_else(|| no_repository_policy(&r))?;
     Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
 }
 
@@ -536,12 +611,11 @@ fn no_lifecycle(r: &Repository) -> ApiError {
 }
 
 pub async fn put_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let mut r = c.repo()?.clone();
     let text = c.required("lifecyclePolicyText")?;
     check_lifecycle(text)?;
-    r.lifecycle_policy = Some(text.to_string());
-    r.lifecycle_updated = Some(c.origin.now);
-    c.app.registry.update_repository(&r).await?;
+    let setting =
+        RepositorySetting::LifecyclePolicy(Some((text.to_string(), crate::ids::now_ms())));
+    let r = update(c, setting).await?;
     Ok(json!({"registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text}))
 }
 
@@ -553,17 +627,19 @@ pub async fn get_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .ok_or_else(|| no_lifecycle(r))?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text,
-        "lastEvaluatedAt": r.lifecycle_updated,
+        "lastEvaluatedAt": r.lifecycle_updated.map(epoch),
     }))
 }
 
 pub async fn delete_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
-    let mut r = c.repo()?.clone();
-    let text = r.lifecycle_policy.take().ok_or_else(|| no_lifecycle(&r))?;
-    let at = r.lifecycle_updated.take();
-    c.app.registry.update_repository(&r).await?;
+    let r = update(c, RepositorySetting::LifecyclePolicy(None)).await?;
+    let text = r
+        .lifecycle_policy
+        .as_deref()
+        .ok_or_else(|| no_lifecycle(&r))?;
     Ok(json!({
-        "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text, "lastEvaluatedAt": at,
+        "registryId": r.account, "repositoryName": r.name, "lifecyclePolicyText": text,
+        "lastEvaluatedAt": r.lifecycle_updated.map(epoch),
     }))
 }
 

@@ -7,7 +7,6 @@ use axum::http::{Response, StatusCode};
 use berth_blobs::{BlobError, Digest};
 use berth_oci::ByteRange;
 use berth_store::{Repository, Upload};
-use serde_json::json;
 
 use super::{response, set, OciCall, OciError};
 use crate::serve::App;
@@ -61,18 +60,7 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
     if let Some(r) = c.also_authorize("ecr:CreateRepository", name).await? {
         return Ok(r);
     }
-    let repo = Repository {
-        account: c.registry.clone(),
-        name: name.to_string(),
-        created: c.origin.now,
-        tag_mutability: "MUTABLE".into(),
-        mutability_filters: None,
-        scan_on_push: false,
-        encryption: json!({"encryptionType": "AES256"}).to_string(),
-        policy: None,
-        lifecycle_policy: None,
-        lifecycle_updated: None,
-    };
+    let repo = Repository::new(&c.registry, name, crate::ids::now_ms());
     match c.app.registry.create_repository(&repo, &[]).await {
         Ok(()) | Err(berth_store::StoreError::AlreadyExists(_)) => {}
         Err(e) => return Err(e.into()),
@@ -207,7 +195,13 @@ pub async fn start(
                 if let Some(size) = c.app.registry.repository_blob(&c.registry, from, d).await? {
                     c.app
                         .registry
-                        .add_repository_blob(&repo.account, &repo.name, d, size, c.origin.now)
+                        .add_repository_blob(
+                            &repo.account,
+                            &repo.name,
+                            d,
+                            size,
+                            crate::ids::now_ms(),
+                        )
                         .await?;
                     return Ok(created(name, d));
                 }
@@ -234,7 +228,13 @@ pub async fn start(
         };
         c.app
             .registry
-            .add_repository_blob(&repo.account, &repo.name, d, size as i64, c.origin.now)
+            .add_repository_blob(
+                &repo.account,
+                &repo.name,
+                d,
+                size as i64,
+                crate::ids::now_ms(),
+            )
             .await?;
         return Ok(created(name, d));
     }
@@ -246,8 +246,8 @@ pub async fn start(
             account: repo.account.clone(),
             repository: repo.name.clone(),
             principal: c.caller.arn().to_string(),
-            created: c.origin.now,
-            updated: c.origin.now,
+            created: crate::ids::now_ms(),
+            updated: crate::ids::now_ms(),
         })
         .await?;
     let mut r = upload_location(name, &id, 0, StatusCode::ACCEPTED);
@@ -339,7 +339,10 @@ pub async fn patch(
         .append(id, current, body.into_data_stream())
         .await
         .map_err(blob_error)?;
-    c.app.registry.touch_upload(id, c.origin.now).await?;
+    c.app
+        .registry
+        .touch_upload(id, crate::ids::now_ms())
+        .await?;
     Ok(upload_location(name, id, size, StatusCode::ACCEPTED))
 }
 
@@ -383,7 +386,13 @@ pub async fn finish(
     };
     c.app
         .registry
-        .add_repository_blob(&repo.account, &repo.name, d, size as i64, c.origin.now)
+        .add_repository_blob(
+            &repo.account,
+            &repo.name,
+            d,
+            size as i64,
+            crate::ids::now_ms(),
+        )
         .await?;
     c.app.registry.delete_upload(id).await?;
     Ok(created(name, d))

@@ -49,33 +49,35 @@ fn paginate(
     }
 }
 
+/// The repositories the caller may describe. Others are skipped without a word: when none
+/// is left, the caller is denied (or not) on the registry's `repository/*`, which names
+/// none of them. `last` is a name, as the distribution spec has it; it only ever pages
+/// through names the caller may see.
 pub async fn catalog(c: &OciCall<'_>) -> Result<Response<Body>, OciError> {
-    let mut names = Vec::new();
-    let mut denied = None;
-    for r in c.app.registry.repositories(&c.registry).await? {
-        let allowed = authorize_ecr(
+    let ask = |name: String| async move {
+        authorize_ecr(
             c.app,
             c.caller,
             c.origin,
             EcrRequest {
                 action: "ecr:DescribeRepositories",
                 registry: &c.registry,
-                repository: Some(&r.name),
+                repository: Some(&name),
                 context: Vec::new(),
             },
         )
-        .await;
-        match allowed {
+        .await
+    };
+    let mut names = Vec::new();
+    for r in c.app.registry.repositories(&c.registry).await? {
+        match ask(r.name.clone()).await {
             Ok(_) => names.push(r.name),
-            Err(e) => {
-                denied.get_or_insert(e);
-            }
+            Err(e) if e.code == "AccessDenied" => {}
+            Err(e) => return Err(e.into()),
         }
     }
     if names.is_empty() {
-        if let Some(e) = denied {
-            return Err(e.into());
-        }
+        ask("*".to_string()).await?;
     }
     let (page, link) = paginate(c, names, "/v2/_catalog")?;
     let mut r = json_response(StatusCode::OK, &json!({"repositories": page}));
@@ -217,10 +219,11 @@ pub async fn get(
             }
         }
     }
-    if !head && img.pull_due(c.origin.now) {
+    let now_ms = crate::ids::now_ms();
+    if !head && img.pull_due(now_ms) {
         c.app
             .registry
-            .record_pull(&repo.account, &repo.name, &img.digest, c.origin.now)
+            .record_pull(&repo.account, &repo.name, &img.digest, now_ms)
             .await?;
     }
     let len = img.manifest.len();
@@ -265,7 +268,7 @@ pub async fn put(
     } else {
         (Some(reference), None)
     };
-    let pushed = store_manifest(c.app, &repo, &bytes, c.header("content-type"), tag, digest, c.origin.now)
+    let pushed = store_manifest(c.app, &repo, &bytes, c.header("content-type"), tag, digest, crate::ids::now_ms())
         .await
         .map_err(|e| match e {
             PushError::Invalid(m) => OciError::new(400, "MANIFEST_INVALID", m),

@@ -436,18 +436,7 @@ mod tests {
         .unwrap();
         app.registry
             .create_repository(
-                &berth_store::Repository {
-                    account: testing::ACCOUNT.into(),
-                    name: "other".into(),
-                    created: 0,
-                    tag_mutability: "MUTABLE".into(),
-                    mutability_filters: None,
-                    scan_on_push: false,
-                    encryption: "{}".into(),
-                    policy: None,
-                    lifecycle_policy: None,
-                    lifecycle_updated: None,
-                },
+                &berth_store::Repository::new(testing::ACCOUNT, "other", 0),
                 &[],
             )
             .await

@@ -4,8 +4,9 @@
 
 use berth_iam::glob::{push_lit, Glob, Tok};
 use berth_oci::Reference;
-use berth_store::{NewImage, PutImageError, PutOutcome, RefKind, Repository, TagRule};
-use serde_json::Value;
+use berth_store::{
+    NewImage, PutImageError, PutOutcome, RefKind, Repository, TagMutability, TagRule,
+};
 
 use crate::serve::App;
 
@@ -48,18 +49,13 @@ fn filter_glob(filter: &str) -> Glob {
 pub fn tag_rule(repo: &Repository, tag: &str) -> TagRule {
     let excluded = || {
         repo.mutability_filters
-            .as_deref()
-            .and_then(|f| serde_json::from_str::<Value>(f).ok())
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
             .iter()
-            .filter_map(|f| f.get("filter").and_then(Value::as_str).map(str::to_string))
-            .any(|f| filter_glob(&f).matches(tag))
+            .any(|f| filter_glob(&f.wildcard).matches(tag))
     };
-    match repo.tag_mutability.as_str() {
-        "IMMUTABLE" => TagRule::Immutable,
-        "IMMUTABLE_WITH_EXCLUSION" if !excluded() => TagRule::Immutable,
-        "MUTABLE_WITH_EXCLUSION" if excluded() => TagRule::Immutable,
+    match repo.tag_mutability {
+        TagMutability::Immutable => TagRule::Immutable,
+        TagMutability::ImmutableWithExclusion if !excluded() => TagRule::Immutable,
+        TagMutability::MutableWithExclusion if excluded() => TagRule::Immutable,
         _ => TagRule::Mutable,
     }
 }
@@ -179,18 +175,19 @@ mod tests {
     use super::*;
 
     fn repo(mutability: &str, filters: &[&str]) -> Repository {
-        let filters: Vec<Value> = filters
-            .iter()
-            .map(|f| serde_json::json!({"filterType": "WILDCARD", "filter": f}))
-            .collect();
         Repository {
             account: "111111111111".into(),
             name: "app".into(),
             created: 0,
-            tag_mutability: mutability.into(),
-            mutability_filters: Some(Value::from(filters).to_string()),
+            tag_mutability: TagMutability::parse(mutability).unwrap(),
+            mutability_filters: filters
+                .iter()
+                .map(|f| berth_store::MutabilityFilter {
+                    wildcard: f.to_string(),
+                })
+                .collect(),
             scan_on_push: false,
-            encryption: "{}".into(),
+            encryption: Default::default(),
             policy: None,
             lifecycle_policy: None,
             lifecycle_updated: None,

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod private;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,13 +32,15 @@ pub const MAX_BODY: usize = 1 << 20;
 /// Largest ECR API request (UploadLayerPart carries up to 20 MiB, base64-encoded).
 pub const MAX_ECR_BODY: usize = 32 << 20;
 
-/// Open the metadata store of a data directory (creating both if needed).
+/// Open the metadata store of a data directory (creating both if needed), private to
+/// this user: the directory 0700, the database and its `-wal`/`-shm` 0600 (see
+/// [`private`]); wider ones found are tightened, with a warning.
 pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("creating data directory {}: {e}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("berth.db"))
-        .await
-        .map_err(|e| e.to_string())?;
+    private::warn(&private::prepare_data_dir(data_dir)?);
+    let db = data_dir.join("berth.db");
+    private::create_private_file(&db)?;
+    let store = SqliteStore::open(&db).await.map_err(|e| e.to_string())?;
+    private::warn(&private::tighten_database_files(&db));
     Ok(Arc::new(store))
 }
 
@@ -231,7 +234,11 @@ pub async fn clean(app: &App) {
     if let Err(e) = app.store.delete_sessions_expired_before(now - 86_400).await {
         tracing::warn!(error = %e, "cleaning expired sessions failed");
     }
-    match app.registry.stale_uploads(now - UPLOAD_IDLE_SECS).await {
+    match app
+        .registry
+        .stale_uploads((now - UPLOAD_IDLE_SECS) * 1000)
+        .await
+    {
         Ok(stale) => {
             for u in stale {
                 let _ = app.blobs.cancel(&u.id).await;
