@@ -847,6 +847,59 @@ fn who_can_judges_unknown_request_keys_both_ways() {
     ]);
 }
 
+/// `ForAnyValue:…IfExists` needs a value: on a push, which carries no request tags, an
+/// Allow conditioned on `aws:TagKeys` with it grants nothing; on TagResource the tags are
+/// the request's to choose, so it grants "when aws:TagKeys". `ForAllValues:…IfExists`
+/// holds over no tags at all.
+#[test]
+fn who_can_reads_for_any_value_if_exists_as_the_engine_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, condition: serde_json::Value| {
+        let p = dir.path().join(name);
+        let doc = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["ecr:PutImage", "ecr:TagResource"], "Resource": "*", "Condition": condition}]});
+        std::fs::write(&p, doc.to_string()).unwrap();
+        p.display().to_string()
+    };
+    let any = write(
+        "any.json",
+        serde_json::json!({"ForAnyValue:StringEqualsIfExists": {"aws:TagKeys": ["team"]}}),
+    );
+    let all = write(
+        "all.json",
+        serde_json::json!({"ForAllValues:StringEqualsIfExists": {"aws:TagKeys": ["team"]}}),
+    );
+    let run = |action: &str| {
+        let out = berth(&[
+            "policy",
+            "who-can",
+            "--action",
+            action,
+            "--repository",
+            "app",
+            "--account",
+            "111111111111",
+            "--identity",
+            &format!("arn:aws:iam::111111111111:user/any={any}"),
+            "--identity",
+            &format!("arn:aws:iam::111111111111:user/all={all}"),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let push = run("ecr:PutImage");
+    assert!(!push.contains("user/any"), "{push}");
+    assert!(
+        push.contains("arn:aws:iam::111111111111:user/all\n"),
+        "{push}"
+    );
+    let tag = run("ecr:TagResource");
+    assert!(
+        tag.contains("arn:aws:iam::111111111111:user/any when aws:TagKeys\n"),
+        "{tag}"
+    );
+}
+
 /// NotPrincipal in an Allow grants nothing (AWS does not support it); variables in condition values and
 /// resources count as unknown keys; a role's session picks its own tags; the root user
 /// never assumes a role.
