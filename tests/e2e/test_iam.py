@@ -231,7 +231,8 @@ def test_roles_cli(server):
     assert got.get("Description") == "test role"
     assert iam.list_role_tags(RoleName=name)["Tags"] == [{"Key": "team", "Value": "dev"}]
 
-    tp2 = trust(f"arn:aws:iam::{acct}:user/someone")
+    someone, _ = server.new_user()  # a trust policy names users that exist
+    tp2 = trust(f"arn:aws:iam::{acct}:user/{someone}")
     iam.update_assume_role_policy(RoleName=name, PolicyDocument=dumps(tp2))
     assert iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"] == tp2
     r = server.raw({"Action": "UpdateRole", "Version": V, "RoleName": name, "MaxSessionDuration": "43200"},

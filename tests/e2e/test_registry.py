@@ -855,6 +855,112 @@ def test_repository_policy_invalid_json_keeps_old_policy(server):
     assert err.code == "RepositoryPolicyNotFoundException"
 
 
+def test_policy_writes_refuse_not_principal_with_allow(server):
+    """SetRepositoryPolicy and PutRegistryPolicy refuse an Allow with NotPrincipal (AWS:
+    "NotPrincipal must be used with Effect Deny") naming the statement; nothing is stored.
+    NotPrincipal with Deny is accepted."""
+    repo = new_repo(server)
+    c = ecr(server)
+    good = json.dumps(doc({"Sid": "Pull", "Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"}))
+    c.set_repository_policy(repositoryName=repo, policyText=good)
+    bad = json.dumps(doc(
+        {"Sid": "Pull", "Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"},
+        {"Sid": "AllButMallory", "Effect": "Allow",
+         "NotPrincipal": {"AWS": f"arn:aws:iam::{server.account}:root"}, "Action": "ecr:*"}))
+    code, msg, status = client_error(c.set_repository_policy, repositoryName=repo, policyText=bad)
+    assert (status, code) == (400, "InvalidParameterException"), msg
+    assert msg.startswith("Invalid parameter at 'PolicyText' failed to satisfy constraint: "
+                          "'Invalid repository policy provided': ALLOW_WITH_NOT_PRINCIPAL Statement[1].NotPrincipal: "
+                          "Statement[1] (Sid \"AllButMallory\") uses NotPrincipal with \"Effect\": \"Allow\""), msg
+    assert json.loads(c.get_repository_policy(repositoryName=repo)["policyText"]) == json.loads(good)
+    code, msg, status = client_error(c.put_registry_policy, policyText=bad)
+    assert (status, code) == (400, "InvalidParameterException"), msg
+    assert "'Invalid registry policy provided': ALLOW_WITH_NOT_PRINCIPAL Statement[1].NotPrincipal" in msg, msg
+    assert client_error(c.get_registry_policy)[0] == "RegistryPolicyNotFoundException"
+    # With Deny it is what NotPrincipal is for.
+    deny = json.dumps(doc(
+        {"Sid": "Pull", "Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"},
+        {"Sid": "OnlyRoot", "Effect": "Deny", "NotPrincipal": {"AWS": f"arn:aws:iam::{server.account}:root"},
+         "Action": "ecr:DeleteRepository"}))
+    c.set_repository_policy(repositoryName=repo, policyText=deny)
+    assert json.loads(c.get_repository_policy(repositoryName=repo)["policyText"]) == json.loads(deny)
+
+
+def test_policy_writes_refuse_principals_that_do_not_exist(server):
+    """A repository, registry or role trust policy naming an IAM user or role of an account
+    this server hosts that does not exist is refused ("Invalid principal in policy", with
+    the ARN); other accounts' principals, account roots, existing users and roles, `*` and
+    sessions are accepted."""
+    acct = server.account
+    other = server.account_create()
+    repo = new_repo(server)
+    c = ecr(server)
+    iam = server.iam()
+    user, _ = server.new_user(path="/team/")
+    role = unique("role")
+    iam.create_role(RoleName=role, Path="/svc/", AssumeRolePolicyDocument=json.dumps(doc(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{acct}:user/team/{user}"}, "Action": "sts:AssumeRole"})))
+
+    def grant(*principals):
+        return json.dumps(doc({"Sid": "Pull", "Effect": "Allow", "Principal": {"AWS": list(principals)},
+                               "Action": "ecr:BatchGetImage"}))
+
+    fine = grant(f"arn:aws:iam::{acct}:user/team/{user}", f"arn:aws:iam::{acct}:role/svc/{role}",
+                 f"arn:aws:iam::{acct}:root", other.account_id, f"arn:aws:iam::{other.account_id}:root",
+                 "999999999999", "arn:aws:iam::999999999999:user/anyone", "arn:aws:iam::999999999999:role/any",
+                 f"arn:aws:sts::{acct}:assumed-role/{role}/session", f"arn:aws:sts::{acct}:federated-user/fed")
+    c.set_repository_policy(repositoryName=repo, policyText=fine)
+    bad_cases = [
+        (f"arn:aws:iam::{acct}:user/ghost", f"account {acct} has no IAM user named \"ghost\""),
+        (f"arn:aws:iam::{acct}:role/ghost", f"account {acct} has no IAM role named \"ghost\""),
+        (f"arn:aws:iam::{acct}:user/{user}", f"its user \"{user}\" is arn:aws:iam::{acct}:user/team/{user}"),
+        (f"arn:aws:iam::{other.account_id}:user/{user}", f"account {other.account_id} has no IAM user"),
+        (f"arn:aws:iam::{acct}:group/admins", "an IAM group cannot be a principal"),
+    ]
+    for arn, why in bad_cases:
+        text = grant(f"arn:aws:iam::{acct}:root", arn)
+        code, msg, status = client_error(c.set_repository_policy, repositoryName=repo, policyText=text)
+        assert (status, code) == (400, "InvalidParameterException"), (arn, msg)
+        assert msg.startswith("Invalid parameter at 'PolicyText' failed to satisfy constraint: "
+                              f"'Invalid repository policy provided': Invalid principal in policy: \"AWS\":\"{arn}\" "
+                              "(Statement[0].Principal.AWS[1]: "), (arn, msg)
+        assert why in msg, (arn, msg)
+        code, msg, status = client_error(c.put_registry_policy, policyText=text)
+        assert (status, code) == (400, "InvalidParameterException"), (arn, msg)
+        assert f"'Invalid registry policy provided': Invalid principal in policy: \"AWS\":\"{arn}\"" in msg, msg
+        # Role trust policies: IAM's MalformedPolicyDocument, on create and on update.
+        trust = json.dumps(doc({"Effect": "Allow", "Principal": {"AWS": arn}, "Action": "sts:AssumeRole"}))
+        code, msg, status = client_error(iam.create_role, RoleName=unique("r"), AssumeRolePolicyDocument=trust)
+        assert (status, code) == (400, "MalformedPolicyDocument"), (arn, msg)
+        assert msg.startswith(f"Invalid principal in policy: \"AWS\":\"{arn}\""), msg
+        code, msg, status = client_error(iam.update_assume_role_policy, RoleName=role, PolicyDocument=trust)
+        assert (status, code) == (400, "MalformedPolicyDocument"), (arn, msg)
+    # Nothing changed.
+    assert json.loads(c.get_repository_policy(repositoryName=repo)["policyText"]) == json.loads(fine)
+    assert client_error(c.get_registry_policy)[0] == "RegistryPolicyNotFoundException"
+    got = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    assert got["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{acct}:user/team/{user}"}
+    # A NotPrincipal naming a missing user is refused as well; once the user exists, it is accepted.
+    later = unique("later")
+    deny = json.dumps(doc(
+        {"Sid": "Pull", "Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"},
+        {"Effect": "Deny", "NotPrincipal": {"AWS": [f"arn:aws:iam::{acct}:user/{later}", acct]},
+         "Action": "ecr:DeleteRepository"}))
+    code, msg, _ = client_error(c.set_repository_policy, repositoryName=repo, policyText=deny)
+    assert code == "InvalidParameterException" and f"arn:aws:iam::{acct}:user/{later}" in msg, msg
+    assert "(Statement[1].NotPrincipal.AWS[0]: " in msg, msg
+    server.new_user(later)
+    c.set_repository_policy(repositoryName=repo, policyText=deny)
+    # A role may trust a user created after it was refused; and a registry policy naming existing principals is stored.
+    trust = json.dumps(doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{acct}:user/{later}"},
+                            "Action": "sts:AssumeRole"}))
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=trust)
+    registry = json.dumps(doc({"Sid": "Rep", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{acct}:user/{later}"},
+                               "Action": "ecr:CreateRepository", "Resource": "*"}))
+    c.put_registry_policy(policyText=registry)
+    c.delete_registry_policy()
+
+
 LIFECYCLE = json.dumps({"rules": [{
     "rulePriority": 1, "description": "keep the last 10 release images",
     "selection": {"tagStatus": "tagged", "tagPrefixList": ["release"], "countType": "imageCountMoreThan",

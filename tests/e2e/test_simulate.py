@@ -281,3 +281,146 @@ def test_who_can_on_a_running_servers_data(server):
     assert f"arn:aws:iam::333333333333:root via {role} (if its own policies allow)" in lines
     # Those allowed directly in every case are not listed again through the role.
     assert f"arn:aws:iam::{acct}:root via {role}" not in lines
+
+
+def _decode_denial(server, creds, message):
+    """The decoded authorization message of a denial, decoded by `creds`, as a dict
+    without the keys whose values are the request's time (they differ per request)."""
+    import re
+
+    m = re.search(r"Encoded authorization failure message: ([A-Za-z0-9_-]+)", message)
+    assert m, message
+    out = server.client("sts", creds).decode_authorization_message(EncodedMessage=m.group(1))
+    decoded = json.loads(out["DecodedMessage"])
+    items = decoded["context"]["conditions"]["items"]
+    decoded["context"]["conditions"]["items"] = [
+        i for i in items if i["item"]["key"].lower() not in ("aws:currenttime", "aws:epochtime")]
+    return decoded, m.group(1)
+
+
+def test_denials_do_not_leak_another_accounts_repository(server):
+    """Account B's user is denied a pull from account A's repository. B's root decodes the
+    message: it holds none of the repository's tags, and it is the same whether the
+    repository exists or not and has tags or not (no existence oracle); the IAM sentence
+    is the same too. A's root cannot decode B's message."""
+    from berth import Registry, client_error, login_password, oci_error, unique
+
+    a = server.root
+    b = server.account_create()
+    _, user = server.new_user(admin=b, policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}])
+    name = unique("leak/app")
+    ecr_a = server.client("ecr", a)
+    ecr_b = server.client("ecr", user)
+    pw = login_password(server, user)
+
+    def denials():
+        """(sentence, decoded) of the ECR API denial, then of the /v2 denial."""
+        code, msg, status = client_error(ecr_b.batch_get_image, registryId=a.account_id, repositoryName=name,
+                                         imageIds=[{"imageTag": "latest"}])
+        assert (status, code) == (400, "AccessDeniedException") or code == "AccessDeniedException", (code, msg)
+        api, _ = _decode_denial(server, b, msg)
+        status, code, omsg = oci_error(Registry(server, pw).get_manifest(name, "latest"))
+        assert (status, code) == (403, "DENIED"), omsg
+        v2, _ = _decode_denial(server, b, omsg)
+        return [(msg.split(". Encoded")[0], api), (omsg.split(". Encoded")[0], v2)]
+
+    missing = denials()
+    ecr_a.create_repository(repositoryName=name)
+    untagged = denials()
+    arn = f"arn:aws:ecr:us-east-1:{a.account_id}:repository/{name}"
+    ecr_a.tag_resource(resourceArn=arn, tags=[{"Key": "secret-key", "Value": "secret-value"}])
+    tagged = denials()
+    for (sentence, decoded) in tagged:
+        text = json.dumps(decoded)
+        assert "secret-key" not in text and "secret-value" not in text, text
+        assert "resourcetag" not in text.lower(), text
+        assert sentence.endswith(f"is not authorized to perform: ecr:BatchGetImage on resource: {arn} "
+                                 "because no resource-based policy allows the ecr:BatchGetImage action"), sentence
+    assert tagged == untagged == missing
+    # B's own account sees its own user's request: who, what, from where.
+    decoded = tagged[0][1]
+    assert decoded["context"]["principal"]["arn"].startswith(f"arn:aws:iam::{b.account_id}:user/")
+    assert decoded["context"]["resource"] == arn
+    # The message is for the requesting account: A cannot decode it.
+    code, msg, _ = client_error(ecr_b.batch_get_image, registryId=a.account_id, repositoryName=name,
+                                imageIds=[{"imageTag": "latest"}])
+    _, blob = _decode_denial(server, b, msg)
+    code, msg, status = client_error(server.client("sts", a).decode_authorization_message, EncodedMessage=blob)
+    assert (status, code) == (400, "InvalidAuthorizationMessageException"), msg
+
+
+def test_denials_in_the_callers_own_account_show_resource_tags(server):
+    """Within one account the administrators decoding a denial see the repository's tags
+    (they may read them anyway)."""
+    from berth import client_error, unique
+
+    a = server.root
+    _, user = server.new_user(policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:DescribeRepositories", "Resource": "*"}]}])
+    name = unique("own/app")
+    server.client("ecr", a).create_repository(repositoryName=name, tags=[{"Key": "team", "Value": "blue"}])
+    code, msg, _ = client_error(server.client("ecr", user).batch_get_image, repositoryName=name,
+                                imageIds=[{"imageTag": "latest"}])
+    assert code == "AccessDeniedException", msg
+    decoded, _ = _decode_denial(server, a, msg)
+    keys = {i["item"]["key"].lower(): i["item"]["values"]["items"] for i in decoded["context"]["conditions"]["items"]}
+    assert keys["aws:resourcetag/team"] == [{"value": "blue"}], keys
+
+
+def test_simulator_uses_only_the_callers_own_stored_resource_policies(server):
+    """SimulatePrincipalPolicy / SimulateCustomPolicy read the stored repository and
+    registry policies of the caller's own account only: another account's resources are
+    simulated with the ResourcePolicy the caller passes (or none), so varying the input
+    reveals nothing of the other account's statements."""
+    from berth import unique
+
+    a = server.root
+    b = server.account_create()
+    name = unique("sim/app")
+    ecr_a = server.client("ecr", a)
+    ecr_a.create_repository(repositoryName=name)
+    a_repo = f"arn:aws:ecr:us-east-1:{a.account_id}:repository/{name}"
+    allow_all = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]})
+    # A's hidden statements: a deny on PutImage in the repository policy, and a grant of
+    # BatchGetImage to B's account in the registry policy.
+    ecr_a.set_repository_policy(repositoryName=name, policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "HiddenDeny", "Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage"}]}))
+    ecr_a.put_registry_policy(policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "HiddenGrant", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{b.account_id}:root"},
+         "Action": "ecr:BatchGetImage", "Resource": "*"}]}))
+    try:
+        iam_b = server.iam(b)
+        b_user, _ = server.new_user(admin=b, policies=[json.loads(allow_all)])
+        b_user_arn = f"arn:aws:iam::{b.account_id}:user/{b_user}"
+        actions = ["ecr:PutImage", "ecr:BatchGetImage"]
+        runs = [
+            iam_b.simulate_custom_policy(PolicyInputList=[allow_all], ActionNames=actions, ResourceArns=[a_repo],
+                                         CallerArn=b_user_arn),
+            iam_b.simulate_principal_policy(PolicySourceArn=b_user_arn, ActionNames=actions, ResourceArns=[a_repo]),
+        ]
+        for r in runs:
+            got = {e["EvalActionName"]: e for e in r["EvaluationResults"]}
+            # Without A's policies: nothing on the resource side allows; nothing denies.
+            assert got["ecr:PutImage"]["EvalDecision"] == "implicitDeny", got
+            assert got["ecr:BatchGetImage"]["EvalDecision"] == "implicitDeny", got
+            for e in got.values():
+                assert all(m["SourcePolicyType"] != "resource" for m in e["MatchedStatements"]), e
+        # With a resource policy passed in, that one is used (and only that one).
+        given = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": b_user_arn}, "Action": ["ecr:PutImage", "ecr:BatchGetImage"]}]})
+        r = iam_b.simulate_custom_policy(PolicyInputList=[allow_all], ActionNames=actions, ResourceArns=[a_repo],
+                                         CallerArn=b_user_arn, ResourcePolicy=given)
+        got = {e["EvalActionName"]: e for e in r["EvaluationResults"]}
+        assert got["ecr:PutImage"]["EvalDecision"] == "allowed", got
+        assert got["ecr:BatchGetImage"]["EvalDecision"] == "allowed", got
+        # A, simulating on its own repository, does get its stored policies.
+        iam_a = server.iam(a)
+        a_user, _ = server.new_user(policies=[json.loads(allow_all)])
+        r = iam_a.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{a.account_id}:user/{a_user}",
+                                            ActionNames=["ecr:PutImage"], ResourceArns=[a_repo])
+        res = r["EvaluationResults"][0]
+        assert res["EvalDecision"] == "explicitDeny"
+        assert [m["SourcePolicyType"] for m in res["MatchedStatements"]] == ["resource"]
+    finally:
+        ecr_a.delete_registry_policy()

@@ -384,17 +384,19 @@ impl CompiledPrincipals {
         }
         // NotPrincipal + Deny: denies every principal with a permissions boundary, and
         // otherwise everyone unless every level of its identity chain is listed.
-        // NotPrincipal + Allow: grants everyone not listed at any level.
-        let levels = self.listed_levels(p);
+        // NotPrincipal + Allow is unsupported ("NotPrincipal must be used with
+        // \"Effect\":\"Deny\""): policy writes refuse it, and a document that holds it
+        // anyway (a file, a decide line) grants nothing through it, to anyone.
         match effect {
             Effect::Deny => {
+                let levels = self.listed_levels(p);
                 if (has_boundary && p.kind.is_user_or_role()) || levels.listed < levels.total {
                     Some(PrincipalMatch::Direct)
                 } else {
                     None
                 }
             }
-            Effect::Allow => (levels.listed == 0).then_some(PrincipalMatch::Direct),
+            Effect::Allow => None,
         }
     }
 

@@ -189,9 +189,12 @@ impl CompiledCondition {
             if entry.is_none() {
                 missing.missing(&self.key);
             }
+            // ForAllValues holds over nothing; ForAnyValue needs a value, and IfExists
+            // does not rescue it (IAM User Guide on multivalued keys: a ForAnyValue
+            // operator returns false on an empty data set, IfExists or not).
             return match op.qualifier {
                 Some(Qualifier::ForAllValues) => true,
-                Some(Qualifier::ForAnyValue) => op.if_exists,
+                Some(Qualifier::ForAnyValue) => false,
                 None => op.if_exists || negated,
             };
         };

@@ -343,11 +343,12 @@ fn run<T: Tracer>(req: &Request, set: &PolicySet, t: &mut T) -> (Decision, Cause
         match resource_allows {
             Some(PrincipalMatch::Direct) => return allow(PolicyType::Resource),
             Some(PrincipalMatch::Role | PrincipalMatch::FederatingUser) => {
-                // Limited by the boundary and by a session policy if there is one.
+                // Limited by the boundary and by the session rules: a session policy if
+                // there is one, and a federated session without one has no permissions.
                 if !boundary_ok {
                     return not(PolicyType::Boundary);
                 }
-                if set.session.is_some() && !session_allows {
+                if !session_ok {
                     return not(PolicyType::Session);
                 }
                 return allow(PolicyType::Resource);

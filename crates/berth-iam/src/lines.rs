@@ -13,8 +13,12 @@
 //!
 //! Unknown fields are ignored. Context keys are used as given; `aws:PrincipalArn`,
 //! `aws:PrincipalAccount`, `aws:username` and `aws:PrincipalType` are derived from the
-//! principal only when absent. Compiled policies are cached by their exact text, so a
-//! stream that repeats policies compiles each once.
+//! principal only when absent (AWS sends them with every signed request). A federated
+//! user (`arn:aws:sts::…:federated-user/N`) without a `session_policy` has no
+//! permissions from its identity policies, as a GetFederationToken session without a
+//! policy has none; only a resource policy naming the session itself grants it. A
+//! `NotPrincipal` + `Allow` statement grants nothing. Compiled policies are cached by
+//! their exact text, so a stream that repeats policies compiles each once.
 
 use std::borrow::Cow;
 use std::sync::Arc;

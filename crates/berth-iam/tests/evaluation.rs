@@ -401,20 +401,132 @@ fn not_principal_deny_needs_every_level_listed() {
     );
 }
 
+/// `NotPrincipal` with `Allow` is unsupported (IAM User Guide: "NotPrincipal must be used
+/// with \"Effect\":\"Deny\""): evaluated anyway, the statement grants nothing, to
+/// nobody — neither to those it does not list nor to those it does.
 #[test]
-fn not_principal_allow_grants_everyone_else() {
+fn not_principal_allow_grants_nothing() {
     let p = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111111111111:user/mallory"},"Action":"ecr:*"}]}"#;
+    for who in [
+        alice(),
+        user(A, "mallory"),
+        user(B, "bob"),
+        session(A, "dev", "s1"),
+        format!("arn:aws:sts::{A}:federated-user/temp1"),
+        "codebuild.amazonaws.com".to_string(),
+    ] {
+        let ev = scenario(&who, "ecr:BatchGetImage", REPO)
+            .resource_policy(p)
+            .evaluate();
+        assert_eq!(ev.decision, Decision::ImplicitDeny, "{who}");
+        assert!(ev.statements.is_empty(), "{who}: {:?}", ev.statements);
+    }
+    // Next to an identity grant it takes nothing away either.
     assert_eq!(
         scenario(&alice(), "ecr:BatchGetImage", REPO)
+            .identity(ALLOW_ECR)
             .resource_policy(p)
             .decision(),
         Decision::Allow
     );
+    // From another account: the identity side allows, the resource side does not.
+    let ev = scenario(&user(B, "bob"), "ecr:BatchGetImage", REPO)
+        .identity(ALLOW_ECR)
+        .resource_policy(p)
+        .evaluate();
+    assert_eq!(ev.cause, Cause::NotAllowed(PolicyType::Resource));
+}
+
+/// The issue's example: `ForAnyValue:StringEqualsIfExists` on `aws:TagKeys` does not let
+/// through a request without tags (IfExists does not rescue ForAnyValue).
+#[test]
+fn for_any_value_if_exists_does_not_allow_untagged_requests() {
+    let policy = identity_stmt(
+        "Allow",
+        "ecr:CreateRepository",
+        "*",
+        r#"{"ForAnyValue:StringEqualsIfExists":{"aws:TagKeys":["team"]}}"#,
+    );
+    let untagged = scenario(&alice(), "ecr:CreateRepository", REPO).identity(&policy);
+    assert_eq!(untagged.decision(), Decision::ImplicitDeny);
+    let tagged = untagged.clone().ctx_list("aws:TagKeys", &["team", "env"]);
+    assert_eq!(tagged.decision(), Decision::Allow);
+    // As a Deny it does not deny the untagged request either.
+    let deny = identity_stmt(
+        "Deny",
+        "ecr:CreateRepository",
+        "*",
+        r#"{"ForAnyValue:StringNotEqualsIfExists":{"aws:TagKeys":["team"]}}"#,
+    );
+    let s = scenario(&alice(), "ecr:CreateRepository", REPO)
+        .identity(ALLOW_ECR)
+        .identity(&deny);
+    assert_eq!(s.decision(), Decision::Allow);
     assert_eq!(
-        scenario(&user(A, "mallory"), "ecr:BatchGetImage", REPO)
-            .resource_policy(p)
-            .decision(),
+        s.ctx_list("aws:TagKeys", &["cost"]).decision(),
+        Decision::ExplicitDeny
+    );
+}
+
+/// A GetFederationToken session without a session policy has no permissions: not from
+/// the identity policies of the user that federated, and not from a resource policy that
+/// names that user (which is limited by the session policy). Only a resource policy that
+/// names the federated-user session itself grants.
+#[test]
+fn federated_user_without_session_policy_has_no_permissions() {
+    use berth_iam::{
+        decide, Action, CompiledPolicy, Context, PolicyKind, PolicySet, Principal, Request,
+    };
+    use std::sync::Arc;
+    let fed = format!("arn:aws:sts::{A}:federated-user/temp1");
+    let mut principal = Principal::from_arn(&fed).unwrap();
+    principal.federating_user_arn = Some(alice().into());
+    let mut ctx = Context::new();
+    principal.settle_context(&mut ctx);
+    let action = Action::new("ecr:BatchGetImage");
+    let req = Request {
+        principal: &principal,
+        action: &action,
+        resource: REPO,
+        resource_account: A,
+        context: &ctx,
+    };
+    let compile = |kind, doc: &str| Arc::new(CompiledPolicy::parse("p", kind, doc).unwrap());
+    let identity = [compile(PolicyKind::Identity, ALLOW_ECR)];
+    let names = |who: &str| {
+        compile(
+            PolicyKind::Repository,
+            &repo_stmt(
+                "Allow",
+                &format!(r#"{{"AWS":"{who}"}}"#),
+                "ecr:BatchGetImage",
+                "",
+            ),
+        )
+    };
+    let decide_with = |resource: &[Arc<CompiledPolicy>], session: Option<&CompiledPolicy>| {
+        decide(
+            &req,
+            &PolicySet {
+                identity: &identity,
+                resource,
+                boundary: None,
+                session,
+            },
+        )
+    };
+    assert_eq!(decide_with(&[], None), Decision::ImplicitDeny);
+    assert_eq!(
+        decide_with(&[names(&alice())], None),
         Decision::ImplicitDeny
+    );
+    assert_eq!(decide_with(&[names(A)], None), Decision::ImplicitDeny);
+    assert_eq!(decide_with(&[names(&fed)], None), Decision::Allow);
+    let session = compile(PolicyKind::Session, ALLOW_ECR);
+    assert_eq!(decide_with(&[], Some(&session)), Decision::Allow);
+    assert_eq!(
+        decide_with(&[names(&alice())], Some(&session)),
+        Decision::Allow
     );
 }
 

@@ -567,7 +567,7 @@ fn set_qualifiers() {
             &[("aws:TagKeys", &["env", "eco"])],
             true,
         ),
-        // ForAnyValue: at least one; missing key is false (true with IfExists).
+        // ForAnyValue: at least one; missing key or empty set is false, IfExists or not.
         (
             r#"{"ForAnyValue:StringEquals":{"aws:TagKeys":["env"]}}"#,
             &[("aws:TagKeys", &["cost", "env"])],
@@ -586,6 +586,47 @@ fn set_qualifiers() {
         (
             r#"{"ForAnyValue:StringEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
             &[],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[("aws:TagKeys", &[])],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[("aws:TagKeys", &["cost", "env"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringNotEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringNotEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[("aws:TagKeys", &[])],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringNotEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[("aws:TagKeys", &["env", "team"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringLikeIfExists":{"aws:PrincipalTag/team":"r*"}}"#,
+            &[],
+            false,
+        ),
+        // ForAllValues with IfExists: a missing key or an empty set is still true.
+        (
+            r#"{"ForAllValues:StringEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringNotEqualsIfExists":{"aws:TagKeys":["env"]}}"#,
+            &[("aws:TagKeys", &[])],
             true,
         ),
         // Negated operators inside qualifiers.

@@ -33,6 +33,8 @@ const CONDITIONS: &[&str] = &[
     r#"{"Null":{"aws:PrincipalTag/team":"true"}}"#,
     r#"{"ForAnyValue:StringLike":{"aws:TagKeys":["e*"]}}"#,
     r#"{"ForAllValues:StringEquals":{"aws:TagKeys":["env","team"]}}"#,
+    r#"{"ForAnyValue:StringNotEqualsIfExists":{"aws:TagKeys":["cost"]}}"#,
+    r#"{"ForAllValues:StringLikeIfExists":{"aws:TagKeys":["e*","t*"]}}"#,
     r#"{"StringEqualsIfExists":{"ecr:ResourceTag/env":"prod"}}"#,
     r#"{"Bool":{"aws:SecureTransport":true}}"#,
     r#"{"NumericLessThan":{"s3:max-keys":10}}"#,
@@ -344,6 +346,51 @@ proptest! {
             scanned = scanned.identity(&doc(chunk, false, true));
         }
         prop_assert_eq!(indexed.decision(), scanned.decision());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// `IfExists` never changes what a `ForAnyValue:` operator answers (it needs a value
+    /// either way), and makes a `ForAllValues:` one no stricter: the qualifier decides
+    /// what an absent key or an empty set means, not the suffix.
+    #[test]
+    fn if_exists_does_not_rescue_for_any_value(
+        op in prop::sample::select(&["StringEquals", "StringNotEquals", "StringLike", "StringNotLike", "StringEqualsIgnoreCase"][..]),
+        values in prop::collection::vec(prop::sample::select(&["env", "team", "e*", "cost"][..]), 1..3),
+        tags in prop::option::of(prop::collection::vec(prop::sample::select(&["env", "team", "cost", "Env"][..]), 0..3)),
+        deny in any::<bool>(),
+    ) {
+        let decision = |qualifier: &str, suffix: &str| {
+            let list: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+            let cond = format!(
+                r#"{{"{qualifier}:{op}{suffix}":{{"aws:TagKeys":[{}]}}}}"#,
+                list.join(",")
+            );
+            let effect = if deny { "Deny" } else { "Allow" };
+            let mut s = scenario(CALLERS[0], "ecr:TagResource", REPO)
+                .identity(&identity_stmt(effect, "ecr:TagResource", "*", &cond));
+            if deny {
+                s = s.identity(&identity_stmt("Allow", "*", "*", ""));
+            }
+            if let Some(t) = &tags {
+                s = s.ctx_list("aws:TagKeys", t);
+            }
+            s.decision()
+        };
+        prop_assert_eq!(decision("ForAnyValue", "IfExists"), decision("ForAnyValue", ""));
+        if tags.as_ref().is_none_or(|t| t.is_empty()) {
+            // Nothing to compare: ForAnyValue is false, ForAllValues true, IfExists or not.
+            let (holds, fails) = if deny {
+                (Decision::ExplicitDeny, Decision::Allow)
+            } else {
+                (Decision::Allow, Decision::ImplicitDeny)
+            };
+            prop_assert_eq!(decision("ForAnyValue", "IfExists"), fails);
+            prop_assert_eq!(decision("ForAllValues", "IfExists"), holds);
+            prop_assert_eq!(decision("ForAllValues", ""), holds);
+        }
     }
 }
 

@@ -112,6 +112,55 @@ fn check_reports_file_path_and_message() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `NotPrincipal` with `Allow`: `check` reports an ERROR naming the statement and fails
+/// (Berth refuses to store it); `simulate` evaluates it anyway, and it grants nothing.
+#[test]
+fn not_principal_with_allow_is_an_error_and_grants_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-mallory.json");
+    std::fs::write(
+        &path,
+        r#"{"Version":"2012-10-17","Statement":[
+  {"Sid":"AllButMallory","Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111111111111:user/mallory"},"Action":"ecr:*"}]}"#,
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    for kind in [None, Some("repository"), Some("registry")] {
+        let mut args = vec!["policy", "check"];
+        if let Some(k) = kind {
+            args.extend(["--kind", k]);
+        }
+        args.push(&path);
+        let out = berth(&args);
+        assert_eq!(out.status.code(), Some(1), "{kind:?}");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!("{path}:2:58: ERROR ALLOW_WITH_NOT_PRINCIPAL: Statement[0] (Sid \"AllButMallory\") uses NotPrincipal with \"Effect\": \"Allow\"")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("(Statement[0].NotPrincipal)"), "{stdout}");
+    }
+    let out = berth(&[
+        "policy",
+        "simulate",
+        "--resource-policy",
+        &path,
+        "--principal",
+        "arn:aws:iam::111111111111:user/alice",
+        "--action",
+        "ecr:BatchGetImage",
+        "--resource",
+        MY_APP,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("{\"decision\":\"ImplicitDeny\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn check_reports_json_syntax_and_size() {
     let dir = tempfile::tempdir().unwrap();
@@ -798,7 +847,60 @@ fn who_can_judges_unknown_request_keys_both_ways() {
     ]);
 }
 
-/// NotPrincipal in an Allow lets in everyone else; variables in condition values and
+/// `ForAnyValue:…IfExists` needs a value: on a push, which carries no request tags, an
+/// Allow conditioned on `aws:TagKeys` with it grants nothing; on TagResource the tags are
+/// the request's to choose, so it grants "when aws:TagKeys". `ForAllValues:…IfExists`
+/// holds over no tags at all.
+#[test]
+fn who_can_reads_for_any_value_if_exists_as_the_engine_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, condition: serde_json::Value| {
+        let p = dir.path().join(name);
+        let doc = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["ecr:PutImage", "ecr:TagResource"], "Resource": "*", "Condition": condition}]});
+        std::fs::write(&p, doc.to_string()).unwrap();
+        p.display().to_string()
+    };
+    let any = write(
+        "any.json",
+        serde_json::json!({"ForAnyValue:StringEqualsIfExists": {"aws:TagKeys": ["team"]}}),
+    );
+    let all = write(
+        "all.json",
+        serde_json::json!({"ForAllValues:StringEqualsIfExists": {"aws:TagKeys": ["team"]}}),
+    );
+    let run = |action: &str| {
+        let out = berth(&[
+            "policy",
+            "who-can",
+            "--action",
+            action,
+            "--repository",
+            "app",
+            "--account",
+            "111111111111",
+            "--identity",
+            &format!("arn:aws:iam::111111111111:user/any={any}"),
+            "--identity",
+            &format!("arn:aws:iam::111111111111:user/all={all}"),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let push = run("ecr:PutImage");
+    assert!(!push.contains("user/any"), "{push}");
+    assert!(
+        push.contains("arn:aws:iam::111111111111:user/all\n"),
+        "{push}"
+    );
+    let tag = run("ecr:TagResource");
+    assert!(
+        tag.contains("arn:aws:iam::111111111111:user/any when aws:TagKeys\n"),
+        "{tag}"
+    );
+}
+
+/// NotPrincipal in an Allow grants nothing (AWS does not support it); variables in condition values and
 /// resources count as unknown keys; a role's session picks its own tags; the root user
 /// never assumes a role.
 #[test]
@@ -831,9 +933,17 @@ fn who_can_handles_not_principal_variables_and_sessions() {
         "NotPrincipal": {"AWS": "arn:aws:iam::111111111111:user/bob"}, "Action": "ecr:*"}]}),
     );
     let out = run(&["--repository-policy", &not_bob]);
-    assert!(
-        out.contains("* (any AWS principal) (if its own policies allow)\n"),
-        "{out}"
+    assert!(!out.contains("* (any"), "{out}");
+    assert!(!out.contains("user/bob"), "{out}");
+    let unrelated = write(
+        "unrelated.json",
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "111111111111"}, "Action": "ecr:DescribeImages"}]}),
+    );
+    assert_eq!(
+        out,
+        run(&["--repository-policy", &unrelated]),
+        "the NotPrincipal Allow grants like a policy that grants nothing"
     );
 
     let abac = write(

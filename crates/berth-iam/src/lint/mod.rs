@@ -448,6 +448,21 @@ fn statement(l: &mut Linter, i: usize, node: &Json, st: &Statement, kind: Policy
         }
     }
     conditions(l, &at, node, st);
+    // NotPrincipal grants nothing in an Allow (AWS: "NotPrincipal must be used with
+    // \"Effect\":\"Deny\""); a policy write refuses it.
+    if st.effect == Effect::Allow && st.principal.as_ref().is_some_and(|p| p.negated) {
+        let named = match st.sid.as_deref().filter(|s| !s.is_empty()) {
+            Some(sid) => format!("{at} (Sid {sid:?})"),
+            None => at.clone(),
+        };
+        l.add(
+            FindingType::Error,
+            "ALLOW_WITH_NOT_PRINCIPAL",
+            format!("{named} uses NotPrincipal with \"Effect\": \"Allow\", which AWS does not support (NotPrincipal must be used with \"Effect\": \"Deny\") and which grants nothing; name the principals to allow in Principal, or use \"Principal\": \"*\" with a condition such as ArnNotEquals on aws:PrincipalArn"),
+            format!("{at}.NotPrincipal"),
+            node.get("NotPrincipal").map_or(node.start, |n| n.start),
+        );
+    }
     // Anyone may push or delete.
     let public = match &st.principal {
         Some(p) if !p.negated => match &p.value {

@@ -118,6 +118,12 @@ fn table() -> Vec<(&'static str, PolicyKind, String, String)> {
             stmt(r#"{"Sid":"one","Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"},{"Sid":"two","Effect":"Deny","Principal":"*","Action":"ecr:PutImage"}"#),
         ),
         (
+            "ALLOW_WITH_NOT_PRINCIPAL",
+            Repository,
+            stmt(r#"{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111111111111:user/mallory"},"Action":"ecr:BatchGetImage"}"#),
+            stmt(r#"{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:iam::111111111111:user/ci","111111111111"]},"Action":"ecr:PutImage"}"#),
+        ),
+        (
             "EMPTY_SID_VALUE",
             Repository,
             stmt(r#"{"Sid":"","Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"}"#),
@@ -246,4 +252,31 @@ fn broken_resource_patterns_cover_nothing() {
         r#"{{"Effect":"Allow","Action":"ecr:PutImage","Resource":"{repo}"}},{{"Effect":"Deny","Action":"ecr:PutImage","Resource":"arn:aws:ecr:*:*:repository/*"}}"#
     ));
     assert!(codes(&src, PolicyKind::Identity).contains(&"SHADOWED_STATEMENT"));
+}
+
+/// `NotPrincipal` with `Allow` is an ERROR that a policy write refuses, naming the
+/// statement (its Sid when it has one) and saying what to write instead.
+#[test]
+fn allow_with_not_principal_is_an_error_that_refuses_a_write() {
+    let src = stmt(
+        r#"{"Sid":"Pull","Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"},{"Sid":"AllButMallory","Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111111111111:user/mallory"},"Action":"ecr:*"}"#,
+    );
+    for kind in [PolicyKind::Repository, PolicyKind::Registry] {
+        let found: Vec<Finding> = lint(&src, kind)
+            .into_iter()
+            .filter(|f| f.issue_code == "ALLOW_WITH_NOT_PRINCIPAL")
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(f.finding_type, FindingType::Error);
+        assert!(f.refuses_write());
+        assert_eq!(f.path, "Statement[1].NotPrincipal");
+        assert_eq!(&src[f.offset..f.offset + 7], "{\"AWS\":");
+        assert!(
+            f.details.contains("Statement[1] (Sid \"AllButMallory\")"),
+            "{}",
+            f.details
+        );
+        assert!(f.details.contains("\"Effect\": \"Deny\""), "{}", f.details);
+    }
 }

@@ -97,9 +97,10 @@ fn named_principals(sources: &[Source]) -> Vec<String> {
     let mut named: Vec<String> = Vec::new();
     for source in sources {
         for st in &source.policy.statements {
-            // An Allow with NotPrincipal lets in everyone it does not name.
+            // An Allow with NotPrincipal grants nothing (AWS does not support it): it
+            // names no one worth asking about.
             if st.effect == Effect::Allow && st.principal.as_ref().is_some_and(|p| p.negated) {
-                named.push("*".into());
+                continue;
             }
             match st.principal.as_ref().map(|p| &p.value) {
                 Some(PrincipalValue::Star) => named.push("*".into()),

@@ -95,17 +95,32 @@ fn check_policy(text: &str, kind: PolicyKind) -> Result<(), ApiError> {
         .map(|_| ())
         .map_err(|e| e.to_string())
         .and_then(|_| crate::iam::lint_errors(text, kind))
-        .map_err(|e| {
-            invalid(format!(
-                "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {} provided': {e}",
-                kind.policy_noun()
-            ))
-        })
+        .map_err(|e| invalid_policy(kind, &e))
+}
+
+/// ECR's refusal of a policy text, with what was wrong.
+fn invalid_policy(kind: PolicyKind, problem: &str) -> ApiError {
+    let noun = match kind {
+        PolicyKind::Registry => "registry policy",
+        _ => "repository policy",
+    };
+    invalid(format!(
+        "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {noun} provided': {problem}"
+    ))
+}
+
+/// A resource policy may not name a user or role of a hosted account that does not exist.
+async fn check_principals(c: &EcrCall<'_>, text: &str, kind: PolicyKind) -> Result<(), ApiError> {
+    match crate::iam::principals::invalid_principal(c.app, text, kind).await? {
+        Some(p) => Err(invalid_policy(kind, &p.message())),
+        None => Ok(()),
+    }
 }
 
 pub async fn put_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let text = c.required("policyText")?;
     check_policy(text, PolicyKind::Registry)?;
+    check_principals(c, text, PolicyKind::Registry).await?;
     c.app
         .registry
         .set_registry_policy(&c.registry, Some(text))
@@ -443,6 +458,7 @@ pub async fn set_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let text = c.required("policyText")?;
     check_policy(text, PolicyKind::Repository)?;
+    check_principals(c, text, PolicyKind::Repository).await?;
     if !c.bool("force").unwrap_or(false) {
         // Lock-out guard: the caller must still be able to set the policy afterwards.
         let policy = c.app.caches.compiled(PolicyKind::Repository, text)?;

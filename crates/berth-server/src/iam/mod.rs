@@ -7,6 +7,7 @@ pub mod aws_managed;
 mod details;
 mod groups;
 mod policies;
+pub mod principals;
 mod roles;
 pub mod router;
 mod simulate;

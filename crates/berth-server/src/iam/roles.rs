@@ -11,12 +11,17 @@ use super::{
 use crate::ids;
 use crate::query::{ApiError, Call};
 
-/// A trust policy: valid for the engine and within the role trust policy quota.
-fn check_trust(doc: &str) -> Result<(), ApiError> {
+/// A trust policy: valid for the engine, within the role trust policy quota, and naming
+/// no user or role of a hosted account that does not exist.
+async fn check_trust(call: &Call<'_>, doc: &str) -> Result<(), ApiError> {
     check_quota(doc, PolicyKind::Trust.max_chars(), |l| {
         format!("Cannot exceed quota for ACLSizePerRole: {l}")
     })?;
-    check_policy(doc, PolicyKind::Trust)
+    check_policy(doc, PolicyKind::Trust)?;
+    match super::principals::invalid_principal(call.app, doc, PolicyKind::Trust).await? {
+        Some(p) => Err(ApiError::malformed_policy(p.message())),
+        None => Ok(()),
+    }
 }
 
 pub async fn create_role(call: &Call<'_>) -> Result<Value, ApiError> {
@@ -24,7 +29,7 @@ pub async fn create_role(call: &Call<'_>) -> Result<Value, ApiError> {
     let name = p.name("RoleName", 64)?;
     let path = p.path("Path")?;
     let trust = p.required("AssumeRolePolicyDocument")?;
-    check_trust(trust)?;
+    check_trust(call, trust).await?;
     let description = p.text("Description", 0..=1000)?;
     let max = p.int("MaxSessionDuration", 3600..=43200)?;
     let tags = tags_param(p, "Tags", 50)?;
@@ -77,7 +82,7 @@ pub async fn delete_role(call: &Call<'_>, t: &Target) -> Result<Value, ApiError>
 pub async fn update_trust(call: &Call<'_>, t: &Target) -> Result<Value, ApiError> {
     let r = existing_in(call, t, EntityKind::Role)?;
     let doc = call.params.required("PolicyDocument")?;
-    check_trust(doc)?;
+    check_trust(call, doc).await?;
     call.app
         .store
         .set_trust_policy(&r.account, &r.name, doc)

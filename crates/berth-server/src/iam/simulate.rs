@@ -109,7 +109,9 @@ fn context_entries(p: &Params, ctx: &mut Context) -> Result<(), ApiError> {
 }
 
 /// The resource-based policies that bear on a resource: the `ResourcePolicy` input, or
-/// (Berth) the stored repository and registry policies of an ECR repository ARN.
+/// (Berth) the stored repository and registry policies of an ECR repository ARN of the
+/// caller's own account. Another account's stored policies are not the caller's to read:
+/// its resources are simulated with the policy the caller passes, as IAM does.
 async fn resource_policies(
     call: &Call<'_>,
     given: &Option<Source>,
@@ -132,6 +134,9 @@ async fn resource_policies(
     else {
         return Ok(out);
     };
+    if account != &*call.caller.account {
+        return Ok(out);
+    }
     if let Some(name) = res.strip_prefix("repository/") {
         if let Some(repo) = call.app.registry.repository(account, name).await? {
             if let Some(text) = repo.policy {

@@ -609,12 +609,19 @@ async fn decode_authorization_message(call: &Call<'_>) -> Result<Value, ApiError
     })?;
     let mut v: Value =
         serde_json::from_slice(&plain).map_err(|_| invalid("The encoded message is not valid"))?;
+    // The message is for the administrators of the account that made the request.
+    if v.get("account").and_then(Value::as_str) != Some(&*call.caller.account) {
+        return Err(invalid(
+            "The encoded message belongs to a request of another account: only that account can decode it",
+        ));
+    }
     let expires = v.get("expires").and_then(Value::as_i64).unwrap_or(0);
     if call.origin.now >= expires {
         return Err(invalid("The encoded message has expired"));
     }
     if let Some(o) = v.as_object_mut() {
         o.remove("expires");
+        o.remove("account");
     }
     Ok(json!({ "DecodedMessage": v.to_string() }))
 }
