@@ -80,6 +80,20 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 /// Analyzer) sign the whole payload, and so must a request to them, in either form (a
 /// presigned URL is signed over its empty body, as the SDKs presign these services).
 pub fn payload_hashes(req: &Request, _form: SignatureForm) -> Result<Vec<String>, SigV4Error> {
+    check_declared_payload(req)?;
+    let claimed = req.header("x-amz-content-sha256");
+    let actual = hex(&sha256(req.body));
+    if let Some(c) = claimed {
+        if !c.eq_ignore_ascii_case(&actual) {
+            return Err(SigV4Error::ContentHashMismatch);
+        }
+    }
+    Ok(vec![actual])
+}
+
+/// Refuse a declared payload hash these services never take (`UNSIGNED-PAYLOAD`,
+/// aws-chunked streaming): it can be told from the headers, before the body is read.
+pub fn check_declared_payload(req: &Request) -> Result<(), SigV4Error> {
     let claimed = req.header("x-amz-content-sha256");
     if claimed == Some("UNSIGNED-PAYLOAD") {
         return Err(SigV4Error::IncompleteSignature(
@@ -93,13 +107,7 @@ pub fn payload_hashes(req: &Request, _form: SignatureForm) -> Result<Vec<String>
             )));
         }
     }
-    let actual = hex(&sha256(req.body));
-    if let Some(c) = claimed {
-        if !c.eq_ignore_ascii_case(&actual) {
-            return Err(SigV4Error::ContentHashMismatch);
-        }
-    }
-    Ok(vec![actual])
+    Ok(())
 }
 
 /// Lowercase hex.
