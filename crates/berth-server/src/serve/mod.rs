@@ -271,6 +271,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let _ = app.bound.set(local);
+    let stop = shutdown_signal();
     tracing::info!("listening on http://{local}");
 
     // Forget sessions a day after they expire (until then they answer ExpiredToken),
@@ -290,6 +291,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         header_timeout: app.config.header_timeout,
         body_stall: app.config.body_stall,
     };
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        file_limit,
+        "connection limits"
+    );
     if limits.max_connections < app.config.max_connections {
         tracing::warn!(
             max_connections = limits.max_connections,
@@ -298,7 +304,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         );
     }
     let intake = Arc::new(intake::Intake::new(&app.config));
-    connections::serve(listener, router(app), limits, intake, shutdown_signal()).await;
+    connections::serve(listener, router(app), limits, intake, stop).await;
     cleaner.abort();
     tracing::info!("stopped");
     Ok(())
@@ -328,24 +334,48 @@ pub async fn clean(app: &App) {
 /// How long an upload session may sit idle before it is removed.
 pub const UPLOAD_IDLE_SECS: i64 = 86_400;
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this
+/// is called (before the server says it listens), so a signal sent as soon as the
+/// server is up stops it gracefully rather than killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match &mut int {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            let term = async {
+                match &mut term {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = int => {},
+                _ = term => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
