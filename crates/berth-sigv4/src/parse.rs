@@ -131,7 +131,7 @@ fn check_amz_headers_signed(req: &Request, signed_headers: &[String]) -> Result<
         let lower = name.to_ascii_lowercase();
         if lower.starts_with("x-amz-")
             && lower != "x-amz-security-token"
-            && !signed_headers.iter().any(|h| *h == lower)
+            && !signed_headers.contains(&lower)
         {
             return Err(incomplete(format!(
                 "'{lower}' must be a 'SignedHeader' in the AWS Authorization: every x-amz-* header sent (other than X-Amz-Security-Token) must be signed."

@@ -454,7 +454,10 @@ fn every_amz_header_must_be_signed() {
         "ecr",
     );
     extra.headers.push(("x-amz-meta-extra".into(), "1".into()));
-    for (o, name) in [(&unsigned_target, "x-amz-target"), (&extra, "x-amz-meta-extra")] {
+    for (o, name) in [
+        (&unsigned_target, "x-amz-target"),
+        (&extra, "x-amz-meta-extra"),
+    ] {
         let err = check(o, "ecr", NOW).unwrap_err();
         assert!(
             matches!(&err, SigV4Error::IncompleteSignature(m) if m.contains(name)),
@@ -464,7 +467,9 @@ fn every_amz_header_must_be_signed() {
     }
     // The session token may travel unsigned (some SDKs add it after signing).
     let mut token_unsigned = o;
-    token_unsigned.headers.retain(|(k, _)| k != "x-amz-security-token");
+    token_unsigned
+        .headers
+        .retain(|(k, _)| k != "x-amz-security-token");
     token_unsigned
         .headers
         .push(("X-Amz-Security-Token".into(), "SESSIONTOKEN".into()));

@@ -290,7 +290,10 @@ mod tests {
         assert_eq!((o.source_ip, o.secure), (ip("203.0.113.9"), false));
         // Appended and added lines mix: one list, walked from the right.
         let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", "198.51.100.66, 203.0.113.9".parse().unwrap());
+        h.append(
+            "x-forwarded-for",
+            "198.51.100.66, 203.0.113.9".parse().unwrap(),
+        );
         h.append("x-forwarded-for", "10.3.3.3".parse().unwrap());
         h.append("x-forwarded-proto", "http, https".parse().unwrap());
         let o = a.origin(ip("10.1.1.1"), &h, "r".into(), 0, "us-east-1".into());

@@ -195,7 +195,11 @@ impl Config {
                     f.header_timeout_seconds,
                     &mut c.header_timeout,
                 ),
-                ("body_stall_seconds", f.body_stall_seconds, &mut c.body_stall),
+                (
+                    "body_stall_seconds",
+                    f.body_stall_seconds,
+                    &mut c.body_stall,
+                ),
                 (
                     "api_body_seconds",
                     f.api_body_seconds,
@@ -218,9 +222,7 @@ impl Config {
             }
             if let Some(n) = f.max_connections {
                 if !(1..=1_000_000).contains(&n) {
-                    return Err(format!(
-                        "max_connections {n} is not between 1 and 1000000"
-                    ));
+                    return Err(format!("max_connections {n} is not between 1 and 1000000"));
                 }
                 c.max_connections = n as usize;
             }
@@ -249,5 +251,42 @@ impl Config {
             ));
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn front_door_limits() {
+        let d = Config::default();
+        assert_eq!(d.header_timeout, Duration::from_secs(30));
+        assert_eq!(d.max_connections, 4096);
+        let c = load(
+            "header_timeout_seconds = 2.5\nbody_stall_seconds = 7\napi_body_seconds = 9\napi_body_memory_mib = 64\nmax_connections = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.header_timeout, Duration::from_millis(2500));
+        assert_eq!(c.body_stall, Duration::from_secs(7));
+        assert_eq!(c.api_body_deadline, Duration::from_secs(9));
+        assert_eq!(c.api_body_memory, 64 << 20);
+        assert_eq!(c.max_connections, 10);
+        for (bad, says) in [
+            ("header_timeout_seconds = 0", "above 0"),
+            ("body_stall_seconds = -1", "above 0"),
+            ("api_body_memory_mib = 8", "between 32"),
+            ("max_connections = 0", "between 1"),
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -75,6 +75,8 @@ pub fn raise_file_limit() -> Option<u64> {
                 }
             }
         }
+        // rlim_t is u64 on Linux and macOS, not on every Unix.
+        #[allow(clippy::unnecessary_cast)]
         Some(lim.rlim_cur as u64)
     }
     #[cfg(not(unix))]

@@ -202,8 +202,9 @@ mod tests {
 
     /// A body that sends `first` and then nothing, ever.
     fn stalling(first: &'static [u8]) -> Body {
-        let stream = futures_util::stream::once(async move { Ok::<_, BoxError>(Bytes::from(first)) })
-            .chain(futures_util::stream::pending());
+        let stream =
+            futures_util::stream::once(async move { Ok::<_, BoxError>(Bytes::from(first)) })
+                .chain(futures_util::stream::pending());
         Body::from_stream(stream)
     }
 
@@ -227,9 +228,13 @@ mod tests {
     #[tokio::test]
     async fn the_budget_is_shared_and_given_back() {
         let i = intake(64 << 10, 5_000);
-        let held = i.take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20).await.unwrap();
+        let held = i
+            .take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20)
+            .await
+            .unwrap();
         assert!(matches!(
-            i.take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20).await,
+            i.take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20)
+                .await,
             Err(IntakeError::Busy)
         ));
         drop(held);
@@ -249,7 +254,10 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         // The stall guard alone.
         let i = intake(1 << 20, 60_000);
-        let guarded = Body::new(StallGuard::new(stalling(b"abc"), Duration::from_millis(100)));
+        let guarded = Body::new(StallGuard::new(
+            stalling(b"abc"),
+            Duration::from_millis(100),
+        ));
         match i.take(guarded, Some(100), 1000).await {
             Err(IntakeError::TimedOut(m)) => assert!(m.contains("sent nothing"), "{m}"),
             other => panic!("{:?}", other.map(|t| t.bytes)),

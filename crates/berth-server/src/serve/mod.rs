@@ -224,8 +224,7 @@ async fn dispatch(
     // Who may make the server hold a body: only a request that names a usable
     // credential, signed for this front door, in its time window. The signature itself
     // covers the body, so it is checked once the body is in.
-    let service = match crate::auth::authenticate::precheck(&app, &parts, door.services()).await
-    {
+    let service = match crate::auth::authenticate::precheck(&app, &parts, door.services()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(code = e.code, message = %e.message, "refused before reading the body");
