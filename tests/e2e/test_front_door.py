@@ -327,6 +327,19 @@ def test_slow_headers_and_idle_connections_are_closed(fast):
     assert healthz(server).status_code == 200
 
 
+def test_request_heads_are_bounded(server):
+    """A request head may be up to 64 KiB: a slow client cannot park more than that on
+    each connection."""
+    for size, status in ((30 * 1024, 200), (100 * 1024, 431)):
+        s = connect(server)
+        try:
+            s.sendall(head(["GET /healthz HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "X-Pad: " + "p" * size]))
+            got, _, body, _ = read_response(s, time.time() + 5)
+            assert got == status, (size, got, body)
+        finally:
+            s.close()
+
+
 def wrapped_binary(tmp_path, ulimit):
     """A berth binary started under `ulimit -n` settings (the test server's own)."""
     w = tmp_path / "berth-limited"

@@ -31,6 +31,9 @@ use tokio::sync::{watch, Notify};
 
 use super::intake::{Intake, StallGuard};
 
+/// The largest request head (request line and headers) taken, in bytes.
+pub const MAX_HEAD: usize = 64 << 10;
+
 /// What the loop enforces.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -320,6 +323,10 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // Request heads are at most this large (without a limit, up to hyper's read
+        // buffer, ~400 KiB, which would let a full house of slow clients hold
+        // gigabytes): 431 beyond it.
+        .max_header_size(MAX_HEAD)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);

@@ -125,8 +125,13 @@ pub enum IntakeError {
 /// An API body in memory, with its share of the budget (returned when dropped).
 pub struct Taken {
     pub bytes: Bytes,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
+
+/// Bodies declared this small are not counted against the budget, so that everyday
+/// calls go on while large bodies fill it (they are bounded by the connection cap
+/// instead: at most `max_connections` × this).
+pub const SMALL_BODY: usize = 64 << 10;
 
 impl Intake {
     pub fn new(config: &Config) -> Intake {
@@ -149,13 +154,19 @@ impl Intake {
         if content_length.is_some_and(|n| n > limit) {
             return Err(IntakeError::TooLarge(limit));
         }
-        let want = content_length.unwrap_or(limit).div_ceil(1024).max(1);
-        let permits = u32::try_from(want.min(self.budget_kib)).unwrap_or(u32::MAX);
-        let permit = self
-            .budget
-            .clone()
-            .try_acquire_many_owned(permits)
-            .map_err(|_| IntakeError::Busy)?;
+        let permit = match content_length {
+            Some(n) if n <= SMALL_BODY => None,
+            declared => {
+                let want = declared.unwrap_or(limit).div_ceil(1024).max(1);
+                let permits = u32::try_from(want.min(self.budget_kib)).unwrap_or(u32::MAX);
+                let permit = self
+                    .budget
+                    .clone()
+                    .try_acquire_many_owned(permits)
+                    .map_err(|_| IntakeError::Busy)?;
+                Some(permit)
+            }
+        };
         let read = async {
             let mut stream = body.into_data_stream();
             let mut buf = Vec::with_capacity(content_length.unwrap_or(0));
@@ -227,18 +238,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_budget_is_shared_and_given_back() {
-        let i = intake(64 << 10, 5_000);
+        let i = intake(256 << 10, 5_000);
+        let n = 160 << 10;
         let held = i
-            .take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20)
+            .take(Body::from(vec![0u8; n]), Some(n), 1 << 20)
             .await
             .unwrap();
         assert!(matches!(
-            i.take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20)
-                .await,
+            i.take(Body::from(vec![0u8; n]), Some(n), 1 << 20).await,
             Err(IntakeError::Busy)
         ));
+        // Small bodies are not held back by large ones.
+        i.take(Body::from("{}"), Some(2), 1 << 20).await.unwrap();
         drop(held);
-        i.take(Body::from(vec![0u8; 40 << 10]), Some(40 << 10), 1 << 20)
+        i.take(Body::from(vec![0u8; n]), Some(n), 1 << 20)
             .await
             .unwrap();
     }
