@@ -188,3 +188,101 @@ def test_server_region_scope(tmp_path_factory):
         assert r.status == 403 and r.code == "SignatureDoesNotMatch"
     finally:
         assert s.stop() == 0
+
+
+ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921."
+
+
+def ecr_request(server, operation, body=b"{}", *, creds=None, headers=None, sign_target=True,
+                extra_after_signing=None):
+    """POST an ECR JSON call signed by botocore. `headers` are added before signing (so
+    signed); sign_target=False adds X-Amz-Target only after signing; extra_after_signing
+    adds headers the signature does not cover."""
+    creds = creds or server.root
+    h = {"Content-Type": "application/x-amz-json-1.1"}
+    if sign_target:
+        h["X-Amz-Target"] = ECR_TARGET + operation
+    h.update(headers or {})
+    req = AWSRequest(method="POST", url=server.url + "/", data=body, headers=h)
+    c = botocore.credentials.Credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
+    botocore.auth.SigV4Auth(c, "ecr", REGION).add_auth(req)
+    sent = dict(req.headers.items())
+    if not sign_target:
+        sent["X-Amz-Target"] = ECR_TARGET + operation
+    sent.update(extra_after_signing or {})
+    return requests.post(server.url + "/", data=body, headers=sent, timeout=10)
+
+
+def test_unsigned_payload_is_refused(server):
+    """UNSIGNED-PAYLOAD is an S3 feature: IAM, STS and ECR requests signed that way (the
+    signature itself correct) are refused."""
+    unsigned = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    for form in (GCI, {"Action": "ListUsers", "Version": "2010-05-08"}):
+        r = server.raw(form, creds=server.root, headers=unsigned)
+        assert r.status == 400 and r.code == "IncompleteSignature", r.body
+        assert "UNSIGNED-PAYLOAD" in r.message
+    r = ecr_request(server, "DescribeRepositories", headers=unsigned)
+    assert r.status_code == 400, r.text
+    assert r.json()["__type"] == "IncompleteSignatureException"
+    # The same requests with their payload signed are fine.
+    assert server.raw(GCI, creds=server.root).status == 200
+    assert ecr_request(server, "DescribeRepositories").status_code == 200
+
+
+def test_unsigned_amz_headers_are_refused(server):
+    """X-Amz-Target picks the ECR operation: unsigned, it could be swapped. It, and any
+    other x-amz-* header sent, must be among the signed headers."""
+    r = ecr_request(server, "DescribeRepositories", sign_target=False)
+    assert r.status_code == 400, r.text
+    assert r.json()["__type"] == "IncompleteSignatureException"
+    assert "x-amz-target" in r.json()["message"]
+    r = ecr_request(server, "DescribeRepositories", extra_after_signing={"X-Amz-Meta-Note": "unsigned"})
+    assert r.status_code == 400 and r.json()["__type"] == "IncompleteSignatureException", r.text
+    assert "x-amz-meta-note" in r.json()["message"]
+    # The query API too.
+    req = AWSRequest(method="POST", url=server.url + "/", data=urllib.parse.urlencode(GCI),
+                     headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    c = botocore.credentials.Credentials(server.root.access_key_id, server.root.secret_access_key)
+    botocore.auth.SigV4Auth(c, "sts", REGION).add_auth(req)
+    h = {**dict(req.headers.items()), "X-Amz-Extra": "1"}
+    r = requests.post(server.url + "/", data=urllib.parse.urlencode(GCI), headers=h, timeout=10)
+    assert r.status_code == 400 and "<Code>IncompleteSignature</Code>" in r.text, r.text
+    # Signed, the same headers pass; a session token may travel unsigned.
+    assert ecr_request(server, "DescribeRepositories", headers={"X-Amz-Meta-Note": "signed"}).status_code == 200
+    sts = Creds.from_sts(server.sts().get_session_token()["Credentials"])
+    token = sts.session_token
+    r = ecr_request(server, "DescribeRepositories", creds=sts.but(session_token=None),
+                    extra_after_signing={"X-Amz-Security-Token": token})
+    assert r.status_code == 200, r.text
+
+
+def presign(server, params, method, unsigned_payload):
+    """A presigned URL for an STS call; unsigned_payload signs it over UNSIGNED-PAYLOAD (as
+    S3-style presigners do) instead of the empty body."""
+    auth = botocore.auth.S3SigV4QueryAuth if unsigned_payload else botocore.auth.SigV4QueryAuth
+    c = botocore.credentials.Credentials(server.root.access_key_id, server.root.secret_access_key)
+    req = AWSRequest(method=method, url=server.url + "/?" + urllib.parse.urlencode(params))
+    auth(c, "sts", REGION, expires=300).add_auth(req)
+    return req.url
+
+
+def test_presigned_request_takes_parameters_from_its_signed_query_only(server):
+    """A URL presigned for GetCallerIdentity, POSTed with a body asking for
+    GetSessionToken, must not hand out session credentials."""
+    evil = urllib.parse.urlencode({"Action": "GetSessionToken", "Version": "2011-06-15"})
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for unsigned in (True, False):
+        url = presign(server, GCI, "POST", unsigned)
+        r = requests.post(url, data=evil, headers=form, timeout=10)
+        assert r.status_code in (400, 403), (unsigned, r.status_code, r.text)
+        assert "<SessionToken>" not in r.text and "<AccessKeyId>" not in r.text, r.text
+        assert "<Code>" in r.text
+    # Presigned over the empty body (as the SDKs presign STS), the URL itself works.
+    url = presign(server, GCI, "POST", False)
+    r = requests.post(url, timeout=10)
+    assert r.status_code == 200 and f"<Account>{server.account}</Account>" in r.text, r.text
+    # Presigned over UNSIGNED-PAYLOAD, it does not: STS is not S3 (the server checks the
+    # signature over the body it got, empty here).
+    url = presign(server, GCI, "GET", True)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in r.text, r.text

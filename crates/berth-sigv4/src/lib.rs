@@ -74,13 +74,31 @@ pub struct Expectations<'a> {
 /// Hex SHA-256 of the empty payload.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// The payload hashes a signature may cover: `UNSIGNED-PAYLOAD` if the client said so,
-/// else the body's SHA-256 (which must equal `x-amz-content-sha256` when that is sent).
-/// A presigned URL may have been signed either way, so it gets both.
-pub fn payload_hashes(req: &Request, form: SignatureForm) -> Result<Vec<String>, SigV4Error> {
+/// The payload hashes a signature may cover: the body's SHA-256, which must equal
+/// `x-amz-content-sha256` when that is sent. `UNSIGNED-PAYLOAD` and aws-chunked
+/// streaming are Amazon S3 features: the services verified here (IAM, STS, ECR, Access
+/// Analyzer) sign the whole payload, and so must a request to them, in either form (a
+/// presigned URL is signed over its empty body, as the SDKs presign these services).
+pub fn payload_hashes(req: &Request, _form: SignatureForm) -> Result<Vec<String>, SigV4Error> {
+    check_declared_payload(req)?;
+    let claimed = req.header("x-amz-content-sha256");
+    let actual = hex(&sha256(req.body));
+    if let Some(c) = claimed {
+        if !c.eq_ignore_ascii_case(&actual) {
+            return Err(SigV4Error::ContentHashMismatch);
+        }
+    }
+    Ok(vec![actual])
+}
+
+/// Refuse a declared payload hash these services never take (`UNSIGNED-PAYLOAD`,
+/// aws-chunked streaming): it can be told from the headers, before the body is read.
+pub fn check_declared_payload(req: &Request) -> Result<(), SigV4Error> {
     let claimed = req.header("x-amz-content-sha256");
     if claimed == Some("UNSIGNED-PAYLOAD") {
-        return Ok(vec!["UNSIGNED-PAYLOAD".to_string()]);
+        return Err(SigV4Error::IncompleteSignature(
+            "x-amz-content-sha256 UNSIGNED-PAYLOAD is accepted only by Amazon S3; this endpoint needs the SHA-256 of the payload in the signature".to_string(),
+        ));
     }
     if let Some(c) = claimed {
         if c.starts_with("STREAMING-") {
@@ -89,16 +107,7 @@ pub fn payload_hashes(req: &Request, form: SignatureForm) -> Result<Vec<String>,
             )));
         }
     }
-    let actual = hex(&sha256(req.body));
-    if let Some(c) = claimed {
-        if !c.eq_ignore_ascii_case(&actual) {
-            return Err(SigV4Error::ContentHashMismatch);
-        }
-    }
-    Ok(match form {
-        SignatureForm::Header => vec![actual],
-        SignatureForm::Query => vec![actual, "UNSIGNED-PAYLOAD".to_string()],
-    })
+    Ok(())
 }
 
 /// Lowercase hex.

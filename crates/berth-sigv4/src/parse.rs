@@ -60,7 +60,11 @@ pub fn parse<'a>(
             }
             parse_header(req, h)
         }
-        None if has_query_sig => parse_query(query),
+        None if has_query_sig => {
+            let signed = parse_query(query)?;
+            check_amz_headers_signed(req, &signed.signed_headers)?;
+            Ok(signed)
+        }
         None => Err(SigV4Error::MissingAuthenticationToken),
     }
 }
@@ -118,6 +122,25 @@ fn signed_header_list(s: &str) -> Result<Vec<String>, SigV4Error> {
     Ok(list)
 }
 
+/// Every `x-amz-*` header the request carries must be signed (`X-Amz-Target` names the
+/// operation of a JSON API; an unsigned one could be swapped). `X-Amz-Security-Token` is
+/// the exception: some SDKs add it after signing, and it must match the session of the
+/// signing key anyway.
+fn check_amz_headers_signed(req: &Request, signed_headers: &[String]) -> Result<(), SigV4Error> {
+    for (name, _) in req.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-amz-")
+            && lower != "x-amz-security-token"
+            && !signed_headers.contains(&lower)
+        {
+            return Err(incomplete(format!(
+                "'{lower}' must be a 'SignedHeader' in the AWS Authorization: every x-amz-* header sent (other than X-Amz-Security-Token) must be signed."
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_signature(s: &str) -> Result<(), SigV4Error> {
     if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(incomplete(format!(
@@ -167,6 +190,7 @@ fn parse_header<'a>(req: &Request<'a>, h: &'a str) -> Result<Signed<'a>, SigV4Er
     let credential = parse_credential(credential.ok_or_else(|| missing("Credential"))?)?;
     let signed_headers =
         signed_header_list(signed_headers.ok_or_else(|| missing("SignedHeaders"))?)?;
+    check_amz_headers_signed(req, &signed_headers)?;
     let signature = signature.ok_or_else(|| missing("Signature"))?;
     check_signature(signature)?;
     let amz_date = req.header("x-amz-date").ok_or_else(|| {

@@ -334,7 +334,7 @@ fn missing_and_malformed_signatures() {
 }
 
 #[test]
-fn unsigned_payload_is_accepted_when_declared() {
+fn unsigned_payload_is_refused() {
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     let identity = Credentials::new(AKID, SECRET, None, None, "test").into();
@@ -375,7 +375,105 @@ fn unsigned_payload_is_accepted_when_declared() {
         headers: hs,
         body: b"any body at all".to_vec(),
     };
+    // Correctly signed, but over no payload: only S3 takes that.
+    let err = check(&o, "ecr", NOW).unwrap_err();
+    assert!(
+        matches!(&err, SigV4Error::IncompleteSignature(m) if m.contains("UNSIGNED-PAYLOAD")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn presigned_urls_cover_their_body() {
+    // A URL presigned (over its empty body) does not lend its signature to a body.
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(300));
+    let mut o = signed(
+        "POST",
+        "https://sts.localhost/?Action=GetCallerIdentity&Version=2011-06-15",
+        &[("host", "sts.localhost")],
+        b"",
+        settings,
+        None,
+        "sts",
+    );
+    assert_eq!(check(&o, "sts", NOW), Ok(()));
+    o.body = b"Action=GetSessionToken&Version=2011-06-15".to_vec();
+    assert!(matches!(
+        check(&o, "sts", NOW),
+        Err(SigV4Error::SignatureDoesNotMatch { .. })
+    ));
+}
+
+#[test]
+fn every_amz_header_must_be_signed() {
+    let target = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
+    let o = signed(
+        "POST",
+        "https://ecr.localhost/",
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("host", "ecr.localhost"),
+            ("x-amz-target", target),
+        ],
+        b"{}",
+        SigningSettings::default(),
+        Some("SESSIONTOKEN"),
+        "ecr",
+    );
     assert_eq!(check(&o, "ecr", NOW), Ok(()));
+    // The same request with X-Amz-Target (or any other x-amz-* header) left out of
+    // SignedHeaders, or added after signing, is refused before any signature math.
+    let mut unsigned_target = signed(
+        "POST",
+        "https://ecr.localhost/",
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("host", "ecr.localhost"),
+        ],
+        b"{}",
+        SigningSettings::default(),
+        None,
+        "ecr",
+    );
+    unsigned_target
+        .headers
+        .push(("X-Amz-Target".into(), target.into()));
+    let mut extra = signed(
+        "POST",
+        "https://ecr.localhost/",
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("host", "ecr.localhost"),
+            ("x-amz-target", target),
+        ],
+        b"{}",
+        SigningSettings::default(),
+        None,
+        "ecr",
+    );
+    extra.headers.push(("x-amz-meta-extra".into(), "1".into()));
+    for (o, name) in [
+        (&unsigned_target, "x-amz-target"),
+        (&extra, "x-amz-meta-extra"),
+    ] {
+        let err = check(o, "ecr", NOW).unwrap_err();
+        assert!(
+            matches!(&err, SigV4Error::IncompleteSignature(m) if m.contains(name)),
+            "{name}: {err:?}"
+        );
+        assert_eq!(err.json_code(), "IncompleteSignatureException");
+    }
+    // The session token may travel unsigned (some SDKs add it after signing).
+    let mut token_unsigned = o;
+    token_unsigned
+        .headers
+        .retain(|(k, _)| k != "x-amz-security-token");
+    token_unsigned
+        .headers
+        .push(("X-Amz-Security-Token".into(), "SESSIONTOKEN".into()));
+    assert_eq!(check(&token_unsigned, "ecr", NOW), Ok(()));
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn respond(status: u16, code: Option<&str>, body: Value, request_id: &str) -> Re
     r
 }
 
-fn error(e: &ApiError, request_id: &str) -> Response<Body> {
+pub fn error(e: &ApiError, request_id: &str) -> Response<Body> {
     // The auth layer's names are the JSON protocol's (as ECR's); the rest is validation.
     let code = match crate::ecr::json_code(e.code) {
         "ServerException" => "InternalServerException",

@@ -47,7 +47,27 @@ pub async fn authenticate(
         },
     )?;
     let key_id = signed.credential.access_key_id;
-    let Some(credential) = app.caches.credential(&*app.store, key_id).await? else {
+    let credential = usable_credential(app, &signed, signing.now).await?;
+    match &*credential {
+        Credential::Key(key) => verify(app, req, &signed, &key.secret)?,
+        Credential::Session { session, .. } => verify(app, req, &signed, &session.secret)?,
+    }
+    let caller = caller_for(app, key_id, &credential, signing.now).await?;
+    Ok((caller, signed.credential.region.to_string()))
+}
+
+/// The credential a parsed signature names, if it may sign now: a known active
+/// long-term key without a session token, or a live session with its own token.
+async fn usable_credential(
+    app: &App,
+    signed: &Signed<'_>,
+    now: i64,
+) -> Result<Arc<Credential>, ApiError> {
+    let Some(credential) = app
+        .caches
+        .credential(&*app.store, signed.credential.access_key_id)
+        .await?
+    else {
         return Err(ApiError::invalid_token());
     };
     match &*credential {
@@ -56,7 +76,6 @@ pub async fn authenticate(
             if key.status != berth_store::KeyStatus::Active || signed.security_token.is_some() {
                 return Err(ApiError::invalid_token());
             }
-            verify(app, req, &signed, &key.secret)?;
         }
         Credential::Session { session, .. } => {
             let token_ok = signed
@@ -66,11 +85,69 @@ pub async fn authenticate(
             if !token_ok {
                 return Err(ApiError::invalid_token());
             }
-            verify(app, req, &signed, &session.secret)?;
+            if now >= session.expires {
+                return Err(expired_token());
+            }
         }
     }
-    let caller = caller_for(app, key_id, &credential, signing.now).await?;
-    Ok((caller, signed.credential.region.to_string()))
+    Ok(credential)
+}
+
+fn expired_token() -> ApiError {
+    ApiError::new(
+        403,
+        "ExpiredToken",
+        "The security token included in the request is expired",
+    )
+}
+
+/// Check, from the head of a request alone, everything about its signature that does
+/// not need the body: it is well formed, signs every `x-amz-*` header, declares no
+/// unsigned payload, is scoped to one of `services` in this server's region and clock
+/// window, and names a usable credential ([`usable_credential`]). Front doors that read
+/// a body whole run this first, so that only a request naming a usable credential can
+/// make the server hold a body; the signature, which covers the body, is verified by
+/// [`authenticate`] once the body is in. Returns the signing name the request used.
+pub async fn precheck(
+    app: &App,
+    parts: &axum::http::request::Parts,
+    services: &[&'static str],
+) -> Result<&'static str, ApiError> {
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let req = berth_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: raw_query,
+        headers: &headers,
+        body: &[],
+    };
+    let query = berth_sigv4::query_pairs(raw_query);
+    let signed = berth_sigv4::parse(&req, &query)?;
+    berth_sigv4::check_declared_payload(&req)?;
+    let service = services
+        .iter()
+        .copied()
+        .find(|s| *s == signed.credential.service)
+        .or_else(|| services.first().copied())
+        .ok_or_else(|| ApiError::internal("a front door with no signing name"))?;
+    let regions = [app.config.region.as_str(), "us-east-1"];
+    let now = crate::ids::now();
+    berth_sigv4::check_scope_and_time(
+        &signed,
+        &Expectations {
+            service,
+            regions: &regions,
+            max_skew_secs: app.config.max_skew_secs,
+            now,
+        },
+    )?;
+    usable_credential(app, &signed, now).await?;
+    Ok(service)
 }
 
 /// Authenticate a signed request as a front door received it (`service`: the signing
@@ -164,11 +241,7 @@ pub async fn caller_for(
             session_policy,
         } => {
             if now >= session.expires {
-                return Err(ApiError::new(
-                    403,
-                    "ExpiredToken",
-                    "The security token included in the request is expired",
-                ));
+                return Err(expired_token());
             }
             session_caller(app, key_id, session, claims, session_policy.clone()).await?
         }

@@ -84,7 +84,7 @@ fn respond(status: u16, mut body: Value, request_id: &str) -> Response<Body> {
     r
 }
 
-fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
+pub fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
     let status = match e.code {
         "MissingAuthenticationToken" => 403,
         _ if e.status >= 500 => 500,

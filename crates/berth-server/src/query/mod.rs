@@ -95,10 +95,15 @@ pub fn error_response(service: Service, e: &ApiError, request_id: &str) -> Respo
     )
 }
 
+/// Whether the query API answers this method and path (`POST /` or `GET /`).
+pub fn answers(parts: &Parts) -> bool {
+    parts.uri.path() == "/" && (parts.method == Method::POST || parts.method == Method::GET)
+}
+
 /// Serve one query-protocol request (its body already read).
 pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Response<Body> {
     let request_id = ids::request_id();
-    if parts.uri.path() != "/" || !(parts.method == Method::POST || parts.method == Method::GET) {
+    if !answers(&parts) {
         let e = ApiError::new(
             404,
             "NotFound",
@@ -111,6 +116,19 @@ pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Re
         return error_response(Service::Iam, &e, &request_id);
     }
     let raw_query = parts.uri.query().unwrap_or("");
+    // A presigned request's parameters are in its signed query string, and only there:
+    // a body next to them is refused rather than read.
+    let presigned = berth_sigv4::query_pairs(raw_query)
+        .iter()
+        .any(|(k, _)| k == "X-Amz-Signature" || k == "X-Amz-Algorithm");
+    if presigned && !body.is_empty() {
+        let e = ApiError::new(
+            400,
+            "InvalidParameterCombination",
+            "A presigned request carries its parameters in its signed query string; it must not have a body. Put the parameters in the URL before presigning, or sign the request with an Authorization header",
+        );
+        return error_response(Service::Iam, &e, &request_id);
+    }
     // Parameters: the form body of a POST, else the query string (never both mixed).
     let form: &[u8] = if parts.method == Method::POST && !body.is_empty() {
         &body

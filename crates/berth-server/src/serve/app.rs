@@ -50,9 +50,11 @@ impl App {
         now: i64,
         region: String,
     ) -> Origin {
-        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let (source_ip, secure) =
-            self.client(peer, header("x-forwarded-for"), header("x-forwarded-proto"));
+        let (forwarded_for, proto) = (
+            header_list(headers, "x-forwarded-for"),
+            header_list(headers, "x-forwarded-proto"),
+        );
+        let (source_ip, secure) = self.client(peer, forwarded_for.as_deref(), proto.as_deref());
         Origin {
             request_id,
             source_ip,
@@ -92,7 +94,8 @@ impl App {
 
     /// The client address and whether it came over TLS: the peer's, unless the peer is a
     /// trusted proxy, whose `X-Forwarded-For` (nearest untrusted hop) and
-    /// `X-Forwarded-Proto` then count.
+    /// `X-Forwarded-Proto` (its right-most entry: what the nearest proxy saw) then count.
+    /// Each is the whole list, every header line joined ([`header_list`]).
     pub fn client(
         &self,
         peer: IpAddr,
@@ -117,9 +120,30 @@ impl App {
                 }
             }
         }
-        let secure = proto.is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        let secure = proto
+            .and_then(|p| p.rsplit(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
         (client, secure)
     }
+}
+
+/// Every line of a header as one comma-separated list, in order (`None` if absent). A
+/// proxy may append to the header it received or add a line of its own: both must count,
+/// or a client's own line could stand in for the proxy's.
+pub fn header_list(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        // A value that is not text cannot be trusted as a list: it ends the walk there.
+        let v = v.to_str().unwrap_or("-");
+        match &mut out {
+            Some(o) => {
+                o.push(',');
+                o.push_str(v);
+            }
+            None => out = Some(v.to_string()),
+        }
+    }
+    out
 }
 
 /// An application on an in-memory store and blob store, with account 111111111111 and
@@ -249,6 +273,35 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_forwarded_line_counts() {
+        use axum::http::HeaderMap;
+        let a = app(&["10.0.0.0/8"]).await;
+        // A proxy that adds its own line instead of appending: the client's line comes
+        // first and must not win.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "198.51.100.66".parse().unwrap());
+        h.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.append("x-forwarded-proto", "https".parse().unwrap());
+        h.append("x-forwarded-proto", "http".parse().unwrap());
+        let o = a.origin(ip("10.1.1.1"), &h, "r".into(), 0, "us-east-1".into());
+        assert_eq!((o.source_ip, o.secure), (ip("203.0.113.9"), false));
+        // Appended and added lines mix: one list, walked from the right.
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            "198.51.100.66, 203.0.113.9".parse().unwrap(),
+        );
+        h.append("x-forwarded-for", "10.3.3.3".parse().unwrap());
+        h.append("x-forwarded-proto", "http, https".parse().unwrap());
+        let o = a.origin(ip("10.1.1.1"), &h, "r".into(), 0, "us-east-1".into());
+        assert_eq!((o.source_ip, o.secure), (ip("203.0.113.9"), true));
+        // From an untrusted peer, no line counts.
+        let o = a.origin(ip("192.0.2.1"), &h, "r".into(), 0, "us-east-1".into());
+        assert_eq!((o.source_ip, o.secure), (ip("192.0.2.1"), false));
+        assert_eq!(header_list(&HeaderMap::new(), "x-forwarded-for"), None);
     }
 
     #[tokio::test]

@@ -12,6 +12,12 @@
 //! public_url = "http://127.0.0.1:5000" # how clients reach the default account's registry
 //! create_on_push = false          # ECR never creates repositories on push
 //! encoded_denials = true          # append an encoded authorization message to denials
+//! header_timeout_seconds = 30     # a request's headers must arrive within this; also how
+//!                                 # long an idle keep-alive connection is kept
+//! body_stall_seconds = 60         # a request body that sends nothing for this long is cut off
+//! api_body_seconds = 300          # an API request body (read whole) must arrive within this
+//! api_body_memory_mib = 256       # API request bodies held in memory, all requests together
+//! max_connections = 4096          # open client connections (lowered to fit the file limit)
 //! ```
 
 use std::net::SocketAddr;
@@ -42,6 +48,23 @@ pub struct Config {
     /// Append an encoded authorization message to denials (decoded by
     /// `aws sts decode-authorization-message`).
     pub encoded_denials: bool,
+    /// How long a client has to send a request's headers, counted from when the
+    /// connection is opened or finished its previous request (so it is also the idle
+    /// keep-alive timeout).
+    pub header_timeout: Duration,
+    /// How long a request body may go without sending a byte before it is cut off.
+    pub body_stall: Duration,
+    /// How long an API request body (ECR, IAM, STS, Access Analyzer: read whole before
+    /// the request is handled) may take to arrive in full.
+    pub api_body_deadline: Duration,
+    /// How many bytes of API request bodies may be held in memory at once, all
+    /// requests together; a request that would go over is answered with a throttling
+    /// error (the SDKs retry those).
+    pub api_body_memory: usize,
+    /// How many client connections may be open at once (lowered at start to what the
+    /// process's file limit allows). At the cap, a new connection replaces the oldest
+    /// one that has no request in progress.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -58,6 +81,11 @@ impl Default for Config {
             public_url: None,
             create_on_push: false,
             encoded_denials: true,
+            header_timeout: Duration::from_secs(30),
+            body_stall: Duration::from_secs(60),
+            api_body_deadline: Duration::from_secs(300),
+            api_body_memory: 256 << 20,
+            max_connections: 4096,
         }
     }
 }
@@ -77,6 +105,11 @@ struct FileConfig {
     public_url: Option<String>,
     create_on_push: Option<bool>,
     encoded_denials: Option<bool>,
+    header_timeout_seconds: Option<f64>,
+    body_stall_seconds: Option<f64>,
+    api_body_seconds: Option<f64>,
+    api_body_memory_mib: Option<u64>,
+    max_connections: Option<u64>,
 }
 
 /// Command-line values, which win over the file.
@@ -86,6 +119,16 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub region: Option<String>,
     pub audit_log: Option<String>,
+}
+
+/// A timeout from the file: a positive number of seconds, at most a day.
+fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{name} {secs} is not a number of seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -146,6 +189,43 @@ impl Config {
             if let Some(b) = f.encoded_denials {
                 c.encoded_denials = b;
             }
+            for (name, value, field) in [
+                (
+                    "header_timeout_seconds",
+                    f.header_timeout_seconds,
+                    &mut c.header_timeout,
+                ),
+                (
+                    "body_stall_seconds",
+                    f.body_stall_seconds,
+                    &mut c.body_stall,
+                ),
+                (
+                    "api_body_seconds",
+                    f.api_body_seconds,
+                    &mut c.api_body_deadline,
+                ),
+            ] {
+                if let Some(secs) = value {
+                    *field = seconds(name, secs)?;
+                }
+            }
+            if let Some(mib) = f.api_body_memory_mib {
+                // At least one largest ECR request must fit.
+                let least = (super::MAX_ECR_BODY >> 20) as u64;
+                if !(least..=1 << 20).contains(&mib) {
+                    return Err(format!(
+                        "api_body_memory_mib {mib} is not between {least} (one largest ECR request) and 1048576"
+                    ));
+                }
+                c.api_body_memory = (mib as usize) << 20;
+            }
+            if let Some(n) = f.max_connections {
+                if !(1..=1_000_000).contains(&n) {
+                    return Err(format!("max_connections {n} is not between 1 and 1000000"));
+                }
+                c.max_connections = n as usize;
+            }
         }
         if let Some(l) = &o.listen {
             c.listen = parse_listen(l)?;
@@ -171,5 +251,42 @@ impl Config {
             ));
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn front_door_limits() {
+        let d = Config::default();
+        assert_eq!(d.header_timeout, Duration::from_secs(30));
+        assert_eq!(d.max_connections, 4096);
+        let c = load(
+            "header_timeout_seconds = 2.5\nbody_stall_seconds = 7\napi_body_seconds = 9\napi_body_memory_mib = 64\nmax_connections = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.header_timeout, Duration::from_millis(2500));
+        assert_eq!(c.body_stall, Duration::from_secs(7));
+        assert_eq!(c.api_body_deadline, Duration::from_secs(9));
+        assert_eq!(c.api_body_memory, 64 << 20);
+        assert_eq!(c.max_connections, 10);
+        for (bad, says) in [
+            ("header_timeout_seconds = 0", "above 0"),
+            ("body_stall_seconds = -1", "above 0"),
+            ("api_body_memory_mib = 8", "between 32"),
+            ("max_connections = 0", "between 1"),
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

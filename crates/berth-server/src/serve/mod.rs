@@ -1,11 +1,14 @@
 //! `berth serve`: one HTTP port for every API. Requests are told apart by shape: the OCI
 //! registry (`/v2/…`), the ECR JSON API (`X-Amz-Target`), Access Analyzer
 //! (`POST /policy/validation`), a query-protocol form (`Action=…`: IAM and STS), and
-//! `GET /healthz`.
+//! `GET /healthz`. Connections are taken in by [`connections`]; API bodies by [`intake`],
+//! after a check of the credential they name.
 
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod connections;
+pub mod intake;
 pub mod private;
 
 use std::net::SocketAddr;
@@ -140,6 +143,81 @@ async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
     }
 }
 
+/// The front doors whose bodies are read whole before the request is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrontDoor {
+    /// The ECR JSON API (`X-Amz-Target`).
+    Ecr,
+    /// Access Analyzer's ValidatePolicy.
+    Analyzer,
+    /// The IAM and STS query API.
+    Query,
+}
+
+impl FrontDoor {
+    /// The signing names a credential may be scoped to here.
+    fn services(self) -> &'static [&'static str] {
+        match self {
+            FrontDoor::Ecr => &["ecr"],
+            FrontDoor::Analyzer => &["access-analyzer"],
+            FrontDoor::Query => &["iam", "sts"],
+        }
+    }
+
+    fn limit(self) -> usize {
+        match self {
+            FrontDoor::Ecr => MAX_ECR_BODY,
+            FrontDoor::Analyzer | FrontDoor::Query => MAX_BODY,
+        }
+    }
+
+    /// An error in this front door's wire format (`service`: the signing name the
+    /// request's credential named, which picks the IAM or STS XML namespace).
+    fn error(self, e: &crate::query::ApiError, service: Option<&str>) -> Response<Body> {
+        let request_id = crate::ids::request_id();
+        match self {
+            FrontDoor::Ecr => crate::ecr::error_response(e, &request_id),
+            FrontDoor::Analyzer => crate::analyzer::error(e, &request_id),
+            FrontDoor::Query => {
+                let service = match service {
+                    Some("sts") => crate::query::Service::Sts,
+                    _ => crate::query::Service::Iam,
+                };
+                crate::query::error_response(service, e, &request_id)
+            }
+        }
+    }
+}
+
+/// Why a body was not taken in, as an API error (codes in the front door's dialect).
+fn intake_error(e: intake::IntakeError, door: FrontDoor) -> crate::query::ApiError {
+    use crate::query::ApiError;
+    let json = door != FrontDoor::Query;
+    let code = |query: &'static str, json_name: &'static str| if json { json_name } else { query };
+    match e {
+        intake::IntakeError::TooLarge(limit) => ApiError::new(
+            413,
+            code("RequestEntityTooLarge", "RequestEntityTooLargeException"),
+            format!("The request body is larger than {limit} bytes, the most this API takes"),
+        ),
+        intake::IntakeError::Busy => ApiError::new(
+            400,
+            code("Throttling", "ThrottlingException"),
+            "Rate exceeded: too many large requests are being received at once; retry after a short wait",
+        ),
+        intake::IntakeError::TimedOut(m) => ApiError::new(
+            408,
+            code("RequestTimeout", "RequestTimeoutException"),
+            format!("Your socket connection to the server was not read from or written to within the timeout period: {m}"),
+        ),
+        intake::IntakeError::Broken(m) => ApiError::new(
+            400,
+            code("IncompleteBody", "SerializationException"),
+            format!("The request body could not be read in full: {m}"),
+        ),
+    }
+}
+
 async fn dispatch(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -149,46 +227,69 @@ async fn dispatch(
     if path == "/v2" || path.starts_with("/v2/") {
         return crate::oci::serve(&app, peer, req).await;
     }
+    let intake = req
+        .extensions()
+        .get::<Arc<intake::Intake>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(intake::Intake::new(&app.config)));
     let (parts, body) = req.into_parts();
     let target = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let limit = if target.is_some() {
-        MAX_ECR_BODY
-    } else {
-        MAX_BODY
+    let door = match &target {
+        Some(_) => FrontDoor::Ecr,
+        None if parts.uri.path() == crate::analyzer::PATH => FrontDoor::Analyzer,
+        None => FrontDoor::Query,
     };
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = crate::query::ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("The request body is larger than {limit} bytes"),
-            );
-            let mut r = crate::query::error_response(
-                crate::query::Service::Iam,
-                &e,
-                &crate::ids::request_id(),
-            );
-            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    if door == FrontDoor::Query && !crate::query::answers(&parts) {
+        // No API answers here: say so without reading what was sent.
+        return crate::query::serve(&app, peer, parts, axum::body::Bytes::new()).await;
+    }
+    // Who may make the server hold a body: only a request that names a usable
+    // credential, signed for this front door, in its time window. The signature itself
+    // covers the body, so it is checked once the body is in.
+    let service = match crate::auth::authenticate::precheck(&app, &parts, door.services()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(code = e.code, message = %e.message, "refused before reading the body");
+            return door.error(&e, None);
+        }
+    };
+    let content_length = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let taken = match intake.take(body, content_length, door.limit()).await {
+        Ok(t) => t,
+        Err(e) => {
+            let e = intake_error(e, door);
+            let mut r = door.error(&e, Some(service));
+            if let Ok(s) = StatusCode::from_u16(e.status) {
+                *r.status_mut() = s;
+            }
             return r;
         }
     };
-    match target {
+    let body = taken.bytes.clone();
+    let response = match target {
         Some(t) => crate::ecr::serve(&app, peer, &parts, &body, &t).await,
-        None if parts.uri.path() == crate::analyzer::PATH => {
+        None if door == FrontDoor::Analyzer => {
             crate::analyzer::serve(&app, peer, &parts, &body).await
         }
         None => crate::query::serve(&app, peer, parts, body).await,
-    }
+    };
+    drop(taken);
+    response
 }
 
 /// Run the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), String> {
     let listen = config.listen;
+    // Many clients need many descriptors: take what the system allows.
+    let file_limit = connections::raise_file_limit();
     // Bind first: a port that is taken must not leave a half-made data directory behind.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -204,6 +305,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             local.port()
         );
     }
+    let stop = shutdown_signal();
     tracing::info!("listening on http://{local}");
 
     // Forget sessions a day after they expire (until then they answer ExpiredToken),
@@ -218,14 +320,28 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         })
     };
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    let limits = connections::Limits {
+        max_connections: connections::fitting_cap(app.config.max_connections, file_limit),
+        header_timeout: app.config.header_timeout,
+        body_stall: app.config.body_stall,
+    };
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        file_limit,
+        "connection limits"
+    );
+    if limits.max_connections < app.config.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            file_limit,
+            "the open-file limit allows fewer connections than max_connections"
+        );
+    }
+    let intake = Arc::new(intake::Intake::new(&app.config));
+    connections::serve(listener, router(app), limits, intake, stop).await;
     cleaner.abort();
     tracing::info!("stopped");
-    result
+    Ok(())
 }
 
 /// Drop expired STS sessions and abandoned uploads.
@@ -256,24 +372,48 @@ pub async fn clean(app: &App) {
 /// How long an upload session may sit idle before it is removed.
 pub const UPLOAD_IDLE_SECS: i64 = 86_400;
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this
+/// is called (before the server says it listens), so a signal sent as soon as the
+/// server is up stops it gracefully rather than killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match &mut int {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            let term = async {
+                match &mut term {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = int => {},
+                _ = term => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
