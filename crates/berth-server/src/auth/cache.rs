@@ -124,7 +124,7 @@ impl Caches {
         }
         let p = Arc::new(CompiledPolicy::parse(kind.name(), kind, text).map_err(|e| {
             ApiError::internal(format!(
-                "a stored {} no longer compiles: {e}",
+                "{} stored here no longer compiles: {e}",
                 kind.policy_noun()
             ))
         })?);
