@@ -23,9 +23,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(!text.contains("..") && !text.contains("//") && !text.starts_with('/'));
         assert!(text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b)));
     }
-    if valid_tag(text) {
-        assert!(text.len() <= 128 && !text.starts_with(['.', '-']));
-    }
+    // The tag grammar both APIs share, `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, written out
+    // again here as the oracle.
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let grammar = !text.is_empty()
+        && text.len() <= 128
+        && word(text.as_bytes()[0])
+        && text.bytes().all(|b| word(b) || b == b'.' || b == b'-');
+    assert_eq!(valid_tag(text), grammar, "{text:?}");
     if valid_digest(text) {
         assert_eq!(text.len(), 71);
     }

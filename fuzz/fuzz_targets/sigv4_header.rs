@@ -1,5 +1,6 @@
-//! Any bytes as a SigV4 `Authorization` header, or as a presigned query string: never a
-//! panic; what parses is checked and verified against a secret without panicking.
+//! Any bytes as a SigV4 `Authorization` header, or as a presigned query string, with an
+//! optional extra header: never a panic; what parses is checked and verified against a
+//! secret without panicking.
 #![no_main]
 
 use berth_sigv4::{check_scope_and_time, parse, query_pairs, verify, Expectations, Request};
@@ -14,10 +15,19 @@ fuzz_target!(|data: &[u8]| {
         Some((_, rest)) => (false, rest),
         None => return,
     };
+    // After a newline: one more header, `name:value` (x-amz-target, x-amz-content-sha256,
+    // x-amz-security-token, ...), which the verifier must find among the signed ones.
+    let (rest, extra) = match rest.split_once('\n') {
+        Some((r, line)) => (r, line.split_once(':')),
+        None => (rest, None),
+    };
     let mut headers = vec![
         ("host", "127.0.0.1:5000"),
         ("x-amz-date", "20251122T120000Z"),
     ];
+    if let Some(h) = extra {
+        headers.push(h);
+    }
     let query = if header_form {
         headers.push(("authorization", rest));
         ""

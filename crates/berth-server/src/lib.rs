@@ -1,8 +1,10 @@
 //! `berth-server`: the `berth` binary's library. Owns configuration, the HTTP front doors
-//! (today the IAM and STS query API), authentication (SigV4 against stored keys and STS
-//! sessions), the authorizer that gathers policies and asks `berth-iam`, and the audit
-//! log. Business rules of the policy language live in `berth-iam`, storage in
-//! `berth-store`, signature checking in `berth-sigv4`.
+//! (the OCI `/v2` registry, the ECR JSON API, IAM and STS, Access Analyzer), the accept
+//! loop and its limits, authentication (SigV4 against stored keys and STS sessions,
+//! registry passwords), the authorizer that gathers policies and asks `berth-iam`, the
+//! audit log and the command line. Business rules of the policy language live in
+//! `berth-iam`, metadata in `berth-store`, blobs in `berth-blobs`, OCI formats in
+//! `berth-oci`, signature checking in `berth-sigv4`.
 
 pub mod analyzer;
 pub mod audit;

@@ -1,7 +1,8 @@
 //! `berth-store`: Berth's metadata and the backends that keep it.
 //!
 //! Owns the model of accounts, IAM users, groups, roles, managed and inline policies,
-//! tags, access keys and STS sessions, the [`Store`] trait every caller goes through,
+//! tags, access keys and STS sessions, and of repositories (typed settings), images, tags
+//! and uploads; the [`Store`] and [`RegistryStore`] traits every caller goes through,
 //! and its embedded SQLite backend with versioned migrations. Callers hold the traits
 //! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
 //! them beside SQLite; it is not written yet. It validates nothing about policies and

@@ -98,6 +98,23 @@ const IMAGE_SELECT: &str = "SELECT i.*, (SELECT group_concat(t.tag, char(31)) FR
         WHERE t.account_id = i.account_id AND t.repository = i.repository AND t.digest = i.digest) AS tags
     FROM images i";
 
+/// A repository read inside a write transaction (`RepositoryNotFoundException` text when
+/// it is not there).
+async fn repository_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    account: &str,
+    name: &str,
+) -> Result<Repository> {
+    let row = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| repo_not_found(account, name))?;
+    repo_from(&row)
+}
+
 fn repo_not_found(account: &str, name: &str) -> StoreError {
     StoreError::NotFound(format!(
         "The repository with name '{name}' does not exist in the registry with id '{account}'"
@@ -173,16 +190,7 @@ impl RegistryStore for SqliteStore {
         force: bool,
     ) -> Result<Repository> {
         let mut tx = self.write_tx().await?;
-        let Some(row) = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
-            .bind(account)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-        else {
-            return Err(repo_not_found(account, name));
-        };
-        let repo = repo_from(&row)?;
+        let repo = repository_in(&mut tx, account, name).await?;
         let images: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM images WHERE account_id = ? AND repository = ?",
         )
@@ -223,16 +231,7 @@ impl RegistryStore for SqliteStore {
         setting: &RepositorySetting,
     ) -> Result<Repository> {
         let mut tx = self.write_tx().await?;
-        let Some(row) = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
-            .bind(account)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-        else {
-            return Err(repo_not_found(account, name));
-        };
-        let before = repo_from(&row)?;
+        let before = repository_in(&mut tx, account, name).await?;
         let q = match setting {
             RepositorySetting::TagMutability {
                 mutability,

@@ -113,11 +113,7 @@ pub async fn precheck(
     parts: &axum::http::request::Parts,
     services: &[&'static str],
 ) -> Result<&'static str, ApiError> {
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
+    let headers = header_pairs(&parts.headers);
     let raw_query = parts.uri.query().unwrap_or("");
     let req = berth_sigv4::Request {
         method: parts.method.as_str(),
@@ -150,6 +146,14 @@ pub async fn precheck(
     Ok(service)
 }
 
+/// The headers as SigV4 reads them (values that are not text are left out).
+fn header_pairs(headers: &axum::http::HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect()
+}
+
 /// Authenticate a signed request as a front door received it (`service`: the signing
 /// name it expects), and say where it comes from.
 pub async fn authenticate_http(
@@ -160,11 +164,7 @@ pub async fn authenticate_http(
     service: &str,
     request_id: &str,
 ) -> Result<(Caller, crate::serve::Origin), ApiError> {
-    let headers: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
+    let headers = header_pairs(&parts.headers);
     let raw_query = parts.uri.query().unwrap_or("");
     let req = berth_sigv4::Request {
         method: parts.method.as_str(),
