@@ -7,7 +7,7 @@
 #   bench/registry-vs-distribution.sh [OUTDIR]
 #   env: REPEATS=3 CLIENTS=skopeo BENCH=../shared/tools/registry-bench (bench.sh's knobs pass through)
 #
-# Needs: target/release/berth, docker-registry, skopeo, the aws CLI, python3.
+# Needs: target/release/berth (or $CARGO_TARGET_DIR/release/berth), docker-registry, skopeo, the aws CLI, python3.
 # berth runs with create_on_push = true (the benchmark pushes to new repository names;
 # ECR itself never creates repositories on push) and the audit log off.
 set -euo pipefail
@@ -38,7 +38,7 @@ kill $DPID; wait $DPID 2>/dev/null || true
 # berth
 B=$OUT/berth; mkdir -p "$B"
 printf 'create_on_push = true\naudit_log = "off"\n' > "$B/config.toml"
-target/release/berth serve --data-dir "$B/data" --listen 127.0.0.1:0 --config "$B/config.toml" 2> "$B/log" &
+"${CARGO_TARGET_DIR:-target}/release/berth" serve --data-dir "$B/data" --listen 127.0.0.1:0 --config "$B/config.toml" 2> "$B/log" &
 BPID=$!
 for _ in $(seq 100); do grep -q "listening on" "$B/log" && break; sleep 0.05; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$B/log" | head -1)
