@@ -155,7 +155,8 @@ class Server:
 
     def __init__(self, data_dir, extra_config="", args=()):
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private from the start, as berth would make it (no tightening warning at start).
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.audit_path = self.data_dir / "audit.log"
         self.config_path = self.data_dir.parent / (self.data_dir.name + "-config.toml")
         self.config_path.write_text(
