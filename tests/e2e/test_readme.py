@@ -122,3 +122,41 @@ def test_duplicate_alias_names_the_alias(tmp_path):
     assert p.returncode != 0
     assert "An account with the alias staging already exists." in p.stderr, p.stderr
     assert " or alias" not in p.stderr and "id" not in p.stderr.split("already exists")[0], p.stderr
+
+
+def config_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"Configuration file \(every key optional; flags win\):\n\n```toml\n(.*?)\n```",
+                  text, re.S)
+    assert m, "the README lost its configuration block"
+    return m.group(1)
+
+
+def test_readme_config_block_is_real_and_complete(tmp_path):
+    """Every key of the README's configuration block is one `berth serve` takes, and every
+    key it takes is in the block."""
+    block = config_block()
+    documented = set(re.findall(r"^([a-z_0-9]+)\s*=", block, re.M))
+    source = (ROOT / "crates/berth-server/src/serve/config.rs").read_text()
+    struct = re.search(r"struct FileConfig \{(.*?)\n\}", source, re.S)
+    assert struct, "FileConfig not found in config.rs"
+    known = set(re.findall(r"^\s*(?:pub\s+)?([a-z_0-9]+):", struct.group(1), re.M))
+    assert known, "no fields read from FileConfig"
+    assert documented == known, (f"README lacks {sorted(known - documented)}; "
+                                 f"README has unknown {sorted(documented - known)}")
+    # And the block as written is a configuration the server starts with.
+    block = re.sub(r'^listen = .*$', 'listen = "127.0.0.1:0"', block, flags=re.M)
+    block = re.sub(r'^data_dir = .*$', f'data_dir = "{tmp_path / "data"}"', block, flags=re.M)
+    block = re.sub(r'^audit_log = .*$', f'audit_log = "{tmp_path / "audit.log"}"', block, flags=re.M)
+    (tmp_path / "berth.toml").write_text(block + "\n")
+    p = subprocess.Popen([BIN, "serve", "--config", str(tmp_path / "berth.toml")],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:
+            if "listening on http://127.0.0.1:" in line:
+                break
+        else:
+            raise AssertionError(f"berth serve did not start with the README's configuration ({p.wait()})")
+    finally:
+        p.terminate()
+        assert p.wait(timeout=30) == 0

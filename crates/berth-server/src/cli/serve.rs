@@ -20,9 +20,9 @@ pub struct ServeArgs {
     /// IAM signs) [default: us-east-1]
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
-    /// A TOML configuration file (keys: listen, data_dir, region, clock_skew_seconds,
-    /// trusted_proxies, audit_log, cache_ttl_ms, registry_domain, public_url,
-    /// create_on_push, encoded_denials; see the README)
+    /// A TOML configuration file: every flag here, plus trusted proxies, the audit log,
+    /// cache TTL, registry domain and public URL, create-on-push, encoded denials, request
+    /// timeouts and limits (the README's "Configuration file" lists every key)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Audit log, one JSON line per request: stdout, off, or a file path [default: off]
