@@ -70,7 +70,12 @@ pub struct Runner {
 
 impl Runner {
     /// Start a loop for each job, holding leases as `holder` for `lease` at a time.
-    pub fn start(leases: Arc<dyn Leases>, holder: String, lease: Duration, jobs: Vec<Job>) -> Runner {
+    pub fn start(
+        leases: Arc<dyn Leases>,
+        holder: String,
+        lease: Duration,
+        jobs: Vec<Job>,
+    ) -> Runner {
         let (stop, watching) = watch::channel(false);
         let tasks = jobs
             .into_iter()
@@ -155,7 +160,9 @@ impl JobLoop {
         }
         if self.held {
             match self.leases.release_lease(self.job.name, &self.holder).await {
-                Ok(_) => tracing::info!(job = self.job.name, holder = %self.holder, "released the job's lease"),
+                Ok(_) => {
+                    tracing::info!(job = self.job.name, holder = %self.holder, "released the job's lease")
+                }
                 Err(e) => tracing::warn!(job = self.job.name, holder = %self.holder, error = %e,
                     "releasing the job's lease failed; another node takes it over when it expires"),
             }
@@ -165,9 +172,9 @@ impl JobLoop {
     /// Take or renew the lease; logs when it is taken or lost.
     async fn renew(&mut self) -> Option<Lease> {
         let name = self.job.name;
-        let ask = self
-            .leases
-            .try_lease(name, &self.holder, crate::ids::now_ms(), millis(self.lease));
+        let ask =
+            self.leases
+                .try_lease(name, &self.holder, crate::ids::now_ms(), millis(self.lease));
         let answer = match timeout(self.renew_every(), ask).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
@@ -275,16 +282,22 @@ mod tests {
         let (job_b, runs_b) = counting(period);
         let a = Runner::start(store.clone(), "node-a".into(), LEASE, vec![job_a]);
         let b = Runner::start(store.clone(), "node-b".into(), LEASE, vec![job_b]);
-        until("the job ran five times", Duration::from_secs(10), || async {
-            runs_a.load(Ordering::SeqCst) + runs_b.load(Ordering::SeqCst) >= 5
-        })
+        until(
+            "the job ran five times",
+            Duration::from_secs(10),
+            || async { runs_a.load(Ordering::SeqCst) + runs_b.load(Ordering::SeqCst) >= 5 },
+        )
         .await;
         let (first, second, first_runs, second_runs) = if runs_a.load(Ordering::SeqCst) > 0 {
             (a, b, runs_a, runs_b)
         } else {
             (b, a, runs_b, runs_a)
         };
-        assert_eq!(second_runs.load(Ordering::SeqCst), 0, "only the holder runs the job");
+        assert_eq!(
+            second_runs.load(Ordering::SeqCst),
+            0,
+            "only the holder runs the job"
+        );
         let first_name = first.holder().to_string();
         assert_eq!(holder_of(&store).await, Some(first_name));
 
@@ -333,7 +346,11 @@ mod tests {
             holder_of(&store).await.as_deref() == Some("node-b")
         })
         .await;
-        assert_eq!(runs_b.load(Ordering::SeqCst), 0, "not due for an hour, whoever holds it");
+        assert_eq!(
+            runs_b.load(Ordering::SeqCst),
+            0,
+            "not due for an hour, whoever holds it"
+        );
         b.stop(Duration::from_secs(5)).await;
     }
 
@@ -370,7 +387,11 @@ mod tests {
         // Another node takes the lease (as it would after node-a stalled past expiry).
         store.release_lease("count", "node-a").await.unwrap();
         let now = crate::ids::now_ms();
-        store.try_lease("count", "node-b", now, 60_000).await.unwrap().unwrap();
+        store
+            .try_lease("count", "node-b", now, 60_000)
+            .await
+            .unwrap()
+            .unwrap();
         // node-a's next renewal fails: the work is dropped unfinished.
         until("node-a dropped the work", LEASE, || async {
             dropped.load(Ordering::SeqCst) == 1
@@ -380,7 +401,10 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 1);
         a.stop(Duration::from_secs(5)).await;
         let lease = store.lease("count").await.unwrap().unwrap();
-        assert_eq!(lease.holder, "node-b", "a node that lost the lease does not release it");
+        assert_eq!(
+            lease.holder, "node-b",
+            "a node that lost the lease does not release it"
+        );
         assert!(lease.expires_at > now, "node-b's lease stands");
     }
 }

@@ -70,8 +70,8 @@ pub async fn expire_uploads(app: &App) -> String {
         .checked_sub(idle)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     match app.blobs.expire_uploads(cutoff).await {
-        Ok(n) => said.push(format!("{n} idle staging files")),
+        Ok(n) => said.push(format!("removed {n} idle staging files")),
         Err(e) => said.push(format!("removing idle staging files failed: {e}")),
     }
-    said.join(", ")
+    said.join("; ")
 }

@@ -336,8 +336,10 @@ mod tests {
         assert_eq!(d.job_lease, Duration::from_secs(30));
         assert_eq!(d.clean_interval, Duration::from_secs(300));
         assert_eq!(d.upload_idle, Duration::from_secs(86_400));
-        let c = load("job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n")
-            .unwrap();
+        let c = load(
+            "job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n",
+        )
+        .unwrap();
         assert_eq!(c.job_lease, Duration::from_millis(1500));
         assert_eq!(c.clean_interval, Duration::from_millis(500));
         assert_eq!(c.upload_idle, Duration::from_secs(2));

@@ -1,8 +1,9 @@
 //! `berth serve`: one HTTP port for every API. Requests are told apart by shape: the OCI
 //! registry (`/v2/…`), the ECR JSON API (`X-Amz-Target`), Access Analyzer
 //! (`POST /policy/validation`), a query-protocol form (`Action=…`: IAM and STS),
-//! `GET /healthz` and `GET /readyz` ([`ready`]). Connections are taken in by [`connections`]; API bodies by [`intake`],
-//! after a check of the credential they name.
+//! `GET /healthz` and `GET /readyz` ([`ready`]). Connections are taken in by
+//! [`connections`]; API bodies by [`intake`], after a check of the credential they name.
+//! Background work runs as [`crate::jobs`] ([`cleaning`]).
 
 pub mod accounts;
 pub mod app;
