@@ -86,6 +86,7 @@ impl Runner {
                     lease,
                     job,
                     held: false,
+                    ran_here: None,
                 };
                 tokio::spawn(looping.run(watching.clone()))
             })
@@ -129,6 +130,9 @@ struct JobLoop {
     job: Job,
     /// Whether this node held the lease at the last answer.
     held: bool,
+    /// When this node last started the work (counted too, should recording a run in
+    /// the store fail, so the work is not repeated at once).
+    ran_here: Option<i64>,
 }
 
 impl JobLoop {
@@ -144,9 +148,9 @@ impl JobLoop {
             let asked = Instant::now();
             let mut wake = asked + self.renew_every();
             if let Some(lease) = self.renew().await {
-                let due_in = lease
-                    .last_run_at
-                    .map_or(0, |t| t + millis(self.job.period) - crate::ids::now_ms());
+                let due_in = lease.last_run_at.max(self.ran_here).map_or(0, |t| {
+                    t.saturating_add(millis(self.job.period)) - crate::ids::now_ms()
+                });
                 if due_in <= 0 {
                     self.work_while_held(asked, &mut stop).await;
                     continue; // renew right after, then wait for the next run
@@ -204,6 +208,7 @@ impl JobLoop {
     /// renewal fails or the node stops.
     async fn work_while_held(&mut self, mut asked: Instant, stop: &mut watch::Receiver<bool>) {
         let started = crate::ids::now_ms();
+        self.ran_here = Some(started);
         let work = (self.job.work)();
         tokio::pin!(work);
         loop {
