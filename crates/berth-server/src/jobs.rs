@@ -70,8 +70,9 @@ pub struct Runner {
 
 impl Runner {
     /// Start a loop for each job, holding leases as `holder` for `lease` at a time.
-    pub fn start(
-        leases: Arc<dyn Leases>,
+    /// (Generic over the store so an `Arc<dyn Store>` serves as it is.)
+    pub fn start<L: Leases + ?Sized>(
+        leases: Arc<L>,
         holder: String,
         lease: Duration,
         jobs: Vec<Job>,
@@ -123,8 +124,8 @@ impl Runner {
     }
 }
 
-struct JobLoop {
-    leases: Arc<dyn Leases>,
+struct JobLoop<L: ?Sized> {
+    leases: Arc<L>,
     holder: String,
     lease: Duration,
     job: Job,
@@ -135,7 +136,7 @@ struct JobLoop {
     ran_here: Option<i64>,
 }
 
-impl JobLoop {
+impl<L: Leases + ?Sized> JobLoop<L> {
     fn renew_every(&self) -> Duration {
         self.lease / 3
     }
