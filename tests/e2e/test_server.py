@@ -1,9 +1,10 @@
-"""The server process: health, startup files, accounts, audit log, shutdown."""
+"""The server process: health and readiness, startup files, accounts, audit log, shutdown."""
 
 import datetime
 import json
 import re
 import signal
+import sqlite3
 import stat
 import time
 
@@ -17,6 +18,54 @@ def test_healthz(server):
     r = requests.get(server.url + "/healthz", timeout=10)
     assert r.status_code == 200
     assert r.text.strip() == "ok"
+
+
+def test_readyz_names_what_fails_and_recovers(tmp_path_factory):
+    s = start_server(tmp_path_factory, "readyz")
+    ready = s.url + "/readyz"
+
+    def status():
+        r = requests.get(ready, timeout=10)
+        return r.status_code, r.text
+
+    try:
+        assert status() == (200, "ready\n")
+
+        # The blob directory replaced by a file: not ready, saying which directory and why.
+        blobs, away = s.data_dir / "blobs", s.data_dir / "blobs.away"
+        blobs.rename(away)
+        blobs.write_text("not a directory")
+        code, text = status()
+        assert code == 503, text
+        assert text.startswith("not ready: blob store: listing the blob directory "), text
+        assert str(blobs / "sha256") in text and "Not a directory" in text, text
+        assert requests.get(s.url + "/healthz", timeout=10).status_code == 200, "still alive"
+        # Repaired: ready again, no restart.
+        blobs.unlink()
+        away.rename(blobs)
+        assert status() == (200, "ready\n")
+
+        # A migration this build does not know (a newer berth migrated the shared
+        # database): not ready until it is gone.
+        db = sqlite3.connect(s.data_dir / "berth.db", timeout=10)
+        try:
+            with db:
+                db.execute("INSERT INTO _sqlx_migrations (version, description, success, checksum, "
+                           "execution_time) VALUES (9999, 'from a newer berth', 1, x'00', 1)")
+            code, text = status()
+            assert code == 503, text
+            assert "not ready: metadata store: schema not current: migration 9999 is applied but this " \
+                   "build does not know it" in text, text
+            with db:
+                db.execute("DELETE FROM _sqlx_migrations WHERE version = 9999")
+        finally:
+            db.close()
+        assert status() == (200, "ready\n")
+        # Unauthenticated: a credential sent along is not looked at.
+        assert requests.get(ready, headers={"Authorization": "AWS4-HMAC-SHA256 bogus"},
+                            timeout=10).status_code == 200
+    finally:
+        assert s.stop() == 0
 
 
 def test_unknown_path_is_not_found(server):

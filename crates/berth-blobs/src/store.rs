@@ -199,6 +199,33 @@ impl BlobStore {
         }
     }
 
+    /// Whether the store can be reached, without writing anything: the blob directory
+    /// and the upload staging directory can be listed (the local backend), or a listing
+    /// of the blobs answers (others). The error names what failed.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        let mut dirs = vec![("upload directory", self.inner.uploads.clone())];
+        match &self.inner.local {
+            Some(fs) => dirs.push((
+                "blob directory",
+                fs.path_to_filesystem(&ObjectPath::from("blobs/sha256"))?,
+            )),
+            None => {
+                self.inner
+                    .store
+                    .list_with_delimiter(Some(&ObjectPath::from("blobs/sha256")))
+                    .await?;
+            }
+        }
+        blocking(move || {
+            for (what, dir) in dirs {
+                std::fs::read_dir(&dir)
+                    .map_err(|e| io_err(&format!("listing the {what} {}", dir.display()), e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Size of the blob, if present.
     pub async fn stat(&self, d: &Digest) -> Result<Option<u64>, BlobError> {
         match self.inner.store.head(&blob_path(d)).await {

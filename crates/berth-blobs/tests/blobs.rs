@@ -649,3 +649,29 @@ async fn local_files_are_private() {
     // blobs, sha256, two fan-out folders, uploads; two blobs and the pending upload
     assert!(seen.0 >= 4 && seen.1 >= 3, "{seen:?}");
 }
+
+/// The readiness probe: fine on a working store, an error naming the directory when the
+/// blob directory is replaced by a file, fine again once it is back; nothing written.
+#[tokio::test]
+async fn check_names_an_unusable_blob_directory() {
+    let (dir, store) = local().await;
+    store.check().await.unwrap();
+    let (_mdir, mem) = memory().await;
+    mem.check().await.unwrap();
+
+    let blobs = dir.path().join("blobs");
+    let away = dir.path().join("blobs.away");
+    std::fs::rename(&blobs, &away).unwrap();
+    std::fs::write(&blobs, b"not a directory").unwrap();
+    let e = store.check().await.unwrap_err().to_string();
+    assert!(e.contains("listing the blob directory"), "{e}");
+    assert!(e.contains("blobs/sha256"), "{e}");
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&away, &blobs).unwrap();
+    store.check().await.unwrap();
+    assert_eq!(std::fs::read_dir(blobs.join("sha256")).unwrap().count(), 0);
+
+    std::fs::remove_dir(dir.path().join("uploads")).unwrap();
+    let e = store.check().await.unwrap_err().to_string();
+    assert!(e.contains("listing the upload directory"), "{e}");
+}

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod ecr;
 pub mod iam;
 pub mod ids;
+pub mod jobs;
 pub mod oci;
 pub mod query;
 pub mod registry;

@@ -2,17 +2,21 @@
 //!
 //! Owns the model of accounts, IAM users, groups, roles, managed and inline policies,
 //! tags, access keys and STS sessions, and of repositories (typed settings), images, tags
-//! and uploads; the [`Store`] and [`RegistryStore`] traits every caller goes through,
+//! and uploads, and the leases on background jobs that nodes share; the [`Store`],
+//! [`RegistryStore`] and [`Leases`] traits every caller goes through,
 //! and its embedded SQLite backend with versioned migrations. Callers hold the traits
 //! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
 //! them beside SQLite; it is not written yet. It validates nothing about policies and
 //! knows no HTTP: callers check documents with the policy engine before they write them.
 
+mod leases;
 mod model;
 mod registry;
 mod sqlite;
+mod sqlite_leases;
 mod sqlite_registry;
 
+pub use leases::{Lease, Leases};
 pub use model::*;
 pub use registry::*;
 pub use sqlite::SqliteStore;
@@ -51,8 +55,13 @@ impl std::error::Error for StoreError {}
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The metadata store. Every method is one transaction: it happens entirely or not at all.
+/// Every backend also keeps the [`Leases`] on background jobs.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Leases + Send + Sync + 'static {
+    /// Whether the store answers and its schema is current: the migrations applied are
+    /// exactly those this build knows (an error says which differ).
+    async fn check_schema(&self) -> Result<()>;
+
     // Accounts.
     /// Create an account with its root access key.
     async fn create_account(&self, account: &Account, root_key: &AccessKey) -> Result<()>;

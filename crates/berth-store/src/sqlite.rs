@@ -16,6 +16,9 @@ use sqlx::Row;
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
+/// The schema's migrations, built in.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -59,7 +62,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        sqlx::migrate!("./migrations/sqlite")
+        MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the schema: {e}")))?;
@@ -155,6 +158,43 @@ fn owner_sql(user: Option<&str>) -> (&'static str, &str) {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn check_schema(&self) -> Result<()> {
+        let applied: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut problems = Vec::new();
+        for (version, checksum, success) in &applied {
+            match MIGRATOR.iter().find(|m| m.version == *version) {
+                None => problems.push(format!(
+                    "migration {version} is applied but this build does not know it (a newer berth migrated the database)"
+                )),
+                Some(_) if !success => {
+                    problems.push(format!("migration {version} failed part-way"))
+                }
+                Some(m) if *m.checksum != checksum[..] => problems.push(format!(
+                    "migration {version} was applied from different SQL than this build's"
+                )),
+                Some(_) => {}
+            }
+        }
+        for m in MIGRATOR.iter() {
+            if !applied.iter().any(|(v, _, _)| *v == m.version) {
+                problems.push(format!("migration {} is not applied", m.version));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "schema not current: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+
     async fn create_account(&self, account: &Account, root_key: &AccessKey) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let r = sqlx::query("INSERT INTO accounts (id, alias, created_at) VALUES (?, ?, ?)")

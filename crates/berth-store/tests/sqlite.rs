@@ -539,4 +539,8 @@ async fn old_settings_and_second_times_are_migrated() {
         (u.created, u.updated),
         (1_796_410_564_000, 1_796_410_565_000)
     );
+    // The schema is current (job leases included) and leases work on the old data.
+    s.check_schema().await.unwrap();
+    let lease = s.try_lease("clean", "node-a", 1, 30_000).await.unwrap();
+    assert_eq!(lease.unwrap().holder, "node-a");
 }

@@ -18,6 +18,11 @@
 //! api_body_seconds = 300          # an API request body (read whole) must arrive within this
 //! api_body_memory_mib = 256       # API request bodies held in memory, all requests together
 //! max_connections = 4096          # open client connections (lowered to fit the file limit)
+//! job_lease_seconds = 30          # background jobs: how long a node's lease on a job lasts
+//!                                 # unrenewed (renewed every third of it); another node
+//!                                 # takes a job over this long after its node dies
+//! clean_interval_seconds = 300    # how often expired sessions and abandoned uploads are removed
+//! upload_idle_seconds = 86400     # an upload untouched this long is abandoned (and removed)
 //! ```
 
 use std::net::SocketAddr;
@@ -65,6 +70,13 @@ pub struct Config {
     /// process's file limit allows). At the cap, a new connection replaces the oldest
     /// one that has no request in progress.
     pub max_connections: usize,
+    /// How long a node's lease on a background job lasts unless renewed (see
+    /// [`crate::jobs`]); it is renewed every third of this.
+    pub job_lease: Duration,
+    /// How often the cleaning jobs (expired sessions, abandoned uploads) run.
+    pub clean_interval: Duration,
+    /// How long an upload may sit untouched before it counts as abandoned.
+    pub upload_idle: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +98,9 @@ impl Default for Config {
             api_body_deadline: Duration::from_secs(300),
             api_body_memory: 256 << 20,
             max_connections: 4096,
+            job_lease: Duration::from_secs(30),
+            clean_interval: Duration::from_secs(300),
+            upload_idle: Duration::from_secs(86_400),
         }
     }
 }
@@ -110,6 +125,9 @@ struct FileConfig {
     api_body_seconds: Option<f64>,
     api_body_memory_mib: Option<u64>,
     max_connections: Option<u64>,
+    job_lease_seconds: Option<f64>,
+    clean_interval_seconds: Option<f64>,
+    upload_idle_seconds: Option<f64>,
 }
 
 /// Command-line values, which win over the file.
@@ -205,6 +223,11 @@ impl Config {
                     f.api_body_seconds,
                     &mut c.api_body_deadline,
                 ),
+                (
+                    "clean_interval_seconds",
+                    f.clean_interval_seconds,
+                    &mut c.clean_interval,
+                ),
             ] {
                 if let Some(secs) = value {
                     *field = seconds(name, secs)?;
@@ -219,6 +242,23 @@ impl Config {
                     ));
                 }
                 c.api_body_memory = (mib as usize) << 20;
+            }
+            if let Some(secs) = f.job_lease_seconds {
+                // A renewal (every third of the lease) must have time to reach the store.
+                if !(1.0..=3600.0).contains(&secs) {
+                    return Err(format!(
+                        "job_lease_seconds {secs} is not a number of seconds between 1 and 3600"
+                    ));
+                }
+                c.job_lease = Duration::from_secs_f64(secs);
+            }
+            if let Some(secs) = f.upload_idle_seconds {
+                if !(1.0..=30.0 * 86_400.0).contains(&secs) {
+                    return Err(format!(
+                        "upload_idle_seconds {secs} is not a number of seconds between 1 and 2592000 (30 days)"
+                    ));
+                }
+                c.upload_idle = Duration::from_secs_f64(secs);
             }
             if let Some(n) = f.max_connections {
                 if !(1..=1_000_000).contains(&n) {
@@ -284,6 +324,29 @@ mod tests {
             ("body_stall_seconds = -1", "above 0"),
             ("api_body_memory_mib = 8", "between 32"),
             ("max_connections = 0", "between 1"),
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn job_settings() {
+        let d = Config::default();
+        assert_eq!(d.job_lease, Duration::from_secs(30));
+        assert_eq!(d.clean_interval, Duration::from_secs(300));
+        assert_eq!(d.upload_idle, Duration::from_secs(86_400));
+        let c = load(
+            "job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.job_lease, Duration::from_millis(1500));
+        assert_eq!(c.clean_interval, Duration::from_millis(500));
+        assert_eq!(c.upload_idle, Duration::from_secs(2));
+        for (bad, says) in [
+            ("job_lease_seconds = 0.5", "between 1 and 3600"),
+            ("clean_interval_seconds = 0", "above 0"),
+            ("upload_idle_seconds = 0", "between 1 and 2592000"),
         ] {
             let e = load(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

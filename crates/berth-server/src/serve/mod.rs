@@ -1,15 +1,18 @@
 //! `berth serve`: one HTTP port for every API. Requests are told apart by shape: the OCI
 //! registry (`/v2/…`), the ECR JSON API (`X-Amz-Target`), Access Analyzer
-//! (`POST /policy/validation`), a query-protocol form (`Action=…`: IAM and STS), and
-//! `GET /healthz`. Connections are taken in by [`connections`]; API bodies by [`intake`],
-//! after a check of the credential they name.
+//! (`POST /policy/validation`), a query-protocol form (`Action=…`: IAM and STS),
+//! `GET /healthz` and `GET /readyz` ([`ready`]). Connections are taken in by
+//! [`connections`]; API bodies by [`intake`], after a check of the credential they name.
+//! Background work runs as [`crate::jobs`] ([`cleaning`]).
 
 pub mod accounts;
 pub mod app;
+pub mod cleaning;
 pub mod config;
 pub mod connections;
 pub mod intake;
 pub mod private;
+pub mod ready;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -118,6 +121,7 @@ fn announce_default_account(new: &accounts::DefaultAccount, config: &Config) {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(ready::readyz))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(app.clone(), audited))
         .with_state(app)
@@ -308,18 +312,15 @@ pub async fn run(config: Config) -> Result<(), String> {
     let stop = shutdown_signal();
     tracing::info!("listening on http://{local}");
 
-    // Forget sessions a day after they expire (until then they answer ExpiredToken),
-    // and upload sessions untouched for a day.
-    let cleaner = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
-            loop {
-                tick.tick().await;
-                clean(&app).await;
-            }
-        })
-    };
+    // Background jobs (cleaning), each on one node of the deployment at a time.
+    let holder = crate::jobs::holder_id();
+    tracing::info!(holder = %holder, "background jobs run under this holder id");
+    let jobs = crate::jobs::Runner::start(
+        app.store.clone(),
+        holder,
+        app.config.job_lease,
+        cleaning::jobs(&app),
+    );
     let limits = connections::Limits {
         max_connections: connections::fitting_cap(app.config.max_connections, file_limit),
         header_timeout: app.config.header_timeout,
@@ -339,38 +340,11 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let intake = Arc::new(intake::Intake::new(&app.config));
     connections::serve(listener, router(app), limits, intake, stop).await;
-    cleaner.abort();
+    // Release the jobs' leases so another node takes them over at once.
+    jobs.stop(Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }
-
-/// Drop expired STS sessions and abandoned uploads.
-pub async fn clean(app: &App) {
-    let now = crate::ids::now();
-    if let Err(e) = app.store.delete_sessions_expired_before(now - 86_400).await {
-        tracing::warn!(error = %e, "cleaning expired sessions failed");
-    }
-    match app
-        .registry
-        .stale_uploads((now - UPLOAD_IDLE_SECS) * 1000)
-        .await
-    {
-        Ok(stale) => {
-            for u in stale {
-                let _ = app.blobs.cancel(&u.id).await;
-                let _ = app.registry.delete_upload(&u.id).await;
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cleaning abandoned uploads failed"),
-    }
-    let idle = std::time::SystemTime::now() - Duration::from_secs(UPLOAD_IDLE_SECS as u64);
-    if let Err(e) = app.blobs.expire_uploads(idle).await {
-        tracing::warn!(error = %e, "cleaning staged upload files failed");
-    }
-}
-
-/// How long an upload session may sit idle before it is removed.
-pub const UPLOAD_IDLE_SECS: i64 = 86_400;
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed when this
 /// is called (before the server says it listens), so a signal sent as soon as the

@@ -1,0 +1,77 @@
+//! The cleaning jobs (run on one node at a time by [`crate::jobs`]): STS sessions a day
+//! after they expire (until then they answer ExpiredToken) and upload sessions left
+//! untouched for `upload_idle_seconds`, with their staged files.
+//!
+//! Two jobs rather than one, so each has its own lease and its own schedule: a failing
+//! or slow upload sweep (many staged files) does not hold back the session sweep, and
+//! the lease names say what each node is doing.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::App;
+use crate::jobs::Job;
+
+/// How long after it expires an STS session is forgotten.
+pub const SESSION_RETENTION_SECS: i64 = 86_400;
+
+/// The cleaning jobs, each every `clean_interval_seconds`.
+pub fn jobs(app: &Arc<App>) -> Vec<Job> {
+    let period = app.config.clean_interval;
+    let sessions = app.clone();
+    let uploads = app.clone();
+    vec![
+        Job::new("expire-sessions", period, move || {
+            let app = sessions.clone();
+            async move { expire_sessions(&app).await }
+        }),
+        Job::new("expire-uploads", period, move || {
+            let app = uploads.clone();
+            async move { expire_uploads(&app).await }
+        }),
+    ]
+}
+
+/// Forget sessions that expired over a day ago; says how many went.
+pub async fn expire_sessions(app: &App) -> String {
+    let before = crate::ids::now() - SESSION_RETENTION_SECS;
+    match app.store.delete_sessions_expired_before(before).await {
+        Ok(n) => format!("removed {n} expired STS sessions"),
+        Err(e) => format!("removing expired STS sessions failed: {e}"),
+    }
+}
+
+/// Remove upload sessions idle for `upload_idle` (their records and staged files), and
+/// staging files left by uploads no record names; says how many went.
+pub async fn expire_uploads(app: &App) -> String {
+    let idle = app.config.upload_idle;
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    let mut said = Vec::new();
+    match app
+        .registry
+        .stale_uploads(crate::ids::now_ms().saturating_sub(idle_ms))
+        .await
+    {
+        Ok(stale) => {
+            let mut removed = 0;
+            for u in stale {
+                // The staged file may already be gone (expired below, or a crash).
+                let _ = app.blobs.cancel(&u.id).await;
+                match app.registry.delete_upload(&u.id).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => said.push(format!("removing upload {} failed: {e}", u.id)),
+                }
+            }
+            said.insert(0, format!("removed {removed} abandoned uploads"));
+        }
+        Err(e) => said.push(format!("listing abandoned uploads failed: {e}")),
+    }
+    let cutoff = SystemTime::now()
+        .checked_sub(idle)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    match app.blobs.expire_uploads(cutoff).await {
+        Ok(n) => said.push(format!("removed {n} idle staging files")),
+        Err(e) => said.push(format!("removing idle staging files failed: {e}")),
+    }
+    said.join("; ")
+}
