@@ -298,18 +298,28 @@ impl RegistryStore for SqliteStore {
         size: i64,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
+        // Only into a repository that exists at that moment: one statement, so a
+        // repository deleted meanwhile cannot be left holding a row a new repository of
+        // the same name would inherit.
+        let added = sqlx::query(
             "INSERT OR IGNORE INTO repository_blobs (account_id, repository, digest, size, added_at)
-             VALUES (?, ?, ?, ?, ?)",
+             SELECT ?, ?, ?, ?, ?
+             WHERE EXISTS (SELECT 1 FROM repositories WHERE account_id = ? AND name = ?)",
         )
         .bind(account)
         .bind(repository)
         .bind(digest)
         .bind(size)
         .bind(now)
+        .bind(account)
+        .bind(repository)
         .execute(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .rows_affected();
+        if added == 0 && self.repository(account, repository).await?.is_none() {
+            return Err(repo_not_found(account, repository));
+        }
         Ok(())
     }
 
@@ -658,9 +668,11 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn create_upload(&self, u: &Upload) -> Result<()> {
-        sqlx::query(
+        // Only in a repository that exists at that moment (see add_repository_blob).
+        let added = sqlx::query(
             "INSERT INTO uploads (id, account_id, repository, principal, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             SELECT ?, ?, ?, ?, ?, ?
+             WHERE EXISTS (SELECT 1 FROM repositories WHERE account_id = ? AND name = ?)",
         )
         .bind(&u.id)
         .bind(&u.account)
@@ -668,9 +680,15 @@ impl RegistryStore for SqliteStore {
         .bind(&u.principal)
         .bind(u.created)
         .bind(u.updated)
+        .bind(&u.account)
+        .bind(&u.repository)
         .execute(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .rows_affected();
+        if added == 0 {
+            return Err(repo_not_found(&u.account, &u.repository));
+        }
         Ok(())
     }
 

@@ -48,6 +48,8 @@ pub fn json_code(code: &'static str) -> &'static str {
         "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
         "ExpiredToken" => "ExpiredTokenException",
         "AccessDenied" => "AccessDeniedException",
+        // The registry store's only "not found": the repository (deleted meanwhile).
+        "NoSuchEntity" => "RepositoryNotFoundException",
         "ServiceFailure" => "ServerException",
         "ValidationError" | "MalformedPolicyDocument" | "MalformedQueryString" => {
             "InvalidParameterException"

@@ -61,6 +61,8 @@ impl From<ApiError> for OciError {
                 "DENIED",
                 "Your authorization token has expired. Reauthenticate and try again.",
             ),
+            // The registry store's only "not found": the repository (deleted meanwhile).
+            "NoSuchEntity" => OciError::new(404, "NAME_UNKNOWN", e.message),
             _ if e.status >= 500 => OciError::new(500, "UNKNOWN", e.message),
             _ => OciError::new(400, "UNSUPPORTED", e.message),
         }

@@ -1,0 +1,330 @@
+//! The registry store's contract, through its trait, against every backend and with
+//! several "nodes" (separate openers of one database) writing at once: a manifest commits
+//! only with everything it references, a tag moves atomically, one blob pushed many times
+//! is held once, and a repository deleted while images are pushed into it leaves nothing
+//! behind. Every backend must pass this suite; today that is SQLite (a PostgreSQL backend
+//! joins the list in `backends` when it exists).
+
+use std::sync::Arc;
+
+use berth_store::*;
+
+const A: &str = "111111111111";
+
+/// One backend under test: several handles on the same database, as several nodes hold.
+struct Backend {
+    name: &'static str,
+    nodes: Vec<Arc<dyn RegistryStore>>,
+    /// Keeps the database's directory alive for the test.
+    _dir: tempfile::TempDir,
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    first
+        .create_account(
+            &Account {
+                id: A.into(),
+                alias: None,
+                created: 1,
+            },
+            &AccessKey {
+                id: "AKIAROOT".into(),
+                secret: "s".into(),
+                account: A.into(),
+                user: None,
+                status: KeyStatus::Active,
+                created: 1,
+            },
+        )
+        .await
+        .unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    vec![Backend {
+        name: "sqlite",
+        nodes: vec![Arc::new(first), Arc::new(second)],
+        _dir: dir,
+    }]
+}
+
+fn digest(seed: &str) -> String {
+    use std::fmt::Write;
+    // Not a real hash: the store keeps digests as text and never recomputes them.
+    let mut hex = String::new();
+    for b in seed.bytes().cycle().take(32) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    format!("sha256:{hex}")
+}
+
+fn image(seed: &str, blobs: &[String], manifests: &[String]) -> NewImage {
+    let refs = blobs
+        .iter()
+        .map(|d| (d.clone(), RefKind::Blob))
+        .chain(manifests.iter().map(|d| (d.clone(), RefKind::Manifest)))
+        .collect();
+    NewImage {
+        digest: digest(seed),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        manifest: format!("{{\"seed\":\"{seed}\"}}").into_bytes(),
+        size: 10,
+        artifact_type: None,
+        subject: None,
+        refs,
+        pushed_at: 1_000,
+    }
+}
+
+async fn create(s: &dyn RegistryStore, name: &str) {
+    s.create_repository(&Repository::new(A, name, 1_000), &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_manifest_commits_only_with_everything_it_references() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let layer = digest("layer");
+        let img = image("img", std::slice::from_ref(&layer), &[]);
+        let e = s
+            .put_image(A, "app", &img, Some("v1"), TagRule::Mutable)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PutImageError::Missing {
+                blobs: vec![layer.clone()],
+                manifests: vec![]
+            },
+            "{}",
+            b.name
+        );
+        assert_eq!(s.image(A, "app", "v1").await.unwrap(), None, "{}", b.name);
+        assert_eq!(s.images(A, "app").await.unwrap(), vec![], "{}", b.name);
+
+        s.add_repository_blob(A, "app", &layer, 5, 1_000)
+            .await
+            .unwrap();
+        s.put_image(A, "app", &img, Some("v1"), TagRule::Mutable)
+            .await
+            .unwrap();
+        // An index needs its child manifests in the repository.
+        let missing = digest("absent-child");
+        let index = image("index", &[], &[img.digest.clone(), missing.clone()]);
+        let e = s
+            .put_image(A, "app", &index, Some("multi"), TagRule::Mutable)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PutImageError::Missing {
+                blobs: vec![],
+                manifests: vec![missing]
+            },
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.image(A, "app", "multi").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        // Another repository's blobs do not count.
+        create(s, "other").await;
+        let e = s
+            .put_image(A, "other", &img, None, TagRule::Mutable)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PutImageError::Missing { .. }),
+            "{}: {e:?}",
+            b.name
+        );
+    }
+}
+
+/// Two nodes move one tag back and forth at once: every image is kept, the tag names
+/// exactly one of them, and the tag and the image found by it agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_move_one_tag() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        let mut tasks = Vec::new();
+        for (n, node) in b.nodes.iter().enumerate() {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let img = image(&format!("n{n}-{i}"), &[], &[]);
+                    node.put_image(A, "app", &img, Some("latest"), TagRule::Mutable)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let s = &*b.nodes[1];
+        let tags = s.tags_of(A, "app").await.unwrap();
+        assert_eq!(tags.len(), 1, "{}: {tags:?}", b.name);
+        let (tag, tagged) = &tags[0];
+        assert_eq!(tag, "latest");
+        let by_tag = s.image(A, "app", "latest").await.unwrap().unwrap();
+        assert_eq!(&by_tag.digest, tagged, "{}", b.name);
+        assert_eq!(by_tag.tags, vec!["latest".to_string()], "{}", b.name);
+        let images = s.images(A, "app").await.unwrap();
+        assert_eq!(images.len(), 50, "{}", b.name);
+        let tagged_images: Vec<_> = images.iter().filter(|i| !i.tags.is_empty()).collect();
+        assert_eq!(tagged_images.len(), 1, "{}", b.name);
+    }
+}
+
+/// Two nodes set one immutable tag to different images at once: exactly one wins, every
+/// other attempt is refused as immutable, and the tag never moves afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_immutable_tag_is_set_once() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        let mut tasks = Vec::new();
+        for (n, node) in b.nodes.iter().enumerate() {
+            for k in 0..4 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let img = image(&format!("n{n}-k{k}"), &[], &[]);
+                    node.put_image(A, "app", &img, Some("v1"), TagRule::Immutable)
+                        .await
+                        .map(|_| img.digest)
+                }));
+            }
+        }
+        let mut won = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(d) => won.push(d),
+                Err(PutImageError::TagImmutable { tag }) => assert_eq!(tag, "v1"),
+                Err(e) => panic!("{}: {e:?}", b.name),
+            }
+        }
+        assert_eq!(won.len(), 1, "{}: {won:?}", b.name);
+        let tagged = b.nodes[1].image(A, "app", "v1").await.unwrap().unwrap();
+        assert_eq!(tagged.digest, won[0], "{}", b.name);
+    }
+}
+
+/// Many uploads of one blob into one repository, from two nodes at once: all succeed and
+/// the repository holds it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_of_one_blob() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        let layer = digest("shared-layer");
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let node = b.nodes[i % b.nodes.len()].clone();
+            let layer = layer.clone();
+            tasks.push(tokio::spawn(async move {
+                node.add_repository_blob(A, "app", &layer, 1234, 1_000 + i as i64)
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        for node in &b.nodes {
+            assert_eq!(
+                node.repository_blob(A, "app", &layer).await.unwrap(),
+                Some(1234),
+                "{}",
+                b.name
+            );
+        }
+        let img = image("uses-layer", std::slice::from_ref(&layer), &[]);
+        b.nodes[1]
+            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .await
+            .unwrap();
+        assert!(
+            b.nodes[0].blob_referenced(A, "app", &layer).await.unwrap(),
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// A repository deleted (with force) while another node pushes into it: each push either
+/// lands before the delete (and goes with the repository) or fails cleanly; a repository
+/// made again under the same name starts empty — no image, tag, blob or upload of the old
+/// one survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
+    for b in backends().await {
+        for round in 0..8 {
+            let (pusher, deleter) = (b.nodes[0].clone(), b.nodes[1].clone());
+            create(&*pusher, "app").await;
+            let push = tokio::spawn(async move {
+                let mut landed = 0;
+                for i in 0..20 {
+                    let layer = digest(&format!("r{round}-layer{i}"));
+                    if pusher
+                        .add_repository_blob(A, "app", &layer, 7, 1_000)
+                        .await
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let img = image(&format!("r{round}-img{i}"), &[layer], &[]);
+                    match pusher
+                        .put_image(A, "app", &img, Some(&format!("t{i}")), TagRule::Mutable)
+                        .await
+                    {
+                        Ok(_) => landed += 1,
+                        Err(PutImageError::Missing { .. })
+                        | Err(PutImageError::Store(StoreError::NotFound(_))) => {}
+                        Err(e) => panic!("a push racing a delete failed oddly: {e:?}"),
+                    }
+                }
+                landed
+            });
+            let delete = tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                deleter.delete_repository(A, "app", true).await
+            });
+            let _landed = push.await.unwrap();
+            delete.await.unwrap().unwrap();
+            // Whatever landed after the delete (if anything) must not be visible in a new
+            // repository of the same name.
+            let s = &*b.nodes[0];
+            if s.repository(A, "app").await.unwrap().is_some() {
+                panic!("{}: the repository came back without being created", b.name);
+            }
+            create(s, "app").await;
+            assert_eq!(
+                s.images(A, "app").await.unwrap(),
+                vec![],
+                "{} round {round}",
+                b.name
+            );
+            assert_eq!(
+                s.tags_of(A, "app").await.unwrap(),
+                vec![],
+                "{} round {round}",
+                b.name
+            );
+            for i in 0..20 {
+                let layer = digest(&format!("r{round}-layer{i}"));
+                assert_eq!(
+                    s.repository_blob(A, "app", &layer).await.unwrap(),
+                    None,
+                    "{} round {round}: blob {i} survived its repository",
+                    b.name
+                );
+            }
+            s.delete_repository(A, "app", true).await.unwrap();
+        }
+    }
+}
