@@ -328,3 +328,100 @@ async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
         }
     }
 }
+
+/// An image an index of the repository lists cannot be deleted until the index is; a
+/// deleted image takes its tags with it; referrers are found by subject.
+#[tokio::test]
+async fn deletes_respect_indexes_and_take_their_tags() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let child = image("child", &[], &[]);
+        s.put_image(A, "app", &child, Some("c"), TagRule::Mutable)
+            .await
+            .unwrap();
+        let index = image("index", &[], std::slice::from_ref(&child.digest));
+        s.put_image(A, "app", &index, Some("multi"), TagRule::Mutable)
+            .await
+            .unwrap();
+        let mut signature = image("signature", &[], &[]);
+        signature.subject = Some(child.digest.clone());
+        s.put_image(A, "app", &signature, None, TagRule::Mutable)
+            .await
+            .unwrap();
+        let referrers = b.nodes[1].referrers(A, "app", &child.digest).await.unwrap();
+        assert_eq!(
+            referrers.iter().map(|i| &i.digest).collect::<Vec<_>>(),
+            vec![&signature.digest],
+            "{}",
+            b.name
+        );
+
+        let e = s.delete_image(A, "app", &child.digest).await.unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{}: {e:?}", b.name);
+        assert!(
+            s.image(A, "app", "c").await.unwrap().is_some(),
+            "{}",
+            b.name
+        );
+
+        assert!(s.delete_image(A, "app", &index.digest).await.unwrap());
+        assert_eq!(
+            s.image(A, "app", "multi").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        assert!(s.delete_image(A, "app", &child.digest).await.unwrap());
+        assert_eq!(s.image(A, "app", "c").await.unwrap(), None, "{}", b.name);
+        assert_eq!(s.tags_of(A, "app").await.unwrap(), vec![], "{}", b.name);
+        assert!(!s.delete_image(A, "app", &child.digest).await.unwrap());
+    }
+}
+
+/// Upload sessions exist only in repositories that exist; touching one keeps it from the
+/// stale list; deleting it forgets it.
+#[tokio::test]
+async fn upload_sessions() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let upload = |id: &str, repository: &str, at: i64| Upload {
+            id: id.into(),
+            account: A.into(),
+            repository: repository.into(),
+            principal: format!("arn:aws:iam::{A}:root"),
+            created: at,
+            updated: at,
+        };
+        let e = s
+            .create_upload(&upload("u0", "absent", 1_000))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound(_)), "{}: {e:?}", b.name);
+        assert_eq!(s.upload("u0").await.unwrap(), None, "{}", b.name);
+
+        s.create_upload(&upload("u1", "app", 1_000)).await.unwrap();
+        s.create_upload(&upload("u2", "app", 1_000)).await.unwrap();
+        b.nodes[1].touch_upload("u2", 5_000).await.unwrap();
+        let stale: Vec<_> = s
+            .stale_uploads(4_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(stale, vec!["u1".to_string()], "{}", b.name);
+        assert_eq!(
+            b.nodes[1].upload("u2").await.unwrap().map(|u| u.updated),
+            Some(5_000),
+            "{}",
+            b.name
+        );
+        s.delete_upload("u1").await.unwrap();
+        assert_eq!(s.upload("u1").await.unwrap(), None, "{}", b.name);
+        // A repository's deletion takes its upload sessions.
+        s.delete_repository(A, "app", true).await.unwrap();
+        assert_eq!(s.upload("u2").await.unwrap(), None, "{}", b.name);
+    }
+}
