@@ -10,12 +10,14 @@
 
 mod model;
 mod registry;
+mod sealer;
 mod sqlite;
 mod sqlite_registry;
 
 pub use model::*;
 pub use registry::*;
-pub use sqlite::SqliteStore;
+pub use sealer::{SecretSlot, SecretsKey, Sealer};
+pub use sqlite::{KeyError, SqliteStore};
 
 use async_trait::async_trait;
 

@@ -18,6 +18,8 @@
 //! api_body_seconds = 300          # an API request body (read whole) must arrive within this
 //! api_body_memory_mib = 256       # API request bodies held in memory, all requests together
 //! max_connections = 4096          # open client connections (lowered to fit the file limit)
+//! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
+//!                                 # (default DATA_DIR/secrets.key, made on first start)
 //! ```
 
 use std::net::SocketAddr;
@@ -65,6 +67,9 @@ pub struct Config {
     /// process's file limit allows). At the cap, a new connection replaces the oldest
     /// one that has no request in progress.
     pub max_connections: usize,
+    /// The key file secrets are sealed with in the metadata store;
+    /// `DATA_DIR/secrets.key` when absent.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             api_body_deadline: Duration::from_secs(300),
             api_body_memory: 256 << 20,
             max_connections: 4096,
+            secrets_key_file: None,
         }
     }
 }
@@ -110,6 +116,7 @@ struct FileConfig {
     api_body_seconds: Option<f64>,
     api_body_memory_mib: Option<u64>,
     max_connections: Option<u64>,
+    secrets_key_file: Option<PathBuf>,
 }
 
 /// Command-line values, which win over the file.
@@ -119,6 +126,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub region: Option<String>,
     pub audit_log: Option<String>,
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// A timeout from the file: a positive number of seconds, at most a day.
@@ -226,6 +234,9 @@ impl Config {
                 }
                 c.max_connections = n as usize;
             }
+            if let Some(k) = f.secrets_key_file {
+                c.secrets_key_file = Some(k);
+            }
         }
         if let Some(l) = &o.listen {
             c.listen = parse_listen(l)?;
@@ -238,6 +249,9 @@ impl Config {
         }
         if let Some(a) = &o.audit_log {
             c.audit = AuditSink::parse(a);
+        }
+        if let Some(k) = &o.secrets_key_file {
+            c.secrets_key_file = Some(k.clone());
         }
         if c.region.is_empty()
             || !c
