@@ -3,7 +3,9 @@
 //! Owns the model of accounts, IAM users, groups, roles, managed and inline policies,
 //! tags, access keys and STS sessions, and of repositories (typed settings), images, tags
 //! and uploads; the [`Store`] and [`RegistryStore`] traits every caller goes through,
-//! and its embedded SQLite backend with versioned migrations. Callers hold the traits
+//! and its embedded SQLite backend with versioned migrations. Secrets (secret access keys,
+//! server secrets) cross the traits in clear and are stored sealed by the backend
+//! ([`Sealer`], with a [`SecretsKey`] the store is opened with and never stores). Callers hold the traits
 //! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
 //! them beside SQLite; it is not written yet. It validates nothing about policies and
 //! knows no HTTP: callers check documents with the policy engine before they write them.
@@ -16,7 +18,7 @@ mod sqlite_registry;
 
 pub use model::*;
 pub use registry::*;
-pub use sealer::{SecretSlot, SecretsKey, Sealer};
+pub use sealer::{Sealer, SecretSlot, SecretsKey};
 pub use sqlite::{KeyError, SqliteStore};
 
 use async_trait::async_trait;

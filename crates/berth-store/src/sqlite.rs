@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::*;
-use crate::sealer::{SecretSlot, SecretsKey, Sealer, CHECK_TEXT};
+use crate::sealer::{Sealer, SecretSlot, SecretsKey, CHECK_TEXT};
 use crate::{Result, Store, StoreError};
 
 /// The SQLite store.
@@ -46,9 +46,9 @@ impl From<StoreError> for KeyError {
 impl std::fmt::Display for KeyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KeyError::WrongKey => f.write_str(
-                "the secrets in the database were sealed with another secrets key",
-            ),
+            KeyError::WrongKey => {
+                f.write_str("the secrets in the database were sealed with another secrets key")
+            }
             KeyError::Store(e) => e.fmt(f),
         }
     }
@@ -184,12 +184,14 @@ impl SqliteStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        sqlx::query("INSERT INTO secrets_key_check (only_row, sealed, created_at) VALUES (1, ?, ?)")
-            .bind(sealer.seal(SecretSlot::Check, CHECK_TEXT)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO secrets_key_check (only_row, sealed, created_at) VALUES (1, ?, ?)",
+        )
+        .bind(sealer.seal(SecretSlot::Check, CHECK_TEXT)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         if sealed > 0 {
             // The secrets' old pages (in the file's free space and in the write-ahead

@@ -593,13 +593,18 @@ async fn secrets_are_sealed_at_rest() {
     };
     s.create_session(&session).await.unwrap();
     let server = s
-        .server_secret("registry-token-key", "ServerSecretInClearWouldBeBad00000001")
+        .server_secret(
+            "registry-token-key",
+            "ServerSecretInClearWouldBeBad00000001",
+        )
         .await
         .unwrap();
     assert_eq!(server, "ServerSecretInClearWouldBeBad00000001");
     // a second candidate does not replace the first
     assert_eq!(
-        s.server_secret("registry-token-key", "another").await.unwrap(),
+        s.server_secret("registry-token-key", "another")
+            .await
+            .unwrap(),
         server
     );
     assert_eq!(
@@ -612,7 +617,11 @@ async fn secrets_are_sealed_at_rest() {
         [other.secret.as_str(), root.secret.as_str()]
     );
     assert_eq!(
-        s.session(&session.access_key_id).await.unwrap().unwrap().secret,
+        s.session(&session.access_key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
         session.secret
     );
     let raw = raw_files(&path);
@@ -694,10 +703,12 @@ async fn clear_secrets_of_an_old_database_are_sealed() {
             .collect::<Vec<_>>()
             .into();
         old.run(&pool).await.unwrap();
-        sqlx::query("INSERT INTO accounts (id, alias, created_at) VALUES ('111111111111', NULL, 1)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO accounts (id, alias, created_at) VALUES ('111111111111', NULL, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         for (id, user, secret) in [
             ("AKIAOLDROOT000000001", None, secrets[0]),
             ("AKIAOLDUSER000000001", Some("bob"), secrets[1]),
@@ -721,14 +732,24 @@ async fn clear_secrets_of_an_old_database_are_sealed() {
         }
         pool.close().await;
     }
-    assert!(holds(&raw_files(&path), secrets[0]), "the old file holds them (sanity)");
+    assert!(
+        holds(&raw_files(&path), secrets[0]),
+        "the old file holds them (sanity)"
+    );
     let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
     let raw = raw_files(&path);
     for secret in secrets {
-        assert!(!holds(&raw, secret), "{secret} is still in the file in clear");
+        assert!(
+            !holds(&raw, secret),
+            "{secret} is still in the file in clear"
+        );
     }
     assert_eq!(
-        s.access_key("AKIAOLDROOT000000001").await.unwrap().unwrap().secret,
+        s.access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
         secrets[0]
     );
     assert_eq!(
@@ -736,7 +757,11 @@ async fn clear_secrets_of_an_old_database_are_sealed() {
         secrets[1]
     );
     assert_eq!(
-        s.session("ASIAOLD0000000000001").await.unwrap().unwrap().secret,
+        s.session("ASIAOLD0000000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
         secrets[2]
     );
     assert_eq!(
@@ -744,14 +769,21 @@ async fn clear_secrets_of_an_old_database_are_sealed() {
         secrets[3]
     );
     assert_eq!(
-        s.server_secret("authorization-message-key", "new").await.unwrap(),
+        s.server_secret("authorization-message-key", "new")
+            .await
+            .unwrap(),
         secrets[4]
     );
     drop(s);
     // sealed once: opening again with the key reads the same, another key is refused
     let again = SqliteStore::open(&path, &secrets_key()).await.unwrap();
     assert_eq!(
-        again.access_key("AKIAOLDROOT000000001").await.unwrap().unwrap().secret,
+        again
+            .access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
         secrets[0]
     );
     let e = SqliteStore::open(&path, &SecretsKey::from_bytes([2; 32]))

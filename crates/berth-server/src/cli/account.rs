@@ -49,7 +49,8 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
     match cmd {
         AccountCommand::Create(a) => rt.block_on(async {
             crate::serve::accounts::check(a.id.as_deref(), a.alias.as_deref())?;
-            let store = crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
+            let store =
+                crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
             let new = crate::serve::accounts::create(&*store, a.id.as_deref(), a.alias.as_deref())
                 .await?;
             if a.json {
@@ -62,7 +63,8 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }),
         AccountCommand::List(a) => rt.block_on(async {
-            let store = crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
+            let store =
+                crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
             for acct in store.accounts().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",

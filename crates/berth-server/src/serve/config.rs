@@ -303,4 +303,23 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
     }
+
+    #[test]
+    fn secrets_key_file_from_the_file_and_the_flag() {
+        assert_eq!(Config::default().secrets_key_file, None);
+        let c = load("secrets_key_file = \"/etc/berth/secrets.key\"\n").unwrap();
+        assert_eq!(
+            c.secrets_key_file.as_deref(),
+            Some(Path::new("/etc/berth/secrets.key"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "secrets_key_file = \"/from/file\"\n").unwrap();
+        let flag = Overrides {
+            secrets_key_file: Some(PathBuf::from("/from/flag")),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&path), &flag).unwrap();
+        assert_eq!(c.secrets_key_file.as_deref(), Some(Path::new("/from/flag")));
+    }
 }

@@ -49,7 +49,10 @@ pub fn load_or_create(path: &Path, db_is_sealed: bool, db: &Path) -> Result<Secr
             }
             create(path)
         }
-        Err(e) => Err(format!("reading the secrets key file {}: {e}", path.display())),
+        Err(e) => Err(format!(
+            "reading the secrets key file {}: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -183,7 +186,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(DEFAULT_FILE);
         let e = load_or_create(&path, true, &dir.path().join("berth.db")).unwrap_err();
-        assert!(e.contains("does not exist") && e.contains("--secrets-key-file"), "{e}");
+        assert!(
+            e.contains("does not exist") && e.contains("--secrets-key-file"),
+            "{e}"
+        );
         assert!(!path.exists());
     }
 
@@ -199,9 +205,15 @@ mod tests {
         ] {
             std::fs::write(&path, content).unwrap();
             let e = load_or_create(&path, false, &db).unwrap_err();
-            assert!(e.contains(says) && e.contains(&path.display().to_string()), "{e}");
+            assert!(
+                e.contains(says) && e.contains(&path.display().to_string()),
+                "{e}"
+            );
         }
         std::fs::write(&path, format!("{}\n", "0A".repeat(32))).unwrap();
-        assert_eq!(load_or_create(&path, true, &db).unwrap().as_bytes(), &[10; 32]);
+        assert_eq!(
+            load_or_create(&path, true, &db).unwrap().as_bytes(),
+            &[10; 32]
+        );
     }
 }
