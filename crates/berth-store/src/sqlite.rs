@@ -135,20 +135,23 @@ impl SqliteStore {
     ) -> std::result::Result<SqliteStore, KeyError> {
         let sealer = Sealer::new(key);
         let mut tx = self.write_tx().await?;
-        let check: Option<String> =
-            sqlx::query_scalar("SELECT sealed FROM secrets_key_check WHERE only_row = 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if let Some(check) = check {
+        let check: Option<(String, i64)> = sqlx::query_as(
+            "SELECT sealed, clear_remnants FROM secrets_key_check WHERE only_row = 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some((check, remnants)) = check {
             drop(tx);
-            return match sealer.open(SecretSlot::Check, &check) {
-                Ok(text) if text == CHECK_TEXT => {
-                    self.sealer = Some(Arc::new(sealer));
-                    Ok(self)
-                }
-                _ => Err(KeyError::WrongKey),
-            };
+            match sealer.open(SecretSlot::Check, &check) {
+                Ok(text) if text == CHECK_TEXT => {}
+                _ => return Err(KeyError::WrongKey),
+            }
+            if remnants != 0 {
+                self.erase_clear_remnants().await?;
+            }
+            self.sealer = Some(Arc::new(sealer));
+            return Ok(self);
         }
         let mut sealed = 0usize;
         for (table, id_col, col) in [
@@ -194,20 +197,35 @@ impl SqliteStore {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         if sealed > 0 {
-            // The secrets' old pages (in the file's free space and in the write-ahead
-            // log) still hold them in clear: rebuild the file and empty the log.
-            let mut conn = self.pool.acquire().await.map_err(backend)?;
-            sqlx::query("VACUUM")
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
+            self.erase_clear_remnants().await?;
         }
         self.sealer = Some(Arc::new(sealer));
         Ok(self)
+    }
+
+    /// After secrets were sealed in place, their old pages (in the file's free space and
+    /// in the write-ahead log) may still hold them in clear: rebuild the file, note it,
+    /// and empty the log.
+    async fn erase_clear_remnants(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let erase = |e: sqlx::Error| {
+            StoreError::Backend(format!(
+                "erasing the secrets left in clear after sealing them (VACUUM, retried at the next open): {e}"
+            ))
+        };
+        sqlx::query("VACUUM")
+            .execute(&mut *conn)
+            .await
+            .map_err(erase)?;
+        sqlx::query("UPDATE secrets_key_check SET clear_remnants = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(erase)?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await
+            .map_err(erase)?;
+        Ok(())
     }
 
     /// The sealer, or why secrets cannot be read or written.

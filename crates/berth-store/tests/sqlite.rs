@@ -775,6 +775,31 @@ async fn clear_secrets_of_an_old_database_are_sealed() {
         secrets[4]
     );
     drop(s);
+    // the erasing is noted as done; were it not (it failed), the next open does it
+    let remnants = || async {
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT clear_remnants FROM secrets_key_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(remnants().await, 0);
+    {
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE secrets_key_check SET clear_remnants = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    drop(SqliteStore::open(&path, &secrets_key()).await.unwrap());
+    assert_eq!(remnants().await, 0);
     // sealed once: opening again with the key reads the same, another key is refused
     let again = SqliteStore::open(&path, &secrets_key()).await.unwrap();
     assert_eq!(
