@@ -128,7 +128,8 @@ impl SqliteStore {
     /// is the key they were sealed with ([`KeyError::WrongKey`] if not); if they are not
     /// (a new database, or one written before secrets were sealed), seal every secret
     /// in it with `key`, in one transaction, then rewrite the database file and empty its
-    /// write-ahead log so no secret is left in clear in either.
+    /// write-ahead log so no secret is left in clear in either (best effort: see
+    /// [`SqliteStore::holds_clear_remnants`]).
     pub async fn with_secrets_key(
         mut self,
         key: &SecretsKey,
@@ -148,7 +149,7 @@ impl SqliteStore {
                 _ => return Err(KeyError::WrongKey),
             }
             if remnants != 0 {
-                self.erase_clear_remnants().await?;
+                self.erase_clear_remnants().await;
             }
             self.sealer = Some(Arc::new(sealer));
             return Ok(self);
@@ -188,44 +189,67 @@ impl SqliteStore {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         sqlx::query(
-            "INSERT INTO secrets_key_check (only_row, sealed, created_at) VALUES (1, ?, ?)",
+            "INSERT INTO secrets_key_check (only_row, sealed, created_at, clear_remnants)
+             VALUES (1, ?, ?, ?)",
         )
         .bind(sealer.seal(SecretSlot::Check, CHECK_TEXT)?)
         .bind(now)
+        .bind(i64::from(sealed > 0))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         if sealed > 0 {
-            self.erase_clear_remnants().await?;
+            self.erase_clear_remnants().await;
         }
         self.sealer = Some(Arc::new(sealer));
         Ok(self)
     }
 
     /// After secrets were sealed in place, their old pages (in the file's free space and
-    /// in the write-ahead log) may still hold them in clear: rebuild the file, note it,
-    /// and empty the log.
-    async fn erase_clear_remnants(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        let erase = |e: sqlx::Error| {
-            StoreError::Backend(format!(
-                "erasing the secrets left in clear after sealing them (VACUUM, retried at the next open): {e}"
-            ))
+    /// in the write-ahead log) may still hold them in clear: rebuild the file (VACUUM),
+    /// empty the log (a truncating checkpoint), then note it done. Best effort: if another
+    /// connection keeps the log from being emptied, or the rebuild fails, the note stays
+    /// (see [`SqliteStore::holds_clear_remnants`]) and the next open tries again.
+    async fn erase_clear_remnants(&self) {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return;
         };
-        sqlx::query("VACUUM")
+        if sqlx::query("VACUUM").execute(&mut *conn).await.is_err() {
+            return;
+        }
+        // Readers of other processes hold the log: wait for them a short while only.
+        let _ = sqlx::query("PRAGMA busy_timeout = 1000")
+            .execute(&mut *conn)
+            .await;
+        let checkpoint = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+        let _ = sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut *conn)
+            .await;
+        if !matches!(checkpoint, Ok((0, _, _))) {
+            return;
+        }
+        if sqlx::query("UPDATE secrets_key_check SET clear_remnants = 0")
             .execute(&mut *conn)
             .await
-            .map_err(erase)?;
-        sqlx::query("UPDATE secrets_key_check SET clear_remnants = 0")
-            .execute(&mut *conn)
+            .is_ok()
+        {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *conn)
+                .await;
+        }
+    }
+
+    /// Whether the file or its write-ahead log may still hold secrets as they were before
+    /// they were sealed (erasing them did not finish; the next open tries again).
+    pub async fn holds_clear_remnants(&self) -> Result<bool> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT clear_remnants FROM secrets_key_check")
+            .fetch_optional(&self.pool)
             .await
-            .map_err(erase)?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut *conn)
-            .await
-            .map_err(erase)?;
-        Ok(())
+            .map_err(backend)?;
+        Ok(n.unwrap_or(0) != 0)
     }
 
     /// The sealer, or why secrets cannot be read or written.

@@ -672,22 +672,118 @@ async fn secrets_are_sealed_at_rest() {
 /// its log; they read back unchanged, and the database then needs that key.
 #[tokio::test]
 async fn clear_secrets_of_an_old_database_are_sealed() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use sqlx::sqlite::SqliteConnectOptions;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let secrets = [
-        "OldRootSecretInClear0000000000000000001",
-        "OldUserSecretInClear0000000000000000001",
-        "OldSessionSecretInClear0000000000000001",
-        "OldTokenKeyInClear000000000000000000001OldTokenKeyInClear000000000000000000002",
-        "OldMessageKeyInClear00000000000000000001",
-    ];
+    let secrets = OLD_SECRETS;
+    write_version4_database(&path).await;
+    assert!(
+        holds(&raw_files(&path), secrets[0]),
+        "the old file holds them (sanity)"
+    );
+    let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    let raw = raw_files(&path);
+    for secret in secrets {
+        assert!(
+            !holds(&raw, secret),
+            "{secret} is still in the file in clear"
+        );
+    }
+    assert_eq!(
+        s.access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        secrets[0]
+    );
+    assert_eq!(
+        s.access_keys(A, Some("bob")).await.unwrap()[0].secret,
+        secrets[1]
+    );
+    assert_eq!(
+        s.session("ASIAOLD0000000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        secrets[2]
+    );
+    assert_eq!(
+        s.server_secret("registry-token-key", "new").await.unwrap(),
+        secrets[3]
+    );
+    assert_eq!(
+        s.server_secret("authorization-message-key", "new")
+            .await
+            .unwrap(),
+        secrets[4]
+    );
+    assert!(!s.holds_clear_remnants().await.unwrap());
+    drop(s);
+    // the erasing is noted as done; were it not (it failed), the next open does it
+    let remnants = || async {
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT clear_remnants FROM secrets_key_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(remnants().await, 0);
+    {
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE secrets_key_check SET clear_remnants = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    drop(SqliteStore::open(&path, &secrets_key()).await.unwrap());
+    assert_eq!(remnants().await, 0);
+    // sealed once: opening again with the key reads the same, another key is refused
+    let again = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    assert_eq!(
+        again
+            .access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        secrets[0]
+    );
+    let e = SqliteStore::open(&path, &SecretsKey::from_bytes([2; 32]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("another secrets key"), "{e}");
+}
+
+/// Secrets in clear in a version-4 database: two access keys, a session and the two
+/// server secrets.
+const OLD_SECRETS: [&str; 5] = [
+    "OldRootSecretInClear0000000000000000001",
+    "OldUserSecretInClear0000000000000000001",
+    "OldSessionSecretInClear0000000000000001",
+    "OldTokenKeyInClear000000000000000000001OldTokenKeyInClear000000000000000000002",
+    "OldMessageKeyInClear00000000000000000001",
+];
+
+/// A database as the version before secrets were sealed left it (migrations 1 to 4),
+/// holding [`OLD_SECRETS`] in clear.
+async fn write_version4_database(path: &std::path::Path) {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let secrets = OLD_SECRETS;
     {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(
                 SqliteConnectOptions::new()
-                    .filename(&path)
+                    .filename(path)
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
             )
@@ -732,87 +828,46 @@ async fn clear_secrets_of_an_old_database_are_sealed() {
         }
         pool.close().await;
     }
-    assert!(
-        holds(&raw_files(&path), secrets[0]),
-        "the old file holds them (sanity)"
-    );
+}
+
+/// Erasing what sealing left in clear waits for no other process: with another
+/// connection reading, the log cannot be emptied; that is noted, and the next open
+/// finishes it.
+#[tokio::test]
+async fn clear_remnants_kept_by_a_reader_are_erased_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    write_version4_database(&path).await;
+    let reader =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+    let mut snapshot = reader.begin().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_keys")
+        .fetch_one(&mut *snapshot)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
     let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
-    let raw = raw_files(&path);
-    for secret in secrets {
-        assert!(
-            !holds(&raw, secret),
-            "{secret} is still in the file in clear"
-        );
-    }
+    assert!(s.holds_clear_remnants().await.unwrap());
     assert_eq!(
         s.access_key("AKIAOLDROOT000000001")
             .await
             .unwrap()
             .unwrap()
             .secret,
-        secrets[0]
+        OLD_SECRETS[0]
     );
-    assert_eq!(
-        s.access_keys(A, Some("bob")).await.unwrap()[0].secret,
-        secrets[1]
-    );
-    assert_eq!(
-        s.session("ASIAOLD0000000000001")
-            .await
-            .unwrap()
-            .unwrap()
-            .secret,
-        secrets[2]
-    );
-    assert_eq!(
-        s.server_secret("registry-token-key", "new").await.unwrap(),
-        secrets[3]
-    );
-    assert_eq!(
-        s.server_secret("authorization-message-key", "new")
-            .await
-            .unwrap(),
-        secrets[4]
-    );
+    drop(snapshot);
+    reader.close().await;
     drop(s);
-    // the erasing is noted as done; were it not (it failed), the next open does it
-    let remnants = || async {
-        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT clear_remnants FROM secrets_key_check")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        n
-    };
-    assert_eq!(remnants().await, 0);
-    {
-        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap();
-        sqlx::query("UPDATE secrets_key_check SET clear_remnants = 1")
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+    let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    assert!(!s.holds_clear_remnants().await.unwrap());
+    let raw = raw_files(&path);
+    for secret in OLD_SECRETS {
+        assert!(
+            !holds(&raw, secret),
+            "{secret} is still in the file in clear"
+        );
     }
-    drop(SqliteStore::open(&path, &secrets_key()).await.unwrap());
-    assert_eq!(remnants().await, 0);
-    // sealed once: opening again with the key reads the same, another key is refused
-    let again = SqliteStore::open(&path, &secrets_key()).await.unwrap();
-    assert_eq!(
-        again
-            .access_key("AKIAOLDROOT000000001")
-            .await
-            .unwrap()
-            .unwrap()
-            .secret,
-        secrets[0]
-    );
-    let e = SqliteStore::open(&path, &SecretsKey::from_bytes([2; 32]))
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("another secrets key"), "{e}");
 }

@@ -63,6 +63,13 @@ pub async fn open_store(
         ),
         berth_store::KeyError::Store(e) => e.to_string(),
     })?;
+    if store.holds_clear_remnants().await.unwrap_or(false) {
+        private::warn(&[format!(
+            "{} or its -wal may still hold secrets from before they were sealed (another \
+             process kept them from being erased); the next start tries again",
+            db.display()
+        )]);
+    }
     Ok(Arc::new(store))
 }
 
