@@ -12,8 +12,8 @@ import sqlite3
 import stat
 import subprocess
 
-from berth import (BIN, ALLOW_ALL, Registry, Server, client_error, login_password, oci_error,
-                   open_sealed, trust, unique)
+from berth import (BIN, ALLOW_ALL, Creds, Registry, Server, client_error, login_password,
+                   oci_error, open_sealed, trust, unique)
 
 
 def raw_bytes(data_dir):
@@ -34,7 +34,6 @@ def make_everything(server):
     server.iam().create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
         trust(f"arn:aws:iam::{server.account}:user/{name}")))
     server.iam().put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps(ALLOW_ALL))
-    from berth import Creds
     c = server.sts(user).assume_role(RoleArn=f"arn:aws:iam::{server.account}:role/{role}",
                                       RoleSessionName="sealed")["Credentials"]
     session = Creds.from_sts(c, server.account)
@@ -151,7 +150,6 @@ def test_key_file_from_the_config_and_account_create(tmp_path_factory):
                             "--secrets-key-file", str(keyfile)], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         new = json.loads(p.stdout)
-        from berth import Creds
         assert server.sts(Creds.from_root_json(new)).get_caller_identity()["Account"] == new["account_id"]
         assert new["secret_access_key"].encode() not in raw_bytes(server.data_dir)
         # without the flag it looks for DATA_DIR/secrets.key, which is not there
