@@ -7,14 +7,17 @@ Environment:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
+import hmac
 import itertools
 import json
 import os
 import re
 import signal
 import sqlite3
+import struct
 import subprocess
 import threading
 import time
@@ -337,6 +340,17 @@ class Server:
     def db(self):
         return sqlite3.connect(self.data_dir / "berth.db", timeout=10)
 
+    @property
+    def secrets_key_path(self):
+        return self.data_dir / "secrets.key"
+
+    def server_secret(self, name):
+        """A server secret (e.g. registry-token-key), opened from the database with the
+        data directory's secrets key, as the server opens it."""
+        with self.db() as db:
+            sealed = db.execute("SELECT value FROM server_secrets WHERE name = ?", (name,)).fetchone()[0]
+        return open_sealed(self.secrets_key_path, "server_secrets.value", name, sealed)
+
     def audit_lines(self, *request_ids, until=None, timeout=10):
         """The audit log's lines. Lines are written by a thread of the server's after the
         response: with request ids (or a predicate `until` over the lines), first wait until
@@ -375,6 +389,72 @@ class Server:
         k = iam.create_access_key(UserName=name)["AccessKey"]
         account = (admin or self.root).account_id
         return name, Creds.from_access_key(k, account)
+
+
+# -- secrets at rest: XChaCha20-Poly1305 (RFC 8439 with HChaCha20), written from the
+# specifications to check the stored format independently of the server's code ------------
+
+_M32 = 0xFFFFFFFF
+_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
+
+
+def _rotl(v, c):
+    return ((v << c) & _M32) | (v >> (32 - c))
+
+
+def _chacha_rounds(x):
+    def qr(a, b, c, d):
+        x[a] = (x[a] + x[b]) & _M32; x[d] = _rotl(x[d] ^ x[a], 16)  # noqa: E702
+        x[c] = (x[c] + x[d]) & _M32; x[b] = _rotl(x[b] ^ x[c], 12)  # noqa: E702
+        x[a] = (x[a] + x[b]) & _M32; x[d] = _rotl(x[d] ^ x[a], 8)  # noqa: E702
+        x[c] = (x[c] + x[d]) & _M32; x[b] = _rotl(x[b] ^ x[c], 7)  # noqa: E702
+    for _ in range(10):
+        qr(0, 4, 8, 12); qr(1, 5, 9, 13); qr(2, 6, 10, 14); qr(3, 7, 11, 15)  # noqa: E702
+        qr(0, 5, 10, 15); qr(1, 6, 11, 12); qr(2, 7, 8, 13); qr(3, 4, 9, 14)  # noqa: E702
+
+
+def _chacha_block(key, counter, nonce12):
+    state = [*_SIGMA, *struct.unpack("<8I", key), counter, *struct.unpack("<3I", nonce12)]
+    x = list(state)
+    _chacha_rounds(x)
+    return struct.pack("<16I", *[(a + b) & _M32 for a, b in zip(x, state)])
+
+
+def _poly1305(key, msg):
+    r = int.from_bytes(key[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    s = int.from_bytes(key[16:], "little")
+    p, acc = (1 << 130) - 5, 0
+    for i in range(0, len(msg), 16):
+        acc = (acc + int.from_bytes(msg[i:i + 16] + b"\x01", "little")) * r % p
+    return ((acc + s) % (1 << 128)).to_bytes(16, "little")
+
+
+def xchacha20poly1305_open(key, nonce24, sealed, aad):
+    """Decrypt and verify; ValueError if the tag does not match."""
+    x = [*_SIGMA, *struct.unpack("<8I", key), *struct.unpack("<4I", nonce24[:16])]
+    _chacha_rounds(x)
+    subkey = struct.pack("<8I", *(x[0:4] + x[12:16]))
+    nonce12 = b"\0" * 4 + nonce24[16:]
+    ct, tag = sealed[:-16], sealed[-16:]
+    pad = lambda b: b + b"\0" * (-len(b) % 16)  # noqa: E731
+    mac = _poly1305(_chacha_block(subkey, 0, nonce12)[:32],
+                    pad(aad) + pad(ct) + struct.pack("<QQ", len(aad), len(ct)))
+    if not hmac.compare_digest(mac, tag):
+        raise ValueError("the tag does not match: another key, another row, or altered")
+    out = bytearray()
+    for i in range(0, len(ct), 64):
+        block = _chacha_block(subkey, 1 + i // 64, nonce12)
+        out += bytes(a ^ b for a, b in zip(ct[i:i + 64], block))
+    return bytes(out)
+
+
+def open_sealed(key_path, what, row_id, stored):
+    """Open a secret stored sealed: base64url(nonce ‖ ciphertext ‖ tag) bound to
+    "berth sealed secret v1\\0<table.column>\\0<row id>"."""
+    key = bytes.fromhex(Path(key_path).read_text().strip())
+    raw = base64.urlsafe_b64decode(stored + "=" * (-len(stored) % 4))
+    aad = b"berth sealed secret v1\0" + what.encode() + b"\0" + row_id.encode()
+    return xchacha20poly1305_open(key, raw[:24], raw[24:], aad).decode()
 
 
 @contextlib.contextmanager

@@ -78,12 +78,16 @@ def test_first_start_says_account_exports_and_loopback(tmp_path):
             capture_output=True, text=True, check=True).stdout.split()
         assert out == [s.root.access_key_id, s.root.secret_access_key, "us-east-1"]
         assert re.search(r"127\.0\.0\.1 is a loopback address: only this machine", err), err
+        # where the secrets key is, and that it must be kept (never its value)
+        assert f"created the secrets key file {s.secrets_key_path}" in err, err
+        assert "back it up" in err and s.secrets_key_path.read_text().strip() not in err, err
     finally:
         assert s.stop() == 0
     # A second start on the same data directory creates nothing and says nothing of it.
     s.start()
     try:
         assert "created account" not in "".join(s.stderr_lines)
+        assert "created the secrets key file" not in "".join(s.stderr_lines)
     finally:
         assert s.stop() == 0
 

@@ -1484,10 +1484,10 @@ def test_range_suffix_form(server, reg):
 def mint_password(server, access_key_id, issued, expires, region="us-east-1", key=None):
     """A registry password made as the server makes them (registry/token.rs): version 1,
     issue and expiry (i64 big-endian), region and access key id (length-prefixed),
-    HMAC-SHA256 under the server's key from the metadata store."""
+    HMAC-SHA256 under the server's key from the metadata store (sealed there with the
+    data directory's secrets key)."""
     if key is None:
-        with server.db() as db:
-            key = db.execute("SELECT value FROM server_secrets WHERE name = 'registry-token-key'").fetchone()[0]
+        key = server.server_secret("registry-token-key")
     payload = bytes([1]) + struct.pack(">qq", issued, expires)
     for s in (region, access_key_id):
         payload += bytes([len(s)]) + s.encode()

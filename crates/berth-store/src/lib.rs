@@ -4,7 +4,9 @@
 //! tags, access keys and STS sessions, and of repositories (typed settings), images, tags
 //! and uploads, and the leases on background jobs that nodes share; the [`Store`],
 //! [`RegistryStore`] and [`Leases`] traits every caller goes through,
-//! and its embedded SQLite backend with versioned migrations. Callers hold the traits
+//! and its embedded SQLite backend with versioned migrations. Secrets (secret access keys,
+//! server secrets) cross the traits in clear and are stored sealed by the backend
+//! ([`Sealer`], with a [`SecretsKey`] the store is opened with and never stores). Callers hold the traits
 //! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
 //! them beside SQLite; it is not written yet. It validates nothing about policies and
 //! knows no HTTP: callers check documents with the policy engine before they write them.
@@ -12,6 +14,7 @@
 mod leases;
 mod model;
 mod registry;
+mod sealer;
 mod sqlite;
 mod sqlite_leases;
 mod sqlite_registry;
@@ -19,7 +22,8 @@ mod sqlite_registry;
 pub use leases::{Lease, Leases};
 pub use model::*;
 pub use registry::*;
-pub use sqlite::SqliteStore;
+pub use sealer::{Sealer, SecretSlot, SecretsKey};
+pub use sqlite::{KeyError, SqliteStore};
 
 use async_trait::async_trait;
 

@@ -1,9 +1,11 @@
 //! The embedded backend: one SQLite database file (WAL, full fsync on commit), versioned
 //! migrations from `migrations/sqlite`. Several processes may open the same file (the
-//! server and `berth account create`); writers wait for each other.
+//! server and `berth account create`); writers wait for each other. Secrets are stored
+//! sealed (see [`crate::sealer`]) with the key the store is opened with.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +16,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::*;
+use crate::sealer::{Sealer, SecretSlot, SecretsKey, CHECK_TEXT};
 use crate::{Result, Store, StoreError};
 
 /// The schema's migrations, built in.
@@ -23,6 +26,35 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// Seals secrets on write and opens them on read; `None`: opened without the
+    /// secrets key, secrets are refused.
+    sealer: Option<Arc<Sealer>>,
+}
+
+/// Why a secrets key was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// The database's secrets were sealed with another key.
+    WrongKey,
+    /// The backend failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for KeyError {
+    fn from(e: StoreError) -> KeyError {
+        KeyError::Store(e)
+    }
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::WrongKey => {
+                f.write_str("the secrets in the database were sealed with another secrets key")
+            }
+            KeyError::Store(e) => e.fmt(f),
+        }
+    }
 }
 
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
@@ -35,8 +67,20 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) the database at `path` and bring its schema up to date.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
+    /// Open (creating if needed) the database at `path`, bring its schema up to date,
+    /// and seal or open its secrets with `key` (see [`SqliteStore::with_secrets_key`]).
+    pub async fn open(path: &Path, key: &SecretsKey) -> Result<SqliteStore> {
+        Self::open_without_secrets(path)
+            .await?
+            .with_secrets_key(key)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// Open (creating if needed) the database at `path` and bring its schema up to date,
+    /// without the secrets key: everything but secrets can be read and written; reading
+    /// or writing a secret (an access key, a session, a server secret) fails.
+    pub async fn open_without_secrets(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -47,10 +91,14 @@ impl SqliteStore {
         Self::connect(options, 8).await
     }
 
-    /// A private in-memory database (tests).
+    /// A private in-memory database (tests), with a random secrets key.
     pub async fn in_memory() -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend)?;
-        Self::connect(options, 1).await
+        Self::connect(options, 1)
+            .await?
+            .with_secrets_key(&SecretsKey::generate()?)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     async fn connect(options: SqliteConnectOptions, max: u32) -> Result<SqliteStore> {
@@ -66,7 +114,154 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the schema: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, sealer: None })
+    }
+
+    /// Whether the database's secrets are sealed (with some key): false for a new
+    /// database and for one written before secrets were sealed.
+    pub async fn holds_sealed_secrets(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets_key_check")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    /// Use `key` for the secrets: if the database's secrets are sealed, check that `key`
+    /// is the key they were sealed with ([`KeyError::WrongKey`] if not); if they are not
+    /// (a new database, or one written before secrets were sealed), seal every secret
+    /// in it with `key`, in one transaction, then rewrite the database file and empty its
+    /// write-ahead log so no secret is left in clear in either (best effort: see
+    /// [`SqliteStore::holds_clear_remnants`]).
+    pub async fn with_secrets_key(
+        mut self,
+        key: &SecretsKey,
+    ) -> std::result::Result<SqliteStore, KeyError> {
+        let sealer = Sealer::new(key);
+        let mut tx = self.write_tx().await?;
+        let check: Option<(String, i64)> = sqlx::query_as(
+            "SELECT sealed, clear_remnants FROM secrets_key_check WHERE only_row = 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some((check, remnants)) = check {
+            drop(tx);
+            match sealer.open(SecretSlot::Check, &check) {
+                Ok(text) if text == CHECK_TEXT => {}
+                _ => return Err(KeyError::WrongKey),
+            }
+            if remnants != 0 {
+                self.erase_clear_remnants().await;
+            }
+            self.sealer = Some(Arc::new(sealer));
+            return Ok(self);
+        }
+        let mut sealed = 0usize;
+        for (table, id_col, col) in [
+            ("access_keys", "access_key_id", "secret"),
+            ("sessions", "access_key_id", "secret"),
+            ("server_secrets", "name", "value"),
+        ] {
+            let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {id_col}, {col} FROM {table}"
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            for (id, plain) in rows {
+                let slot = match table {
+                    "access_keys" => SecretSlot::AccessKey(&id),
+                    "sessions" => SecretSlot::Session(&id),
+                    _ => SecretSlot::ServerSecret(&id),
+                };
+                let value = sealer.seal(slot, &plain)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET {col} = ? WHERE {id_col} = ?"
+                )))
+                .bind(value)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                sealed += 1;
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO secrets_key_check (only_row, sealed, created_at, clear_remnants)
+             VALUES (1, ?, ?, ?)",
+        )
+        .bind(sealer.seal(SecretSlot::Check, CHECK_TEXT)?)
+        .bind(now)
+        .bind(i64::from(sealed > 0))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        if sealed > 0 {
+            self.erase_clear_remnants().await;
+        }
+        self.sealer = Some(Arc::new(sealer));
+        Ok(self)
+    }
+
+    /// After secrets were sealed in place, their old pages (in the file's free space and
+    /// in the write-ahead log) may still hold them in clear: rebuild the file (VACUUM),
+    /// empty the log (a truncating checkpoint), then note it done. Best effort: if another
+    /// connection keeps the log from being emptied, or the rebuild fails, the note stays
+    /// (see [`SqliteStore::holds_clear_remnants`]) and the next open tries again.
+    async fn erase_clear_remnants(&self) {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return;
+        };
+        if sqlx::query("VACUUM").execute(&mut *conn).await.is_err() {
+            return;
+        }
+        // Readers of other processes hold the log: wait for them a short while only.
+        let _ = sqlx::query("PRAGMA busy_timeout = 1000")
+            .execute(&mut *conn)
+            .await;
+        let checkpoint = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+        let _ = sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut *conn)
+            .await;
+        if !matches!(checkpoint, Ok((0, _, _))) {
+            return;
+        }
+        if sqlx::query("UPDATE secrets_key_check SET clear_remnants = 0")
+            .execute(&mut *conn)
+            .await
+            .is_ok()
+        {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *conn)
+                .await;
+        }
+    }
+
+    /// Whether the file or its write-ahead log may still hold secrets as they were before
+    /// they were sealed (erasing them did not finish; the next open tries again).
+    pub async fn holds_clear_remnants(&self) -> Result<bool> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT clear_remnants FROM secrets_key_check")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(n.unwrap_or(0) != 0)
+    }
+
+    /// The sealer, or why secrets cannot be read or written.
+    pub(crate) fn sealer(&self) -> Result<&Sealer> {
+        self.sealer.as_deref().ok_or_else(|| {
+            StoreError::Backend(
+                "the metadata store was opened without the secrets key: secrets can be neither read nor written".into(),
+            )
+        })
     }
 
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
@@ -74,6 +269,20 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)
+    }
+
+    fn key_from(&self, row: &SqliteRow) -> Result<AccessKey> {
+        let status: &str = row.try_get("status").map_err(backend)?;
+        let id: String = row.try_get("access_key_id").map_err(backend)?;
+        let stored: String = row.try_get("secret").map_err(backend)?;
+        Ok(AccessKey {
+            secret: self.sealer()?.open(SecretSlot::AccessKey(&id), &stored)?,
+            id,
+            account: row.try_get("account_id").map_err(backend)?,
+            user: row.try_get("user_name").map_err(backend)?,
+            status: KeyStatus::parse(status).unwrap_or(KeyStatus::Inactive),
+            created: row.try_get("created_at").map_err(backend)?,
+        })
     }
 }
 
@@ -89,18 +298,6 @@ fn entity_from(row: &SqliteRow) -> Result<Entity> {
         description: row.try_get("description").map_err(backend)?,
         max_session_secs: row.try_get("max_session_secs").map_err(backend)?,
         boundary: row.try_get("boundary_arn").map_err(backend)?,
-    })
-}
-
-fn key_from(row: &SqliteRow) -> Result<AccessKey> {
-    let status: &str = row.try_get("status").map_err(backend)?;
-    Ok(AccessKey {
-        id: row.try_get("access_key_id").map_err(backend)?,
-        secret: row.try_get("secret").map_err(backend)?,
-        account: row.try_get("account_id").map_err(backend)?,
-        user: row.try_get("user_name").map_err(backend)?,
-        status: KeyStatus::parse(status).unwrap_or(KeyStatus::Inactive),
-        created: row.try_get("created_at").map_err(backend)?,
     })
 }
 
@@ -217,7 +414,7 @@ impl Store for SqliteStore {
                 backend(e)
             });
         }
-        insert_key(&mut tx, root_key).await?;
+        insert_key(&mut tx, self.sealer()?, root_key).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -244,7 +441,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|r| key_from(&r)).transpose()
+        row.map(|r| self.key_from(&r)).transpose()
     }
 
     async fn create_access_key(&self, key: &AccessKey, limit: usize) -> Result<()> {
@@ -262,7 +459,7 @@ impl Store for SqliteStore {
                 "Cannot exceed quota for AccessKeysPerUser: {limit}"
             )));
         }
-        insert_key(&mut tx, key).await?;
+        insert_key(&mut tx, self.sealer()?, key).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -277,7 +474,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(key_from).collect()
+        rows.iter().map(|r| self.key_from(r)).collect()
     }
 
     async fn set_access_key_status(
@@ -328,12 +525,15 @@ impl Store for SqliteStore {
     }
 
     async fn create_session(&self, s: &Session) -> Result<()> {
+        let secret = self
+            .sealer()?
+            .seal(SecretSlot::Session(&s.access_key_id), &s.secret)?;
         sqlx::query(
             "INSERT INTO sessions (access_key_id, secret, token, account_id, claims, created_at, expires_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.access_key_id)
-        .bind(&s.secret)
+        .bind(secret)
         .bind(&s.token)
         .bind(&s.account)
         .bind(&s.claims)
@@ -352,9 +552,11 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         row.map(|r| {
+            let id: String = r.try_get("access_key_id").map_err(backend)?;
+            let stored: String = r.try_get("secret").map_err(backend)?;
             Ok(Session {
-                access_key_id: r.try_get("access_key_id").map_err(backend)?,
-                secret: r.try_get("secret").map_err(backend)?,
+                secret: self.sealer()?.open(SecretSlot::Session(&id), &stored)?,
+                access_key_id: id,
                 token: r.try_get("token").map_err(backend)?,
                 account: r.try_get("account_id").map_err(backend)?,
                 claims: r.try_get("claims").map_err(backend)?,
@@ -1322,13 +1524,14 @@ fn policy_not_found(account: &str, name: &str) -> StoreError {
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
-async fn insert_key(tx: &mut Tx, key: &AccessKey) -> Result<()> {
+async fn insert_key(tx: &mut Tx, sealer: &Sealer, key: &AccessKey) -> Result<()> {
+    let secret = sealer.seal(SecretSlot::AccessKey(&key.id), &key.secret)?;
     sqlx::query(
         "INSERT INTO access_keys (access_key_id, secret, account_id, user_name, status, created_at)
          VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(&key.id)
-    .bind(&key.secret)
+    .bind(secret)
     .bind(&key.account)
     .bind(&key.user)
     .bind(key.status.as_str())

@@ -5,6 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::registry::*;
+use crate::sealer::SecretSlot;
 use crate::sqlite::{backend, is_unique_violation, put_tags, SqliteStore};
 use crate::{Result, StoreError, Tag, TagTarget};
 
@@ -654,17 +655,20 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        let sealer = self.sealer()?;
+        let slot = SecretSlot::ServerSecret(name);
         sqlx::query("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)")
             .bind(name)
-            .bind(candidate)
+            .bind(sealer.seal(slot, candidate)?)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
-        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+        let stored: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
             .bind(name)
             .fetch_one(&self.pool)
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        sealer.open(slot, &stored)
     }
 
     async fn create_upload(&self, u: &Upload) -> Result<()> {

@@ -22,7 +22,9 @@ struct Backend {
 async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let first = SqliteStore::open(&path).await.unwrap();
+    // Every node opens the database with the same secrets key, as nodes share it.
+    let key = SecretsKey::from_bytes([7; 32]);
+    let first = SqliteStore::open(&path, &key).await.unwrap();
     first
         .create_account(
             &Account {
@@ -41,7 +43,7 @@ async fn backends() -> Vec<Backend> {
         )
         .await
         .unwrap();
-    let second = SqliteStore::open(&path).await.unwrap();
+    let second = SqliteStore::open(&path, &key).await.unwrap();
     vec![Backend {
         name: "sqlite",
         nodes: vec![Arc::new(first), Arc::new(second)],

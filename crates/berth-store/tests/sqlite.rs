@@ -5,6 +5,10 @@ use berth_store::*;
 
 const A: &str = "111111111111";
 
+fn secrets_key() -> SecretsKey {
+    SecretsKey::from_bytes([9; 32])
+}
+
 fn entity(kind: EntityKind, name: &str, id: &str) -> Entity {
     Entity {
         account: A.into(),
@@ -288,8 +292,8 @@ async fn keys_sessions_and_limits() {
 async fn one_file_many_openers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let a = SqliteStore::open(&path).await.unwrap();
-    let b = SqliteStore::open(&path).await.unwrap();
+    let a = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    let b = SqliteStore::open(&path, &secrets_key()).await.unwrap();
     store_with_account(&a).await;
     assert_eq!(b.accounts().await.unwrap().len(), 1);
     let account = Account {
@@ -375,8 +379,8 @@ async fn builtin_policies_shared_by_every_account() {
 async fn concurrent_repository_settings_all_survive() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let a = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
-    let b = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+    let a = std::sync::Arc::new(SqliteStore::open(&path, &secrets_key()).await.unwrap());
+    let b = std::sync::Arc::new(SqliteStore::open(&path, &secrets_key()).await.unwrap());
     store_with_account(&*a).await;
     let filters = vec![
         MutabilityFilter::new("dev-*").unwrap(),
@@ -505,7 +509,7 @@ async fn old_settings_and_second_times_are_migrated() {
         }
         pool.close().await;
     }
-    let s = SqliteStore::open(&path).await.unwrap();
+    let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
     let f = s.repository(A, "filtered").await.unwrap().unwrap();
     assert_eq!(f.tag_mutability, TagMutability::MutableWithExclusion);
     assert_eq!(
@@ -543,4 +547,331 @@ async fn old_settings_and_second_times_are_migrated() {
     s.check_schema().await.unwrap();
     let lease = s.try_lease("clean", "node-a", 1, 30_000).await.unwrap();
     assert_eq!(lease.unwrap().holder, "node-a");
+}
+
+/// The raw bytes of the database file and its write-ahead log.
+fn raw_files(path: &std::path::Path) -> Vec<u8> {
+    let mut raw = std::fs::read(path).unwrap();
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if let Ok(w) = std::fs::read(&wal) {
+        raw.extend_from_slice(&w);
+    }
+    raw
+}
+
+fn holds(raw: &[u8], needle: &str) -> bool {
+    raw.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Secrets written through the store are sealed in the file: neither the database nor its
+/// write-ahead log holds them in clear, they read back as written, a sealed value moved
+/// to another row does not open, and another key is refused.
+#[tokio::test]
+async fn secrets_are_sealed_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let fresh = SqliteStore::open_without_secrets(&path).await.unwrap();
+    assert!(!fresh.holds_sealed_secrets().await.unwrap());
+    let s = fresh.with_secrets_key(&secrets_key()).await.unwrap();
+    assert!(s.holds_sealed_secrets().await.unwrap());
+    let account = Account {
+        id: A.into(),
+        alias: None,
+        created: 1,
+    };
+    let mut root = key("AKIAROOTKEY000000001", None);
+    root.secret = "RootSecretInClearWouldBeBad0000000000001".into();
+    s.create_account(&account, &root).await.unwrap();
+    let mut other = key("AKIAOTHERKEY00000001", None);
+    other.secret = "OtherSecretInClearWouldBeBad00000000001".into();
+    s.create_access_key(&other, 2).await.unwrap();
+    let session = Session {
+        access_key_id: "ASIASESSION000000001".into(),
+        secret: "SessionSecretInClearWouldBeBad000000001".into(),
+        token: "token".into(),
+        account: A.into(),
+        claims: "{}".into(),
+        created: 1,
+        expires: i64::MAX,
+    };
+    s.create_session(&session).await.unwrap();
+    let server = s
+        .server_secret(
+            "registry-token-key",
+            "ServerSecretInClearWouldBeBad00000001",
+        )
+        .await
+        .unwrap();
+    assert_eq!(server, "ServerSecretInClearWouldBeBad00000001");
+    // a second candidate does not replace the first
+    assert_eq!(
+        s.server_secret("registry-token-key", "another")
+            .await
+            .unwrap(),
+        server
+    );
+    assert_eq!(
+        s.access_key(&root.id).await.unwrap().unwrap().secret,
+        root.secret
+    );
+    let listed = s.access_keys(A, None).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.secret.as_str()).collect::<Vec<_>>(),
+        [other.secret.as_str(), root.secret.as_str()]
+    );
+    assert_eq!(
+        s.session(&session.access_key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        session.secret
+    );
+    let raw = raw_files(&path);
+    for secret in [&root.secret, &other.secret, &session.secret, &server] {
+        assert!(!holds(&raw, secret), "{secret} is in the file in clear");
+    }
+    assert!(holds(&raw, &root.id), "the ids are in clear (sanity)");
+
+    // a sealed value copied to another row does not open there
+    sqlx::query("UPDATE access_keys SET secret = (SELECT secret FROM access_keys WHERE access_key_id = ?) WHERE access_key_id = ?")
+        .bind(&root.id)
+        .bind(&other.id)
+        .execute(&sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap())
+        .await
+        .unwrap();
+    let e = s.access_key(&other.id).await.unwrap_err();
+    assert!(
+        e.to_string().contains("does not open with the secrets key"),
+        "{e}"
+    );
+    assert!(s.access_key(&root.id).await.is_ok());
+
+    // another key is refused; without a key, secrets are refused but the rest reads
+    let wrong = SqliteStore::open_without_secrets(&path).await.unwrap();
+    assert!(wrong.holds_sealed_secrets().await.unwrap());
+    assert_eq!(
+        wrong
+            .clone()
+            .with_secrets_key(&SecretsKey::from_bytes([1; 32]))
+            .await
+            .unwrap_err(),
+        KeyError::WrongKey
+    );
+    assert_eq!(wrong.accounts().await.unwrap().len(), 1);
+    let e = wrong.access_key(&root.id).await.unwrap_err();
+    assert!(e.to_string().contains("without the secrets key"), "{e}");
+    assert!(wrong.create_session(&session).await.is_err());
+    assert!(wrong.server_secret("x", "y").await.is_err());
+    assert!(SqliteStore::open(&path, &secrets_key()).await.is_ok());
+}
+
+/// A database written before secrets were sealed: the first open with a key seals every
+/// secret (access keys, sessions, server secrets) and leaves none in clear in the file or
+/// its log; they read back unchanged, and the database then needs that key.
+#[tokio::test]
+async fn clear_secrets_of_an_old_database_are_sealed() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let secrets = OLD_SECRETS;
+    write_version4_database(&path).await;
+    assert!(
+        holds(&raw_files(&path), secrets[0]),
+        "the old file holds them (sanity)"
+    );
+    let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    let raw = raw_files(&path);
+    for secret in secrets {
+        assert!(
+            !holds(&raw, secret),
+            "{secret} is still in the file in clear"
+        );
+    }
+    assert_eq!(
+        s.access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        secrets[0]
+    );
+    assert_eq!(
+        s.access_keys(A, Some("bob")).await.unwrap()[0].secret,
+        secrets[1]
+    );
+    assert_eq!(
+        s.session("ASIAOLD0000000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        secrets[2]
+    );
+    assert_eq!(
+        s.server_secret("registry-token-key", "new").await.unwrap(),
+        secrets[3]
+    );
+    assert_eq!(
+        s.server_secret("authorization-message-key", "new")
+            .await
+            .unwrap(),
+        secrets[4]
+    );
+    assert!(!s.holds_clear_remnants().await.unwrap());
+    drop(s);
+    // the erasing is noted as done; were it not (it failed), the next open does it
+    let remnants = || async {
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT clear_remnants FROM secrets_key_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(remnants().await, 0);
+    {
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE secrets_key_check SET clear_remnants = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    drop(SqliteStore::open(&path, &secrets_key()).await.unwrap());
+    assert_eq!(remnants().await, 0);
+    // sealed once: opening again with the key reads the same, another key is refused
+    let again = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    assert_eq!(
+        again
+            .access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        secrets[0]
+    );
+    let e = SqliteStore::open(&path, &SecretsKey::from_bytes([2; 32]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("another secrets key"), "{e}");
+}
+
+/// Secrets in clear in a version-4 database: two access keys, a session and the two
+/// server secrets.
+const OLD_SECRETS: [&str; 5] = [
+    "OldRootSecretInClear0000000000000000001",
+    "OldUserSecretInClear0000000000000000001",
+    "OldSessionSecretInClear0000000000000001",
+    "OldTokenKeyInClear000000000000000000001OldTokenKeyInClear000000000000000000002",
+    "OldMessageKeyInClear00000000000000000001",
+];
+
+/// A database as the version before secrets were sealed left it (migrations 1 to 4),
+/// holding [`OLD_SECRETS`] in clear.
+async fn write_version4_database(path: &std::path::Path) {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let secrets = OLD_SECRETS;
+    {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
+            )
+            .await
+            .unwrap();
+        let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut old = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO accounts (id, alias, created_at) VALUES ('111111111111', NULL, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (id, user, secret) in [
+            ("AKIAOLDROOT000000001", None, secrets[0]),
+            ("AKIAOLDUSER000000001", Some("bob"), secrets[1]),
+        ] {
+            sqlx::query("INSERT INTO access_keys (access_key_id, secret, account_id, user_name, status, created_at) VALUES (?, ?, '111111111111', ?, 'Active', 1)")
+                .bind(id).bind(secret).bind(user)
+                .execute(&pool).await.unwrap();
+        }
+        sqlx::query("INSERT INTO sessions (access_key_id, secret, token, account_id, claims, created_at, expires_at) VALUES ('ASIAOLD0000000000001', ?, 'tok', '111111111111', '{}', 1, 9999999999)")
+            .bind(secrets[2]).execute(&pool).await.unwrap();
+        for (name, v) in [
+            ("registry-token-key", secrets[3]),
+            ("authorization-message-key", secrets[4]),
+        ] {
+            sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, ?)")
+                .bind(name)
+                .bind(v)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+}
+
+/// Erasing what sealing left in clear waits for no other process: with another
+/// connection reading, the log cannot be emptied; that is noted, and the next open
+/// finishes it.
+#[tokio::test]
+async fn clear_remnants_kept_by_a_reader_are_erased_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    write_version4_database(&path).await;
+    let reader =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+    let mut snapshot = reader.begin().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_keys")
+        .fetch_one(&mut *snapshot)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    assert!(s.holds_clear_remnants().await.unwrap());
+    assert_eq!(
+        s.access_key("AKIAOLDROOT000000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        OLD_SECRETS[0]
+    );
+    drop(snapshot);
+    reader.close().await;
+    drop(s);
+    let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
+    assert!(!s.holds_clear_remnants().await.unwrap());
+    let raw = raw_files(&path);
+    for secret in OLD_SECRETS {
+        assert!(
+            !holds(&raw, secret),
+            "{secret} is still in the file in clear"
+        );
+    }
 }

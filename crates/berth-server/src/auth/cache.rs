@@ -5,7 +5,9 @@
 //! request, a change made by another process within `ttl`. ECR writes flush nothing:
 //! repository and registry policies and repository tags are not cached (only their
 //! compiled form, by exact text). Only things found are cached,
-//! so a key created by `berth account create` works immediately.
+//! so a key created by `berth account create` works immediately. Secret keys arrive
+//! opened from the store (it keeps them sealed): each is decrypted once per cache fill,
+//! not once per request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

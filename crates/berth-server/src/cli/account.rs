@@ -25,6 +25,10 @@ pub struct CreateArgs {
     alias: Option<String>,
     #[arg(long, value_name = "DIR", default_value = "./berth-data")]
     data_dir: PathBuf,
+    /// The key secrets are sealed with in the database (the server's --secrets-key-file)
+    /// [default: DATA_DIR/secrets.key]
+    #[arg(long, value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Print {"account_id", "access_key_id", "secret_access_key"} as JSON.
     #[arg(long)]
     json: bool,
@@ -34,6 +38,10 @@ pub struct CreateArgs {
 pub struct ListArgs {
     #[arg(long, value_name = "DIR", default_value = "./berth-data")]
     data_dir: PathBuf,
+    /// The key secrets are sealed with in the database (the server's --secrets-key-file)
+    /// [default: DATA_DIR/secrets.key]
+    #[arg(long, value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
 }
 
 pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
@@ -41,7 +49,8 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
     match cmd {
         AccountCommand::Create(a) => rt.block_on(async {
             crate::serve::accounts::check(a.id.as_deref(), a.alias.as_deref())?;
-            let store = crate::serve::open_store(&a.data_dir).await?;
+            let store =
+                crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
             let new = crate::serve::accounts::create(&*store, a.id.as_deref(), a.alias.as_deref())
                 .await?;
             if a.json {
@@ -54,7 +63,8 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }),
         AccountCommand::List(a) => rt.block_on(async {
-            let store = crate::serve::open_store(&a.data_dir).await?;
+            let store =
+                crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
             for acct in store.accounts().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",

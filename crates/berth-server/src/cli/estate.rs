@@ -223,7 +223,7 @@ pub async fn from_data_dir(
             dir.display()
         ));
     }
-    let store = crate::serve::open_store(dir).await?;
+    let store = crate::serve::open_store_without_secrets(dir).await?;
     let e = |e: berth_store::StoreError| e.to_string();
     let mut out = Vec::new();
     for acct in store.accounts().await.map_err(e)? {

@@ -43,7 +43,10 @@ enum Command {
     /// get-login-password`) and decided by IAM policies. Metadata lives in SQLite and blobs
     /// in files, both in the data directory. The first start on an empty data directory
     /// creates the default account and writes its root credentials to
-    /// DATA_DIR/root-credentials.json (readable by its owner only).
+    /// DATA_DIR/root-credentials.json (readable by its owner only). Secret access keys and
+    /// server secrets are stored sealed with the key in DATA_DIR/secrets.key (made on first
+    /// start; --secrets-key-file to keep it elsewhere): a copy of the database without it
+    /// holds no usable credential.
     ///
     /// Flags win over the --config file, which wins over the defaults shown.
     Serve(serve::ServeArgs),

@@ -22,12 +22,19 @@ pub struct ServeArgs {
     region: Option<String>,
     /// A TOML configuration file: every flag here, plus trusted proxies, the audit log,
     /// cache TTL, registry domain and public URL, create-on-push, encoded denials, request
-    /// timeouts and limits (the README's "Configuration file" lists every key)
+    /// timeouts and limits, job leases, the secrets key file (the README's "Configuration
+    /// file" lists every key)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Audit log, one JSON line per request: stdout, off, or a file path [default: off]
     #[arg(long, value_name = "SINK")]
     audit_log: Option<String>,
+    /// The key secret access keys and server secrets are sealed with in the database (64
+    /// hex digits); made, readable by this user only, when the database holds no sealed
+    /// secrets yet. Keep it apart from backups of the database [default:
+    /// DATA_DIR/secrets.key]
+    #[arg(long, value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -46,6 +53,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             data_dir: args.data_dir,
             region: args.region,
             audit_log: args.audit_log,
+            secrets_key_file: args.secrets_key_file,
         },
     )?;
     super::runtime()?.block_on(crate::serve::run(config))?;

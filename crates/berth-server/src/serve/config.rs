@@ -23,6 +23,8 @@
 //!                                 # takes a job over this long after its node dies
 //! clean_interval_seconds = 300    # how often expired sessions and abandoned uploads are removed
 //! upload_idle_seconds = 86400     # an upload untouched this long is abandoned (and removed)
+//! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
+//!                                 # (default DATA_DIR/secrets.key, made on first start)
 //! ```
 
 use std::net::SocketAddr;
@@ -77,6 +79,9 @@ pub struct Config {
     pub clean_interval: Duration,
     /// How long an upload may sit untouched before it counts as abandoned.
     pub upload_idle: Duration,
+    /// The key file secrets are sealed with in the metadata store;
+    /// `DATA_DIR/secrets.key` when absent.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -101,6 +106,7 @@ impl Default for Config {
             job_lease: Duration::from_secs(30),
             clean_interval: Duration::from_secs(300),
             upload_idle: Duration::from_secs(86_400),
+            secrets_key_file: None,
         }
     }
 }
@@ -128,6 +134,7 @@ struct FileConfig {
     job_lease_seconds: Option<f64>,
     clean_interval_seconds: Option<f64>,
     upload_idle_seconds: Option<f64>,
+    secrets_key_file: Option<PathBuf>,
 }
 
 /// Command-line values, which win over the file.
@@ -137,6 +144,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub region: Option<String>,
     pub audit_log: Option<String>,
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// A timeout from the file: a positive number of seconds, at most a day.
@@ -266,6 +274,9 @@ impl Config {
                 }
                 c.max_connections = n as usize;
             }
+            if let Some(k) = f.secrets_key_file {
+                c.secrets_key_file = Some(k);
+            }
         }
         if let Some(l) = &o.listen {
             c.listen = parse_listen(l)?;
@@ -278,6 +289,9 @@ impl Config {
         }
         if let Some(a) = &o.audit_log {
             c.audit = AuditSink::parse(a);
+        }
+        if let Some(k) = &o.secrets_key_file {
+            c.secrets_key_file = Some(k.clone());
         }
         if c.region.is_empty()
             || !c
@@ -351,5 +365,24 @@ mod tests {
             let e = load(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn secrets_key_file_from_the_file_and_the_flag() {
+        assert_eq!(Config::default().secrets_key_file, None);
+        let c = load("secrets_key_file = \"/etc/berth/secrets.key\"\n").unwrap();
+        assert_eq!(
+            c.secrets_key_file.as_deref(),
+            Some(Path::new("/etc/berth/secrets.key"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "secrets_key_file = \"/from/file\"\n").unwrap();
+        let flag = Overrides {
+            secrets_key_file: Some(PathBuf::from("/from/flag")),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&path), &flag).unwrap();
+        assert_eq!(c.secrets_key_file.as_deref(), Some(Path::new("/from/flag")));
     }
 }

@@ -13,6 +13,7 @@ pub mod connections;
 pub mod intake;
 pub mod private;
 pub mod ready;
+pub mod secrets;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -40,19 +41,57 @@ pub const MAX_ECR_BODY: usize = 32 << 20;
 
 /// Open the metadata store of a data directory (creating both if needed), private to
 /// this user: the directory 0700, the database and its `-wal`/`-shm` 0600 (see
-/// [`private`]); wider ones found are tightened, with a warning.
-pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, String> {
+/// [`private`]); wider ones found are tightened, with a warning. Secrets are sealed with
+/// the key in `key_file` (default `DATA_DIR/secrets.key`, made if the database holds no
+/// sealed secrets yet; see [`secrets`]).
+pub async fn open_store(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+) -> Result<Arc<SqliteStore>, String> {
+    let db = data_dir.join("berth.db");
+    let store = open_store_without_secrets(data_dir).await?;
+    let path = secrets::key_path(data_dir, key_file);
+    let sealed = store
+        .holds_sealed_secrets()
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = secrets::load_or_create(&path, sealed, &db)?;
+    let store = store.with_secrets_key(&key).await.map_err(|e| match e {
+        berth_store::KeyError::WrongKey => format!(
+            "the secrets key in {} is not the key the secrets in {} were sealed with: start \
+             with the key file this database was used with (--secrets-key-file, or \
+             secrets_key_file in the config)",
+            path.display(),
+            db.display()
+        ),
+        berth_store::KeyError::Store(e) => e.to_string(),
+    })?;
+    if store.holds_clear_remnants().await.unwrap_or(false) {
+        private::warn(&[format!(
+            "{} or its -wal may still hold secrets from before they were sealed (another \
+             process kept them from being erased); the next start tries again",
+            db.display()
+        )]);
+    }
+    Ok(Arc::new(store))
+}
+
+/// [`open_store`] without the secrets key, for commands that read no secret (policy
+/// analysis of a data directory): reading or writing a secret through it fails.
+pub async fn open_store_without_secrets(data_dir: &Path) -> Result<SqliteStore, String> {
     private::warn(&private::prepare_data_dir(data_dir)?);
     let db = data_dir.join("berth.db");
     private::create_private_file(&db)?;
-    let store = SqliteStore::open(&db).await.map_err(|e| e.to_string())?;
+    let store = SqliteStore::open_without_secrets(&db)
+        .await
+        .map_err(|e| e.to_string())?;
     private::warn(&private::tighten_database_files(&db));
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// Build the shared state.
 pub async fn app(config: Config) -> Result<Arc<App>, String> {
-    let store = open_store(&config.data_dir).await?;
+    let store = open_store(&config.data_dir, config.secrets_key_file.as_deref()).await?;
     crate::iam::aws_managed::install(&*store)
         .await
         .map_err(|e| format!("installing the AWS managed policies: {e}"))?;

@@ -1,6 +1,7 @@
-//! The data directory is private to the server's user: it holds every secret access key
-//! in clear (the SQLite database and its `-wal`/`-shm`), the registry's blobs and upload
-//! staging. It is created 0700 and the database 0600 whatever the umask; one found wider
+//! The data directory is private to the server's user: it holds the metadata (the SQLite
+//! database and its `-wal`/`-shm`, secrets sealed in it), by default the key they are
+//! sealed with (`secrets.key`), the default account's root credentials, the registry's
+//! blobs and upload staging. It is created 0700 and the database 0600 whatever the umask; one found wider
 //! (made by an older version, or by hand) is tightened where this user may, with a
 //! warning either way.
 
