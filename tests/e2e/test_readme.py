@@ -152,6 +152,8 @@ def test_readme_config_block_is_real_and_complete(tmp_path):
     block = re.sub(r'^listen = .*$', 'listen = "127.0.0.1:0"', block, flags=re.M)
     block = re.sub(r'^data_dir = .*$', f'data_dir = "{tmp_path / "data"}"', block, flags=re.M)
     block = re.sub(r'^audit_log = .*$', f'audit_log = "{tmp_path / "audit.log"}"', block, flags=re.M)
+    block = re.sub(r'^secrets_key_file = .*$', f'secrets_key_file = "{tmp_path / "secrets.key"}"',
+                   block, flags=re.M)
     (tmp_path / "berth.toml").write_text(block + "\n")
     p = subprocess.Popen([BIN, "serve", "--config", str(tmp_path / "berth.toml")],
                          stderr=subprocess.PIPE, text=True)
@@ -164,3 +166,4 @@ def test_readme_config_block_is_real_and_complete(tmp_path):
     finally:
         p.terminate()
         assert p.wait(timeout=30) == 0
+    assert (tmp_path / "secrets.key").exists(), "the configured key file was not used"
