@@ -142,8 +142,16 @@ async fn release_frees_it_at_once() {
 async fn racing_nodes_on_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let a = std::sync::Arc::new(SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32])).await.unwrap());
-    let b = std::sync::Arc::new(SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32])).await.unwrap());
+    let a = std::sync::Arc::new(
+        SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32]))
+            .await
+            .unwrap(),
+    );
+    let b = std::sync::Arc::new(
+        SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32]))
+            .await
+            .unwrap(),
+    );
     for round in 0..20i64 {
         let job = format!("job-{round}");
         let (ja, jb) = (job.clone(), job.clone());
@@ -164,7 +172,9 @@ async fn racing_nodes_on_one_file() {
 async fn schema_check_names_what_differs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let s = SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32])).await.unwrap();
+    let s = SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32]))
+        .await
+        .unwrap();
     s.check_schema().await.unwrap();
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await
