@@ -5,7 +5,67 @@
 
 use async_trait::async_trait;
 
-use crate::Result;
+/// Why a [`RegistryStore`] call failed. Plain facts, no wire wording: each API maps these
+/// to its own errors at its front door (ECR's exceptions, OCI's error codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The repository does not exist (or was deleted meanwhile).
+    RepositoryNotFound { account: String, name: String },
+    /// A repository with this name already exists.
+    RepositoryAlreadyExists { account: String, name: String },
+    /// The repository still holds images and the delete was not forced.
+    RepositoryNotEmpty { account: String, name: String },
+    /// The image is a child of an index (manifest list) of the same repository.
+    ImageReferencedByIndex {
+        account: String,
+        repository: String,
+        digest: String,
+    },
+    /// The backend failed (I/O, database, unreadable stored data).
+    Backend(String),
+}
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryError::RepositoryNotFound { account, name } => {
+                write!(f, "there is no repository '{name}' in registry '{account}'")
+            }
+            RegistryError::RepositoryAlreadyExists { account, name } => {
+                write!(f, "repository '{name}' already exists in registry '{account}'")
+            }
+            RegistryError::RepositoryNotEmpty { account, name } => write!(
+                f,
+                "repository '{name}' of registry '{account}' still holds images; delete them first or force the delete"
+            ),
+            RegistryError::ImageReferencedByIndex {
+                account,
+                repository,
+                digest,
+            } => write!(
+                f,
+                "image {digest} of repository '{repository}' in registry '{account}' is listed by an index of that repository; delete the index first"
+            ),
+            RegistryError::Backend(m) => write!(f, "metadata store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// The registry's store errors other than its own come only from the backend.
+impl From<crate::StoreError> for RegistryError {
+    fn from(e: crate::StoreError) -> Self {
+        match e {
+            crate::StoreError::Backend(m) => RegistryError::Backend(m),
+            other => RegistryError::Backend(other.to_string()),
+        }
+    }
+}
+
+pub type RegistryResult<T> = std::result::Result<T, RegistryError>;
+
+type Result<T> = RegistryResult<T>;
 
 /// A repository and its settings, read once from the store as typed values. Times are
 /// milliseconds since the Unix epoch.
@@ -262,12 +322,18 @@ pub enum PutImageError {
     TagImmutable {
         tag: String,
     },
-    Store(crate::StoreError),
+    Store(RegistryError),
+}
+
+impl From<RegistryError> for PutImageError {
+    fn from(e: RegistryError) -> Self {
+        PutImageError::Store(e)
+    }
 }
 
 impl From<crate::StoreError> for PutImageError {
     fn from(e: crate::StoreError) -> Self {
-        PutImageError::Store(e)
+        PutImageError::Store(e.into())
     }
 }
 
@@ -291,11 +357,11 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn repository(&self, account: &str, name: &str) -> Result<Option<Repository>>;
     /// All repositories of an account, by name.
     async fn repositories(&self, account: &str) -> Result<Vec<Repository>>;
-    /// Delete a repository; with images only if `force` (else `Conflict`). Returns it.
+    /// Delete a repository; with images only if `force` (else `RepositoryNotEmpty`). Returns it.
     async fn delete_repository(&self, account: &str, name: &str, force: bool)
         -> Result<Repository>;
     /// Change one setting of a repository, in one transaction, leaving every other as it
-    /// is. Returns the repository as it was just before (`NotFound` if there is none).
+    /// is. Returns the repository as it was just before (`RepositoryNotFound` if there is none).
     async fn update_repository(
         &self,
         account: &str,
@@ -353,7 +419,8 @@ pub trait RegistryStore: Send + Sync + 'static {
         repository: &str,
         tag: &str,
     ) -> Result<Option<String>>;
-    /// Delete an image and its tags (`Conflict` if an index of the repository references it).
+    /// Delete an image and its tags (`ImageReferencedByIndex` if an index of the
+    /// repository references it).
     async fn delete_image(&self, account: &str, repository: &str, digest: &str) -> Result<bool>;
     /// Images whose `subject` is `digest`.
     async fn referrers(&self, account: &str, repository: &str, digest: &str) -> Result<Vec<Image>>;

@@ -6,8 +6,14 @@ use sqlx::Row;
 
 use crate::registry::*;
 use crate::sealer::SecretSlot;
-use crate::sqlite::{backend, is_unique_violation, put_tags, SqliteStore};
-use crate::{Result, StoreError, Tag, TagTarget};
+use crate::sqlite::{is_unique_violation, put_tags, SqliteStore};
+use crate::{StoreError, Tag, TagTarget};
+
+type Result<T> = RegistryResult<T>;
+
+fn backend(e: sqlx::Error) -> RegistryError {
+    RegistryError::Backend(e.to_string())
+}
 
 fn repo_from(r: &SqliteRow) -> Result<Repository> {
     let account: String = r.try_get("account_id").map_err(backend)?;
@@ -116,10 +122,11 @@ async fn repository_in(
     repo_from(&row)
 }
 
-fn repo_not_found(account: &str, name: &str) -> StoreError {
-    StoreError::NotFound(format!(
-        "The repository with name '{name}' does not exist in the registry with id '{account}'"
-    ))
+fn repo_not_found(account: &str, name: &str) -> RegistryError {
+    RegistryError::RepositoryNotFound {
+        account: account.to_string(),
+        name: name.to_string(),
+    }
 }
 
 #[async_trait]
@@ -146,10 +153,10 @@ impl RegistryStore for SqliteStore {
         .await;
         if let Err(e) = r {
             return Err(if is_unique_violation(&e) {
-                StoreError::AlreadyExists(format!(
-                    "The repository with name '{}' already exists in the registry with id '{}'",
-                    repo.name, repo.account
-                ))
+                RegistryError::RepositoryAlreadyExists {
+                    account: repo.account.clone(),
+                    name: repo.name.clone(),
+                }
             } else {
                 backend(e)
             });
@@ -201,9 +208,10 @@ impl RegistryStore for SqliteStore {
         .await
         .map_err(backend)?;
         if images > 0 && !force {
-            return Err(StoreError::Conflict(format!(
-                "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
-            )));
+            return Err(RegistryError::RepositoryNotEmpty {
+                account: account.to_string(),
+                name: name.to_string(),
+            });
         }
         for sql in [
             "DELETE FROM image_tags WHERE account_id = ? AND repository = ?",
@@ -587,9 +595,11 @@ impl RegistryStore for SqliteStore {
         .await
         .map_err(backend)?;
         if parents > 0 {
-            return Err(StoreError::Conflict(format!(
-                "The image {digest} is referenced by a manifest list or index in the repository"
-            )));
+            return Err(RegistryError::ImageReferencedByIndex {
+                account: account.to_string(),
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            });
         }
         let r = sqlx::query(
             "DELETE FROM images WHERE account_id = ? AND repository = ? AND digest = ?",
@@ -668,7 +678,7 @@ impl RegistryStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(backend)?;
-        sealer.open(slot, &stored)
+        Ok(sealer.open(slot, &stored)?)
     }
 
     async fn create_upload(&self, u: &Upload) -> Result<()> {

@@ -286,7 +286,7 @@ async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
                     {
                         Ok(_) => landed += 1,
                         Err(PutImageError::Missing { .. })
-                        | Err(PutImageError::Store(StoreError::NotFound(_))) => {}
+                        | Err(PutImageError::Store(RegistryError::RepositoryNotFound { .. })) => {}
                         Err(e) => panic!("a push racing a delete failed oddly: {e:?}"),
                     }
                 }
@@ -360,7 +360,16 @@ async fn deletes_respect_indexes_and_take_their_tags() {
         );
 
         let e = s.delete_image(A, "app", &child.digest).await.unwrap_err();
-        assert!(matches!(e, StoreError::Conflict(_)), "{}: {e:?}", b.name);
+        assert_eq!(
+            e,
+            RegistryError::ImageReferencedByIndex {
+                account: A.into(),
+                repository: "app".into(),
+                digest: child.digest.clone(),
+            },
+            "{}",
+            b.name
+        );
         assert!(
             s.image(A, "app", "c").await.unwrap().is_some(),
             "{}",
@@ -400,7 +409,15 @@ async fn upload_sessions() {
             .create_upload(&upload("u0", "absent", 1_000))
             .await
             .unwrap_err();
-        assert!(matches!(e, StoreError::NotFound(_)), "{}: {e:?}", b.name);
+        assert_eq!(
+            e,
+            RegistryError::RepositoryNotFound {
+                account: A.into(),
+                name: "absent".into(),
+            },
+            "{}",
+            b.name
+        );
         assert_eq!(s.upload("u0").await.unwrap(), None, "{}", b.name);
 
         s.create_upload(&upload("u1", "app", 1_000)).await.unwrap();
@@ -425,5 +442,70 @@ async fn upload_sessions() {
         // A repository's deletion takes its upload sessions.
         s.delete_repository(A, "app", true).await.unwrap();
         assert_eq!(s.upload("u2").await.unwrap(), None, "{}", b.name);
+    }
+}
+
+/// Each refusal about a repository comes back as its own typed error, naming the
+/// repository: a second create, a delete or change of one that is not there, an
+/// unforced delete of one that holds images.
+#[tokio::test]
+async fn repository_refusals_are_typed() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        let app = || (A.to_string(), "app".to_string());
+        create(s, "app").await;
+        let e = s
+            .create_repository(&Repository::new(A, "app", 2_000), &[])
+            .await
+            .unwrap_err();
+        let (account, name) = app();
+        assert_eq!(
+            e,
+            RegistryError::RepositoryAlreadyExists { account, name },
+            "{}",
+            b.name
+        );
+
+        let missing = RegistryError::RepositoryNotFound {
+            account: A.into(),
+            name: "absent".into(),
+        };
+        let e = s.delete_repository(A, "absent", false).await.unwrap_err();
+        assert_eq!(e, missing, "{}", b.name);
+        let e = s
+            .update_repository(A, "absent", &RepositorySetting::ScanOnPush(true))
+            .await
+            .unwrap_err();
+        assert_eq!(e, missing, "{}", b.name);
+        let e = s
+            .put_image(A, "absent", &image("img", &[], &[]), None, TagRule::Mutable)
+            .await
+            .unwrap_err();
+        assert_eq!(e, PutImageError::Store(missing.clone()), "{}", b.name);
+
+        s.put_image(
+            A,
+            "app",
+            &image("img", &[], &[]),
+            Some("v1"),
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
+        let e = s.delete_repository(A, "app", false).await.unwrap_err();
+        let (account, name) = app();
+        assert_eq!(
+            e,
+            RegistryError::RepositoryNotEmpty { account, name },
+            "{}",
+            b.name
+        );
+        assert!(
+            s.repository(A, "app").await.unwrap().is_some(),
+            "{}",
+            b.name
+        );
+        s.delete_repository(A, "app", true).await.unwrap();
+        assert_eq!(s.repository(A, "app").await.unwrap(), None, "{}", b.name);
     }
 }

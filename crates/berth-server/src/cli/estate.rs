@@ -259,7 +259,11 @@ pub async fn from_data_dir(
             }
         }
         let mut repositories = Vec::new();
-        for r in store.repositories(&acct.id).await.map_err(e)? {
+        for r in store
+            .repositories(&acct.id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             if repository.is_some_and(|n| n != r.name) {
                 continue;
             }
@@ -279,7 +283,10 @@ pub async fn from_data_dir(
             subjects: with_identities.then_some(subjects),
             berth: true,
             all_identities: with_identities,
-            registry_policy: store.registry_policy(&acct.id).await.map_err(e)?,
+            registry_policy: store
+                .registry_policy(&acct.id)
+                .await
+                .map_err(|e| e.to_string())?,
             repositories,
         });
     }

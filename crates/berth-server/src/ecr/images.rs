@@ -282,7 +282,7 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                         .delete_image(&r.account, &r.name, &img.digest)
                         .await
                     {
-                        if !matches!(e, berth_store::StoreError::Conflict(_)) {
+                        if !matches!(e, berth_store::RegistryError::ImageReferencedByIndex { .. }) {
                             return Err(e.into());
                         }
                     }
@@ -303,8 +303,14 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                         deleted.push(json!({"imageDigest": img.digest}));
                     }
                 }
-                Err(berth_store::StoreError::Conflict(m)) => {
-                    failures.push(failure(tag, digest, "ImageReferencedByManifestList", &m));
+                Err(e @ berth_store::RegistryError::ImageReferencedByIndex { .. }) => {
+                    let m = ApiError::from(e).message;
+                    failures.push(failure(
+                        tag,
+                        digest,
+                        super::error::IMAGE_REFERENCED_BY_MANIFEST_LIST,
+                        &m,
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             },

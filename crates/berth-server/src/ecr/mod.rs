@@ -3,6 +3,7 @@
 //! operation ([`router::Operation`]) is decided by [`crate::registry::authorize_ecr`]
 //! before its handler runs; errors go out as `{"__type", "message"}`.
 
+mod error;
 mod images;
 mod layers;
 mod repositories;
@@ -48,8 +49,6 @@ pub fn json_code(code: &'static str) -> &'static str {
         "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
         "ExpiredToken" => "ExpiredTokenException",
         "AccessDenied" => "AccessDeniedException",
-        // The registry store's only "not found": the repository (deleted meanwhile).
-        "NoSuchEntity" => "RepositoryNotFoundException",
         "ServiceFailure" => "ServerException",
         "ValidationError" | "MalformedPolicyDocument" | "MalformedQueryString" => {
             "InvalidParameterException"

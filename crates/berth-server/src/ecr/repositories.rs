@@ -262,16 +262,7 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             c.registry
         )));
     }
-    c.app
-        .registry
-        .create_repository(&repo, &tags)
-        .await
-        .map_err(|e| match e {
-            berth_store::StoreError::AlreadyExists(m) => {
-                ApiError::new(400, "RepositoryAlreadyExistsException", m)
-            }
-            e => e.into(),
-        })?;
+    c.app.registry.create_repository(&repo, &tags).await?;
     Ok(json!({ "repository": repo_json(c, &repo) }))
 }
 
@@ -409,13 +400,7 @@ pub async fn delete_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .app
         .registry
         .delete_repository(&r.account, &r.name, force)
-        .await
-        .map_err(|e| match e {
-            berth_store::StoreError::Conflict(m) => {
-                ApiError::new(400, "RepositoryNotEmptyException", m)
-            }
-            e => e.into(),
-        })?;
+        .await?;
     Ok(json!({ "repository": repo_json(c, &deleted) }))
 }
 

@@ -62,7 +62,7 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
     }
     let repo = Repository::new(&c.registry, name, crate::ids::now_ms());
     match c.app.registry.create_repository(&repo, &[]).await {
-        Ok(()) | Err(berth_store::StoreError::AlreadyExists(_)) => {}
+        Ok(()) | Err(berth_store::RegistryError::RepositoryAlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     Ok(repo)

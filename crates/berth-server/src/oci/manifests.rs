@@ -324,9 +324,6 @@ pub async fn delete(
         {
             Ok(true) => {}
             Ok(false) => return Err(not_found()),
-            Err(berth_store::StoreError::Conflict(m)) => {
-                return Err(OciError::new(409, "DENIED", m))
-            }
             Err(e) => return Err(e.into()),
         }
     } else {

@@ -4,6 +4,7 @@
 //! before anything is looked up, OCI error bodies.
 
 mod blobs;
+mod error;
 mod manifests;
 pub mod router;
 
@@ -61,17 +62,9 @@ impl From<ApiError> for OciError {
                 "DENIED",
                 "Your authorization token has expired. Reauthenticate and try again.",
             ),
-            // The registry store's only "not found": the repository (deleted meanwhile).
-            "NoSuchEntity" => OciError::new(404, "NAME_UNKNOWN", e.message),
             _ if e.status >= 500 => OciError::new(500, "UNKNOWN", e.message),
             _ => OciError::new(400, "UNSUPPORTED", e.message),
         }
-    }
-}
-
-impl From<berth_store::StoreError> for OciError {
-    fn from(e: berth_store::StoreError) -> OciError {
-        ApiError::from(e).into()
     }
 }
 

@@ -28,7 +28,7 @@ pub enum PushError {
     TagImmutable {
         tag: String,
     },
-    Store(berth_store::StoreError),
+    Store(berth_store::RegistryError),
 }
 
 /// An exclusion filter as a glob of the IAM engine's linear matcher (the project's one
