@@ -457,7 +457,7 @@ async fn concurrent_repository_settings_all_survive() {
     assert!(matches!(
         a.update_repository(A, "nosuch", &RepositorySetting::ScanOnPush(true))
             .await,
-        Err(StoreError::NotFound(_))
+        Err(RegistryError::RepositoryNotFound { .. })
     ));
 }
 
