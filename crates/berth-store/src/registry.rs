@@ -442,3 +442,57 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// Upload sessions not touched since `before` (milliseconds since the epoch).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_errors_read_as_plain_sentences_without_wire_wording() {
+        let (account, name) = ("123456789012".to_string(), "app".to_string());
+        let all = [
+            RegistryError::RepositoryNotFound {
+                account: account.clone(),
+                name: name.clone(),
+            },
+            RegistryError::RepositoryAlreadyExists {
+                account: account.clone(),
+                name: name.clone(),
+            },
+            RegistryError::RepositoryNotEmpty {
+                account: account.clone(),
+                name: name.clone(),
+            },
+            RegistryError::ImageReferencedByIndex {
+                account,
+                repository: name,
+                digest: "sha256:abc".into(),
+            },
+        ];
+        for e in all {
+            let text = e.to_string();
+            assert!(text.contains("'app'"), "{text}");
+            assert!(text.contains("'123456789012'"), "{text}");
+            assert!(
+                !text.contains("Exception") && !text.contains("registry with id"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_store_errors_reach_the_registry_as_backend_failures() {
+        assert_eq!(
+            RegistryError::from(crate::StoreError::Backend("disk I/O error".into())),
+            RegistryError::Backend("disk I/O error".into())
+        );
+        assert_eq!(
+            RegistryError::from(crate::StoreError::Conflict("in use".into())),
+            RegistryError::Backend("in use".into())
+        );
+        assert_eq!(
+            RegistryError::Backend("disk I/O error".into()).to_string(),
+            "metadata store: disk I/O error"
+        );
+    }
+}
