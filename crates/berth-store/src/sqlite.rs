@@ -356,40 +356,13 @@ fn owner_sql(user: Option<&str>) -> (&'static str, &str) {
 #[async_trait]
 impl Store for SqliteStore {
     async fn check_schema(&self) -> Result<()> {
-        let applied: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(
+        let applied: Vec<crate::schema::Applied> = sqlx::query_as(
             "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let mut problems = Vec::new();
-        for (version, checksum, success) in &applied {
-            match MIGRATOR.iter().find(|m| m.version == *version) {
-                None => problems.push(format!(
-                    "migration {version} is applied but this build does not know it (a newer berth migrated the database)"
-                )),
-                Some(_) if !success => {
-                    problems.push(format!("migration {version} failed part-way"))
-                }
-                Some(m) if *m.checksum != checksum[..] => problems.push(format!(
-                    "migration {version} was applied from different SQL than this build's"
-                )),
-                Some(_) => {}
-            }
-        }
-        for m in MIGRATOR.iter() {
-            if !applied.iter().any(|(v, _, _)| *v == m.version) {
-                problems.push(format!("migration {} is not applied", m.version));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
-                "schema not current: {}",
-                problems.join("; ")
-            )))
-        }
+        crate::schema::check(&MIGRATOR, &applied)
     }
 
     async fn create_account(&self, account: &Account, root_key: &AccessKey) -> Result<()> {

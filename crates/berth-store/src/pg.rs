@@ -1,0 +1,168 @@
+//! The PostgreSQL backend (for several nodes sharing one metadata store): a bounded
+//! connection pool, versioned migrations from `migrations/postgres` run at connect.
+//!
+//! Several nodes may connect at once: sqlx's migrator holds a PostgreSQL advisory lock
+//! (`pg_advisory_lock`, keyed by the database's name) from before it reads the applied
+//! migrations until it has applied the missing ones, so the others wait and then find
+//! nothing left to do. A database that has a migration this build does not know (a newer
+//! berth migrated it) is refused. So far it keeps the [`Leases`](crate::Leases); the
+//! rest of the metadata follows.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::MigrateError;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use crate::leases::{Lease, Leases};
+use crate::{Result, StoreError};
+
+/// The schema's migrations, built in.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Most connections one node holds to the database.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a query waits for a connection (a new one included: this also bounds
+/// connecting to an unreachable server) before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle connection is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(format!("PostgreSQL: {e}"))
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, with the
+    /// usual query parameters such as `sslmode`), then bring the schema up to date.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        // The URL may hold a password: errors never repeat it.
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Backend(format!(
+                "the metadata URL is not a PostgreSQL URL like postgres://USER@HOST:PORT/DATABASE: {}",
+                match e {
+                    sqlx::Error::Configuration(c) => c.to_string(),
+                    _ => "it could not be parsed".to_string(),
+                }
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(IDLE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            MigrateError::VersionMissing(v) => StoreError::Conflict(format!(
+                "refusing the PostgreSQL database: {}",
+                crate::schema::unknown(v)
+            )),
+            e => StoreError::Backend(format!("migrating the PostgreSQL schema: {e}")),
+        })?;
+        Ok(PgStore { pool })
+    }
+
+    /// Whether the database answers and its schema is current: the migrations applied
+    /// are exactly those this build knows (an error says which differ).
+    pub async fn check_schema(&self) -> Result<()> {
+        let applied: Vec<crate::schema::Applied> = sqlx::query_as(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        crate::schema::check(&MIGRATOR, &applied)
+    }
+
+    /// Close the pool's connections (waits for those in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn lease_from(row: &PgRow) -> Result<Lease> {
+    Ok(Lease {
+        job: row.try_get("job").map_err(backend)?,
+        holder: row.try_get("holder").map_err(backend)?,
+        acquired_at: row.try_get("acquired_at").map_err(backend)?,
+        expires_at: row.try_get("expires_at").map_err(backend)?,
+        last_run_at: row.try_get("last_run_at").map_err(backend)?,
+    })
+}
+
+#[async_trait]
+impl Leases for PgStore {
+    async fn try_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<Option<Lease>> {
+        // One statement, as on SQLite: insert the lease, or take it over when it is ours
+        // or has expired; a lease another holder still has is left alone (no row comes
+        // back). Concurrent upserts of one job serialize on its row.
+        let row = sqlx::query(
+            "INSERT INTO leases (job, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $3 + $4)
+             ON CONFLICT (job) DO UPDATE SET
+                 acquired_at = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > $3
+                                    THEN leases.acquired_at ELSE excluded.acquired_at END,
+                 holder = excluded.holder,
+                 expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $3
+             RETURNING job, holder, acquired_at, expires_at, last_run_at",
+        )
+        .bind(job)
+        .bind(holder)
+        .bind(now)
+        .bind(ttl)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| lease_from(&r)).transpose()
+    }
+
+    async fn record_run(&self, job: &str, holder: &str, at: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE leases SET last_run_at = $1 WHERE job = $2 AND holder = $3")
+                .bind(at)
+                .bind(job)
+                .bind(holder)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, job: &str, holder: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE leases SET expires_at = 0 WHERE job = $1 AND holder = $2 AND expires_at > 0",
+        )
+        .bind(job)
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn lease(&self, job: &str) -> Result<Option<Lease>> {
+        let row = sqlx::query(
+            "SELECT job, holder, acquired_at, expires_at, last_run_at FROM leases WHERE job = $1",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| lease_from(&r)).transpose()
+    }
+}
