@@ -45,14 +45,21 @@ impl PgStore {
     /// usual query parameters such as `sslmode`), then bring the schema up to date.
     pub async fn connect(url: &str) -> Result<PgStore> {
         // The URL may hold a password: errors never repeat it.
-        let options = PgConnectOptions::from_str(url).map_err(|e| {
+        let not_pg = |why: String| {
             StoreError::Backend(format!(
-                "the metadata URL is not a PostgreSQL URL like postgres://USER@HOST:PORT/DATABASE: {}",
-                match e {
-                    sqlx::Error::Configuration(c) => c.to_string(),
-                    _ => "it could not be parsed".to_string(),
-                }
+                "the metadata URL is not a PostgreSQL URL like postgres://USER@HOST:PORT/DATABASE: {why}"
             ))
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(not_pg(
+                "it must start with postgres:// or postgresql://".to_string(),
+            ));
+        }
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            not_pg(match e {
+                sqlx::Error::Configuration(c) => c.to_string(),
+                _ => "it could not be parsed".to_string(),
+            })
         })?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -132,14 +139,13 @@ impl Leases for PgStore {
     }
 
     async fn record_run(&self, job: &str, holder: &str, at: i64) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE leases SET last_run_at = $1 WHERE job = $2 AND holder = $3")
-                .bind(at)
-                .bind(job)
-                .bind(holder)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
+        let done = sqlx::query("UPDATE leases SET last_run_at = $1 WHERE job = $2 AND holder = $3")
+            .bind(at)
+            .bind(job)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 

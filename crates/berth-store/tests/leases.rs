@@ -1,14 +1,16 @@
 //! Job leases through the store's traits: one holder at a time, expiry hands a lease on,
-//! the holder renews, release frees it at once; and the schema check.
+//! the holder renews, release frees it at once; and the schema check. Every case runs on
+//! SQLite and on PostgreSQL (see `pg_support` for the server it needs).
+
+mod pg_support;
+
+use std::sync::Arc;
 
 use berth_store::*;
 
 const TTL: i64 = 30_000;
 
-#[tokio::test]
-async fn one_holder_at_a_time() {
-    let s = SqliteStore::in_memory().await.unwrap();
-    let s: &dyn Store = &s;
+async fn one_holder_at_a_time(s: &dyn Leases) {
     let a = s.try_lease("clean", "node-a", 1_000, TTL).await.unwrap();
     let a = a.expect("a free lease is taken");
     assert_eq!(
@@ -33,10 +35,7 @@ async fn one_holder_at_a_time() {
     assert_eq!(s.lease("nothing").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn renewal_extends_and_keeps_the_start() {
-    let s = SqliteStore::in_memory().await.unwrap();
-    let s: &dyn Store = &s;
+async fn renewal_extends_and_keeps_the_start(s: &dyn Leases) {
     s.try_lease("clean", "node-a", 1_000, TTL)
         .await
         .unwrap()
@@ -63,10 +62,7 @@ async fn renewal_extends_and_keeps_the_start() {
     );
 }
 
-#[tokio::test]
-async fn expiry_lets_another_take_over() {
-    let s = SqliteStore::in_memory().await.unwrap();
-    let s: &dyn Store = &s;
+async fn expiry_lets_another_take_over(s: &dyn Leases) {
     s.try_lease("clean", "node-a", 1_000, TTL)
         .await
         .unwrap()
@@ -89,10 +85,7 @@ async fn expiry_lets_another_take_over() {
     assert_eq!(s.lease("clean").await.unwrap().unwrap().holder, "node-b");
 }
 
-#[tokio::test]
-async fn an_old_holder_coming_back_after_expiry_starts_a_new_term() {
-    let s = SqliteStore::in_memory().await.unwrap();
-    let s: &dyn Store = &s;
+async fn an_old_holder_coming_back_after_expiry_starts_a_new_term(s: &dyn Leases) {
     s.try_lease("clean", "node-a", 1_000, TTL)
         .await
         .unwrap()
@@ -105,10 +98,7 @@ async fn an_old_holder_coming_back_after_expiry_starts_a_new_term() {
     assert_eq!((again.acquired_at, again.expires_at), (90_000, 120_000));
 }
 
-#[tokio::test]
-async fn release_frees_it_at_once() {
-    let s = SqliteStore::in_memory().await.unwrap();
-    let s: &dyn Store = &s;
+async fn release_frees_it_at_once(s: &dyn Leases) {
     s.try_lease("clean", "node-a", 1_000, TTL)
         .await
         .unwrap()
@@ -136,22 +126,9 @@ async fn release_frees_it_at_once() {
     );
 }
 
-/// Two stores on one file (two nodes) racing for the same lease: exactly one wins each
-/// round.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_nodes_on_one_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let a = std::sync::Arc::new(
-        SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32]))
-            .await
-            .unwrap(),
-    );
-    let b = std::sync::Arc::new(
-        SqliteStore::open(&path, &SecretsKey::from_bytes([7; 32]))
-            .await
-            .unwrap(),
-    );
+/// Two stores on one database (two nodes) racing for the same lease: exactly one wins
+/// each round.
+async fn racing_nodes(a: Arc<dyn Leases>, b: Arc<dyn Leases>) {
     for round in 0..20i64 {
         let job = format!("job-{round}");
         let (ja, jb) = (job.clone(), job.clone());
@@ -201,4 +178,169 @@ async fn schema_check_names_what_differs() {
         .unwrap();
     let e = s.check_schema().await.unwrap_err().to_string();
     assert!(e.contains("migration 6 is not applied"), "{e}");
+}
+
+/// Each case as a test on either backend.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let s = berth_store::SqliteStore::in_memory().await.unwrap();
+                    super::$case(&s).await;
+                }
+            )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_nodes_on_one_file() {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("berth.db");
+                let key = berth_store::SecretsKey::from_bytes([7; 32]);
+                let a = berth_store::SqliteStore::open(&path, &key).await.unwrap();
+                let b = berth_store::SqliteStore::open(&path, &key).await.unwrap();
+                super::racing_nodes(std::sync::Arc::new(a), std::sync::Arc::new(b)).await;
+            }
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = super::pg_support::db().await else { return };
+                    let s = berth_store::PgStore::connect(&db.url).await.unwrap();
+                    super::$case(&s).await;
+                    s.close().await;
+                }
+            )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_nodes_on_one_database() {
+                let Some(db) = super::pg_support::db().await else { return };
+                let a = berth_store::PgStore::connect(&db.url).await.unwrap();
+                let b = berth_store::PgStore::connect(&db.url).await.unwrap();
+                super::racing_nodes(std::sync::Arc::new(a.clone()), std::sync::Arc::new(b.clone())).await;
+                a.close().await;
+                b.close().await;
+            }
+        }
+    };
+}
+
+on_both_backends!(
+    one_holder_at_a_time,
+    renewal_extends_and_keeps_the_start,
+    expiry_lets_another_take_over,
+    an_old_holder_coming_back_after_expiry_starts_a_new_term,
+    release_frees_it_at_once,
+);
+
+/// Several nodes starting at once on a new database: every one migrates it (one after
+/// the other, under the migrator's advisory lock) and succeeds; the schema is applied
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_starting_at_once_migrate_once() {
+    let Some(db) = pg_support::db().await else {
+        return;
+    };
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { PgStore::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(s.await.unwrap().expect("every node starts"));
+    }
+    for s in &stores {
+        s.check_schema().await.unwrap();
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![(6,)], "each migration applied once");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'leases'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1);
+    // And they share it: a lease one takes, another sees.
+    stores[0]
+        .try_lease("clean", "node-a", 1_000, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stores[3]
+            .try_lease("clean", "node-d", 2_000, TTL)
+            .await
+            .unwrap(),
+        None
+    );
+    for s in &stores {
+        s.close().await;
+    }
+}
+
+/// A database a newer berth migrated is refused at start, naming the migration; the
+/// schema check of a running node says the same.
+#[tokio::test]
+async fn postgres_refuses_a_newer_schema() {
+    let Some(db) = pg_support::db().await else {
+        return;
+    };
+    let s = PgStore::connect(&db.url).await.unwrap();
+    s.check_schema().await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', true, decode('00', 'hex'), 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let e = PgStore::connect(&db.url).await.unwrap_err().to_string();
+    assert!(
+        e.contains("migration 9999 is applied but this build does not know it"),
+        "{e}"
+    );
+    let e = s.check_schema().await.unwrap_err().to_string();
+    assert!(
+        e.contains("migration 9999 is applied but this build does not know it"),
+        "{e}"
+    );
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 9999")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 6")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let e = s.check_schema().await.unwrap_err().to_string();
+    assert!(e.contains("migration 6 is not applied"), "{e}");
+    s.close().await;
+}
+
+/// A URL of another kind is refused, saying what is expected.
+#[test]
+fn a_bad_url_is_refused_in_plain_words() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt
+        .block_on(PgStore::connect("mysql://u@h/db"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a PostgreSQL URL") && e.contains("must start with postgres://"),
+        "{e}"
+    );
 }
