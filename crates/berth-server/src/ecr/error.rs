@@ -13,37 +13,19 @@ pub const IMAGE_REFERENCED_BY_MANIFEST_LIST: &str = "ImageReferencedByManifestLi
 /// [`RegistryError::Backend`], which is a server failure in every API.
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
-        match e {
-            RegistryError::RepositoryNotFound { account, name } => {
-                super::repository_not_found(&account, &name)
-            }
-            RegistryError::RepositoryAlreadyExists { account, name } => ApiError::new(
-                400,
-                "RepositoryAlreadyExistsException",
-                format!(
-                    "The repository with name '{name}' already exists in the registry with id '{account}'"
-                ),
-            ),
-            RegistryError::RepositoryNotEmpty { account, name } => ApiError::new(
-                400,
-                "RepositoryNotEmptyException",
-                format!(
-                    "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
-                ),
-            ),
+        let code = match &e {
+            RegistryError::RepositoryNotFound { .. } => "RepositoryNotFoundException",
+            RegistryError::RepositoryAlreadyExists { .. } => "RepositoryAlreadyExistsException",
+            RegistryError::RepositoryNotEmpty { .. } => "RepositoryNotEmptyException",
             // ECR reports this only as a BatchDeleteImage failure (see images.rs); as an
             // exception it is the caller's request that cannot be done.
-            RegistryError::ImageReferencedByIndex { digest, .. } => ApiError::new(
-                400,
-                "InvalidParameterException",
-                format!(
-                    "The image {digest} is referenced by a manifest list or index in the repository"
-                ),
-            ),
+            RegistryError::ImageReferencedByIndex { .. } => "InvalidParameterException",
             RegistryError::Backend(m) => {
-                ApiError::from(berth_store::StoreError::Backend(m))
+                return ApiError::from(berth_store::StoreError::Backend(m.clone()))
             }
-        }
+        };
+        let message = crate::registry::refusal_message(&e).unwrap_or_default();
+        ApiError::new(400, code, message)
     }
 }
 

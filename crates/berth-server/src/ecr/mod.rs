@@ -110,13 +110,11 @@ pub fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 pub fn repository_not_found(registry: &str, name: &str) -> ApiError {
-    ApiError::new(
-        400,
-        "RepositoryNotFoundException",
-        format!(
-            "The repository with name '{name}' does not exist in the registry with id '{registry}'"
-        ),
-    )
+    berth_store::RegistryError::RepositoryNotFound {
+        account: registry.to_string(),
+        name: name.to_string(),
+    }
+    .into()
 }
 
 impl EcrCall<'_> {

@@ -8,46 +8,28 @@ use super::OciError;
 
 impl From<RegistryError> for OciError {
     fn from(e: RegistryError) -> OciError {
-        match e {
-            RegistryError::RepositoryNotFound { account, name } => OciError::new(
-                404,
-                "NAME_UNKNOWN",
-                format!(
-                    "The repository with name '{name}' does not exist in the registry with id '{account}'"
-                ),
-            ),
+        let (status, code) = match &e {
+            RegistryError::RepositoryNotFound { .. } => (404, "NAME_UNKNOWN"),
             // The OCI API creates repositories only on push, where one that already
             // exists is success; should it reach a client it is a refusal, not a failure.
-            RegistryError::RepositoryAlreadyExists { account, name } => OciError::new(
-                409,
-                "DENIED",
-                format!(
-                    "The repository with name '{name}' already exists in the registry with id '{account}'"
-                ),
-            ),
-            RegistryError::RepositoryNotEmpty { account, name } => OciError::new(
-                409,
-                "DENIED",
-                format!(
-                    "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
-                ),
-            ),
-            RegistryError::ImageReferencedByIndex { digest, .. } => OciError::new(
-                409,
-                "DENIED",
-                format!(
-                    "The image {digest} is referenced by a manifest list or index in the repository"
-                ),
-            ),
+            // OCI has no code for "exists", "not empty" or "still referenced".
+            RegistryError::RepositoryAlreadyExists { .. }
+            | RegistryError::RepositoryNotEmpty { .. }
+            | RegistryError::ImageReferencedByIndex { .. } => (409, "DENIED"),
             RegistryError::Backend(m) => {
                 tracing::error!(error = %m, "metadata store failed");
-                OciError::new(
+                return OciError::new(
                     500,
                     "UNKNOWN",
                     "The request processing has failed because of an unknown error, exception or failure.",
-                )
+                );
             }
-        }
+        };
+        OciError::new(
+            status,
+            code,
+            crate::registry::refusal_message(&e).unwrap_or_default(),
+        )
     }
 }
 

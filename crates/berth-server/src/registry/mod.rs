@@ -5,6 +5,28 @@
 pub mod push;
 pub mod token;
 
+/// What a registry refusal says, in ECR's words; the ECR and OCI front doors both send it
+/// (each with its own code and status). `None` for a backend failure, whose detail goes
+/// to the log, not to the client.
+pub fn refusal_message(e: &berth_store::RegistryError) -> Option<String> {
+    use berth_store::RegistryError::*;
+    Some(match e {
+        RepositoryNotFound { account, name } => format!(
+            "The repository with name '{name}' does not exist in the registry with id '{account}'"
+        ),
+        RepositoryAlreadyExists { account, name } => format!(
+            "The repository with name '{name}' already exists in the registry with id '{account}'"
+        ),
+        RepositoryNotEmpty { account, name } => format!(
+            "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
+        ),
+        ImageReferencedByIndex { digest, .. } => {
+            format!("The image {digest} is referenced by a manifest list or index in the repository")
+        }
+        Backend(_) => return None,
+    })
+}
+
 use berth_iam::PolicyKind;
 use berth_store::{Repository, TagTarget};
 
