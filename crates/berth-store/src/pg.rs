@@ -17,7 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use crate::leases::{Lease, Leases};
-use crate::{Result, StoreError};
+use crate::sealer::{Sealer, SecretSlot, SecretsKey, CHECK_TEXT};
+use crate::{KeyError, Result, StoreError};
 
 /// The schema's migrations, built in.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -30,20 +31,30 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn backend(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {e}"))
 }
 
 /// The PostgreSQL store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
+    /// Seals and opens the secrets, with the key the store was connected with.
+    pub(crate) sealer: std::sync::Arc<Sealer>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
 }
 
 impl PgStore {
     /// Connect to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, with the
-    /// usual query parameters such as `sslmode`), then bring the schema up to date.
-    pub async fn connect(url: &str) -> Result<PgStore> {
+    /// usual query parameters such as `sslmode`), bring the schema up to date, and check
+    /// that `key` is the key the database's secrets are sealed with
+    /// ([`KeyError::WrongKey`] if not; a new database adopts it).
+    pub async fn connect(url: &str, key: &SecretsKey) -> std::result::Result<PgStore, KeyError> {
         // The URL may hold a password: errors never repeat it.
         let not_pg = |why: String| {
             StoreError::Backend(format!(
@@ -51,9 +62,9 @@ impl PgStore {
             ))
         };
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(not_pg(
-                "it must start with postgres:// or postgresql://".to_string(),
-            ));
+            return Err(
+                not_pg("it must start with postgres:// or postgresql://".to_string()).into(),
+            );
         }
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             not_pg(match e {
@@ -75,7 +86,35 @@ impl PgStore {
             )),
             e => StoreError::Backend(format!("migrating the PostgreSQL schema: {e}")),
         })?;
-        Ok(PgStore { pool })
+        let sealer = Sealer::new(key);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        // The first node to connect to a new database makes the check row; every node
+        // (that one included) then checks its key against the row that won.
+        sqlx::query(
+            "INSERT INTO secrets_key_check (only_row, sealed, created_at) VALUES (1, $1, $2)
+             ON CONFLICT (only_row) DO NOTHING",
+        )
+        .bind(sealer.seal(SecretSlot::Check, CHECK_TEXT)?)
+        .bind(now)
+        .execute(&pool)
+        .await
+        .map_err(backend)?;
+        let check: String =
+            sqlx::query_scalar("SELECT sealed FROM secrets_key_check WHERE only_row = 1")
+                .fetch_one(&pool)
+                .await
+                .map_err(backend)?;
+        match sealer.open(SecretSlot::Check, &check) {
+            Ok(text) if text == CHECK_TEXT => {}
+            _ => return Err(KeyError::WrongKey),
+        }
+        Ok(PgStore {
+            pool,
+            sealer: std::sync::Arc::new(sealer),
+        })
     }
 
     /// Whether the database answers and its schema is current: the migrations applied
@@ -88,6 +127,11 @@ impl PgStore {
         .await
         .map_err(backend)?;
         crate::schema::check(&MIGRATOR, &applied)
+    }
+
+    /// The sealer of the secrets.
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
     }
 
     /// Close the pool's connections (waits for those in use to come back).

@@ -351,6 +351,15 @@ pub struct Upload {
     pub updated: i64,
 }
 
+/// What the blob backend keeps of an upload session between requests (so that any node
+/// can continue it): opaque bytes, and a version that each save increments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadState {
+    /// 0 and `None` until the first save.
+    pub version: i64,
+    pub state: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait RegistryStore: Send + Sync + 'static {
     async fn create_repository(&self, repo: &Repository, tags: &[crate::Tag]) -> Result<()>;
@@ -441,6 +450,19 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &str) -> Result<()>;
     /// Upload sessions not touched since `before` (milliseconds since the epoch).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>>;
+
+    /// The blob backend's saved state of an upload session (`None`: no such session).
+    async fn upload_state(&self, id: &str) -> Result<Option<UploadState>>;
+    /// Replace a session's state if its version is still `expected_version` (the version
+    /// becomes `expected_version + 1` and the session is touched at `now`). False if the
+    /// session is gone or another writer saved first.
+    async fn save_upload_state(
+        &self,
+        id: &str,
+        expected_version: i64,
+        state: &[u8],
+        now: i64,
+    ) -> Result<bool>;
 }
 
 #[cfg(test)]

@@ -742,4 +742,35 @@ impl RegistryStore for SqliteStore {
             .map_err(backend)?;
         rows.iter().map(upload_from).collect()
     }
+
+    async fn upload_state(&self, id: &str) -> Result<Option<UploadState>> {
+        let row: Option<(i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT state_version, state FROM uploads WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.map(|(version, state)| UploadState { version, state }))
+    }
+
+    async fn save_upload_state(
+        &self,
+        id: &str,
+        expected_version: i64,
+        state: &[u8],
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET state = ?, state_version = state_version + 1, updated_at = ?
+             WHERE id = ? AND state_version = ?",
+        )
+        .bind(state)
+        .bind(now)
+        .bind(id)
+        .bind(expected_version)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
 }

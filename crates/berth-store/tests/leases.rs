@@ -208,7 +208,7 @@ macro_rules! on_both_backends {
                 #[tokio::test]
                 async fn $case() {
                     let Some(db) = super::pg_support::db().await else { return };
-                    let s = berth_store::PgStore::connect(&db.url).await.unwrap();
+                    let s = berth_store::PgStore::connect(&db.url, &crate::pg_support::test_key()).await.unwrap();
                     super::$case(&s).await;
                     s.close().await;
                 }
@@ -217,8 +217,8 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn racing_nodes_on_one_database() {
                 let Some(db) = super::pg_support::db().await else { return };
-                let a = berth_store::PgStore::connect(&db.url).await.unwrap();
-                let b = berth_store::PgStore::connect(&db.url).await.unwrap();
+                let a = berth_store::PgStore::connect(&db.url, &crate::pg_support::test_key()).await.unwrap();
+                let b = berth_store::PgStore::connect(&db.url, &crate::pg_support::test_key()).await.unwrap();
                 super::racing_nodes(std::sync::Arc::new(a.clone()), std::sync::Arc::new(b.clone())).await;
                 a.close().await;
                 b.close().await;
@@ -246,7 +246,9 @@ async fn postgres_nodes_starting_at_once_migrate_once() {
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = db.url.clone();
-            tokio::spawn(async move { PgStore::connect(&url).await })
+            tokio::spawn(
+                async move { PgStore::connect(&url, &crate::pg_support::test_key()).await },
+            )
         })
         .collect();
     let mut stores = Vec::new();
@@ -259,11 +261,21 @@ async fn postgres_nodes_starting_at_once_migrate_once() {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
-    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(applied, vec![(6,)], "each migration applied once");
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut known: Vec<i64> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+            .unwrap()
+            .map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name[..4].parse().unwrap()
+            })
+            .collect();
+    known.sort();
+    assert_eq!(applied, known, "each migration applied, once");
     let tables: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'leases'",
     )
@@ -296,7 +308,9 @@ async fn postgres_refuses_a_newer_schema() {
     let Some(db) = pg_support::db().await else {
         return;
     };
-    let s = PgStore::connect(&db.url).await.unwrap();
+    let s = PgStore::connect(&db.url, &crate::pg_support::test_key())
+        .await
+        .unwrap();
     s.check_schema().await.unwrap();
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
@@ -308,7 +322,10 @@ async fn postgres_refuses_a_newer_schema() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let e = PgStore::connect(&db.url).await.unwrap_err().to_string();
+    let e = PgStore::connect(&db.url, &crate::pg_support::test_key())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("migration 9999 is applied but this build does not know it"),
         "{e}"
@@ -331,12 +348,35 @@ async fn postgres_refuses_a_newer_schema() {
     s.close().await;
 }
 
+/// A node started with another secrets key than the one the database's secrets are
+/// sealed with is refused (nodes of one registry share the key).
+#[tokio::test]
+async fn postgres_refuses_another_secrets_key() {
+    let Some(db) = pg_support::db().await else {
+        return;
+    };
+    let s = PgStore::connect(&db.url, &crate::pg_support::test_key())
+        .await
+        .unwrap();
+    let again = PgStore::connect(&db.url, &crate::pg_support::test_key())
+        .await
+        .unwrap();
+    let other = berth_store::SecretsKey::from_bytes([8; 32]);
+    let e = PgStore::connect(&db.url, &other).await.unwrap_err();
+    assert!(matches!(e, berth_store::KeyError::WrongKey), "{e}");
+    again.close().await;
+    s.close().await;
+}
+
 /// A URL of another kind is refused, saying what is expected.
 #[test]
 fn a_bad_url_is_refused_in_plain_words() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let e = rt
-        .block_on(PgStore::connect("mysql://u@h/db"))
+        .block_on(PgStore::connect(
+            "mysql://u@h/db",
+            &crate::pg_support::test_key(),
+        ))
         .unwrap_err()
         .to_string();
     assert!(

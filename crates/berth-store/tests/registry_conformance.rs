@@ -437,6 +437,42 @@ async fn upload_sessions() {
             "{}",
             b.name
         );
+        // The blob backend's state: none until saved; saved only by a writer that read
+        // the current version, so of two nodes continuing one session only one wins.
+        let fresh = UploadState {
+            version: 0,
+            state: None,
+        };
+        assert_eq!(
+            s.upload_state("u2").await.unwrap(),
+            Some(fresh),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.upload_state("nope").await.unwrap(), None, "{}", b.name);
+        assert!(s.save_upload_state("u2", 0, b"one", 6_000).await.unwrap());
+        assert!(!b.nodes[1]
+            .save_upload_state("u2", 0, b"two", 6_000)
+            .await
+            .unwrap());
+        assert!(b.nodes[1]
+            .save_upload_state("u2", 1, b"three", 7_000)
+            .await
+            .unwrap());
+        assert_eq!(
+            s.upload_state("u2").await.unwrap(),
+            Some(UploadState {
+                version: 2,
+                state: Some(b"three".to_vec()),
+            }),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.upload("u2").await.unwrap().map(|u| u.updated),
+            Some(7_000)
+        );
+        assert!(!s.save_upload_state("nope", 0, b"x", 1).await.unwrap());
         s.delete_upload("u1").await.unwrap();
         assert_eq!(s.upload("u1").await.unwrap(), None, "{}", b.name);
         // A repository's deletion takes its upload sessions.

@@ -93,3 +93,9 @@ impl Drop for PgDb {
         }
     }
 }
+
+/// The secrets key the PostgreSQL tests connect with.
+#[allow(dead_code)]
+pub fn test_key() -> berth_store::SecretsKey {
+    berth_store::SecretsKey::from_bytes([7; 32])
+}
