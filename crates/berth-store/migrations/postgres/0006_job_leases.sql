@@ -1,7 +1,7 @@
--- PostgreSQL schema, numbered like migrations/sqlite so one version is one step of the
--- schema on either backend. 0001-0005 (identities, registry, settings, sealed secrets)
--- come with the rest of the PostgreSQL backend; the migrator applies any missing
--- version, so adding them later carries a database that has only this one forward.
+-- PostgreSQL schema, numbered like migrations/sqlite: a version is one step of the
+-- schema on either backend. 0001 and 0002 create the tables in the shape SQLite reaches
+-- after 0003-0005 and 0007 (those steps converted SQLite data that PostgreSQL never held
+-- in the older shape), so 0003, 0004 and 0007 have no PostgreSQL file.
 --
 -- Leases on background jobs: the node whose lease is unexpired runs the job, so exactly
 -- one node of a deployment runs each job at a time. Times are milliseconds since the
