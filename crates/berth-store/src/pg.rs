@@ -23,6 +23,9 @@ use crate::{KeyError, Result, StoreError};
 /// The schema's migrations, built in.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The channel writes that matter to authorization are notified on (migration 0008).
+const CHANGES: &str = "berth_changes";
+
 /// Most connections one node holds to the database.
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a query waits for a connection (a new one included: this also bounds
@@ -127,6 +130,53 @@ impl PgStore {
         .await
         .map_err(backend)?;
         crate::schema::check(&MIGRATOR, &applied)
+    }
+
+    /// Call `on_change` with a table's name whenever a committed write changes what
+    /// authorization reads (see migration 0008: every node's writes notify channel
+    /// `berth_changes`), and with `"*"` whenever notifications may have been missed: when
+    /// listening starts and each time the connection is lost (it reconnects by itself,
+    /// retrying every second). Runs until the returned handle is aborted.
+    pub fn watch_changes(
+        &self,
+        on_change: impl Fn(&str) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let listener = async {
+                    let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    l.listen(CHANGES).await?;
+                    Ok::<_, sqlx::Error>(l)
+                };
+                let mut listener = match listener.await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "not listening for changes from other nodes; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                // Listening from now on: whatever changed before is unknown.
+                on_change("*");
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => on_change(n.payload()),
+                        // The connection was lost; the next call reconnects.
+                        Ok(None) => {
+                            tracing::warn!("lost the connection that listens for changes from other nodes; reconnecting");
+                            on_change("*");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for changes from other nodes failed; retrying");
+                            on_change("*");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// The sealer of the secrets.
