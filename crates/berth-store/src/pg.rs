@@ -132,6 +132,30 @@ impl PgStore {
         crate::schema::check(&MIGRATOR, &applied)
     }
 
+    /// Whether the database at `url` holds secrets sealed with some key (its key check
+    /// row exists): false for a new database, which adopts the key it is first connected
+    /// with. Reads only; migrates nothing.
+    pub async fn is_sealed(url: &str) -> Result<bool> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('secrets_key_check')::text")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(backend)?;
+        if table.is_none() {
+            return Ok(false);
+        }
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets_key_check")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(backend)?;
+        let _ = conn.close().await;
+        Ok(n > 0)
+    }
+
     /// Call `on_change` with a table's name whenever a committed write changes what
     /// authorization reads (see migration 0008: every node's writes notify channel
     /// `berth_changes`), and with `"*"` whenever notifications may have been missed: when

@@ -1,11 +1,16 @@
-//! Credentials and compiled identity policies, cached between requests.
+//! What authorization reads, cached between requests: credentials, identities with their
+//! compiled policies, repositories (settings and policy) with their tags, and registry
+//! policies; resource policies are compiled once per distinct text.
 //!
 //! Entries live for a short time (`ttl`) and are dropped at once when this node writes
-//! IAM or STS state (the generation moves): a change made here takes effect on the next
-//! request, a change made by another process within `ttl`. ECR writes flush nothing:
-//! repository and registry policies and repository tags are not cached (only their
-//! compiled form, by exact text). Only things found are cached,
-//! so a key created by `berth account create` works immediately. Secret keys arrive
+//! any of it (IAM and STS writes, and the ECR operations that change repositories,
+//! their policies and tags, or registry policies: the generation moves) and, with a
+//! PostgreSQL metadata store, when any node does (the store's change notifications call
+//! [`Caches::invalidate`]). The TTL is the backstop for a writer that notifies nothing
+//! (another process on an embedded data directory). Credentials and identities are
+//! cached only when found, so a key created by `berth account create` works immediately;
+//! repositories and registry policies also when absent (a pull of a repository that does
+//! not exist costs no store round trip either). Secret keys arrive
 //! opened from the store (it keeps them sealed): each is decrypted once per cache fill,
 //! not once per request.
 
@@ -15,7 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_iam::{CompiledPolicy, PolicyKind};
-use berth_store::{AccessKey, Entity, EntityKind, Session, Store, StoreError, Tag};
+use berth_store::{
+    AccessKey, Entity, EntityKind, RegistryStore, Repository, Session, Store, StoreError, Tag,
+    TagTarget,
+};
 
 use super::caller::Claims;
 use crate::query::ApiError;
@@ -48,6 +56,13 @@ struct Entry<T> {
 
 type EntityId = (String, EntityKind, String);
 
+/// A repository as authorization reads it: the record (`None`: there is none) and its tags.
+#[derive(Debug)]
+pub struct RepositoryView {
+    pub repository: Option<Repository>,
+    pub tags: Vec<Tag>,
+}
+
 /// Bounded: a map is emptied when it reaches this many entries.
 const LIMIT: usize = 65_536;
 
@@ -58,6 +73,10 @@ pub struct Caches {
     ttl: Duration,
     credentials: Mutex<HashMap<String, Entry<Arc<Credential>>>>,
     entities: Mutex<HashMap<EntityId, Entry<Arc<EntityPolicies>>>>,
+    /// By account and name.
+    repositories: Mutex<HashMap<(String, String), Entry<Arc<RepositoryView>>>>,
+    /// By account.
+    registry_policies: Mutex<HashMap<String, Entry<Option<Arc<str>>>>>,
     /// SigV4 signing keys.
     pub signing_keys: berth_sigv4::KeyCache,
 }
@@ -77,6 +96,8 @@ impl Caches {
             ttl,
             credentials: Mutex::new(HashMap::new()),
             entities: Mutex::new(HashMap::new()),
+            repositories: Mutex::new(HashMap::new()),
+            registry_policies: Mutex::new(HashMap::new()),
             signing_keys: berth_sigv4::KeyCache::new(),
         }
     }
@@ -86,11 +107,67 @@ impl Caches {
         (lock(&self.credentials).len(), lock(&self.entities).len())
     }
 
-    /// Forget everything: called after every IAM or STS write this node makes.
+    /// Forget everything: called after every write this node makes to what authorization
+    /// reads, and when another node's write is notified.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         lock(&self.credentials).clear();
         lock(&self.entities).clear();
+        lock(&self.repositories).clear();
+        lock(&self.registry_policies).clear();
+    }
+
+    /// A repository and its tags (`repository: None` if there is none).
+    pub async fn repository(
+        &self,
+        registry: &dyn RegistryStore,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<Arc<RepositoryView>, berth_store::RegistryError> {
+        let key = (account.to_string(), name.to_string());
+        if let Some(v) = lock(&self.repositories)
+            .get(&key)
+            .and_then(|e| self.fresh(e))
+        {
+            return Ok(v);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let repository = registry.repository(account, name).await?;
+        let tags = match &repository {
+            Some(r) => {
+                store
+                    .tags(&r.account, TagTarget::Repository, &r.name)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let view = Arc::new(RepositoryView { repository, tags });
+        self.put(&self.repositories, key, view.clone(), generation);
+        Ok(view)
+    }
+
+    /// An account's registry policy, if it has one.
+    pub async fn registry_policy(
+        &self,
+        registry: &dyn RegistryStore,
+        account: &str,
+    ) -> Result<Option<Arc<str>>, berth_store::RegistryError> {
+        if let Some(v) = lock(&self.registry_policies)
+            .get(account)
+            .and_then(|e| self.fresh(e))
+        {
+            return Ok(v);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let policy: Option<Arc<str>> = registry.registry_policy(account).await?.map(Arc::from);
+        self.put(
+            &self.registry_policies,
+            account.to_string(),
+            policy.clone(),
+            generation,
+        );
+        Ok(policy)
     }
 
     fn fresh<T: Clone>(&self, e: &Entry<T>) -> Option<T> {

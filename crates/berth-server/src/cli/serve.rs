@@ -35,6 +35,11 @@ pub struct ServeArgs {
     /// DATA_DIR/secrets.key]
     #[arg(long, value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// Where the metadata lives: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE for a
+    /// registry of several nodes sharing one PostgreSQL database, or sqlite://PATH
+    /// [default: sqlite://DATA_DIR/berth.db]
+    #[arg(long, value_name = "URL")]
+    metadata_url: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -54,6 +59,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             region: args.region,
             audit_log: args.audit_log,
             secrets_key_file: args.secrets_key_file,
+            metadata_url: args.metadata_url,
         },
     )?;
     super::runtime()?.block_on(crate::serve::run(config))?;

@@ -412,10 +412,13 @@ async fn call(
         registry,
         repository: found,
     };
-    // No cache to flush: the IAM caches hold credentials and identity policies, which no
-    // ECR operation changes; repository and registry policies and repository tags are
-    // read from the store on every request (policies compiled once per distinct text).
-    dispatch(&call, op).await
+    let result = dispatch(&call, op).await;
+    if op.changes_authorization() {
+        // Even a failure may have changed something (a delete that went half way is
+        // impossible, but an error after the write is not): flush either way.
+        app.caches.invalidate();
+    }
+    result
 }
 
 async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {

@@ -80,3 +80,26 @@ operations! {
     ListImages => Repository,
     DescribeImages => Repository,
 }
+
+impl Operation {
+    /// Whether the operation writes what authorization reads and the caches keep
+    /// (repositories with their settings, policies and tags; registry policies).
+    pub fn changes_authorization(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            PutRegistryPolicy
+                | DeleteRegistryPolicy
+                | CreateRepository
+                | DeleteRepository
+                | PutImageTagMutability
+                | PutImageScanningConfiguration
+                | SetRepositoryPolicy
+                | DeleteRepositoryPolicy
+                | PutLifecyclePolicy
+                | DeleteLifecyclePolicy
+                | TagResource
+                | UntagResource
+        )
+    }
+}

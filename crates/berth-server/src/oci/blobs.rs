@@ -61,7 +61,10 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
         return Ok(r);
     }
     let repo = Repository::new(&c.registry, name, crate::ids::now_ms());
-    match c.app.registry.create_repository(&repo, &[]).await {
+    let created = c.app.registry.create_repository(&repo, &[]).await;
+    // The caches may hold "no such repository".
+    c.app.caches.invalidate();
+    match created {
         Ok(()) | Err(berth_store::RegistryError::RepositoryAlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),
     }

@@ -28,7 +28,7 @@ pub fn refusal_message(e: &berth_store::RegistryError) -> Option<String> {
 }
 
 use berth_iam::PolicyKind;
-use berth_store::{Repository, TagTarget};
+use berth_store::Repository;
 
 use crate::auth::authorizer::{authorize, Authorization, ContextValue};
 use crate::auth::Caller;
@@ -60,10 +60,16 @@ pub async fn authorize_ecr(
     req: EcrRequest<'_>,
 ) -> Result<Option<Repository>, ApiError> {
     let region = &app.config.region;
-    let repo = match req.repository {
-        Some(name) => app.registry.repository(req.registry, name).await?,
+    // From the caches: no store round trip on the steady-state hot path.
+    let view = match req.repository {
+        Some(name) => Some(
+            app.caches
+                .repository(&*app.registry, &*app.store, req.registry, name)
+                .await?,
+        ),
         None => None,
     };
+    let repo = view.as_ref().and_then(|v| v.repository.clone());
     let resource = match req.repository {
         Some(name) => repository_arn(region, req.registry, name),
         None => "*".to_string(),
@@ -72,7 +78,11 @@ pub async fn authorize_ecr(
     if let Some(text) = repo.as_ref().and_then(|r| r.policy.as_deref()) {
         policies.push(app.caches.compiled(PolicyKind::Repository, text)?);
     }
-    if let Some(text) = app.registry.registry_policy(req.registry).await? {
+    if let Some(text) = app
+        .caches
+        .registry_policy(&*app.registry, req.registry)
+        .await?
+    {
         policies.push(app.caches.compiled(PolicyKind::Registry, &text)?);
     }
     let mut context = req.context;
@@ -80,21 +90,15 @@ pub async fn authorize_ecr(
         "aws:ResourceAccount".into(),
         ContextValue::One(req.registry.to_string()),
     ));
-    if let Some(r) = &repo {
-        for t in app
-            .store
-            .tags(&r.account, TagTarget::Repository, &r.name)
-            .await?
-        {
-            context.push((
-                format!("aws:ResourceTag/{}", t.key),
-                ContextValue::One(t.value.clone()),
-            ));
-            context.push((
-                format!("ecr:ResourceTag/{}", t.key),
-                ContextValue::One(t.value),
-            ));
-        }
+    for t in view.iter().flat_map(|v| v.tags.iter()) {
+        context.push((
+            format!("aws:ResourceTag/{}", t.key),
+            ContextValue::One(t.value.clone()),
+        ));
+        context.push((
+            format!("ecr:ResourceTag/{}", t.key),
+            ContextValue::One(t.value.clone()),
+        ));
     }
     authorize(
         app,

@@ -82,6 +82,58 @@ pub struct Config {
     /// The key file secrets are sealed with in the metadata store;
     /// `DATA_DIR/secrets.key` when absent.
     pub secrets_key_file: Option<PathBuf>,
+    /// Where the metadata lives: `None` is the embedded default, `DATA_DIR/berth.db`.
+    pub metadata: Option<MetadataUrl>,
+}
+
+/// A metadata store named by URL (`--metadata-url`, `metadata_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataUrl {
+    /// `sqlite://PATH`: the embedded database file at PATH.
+    Sqlite(PathBuf),
+    /// `postgres://USER@HOST:PORT/DB` (or `postgresql://`), kept whole for the driver.
+    Postgres(String),
+}
+
+impl MetadataUrl {
+    pub fn parse(url: &str) -> Result<MetadataUrl, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("metadata URL sqlite:// names no database file (sqlite://PATH)".into());
+            }
+            return Ok(MetadataUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(MetadataUrl::Postgres(url.to_string()));
+        }
+        // The URL may hold a password: say what is wrong without repeating it.
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        Err(format!(
+            "the metadata URL must be sqlite://PATH or postgres://USER@HOST:PORT/DATABASE, not {}",
+            if scheme.is_empty() {
+                "a URL without a scheme".to_string()
+            } else {
+                format!("a {scheme}:// URL")
+            }
+        ))
+    }
+
+    /// Safe to print: a PostgreSQL URL's password is left out.
+    pub fn redacted(&self) -> String {
+        match self {
+            MetadataUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            MetadataUrl::Postgres(u) => {
+                let (scheme, rest) = u.split_once("://").unwrap_or(("postgres", u));
+                match rest.rsplit_once('@') {
+                    Some((user, host)) => {
+                        let user = user.split_once(':').map_or(user, |(name, _)| name);
+                        format!("{scheme}://{user}@{host}")
+                    }
+                    None => u.clone(),
+                }
+            }
+        }
+    }
 }
 
 impl Default for Config {
@@ -107,6 +159,7 @@ impl Default for Config {
             clean_interval: Duration::from_secs(300),
             upload_idle: Duration::from_secs(86_400),
             secrets_key_file: None,
+            metadata: None,
         }
     }
 }
@@ -135,6 +188,7 @@ struct FileConfig {
     clean_interval_seconds: Option<f64>,
     upload_idle_seconds: Option<f64>,
     secrets_key_file: Option<PathBuf>,
+    metadata_url: Option<String>,
 }
 
 /// Command-line values, which win over the file.
@@ -145,6 +199,7 @@ pub struct Overrides {
     pub region: Option<String>,
     pub audit_log: Option<String>,
     pub secrets_key_file: Option<PathBuf>,
+    pub metadata_url: Option<String>,
 }
 
 /// A timeout from the file: a positive number of seconds, at most a day.
@@ -277,6 +332,9 @@ impl Config {
             if let Some(k) = f.secrets_key_file {
                 c.secrets_key_file = Some(k);
             }
+            if let Some(u) = f.metadata_url {
+                c.metadata = Some(MetadataUrl::parse(&u)?);
+            }
         }
         if let Some(l) = &o.listen {
             c.listen = parse_listen(l)?;
@@ -292,6 +350,9 @@ impl Config {
         }
         if let Some(k) = &o.secrets_key_file {
             c.secrets_key_file = Some(k.clone());
+        }
+        if let Some(u) = &o.metadata_url {
+            c.metadata = Some(MetadataUrl::parse(u)?);
         }
         if c.region.is_empty()
             || !c
@@ -384,5 +445,37 @@ mod tests {
         };
         let c = Config::load(Some(&path), &flag).unwrap();
         assert_eq!(c.secrets_key_file.as_deref(), Some(Path::new("/from/flag")));
+    }
+
+    #[test]
+    fn metadata_url_from_the_file_and_the_flag() {
+        assert_eq!(Config::default().metadata, None);
+        let c = load("metadata_url = \"postgres://berth:pw@db:5432/berth\"\n").unwrap();
+        let url = c.metadata.unwrap();
+        assert_eq!(
+            url,
+            MetadataUrl::Postgres("postgres://berth:pw@db:5432/berth".into())
+        );
+        assert_eq!(url.redacted(), "postgres://berth@db:5432/berth");
+        let flag = Overrides {
+            metadata_url: Some("sqlite:///srv/berth.db".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &flag).unwrap();
+        assert_eq!(
+            c.metadata,
+            Some(MetadataUrl::Sqlite(PathBuf::from("/srv/berth.db")))
+        );
+        for (bad, says) in [
+            (
+                "metadata_url = \"mysql://u:secret@h/db\"",
+                "not a mysql:// URL",
+            ),
+            ("metadata_url = \"sqlite://\"", "names no database file"),
+            ("metadata_url = \"berth.db\"", "without a scheme"),
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.contains(says) && !e.contains("secret"), "{bad}: {e}");
+        }
     }
 }

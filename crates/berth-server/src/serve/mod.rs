@@ -48,14 +48,22 @@ pub async fn open_store(
     data_dir: &Path,
     key_file: Option<&Path>,
 ) -> Result<Arc<SqliteStore>, String> {
-    let db = data_dir.join("berth.db");
-    let store = open_store_without_secrets(data_dir).await?;
+    open_sqlite(data_dir, &data_dir.join("berth.db"), key_file).await
+}
+
+/// [`open_store`] with the database file at `db` (`--metadata-url sqlite://PATH`).
+pub async fn open_sqlite(
+    data_dir: &Path,
+    db: &Path,
+    key_file: Option<&Path>,
+) -> Result<Arc<SqliteStore>, String> {
+    let store = open_sqlite_without_secrets(data_dir, db).await?;
     let path = secrets::key_path(data_dir, key_file);
     let sealed = store
         .holds_sealed_secrets()
         .await
         .map_err(|e| e.to_string())?;
-    let key = secrets::load_or_create(&path, sealed, &db)?;
+    let key = secrets::load_or_create(&path, sealed, db)?;
     let store = store.with_secrets_key(&key).await.map_err(|e| match e {
         berth_store::KeyError::WrongKey => format!(
             "the secrets key in {} is not the key the secrets in {} were sealed with: start \
@@ -79,13 +87,16 @@ pub async fn open_store(
 /// [`open_store`] without the secrets key, for commands that read no secret (policy
 /// analysis of a data directory): reading or writing a secret through it fails.
 pub async fn open_store_without_secrets(data_dir: &Path) -> Result<SqliteStore, String> {
+    open_sqlite_without_secrets(data_dir, &data_dir.join("berth.db")).await
+}
+
+async fn open_sqlite_without_secrets(data_dir: &Path, db: &Path) -> Result<SqliteStore, String> {
     private::warn(&private::prepare_data_dir(data_dir)?);
-    let db = data_dir.join("berth.db");
-    private::create_private_file(&db)?;
-    let store = SqliteStore::open_without_secrets(&db)
+    private::create_private_file(db)?;
+    let store = SqliteStore::open_without_secrets(db)
         .await
         .map_err(|e| e.to_string())?;
-    private::warn(&private::tighten_database_files(&db));
+    private::warn(&private::tighten_database_files(db));
     Ok(store)
 }
 
