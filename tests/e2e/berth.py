@@ -153,19 +153,71 @@ def client_error(fn, *args, **kwargs):
     return r["Error"].get("Code"), r["Error"].get("Message", ""), r["ResponseMetadata"].get("HTTPStatusCode")
 
 
-class Server:
-    """One `berth serve` process on 127.0.0.1 with its own data directory."""
+# The scale-out configuration: with BERTH_E2E_METADATA=postgres, every Server keeps its
+# metadata in a database of its own on the PostgreSQL server BERTH_TEST_POSTGRES_URL
+# names (dropped when the tests end) instead of its data directory's SQLite file.
+E2E_METADATA = os.environ.get("BERTH_E2E_METADATA", "sqlite")
+_databases: list[str] = []
 
-    def __init__(self, data_dir, extra_config="", args=()):
+
+def postgres_admin_url():
+    url = os.environ.get("BERTH_TEST_POSTGRES_URL")
+    assert url, "BERTH_E2E_METADATA=postgres needs BERTH_TEST_POSTGRES_URL (scripts/with-postgres sets it)"
+    return url
+
+
+def postgres_url(database):
+    """The URL of `database` on the test PostgreSQL server."""
+    base = postgres_admin_url().rsplit("/", 1)[0]
+    return f"{base}/{database}"
+
+
+def psql(sql, database=None):
+    url = postgres_url(database) if database else postgres_admin_url()
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"psql {sql!r}: {out.stderr}"
+    return out.stdout
+
+
+def new_database():
+    """A new empty PostgreSQL database, dropped when the tests end; returns its name."""
+    name = f"berth_e2e_{os.getpid()}_{len(_databases)}_{int(time.time() * 1000) % 100000}"
+    psql(f"CREATE DATABASE {name}")
+    _databases.append(name)
+    return name
+
+
+def _drop_databases():
+    for name in _databases:
+        subprocess.run(["psql", postgres_admin_url(), "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                       capture_output=True, timeout=60)
+
+
+import atexit  # noqa: E402
+
+atexit.register(_drop_databases)
+
+
+class Server:
+    """One `berth serve` process on 127.0.0.1 with its own data directory (and, in the
+    scale-out configuration, its own PostgreSQL database, or the one `database` names to
+    share it with other nodes)."""
+
+    def __init__(self, data_dir, extra_config="", args=(), database=None):
         self.data_dir = Path(data_dir)
         # Private from the start, as berth would make it (no tightening warning at start).
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.audit_path = self.data_dir / "audit.log"
         self.config_path = self.data_dir.parent / (self.data_dir.name + "-config.toml")
+        self.database = database
+        if self.database is None and E2E_METADATA == "postgres" and "metadata_url" not in extra_config:
+            self.database = new_database()
+        metadata = f'metadata_url = "{postgres_url(self.database)}"\n' if self.database else ""
         self.config_path.write_text(
             f"cache_ttl_ms = {int(CACHE_TTL * 1000)}\n"
             f'audit_log = "{self.audit_path}"\n'
-            f"clock_skew_seconds = 900\n" + extra_config
+            f"clock_skew_seconds = 900\n" + metadata + extra_config
         )
         self.args = list(args)
         self.proc = None

@@ -43,6 +43,10 @@ pub enum StoreError {
     LimitExceeded(String),
     /// The backend failed (I/O, database).
     Backend(String),
+    /// The backend cannot be reached right now (connection refused or lost, no free
+    /// connection in time, the database shutting down); nothing was written, and the
+    /// same request may succeed once it is back.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -53,6 +57,7 @@ impl std::fmt::Display for StoreError {
             | StoreError::Conflict(m)
             | StoreError::LimitExceeded(m) => f.write_str(m),
             StoreError::Backend(m) => write!(f, "metadata store: {m}"),
+            StoreError::Unavailable(m) => write!(f, "metadata store unavailable: {m}"),
         }
     }
 }

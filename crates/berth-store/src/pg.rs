@@ -34,8 +34,31 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A database error as the store reports it: `Unavailable` when the server cannot be
+/// reached or is going away (the request may be retried once it is back), else `Backend`.
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(format!("PostgreSQL: {e}"))
+    if unavailable(&e) {
+        StoreError::Unavailable(format!("PostgreSQL: {e}"))
+    } else {
+        StoreError::Backend(format!("PostgreSQL: {e}"))
+    }
+}
+
+/// Whether `e` says the database is out of reach rather than that the request failed:
+/// no connection (refused, lost, TLS, pool exhausted or closed), or the server refusing
+/// work while it starts or stops (SQLSTATE class 08, 57P01-57P03).
+pub(crate) fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 /// The PostgreSQL store.

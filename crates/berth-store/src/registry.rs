@@ -23,6 +23,8 @@ pub enum RegistryError {
     },
     /// The backend failed (I/O, database, unreadable stored data).
     Backend(String),
+    /// The backend cannot be reached right now (see [`crate::StoreError::Unavailable`]).
+    Unavailable(String),
 }
 
 impl std::fmt::Display for RegistryError {
@@ -47,6 +49,7 @@ impl std::fmt::Display for RegistryError {
                 "image {digest} of repository '{repository}' in registry '{account}' is listed by an index of that repository; delete the index first"
             ),
             RegistryError::Backend(m) => write!(f, "metadata store: {m}"),
+            RegistryError::Unavailable(m) => write!(f, "metadata store unavailable: {m}"),
         }
     }
 }
@@ -58,6 +61,7 @@ impl From<crate::StoreError> for RegistryError {
     fn from(e: crate::StoreError) -> Self {
         match e {
             crate::StoreError::Backend(m) => RegistryError::Backend(m),
+            crate::StoreError::Unavailable(m) => RegistryError::Unavailable(m),
             other => RegistryError::Backend(other.to_string()),
         }
     }

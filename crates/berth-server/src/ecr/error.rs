@@ -23,6 +23,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::Backend(m) => {
                 return ApiError::from(berth_store::StoreError::Backend(m.clone()))
             }
+            RegistryError::Unavailable(m) => {
+                return ApiError::from(berth_store::StoreError::Unavailable(m.clone()))
+            }
         };
         let message = crate::registry::refusal_message(&e).unwrap_or_default();
         ApiError::new(400, code, message)

@@ -49,7 +49,7 @@ pub fn json_code(code: &'static str) -> &'static str {
         "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
         "ExpiredToken" => "ExpiredTokenException",
         "AccessDenied" => "AccessDeniedException",
-        "ServiceFailure" => "ServerException",
+        "ServiceFailure" | "ServiceUnavailable" => "ServerException",
         "ValidationError" | "MalformedPolicyDocument" | "MalformedQueryString" => {
             "InvalidParameterException"
         }

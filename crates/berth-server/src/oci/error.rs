@@ -24,6 +24,14 @@ impl From<RegistryError> for OciError {
                     "The request processing has failed because of an unknown error, exception or failure.",
                 );
             }
+            RegistryError::Unavailable(m) => {
+                tracing::warn!(error = %m, "metadata store unavailable");
+                return OciError::new(
+                    503,
+                    "UNAVAILABLE",
+                    "The registry is unavailable: its metadata store cannot be reached right now; nothing was changed. Retry shortly.",
+                );
+            }
         };
         OciError::new(
             status,

@@ -62,6 +62,7 @@ impl From<ApiError> for OciError {
                 "DENIED",
                 "Your authorization token has expired. Reauthenticate and try again.",
             ),
+            "ServiceUnavailable" => OciError::new(503, "UNAVAILABLE", e.message),
             _ if e.status >= 500 => OciError::new(500, "UNKNOWN", e.message),
             _ => OciError::new(400, "UNSUPPORTED", e.message),
         }

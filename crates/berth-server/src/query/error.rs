@@ -48,6 +48,16 @@ impl ApiError {
         ApiError::new(500, "ServiceFailure", message)
     }
 
+    /// The metadata store is out of reach: nothing was done, retrying later may work
+    /// (the SDKs retry 503s by themselves).
+    pub fn unavailable() -> ApiError {
+        ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "The service is unavailable: its metadata store cannot be reached right now; nothing was changed. Retry shortly.",
+        )
+    }
+
     pub fn invalid_token() -> ApiError {
         ApiError::new(
             403,
@@ -67,6 +77,10 @@ impl From<StoreError> for ApiError {
             StoreError::Backend(m) => {
                 tracing::error!(error = %m, "metadata store failed");
                 ApiError::internal("The request processing has failed because of an unknown error, exception or failure.")
+            }
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "metadata store unavailable");
+                ApiError::unavailable()
             }
         }
     }

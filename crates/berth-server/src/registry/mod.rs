@@ -23,7 +23,7 @@ pub fn refusal_message(e: &berth_store::RegistryError) -> Option<String> {
         ImageReferencedByIndex { digest, .. } => {
             format!("The image {digest} is referenced by a manifest list or index in the repository")
         }
-        Backend(_) => return None,
+        Backend(_) | Unavailable(_) => return None,
     })
 }
 
