@@ -1,0 +1,380 @@
+"""Several nodes, one registry: three `berth serve` processes on one PostgreSQL database
+and one S3-compatible object store (s3s-fs), as behind a load balancer. What one node
+writes, every node serves; an upload goes on whichever node its requests reach; a policy
+set on one node is enforced by the others within a second; a node killed in the middle of
+a push loses nothing; a PostgreSQL restart gives clean errors, then the nodes recover by
+themselves; `berth migrate` moves an embedded registry into a scale-out one.
+
+Needs BERTH_TEST_POSTGRES_URL (scripts/with-postgres) and BERTH_TEST_S3_* (scripts/with-s3)."""
+
+import base64
+import concurrent.futures
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from berth import (BIN, Registry, allow, deny, doc, login_password, make_image, new_database,
+                   oci_blob, oci_error, postgres_url, read_oci_layout, sha256, skopeo_pull,
+                   skopeo_push, unique, write_oci_layout, Server)
+
+
+def s3_env(name):
+    value = os.environ.get(f"BERTH_TEST_S3_{name}")
+    assert value, f"the scale-out tests need BERTH_TEST_S3_{name} (scripts/with-s3 sets it)"
+    return value
+
+
+def s3_config(prefix):
+    """The config lines of blob storage under `prefix` of the test bucket."""
+    return (
+        f'blob_url = "s3://{s3_env("BUCKET")}/{prefix}"\n'
+        f's3_endpoint = "{s3_env("ENDPOINT")}"\n'
+        's3_region = "us-east-1"\n'
+        "s3_allow_http = true\n"
+        f's3_access_key_id = "{s3_env("ACCESS_KEY_ID")}"\n'
+        f's3_secret_access_key = "{s3_env("SECRET_ACCESS_KEY")}"\n'
+    )
+
+
+def write_key(path):
+    path.write_text(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+class Cluster:
+    """`n` nodes on one database and one bucket prefix, sharing the secrets key file."""
+
+    def __init__(self, tmp, n=3, database=None, extra=""):
+        self.database = database or new_database()
+        self.key = write_key(tmp / "secrets.key")
+        config = s3_config(unique("blobs")) + f'secrets_key_file = "{self.key}"\n' + extra
+        self.nodes = [Server(tmp / f"node{i}", extra_config=config, database=self.database)
+                      for i in range(n)]
+        # The first node makes the default account (and writes its root credentials).
+        self.nodes[0].start()
+        for node in self.nodes[1:]:
+            node.start()
+
+    @property
+    def root(self):
+        return self.nodes[0].root
+
+    def password(self, creds=None):
+        return login_password(self.nodes[0], creds or self.root)
+
+    def stop(self):
+        for node in self.nodes:
+            if node.proc is not None:
+                node.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def ecr(node, creds):
+    return node.client("ecr", creds)
+
+
+def test_every_node_serves_what_another_wrote(cluster, tmp_path):
+    n1, n2, n3 = cluster.nodes
+    root = cluster.root
+    repo = unique("team/app")
+    ecr(n1, root).create_repository(repositoryName=repo)
+    # Every node sees the repository at once (the caches were told).
+    for node in (n2, n3):
+        [r] = ecr(node, root).describe_repositories(repositoryNames=[repo])["repositories"]
+        assert r["repositoryName"] == repo
+    # A registry password from one node works on every node.
+    pw = login_password(n3, root)
+    img = make_image(layers=3, size=300_000)
+    write_oci_layout(tmp_path / "src", {"v1": img})
+    skopeo_push(n1, pw, tmp_path / "src", "v1", repo)
+    dg = tmp_path / "digest"
+    skopeo_pull(n2, pw, repo, "v1", tmp_path / "dst", extra=["--digestfile", str(dg)])
+    assert dg.read_text().strip() == img.digest
+    entry, manifest = read_oci_layout(tmp_path / "dst", "pulled")
+    assert manifest == img.manifest
+    for d, b in img.blobs:
+        assert oci_blob(tmp_path / "dst", d) == b, d
+    [detail] = ecr(n3, root).describe_images(repositoryName=repo)["imageDetails"]
+    assert detail["imageDigest"] == img.digest and detail["imageTags"] == ["v1"]
+
+
+def test_a_chunked_upload_alternates_nodes(cluster):
+    n1, n2, n3 = cluster.nodes
+    repo = unique("chunks")
+    ecr(n1, cluster.root).create_repository(repositoryName=repo)
+    pw = cluster.password()
+    regs = [Registry(n, pw) for n in (n1, n2, n3, n1)]
+    # Chunks below and above S3's 5 MiB part size.
+    data = os.urandom(6 * 1024 * 1024 + 12345)
+    cuts = [0, 1000, 6 * 1024 * 1024, len(data)]
+    r = regs[0].start_upload(repo)
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        r = regs[i + 1].patch(loc, data[a:b], start=a)
+        assert r.status_code == 202, (i, r.status_code, r.text)
+        assert r.headers["Range"] == f"0-{b - 1}"
+        loc = r.headers["Location"]
+    # The status, asked of yet another node.
+    r = Registry(n2, pw).request("GET", loc)
+    assert r.status_code == 204 and r.headers["Range"] == f"0-{len(data) - 1}"
+    r = Registry(n1, pw).finish(loc, sha256(data))
+    assert r.status_code == 201, r.text
+    for node in (n1, n2, n3):
+        got = Registry(node, pw).get_blob(repo, sha256(data))
+        assert got.status_code == 200 and got.content == data
+
+
+def test_a_policy_set_on_one_node_is_enforced_by_the_others_within_a_second(tmp_path):
+    # Long caches: only the change notifications can make this happen in time.
+    c = Cluster(tmp_path)
+    try:
+        n1, n2, n3 = c.nodes
+        for node in c.nodes:
+            node.stop()
+        for node in c.nodes:
+            text = node.config_path.read_text().replace("cache_ttl_ms = 100", "cache_ttl_ms = 600000")
+            node.config_path.write_text(text)
+            node.start()
+        root = c.root
+        repo = unique("guarded")
+        ecr(n1, root).create_repository(repositoryName=repo)
+        name, creds = n1.new_user(policies=[doc(allow("ecr:*"))])
+        pw = login_password(n1, creds)
+        img = make_image(layers=1)
+        Registry(n1, pw).push_image(repo, img, "v1")
+        reg1 = Registry(n1, pw)
+        assert reg1.get_manifest(repo, "v1").status_code == 200  # cached as allowed
+        policy = doc(deny("ecr:BatchGetImage", Principal={"AWS": f"arn:aws:iam::{n1.account}:user/{name}"}))
+        n3.cli(root, "ecr", "set-repository-policy", "--repository-name", repo,
+               "--policy-text", json.dumps(policy))
+        set_at = time.monotonic()
+        while True:
+            r = reg1.get_manifest(repo, "v1")
+            if r.status_code == 403:
+                break
+            assert time.monotonic() - set_at < 1.0, "node 1 still allows the pull a second later"
+        assert oci_error(r)[1] == "DENIED"
+    finally:
+        c.stop()
+
+
+def test_a_node_killed_in_the_middle_of_a_push_loses_nothing(cluster):
+    n1, n2, n3 = cluster.nodes
+    repo = unique("killed")
+    ecr(n1, cluster.root).create_repository(repositoryName=repo)
+    pw = cluster.password()
+    data = os.urandom(12 * 1024 * 1024)
+    reg1 = Registry(n1, pw)
+    r = reg1.start_upload(repo)
+    loc = r.headers["Location"]
+    r = reg1.patch(loc, data[:6 * 1024 * 1024], start=0)
+    assert r.status_code == 202
+    loc = r.headers["Location"]
+    # The second chunk is cut off by SIGKILL part way through its body.
+    path = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
+    sock = socket.create_connection(("127.0.0.1", n1.port))
+    sock.sendall((f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1:{n1.port}\r\n"
+                  f"Authorization: Basic {base64.b64encode(('AWS:' + pw).encode()).decode()}\r\n"
+                  f"Content-Type: application/octet-stream\r\n"
+                  f"Content-Range: {6 * 1024 * 1024}-{len(data) - 1}\r\n"
+                  f"Content-Length: {len(data) - 6 * 1024 * 1024}\r\n\r\n").encode())
+    sock.sendall(data[6 * 1024 * 1024:9 * 1024 * 1024])
+    n1.proc.send_signal(signal.SIGKILL)
+    n1.proc.wait()
+    n1.proc = None
+    sock.close()
+    # Another node says what the session holds (what was saved before the kill), and the
+    # push goes on from there.
+    reg2 = Registry(n2, pw)
+    r = reg2.request("GET", loc)
+    assert r.status_code == 204, r.text
+    held = int(r.headers["Range"].split("-")[1]) + 1
+    assert 6 * 1024 * 1024 <= held <= len(data)
+    r = reg2.patch(loc, data[held:], start=held)
+    assert r.status_code == 202, r.text
+    r = reg2.finish(r.headers["Location"], sha256(data))
+    assert r.status_code == 201, r.text
+    got = Registry(n3, pw).get_blob(repo, sha256(data))
+    assert got.status_code == 200 and got.content == data
+    # The killed node starts again on the same database and serves the blob.
+    n1.start()
+    assert Registry(n1, pw).get_blob(repo, sha256(data)).content == data
+
+
+class PrivatePostgres:
+    """A PostgreSQL instance of this test's own (so stopping it disturbs nothing else)."""
+
+    def __init__(self, tmp):
+        versions = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(x) for x in v.split(".")])
+        assert versions, "no PostgreSQL under /usr/lib/postgresql"
+        self.bin = f"/usr/lib/postgresql/{versions[-1]}/bin"
+        self.dir = tmp / "pg"
+        self.dir.mkdir()
+        self.as_pg = []
+        if os.getuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            self.as_pg = ["runuser", "-u", "postgres", "--"]
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        subprocess.run([*self.as_pg, f"{self.bin}/initdb", "-D", str(self.dir / "data"), "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+        self.start()
+
+    def start(self):
+        subprocess.run([*self.as_pg, f"{self.bin}/pg_ctl", "-D", str(self.dir / "data"), "-l",
+                        str(self.dir / "log"), "-w", "-t", "60", "-o",
+                        f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self):
+        subprocess.run([*self.as_pg, f"{self.bin}/pg_ctl", "-D", str(self.dir / "data"), "-m", "fast",
+                        "-w", "stop"], capture_output=True)
+
+    @property
+    def url(self):
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+
+def test_a_postgres_restart_gives_clean_errors_then_the_nodes_recover(tmp_path):
+    pg = PrivatePostgres(tmp_path)
+    try:
+        key = write_key(tmp_path / "secrets.key")
+        config = s3_config(unique("blobs")) + f'secrets_key_file = "{key}"\nmetadata_url = "{pg.url}"\n'
+        nodes = [Server(tmp_path / f"node{i}", extra_config=config) for i in range(2)]
+        for n in nodes:
+            n.start()
+        root = nodes[0].root
+        repo = unique("restart")
+        ecr(nodes[0], root).create_repository(repositoryName=repo)
+        pw = login_password(nodes[0], root)
+        img = make_image(layers=2)
+        Registry(nodes[0], pw).push_image(repo, img, "v1")
+
+        # Load: pulls on both nodes while PostgreSQL goes away and comes back.
+        stop = threading.Event()
+        seen = {"ok": 0, "unavailable": 0, "other": []}
+
+        def pull(node):
+            reg = Registry(node, pw)
+            while not stop.is_set():
+                try:
+                    r = reg.get_manifest(repo, "v1")
+                except Exception as e:  # a dropped connection is not a clean error
+                    seen["other"].append(repr(e))
+                    continue
+                if r.status_code == 200:
+                    assert r.content == img.manifest
+                    seen["ok"] += 1
+                elif r.status_code == 503:
+                    assert oci_error(r)[1] == "UNAVAILABLE", r.text
+                    seen["unavailable"] += 1
+                else:
+                    seen["other"].append((r.status_code, r.text))
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(pull, n) for n in nodes for _ in range(2)]
+            deadline = time.monotonic() + 30
+            while seen["ok"] < 20:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            pg.stop()
+            # An ECR call while the database is down: ServerException, nothing half done.
+            down_name = unique("while-down")
+            with pytest.raises(Exception) as e:
+                ecr(nodes[1], root).create_repository(repositoryName=down_name)
+            assert "ServerException" in str(e.value), str(e.value)
+            deadline = time.monotonic() + 30
+            while seen["unavailable"] < 5:
+                assert time.monotonic() < deadline, seen
+                time.sleep(0.01)
+            pg.start()
+            ok_before = seen["ok"]
+            deadline = time.monotonic() + 30
+            while seen["ok"] < ok_before + 20:
+                assert time.monotonic() < deadline, "the nodes did not recover"
+                time.sleep(0.01)
+            stop.set()
+            for f in futures:
+                f.result()
+        # Uncached requests (the caches may hold the manifest's authorization) work too,
+        # and the repository created while down does not exist.
+        names = {r["repositoryName"] for n in nodes
+                 for r in ecr(n, root).describe_repositories()["repositories"]}
+        assert repo in names and down_name not in names
+        assert not [o for o in seen["other"] if not isinstance(o, str)], seen["other"]
+        for n in nodes:
+            assert n.stop() == 0
+    finally:
+        pg.stop()
+
+
+def test_berth_migrate_moves_an_embedded_registry(tmp_path):
+    # An embedded registry with identities, policies and images.
+    old = Server(tmp_path / "embedded", extra_config='metadata_url = "sqlite://' + str(tmp_path / "embedded" / "berth.db") + '"\n')
+    old.start()
+    root = old.root
+    repo = unique("moved")
+    ecr(old, root).create_repository(repositoryName=repo)
+    name, creds = old.new_user(policies=[doc(allow("ecr:*"))])
+    pw = login_password(old, creds)
+    images = {f"v{i}": make_image(layers=2) for i in range(3)}
+    for tag, img in images.items():
+        Registry(old, pw).push_image(repo, img, tag)
+    assert old.stop() == 0
+
+    database = new_database()
+    prefix = unique("migrated")
+    env = {**os.environ,
+           "BERTH_S3_ACCESS_KEY_ID": s3_env("ACCESS_KEY_ID"),
+           "BERTH_S3_SECRET_ACCESS_KEY": s3_env("SECRET_ACCESS_KEY")}
+    args = [BIN, "migrate", "--data-dir", str(old.data_dir),
+            "--from-metadata", f"sqlite://{old.data_dir / 'berth.db'}",
+            "--to-metadata", postgres_url(database),
+            "--from-blobs", f"file://{old.data_dir}",
+            "--to-blobs", f"s3://{s3_env('BUCKET')}/{prefix}",
+            "--s3-endpoint", s3_env("ENDPOINT"), "--s3-region", "us-east-1", "--s3-allow-http"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # Idempotent: again, nothing left to copy.
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    # Scale-out nodes on the copy, with the embedded registry's secrets key.
+    config = (s3_config(prefix) + f'secrets_key_file = "{old.data_dir / "secrets.key"}"\n')
+    nodes = [Server(tmp_path / f"node{i}", extra_config=config, database=database) for i in range(2)]
+    for n in nodes:
+        n.start()
+    try:
+        # The old credentials and the old user's keys work; every image pulls identically.
+        for n in nodes:
+            pw_n = login_password(n, creds)
+            for tag, img in images.items():
+                dest = tmp_path / f"pull-{n.port}-{tag}"
+                dg = tmp_path / "digest"
+                skopeo_pull(n, pw_n, repo, tag, dest, extra=["--digestfile", str(dg)])
+                assert dg.read_text().strip() == img.digest
+                for d, b in img.blobs:
+                    assert oci_blob(dest, d) == b
+        out = nodes[1].cli(root, "iam", "get-user", "--user-name", name)
+        assert out["User"]["UserName"] == name
+    finally:
+        for n in nodes:
+            n.stop()
