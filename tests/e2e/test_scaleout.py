@@ -11,6 +11,7 @@ import base64
 import concurrent.futures
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,10 +21,11 @@ import threading
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
-from berth import (BIN, Registry, allow, deny, doc, login_password, make_image, new_database,
-                   oci_blob, oci_error, postgres_url, read_oci_layout, sha256, skopeo_pull,
-                   skopeo_push, unique, write_oci_layout, Server)
+from berth import (ALLOW_ALL, BIN, Registry, allow, client_error, deny, doc, login_password,
+                   make_image, new_database, oci_blob, oci_error, postgres_url, read_oci_layout,
+                   sha256, skopeo_pull, skopeo_push, unique, write_oci_layout, Server)
 
 
 def s3_env(name):
@@ -170,6 +172,50 @@ def test_a_policy_set_on_one_node_is_enforced_by_the_others_within_a_second(tmp_
                 break
             assert time.monotonic() - set_at < 1.0, "node 1 still allows the pull a second later"
         assert oci_error(r)[1] == "DENIED"
+    finally:
+        c.stop()
+
+
+def test_credentials_and_denials_are_one_registry_s(tmp_path):
+    """Passwords and encoded denials from one node work on the others; an access key
+    deactivated on one node stops working on the others within a second, long caches
+    or not; readiness is reported by every node."""
+    c = Cluster(tmp_path)
+    try:
+        for node in c.nodes:
+            node.stop()
+            text = node.config_path.read_text().replace("cache_ttl_ms = 100", "cache_ttl_ms = 600000")
+            node.config_path.write_text(text)
+        for node in c.nodes:
+            node.start()
+        n1, n2, n3 = c.nodes
+        for node in c.nodes:
+            r = Registry(node).request("GET", "/readyz")
+            assert r.status_code == 200, r.text
+        name, user = n1.new_user(policies=[ALLOW_ALL])
+        # Signed requests by this key are cached as valid on node 3.
+        assert n3.sts(user).get_caller_identity()["Arn"].endswith(f":user/{name}")
+        pw = login_password(n2, user)
+        assert Registry(n3, pw).request("GET", "/v2/").status_code == 200
+        # A denial encoded by node 1 decodes on node 2.
+        _, nobody = n1.new_user()
+        _, message, _ = client_error(n1.iam(nobody).list_users)
+        m = re.search(r"Encoded authorization failure message: ([A-Za-z0-9_-]+)", message)
+        assert m, message
+        decoded = json.loads(n2.sts(user).decode_authorization_message(EncodedMessage=m.group(1))["DecodedMessage"])
+        assert decoded["allowed"] is False
+        # Deactivated on node 2: refused by node 3 (which cached it) within a second.
+        n2.iam().update_access_key(UserName=name, AccessKeyId=user.access_key_id, Status="Inactive")
+        changed = time.monotonic()
+        while True:
+            try:
+                n3.sts(user).get_caller_identity()
+            except ClientError as e:
+                assert e.response["Error"]["Code"] == "InvalidClientTokenId", e.response
+                break
+            assert time.monotonic() - changed < 1.0, "node 3 still accepts the key a second later"
+        # So is the registry password issued for it.
+        assert Registry(n1, pw).request("GET", "/v2/").status_code in (401, 403)
     finally:
         c.stop()
 
