@@ -455,6 +455,8 @@ pub struct TableReport {
     /// Source rows not copied on purpose, and why.
     pub skipped: u64,
     pub skipped_why: Option<&'static str>,
+    /// A table none of whose rows are copied (upload sessions, leases).
+    pub left_behind: bool,
 }
 
 impl TableReport {
@@ -467,6 +469,7 @@ impl TableReport {
             conflicts: Vec::new(),
             skipped: 0,
             skipped_why: None,
+            left_behind: false,
         }
     }
 }
@@ -579,6 +582,7 @@ pub async fn copy_metadata(
             .await
             .map_err(sqlite_err)? as u64;
             t.skipped_why = Some(why);
+            t.left_behind = true;
             progress(&t);
             report.tables.push(t);
         }

@@ -416,6 +416,7 @@ async fn copies_every_table_exactly_and_a_second_run_copies_nothing() {
     assert_eq!((sessions.copied, sessions.skipped), (1, 1));
     assert_eq!(sessions.skipped_why, Some("expired"));
     assert_eq!(table(&first, "uploads").skipped, 1);
+    assert!(table(&first, "uploads").left_behind && !sessions.left_behind);
 
     // Sealed secrets were copied as they are and open with the key on PostgreSQL.
     let sealer = Sealer::new(&pg_support::test_key());
