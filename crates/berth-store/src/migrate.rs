@@ -382,6 +382,9 @@ const LEFT_BEHIND: &[(&str, &str)] = &[
 
 /// Most rows a batch holds.
 pub const DEFAULT_BATCH_ROWS: usize = 500;
+/// The most rows a batch may hold: a batch is one statement, and PostgreSQL takes at most
+/// 65535 parameters in one (the widest table has 11 columns).
+const MAX_BATCH_ROWS: usize = 5000;
 /// A batch is cut once its values hold this many bytes (manifests can be megabytes), so
 /// a copy holds about one batch in memory whatever the tables hold.
 const BATCH_BYTES: usize = 8 << 20;
@@ -391,7 +394,7 @@ const NAMED_CONFLICTS: usize = 20;
 /// How [`copy_metadata`] runs.
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
-    /// Most rows per batch (one PostgreSQL transaction each).
+    /// Most rows per batch (one PostgreSQL transaction each; at most 5000 are taken).
     pub batch_rows: usize,
     /// The time the copy runs at, seconds since the epoch: STS sessions that expired by
     /// then are not copied.
@@ -515,7 +518,7 @@ pub async fn copy_metadata(
 ) -> Result<MetadataReport> {
     check_same_key(from, to).await?;
     check_columns(from, to).await?;
-    let batch_rows = options.batch_rows.max(1);
+    let batch_rows = options.batch_rows.clamp(1, MAX_BATCH_ROWS);
     let mut batches = 0usize;
     let mut report = MetadataReport {
         tables: Vec::new(),

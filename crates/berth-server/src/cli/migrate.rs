@@ -42,7 +42,7 @@ pub struct MigrateArgs {
     /// [default: DATA_DIR/secrets.key]
     #[arg(long, value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
-    /// Most rows written per PostgreSQL transaction
+    /// Most rows written per PostgreSQL transaction (at most 5000)
     #[arg(long, value_name = "N", default_value_t = berth_store::DEFAULT_BATCH_ROWS)]
     batch_rows: usize,
 }
