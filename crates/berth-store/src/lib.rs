@@ -12,6 +12,7 @@
 //! knows no HTTP: callers check documents with the policy engine before they write them.
 
 mod leases;
+mod migrate;
 mod model;
 mod pg;
 mod registry;
@@ -22,6 +23,10 @@ mod sqlite_leases;
 mod sqlite_registry;
 
 pub use leases::{Lease, Leases};
+pub use migrate::{
+    copy_metadata, referenced_blobs, Conflict, CopyOptions, MetadataReport, TableReport,
+    DEFAULT_BATCH_ROWS,
+};
 pub use model::*;
 pub use pg::PgStore;
 pub use registry::*;

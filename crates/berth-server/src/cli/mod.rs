@@ -3,6 +3,8 @@
 mod account;
 mod analysis;
 mod estate;
+mod migrate;
+mod migrate_blobs;
 mod policy;
 mod public;
 mod remote;
@@ -25,7 +27,8 @@ use clap::{Parser, Subcommand};
                   skopeo, oras after `aws ecr get-login-password | docker login`), the ECR API \
                   (`aws ecr ...`), IAM and STS (users, keys, groups, roles, policies, AssumeRole) \
                   and Access Analyzer's ValidatePolicy, on SQLite and local files in a data \
-                  directory. `berth account` adds accounts to a data directory. `berth policy` \
+                  directory. `berth account` adds accounts to a data directory. `berth migrate` \
+                  copies one into PostgreSQL and another blob store. `berth policy` \
                   checks, lints, simulates and decides policies offline, and answers who can \
                   act on a repository and what is public, on policy files, a data directory or \
                   a running server."
@@ -57,6 +60,18 @@ enum Command {
     /// public (offline on files, on a data directory, or against a running server).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Copy a data directory's registry into PostgreSQL (and its blobs into another blob
+    /// store), to grow out of one machine.
+    ///
+    /// Copies accounts, identities, keys, policies, STS sessions still valid, repositories,
+    /// images, registry policies and server secrets exactly as stored (secrets stay sealed:
+    /// the PostgreSQL database must be new or use the same secrets key), and the blobs the
+    /// repositories hold, each checked against its digest before it appears at the
+    /// destination. Upload sessions in progress are not copied. Nothing at the destination
+    /// is overwritten: rows that differ there are listed, and running it again copies only
+    /// what is missing, so an interrupted run resumes. Stop the server first for an exact
+    /// copy. Exits 1 if a row or blob could not be copied.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -65,6 +80,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Serve(args) => serve::run(args),
         Command::Account(cmd) => account::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Migrate(args) => migrate::run(args),
     }
 }
 
