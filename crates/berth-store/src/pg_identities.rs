@@ -40,10 +40,13 @@ pub(crate) type PgTx = sqlx::Transaction<'static, sqlx::Postgres>;
 /// keys are a key space apart from those of one 64-bit key (which sqlx's migrator takes).
 const OWNER_LOCK_CLASS: i32 = 0x4245_5254;
 
-/// A managed policy's ARN from its row `p`, compared byte for byte (`p.name` is
-/// case-insensitive; an ARN, as on SQLite, is not).
+/// A managed policy's ARN from its row `p`. As on SQLite, ARNs compare byte for byte:
+/// the name's case-insensitive collation would otherwise carry over to the whole ARN, so
+/// the expression takes the database's default collation (always deterministic: equal
+/// only when the bytes are), which the ARN columns and their indexes have; the expression
+/// is indexed as `managed_policies_by_arn`.
 const POLICY_ARN: &str =
-    "('arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name) COLLATE \"C\"";
+    "('arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name) COLLATE \"default\"";
 
 /// The numeric part of a version id (`v12` → 12), 0 when there is none (SQLite's cast).
 const VERSION_NUMBER: &str =
