@@ -72,6 +72,7 @@ async fn store_with_account(s: &dyn Store) {
 }
 
 async fn identities_and_their_policies(s: &dyn Store) {
+    s.check_schema().await.unwrap();
     store_with_account(s).await;
     assert!(matches!(
         s.create_account(
