@@ -8,13 +8,15 @@
 //! server secrets) cross the traits in clear and are stored sealed by the backend
 //! ([`Sealer`], with a [`SecretsKey`] the store is opened with and never stores). Callers hold the traits
 //! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
-//! them beside SQLite: [`PgStore`] connects, migrates and keeps the [`Leases`] so far. It validates nothing about policies and
+//! them beside SQLite: [`PgStore`] connects, migrates, and keeps the [`Leases`] and the
+//! identities (the [`Store`]) so far. It validates nothing about policies and
 //! knows no HTTP: callers check documents with the policy engine before they write them.
 
 mod leases;
 mod migrate;
 mod model;
 mod pg;
+mod pg_identities;
 mod registry;
 mod schema;
 mod sealer;

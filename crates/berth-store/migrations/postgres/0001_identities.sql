@@ -56,6 +56,10 @@ CREATE TABLE managed_policies (
     updated_at      BIGINT NOT NULL,
     PRIMARY KEY (account_id, name)
 );
+-- A policy found by its ARN (attachments and boundaries name policies by ARN), compared
+-- byte for byte under the database's default collation as the ARN columns are.
+CREATE INDEX managed_policies_by_arn ON managed_policies
+    ((('arn:aws:iam::' || account_id || ':policy' || path || name) COLLATE "default"));
 
 CREATE TABLE policy_versions (
     account_id  TEXT NOT NULL,
