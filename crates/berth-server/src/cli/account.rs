@@ -1,11 +1,13 @@
 //! `berth account create`: a new account and its root credentials. Works beside a
-//! running server on the same data directory (the database takes concurrent writers).
+//! running server on the same data directory (the database takes concurrent writers), or
+//! on a scale-out registry's PostgreSQL database (`--metadata-url`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_store::Store;
 use clap::{Args, Subcommand};
+
+use crate::serve::config::{Config, MetadataUrl};
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
@@ -29,6 +31,10 @@ pub struct CreateArgs {
     /// [default: DATA_DIR/secrets.key]
     #[arg(long, value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// The metadata store, as the server's --metadata-url (postgres://… for a scale-out
+    /// registry) [default: sqlite://DATA_DIR/berth.db]
+    #[arg(long, value_name = "URL")]
+    metadata_url: Option<String>,
     /// Print {"account_id", "access_key_id", "secret_access_key"} as JSON.
     #[arg(long)]
     json: bool,
@@ -42,6 +48,25 @@ pub struct ListArgs {
     /// [default: DATA_DIR/secrets.key]
     #[arg(long, value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// The metadata store, as the server's --metadata-url (postgres://… for a scale-out
+    /// registry) [default: sqlite://DATA_DIR/berth.db]
+    #[arg(long, value_name = "URL")]
+    metadata_url: Option<String>,
+}
+
+/// The store a command names, opened as the server opens it.
+async fn open(
+    data_dir: &std::path::Path,
+    secrets_key_file: Option<PathBuf>,
+    metadata_url: Option<&str>,
+) -> Result<crate::serve::metadata::Metadata, String> {
+    let config = Config {
+        data_dir: data_dir.to_path_buf(),
+        secrets_key_file,
+        metadata: metadata_url.map(MetadataUrl::parse).transpose()?,
+        ..Config::default()
+    };
+    crate::serve::metadata::open(&config).await
 }
 
 pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
@@ -49,10 +74,10 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
     match cmd {
         AccountCommand::Create(a) => rt.block_on(async {
             crate::serve::accounts::check(a.id.as_deref(), a.alias.as_deref())?;
-            let store =
-                crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
-            let new = crate::serve::accounts::create(&*store, a.id.as_deref(), a.alias.as_deref())
-                .await?;
+            let meta = open(&a.data_dir, a.secrets_key_file, a.metadata_url.as_deref()).await?;
+            let new =
+                crate::serve::accounts::create(&*meta.store, a.id.as_deref(), a.alias.as_deref())
+                    .await?;
             if a.json {
                 println!("{}", new.credentials_json());
             } else {
@@ -63,9 +88,8 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }),
         AccountCommand::List(a) => rt.block_on(async {
-            let store =
-                crate::serve::open_store(&a.data_dir, a.secrets_key_file.as_deref()).await?;
-            for acct in store.accounts().await.map_err(|e| e.to_string())? {
+            let meta = open(&a.data_dir, a.secrets_key_file, a.metadata_url.as_deref()).await?;
+            for acct in meta.store.accounts().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",
                     acct.id,

@@ -26,7 +26,14 @@ pub struct Metadata {
 pub async fn open(config: &Config) -> Result<Metadata, String> {
     let key_file = config.secrets_key_file.as_deref();
     match &config.metadata {
-        None => sqlite(&config.data_dir, &config.data_dir.join("berth.db"), key_file).await,
+        None => {
+            sqlite(
+                &config.data_dir,
+                &config.data_dir.join("berth.db"),
+                key_file,
+            )
+            .await
+        }
         Some(MetadataUrl::Sqlite(db)) => sqlite(&config.data_dir, db, key_file).await,
         Some(url @ MetadataUrl::Postgres(raw)) => {
             postgres(&config.data_dir, raw, &url.redacted(), key_file).await
@@ -82,7 +89,11 @@ const BOOTSTRAP_WAIT: Duration = Duration::from_secs(30);
 /// Run `f` (which makes the first account of a new registry) on one node at a time:
 /// nodes starting together on a new database take the `bootstrap` job's lease in turn,
 /// so only the first creates the default account and the others find it.
-pub async fn one_node_at_a_time<T, F, Fut>(store: &dyn Store, holder: &str, f: F) -> Result<T, String>
+pub async fn one_node_at_a_time<T, F, Fut>(
+    store: &dyn Store,
+    holder: &str,
+    f: F,
+) -> Result<T, String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,

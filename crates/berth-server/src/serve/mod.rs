@@ -11,6 +11,7 @@ pub mod cleaning;
 pub mod config;
 pub mod connections;
 pub mod intake;
+pub mod metadata;
 pub mod private;
 pub mod ready;
 pub mod secrets;
@@ -102,11 +103,26 @@ async fn open_sqlite_without_secrets(data_dir: &Path, db: &Path) -> Result<Sqlit
 
 /// Build the shared state.
 pub async fn app(config: Config) -> Result<Arc<App>, String> {
-    let store = open_store(&config.data_dir, config.secrets_key_file.as_deref()).await?;
-    crate::iam::aws_managed::install(&*store)
-        .await
-        .map_err(|e| format!("installing the AWS managed policies: {e}"))?;
-    if let Some(new) = accounts::ensure_default(&*store, &config.data_dir).await? {
+    Ok(app_on(config).await?.0)
+}
+
+/// [`app`], and the PostgreSQL store when the metadata is there (its change
+/// notifications flush the caches).
+async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgStore>>), String> {
+    let meta = metadata::open(&config).await?;
+    let store = meta.store.clone();
+    let registry = meta.registry.clone();
+    // Nodes starting together on a new database: one at a time installs the built-in
+    // policies and makes the default account; the others find them.
+    let holder = crate::jobs::holder_id();
+    let new = metadata::one_node_at_a_time(&*store, &holder, || async {
+        crate::iam::aws_managed::install(&*store)
+            .await
+            .map_err(|e| format!("installing the AWS managed policies: {e}"))?;
+        accounts::ensure_default(&*store, &config.data_dir).await
+    })
+    .await?;
+    if let Some(new) = new {
         announce_default_account(&new, &config);
     }
     let audit = Audit::open(&config.audit).map_err(|e| format!("opening the audit log: {e}"))?;
@@ -116,16 +132,16 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
         .map_err(|e| e.to_string())?
         .first()
         .map(|a| a.id.clone())
-        .ok_or("the data directory has no account")?;
+        .ok_or("the metadata store has no account")?;
     let candidate = crate::ids::secret_access_key() + &crate::ids::secret_access_key();
-    let token_key = store
+    let token_key = registry
         .server_secret("registry-token-key", &candidate)
         .await
         .map_err(|e| e.to_string())?
         .into_bytes();
     let message_key = if config.encoded_denials {
         let candidate = crate::ids::secret_access_key() + &crate::ids::secret_access_key();
-        let secret = store
+        let secret = registry
             .server_secret("authorization-message-key", &candidate)
             .await
             .map_err(|e| e.to_string())?;
@@ -137,9 +153,9 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
     let blobs = berth_blobs::BlobStore::local(&config.data_dir)
         .await
         .map_err(|e| format!("opening blob storage in {}: {e}", config.data_dir.display()))?;
-    Ok(Arc::new(App {
-        store: store.clone(),
-        registry: store,
+    let app = Arc::new(App {
+        store,
+        registry,
         blobs,
         token_key,
         message_key,
@@ -148,7 +164,8 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
         caches: Caches::new(config.cache_ttl),
         config,
         audit,
-    }))
+    });
+    Ok((app, meta.postgres))
 }
 
 /// Say on stderr, once, which account a new data directory got and how to use its root
@@ -349,8 +366,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = app(config).await?;
+    let (app, postgres) = app_on(config).await?;
     let _ = app.bound.set(local);
+    // Other nodes' writes flush this node's caches as soon as they commit.
+    let watcher = postgres.map(|pg| {
+        let app = Arc::downgrade(&app);
+        pg.watch_changes(move |table| {
+            tracing::debug!(table, "another node changed what authorization reads");
+            if let Some(app) = app.upgrade() {
+                app.caches.invalidate();
+            }
+        })
+    });
     if local.ip().is_loopback() {
         tracing::warn!(
             "{} is a loopback address: only this machine can reach the registry \
@@ -392,6 +419,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     connections::serve(listener, router(app), limits, intake, stop).await;
     // Release the jobs' leases so another node takes them over at once.
     jobs.stop(Duration::from_secs(5)).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
