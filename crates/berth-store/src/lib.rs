@@ -14,6 +14,7 @@
 mod leases;
 mod model;
 mod pg;
+mod pg_registry;
 mod registry;
 mod schema;
 mod sealer;

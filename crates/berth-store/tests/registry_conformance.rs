@@ -1,10 +1,15 @@
 //! The registry store's contract, through its trait, against every backend and with
 //! several "nodes" (separate openers of one database) writing at once: a manifest commits
 //! only with everything it references, a tag moves atomically, one blob pushed many times
-//! is held once, and a repository deleted while images are pushed into it leaves nothing
-//! behind. Every backend must pass this suite; today that is SQLite (a PostgreSQL backend
-//! joins the list in `backends` when it exists).
+//! is held once, a repository deleted while images are pushed into it leaves nothing
+//! behind, settings changed at once are all kept, and an image an index lists is never
+//! deleted under it. Every backend must pass this suite: SQLite (two openers of one file)
+//! and PostgreSQL (two connection pools on one fresh database; needs
+//! `BERTH_TEST_POSTGRES_URL`, see `pg_support`).
 
+mod pg_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth_store::*;
@@ -15,11 +20,20 @@ const A: &str = "111111111111";
 struct Backend {
     name: &'static str,
     nodes: Vec<Arc<dyn RegistryStore>>,
-    /// Keeps the database's directory alive for the test.
-    _dir: tempfile::TempDir,
+    /// Keeps the database alive for the test (the SQLite file's directory, the
+    /// PostgreSQL database); dropped after the nodes.
+    _db: Box<dyn std::any::Any + Send>,
 }
 
 async fn backends() -> Vec<Backend> {
+    let mut all = vec![sqlite().await];
+    if let Some(pg) = postgres().await {
+        all.push(pg);
+    }
+    all
+}
+
+async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     // Every node opens the database with the same secrets key, as nodes share it.
@@ -44,11 +58,36 @@ async fn backends() -> Vec<Backend> {
         .await
         .unwrap();
     let second = SqliteStore::open(&path, &key).await.unwrap();
-    vec![Backend {
+    Backend {
         name: "sqlite",
         nodes: vec![Arc::new(first), Arc::new(second)],
-        _dir: dir,
-    }]
+        _db: Box::new(dir),
+    }
+}
+
+/// `None` only when the PostgreSQL tests are skipped knowingly (`BERTH_TEST_POSTGRES=skip`).
+async fn postgres() -> Option<Backend> {
+    use sqlx::Connection;
+    let db = pg_support::db().await?;
+    let first = PgStore::connect(&db.url, &pg_support::test_key())
+        .await
+        .unwrap();
+    // The account row by hand until PgStore implements the Store trait (create_account).
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("INSERT INTO accounts (id, alias, created_at) VALUES ($1, NULL, 1)")
+        .bind(A)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let second = PgStore::connect(&db.url, &pg_support::test_key())
+        .await
+        .unwrap();
+    Some(Backend {
+        name: "postgres",
+        nodes: vec![Arc::new(first), Arc::new(second)],
+        _db: Box::new(db),
+    })
 }
 
 fn digest(seed: &str) -> String {
