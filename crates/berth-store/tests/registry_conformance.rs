@@ -878,8 +878,10 @@ async fn a_forced_delete_racing_many_writers_leaves_nothing() {
 async fn concurrent_changes_of_different_settings_are_all_kept() {
     for b in backends().await {
         create(&*b.nodes[0], "app").await;
+        // Each writer: how to read its setting, and its i-th change.
         type Pick = fn(&Repository) -> String;
-        let writers: Vec<(Pick, fn(i64) -> RepositorySetting)> = vec![
+        type Change = fn(i64) -> RepositorySetting;
+        let writers: Vec<(Pick, Change)> = vec![
             (
                 |r| r.scan_on_push.to_string(),
                 |i| RepositorySetting::ScanOnPush(i % 2 == 0),
@@ -971,7 +973,11 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
                 )
                 .await
                 .unwrap();
-            let index = image(&format!("index{round}"), &[], &[child.digest.clone()]);
+            let index = image(
+                &format!("index{round}"),
+                &[],
+                std::slice::from_ref(&child.digest),
+            );
             let (deleter, pusher) = (b.nodes[round % 2].clone(), b.nodes[(round + 1) % 2].clone());
             let child_digest = child.digest.clone();
             let delete =
@@ -1007,6 +1013,267 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
         assert_eq!(
             b.nodes[1].images(A, "app").await.unwrap(),
             vec![],
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// A repository's settings come back as they were written, whatever they are;
+/// repositories are listed by name and tags by tag, in byte order (as SQLite compares
+/// text), whatever the database's collation.
+#[tokio::test]
+async fn settings_round_trip_and_listings_are_in_byte_order() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        let repo = Repository {
+            account: A.into(),
+            name: "ab".into(),
+            created: 1_234,
+            tag_mutability: TagMutability::ImmutableWithExclusion,
+            mutability_filters: vec![
+                MutabilityFilter::new("dev-*").unwrap(),
+                MutabilityFilter::new("*.tmp").unwrap(),
+            ],
+            scan_on_push: true,
+            encryption: Encryption {
+                kind: EncryptionType::Kms,
+                kms_key: Some("arn:aws:kms:eu-west-1:111111111111:key/k".into()),
+            },
+            policy: Some("{\"Version\":\"2012-10-17\"}".into()),
+            lifecycle_policy: Some("{\"rules\":[]}".into()),
+            lifecycle_updated: Some(5_678),
+        };
+        let tags = [Tag {
+            key: "team".into(),
+            value: "core".into(),
+        }];
+        s.create_repository(&repo, &tags).await.unwrap();
+        assert_eq!(
+            b.nodes[1].repository(A, "ab").await.unwrap(),
+            Some(repo.clone()),
+            "{}",
+            b.name
+        );
+        for name in ["a.c", "a-z"] {
+            create(s, name).await;
+        }
+        let names: Vec<String> = b.nodes[1]
+            .repositories(A)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, vec!["a-z", "a.c", "ab"], "{}", b.name);
+        assert_eq!(
+            s.repositories("222222222222").await.unwrap(),
+            vec![],
+            "{}",
+            b.name
+        );
+
+        let img = image("img", &[], &[]);
+        for tag in ["v1", "V2", "latest"] {
+            s.put_image(A, "ab", &img, Some(tag), TagRule::Mutable)
+                .await
+                .unwrap();
+        }
+        let listed: Vec<String> = s
+            .tags_of(A, "ab")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t, d)| {
+                assert_eq!(d, img.digest);
+                t
+            })
+            .collect();
+        assert_eq!(listed, vec!["V2", "latest", "v1"], "{}", b.name);
+        let stored = s.image(A, "ab", "V2").await.unwrap().unwrap();
+        assert_eq!(stored.tags, listed, "{}", b.name);
+        assert_eq!(stored.manifest, img.manifest, "{}", b.name);
+        assert_eq!(
+            (stored.size, stored.pushed_at, stored.last_pull),
+            (10, 1_000, None),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.delete_tag(A, "ab", "V2").await.unwrap(), Some(img.digest));
+        assert_eq!(s.delete_tag(A, "ab", "V2").await.unwrap(), None);
+        // Made again under the name after a delete, a repository takes tags again.
+        s.delete_repository(A, "ab", true).await.unwrap();
+        s.create_repository(&Repository::new(A, "ab", 2_000), &tags)
+            .await
+            .unwrap();
+    }
+}
+
+/// A manifest that lists one blob twice is stored once with it, and a second push of
+/// the same image only moves the tag.
+#[tokio::test]
+async fn a_blob_listed_twice_and_an_image_pushed_twice() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let layer = digest("twice");
+        let img = image("twice", &[layer.clone(), layer.clone()], &[]);
+        let e = s
+            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PutImageError::Missing {
+                blobs: vec![layer.clone(), layer.clone()],
+                manifests: vec![]
+            },
+            "{}",
+            b.name
+        );
+        s.add_repository_blob(A, "app", &layer, 3, 1_000)
+            .await
+            .unwrap();
+        let first = s
+            .put_image(A, "app", &img, Some("a"), TagRule::Immutable)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            PutOutcome {
+                existed: false,
+                tag_unchanged: false
+            },
+            "{}",
+            b.name
+        );
+        let again = b.nodes[1]
+            .put_image(A, "app", &img, Some("a"), TagRule::Immutable)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            PutOutcome {
+                existed: true,
+                tag_unchanged: true
+            },
+            "{}",
+            b.name
+        );
+        let other_tag = b.nodes[1]
+            .put_image(A, "app", &img, Some("b"), TagRule::Mutable)
+            .await
+            .unwrap();
+        assert_eq!(
+            other_tag,
+            PutOutcome {
+                existed: true,
+                tag_unchanged: false
+            },
+            "{}",
+            b.name
+        );
+        assert!(s.blob_referenced(A, "app", &layer).await.unwrap());
+        assert!(!s
+            .blob_referenced(A, "app", &digest("unused"))
+            .await
+            .unwrap());
+    }
+}
+
+/// A pull is recorded at most once per interval per image.
+#[tokio::test]
+async fn pulls_are_recorded_at_most_once_per_interval() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let img = image("pulled", &[], &[]);
+        s.put_image(A, "app", &img, None, TagRule::Mutable)
+            .await
+            .unwrap();
+        let last_pull = || async {
+            b.nodes[1]
+                .image(A, "app", &img.digest)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_pull
+        };
+        s.record_pull(A, "app", &img.digest, 10_000).await.unwrap();
+        assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
+        s.record_pull(A, "app", &img.digest, 10_000 + PULL_RECORD_INTERVAL - 1)
+            .await
+            .unwrap();
+        assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
+        s.record_pull(A, "app", &img.digest, 10_000 + PULL_RECORD_INTERVAL)
+            .await
+            .unwrap();
+        assert_eq!(
+            last_pull().await,
+            Some(10_000 + PULL_RECORD_INTERVAL),
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// A registry policy is set, replaced and removed per account.
+#[tokio::test]
+async fn registry_policies() {
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        assert_eq!(s.registry_policy(A).await.unwrap(), None, "{}", b.name);
+        s.set_registry_policy(A, Some("{\"one\":1}")).await.unwrap();
+        t.set_registry_policy(A, Some("{\"two\":2}")).await.unwrap();
+        assert_eq!(
+            s.registry_policy(A).await.unwrap().as_deref(),
+            Some("{\"two\":2}"),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.registry_policy("222222222222").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        t.set_registry_policy(A, None).await.unwrap();
+        assert_eq!(s.registry_policy(A).await.unwrap(), None, "{}", b.name);
+    }
+}
+
+/// Nodes asking for one server secret at once with their own candidates all get the
+/// same one, a candidate one of them offered; a later ask with another candidate keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_secret_is_the_first_candidate() {
+    for b in backends().await {
+        let mut asks = Vec::new();
+        for n in 0..8 {
+            let node = b.nodes[n % b.nodes.len()].clone();
+            asks.push(tokio::spawn(async move {
+                node.server_secret("registry-token", &format!("candidate-{n}"))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut got = Vec::new();
+        for a in asks {
+            got.push(a.await.unwrap());
+        }
+        assert!(got.iter().all(|g| *g == got[0]), "{}: {got:?}", b.name);
+        assert!(got[0].starts_with("candidate-"), "{}", b.name);
+        assert_eq!(
+            b.nodes[0]
+                .server_secret("registry-token", "late")
+                .await
+                .unwrap(),
+            got[0],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.nodes[1].server_secret("other", "late").await.unwrap(),
+            "late",
             "{}",
             b.name
         );
