@@ -4,7 +4,8 @@
 //! SQLite has one writer at a time; PostgreSQL runs transactions side by side, at READ
 //! COMMITTED (every transaction here begins with that level, whatever the server's
 //! default: each statement then sees what committed before it started, which the checks
-//! below rely on). What keeps the registry consistent is row locks, taken in one order:
+//! below rely on). What keeps the registry consistent is row locks, which a push takes
+//! in one order (repository, referenced blobs and manifests, its image, its tag):
 //!
 //! - A write into a repository (`put_image`, and the foreign keys of the blobs, upload
 //!   sessions and images it holds) holds its repository row `FOR KEY SHARE`;
