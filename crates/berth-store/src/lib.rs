@@ -7,9 +7,10 @@
 //! and its embedded SQLite backend with versioned migrations. Secrets (secret access keys,
 //! server secrets) cross the traits in clear and are stored sealed by the backend
 //! ([`Sealer`], with a [`SecretsKey`] the store is opened with and never stores). Callers hold the traits
-//! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), so a PostgreSQL backend can implement
-//! them beside SQLite: [`PgStore`] connects, migrates, and keeps the [`Leases`] and the
-//! identities (the [`Store`]) so far. It validates nothing about policies and
+//! (`Arc<dyn Store>`, `Arc<dyn RegistryStore>`), whichever backend keeps them: the
+//! embedded [`SqliteStore`], or [`PgStore`] on a PostgreSQL database that several nodes
+//! share (its writes to what authorization reads notify every node,
+//! [`PgStore::watch_changes`]). [`copy_metadata`] copies the first into the second. It validates nothing about policies and
 //! knows no HTTP: callers check documents with the policy engine before they write them.
 
 mod leases;
@@ -17,6 +18,7 @@ mod migrate;
 mod model;
 mod pg;
 mod pg_identities;
+mod pg_registry;
 mod registry;
 mod schema;
 mod sealer;

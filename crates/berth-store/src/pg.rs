@@ -5,9 +5,10 @@
 //! (`pg_advisory_lock`, keyed by the database's name) from before it reads the applied
 //! migrations until it has applied the missing ones, so the others wait and then find
 //! nothing left to do. A database that has a migration this build does not know (a newer
-//! berth migrated it) is refused. It keeps the [`Leases`](crate::Leases) and the
+//! berth migrated it) is refused. It keeps the [`Leases`](crate::Leases), the
 //! identities (the [`Store`](crate::Store), in `pg_identities.rs`: accounts, keys,
-//! sessions, users, groups, roles, policies, tags); the registry follows.
+//! sessions, users, groups, roles, policies, tags) and the registry (the
+//! [`RegistryStore`](crate::RegistryStore), in `pg_registry.rs`).
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,10 +1,15 @@
 //! The registry store's contract, through its trait, against every backend and with
 //! several "nodes" (separate openers of one database) writing at once: a manifest commits
 //! only with everything it references, a tag moves atomically, one blob pushed many times
-//! is held once, and a repository deleted while images are pushed into it leaves nothing
-//! behind. Every backend must pass this suite; today that is SQLite (a PostgreSQL backend
-//! joins the list in `backends` when it exists).
+//! is held once, a repository deleted while images are pushed into it leaves nothing
+//! behind, settings changed at once are all kept, and an image an index lists is never
+//! deleted under it. Every backend must pass this suite: SQLite (two openers of one file)
+//! and PostgreSQL (two connection pools on one fresh database; needs
+//! `BERTH_TEST_POSTGRES_URL`, see `pg_support`).
 
+mod pg_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth_store::*;
@@ -15,40 +20,68 @@ const A: &str = "111111111111";
 struct Backend {
     name: &'static str,
     nodes: Vec<Arc<dyn RegistryStore>>,
-    /// Keeps the database's directory alive for the test.
-    _dir: tempfile::TempDir,
+    /// Keeps the database alive for the test (the SQLite file's directory, the
+    /// PostgreSQL database); dropped after the nodes.
+    _db: Box<dyn std::any::Any + Send>,
+}
+
+fn account() -> Account {
+    Account {
+        id: A.into(),
+        alias: None,
+        created: 1,
+    }
+}
+
+fn root_key() -> AccessKey {
+    AccessKey {
+        id: "AKIAROOT".into(),
+        secret: "s".into(),
+        account: A.into(),
+        user: None,
+        status: KeyStatus::Active,
+        created: 1,
+    }
 }
 
 async fn backends() -> Vec<Backend> {
+    let mut all = vec![sqlite().await];
+    if let Some(pg) = postgres().await {
+        all.push(pg);
+    }
+    all
+}
+
+async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     // Every node opens the database with the same secrets key, as nodes share it.
     let key = SecretsKey::from_bytes([7; 32]);
     let first = SqliteStore::open(&path, &key).await.unwrap();
-    first
-        .create_account(
-            &Account {
-                id: A.into(),
-                alias: None,
-                created: 1,
-            },
-            &AccessKey {
-                id: "AKIAROOT".into(),
-                secret: "s".into(),
-                account: A.into(),
-                user: None,
-                status: KeyStatus::Active,
-                created: 1,
-            },
-        )
-        .await
-        .unwrap();
+    first.create_account(&account(), &root_key()).await.unwrap();
     let second = SqliteStore::open(&path, &key).await.unwrap();
-    vec![Backend {
+    Backend {
         name: "sqlite",
         nodes: vec![Arc::new(first), Arc::new(second)],
-        _dir: dir,
-    }]
+        _db: Box::new(dir),
+    }
+}
+
+/// `None` only when the PostgreSQL tests are skipped knowingly (`BERTH_TEST_POSTGRES=skip`).
+async fn postgres() -> Option<Backend> {
+    let db = pg_support::db().await?;
+    let first = PgStore::connect(&db.url, &pg_support::test_key())
+        .await
+        .unwrap();
+    first.create_account(&account(), &root_key()).await.unwrap();
+    let second = PgStore::connect(&db.url, &pg_support::test_key())
+        .await
+        .unwrap();
+    Some(Backend {
+        name: "postgres",
+        nodes: vec![Arc::new(first), Arc::new(second)],
+        _db: Box::new(db),
+    })
 }
 
 fn digest(seed: &str) -> String {
@@ -543,5 +576,700 @@ async fn repository_refusals_are_typed() {
         );
         s.delete_repository(A, "app", true).await.unwrap();
         assert_eq!(s.repository(A, "app").await.unwrap(), None, "{}", b.name);
+    }
+}
+
+/// Many writers on two nodes move one mutable tag at once: every image is stored, and the
+/// tag ends on the last image of one of the writers (each writer's pushes are in order,
+/// so whichever committed last had just pushed its last image).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_writers_move_one_mutable_tag() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        let mut tasks = Vec::new();
+        for w in 0..12 {
+            let node = b.nodes[w % b.nodes.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let mut pushed = Vec::new();
+                for i in 0..5 {
+                    let img = image(&format!("w{w}-{i}"), &[], &[]);
+                    node.put_image(A, "app", &img, Some("latest"), TagRule::Mutable)
+                        .await
+                        .unwrap();
+                    pushed.push(img.digest);
+                }
+                pushed
+            }));
+        }
+        let mut pushed = std::collections::BTreeSet::new();
+        let mut last_of_each = Vec::new();
+        for t in tasks {
+            let mine = t.await.unwrap();
+            last_of_each.push(mine.last().unwrap().clone());
+            pushed.extend(mine);
+        }
+        let s = &*b.nodes[1];
+        let stored: std::collections::BTreeSet<String> = s
+            .images(A, "app")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.digest)
+            .collect();
+        assert_eq!(stored, pushed, "{}", b.name);
+        let tags = s.tags_of(A, "app").await.unwrap();
+        assert_eq!(tags.len(), 1, "{}: {tags:?}", b.name);
+        assert!(
+            last_of_each.contains(&tags[0].1),
+            "{}: the tag is on {}, which no writer pushed last",
+            b.name,
+            tags[0].1
+        );
+        let by_tag = s.image(A, "app", "latest").await.unwrap().unwrap();
+        assert_eq!(by_tag.digest, tags[0].1, "{}", b.name);
+        assert_eq!(by_tag.tags, vec!["latest".to_string()], "{}", b.name);
+    }
+}
+
+/// Two nodes set one immutable tag to different images at the same moment, round after
+/// round: exactly one wins, the other is refused as immutable and writes nothing (its
+/// image is not stored either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_race_an_immutable_tag() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        for round in 0..10 {
+            let tag = format!("v{round}");
+            let racers: Vec<_> = b
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(n, node)| {
+                    let (node, tag) = (node.clone(), tag.clone());
+                    tokio::spawn(async move {
+                        let img = image(&format!("r{round}-n{n}"), &[], &[]);
+                        let r = node
+                            .put_image(A, "app", &img, Some(&tag), TagRule::Immutable)
+                            .await;
+                        (img.digest, r)
+                    })
+                })
+                .collect();
+            let (mut won, mut lost) = (Vec::new(), Vec::new());
+            for r in racers {
+                match r.await.unwrap() {
+                    (d, Ok(outcome)) => {
+                        assert!(!outcome.existed && !outcome.tag_unchanged, "{}", b.name);
+                        won.push(d)
+                    }
+                    (d, Err(PutImageError::TagImmutable { tag: t })) => {
+                        assert_eq!(t, tag, "{}", b.name);
+                        lost.push(d)
+                    }
+                    (_, Err(e)) => panic!("{}: {e:?}", b.name),
+                }
+            }
+            assert_eq!((won.len(), lost.len()), (1, 1), "{} round {round}", b.name);
+            let s = &*b.nodes[0];
+            let tagged = s.image(A, "app", &tag).await.unwrap().unwrap();
+            assert_eq!(tagged.digest, won[0], "{} round {round}", b.name);
+            assert_eq!(
+                s.image(A, "app", &lost[0]).await.unwrap(),
+                None,
+                "{} round {round}: the refused image was stored",
+                b.name
+            );
+        }
+    }
+}
+
+/// One blob pushed at once into several repositories, by many writers on two nodes,
+/// each adding it and then pushing an image that references it: every call succeeds,
+/// each repository holds the blob (at the size first recorded) and references it, and a
+/// repository nobody pushed to does not hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_blob_pushed_into_many_repositories_at_once() {
+    for b in backends().await {
+        let repos = ["r0", "r1", "r2", "r3"];
+        for r in repos {
+            create(&*b.nodes[0], r).await;
+        }
+        create(&*b.nodes[0], "untouched").await;
+        let layer = digest("everywhere");
+        let mut tasks = Vec::new();
+        for (k, r) in repos.into_iter().enumerate() {
+            for w in 0..4 {
+                let node = b.nodes[(k + w) % b.nodes.len()].clone();
+                let layer = layer.clone();
+                tasks.push(tokio::spawn(async move {
+                    node.add_repository_blob(A, r, &layer, 99, 1_000 + w as i64)
+                        .await
+                        .unwrap();
+                    let img = image(&format!("{r}-w{w}"), &[layer], &[]);
+                    node.put_image(A, r, &img, Some(&format!("w{w}")), TagRule::Mutable)
+                        .await
+                        .unwrap();
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for r in repos {
+            for node in &b.nodes {
+                assert_eq!(
+                    node.repository_blob(A, r, &layer).await.unwrap(),
+                    Some(99),
+                    "{} {r}",
+                    b.name
+                );
+                assert!(
+                    node.blob_referenced(A, r, &layer).await.unwrap(),
+                    "{} {r}",
+                    b.name
+                );
+            }
+            assert_eq!(
+                b.nodes[0].images(A, r).await.unwrap().len(),
+                4,
+                "{} {r}",
+                b.name
+            );
+        }
+        assert_eq!(
+            b.nodes[1]
+                .repository_blob(A, "untouched", &layer)
+                .await
+                .unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// Whether an error of a write racing a repository's delete is the repository being gone.
+fn gone(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::RepositoryNotFound { .. })
+}
+
+/// A forced repository delete on one node while many writers on both nodes add blobs,
+/// push images and start upload sessions in it: every call either succeeds (and then it
+/// started before the delete finished) or fails with `RepositoryNotFound`, and afterwards
+/// nothing of the repository remains: no session, and a repository made again under the
+/// name holds no image, tag or blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forced_delete_racing_many_writers_leaves_nothing() {
+    use std::sync::atomic::AtomicUsize;
+    for b in backends().await {
+        for round in 0..6 {
+            create(&*b.nodes[0], "app").await;
+            let deleted = Arc::new(AtomicBool::new(false));
+            let successes = Arc::new(AtomicUsize::new(0));
+            let mut writers = Vec::new();
+            for w in 0..6 {
+                let node = b.nodes[w % b.nodes.len()].clone();
+                let (deleted, successes) = (deleted.clone(), successes.clone());
+                writers.push(tokio::spawn(async move {
+                    // A call that succeeded although it started after the delete returned
+                    // is a write the delete left behind.
+                    let check = |started_after: bool, ok: bool, what: &str| {
+                        if ok {
+                            assert!(!started_after, "{what} succeeded after the delete");
+                            successes.fetch_add(1, Ordering::SeqCst);
+                        }
+                    };
+                    let mut uploads = Vec::new();
+                    for i in 0..15 {
+                        let layer = digest(&format!("r{round}-w{w}-layer{i}"));
+                        let after = deleted.load(Ordering::SeqCst);
+                        let r = node.add_repository_blob(A, "app", &layer, 7, 1_000).await;
+                        if let Err(e) = &r {
+                            assert!(gone(e), "add_repository_blob: {e:?}");
+                        }
+                        check(after, r.is_ok(), "add_repository_blob");
+                        if r.is_ok() {
+                            let img = image(&format!("r{round}-w{w}-img{i}"), &[layer], &[]);
+                            let after = deleted.load(Ordering::SeqCst);
+                            let r = node
+                                .put_image(A, "app", &img, Some(&format!("w{w}")), TagRule::Mutable)
+                                .await;
+                            match &r {
+                                Ok(_) => {}
+                                Err(PutImageError::Store(e)) if gone(e) => {}
+                                Err(e) => panic!("put_image: {e:?}"),
+                            }
+                            check(after, r.is_ok(), "put_image");
+                        }
+                        let id = format!("r{round}-w{w}-u{i}");
+                        let after = deleted.load(Ordering::SeqCst);
+                        let r = node
+                            .create_upload(&Upload {
+                                id: id.clone(),
+                                account: A.into(),
+                                repository: "app".into(),
+                                principal: format!("arn:aws:iam::{A}:root"),
+                                created: 1_000,
+                                updated: 1_000,
+                            })
+                            .await;
+                        if let Err(e) = &r {
+                            assert!(gone(e), "create_upload: {e:?}");
+                        }
+                        check(after, r.is_ok(), "create_upload");
+                        if r.is_ok() {
+                            uploads.push(id);
+                        }
+                    }
+                    uploads
+                }));
+            }
+            let deleter = b.nodes[(round + 1) % b.nodes.len()].clone();
+            // Delete once the writers are under way (some writes have landed).
+            while successes.load(Ordering::SeqCst) < 6 && !writers.iter().all(|w| w.is_finished()) {
+                tokio::task::yield_now().await;
+            }
+            deleter.delete_repository(A, "app", true).await.unwrap();
+            deleted.store(true, Ordering::SeqCst);
+            let mut uploads = Vec::new();
+            for w in writers {
+                uploads.extend(w.await.unwrap());
+            }
+            let s = &*b.nodes[round % b.nodes.len()];
+            assert_eq!(s.repository(A, "app").await.unwrap(), None, "{}", b.name);
+            for id in &uploads {
+                assert_eq!(
+                    s.upload(id).await.unwrap(),
+                    None,
+                    "{} round {round}: session {id} survived its repository",
+                    b.name
+                );
+            }
+            create(s, "app").await;
+            assert_eq!(s.images(A, "app").await.unwrap(), vec![], "{}", b.name);
+            assert_eq!(s.tags_of(A, "app").await.unwrap(), vec![], "{}", b.name);
+            for w in 0..6 {
+                for i in 0..15 {
+                    let layer = digest(&format!("r{round}-w{w}-layer{i}"));
+                    assert_eq!(
+                        s.repository_blob(A, "app", &layer).await.unwrap(),
+                        None,
+                        "{} round {round}: a blob survived its repository",
+                        b.name
+                    );
+                }
+            }
+            s.delete_repository(A, "app", true).await.unwrap();
+        }
+    }
+}
+
+/// Four nodes' worth of writers each change one setting of one repository, over and
+/// over, at once: no change undoes another. Each writer sees, as the repository "before"
+/// its change, the value it set itself last time, and at the end every setting holds
+/// its writer's last value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_of_different_settings_are_all_kept() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        // Each writer: how to read its setting, and its i-th change.
+        type Pick = fn(&Repository) -> String;
+        type Change = fn(i64) -> RepositorySetting;
+        let writers: Vec<(Pick, Change)> = vec![
+            (
+                |r| r.scan_on_push.to_string(),
+                |i| RepositorySetting::ScanOnPush(i % 2 == 0),
+            ),
+            (
+                |r| format!("{:?}", r.policy),
+                |i| RepositorySetting::Policy(Some(format!("{{\"p\":{i}}}"))),
+            ),
+            (
+                |r| r.tag_mutability.as_str().to_string(),
+                |i| RepositorySetting::TagMutability {
+                    mutability: if i % 2 == 0 {
+                        TagMutability::Immutable
+                    } else {
+                        TagMutability::Mutable
+                    },
+                    filters: vec![],
+                },
+            ),
+            (
+                |r| format!("{:?}/{:?}", r.lifecycle_policy, r.lifecycle_updated),
+                |i| RepositorySetting::LifecyclePolicy(Some((format!("{{\"l\":{i}}}"), i))),
+            ),
+        ];
+        let initial = Repository::new(A, "app", 1_000);
+        let mut tasks = Vec::new();
+        for (w, (pick, setting)) in writers.iter().copied().enumerate() {
+            let node = b.nodes[w % b.nodes.len()].clone();
+            let mut expected = Repository::new(A, "app", 1_000);
+            tasks.push(tokio::spawn(async move {
+                // An odd number of changes: each ends away from the default.
+                for i in 0..11 {
+                    let before = node.update_repository(A, "app", &setting(i)).await.unwrap();
+                    assert_eq!(pick(&before), pick(&expected), "writer {w} change {i}");
+                    apply(&mut expected, &setting(i));
+                }
+                expected
+            }));
+        }
+        let mut last = Vec::new();
+        for t in tasks {
+            last.push(t.await.unwrap());
+        }
+        let now = b.nodes[1].repository(A, "app").await.unwrap().unwrap();
+        for (w, (pick, _)) in writers.iter().enumerate() {
+            assert_eq!(pick(&now), pick(&last[w]), "{}: writer {w}", b.name);
+            assert_ne!(pick(&now), pick(&initial), "{}: writer {w}", b.name);
+        }
+    }
+}
+
+/// What `update_repository` does to a repository, for the test's expectations.
+fn apply(r: &mut Repository, setting: &RepositorySetting) {
+    match setting {
+        RepositorySetting::TagMutability {
+            mutability,
+            filters,
+        } => {
+            r.tag_mutability = *mutability;
+            r.mutability_filters = filters.clone();
+        }
+        RepositorySetting::ScanOnPush(on) => r.scan_on_push = *on,
+        RepositorySetting::Policy(p) => r.policy = p.clone(),
+        RepositorySetting::LifecyclePolicy(p) => {
+            r.lifecycle_policy = p.as_ref().map(|(t, _)| t.clone());
+            r.lifecycle_updated = p.as_ref().map(|(_, at)| *at);
+        }
+    }
+}
+
+/// One node deletes an image while another pushes an index that lists it, round after
+/// round: either the delete wins (and the index is refused as missing its child) or the
+/// index wins (and the delete is refused as listed by an index), never both; an index
+/// whose child is gone is never left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        let (mut delete_won, mut index_won) = (0, 0);
+        for round in 0..16 {
+            let child = image(&format!("child{round}"), &[], &[]);
+            b.nodes[0]
+                .put_image(
+                    A,
+                    "app",
+                    &child,
+                    Some(&format!("c{round}")),
+                    TagRule::Mutable,
+                )
+                .await
+                .unwrap();
+            let index = image(
+                &format!("index{round}"),
+                &[],
+                std::slice::from_ref(&child.digest),
+            );
+            let (deleter, pusher) = (b.nodes[round % 2].clone(), b.nodes[(round + 1) % 2].clone());
+            let child_digest = child.digest.clone();
+            let delete =
+                tokio::spawn(async move { deleter.delete_image(A, "app", &child_digest).await });
+            let push_index = index.clone();
+            let push = tokio::spawn(async move {
+                pusher
+                    .put_image(A, "app", &push_index, None, TagRule::Mutable)
+                    .await
+            });
+            let (deleted, pushed) = (delete.await.unwrap(), push.await.unwrap());
+            let s = &*b.nodes[0];
+            let child_now = s.image(A, "app", &child.digest).await.unwrap();
+            let index_now = s.image(A, "app", &index.digest).await.unwrap();
+            match (deleted, pushed) {
+                (Ok(true), Err(PutImageError::Missing { blobs, manifests })) => {
+                    assert!(blobs.is_empty(), "{}", b.name);
+                    assert_eq!(manifests, vec![child.digest.clone()], "{}", b.name);
+                    assert!(child_now.is_none() && index_now.is_none(), "{}", b.name);
+                    delete_won += 1;
+                }
+                (Err(RegistryError::ImageReferencedByIndex { digest, .. }), Ok(_)) => {
+                    assert_eq!(digest, child.digest, "{}", b.name);
+                    assert!(child_now.is_some() && index_now.is_some(), "{}", b.name);
+                    assert!(s.delete_image(A, "app", &index.digest).await.unwrap());
+                    assert!(s.delete_image(A, "app", &child.digest).await.unwrap());
+                    index_won += 1;
+                }
+                (d, p) => panic!("{} round {round}: delete {d:?}, index push {p:?}", b.name),
+            }
+        }
+        assert_eq!(delete_won + index_won, 16, "{}", b.name);
+        assert_eq!(
+            b.nodes[1].images(A, "app").await.unwrap(),
+            vec![],
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// A repository's settings come back as they were written, whatever they are;
+/// repositories are listed by name and tags by tag, in byte order (as SQLite compares
+/// text), whatever the database's collation.
+#[tokio::test]
+async fn settings_round_trip_and_listings_are_in_byte_order() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        let repo = Repository {
+            account: A.into(),
+            name: "ab".into(),
+            created: 1_234,
+            tag_mutability: TagMutability::ImmutableWithExclusion,
+            mutability_filters: vec![
+                MutabilityFilter::new("dev-*").unwrap(),
+                MutabilityFilter::new("*.tmp").unwrap(),
+            ],
+            scan_on_push: true,
+            encryption: Encryption {
+                kind: EncryptionType::Kms,
+                kms_key: Some("arn:aws:kms:eu-west-1:111111111111:key/k".into()),
+            },
+            policy: Some("{\"Version\":\"2012-10-17\"}".into()),
+            lifecycle_policy: Some("{\"rules\":[]}".into()),
+            lifecycle_updated: Some(5_678),
+        };
+        let tags = [Tag {
+            key: "team".into(),
+            value: "core".into(),
+        }];
+        s.create_repository(&repo, &tags).await.unwrap();
+        assert_eq!(
+            b.nodes[1].repository(A, "ab").await.unwrap(),
+            Some(repo.clone()),
+            "{}",
+            b.name
+        );
+        for name in ["a.c", "a-z"] {
+            create(s, name).await;
+        }
+        let names: Vec<String> = b.nodes[1]
+            .repositories(A)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, vec!["a-z", "a.c", "ab"], "{}", b.name);
+        assert_eq!(
+            s.repositories("222222222222").await.unwrap(),
+            vec![],
+            "{}",
+            b.name
+        );
+
+        let img = image("img", &[], &[]);
+        for tag in ["v1", "V2", "latest"] {
+            s.put_image(A, "ab", &img, Some(tag), TagRule::Mutable)
+                .await
+                .unwrap();
+        }
+        let listed: Vec<String> = s
+            .tags_of(A, "ab")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t, d)| {
+                assert_eq!(d, img.digest);
+                t
+            })
+            .collect();
+        assert_eq!(listed, vec!["V2", "latest", "v1"], "{}", b.name);
+        let stored = s.image(A, "ab", "V2").await.unwrap().unwrap();
+        assert_eq!(stored.tags, listed, "{}", b.name);
+        assert_eq!(stored.manifest, img.manifest, "{}", b.name);
+        assert_eq!(
+            (stored.size, stored.pushed_at, stored.last_pull),
+            (10, 1_000, None),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.delete_tag(A, "ab", "V2").await.unwrap(), Some(img.digest));
+        assert_eq!(s.delete_tag(A, "ab", "V2").await.unwrap(), None);
+        // Made again under the name after a delete, a repository takes tags again.
+        s.delete_repository(A, "ab", true).await.unwrap();
+        s.create_repository(&Repository::new(A, "ab", 2_000), &tags)
+            .await
+            .unwrap();
+    }
+}
+
+/// A manifest that lists one blob twice is stored once with it, and a second push of
+/// the same image only moves the tag.
+#[tokio::test]
+async fn a_blob_listed_twice_and_an_image_pushed_twice() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let layer = digest("twice");
+        let img = image("twice", &[layer.clone(), layer.clone()], &[]);
+        let e = s
+            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PutImageError::Missing {
+                blobs: vec![layer.clone(), layer.clone()],
+                manifests: vec![]
+            },
+            "{}",
+            b.name
+        );
+        s.add_repository_blob(A, "app", &layer, 3, 1_000)
+            .await
+            .unwrap();
+        let first = s
+            .put_image(A, "app", &img, Some("a"), TagRule::Immutable)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            PutOutcome {
+                existed: false,
+                tag_unchanged: false
+            },
+            "{}",
+            b.name
+        );
+        let again = b.nodes[1]
+            .put_image(A, "app", &img, Some("a"), TagRule::Immutable)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            PutOutcome {
+                existed: true,
+                tag_unchanged: true
+            },
+            "{}",
+            b.name
+        );
+        let other_tag = b.nodes[1]
+            .put_image(A, "app", &img, Some("b"), TagRule::Mutable)
+            .await
+            .unwrap();
+        assert_eq!(
+            other_tag,
+            PutOutcome {
+                existed: true,
+                tag_unchanged: false
+            },
+            "{}",
+            b.name
+        );
+        assert!(s.blob_referenced(A, "app", &layer).await.unwrap());
+        assert!(!s
+            .blob_referenced(A, "app", &digest("unused"))
+            .await
+            .unwrap());
+    }
+}
+
+/// A pull is recorded at most once per interval per image.
+#[tokio::test]
+async fn pulls_are_recorded_at_most_once_per_interval() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let img = image("pulled", &[], &[]);
+        s.put_image(A, "app", &img, None, TagRule::Mutable)
+            .await
+            .unwrap();
+        let last_pull = || async {
+            b.nodes[1]
+                .image(A, "app", &img.digest)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_pull
+        };
+        s.record_pull(A, "app", &img.digest, 10_000).await.unwrap();
+        assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
+        s.record_pull(A, "app", &img.digest, 10_000 + PULL_RECORD_INTERVAL - 1)
+            .await
+            .unwrap();
+        assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
+        s.record_pull(A, "app", &img.digest, 10_000 + PULL_RECORD_INTERVAL)
+            .await
+            .unwrap();
+        assert_eq!(
+            last_pull().await,
+            Some(10_000 + PULL_RECORD_INTERVAL),
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// A registry policy is set, replaced and removed per account.
+#[tokio::test]
+async fn registry_policies() {
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        assert_eq!(s.registry_policy(A).await.unwrap(), None, "{}", b.name);
+        s.set_registry_policy(A, Some("{\"one\":1}")).await.unwrap();
+        t.set_registry_policy(A, Some("{\"two\":2}")).await.unwrap();
+        assert_eq!(
+            s.registry_policy(A).await.unwrap().as_deref(),
+            Some("{\"two\":2}"),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.registry_policy("222222222222").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        t.set_registry_policy(A, None).await.unwrap();
+        assert_eq!(s.registry_policy(A).await.unwrap(), None, "{}", b.name);
+    }
+}
+
+/// Nodes asking for one server secret at once with their own candidates all get the
+/// same one, a candidate one of them offered; a later ask with another candidate keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_secret_is_the_first_candidate() {
+    for b in backends().await {
+        let mut asks = Vec::new();
+        for n in 0..8 {
+            let node = b.nodes[n % b.nodes.len()].clone();
+            asks.push(tokio::spawn(async move {
+                node.server_secret("registry-token", &format!("candidate-{n}"))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut got = Vec::new();
+        for a in asks {
+            got.push(a.await.unwrap());
+        }
+        assert!(got.iter().all(|g| *g == got[0]), "{}: {got:?}", b.name);
+        assert!(got[0].starts_with("candidate-"), "{}", b.name);
+        assert_eq!(
+            b.nodes[0]
+                .server_secret("registry-token", "late")
+                .await
+                .unwrap(),
+            got[0],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.nodes[1].server_secret("other", "late").await.unwrap(),
+            "late",
+            "{}",
+            b.name
+        );
     }
 }

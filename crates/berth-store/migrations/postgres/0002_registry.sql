@@ -88,6 +88,8 @@ CREATE TABLE uploads (
     FOREIGN KEY (account_id, repository) REFERENCES repositories (account_id, name) ON DELETE CASCADE
 );
 CREATE INDEX uploads_by_age ON uploads (updated_at);
+-- A repository's sessions, for the cascade when it is deleted.
+CREATE INDEX uploads_by_repository ON uploads (account_id, repository);
 
 -- Server secrets shared by every node (the key registry passwords are signed with),
 -- sealed.
