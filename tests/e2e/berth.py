@@ -293,7 +293,9 @@ class Server:
         return self.root.account_id
 
     def account_create(self, account_id=None, alias=None, check=True):
-        cmd = [BIN, "account", "create", "--data-dir", str(self.data_dir), "--json"]
+        # The server's configuration names its metadata store (and secrets key file).
+        cmd = [BIN, "account", "create", "--config", str(self.config_path), "--data-dir", str(self.data_dir),
+               "--json"]
         if account_id:
             cmd += ["--id", account_id]
         if alias:
@@ -396,11 +398,31 @@ class Server:
     def secrets_key_path(self):
         return self.data_dir / "secrets.key"
 
+    def sql(self, query, params=()):
+        """The rows of a query of the metadata store, whichever it is (`?` placeholders;
+        on PostgreSQL the parameters are quoted into the text, integers come back as
+        int and NULL as None)."""
+        if not self.database:
+            with self.db() as db:
+                return [tuple(r) for r in db.execute(query, params)]
+        parts = query.split("?")
+        assert len(parts) == len(params) + 1, query
+        text = parts[0]
+        for value, rest in zip(params, parts[1:]):
+            text += (str(int(value)) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'") + rest
+        out = subprocess.run(["psql", postgres_url(self.database), "-v", "ON_ERROR_STOP=1", "-qAt",
+                              "-F", "\x1f", "-P", "null=\\N", "-c", text],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+
+        def value(v):
+            return None if v == "\\N" else int(v) if re.fullmatch(r"-?\d+", v) else v
+        return [tuple(value(v) for v in line.split("\x1f")) for line in out.stdout.splitlines()]
+
     def server_secret(self, name):
         """A server secret (e.g. registry-token-key), opened from the database with the
         data directory's secrets key, as the server opens it."""
-        with self.db() as db:
-            sealed = db.execute("SELECT value FROM server_secrets WHERE name = ?", (name,)).fetchone()[0]
+        [(sealed,)] = self.sql("SELECT value FROM server_secrets WHERE name = ?", (name,))
         return open_sealed(self.secrets_key_path, "server_secrets.value", name, sealed)
 
     def audit_lines(self, *request_ids, until=None, timeout=10):

@@ -1661,11 +1661,10 @@ def test_times_keep_milliseconds(server, reg):
     reg.get_manifest(repo, "t0")  # records a pull
 
     out, raw = raw_json(c, "DescribeImages", repositoryName=repo)
-    with server.db() as db:
-        stored = dict(db.execute("SELECT digest, pushed_at FROM images WHERE repository = ?", (repo,)))
-        last_pull = db.execute("SELECT last_pull FROM images WHERE repository = ? AND digest = ?",
-                               (repo, images[0].digest)).fetchone()[0]
-        created = db.execute("SELECT created_at FROM repositories WHERE name = ?", (repo,)).fetchone()[0]
+    stored = dict(server.sql("SELECT digest, pushed_at FROM images WHERE repository = ?", (repo,)))
+    [(last_pull,)] = server.sql("SELECT last_pull FROM images WHERE repository = ? AND digest = ?",
+                                (repo, images[0].digest))
+    [(created,)] = server.sql("SELECT created_at FROM repositories WHERE name = ?", (repo,))
     by_digest = {d["imageDigest"]: d for d in raw["imageDetails"]}
     parsed = {d["imageDigest"]: d for d in out["imageDetails"]}
     pushed = []
@@ -1686,8 +1685,7 @@ def test_times_keep_milliseconds(server, reg):
     assert raw["repositories"][0]["createdAt"] * 1000 == created
     c.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=LIFECYCLE)
     _, raw = raw_json(c, "GetLifecyclePolicy", repositoryName=repo)
-    with server.db() as db:
-        at = db.execute("SELECT lifecycle_updated FROM repositories WHERE name = ?", (repo,)).fetchone()[0]
+    [(at,)] = server.sql("SELECT lifecycle_updated FROM repositories WHERE name = ?", (repo,))
     assert raw["lastEvaluatedAt"] * 1000 == at and at > created
 
 

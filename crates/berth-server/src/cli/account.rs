@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::serve::config::{Config, MetadataUrl};
+use crate::serve::config::{Config, Overrides};
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
@@ -25,8 +25,13 @@ pub struct CreateArgs {
     /// An alias for the account.
     #[arg(long)]
     alias: Option<String>,
-    #[arg(long, value_name = "DIR", default_value = "./berth-data")]
-    data_dir: PathBuf,
+    /// The data directory [default: ./berth-data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server's configuration file: its data_dir, metadata_url and secrets_key_file
+    /// apply (the flags here win)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The key secrets are sealed with in the database (the server's --secrets-key-file)
     /// [default: DATA_DIR/secrets.key]
     #[arg(long, value_name = "FILE")]
@@ -42,8 +47,13 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(long, value_name = "DIR", default_value = "./berth-data")]
-    data_dir: PathBuf,
+    /// The data directory [default: ./berth-data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server's configuration file: its data_dir, metadata_url and secrets_key_file
+    /// apply (the flags here win)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The key secrets are sealed with in the database (the server's --secrets-key-file)
     /// [default: DATA_DIR/secrets.key]
     #[arg(long, value_name = "FILE")]
@@ -56,16 +66,20 @@ pub struct ListArgs {
 
 /// The store a command names, opened as the server opens it.
 async fn open(
-    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
     secrets_key_file: Option<PathBuf>,
-    metadata_url: Option<&str>,
+    metadata_url: Option<String>,
 ) -> Result<crate::serve::metadata::Metadata, String> {
-    let config = Config {
-        data_dir: data_dir.to_path_buf(),
-        secrets_key_file,
-        metadata: metadata_url.map(MetadataUrl::parse).transpose()?,
-        ..Config::default()
-    };
+    let config = Config::load(
+        config,
+        &Overrides {
+            data_dir,
+            secrets_key_file,
+            metadata_url,
+            ..Overrides::default()
+        },
+    )?;
     crate::serve::metadata::open(&config).await
 }
 
@@ -74,7 +88,13 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
     match cmd {
         AccountCommand::Create(a) => rt.block_on(async {
             crate::serve::accounts::check(a.id.as_deref(), a.alias.as_deref())?;
-            let meta = open(&a.data_dir, a.secrets_key_file, a.metadata_url.as_deref()).await?;
+            let meta = open(
+                a.config.as_deref(),
+                a.data_dir,
+                a.secrets_key_file,
+                a.metadata_url,
+            )
+            .await?;
             let new =
                 crate::serve::accounts::create(&*meta.store, a.id.as_deref(), a.alias.as_deref())
                     .await?;
@@ -88,7 +108,13 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }),
         AccountCommand::List(a) => rt.block_on(async {
-            let meta = open(&a.data_dir, a.secrets_key_file, a.metadata_url.as_deref()).await?;
+            let meta = open(
+                a.config.as_deref(),
+                a.data_dir,
+                a.secrets_key_file,
+                a.metadata_url,
+            )
+            .await?;
             for acct in meta.store.accounts().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",

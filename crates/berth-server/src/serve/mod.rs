@@ -26,7 +26,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use berth_store::{RegistryStore, SqliteStore, Store};
+use berth_store::SqliteStore;
 
 pub use app::{App, Origin};
 pub use config::Config;
