@@ -239,24 +239,17 @@ impl PgStore {
             }
             r => r?,
         };
-        // The repository's resource tags, numbered in the order given (as the IAM tags
-        // are, in the same table).
-        for t in tags {
-            sqlx::query(
-                "INSERT INTO tags (account_id, kind, owner_name, key, value, position)
-                 VALUES ($1, $2, $3, $4, $5,
-                    (SELECT COALESCE(MAX(position), 0) + 1 FROM tags
-                     WHERE account_id = $1 AND kind = $2 AND owner_name = $3))
-                 ON CONFLICT (account_id, kind, owner_name, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(&repo.account)
-            .bind(TagTarget::Repository.as_str())
-            .bind(&repo.name)
-            .bind(&t.key)
-            .bind(&t.value)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // The repository's resource tags, numbered in the order given, written as the IAM
+        // tags are (same table, same owner lock).
+        crate::pg_identities::put_tags(
+            &mut tx,
+            &repo.account,
+            TagTarget::Repository,
+            &repo.name,
+            tags,
+        )
+        .await
+        .map_err(|e| Fail::Refused(e.into()))?;
         tx.commit().await?;
         Ok(())
     }
