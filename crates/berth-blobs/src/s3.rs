@@ -348,6 +348,7 @@ impl S3Uploads {
             }
             Some(name)
         };
+        let old_tail = w.saved.tail.clone();
         let mut next = w.saved.clone();
         next.size = size;
         next.sha256 = to_hex(&hasher.save());
@@ -362,8 +363,8 @@ impl S3Uploads {
             }
             return Err(self.conflict(states, id).await);
         }
-        if let Some(old) = &w.saved.tail {
-            let _ = self.store.delete(&self.tail(id, old)).await;
+        if let Some(old) = old_tail.filter(|old| Some(old) != tail.as_ref()) {
+            let _ = self.store.delete(&self.tail(id, &old)).await;
         }
         match stream_error {
             Some(e) => Err(BlobError::Io(format!(
@@ -496,10 +497,7 @@ impl S3Uploads {
     /// and every object under `_uploads/<id>/`.
     async fn discard(&self, id: &str, saved: &SessionState) {
         if let Some(upload) = &saved.upload {
-            let _ = self
-                .store
-                .abort_multipart(&self.staging(id), upload)
-                .await;
+            let _ = self.store.abort_multipart(&self.staging(id), upload).await;
         }
         let dir = self.session_dir(id);
         let listed: Vec<_> = match self.store.list(Some(&dir)).try_collect().await {
@@ -512,7 +510,11 @@ impl S3Uploads {
     }
 
     /// See [`BlobStore::cancel`](crate::BlobStore::cancel).
-    pub(crate) async fn cancel(&self, states: &dyn UploadStates, id: &str) -> Result<(), BlobError> {
+    pub(crate) async fn cancel(
+        &self,
+        states: &dyn UploadStates,
+        id: &str,
+    ) -> Result<(), BlobError> {
         let (_, saved) = self.load(states, id).await?;
         self.discard(id, &saved).await;
         Ok(())
@@ -543,7 +545,11 @@ impl S3Uploads {
     }
 
     /// A URL that lets anyone GET the blob for `ttl`.
-    pub(crate) async fn presigned_get(&self, d: &Digest, ttl: Duration) -> Result<String, BlobError> {
+    pub(crate) async fn presigned_get(
+        &self,
+        d: &Digest,
+        ttl: Duration,
+    ) -> Result<String, BlobError> {
         let url = self
             .store
             .signed_url(http::Method::GET, &self.blob(d), ttl)
@@ -616,7 +622,11 @@ impl Writer<'_> {
     /// Uploads part `index + 1` under a freshly renewed claim; returns its ETag.
     async fn upload_part(&mut self, index: usize, part: PutPayload) -> Result<String, BlobError> {
         self.claim(true).await?;
-        let upload = self.saved.upload.clone().expect("claim(true) creates the upload");
+        let upload = self
+            .saved
+            .upload
+            .clone()
+            .expect("claim(true) creates the upload");
         let part = with_deadline(self.s3.store.put_part(
             &self.s3.staging(self.id),
             &upload,
@@ -722,7 +732,10 @@ mod tests {
 
     #[test]
     fn hex_round_trips() {
-        assert_eq!(from_hex(&to_hex(&[0, 1, 0xab, 0xff])).unwrap(), [0, 1, 0xab, 0xff]);
+        assert_eq!(
+            from_hex(&to_hex(&[0, 1, 0xab, 0xff])).unwrap(),
+            [0, 1, 0xab, 0xff]
+        );
         assert!(from_hex("abc").is_none());
         assert!(from_hex("zz").is_none());
     }

@@ -25,8 +25,10 @@ pub struct SavedUploadState {
 /// it; the blob store only reads and replaces its state.
 pub trait UploadStates: Send + Sync + 'static {
     /// The session's state; `None` if there is no such session.
-    fn load<'a>(&'a self, id: &'a str)
-        -> BoxFuture<'a, Result<Option<SavedUploadState>, BlobError>>;
+    fn load<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SavedUploadState>, BlobError>>;
 
     /// Replaces the state if its version is still `expected_version` (it becomes
     /// `expected_version + 1`). False if the session is gone or another save came first.
