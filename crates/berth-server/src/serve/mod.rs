@@ -14,6 +14,7 @@ pub mod intake;
 pub mod private;
 pub mod ready;
 pub mod secrets;
+pub mod upload_states;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -123,9 +124,16 @@ pub async fn app(config: Config) -> Result<Arc<App>, String> {
     } else {
         None
     };
-    let blobs = berth_blobs::BlobStore::local(&config.data_dir)
-        .await
-        .map_err(|e| format!("opening blob storage in {}: {e}", config.data_dir.display()))?;
+    let blobs = match config.blob_backend()? {
+        config::BlobBackend::Local(dir) => berth_blobs::BlobStore::local(&dir)
+            .await
+            .map_err(|e| format!("opening blob storage in {}: {e}", dir.display()))?,
+        config::BlobBackend::S3(s3) => {
+            let states = Arc::new(upload_states::RegistryUploadStates(store.clone()));
+            berth_blobs::BlobStore::s3(&s3, states)
+                .map_err(|e| format!("opening blob storage in bucket {}: {e}", s3.bucket))?
+        }
+    };
     Ok(Arc::new(App {
         store: store.clone(),
         registry: store,
