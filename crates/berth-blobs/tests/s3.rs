@@ -171,7 +171,7 @@ async fn alternate(n: &Nodes, data: &[u8], chunk: usize) {
         assert_eq!(other.upload_size(&id).await.unwrap(), Some(offset));
     }
     let last = data.chunks(chunk.max(1)).count();
-    let finisher = if last % 2 == 0 { &n.b } else { &n.a };
+    let finisher = if last % 2 == 1 { &n.b } else { &n.a };
     assert_eq!(finisher.finish(&id, &d).await.unwrap(), data.len() as u64);
     for node in [&n.a, &n.b] {
         assert_eq!(node.stat(&d).await.unwrap(), Some(data.len() as u64));
