@@ -398,24 +398,30 @@ impl S3Uploads {
                 computed,
             });
         }
-        // The claim makes any request still adding to the session lose.
-        w.claim(false).await?;
         let size = w.saved.size;
         let dest = self.blob(expected);
-        let exists = match self.store.head(&dest).await {
-            Ok(_) => true,
-            Err(object_store::Error::NotFound { .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
-        if !exists {
-            let published = self.publish(&w.saved, id, &dest).await;
-            if let Err(e) = published {
-                w.release().await;
-                return Err(e);
-            }
+        // Stored already (another session, or this one finished before and its caller
+        // failed afterwards): nothing to publish.
+        if self.exists(&dest).await? {
+            self.discard(id, &w.saved).await;
+            return Ok(size);
+        }
+        // The claim makes any request still adding to the session lose.
+        w.claim(false).await?;
+        if let Err(e) = self.publish(&w.saved, id, &dest).await {
+            w.release().await;
+            return Err(e);
         }
         self.discard(id, &w.saved).await;
         Ok(size)
+    }
+
+    async fn exists(&self, path: &ObjectPath) -> Result<bool, BlobError> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Puts the verified bytes of a session at `dest`.
@@ -433,6 +439,12 @@ impl S3Uploads {
             };
         };
         let staging = self.staging(id);
+        // Completed by an earlier attempt that failed later on: copy what it left.
+        if let Ok(meta) = self.store.head(&staging).await {
+            if meta.size == saved.size {
+                return self.copy(&staging, dest, meta.size).await;
+            }
+        }
         let mut parts: Vec<PartId> = saved
             .etags
             .iter()
