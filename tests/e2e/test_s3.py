@@ -4,13 +4,17 @@ upload started on one node is continued on the other; skopeo push and pull; blob
 redirected to presigned URLs of the bucket. Without the BERTH_TEST_S3_* variables these
 tests fail, saying what to set, unless BERTH_TEST_S3=skip."""
 
+import json
 import os
+import subprocess
 import uuid
 
 import boto3
 import pytest
 import requests
 from botocore.config import Config
+
+from test_docker import docker, run  # noqa: F401  (the Docker engine fixture)
 
 from berth import (Registry, Server, login_password, make_image, oci_blob, read_oci_layout, sha256,
                    skopeo_pull, skopeo_push, unique, write_oci_layout)
@@ -198,6 +202,41 @@ def test_blob_redirect_followed_by_clients(nodes, s3, tmp_path):
         assert dg.read_text().strip() == img.digest
         for bd, bb in img.blobs:
             assert oci_blob(tmp_path / "dst", bd) == bb, bd
+    finally:
+        rc_ = c.stop()
+        assert rc_ == 0, "".join(c.stderr_lines[-30:])
+
+
+def test_docker_push_then_pull_through_redirects(nodes, s3, tmp_path, docker):
+    env, sock = docker
+    a, _ = nodes
+    c = Server(a.data_dir, extra_config=blob_config(s3, redirect=True)).start()
+    try:
+        repo = new_repo(a)
+        image = make_image(layers=2, size=512 * 1024)
+        write_oci_layout(tmp_path / "src", {"v1": image})
+        subprocess.run(["skopeo", "--insecure-policy", "copy", "--dest-daemon-host", f"unix://{sock}",
+                        f"oci:{tmp_path / 'src'}:v1", "docker-daemon:local/s3app:v1"],
+                       check=True, capture_output=True)
+        for node in (a, c):
+            host = f"127.0.0.1:{node.port}"
+            run(["docker", "login", "--username", "AWS", "--password-stdin", host], env,
+                input=login_password(node, node.root))
+        pushed_ref = f"127.0.0.1:{a.port}/{repo}:v1"
+        run(["docker", "tag", "local/s3app:v1", pushed_ref], env)
+        pushed = run(["docker", "push", pushed_ref], env)
+        digest = [w for w in pushed.stdout.split() if w.startswith("sha256:")][-1]
+        run(["docker", "rmi", pushed_ref, "local/s3app:v1"], env)
+        # Pulled through the redirecting node: the engine follows the 307s to the bucket.
+        pulled_ref = f"127.0.0.1:{c.port}/{repo}@{digest}"
+        run(["docker", "pull", pulled_ref], env)
+        inspected = json.loads(run(["docker", "image", "inspect", pulled_ref], env).stdout)
+        assert any(d.endswith(digest) for d in inspected[0]["RepoDigests"]), inspected[0]["RepoDigests"]
+        # Blob GETs were answered with redirects (only that node makes them; the nodes
+        # share one audit log).
+        def redirected(lines):
+            return [l for l in lines if l.get("status") == 307]
+        assert redirected(c.audit_lines(until=redirected)), "no blob GET was redirected"
     finally:
         rc_ = c.stop()
         assert rc_ == 0, "".join(c.stderr_lines[-30:])
