@@ -7,6 +7,7 @@ tests fail, saying what to set, unless BERTH_TEST_S3=skip."""
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import boto3
@@ -240,3 +241,46 @@ def test_docker_push_then_pull_through_redirects(nodes, s3, tmp_path, docker):
     finally:
         rc_ = c.stop()
         assert rc_ == 0, "".join(c.stderr_lines[-30:])
+
+
+def test_abandoned_upload_is_removed_from_the_bucket(tmp_path_factory, s3):
+    """The expire-uploads job (whichever node holds its lease) aborts an idle session's
+    multipart upload and removes its staging objects; a session in use stays."""
+    own = {**s3, "prefix": s3["prefix"] + "-idle"}
+    config = blob_config(own) + "job_lease_seconds = 3\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n"
+    data = tmp_path_factory.mktemp("s3idle") / "data"
+    a = Server(data, extra_config=config).start()
+    b = Server(data, extra_config=config).start()
+    try:
+        repo = new_repo(a)
+        reg = Registry(a, login_password(a, a.root))
+        location = reg.start_upload(repo).headers["Location"]
+        assert reg.patch(location, os.urandom(9 << 20), start=0).status_code == 202
+        upload_id = location.rstrip("/").split("/")[-1].split("?")[0]
+        with a.db() as db:
+            (state,) = db.execute("SELECT state FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+        multipart = json.loads(state)["upload"]
+        key = f'{own["prefix"]}/_uploads/{upload_id}/blob'
+
+        def parts():
+            return own["client"].list_parts(Bucket=own["bucket"], Key=key, UploadId=multipart).get("Parts", [])
+        assert len(parts()) == 1
+        assert bucket_keys(own, f"_uploads/{upload_id}/")
+        busy = Registry(b, login_password(b, b.root))
+        busy_location = busy.start_upload(repo).headers["Location"]
+        sent = 0
+        deadline = time.time() + 30
+        while True:
+            r = busy.patch(busy_location, b"y" * 10, start=sent)
+            assert r.status_code == 202, f"the upload in use was removed: {r.status_code} {r.text}"
+            sent += 10
+            if reg.request("GET", location).status_code == 404 \
+                    and not bucket_keys(own, f"_uploads/{upload_id}/") and not parts():
+                break
+            assert time.time() < deadline, "the abandoned upload was not removed from the bucket"
+            time.sleep(0.05)
+        assert busy.request("GET", busy_location).status_code == 204
+        assert bucket_keys(own, "_uploads/"), "the upload in use lost its staging object"
+    finally:
+        for s in (a, b):
+            assert s.stop() == 0, "".join(s.stderr_lines[-30:])
