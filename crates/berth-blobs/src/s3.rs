@@ -150,6 +150,8 @@ struct Writer<'a> {
     /// The state as saved at `version`.
     saved: SessionState,
     version: i64,
+    /// Whether this request ever took a claim.
+    claimed: bool,
 }
 
 impl S3Uploads {
@@ -280,6 +282,7 @@ impl S3Uploads {
             nonce: uuid::Uuid::new_v4().simple().to_string(),
             saved,
             version,
+            claimed: false,
         };
         let mut hasher = w.saved.hasher()?;
         let mut size = w.saved.size;
@@ -361,6 +364,7 @@ impl S3Uploads {
             if let Some(name) = &tail {
                 let _ = self.store.delete(&self.tail(id, name)).await;
             }
+            w.release().await;
             return Err(self.conflict(states, id).await);
         }
         if let Some(old) = old_tail.filter(|old| Some(old) != tail.as_ref()) {
@@ -389,6 +393,7 @@ impl S3Uploads {
             nonce: uuid::Uuid::new_v4().simple().to_string(),
             saved,
             version,
+            claimed: false,
         };
         let computed = w.saved.hasher()?.finish();
         if computed != *expected {
@@ -604,6 +609,7 @@ impl Writer<'_> {
             next.upload = Some(upload.clone());
             created = Some(upload);
         }
+        self.claimed = true;
         let until = now_ms() + i64::try_from(CLAIM.as_millis()).unwrap_or(i64::MAX);
         next.claim = Some(Claim {
             writer: self.nonce.clone(),
@@ -622,11 +628,21 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Drops this request's claim, if it holds one (best effort: it runs out anyway).
+    /// Drops this request's claim if the session still names it, also after losing a
+    /// race (a request that saved meanwhile keeps a claim it found), so that it does not
+    /// hold part uploads back until it runs out. Best effort. Called only once this
+    /// request uploads nothing more.
     async fn release(&mut self) {
-        if self.saved.claim.as_ref().map(|c| &c.writer) == Some(&self.nonce) {
-            let mut next = self.saved.clone();
+        if !self.claimed {
+            return;
+        }
+        let Ok((version, current)) = self.s3.load(self.states, self.id).await else {
+            return;
+        };
+        if current.claim.as_ref().map(|c| &c.writer) == Some(&self.nonce) {
+            let mut next = current;
             next.claim = None;
+            self.version = version;
             let _ = self.save(&next).await;
         }
     }

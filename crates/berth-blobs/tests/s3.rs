@@ -281,10 +281,12 @@ async fn concurrent_appends_one_wins_and_the_blob_is_the_winners() {
             other => panic!("expected exactly one winner, got {other:?}"),
         };
         assert_eq!(n.a.upload_size(&id).await.unwrap(), Some(len as u64));
-        // Continue after the race, then finish: the blob is the winner's bytes.
+        // Continue after the race with more than a part (no claim left over blocks it),
+        // then finish: the blob is the winner's bytes and what followed.
+        let more = pattern(PART + 1, 30 + round);
         let mut whole = winner.clone();
-        whole.extend_from_slice(b"end");
-        n.b.append(&id, len as u64, one(b"end")).await.unwrap();
+        whole.extend_from_slice(&more);
+        n.b.append(&id, len as u64, one(&more)).await.unwrap();
         let d = Digest::of(&whole);
         assert_eq!(n.a.finish(&id, &d).await.unwrap(), whole.len() as u64);
         let got = read_all(n.b.get(&d, None).await.unwrap().unwrap()).await;
@@ -394,4 +396,52 @@ async fn check_names_an_unreachable_store() {
     config.bucket = "no-such-bucket-here".into();
     let store = BlobStore::s3(&config, Arc::new(MemoryUploadStates::new())).unwrap();
     assert!(matches!(store.check().await, Err(BlobError::Io(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_claim_of_another_writer_holds_part_uploads_back() {
+    let Some(n) = nodes() else { return };
+    let id = n.start().await;
+    n.a.append(&id, 0, one(b"head")).await.unwrap();
+    // Another writer (on some node) is uploading a part: its claim is in the state.
+    let set_claim = |until: i64| {
+        let states = n.states.clone();
+        let id = id.clone();
+        async move {
+            let saved = states.load(&id).await.unwrap().unwrap();
+            let mut v: serde_json::Value =
+                serde_json::from_slice(saved.state.as_ref().unwrap()).unwrap();
+            v["claim"] = serde_json::json!({"writer": "elsewhere", "until": until});
+            let bytes = serde_json::to_vec(&v).unwrap();
+            assert!(states.save(&id, saved.version, &bytes).await.unwrap());
+        }
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    set_claim(now_ms + 60_000).await;
+    // Bytes that would fill a part must wait: the same answer as a lost race.
+    let big = pattern(PART, 4);
+    assert_eq!(
+        n.b.append(&id, 4, one(&big)).await,
+        Err(BlobError::OffsetMismatch { expected: 4 })
+    );
+    // Bytes that only make a new tail go on, and leave the claim in place.
+    assert_eq!(n.b.append(&id, 4, one(b"more")).await.unwrap(), 8);
+    assert!(matches!(
+        n.a.append(&id, 8, one(&big)).await,
+        Err(BlobError::OffsetMismatch { expected: 8 })
+    ));
+    // Once the claim has run out, parts go on.
+    set_claim(now_ms - 1).await;
+    assert_eq!(
+        n.a.append(&id, 8, one(&big)).await.unwrap(),
+        8 + PART as u64
+    );
+    let mut whole = b"headmore".to_vec();
+    whole.extend_from_slice(&big);
+    let d = Digest::of(&whole);
+    assert_eq!(n.b.finish(&id, &d).await.unwrap(), whole.len() as u64);
+    assert!(read_all(n.a.get(&d, None).await.unwrap().unwrap()).await == whole);
 }
