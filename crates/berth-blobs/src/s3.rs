@@ -48,7 +48,7 @@ use crate::sessions::{SavedUploadState, UploadStates};
 use crate::{BlobError, Digest};
 
 /// Size of every part but the last (S3's minimum is 5 MiB). A request holds at most one
-/// part's worth of bytes in memory.
+/// part's worth of bytes in memory. S3 allows 10,000 parts: blobs up to 78 GiB.
 pub(crate) const PART_SIZE: u64 = 8 << 20;
 /// How long one part upload may take, retries included, before the request gives up.
 const PART_DEADLINE: Duration = Duration::from_secs(180);
@@ -169,10 +169,15 @@ impl S3Uploads {
             .with_region(&config.region)
             .with_access_key_id(&config.access_key_id)
             .with_secret_access_key(&config.secret_access_key)
+            // No overall request timeout (object_store's default is 30 s): a blob GET
+            // streams as fast as its client reads, and a server-side copy of a large blob
+            // takes minutes. A connection silent for two minutes is dead, though; part
+            // uploads have their own deadline (PART_DEADLINE).
             .with_client_options(
                 ClientOptions::new()
                     .with_allow_http(config.allow_http)
-                    .with_timeout(Duration::from_secs(60)),
+                    .with_timeout_disabled()
+                    .with_read_timeout(Duration::from_secs(120)),
             )
             .with_retry(RetryConfig {
                 max_retries: 3,
