@@ -1,14 +1,19 @@
 //! Content-addressed blob storage for Berth's OCI registry: sha256 digests, blobs kept
-//! in an `object_store` backend (local filesystem under the data dir, or in-memory for
-//! tests), and resumable upload sessions staged on local disk.
+//! in an `object_store` backend (local filesystem under the data dir, an S3-compatible
+//! bucket, or in-memory for tests), and resumable upload sessions (staged on local disk,
+//! or in the bucket with their state in the caller's [`UploadStates`]).
 //! It owns digest verification, durability (fsync + atomic rename) and upload expiry.
 //! It must not know about repositories, manifests, tags, permissions or HTTP: callers
 //! map [`BlobError`] to protocol errors and decide which blobs a repository may see.
 
 mod digest;
 mod error;
+mod s3;
+mod sessions;
 mod store;
 
 pub use digest::{Digest, DigestHex};
 pub use error::BlobError;
+pub use s3::S3Config;
+pub use sessions::{MemoryUploadStates, SavedUploadState, UploadStates};
 pub use store::{BlobReader, BlobStore};

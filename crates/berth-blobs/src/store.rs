@@ -1,4 +1,6 @@
-//! [`BlobStore`]: blobs in an `object_store` backend, uploads staged in local files.
+//! [`BlobStore`]: blobs in an `object_store` backend, uploads staged in local files
+//! (local and in-memory backends) or in the bucket (the S3 backend, see [`crate::s3`],
+//! whose sessions any node can continue).
 //!
 //! Layout (local backend, `root` = the data dir):
 //! - `root/blobs/sha256/<2 hex>/<64 hex>`: published blobs, served by
@@ -36,6 +38,8 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::digest::Sha256;
 use crate::error::io_err;
+use crate::s3::{S3Config, S3Uploads};
+use crate::sessions::{MemoryUploadStates, UploadStates};
 use crate::{BlobError, Digest};
 
 /// Bytes gathered from the upload stream before they are handed to a blocking
@@ -104,6 +108,9 @@ impl fmt::Debug for BlobStore {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// Set for the S3 backend, which keeps upload sessions in the bucket and their
+    /// state in [`UploadStates`]; the local staging fields below are then unused.
+    s3: Option<S3Uploads>,
     /// Set for the local backend: the filesystem view used to publish by rename.
     local: Option<LocalFileSystem>,
     /// Directory of staged uploads.
@@ -175,6 +182,23 @@ impl BlobStore {
         .await
     }
 
+    /// Blobs in an S3-compatible bucket (`config.prefix/blobs/sha256/<2 hex>/<64 hex>`,
+    /// the local layout), upload sessions staged in the bucket with their state kept in
+    /// `states`, so that any node sharing both can continue any session. Nothing is
+    /// contacted yet: [`check`](Self::check) says whether the bucket answers.
+    pub fn s3(config: &S3Config, states: Arc<dyn UploadStates>) -> Result<BlobStore, BlobError> {
+        let s3 = S3Uploads::connect(config, states)?;
+        Ok(BlobStore {
+            inner: Arc::new(Inner {
+                store: s3.store.clone(),
+                s3: Some(s3),
+                local: None,
+                uploads: PathBuf::new(),
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
     /// Blobs in object_store's `InMemory`; upload staging files in `staging`
     /// (created if needed; tests pass a tempdir).
     pub async fn in_memory(staging: &Path) -> Result<BlobStore, BlobError> {
@@ -192,6 +216,7 @@ impl BlobStore {
         BlobStore {
             inner: Arc::new(Inner {
                 store,
+                s3: None,
                 local,
                 uploads,
                 sessions: Mutex::new(HashMap::new()),
@@ -203,6 +228,9 @@ impl BlobStore {
     /// and the upload staging directory can be listed (the local backend), or a listing
     /// of the blobs answers (others). The error names what failed.
     pub async fn check(&self) -> Result<(), BlobError> {
+        if let Some(s3) = &self.inner.s3 {
+            return s3.check().await;
+        }
         let mut dirs = vec![("upload directory", self.inner.uploads.clone())];
         match &self.inner.local {
             Some(fs) => dirs.push((
@@ -228,7 +256,7 @@ impl BlobStore {
 
     /// Size of the blob, if present.
     pub async fn stat(&self, d: &Digest) -> Result<Option<u64>, BlobError> {
-        match self.inner.store.head(&blob_path(d)).await {
+        match self.inner.store.head(&self.blob_path(d)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -265,7 +293,7 @@ impl BlobStore {
             range: (size > 0).then(|| GetRange::Bounded(start..end + 1)),
             ..GetOptions::default()
         };
-        let result = match self.inner.store.get_opts(&blob_path(d), opts).await {
+        let result = match self.inner.store.get_opts(&self.blob_path(d), opts).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -296,7 +324,7 @@ impl BlobStore {
         }
         match &self.inner.local {
             Some(fs) => {
-                let dest = fs.path_to_filesystem(&blob_path(&digest))?;
+                let dest = fs.path_to_filesystem(&self.blob_path(&digest))?;
                 let staged = self
                     .inner
                     .uploads
@@ -322,7 +350,7 @@ impl BlobStore {
             None => {
                 self.inner
                     .store
-                    .put(&blob_path(&digest), data.into())
+                    .put(&self.blob_path(&digest), data.into())
                     .await?;
             }
         }
@@ -332,6 +360,10 @@ impl BlobStore {
     /// Starts an upload session; returns its id (a UUID v4 string).
     pub async fn start_upload(&self) -> Result<String, BlobError> {
         let id = uuid::Uuid::new_v4().to_string();
+        if self.inner.s3.is_some() {
+            // The session exists once the caller records it in the upload states.
+            return Ok(id);
+        }
         let dir = self.inner.uploads.clone();
         let path = dir.join(&id);
         blocking(move || {
@@ -362,6 +394,9 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: fmt::Display,
     {
+        if let Some(s3) = &self.inner.s3 {
+            return s3.append(&*s3.states, id, offset, chunks).await;
+        }
         let mut locked = self.lock_session(id).await?;
         if offset != locked.size {
             return Err(BlobError::OffsetMismatch {
@@ -466,6 +501,9 @@ impl BlobStore {
         if !is_session_id(id) {
             return Ok(None);
         }
+        if let Some(s3) = &self.inner.s3 {
+            return s3.size(&*s3.states, id).await;
+        }
         match tokio::fs::metadata(self.inner.uploads.join(id)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -482,6 +520,12 @@ impl BlobStore {
     /// removed (as OCI says a failed closing PUT ends the upload); the client must
     /// start over.
     pub async fn finish(&self, id: &str, expected: &Digest) -> Result<u64, BlobError> {
+        if let Some(s3) = &self.inner.s3 {
+            if !is_session_id(id) {
+                return Err(BlobError::UploadUnknown);
+            }
+            return s3.finish(&*s3.states, id, expected).await;
+        }
         let locked = self.lock_session(id).await?;
         let Locked {
             entry,
@@ -492,7 +536,7 @@ impl BlobStore {
         let expected = *expected;
         let cached = guard.hash.take().filter(|h| h.len == size);
         let local_dest = match &self.inner.local {
-            Some(fs) => Some(fs.path_to_filesystem(&blob_path(&expected))?),
+            Some(fs) => Some(fs.path_to_filesystem(&self.blob_path(&expected))?),
             None => None,
         };
         // Verification and (local) publication run on one blocking thread that owns
@@ -529,7 +573,7 @@ impl BlobStore {
         };
         if !guard.gone {
             // In-memory backend: copy the verified staged file into the store.
-            let dest = blob_path(&expected);
+            let dest = self.blob_path(&expected);
             if self.stat(&expected).await?.is_none() {
                 let data = tokio::fs::read(self.inner.uploads.join(id))
                     .await
@@ -549,6 +593,12 @@ impl BlobStore {
 
     /// Abandons an upload session and removes its data.
     pub async fn cancel(&self, id: &str) -> Result<(), BlobError> {
+        if let Some(s3) = &self.inner.s3 {
+            if !is_session_id(id) {
+                return Err(BlobError::UploadUnknown);
+            }
+            return s3.cancel(&*s3.states, id).await;
+        }
         let mut locked = self.lock_session(id).await?;
         locked.guard.gone = true;
         let res = tokio::fs::remove_file(&locked.path).await;
@@ -564,7 +614,14 @@ impl BlobStore {
     /// Removes upload sessions (and stale `put_bytes` staging files) whose staged
     /// file was last modified before `older_than`. Sessions busy with an append or
     /// finish are skipped. Returns how many were removed.
+    ///
+    /// The S3 backend removes the staging objects last written before `older_than`
+    /// instead (a session's multipart upload goes with [`cancel`](Self::cancel), which
+    /// the caller runs for the sessions it expires).
     pub async fn expire_uploads(&self, older_than: SystemTime) -> Result<usize, BlobError> {
+        if let Some(s3) = &self.inner.s3 {
+            return s3.expire(older_than).await;
+        }
         let mut dir = tokio::fs::read_dir(&self.inner.uploads)
             .await
             .map_err(|e| io_err("listing uploads", e))?;
@@ -619,8 +676,65 @@ impl BlobStore {
         if self.stat(d).await?.is_none() {
             return Err(BlobError::NotFound);
         }
-        self.inner.store.delete(&blob_path(d)).await?;
+        self.inner.store.delete(&self.blob_path(d)).await?;
         Ok(())
+    }
+
+    /// Stores a blob the caller sends whole (e.g. a monolithic upload), verified like a
+    /// finished upload; nothing is kept if it fails. Returns its size.
+    pub async fn put_stream<S, E>(&self, expected: &Digest, chunks: S) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: fmt::Display,
+    {
+        let id = self.start_upload().await?;
+        if let Some(s3) = &self.inner.s3 {
+            // A session of this request alone: its state never leaves this process.
+            let states = MemoryUploadStates::new();
+            states.create(&id);
+            let result = async {
+                s3.append(&states, &id, 0, chunks).await?;
+                s3.finish(&states, &id, expected).await
+            }
+            .await;
+            if result.is_err() {
+                let _ = s3.cancel(&states, &id).await;
+            }
+            return result;
+        }
+        let result = async {
+            self.append(&id, 0, chunks).await?;
+            self.finish(&id, expected).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.cancel(&id).await;
+        }
+        result
+    }
+
+    /// A URL of the object store that lets its holder GET the blob for `ttl` without
+    /// credentials; `None` for backends that have none (local files, memory).
+    pub async fn presigned_get(
+        &self,
+        d: &Digest,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        match &self.inner.s3 {
+            Some(s3) => s3.presigned_get(d, ttl).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the blob lives in the object store.
+    fn blob_path(&self, d: &Digest) -> ObjectPath {
+        match &self.inner.s3 {
+            Some(s3) => s3.blob(d),
+            None => {
+                let hex = d.hex();
+                ObjectPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+            }
+        }
     }
 
     fn entry(&self, id: &str) -> Arc<tokio::sync::Mutex<Session>> {
@@ -672,11 +786,6 @@ impl BlobStore {
             Err(e) => Err(io_err("reading upload file", e)),
         }
     }
-}
-
-fn blob_path(d: &Digest) -> ObjectPath {
-    let hex = d.hex();
-    ObjectPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
 }
 
 /// Session ids are exactly what `start_upload` hands out: hyphenated lowercase UUIDs.

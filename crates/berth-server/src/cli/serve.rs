@@ -40,6 +40,15 @@ pub struct ServeArgs {
     /// [default: sqlite://DATA_DIR/berth.db]
     #[arg(long, value_name = "URL")]
     metadata_url: Option<String>,
+    /// Where blobs live: file://DIR, or s3://BUCKET[/PREFIX] (with s3_endpoint, s3_region,
+    /// s3_allow_http and credentials in the config file, or BERTH_S3_ACCESS_KEY_ID and
+    /// BERTH_S3_SECRET_ACCESS_KEY in the environment) [default: file://DATA_DIR]
+    #[arg(long, value_name = "URL")]
+    blob_url: Option<String>,
+    /// Answer blob downloads with a redirect to a short-lived presigned URL of the S3
+    /// bucket, so the bytes do not pass through Berth (s3:// blob URLs only)
+    #[arg(long)]
+    blob_redirect: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -60,6 +69,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             audit_log: args.audit_log,
             secrets_key_file: args.secrets_key_file,
             metadata_url: args.metadata_url,
+            blob_url: args.blob_url,
+            blob_redirect: args.blob_redirect,
         },
     )?;
     super::runtime()?.block_on(crate::serve::run(config))?;

@@ -100,7 +100,35 @@ pub async fn get(
         set(&mut r, "content-type", "application/octet-stream");
         return Ok(r);
     }
+    if let Some(r) = redirect(c.app, d).await? {
+        return Ok(r);
+    }
     serve_blob(c.app, d, c.header("range")).await
+}
+
+/// How long the presigned URL of a blob redirect is valid (clients follow at once).
+const REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// With `blob_redirect`, a `307` to a presigned URL of the object store, so the bytes
+/// (and any `Range`) go straight from the bucket to the client; `None`: serve here.
+pub async fn redirect(app: &App, d: &str) -> Result<Option<Response<Body>>, OciError> {
+    if !app.config.blob_redirect {
+        return Ok(None);
+    }
+    let dg = digest(d)?;
+    let Some(url) = app
+        .blobs
+        .presigned_get(&dg, REDIRECT_TTL)
+        .await
+        .map_err(blob_error)?
+    else {
+        return Ok(None);
+    };
+    let mut r = response(StatusCode::TEMPORARY_REDIRECT, Body::empty());
+    set(&mut r, "location", &url);
+    set(&mut r, "docker-content-digest", d);
+    set(&mut r, "content-length", "0");
+    Ok(Some(r))
 }
 
 /// Stream a blob (or the range a `Range` header asks for).
@@ -216,19 +244,12 @@ pub async fn start(
         let dg = digest(d)?;
         c.also_authorize("ecr:UploadLayerPart", name).await?;
         c.also_authorize("ecr:CompleteLayerUpload", name).await?;
-        let id = c.app.blobs.start_upload().await.map_err(blob_error)?;
-        let result = async {
-            c.app.blobs.append(&id, 0, body.into_data_stream()).await?;
-            c.app.blobs.finish(&id, &dg).await
-        }
-        .await;
-        let size = match result {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = c.app.blobs.cancel(&id).await;
-                return Err(blob_error(e));
-            }
-        };
+        let size = c
+            .app
+            .blobs
+            .put_stream(&dg, body.into_data_stream())
+            .await
+            .map_err(blob_error)?;
         c.app
             .registry
             .add_repository_blob(

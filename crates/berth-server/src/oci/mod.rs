@@ -295,6 +295,11 @@ async fn presigned(
                 "blob unknown to registry",
             ));
         }
+        if !head {
+            if let Some(r) = blobs::redirect(app, &digest).await? {
+                return Ok(r);
+            }
+        }
         blobs::serve_blob(
             app,
             &digest,

@@ -1,6 +1,7 @@
 //! The cleaning jobs (run on one node at a time by [`crate::jobs`]): STS sessions a day
 //! after they expire (until then they answer ExpiredToken) and upload sessions left
-//! untouched for `upload_idle_seconds`, with their staged files.
+//! untouched for `upload_idle_seconds`, with their staged files (for an S3 bucket: their
+//! multipart uploads and staging objects).
 //!
 //! Two jobs rather than one, so each has its own lease and its own schedule: a failing
 //! or slow upload sweep (many staged files) does not hold back the session sweep, and

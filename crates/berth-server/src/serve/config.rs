@@ -25,12 +25,21 @@
 //! upload_idle_seconds = 86400     # an upload untouched this long is abandoned (and removed)
 //! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
 //!                                 # (default DATA_DIR/secrets.key, made on first start)
+//! blob_url = "s3://bucket/prefix" # where blobs live (default file://DATA_DIR)
+//! s3_endpoint = "https://s3.example.net" # an S3-compatible server (default: AWS's, by region)
+//! s3_region = "eu-west-1"         # the bucket's region (default us-east-1)
+//! s3_allow_http = false           # allow a plain http:// s3_endpoint
+//! s3_access_key_id = "..."        # or BERTH_S3_ACCESS_KEY_ID in the environment (never AWS_*:
+//! s3_secret_access_key = "..."    # those are Berth's clients'); or BERTH_S3_SECRET_ACCESS_KEY
+//! blob_redirect = false           # answer blob GETs with a 307 to a short-lived presigned
+//!                                 # URL of the bucket (s3:// only); HEAD is answered here
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_blobs::S3Config;
 use berth_iam::values::Cidr;
 use serde::Deserialize;
 
@@ -84,6 +93,12 @@ pub struct Config {
     pub secrets_key_file: Option<PathBuf>,
     /// Where the metadata lives: `None` is the embedded default, `DATA_DIR/berth.db`.
     pub metadata: Option<MetadataUrl>,
+    /// Where blobs live: `file://DIR` or `s3://BUCKET[/PREFIX]`; `file://DATA_DIR` when
+    /// absent. See [`Config::blob_backend`].
+    pub blob_url: Option<String>,
+    pub s3: S3Settings,
+    /// Answer blob GETs with a redirect to a presigned URL of the object store.
+    pub blob_redirect: bool,
 }
 
 /// A metadata store named by URL (`--metadata-url`, `metadata_url`).
@@ -136,6 +151,35 @@ impl MetadataUrl {
     }
 }
 
+/// How to reach an `s3://` blob store (the bucket and prefix come from `blob_url`).
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub allow_http: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where blobs live, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub enum BlobBackend {
+    /// Files under this directory (`blobs/`, `uploads/`).
+    Local(PathBuf),
+    S3(S3Config),
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -160,6 +204,9 @@ impl Default for Config {
             upload_idle: Duration::from_secs(86_400),
             secrets_key_file: None,
             metadata: None,
+            blob_url: None,
+            s3: S3Settings::default(),
+            blob_redirect: false,
         }
     }
 }
@@ -189,6 +236,13 @@ struct FileConfig {
     upload_idle_seconds: Option<f64>,
     secrets_key_file: Option<PathBuf>,
     metadata_url: Option<String>,
+    blob_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_allow_http: Option<bool>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    blob_redirect: Option<bool>,
 }
 
 /// Command-line values, which win over the file.
@@ -200,6 +254,9 @@ pub struct Overrides {
     pub audit_log: Option<String>,
     pub secrets_key_file: Option<PathBuf>,
     pub metadata_url: Option<String>,
+    pub blob_url: Option<String>,
+    /// `--blob-redirect` (only turns it on).
+    pub blob_redirect: bool,
 }
 
 /// A timeout from the file: a positive number of seconds, at most a day.
@@ -335,7 +392,20 @@ impl Config {
             if let Some(u) = f.metadata_url {
                 c.metadata = Some(MetadataUrl::parse(&u)?);
             }
+            c.blob_url = f.blob_url;
+            c.s3 = S3Settings {
+                endpoint: f.s3_endpoint,
+                region: f.s3_region,
+                allow_http: f.s3_allow_http.unwrap_or(false),
+                access_key_id: f.s3_access_key_id,
+                secret_access_key: f.s3_secret_access_key,
+            };
+            c.blob_redirect = f.blob_redirect.unwrap_or(false);
         }
+        if let Some(u) = &o.blob_url {
+            c.blob_url = Some(u.clone());
+        }
+        c.blob_redirect |= o.blob_redirect;
         if let Some(l) = &o.listen {
             c.listen = parse_listen(l)?;
         }
@@ -365,7 +435,85 @@ impl Config {
                 c.region
             ));
         }
+        let backend = c.blob_backend()?;
+        if c.blob_redirect && !matches!(backend, BlobBackend::S3(_)) {
+            return Err(
+                "blob_redirect needs an s3:// blob_url: local blobs have no URL to redirect to"
+                    .into(),
+            );
+        }
         Ok(c)
+    }
+
+    /// Where blobs live. For `s3://`, the credentials are `s3_access_key_id` and
+    /// `s3_secret_access_key`, or else `BERTH_S3_ACCESS_KEY_ID` and
+    /// `BERTH_S3_SECRET_ACCESS_KEY` from the environment; never `AWS_*` (Berth's own
+    /// clients' variables) nor instance metadata.
+    pub fn blob_backend(&self) -> Result<BlobBackend, String> {
+        let Some(url) = &self.blob_url else {
+            return Ok(BlobBackend::Local(self.data_dir.clone()));
+        };
+        if let Some(dir) = url.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(format!("blob_url {url:?} names no directory"));
+            }
+            return Ok(BlobBackend::Local(PathBuf::from(dir)));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(format!(
+                "blob_url {url:?} is neither file://DIR nor s3://BUCKET[/PREFIX]"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(format!(
+                "blob_url {url:?}: {bucket:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.')"
+            ));
+        }
+        let s = &self.s3;
+        if let Some(e) = &s.endpoint {
+            let http = e.starts_with("http://");
+            if !(http || e.starts_with("https://")) {
+                return Err(format!(
+                    "s3_endpoint {e:?} must start with http:// or https://"
+                ));
+            }
+            if http && !s.allow_http {
+                return Err(format!(
+                    "s3_endpoint {e:?} is plain http: set s3_allow_http = true to allow it"
+                ));
+            }
+        }
+        let credential = |value: &Option<String>, key: &str, var: &str| {
+            value
+                .clone()
+                .or_else(|| std::env::var(var).ok())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    format!("blob_url {url:?} needs S3 credentials: set {key} in the config or {var} in the environment")
+                })
+        };
+        Ok(BlobBackend::S3(S3Config {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: s.endpoint.clone(),
+            region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            allow_http: s.allow_http,
+            access_key_id: credential(
+                &s.access_key_id,
+                "s3_access_key_id",
+                "BERTH_S3_ACCESS_KEY_ID",
+            )?,
+            secret_access_key: credential(
+                &s.secret_access_key,
+                "s3_secret_access_key",
+                "BERTH_S3_SECRET_ACCESS_KEY",
+            )?,
+        }))
     }
 }
 
@@ -424,6 +572,51 @@ mod tests {
             ("upload_idle_seconds = 0", "between 1 and 2592000"),
         ] {
             let e = load(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn blob_backends() {
+        match Config::default().blob_backend().unwrap() {
+            BlobBackend::Local(dir) => assert_eq!(dir, PathBuf::from("./berth-data")),
+            other => panic!("{other:?}"),
+        }
+        let c = load(
+            "blob_url = \"s3://my-bucket/some/prefix/\"\ns3_endpoint = \"http://127.0.0.1:9000\"\ns3_allow_http = true\ns3_access_key_id = \"AK\"\ns3_secret_access_key = \"SK\"\nblob_redirect = true\n",
+        )
+        .unwrap();
+        assert!(c.blob_redirect);
+        match c.blob_backend().unwrap() {
+            BlobBackend::S3(s) => {
+                assert_eq!(s.bucket, "my-bucket");
+                assert_eq!(s.prefix, "some/prefix");
+                assert_eq!(s.region, "us-east-1");
+                assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+                assert_eq!(
+                    (s.access_key_id.as_str(), s.secret_access_key.as_str()),
+                    ("AK", "SK")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let keys = "s3_access_key_id = \"AK\"\ns3_secret_access_key = \"SK\"\n";
+        for (bad, says) in [
+            ("blob_url = \"gs://b\"\n".to_string(), "neither file://"),
+            (
+                format!("blob_url = \"s3://B_ad\"\n{keys}"),
+                "not an S3 bucket name",
+            ),
+            (
+                format!("blob_url = \"s3://bucket\"\ns3_endpoint = \"http://h:1\"\n{keys}"),
+                "s3_allow_http",
+            ),
+            (
+                "blob_redirect = true\n".to_string(),
+                "needs an s3:// blob_url",
+            ),
+        ] {
+            let e = load(&bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod private;
 pub mod ready;
 pub mod secrets;
+pub mod upload_states;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -150,9 +151,16 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
     } else {
         None
     };
-    let blobs = berth_blobs::BlobStore::local(&config.data_dir)
-        .await
-        .map_err(|e| format!("opening blob storage in {}: {e}", config.data_dir.display()))?;
+    let blobs = match config.blob_backend()? {
+        config::BlobBackend::Local(dir) => berth_blobs::BlobStore::local(&dir)
+            .await
+            .map_err(|e| format!("opening blob storage in {}: {e}", dir.display()))?,
+        config::BlobBackend::S3(s3) => {
+            let states = Arc::new(upload_states::RegistryUploadStates(registry.clone()));
+            berth_blobs::BlobStore::s3(&s3, states)
+                .map_err(|e| format!("opening blob storage in bucket {}: {e}", s3.bucket))?
+        }
+    };
     let app = Arc::new(App {
         store,
         registry,
