@@ -157,7 +157,24 @@ def client_error(fn, *args, **kwargs):
 # metadata in a database of its own on the PostgreSQL server BERTH_TEST_POSTGRES_URL
 # names (dropped when the tests end) instead of its data directory's SQLite file.
 E2E_METADATA = os.environ.get("BERTH_E2E_METADATA", "sqlite")
+# With BERTH_E2E_BLOBS=s3, every Server keeps its blobs under a prefix of its own in the
+# bucket BERTH_TEST_S3_* names (scripts/with-s3) instead of its data directory.
+E2E_BLOBS = os.environ.get("BERTH_E2E_BLOBS", "file")
 _databases: list[str] = []
+
+
+def s3_blob_config(prefix):
+    """The configuration lines of blob storage under `prefix` of the test bucket."""
+    env = {k: os.environ.get(f"BERTH_TEST_S3_{k}") for k in
+           ("ENDPOINT", "BUCKET", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY")}
+    missing = [k for k, v in env.items() if not v]
+    assert not missing, f"S3 blobs need BERTH_TEST_S3_{missing[0]} (scripts/with-s3 sets it)"
+    return (f'blob_url = "s3://{env["BUCKET"]}/{prefix}"\n'
+            f's3_endpoint = "{env["ENDPOINT"]}"\n'
+            's3_region = "us-east-1"\n'
+            "s3_allow_http = true\n"
+            f's3_access_key_id = "{env["ACCESS_KEY_ID"]}"\n'
+            f's3_secret_access_key = "{env["SECRET_ACCESS_KEY"]}"\n')
 
 
 def postgres_admin_url():
@@ -214,6 +231,8 @@ class Server:
         if self.database is None and E2E_METADATA == "postgres" and "metadata_url" not in extra_config:
             self.database = new_database()
         metadata = f'metadata_url = "{postgres_url(self.database)}"\n' if self.database else ""
+        if E2E_BLOBS == "s3" and "blob_url" not in extra_config:
+            metadata += s3_blob_config(f"e2e-{os.getpid()}-{self.data_dir.parent.name}-{self.data_dir.name}")
         self.config_path.write_text(
             f"cache_ttl_ms = {int(CACHE_TTL * 1000)}\n"
             f'audit_log = "{self.audit_path}"\n'

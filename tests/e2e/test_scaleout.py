@@ -17,13 +17,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from berth import (ALLOW_ALL, BIN, Registry, allow, client_error, deny, doc, login_password,
+from berth import (ALLOW_ALL, BIN, Registry, s3_blob_config, allow, client_error, deny, doc, login_password,
                    make_image, new_database, oci_blob, oci_error, postgres_url, read_oci_layout,
                    sha256, skopeo_pull, skopeo_push, unique, write_oci_layout, Server)
 
@@ -35,15 +37,7 @@ def s3_env(name):
 
 
 def s3_config(prefix):
-    """The config lines of blob storage under `prefix` of the test bucket."""
-    return (
-        f'blob_url = "s3://{s3_env("BUCKET")}/{prefix}"\n'
-        f's3_endpoint = "{s3_env("ENDPOINT")}"\n'
-        's3_region = "us-east-1"\n'
-        "s3_allow_http = true\n"
-        f's3_access_key_id = "{s3_env("ACCESS_KEY_ID")}"\n'
-        f's3_secret_access_key = "{s3_env("SECRET_ACCESS_KEY")}"\n'
-    )
+    return s3_blob_config(prefix)
 
 
 def write_key(path):
@@ -61,9 +55,11 @@ class Cluster:
         config = s3_config(unique("blobs")) + f'secrets_key_file = "{self.key}"\n' + extra
         self.nodes = [Server(tmp / f"node{i}", extra_config=config, database=self.database)
                       for i in range(n)]
-        # The first node makes the default account (and writes its root credentials).
+        # The first node makes the default account (and writes its root credentials, which
+        # the others' helpers read from their own data directories).
         self.nodes[0].start()
         for node in self.nodes[1:]:
+            shutil.copy(self.nodes[0].root_credentials_path, node.root_credentials_path)
             node.start()
 
     @property
@@ -270,8 +266,9 @@ class PrivatePostgres:
         versions = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(x) for x in v.split(".")])
         assert versions, "no PostgreSQL under /usr/lib/postgresql"
         self.bin = f"/usr/lib/postgresql/{versions[-1]}/bin"
-        self.dir = tmp / "pg"
-        self.dir.mkdir()
+        # Not under pytest's directory: that one is private to root, and the instance runs
+        # as the postgres user when the tests run as root.
+        self.dir = Path(tempfile.mkdtemp(prefix="berth-e2e-pg-"))
         self.as_pg = []
         if os.getuid() == 0:
             shutil.chown(self.dir, "postgres")
@@ -294,6 +291,10 @@ class PrivatePostgres:
         subprocess.run([*self.as_pg, f"{self.bin}/pg_ctl", "-D", str(self.dir / "data"), "-m", "fast",
                         "-w", "stop"], capture_output=True)
 
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     @property
     def url(self):
         return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
@@ -305,8 +306,9 @@ def test_a_postgres_restart_gives_clean_errors_then_the_nodes_recover(tmp_path):
         key = write_key(tmp_path / "secrets.key")
         config = s3_config(unique("blobs")) + f'secrets_key_file = "{key}"\nmetadata_url = "{pg.url}"\n'
         nodes = [Server(tmp_path / f"node{i}", extra_config=config) for i in range(2)]
-        for n in nodes:
-            n.start()
+        nodes[0].start()
+        shutil.copy(nodes[0].root_credentials_path, nodes[1].root_credentials_path)
+        nodes[1].start()
         root = nodes[0].root
         repo = unique("restart")
         ecr(nodes[0], root).create_repository(repositoryName=repo)
@@ -365,11 +367,12 @@ def test_a_postgres_restart_gives_clean_errors_then_the_nodes_recover(tmp_path):
         names = {r["repositoryName"] for n in nodes
                  for r in ecr(n, root).describe_repositories()["repositories"]}
         assert repo in names and down_name not in names
-        assert not [o for o in seen["other"] if not isinstance(o, str)], seen["other"]
+        failures = [line for n in nodes for line in n.stderr_lines if "ERROR" in line or "WARN" in line][:10]
+        assert not [o for o in seen["other"] if not isinstance(o, str)], (seen["other"], failures)
         for n in nodes:
             assert n.stop() == 0
     finally:
-        pg.stop()
+        pg.remove()
 
 
 def test_berth_migrate_moves_an_embedded_registry(tmp_path):
@@ -407,6 +410,7 @@ def test_berth_migrate_moves_an_embedded_registry(tmp_path):
     config = (s3_config(prefix) + f'secrets_key_file = "{old.data_dir / "secrets.key"}"\n')
     nodes = [Server(tmp_path / f"node{i}", extra_config=config, database=database) for i in range(2)]
     for n in nodes:
+        shutil.copy(old.root_credentials_path, n.root_credentials_path)
         n.start()
     try:
         # The old credentials and the old user's keys work; every image pulls identically.

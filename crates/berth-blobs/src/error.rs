@@ -20,6 +20,9 @@ pub enum BlobError {
     RangeNotSatisfiable { size: u64 },
     /// Storage failure, or the upload body stream failed; the message says which.
     Io(String),
+    /// The storage (or the metadata store keeping upload states) cannot be reached right
+    /// now; nothing was changed, and the same request may succeed once it is back.
+    Unavailable(String),
 }
 
 impl fmt::Display for BlobError {
@@ -49,6 +52,7 @@ impl fmt::Display for BlobError {
                 write!(f, "range not satisfiable for a blob of {size} bytes")
             }
             BlobError::Io(msg) => write!(f, "blob storage I/O error: {msg}"),
+            BlobError::Unavailable(msg) => write!(f, "blob storage unavailable: {msg}"),
         }
     }
 }
@@ -63,7 +67,20 @@ impl From<object_store::Error> for BlobError {
     fn from(e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { .. } => BlobError::NotFound,
-            other => BlobError::Io(other.to_string()),
+            other => {
+                // object_store says "out of reach" only in words: a request that could not be
+                // sent (connection refused or reset, DNS, connect timeout: reqwest's "error
+                // sending request"), or a server that answered 503 (after the retries).
+                let text = other.to_string();
+                if text.contains("error sending request")
+                    || text.contains("503 Service Unavailable")
+                    || text.contains("Connection refused")
+                {
+                    BlobError::Unavailable(text)
+                } else {
+                    BlobError::Io(text)
+                }
+            }
         }
     }
 }

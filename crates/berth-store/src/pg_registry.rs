@@ -42,8 +42,10 @@ const ATTEMPTS: usize = 5;
 /// another writer to have inserted the row and a third to have deleted it meanwhile).
 const LOCK_OR_INSERT_TRIES: usize = 16;
 
+/// A database error as the registry reports it (`Unavailable` when the server is out of
+/// reach: see [`crate::pg::backend`]).
 fn backend(e: sqlx::Error) -> RegistryError {
-    RegistryError::Backend(format!("PostgreSQL: {e}"))
+    crate::pg::backend(e).into()
 }
 
 /// The SQLSTATE of a database error.

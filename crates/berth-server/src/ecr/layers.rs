@@ -20,6 +20,10 @@ const MAX_PART: usize = 20 * 1024 * 1024;
 fn blob_error(e: BlobError) -> ApiError {
     match e {
         BlobError::Io(m) => ApiError::internal(format!("blob storage failed: {m}")),
+        BlobError::Unavailable(m) => {
+            tracing::warn!(error = %m, "blob storage unavailable");
+            ApiError::unavailable()
+        }
         e => invalid(e.to_string()),
     }
 }

@@ -40,6 +40,14 @@ fn blob_error(e: BlobError) -> OciError {
             "BLOB_UNKNOWN",
             format!("the requested range is outside the blob's {size} bytes"),
         ),
+        BlobError::Unavailable(m) => {
+            tracing::warn!(error = %m, "blob storage unavailable");
+            OciError::new(
+                503,
+                "UNAVAILABLE",
+                "The registry is unavailable: its blob storage cannot be reached right now; nothing was changed. Retry shortly.",
+            )
+        }
         BlobError::Io(m) => {
             tracing::warn!(error = %m, "blob storage");
             OciError::new(500, "UNKNOWN", format!("blob storage failed: {m}"))

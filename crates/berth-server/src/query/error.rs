@@ -54,7 +54,7 @@ impl ApiError {
         ApiError::new(
             503,
             "ServiceUnavailable",
-            "The service is unavailable: its metadata store cannot be reached right now; nothing was changed. Retry shortly.",
+            "The service is unavailable: its storage (metadata store or blob store) cannot be reached right now; nothing was changed. Retry shortly.",
         )
     }
 

@@ -11,7 +11,12 @@ use futures_util::future::BoxFuture;
 pub struct RegistryUploadStates(pub Arc<dyn RegistryStore>);
 
 fn store_error(e: berth_store::RegistryError) -> BlobError {
-    BlobError::Io(format!("upload state in the metadata store: {e}"))
+    match e {
+        berth_store::RegistryError::Unavailable(m) => {
+            BlobError::Unavailable(format!("upload state in the metadata store: {m}"))
+        }
+        e => BlobError::Io(format!("upload state in the metadata store: {e}")),
+    }
 }
 
 impl UploadStates for RegistryUploadStates {
