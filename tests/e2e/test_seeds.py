@@ -671,8 +671,7 @@ def test_boundary_that_no_longer_resolves_fails_closed(server):
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:DescribeRegistry", "Resource": "*"}]}))["Policy"]["Arn"]
     _, creds = server.new_user(policies=[ALLOW_ALL], boundary=arn)
     ecr(server, creds).describe_registry()
-    with server.db() as db:
-        db.execute("DELETE FROM managed_policies WHERE name = ?", (name,))
+    assert len(server.sql("DELETE FROM managed_policies WHERE name = ? RETURNING 1", (name,))) == 1
     time.sleep(SETTLE)
     code, _, status = client_error(ecr(server, creds).describe_repositories)
     assert status >= 400, code

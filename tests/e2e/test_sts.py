@@ -481,10 +481,9 @@ def test_expired_temporary_credentials(server):
     _, role = make_role(server, trust(f"arn:aws:iam::{acct}:user/{name}"), policies=[ALLOW_ALL])
     _, c = assume(server, u, role["Arn"], "exp")
     server.iam(c).list_users()  # now cached
-    with server.db() as db:
-        n = db.execute("UPDATE sessions SET expires_at = ? WHERE access_key_id = ?",
-                       (int(time.time()) - 10, c.access_key_id)).rowcount
-    assert n == 1
+    rows = server.sql("UPDATE sessions SET expires_at = ? WHERE access_key_id = ? RETURNING 1",
+                      (int(time.time()) - 10, c.access_key_id))
+    assert len(rows) == 1
     time.sleep(SETTLE)
     code, msg, status = client_error(server.iam(c).list_users)
     assert code == "ExpiredToken" and status in (400, 403), (code, status)
