@@ -55,6 +55,8 @@ struct Entry<T> {
 }
 
 type EntityId = (String, EntityKind, String);
+/// A repository by account and name.
+type RepositoryId = (String, String);
 
 /// A repository as authorization reads it: the record (`None`: there is none) and its tags.
 #[derive(Debug)]
@@ -74,7 +76,7 @@ pub struct Caches {
     credentials: Mutex<HashMap<String, Entry<Arc<Credential>>>>,
     entities: Mutex<HashMap<EntityId, Entry<Arc<EntityPolicies>>>>,
     /// By account and name.
-    repositories: Mutex<HashMap<(String, String), Entry<Arc<RepositoryView>>>>,
+    repositories: Mutex<HashMap<RepositoryId, Entry<Arc<RepositoryView>>>>,
     /// By account.
     registry_policies: Mutex<HashMap<String, Entry<Option<Arc<str>>>>>,
     /// SigV4 signing keys.
