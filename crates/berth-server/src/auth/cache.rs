@@ -3,10 +3,11 @@
 //! policies; resource policies are compiled once per distinct text.
 //!
 //! Entries live for a short time (`ttl`) and are dropped at once when this node writes
-//! any of it (IAM and STS writes, and the ECR operations that change repositories,
-//! their policies and tags, or registry policies: the generation moves) and, with a
-//! PostgreSQL metadata store, when any node does (the store's change notifications call
-//! [`Caches::invalidate`]). The TTL is the backstop for a writer that notifies nothing
+//! any of it (IAM and STS writes drop everything; the ECR operations that change
+//! repositories, their policies and tags, or registry policies drop only the registry's
+//! entries: each part has its generation, which moves) and, with a PostgreSQL metadata
+//! store, when any node does (the store's change notifications call
+//! [`Caches::invalidate`] or [`Caches::invalidate_registry`]). The TTL is the backstop for a writer that notifies nothing
 //! (another process on an embedded data directory). Credentials and identities are
 //! cached only when found, so a key created by `berth account create` works immediately;
 //! repositories and registry policies also when absent (a pull of a repository that does
@@ -72,6 +73,8 @@ pub struct Caches {
     /// Compiled resource policies (repository, registry, trust) by kind and exact text.
     compiled: Mutex<HashMap<(PolicyKind, String), Arc<CompiledPolicy>>>,
     generation: AtomicU64,
+    /// The generation of `repositories` and `registry_policies`.
+    registry_generation: AtomicU64,
     ttl: Duration,
     credentials: Mutex<HashMap<String, Entry<Arc<Credential>>>>,
     entities: Mutex<HashMap<EntityId, Entry<Arc<EntityPolicies>>>>,
@@ -95,6 +98,7 @@ impl Caches {
         Caches {
             compiled: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            registry_generation: AtomicU64::new(0),
             ttl,
             credentials: Mutex::new(HashMap::new()),
             entities: Mutex::new(HashMap::new()),
@@ -115,8 +119,23 @@ impl Caches {
         self.generation.fetch_add(1, Ordering::SeqCst);
         lock(&self.credentials).clear();
         lock(&self.entities).clear();
+        self.invalidate_registry();
+    }
+
+    /// Forget the repositories and registry policies only: called after an ECR write that
+    /// changes them (credentials and identities stay).
+    pub fn invalidate_registry(&self) {
+        self.registry_generation.fetch_add(1, Ordering::SeqCst);
         lock(&self.repositories).clear();
         lock(&self.registry_policies).clear();
+    }
+
+    /// How many repositories and registry policies are cached (stale ones included).
+    pub fn cached_registry(&self) -> (usize, usize) {
+        (
+            lock(&self.repositories).len(),
+            lock(&self.registry_policies).len(),
+        )
     }
 
     /// A repository and its tags (`repository: None` if there is none).
@@ -130,11 +149,11 @@ impl Caches {
         let key = (account.to_string(), name.to_string());
         if let Some(v) = lock(&self.repositories)
             .get(&key)
-            .and_then(|e| self.fresh(e))
+            .and_then(|e| self.fresh_as_of(e, &self.registry_generation))
         {
             return Ok(v);
         }
-        let generation = self.generation.load(Ordering::SeqCst);
+        let generation = self.registry_generation.load(Ordering::SeqCst);
         let repository = registry.repository(account, name).await?;
         let tags = match &repository {
             Some(r) => {
@@ -157,11 +176,11 @@ impl Caches {
     ) -> Result<Option<Arc<str>>, berth_store::RegistryError> {
         if let Some(v) = lock(&self.registry_policies)
             .get(account)
-            .and_then(|e| self.fresh(e))
+            .and_then(|e| self.fresh_as_of(e, &self.registry_generation))
         {
             return Ok(v);
         }
-        let generation = self.generation.load(Ordering::SeqCst);
+        let generation = self.registry_generation.load(Ordering::SeqCst);
         let policy: Option<Arc<str>> = registry.registry_policy(account).await?.map(Arc::from);
         self.put(
             &self.registry_policies,
@@ -173,7 +192,12 @@ impl Caches {
     }
 
     fn fresh<T: Clone>(&self, e: &Entry<T>) -> Option<T> {
-        (e.generation == self.generation.load(Ordering::SeqCst) && e.at.elapsed() < self.ttl)
+        self.fresh_as_of(e, &self.generation)
+    }
+
+    /// An entry's value if it was read in the current `generation` and within the TTL.
+    fn fresh_as_of<T: Clone>(&self, e: &Entry<T>, generation: &AtomicU64) -> Option<T> {
+        (e.generation == generation.load(Ordering::SeqCst) && e.at.elapsed() < self.ttl)
             .then(|| e.value.clone())
     }
 

@@ -414,9 +414,9 @@ async fn call(
     };
     let result = dispatch(&call, op).await;
     if op.changes_authorization() {
-        // Even a failure may have changed something (a delete that went half way is
-        // impossible, but an error after the write is not): flush either way.
-        app.caches.invalidate();
+        // Even a failure may have changed something (an error after the write): flush
+        // either way.
+        app.caches.invalidate_registry();
     }
     result
 }
@@ -474,8 +474,8 @@ mod tests {
 
     /// Every operation is decided by IAM before it runs: a user without policies is
     /// refused each one, with its own action in the sentence.
-    /// ECR writes leave the IAM caches alone: nothing they change is in them (repository
-    /// and registry policies and repository tags are read on every request).
+    /// ECR writes leave the IAM caches alone (nothing they change is in them) and drop the
+    /// registry's (repositories, their policies and tags, registry policies).
     #[tokio::test]
     async fn ecr_writes_keep_the_iam_caches() {
         let app = testing::app().await;
@@ -506,8 +506,15 @@ mod tests {
                 json!({"repositoryName": "app"}),
             ),
         ] {
+            // Something of the registry cached before the write.
+            app.caches
+                .registry_policy(&*app.registry, "111111111111")
+                .await
+                .unwrap();
+            assert_eq!(app.caches.cached_registry().1, 1);
             call(&app, &root, &origin, op, &input).await.unwrap();
             assert_eq!(app.caches.cached(), before, "after {}", op.name());
+            assert_eq!(app.caches.cached_registry(), (0, 0), "after {}", op.name());
         }
     }
 

@@ -71,7 +71,7 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
     let repo = Repository::new(&c.registry, name, crate::ids::now_ms());
     let created = c.app.registry.create_repository(&repo, &[]).await;
     // The caches may hold "no such repository".
-    c.app.caches.invalidate();
+    c.app.caches.invalidate_registry();
     match created {
         Ok(()) | Err(berth_store::RegistryError::RepositoryAlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),

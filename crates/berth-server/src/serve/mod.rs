@@ -382,7 +382,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         pg.watch_changes(move |table| {
             tracing::debug!(table, "another node changed what authorization reads");
             if let Some(app) = app.upgrade() {
-                app.caches.invalidate();
+                match table {
+                    "repositories" | "registry_policies" => app.caches.invalidate_registry(),
+                    // Anything else (`tags` holds IAM and repository tags alike; `*`: what
+                    // changed is unknown) drops everything.
+                    _ => app.caches.invalidate(),
+                }
             }
         })
     });
