@@ -154,6 +154,8 @@ def test_readme_config_block_is_real_and_complete(tmp_path):
     block = re.sub(r'^audit_log = .*$', f'audit_log = "{tmp_path / "audit.log"}"', block, flags=re.M)
     block = re.sub(r'^secrets_key_file = .*$', f'secrets_key_file = "{tmp_path / "secrets.key"}"',
                    block, flags=re.M)
+    block = re.sub(r'^metadata_url = .*$', f'metadata_url = "sqlite://{tmp_path / "data" / "berth.db"}"',
+                   block, flags=re.M)
     (tmp_path / "berth.toml").write_text(block + "\n")
     p = subprocess.Popen([BIN, "serve", "--config", str(tmp_path / "berth.toml")],
                          stderr=subprocess.PIPE, text=True)
