@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 
 import pytest
+import boto3
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from berth import (ALLOW_ALL, BIN, Registry, s3_blob_config, allow, client_error, deny, doc, login_password,
-                   make_image, new_database, oci_blob, oci_error, postgres_url, read_oci_layout,
+                   make_image, new_database, oci_blob, oci_error, postgres_url, psql, read_oci_layout,
                    sha256, skopeo_pull, skopeo_push, unique, write_oci_layout, Server)
 
 
@@ -375,40 +377,114 @@ def test_a_postgres_restart_gives_clean_errors_then_the_nodes_recover(tmp_path):
         pg.remove()
 
 
+def embedded(data_dir):
+    """A registry as `berth serve` makes it on one machine: SQLite and files in its data
+    directory (whatever BERTH_E2E_* say)."""
+    return Server(data_dir, extra_config=f'metadata_url = "sqlite://{data_dir / "berth.db"}"\n'
+                                         f'blob_url = "file://{data_dir}"\n')
+
+
+def bucket():
+    return boto3.client("s3", endpoint_url=s3_env("ENDPOINT"), region_name="us-east-1",
+                        aws_access_key_id=s3_env("ACCESS_KEY_ID"),
+                        aws_secret_access_key=s3_env("SECRET_ACCESS_KEY"),
+                        config=BotoConfig(s3={"addressing_style": "path"}))
+
+
+def bucket_keys(prefix):
+    keys = []
+    pages = bucket().get_paginator("list_objects_v2").paginate(Bucket=s3_env("BUCKET"), Prefix=prefix + "/")
+    for page in pages:
+        keys += [o["Key"][len(prefix) + 1:] for o in page.get("Contents", [])]
+    return keys
+
+
+def migrate(*args, env=None):
+    """Run `berth migrate ARGS...` with the test bucket's credentials in BERTH_S3_* (and
+    AWS_* set to keys that must not be used)."""
+    env = {**os.environ,
+           "BERTH_S3_ACCESS_KEY_ID": s3_env("ACCESS_KEY_ID"),
+           "BERTH_S3_SECRET_ACCESS_KEY": s3_env("SECRET_ACCESS_KEY"),
+           "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0", "AWS_SECRET_ACCESS_KEY": "wrong",
+           **(env or {})}
+    return subprocess.run([BIN, "migrate", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def summary(out):
+    """(rows copied, rows already there, blobs copied, blobs already there, blobs failed)
+    from a run's summary lines."""
+    rows = re.search(r"^summary: rows (\d+) copied, (\d+) already there, (\d+) differing$", out.stdout, re.M)
+    blobs = re.search(r"^summary: blobs (\d+) copied \(\d+ bytes\), (\d+) already there \(\d+ bytes\), "
+                      r"(\d+) failed$", out.stdout, re.M)
+    assert rows and blobs, out.stdout + out.stderr
+    return int(rows[1]), int(rows[2]), int(blobs[1]), int(blobs[2]), int(blobs[3])
+
+
 def test_berth_migrate_moves_an_embedded_registry(tmp_path):
-    # An embedded registry with identities, policies and images.
-    old = Server(tmp_path / "embedded", extra_config='metadata_url = "sqlite://' + str(tmp_path / "embedded" / "berth.db") + '"\n')
+    # An embedded registry with identities, policies, images, and an upload in progress.
+    old = embedded(tmp_path / "embedded")
     old.start()
     root = old.root
     repo = unique("moved")
     ecr(old, root).create_repository(repositoryName=repo)
     name, creds = old.new_user(policies=[doc(allow("ecr:*"))])
+    repo_policy = doc(deny("ecr:DeleteRepository", Principal={"AWS": f"arn:aws:iam::{old.account}:user/{name}"}))
+    ecr(old, root).set_repository_policy(repositoryName=repo, policyText=json.dumps(repo_policy))
     pw = login_password(old, creds)
     images = {f"v{i}": make_image(layers=2) for i in range(3)}
     for tag, img in images.items():
         Registry(old, pw).push_image(repo, img, tag)
+    pending = os.urandom(100_000)
+    r = Registry(old, pw).start_upload(repo)
+    assert r.status_code == 202, r.text
+    r = Registry(old, pw).patch(r.headers["Location"], pending, start=0)
+    assert r.status_code == 202, r.text
+    pending_location = r.headers["Location"]
     assert old.stop() == 0
+    assert [f.stat().st_size for f in (old.data_dir / "uploads").iterdir()] == [len(pending)]
+
+    # The wrong secrets key: refused before anything is written (exit 2).
+    wrong_db = new_database()
+    out = migrate("--data-dir", str(old.data_dir), "--to-metadata", postgres_url(wrong_db),
+                  "--secrets-key-file", str(write_key(tmp_path / "wrong.key")))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "is not the key the secrets" in out.stderr, out.stderr
+    if psql("SELECT to_regclass('public.accounts')", wrong_db).strip():
+        assert psql("SELECT count(*) FROM accounts", wrong_db).strip() == "0"
 
     database = new_database()
     prefix = unique("migrated")
-    env = {**os.environ,
-           "BERTH_S3_ACCESS_KEY_ID": s3_env("ACCESS_KEY_ID"),
-           "BERTH_S3_SECRET_ACCESS_KEY": s3_env("SECRET_ACCESS_KEY")}
-    args = [BIN, "migrate", "--data-dir", str(old.data_dir),
+    # Flags, the S3 credentials from BERTH_S3_*.
+    args = ["--data-dir", str(old.data_dir),
             "--from-metadata", f"sqlite://{old.data_dir / 'berth.db'}",
             "--to-metadata", postgres_url(database),
             "--from-blobs", f"file://{old.data_dir}",
             "--to-blobs", f"s3://{s3_env('BUCKET')}/{prefix}",
             "--s3-endpoint", s3_env("ENDPOINT"), "--s3-region", "us-east-1", "--s3-allow-http"]
-    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    out = migrate(*args)
     assert out.returncode == 0, out.stdout + out.stderr
-    # Idempotent: again, nothing left to copy.
-    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
+    rows, _, blobs, _, failed = summary(out)
+    assert rows > 0 and failed == 0
+    assert blobs >= 9, out.stdout  # 3 images: a config and 2 layers each
+    keys = bucket_keys(prefix)
+    for img in images.values():
+        for d, _ in img.blobs:
+            assert f"blobs/sha256/{d[7:9]}/{d[7:]}" in keys, (d, keys)
+    # The upload in progress stayed behind.
+    assert not [k for k in keys if not k.startswith("blobs/")], keys
 
     # Scale-out nodes on the copy, with the embedded registry's secrets key.
     config = (s3_config(prefix) + f'secrets_key_file = "{old.data_dir / "secrets.key"}"\n')
     nodes = [Server(tmp_path / f"node{i}", extra_config=config, database=database) for i in range(2)]
+
+    # Again, pointed at the nodes' own configuration file: nothing left to copy.
+    again = migrate("--data-dir", str(old.data_dir), "--config", str(nodes[0].config_path),
+                    env={"BERTH_S3_ACCESS_KEY_ID": "", "BERTH_S3_SECRET_ACCESS_KEY": ""})
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows_again, present, blobs_again, blobs_present, failed = summary(again)
+    assert (rows_again, blobs_again, failed) == (0, 0, 0), again.stdout
+    assert present == rows and blobs_present == blobs, again.stdout
+
     for n in nodes:
         shutil.copy(old.root_credentials_path, n.root_credentials_path)
         n.start()
@@ -423,8 +499,45 @@ def test_berth_migrate_moves_an_embedded_registry(tmp_path):
                 assert dg.read_text().strip() == img.digest
                 for d, b in img.blobs:
                     assert oci_blob(dest, d) == b
+            # The upload in progress is not there.
+            r = Registry(n, pw_n).request("GET", pending_location)
+            assert r.status_code == 404 and oci_error(r)[1] == "BLOB_UPLOAD_UNKNOWN", r.text
         out = nodes[1].cli(root, "iam", "get-user", "--user-name", name)
         assert out["User"]["UserName"] == name
+        got = ecr(nodes[0], root).get_repository_policy(repositoryName=repo)
+        assert json.loads(got["policyText"]) == repo_policy
+        assert client_error(ecr(nodes[1], creds).delete_repository, repositoryName=repo)[0] == "AccessDeniedException"
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_berth_migrate_copies_no_corrupt_blob(tmp_path):
+    """A layer that rotted in the data directory: the run exits 1 naming it, and the
+    bucket never gets an object under its name; the other blobs are copied."""
+    old = embedded(tmp_path / "small")
+    old.start()
+    repo = unique("rotten")
+    ecr(old, old.root).create_repository(repositoryName=repo)
+    img = make_image(layers=2)
+    Registry(old, login_password(old, old.root)).push_image(repo, img, "v1")
+    assert old.stop() == 0
+    layer = img.blobs[1][0]
+    path = old.data_dir / "blobs" / "sha256" / layer[7:9] / layer[7:]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    prefix = unique("rotten")
+    out = migrate("--data-dir", str(old.data_dir), "--to-metadata", postgres_url(new_database()),
+                  "--to-blobs", f"s3://{s3_env('BUCKET')}/{prefix}",
+                  "--s3-endpoint", s3_env("ENDPOINT"), "--s3-allow-http")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert layer in out.stderr and "corrupt at the source" in out.stderr, out.stderr
+    _, _, copied, _, failed = summary(out)
+    assert failed == 1 and copied >= 2, out.stdout
+    keys = bucket_keys(prefix)
+    assert not [k for k in keys if layer[7:] in k], keys
+    assert not [k for k in keys if not k.startswith("blobs/")], keys
+    for d, _ in (img.blobs[0], img.blobs[2]):
+        assert f"blobs/sha256/{d[7:9]}/{d[7:]}" in keys, (d, keys)

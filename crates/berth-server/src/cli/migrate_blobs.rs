@@ -1,8 +1,8 @@
 //! The blob half of `berth migrate`: copy the blobs the registry's repositories hold from
-//! one blob store into another. Each blob is streamed (bounded memory) through an upload
-//! session of the destination, whose `finish` checks the bytes against the blob's name
-//! (its SHA-256) before the blob becomes visible there: a corrupt source blob is
-//! reported and never copied. A blob already at the destination with the size the
+//! one blob store into another (local files or an S3 bucket). Each blob is streamed
+//! (bounded memory) through the destination's `put_stream`, which checks the bytes
+//! against the blob's name (its SHA-256) before the blob becomes visible there: a
+//! corrupt source blob is reported and never copied. A blob already at the destination with the size the
 //! metadata records is left as it is, so an interrupted copy resumes.
 
 use berth_blobs::{BlobError, BlobStore, Digest};
@@ -85,24 +85,15 @@ async fn copy_one(from: &BlobStore, to: &BlobStore, digest: &str, size: i64) -> 
         Ok(None) => return Outcome::Failed("missing from the source blob store".into()),
         Err(e) => return Outcome::Failed(format!("reading it from the source: {e}")),
     };
-    let upload = match to.start_upload().await {
-        Ok(id) => id,
-        Err(e) => return Outcome::Failed(format!("starting its upload at the destination: {e}")),
-    };
-    if let Err(e) = to.append(&upload, 0, reader.stream).await {
-        let _ = to.cancel(&upload).await;
-        return Outcome::Failed(format!("copying its bytes: {e}"));
-    }
-    match to.finish(&upload, &d).await {
+    // Streamed through the destination's put_stream: bounded memory, and the blob
+    // becomes visible there only once its bytes hash to its name; a failure leaves
+    // nothing of it behind.
+    match to.put_stream(&d, reader.stream).await {
         Ok(n) => Outcome::Copied(n),
-        // The session is gone with its bytes: nothing of the blob is at the destination.
         Err(BlobError::DigestMismatch { computed, .. }) => Outcome::Failed(format!(
             "corrupt at the source: its bytes hash to {computed}; not copied"
         )),
-        Err(e) => {
-            let _ = to.cancel(&upload).await;
-            Outcome::Failed(format!("storing it at the destination: {e}"))
-        }
+        Err(e) => Outcome::Failed(format!("storing it at the destination: {e}")),
     }
 }
 

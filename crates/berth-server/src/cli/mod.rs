@@ -61,7 +61,10 @@ enum Command {
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Copy a data directory's registry into PostgreSQL (and its blobs into another blob
-    /// store), to grow out of one machine.
+    /// store: a directory or an S3 bucket), to grow out of one machine.
+    ///
+    /// The destination can be taken from the scale-out nodes' configuration file
+    /// (--config: metadata_url, blob_url, s3_*, secrets_key_file); flags win over it.
     ///
     /// Copies accounts, identities, keys, policies, STS sessions still valid, repositories,
     /// images, registry policies and server secrets exactly as stored (secrets stay sealed:

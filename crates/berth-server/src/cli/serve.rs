@@ -71,6 +71,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             metadata_url: args.metadata_url,
             blob_url: args.blob_url,
             blob_redirect: args.blob_redirect,
+            ..Overrides::default()
         },
     )?;
     super::runtime()?.block_on(crate::serve::run(config))?;

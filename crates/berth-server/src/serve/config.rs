@@ -257,6 +257,13 @@ pub struct Overrides {
     pub blob_url: Option<String>,
     /// `--blob-redirect` (only turns it on).
     pub blob_redirect: bool,
+    /// The `s3_*` keys (`berth migrate` takes them as flags).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Only turns it on.
+    pub s3_allow_http: bool,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
 }
 
 /// A timeout from the file: a positive number of seconds, at most a day.
@@ -406,6 +413,17 @@ impl Config {
             c.blob_url = Some(u.clone());
         }
         c.blob_redirect |= o.blob_redirect;
+        for (flag, field) in [
+            (&o.s3_endpoint, &mut c.s3.endpoint),
+            (&o.s3_region, &mut c.s3.region),
+            (&o.s3_access_key_id, &mut c.s3.access_key_id),
+            (&o.s3_secret_access_key, &mut c.s3.secret_access_key),
+        ] {
+            if let Some(v) = flag {
+                *field = Some(v.clone());
+            }
+        }
+        c.s3.allow_http |= o.s3_allow_http;
         if let Some(l) = &o.listen {
             c.listen = parse_listen(l)?;
         }
