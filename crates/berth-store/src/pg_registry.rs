@@ -103,54 +103,20 @@ where
 }
 
 fn repo_from(r: &PgRow) -> Result<Repository> {
-    let account: String = r.try_get("account_id").map_err(backend)?;
-    let name: String = r.try_get("name").map_err(backend)?;
-    let corrupt = |what: &str, value: &str| {
-        RegistryError::Backend(format!(
-            "the stored repository '{name}' of registry '{account}' has an unreadable {what}: {value:?}"
-        ))
-    };
-    let mutability: String = r.try_get("tag_mutability").map_err(backend)?;
-    let tag_mutability =
-        TagMutability::parse(&mutability).ok_or_else(|| corrupt("tag mutability", &mutability))?;
-    let exclusions: Option<String> = r.try_get("mutability_exclusions").map_err(backend)?;
-    let mut mutability_filters = Vec::new();
-    for pattern in exclusions.as_deref().unwrap_or("").split('\n') {
-        if !pattern.is_empty() {
-            mutability_filters.push(
-                MutabilityFilter::new(pattern)
-                    .ok_or_else(|| corrupt("tag mutability exclusion filter", pattern))?,
-            );
-        }
-    }
-    let kind: String = r.try_get("encryption_type").map_err(backend)?;
-    let encryption = Encryption {
-        kind: EncryptionType::parse(&kind).ok_or_else(|| corrupt("encryption type", &kind))?,
-        kms_key: r.try_get("kms_key").map_err(backend)?,
-    };
-    Ok(Repository {
+    RepositoryRow {
+        account: r.try_get("account_id").map_err(backend)?,
+        name: r.try_get("name").map_err(backend)?,
         created: r.try_get("created_at").map_err(backend)?,
-        tag_mutability,
-        mutability_filters,
+        tag_mutability: r.try_get("tag_mutability").map_err(backend)?,
+        exclusions: r.try_get("mutability_exclusions").map_err(backend)?,
         scan_on_push: r.try_get("scan_on_push").map_err(backend)?,
-        encryption,
+        encryption_type: r.try_get("encryption_type").map_err(backend)?,
+        kms_key: r.try_get("kms_key").map_err(backend)?,
         policy: r.try_get("policy").map_err(backend)?,
         lifecycle_policy: r.try_get("lifecycle_policy").map_err(backend)?,
         lifecycle_updated: r.try_get("lifecycle_updated").map_err(backend)?,
-        account,
-        name,
-    })
-}
-
-/// Exclusion filters as the store keeps them: their patterns, one per line.
-fn exclusions_text(filters: &[MutabilityFilter]) -> Option<String> {
-    (!filters.is_empty()).then(|| {
-        filters
-            .iter()
-            .map(|f| f.wildcard.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    }
+    .into_repository()
 }
 
 fn image_from(r: &PgRow, with_manifest: bool) -> Result<Image> {

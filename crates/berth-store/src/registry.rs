@@ -218,6 +218,74 @@ pub struct Encryption {
     pub kms_key: Option<String>,
 }
 
+/// A repository row as both backends keep it (settings as text), and how it becomes a
+/// [`Repository`]: one reading for SQLite and PostgreSQL.
+pub(crate) struct RepositoryRow {
+    pub account: String,
+    pub name: String,
+    pub created: i64,
+    pub tag_mutability: String,
+    /// The exclusion filters' patterns, one per line.
+    pub exclusions: Option<String>,
+    pub scan_on_push: bool,
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+    pub policy: Option<String>,
+    pub lifecycle_policy: Option<String>,
+    pub lifecycle_updated: Option<i64>,
+}
+
+impl RepositoryRow {
+    /// The repository, or a `Backend` error naming the setting that cannot be read.
+    pub(crate) fn into_repository(self) -> RegistryResult<Repository> {
+        let corrupt = |what: &str, value: &str| {
+            RegistryError::Backend(format!(
+                "the stored repository '{}' of registry '{}' has an unreadable {what}: {value:?}",
+                self.name, self.account
+            ))
+        };
+        let tag_mutability = TagMutability::parse(&self.tag_mutability)
+            .ok_or_else(|| corrupt("tag mutability", &self.tag_mutability))?;
+        let mut mutability_filters = Vec::new();
+        for pattern in self.exclusions.as_deref().unwrap_or("").split('\n') {
+            if !pattern.is_empty() {
+                mutability_filters.push(
+                    MutabilityFilter::new(pattern)
+                        .ok_or_else(|| corrupt("tag mutability exclusion filter", pattern))?,
+                );
+            }
+        }
+        let kind = EncryptionType::parse(&self.encryption_type)
+            .ok_or_else(|| corrupt("encryption type", &self.encryption_type))?;
+        Ok(Repository {
+            account: self.account,
+            name: self.name,
+            created: self.created,
+            tag_mutability,
+            mutability_filters,
+            scan_on_push: self.scan_on_push,
+            encryption: Encryption {
+                kind,
+                kms_key: self.kms_key,
+            },
+            policy: self.policy,
+            lifecycle_policy: self.lifecycle_policy,
+            lifecycle_updated: self.lifecycle_updated,
+        })
+    }
+}
+
+/// Exclusion filters as the stores keep them: their patterns, one per line.
+pub(crate) fn exclusions_text(filters: &[MutabilityFilter]) -> Option<String> {
+    (!filters.is_empty()).then(|| {
+        filters
+            .iter()
+            .map(|f| f.wildcard.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// One repository setting to change. Each call changes only its own setting, so calls
 /// that change different settings at the same time never undo each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
