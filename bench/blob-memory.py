@@ -2,12 +2,14 @@
 """Peak resident memory of one berth binary while a 1 GiB blob is pushed (one streamed
 PATCH of 8 MiB chunks, then PUT) and pulled back over /v2 on loopback.
 
-    bench/blob-memory.py BERTH_BINARY EMPTY_DATA_DIR
+    bench/blob-memory.py BERTH_BINARY EMPTY_DATA_DIR [CONFIG_FILE]
 
-Prints the peak VmRSS (sampled every 20 ms) of each phase. Needs the aws CLI and requests."""
+With CONFIG_FILE (e.g. metadata_url and blob_url of a scale-out node), the server runs with
+--config CONFIG_FILE (S3 credentials from BERTH_S3_* in the environment). Prints the peak VmRSS (sampled every 20 ms) of each phase. Needs the aws CLI and requests."""
 import base64, hashlib, json, os, subprocess, sys, threading, time, re, requests
 BIN = sys.argv[1]; data_dir = sys.argv[2]
-p = subprocess.Popen([BIN, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+config = ["--config", sys.argv[3]] if len(sys.argv) > 3 else []
+p = subprocess.Popen([BIN, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0", *config], stderr=subprocess.PIPE, text=True)
 port = None
 for line in p.stderr:
     m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
