@@ -5,7 +5,7 @@
 # 1 GiB random file with openssl REPEATS times, and prints the medians and their ratio.
 #
 #   bench/push-cpu.sh [local|s3] [OUTDIR]
-#   env: REPEATS=3  BENCH=../shared/tools/registry-bench
+#   env: REPEATS=3  BENCH=../shared/tools/registry-bench  BERTH_BIN=<berth binary>
 #        PERF=record  also record a profile of the server during the pushes
 #                     (perf record -e cpu-clock -F 499 -g, or -e PERF_EVENTS; report in
 #                     OUTDIR/perf-BACKEND.txt)
@@ -35,7 +35,7 @@ mkdir -p "$B"
       "$BERTH_TEST_S3_ACCESS_KEY_ID" "$BERTH_TEST_S3_SECRET_ACCESS_KEY"
   fi
 } > "$B/config.toml"
-"${CARGO_TARGET_DIR:-target}/release/berth" serve --data-dir "$B/data" --listen 127.0.0.1:0 \
+"${BERTH_BIN:-${CARGO_TARGET_DIR:-target}/release/berth}" serve --data-dir "$B/data" --listen 127.0.0.1:0 \
   --config "$B/config.toml" 2> "$B/log" &
 BPID=$!
 PERF_PID=""
