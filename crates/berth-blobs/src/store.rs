@@ -44,8 +44,13 @@ use crate::{BlobError, Digest};
 
 /// Bytes gathered from the upload stream before they are handed to a blocking
 /// thread to be written and hashed (one batch in flight while the next is gathered,
-/// so an upload holds at most ~2 batches in memory).
+/// so an upload holds two batch buffers).
 const APPEND_BATCH: usize = 1 << 20;
+/// A batch goes to the file in writes of this size, each hashed right after it is
+/// written (while its bytes are still in the CPU cache). Larger writes make the kernel
+/// back the page cache with larger folios, which on the measured VM cost several times
+/// more to fill (see BENCHMARKS.md, "CPU per GiB pushed").
+const WRITE_SLICE: usize = 64 << 10;
 /// Read size when rehashing a staged file.
 const REHASH_CHUNK: usize = 1 << 20;
 /// Chunk size of [`BlobReader::stream`] for the local backend.
@@ -160,6 +165,10 @@ struct Writer {
     file: File,
     hash: HashState,
 }
+
+/// What a blocking append batch gives back: the writer, the batch buffer (emptied, to
+/// be refilled) and whether the write succeeded.
+type BatchDone = (Writer, Vec<u8>, std::io::Result<()>);
 
 impl BlobStore {
     /// Blobs under `root/blobs/sha256/<2 hex>/<64 hex>` (object_store
@@ -422,35 +431,50 @@ impl BlobStore {
             .await?,
         );
 
-        let mut pending: Option<tokio::task::JoinHandle<(Writer, std::io::Result<()>)>> = None;
+        // Two batch buffers take turns: one is filled from the stream while the other is
+        // written and hashed on a blocking thread, then comes back to be refilled. The
+        // stream's chunks are copied out and dropped at once, so hyper reuses its read
+        // buffer instead of allocating (and the kernel zeroing) fresh pages for every
+        // chunk a batch would otherwise hold on to; the file gets one write per batch
+        // instead of one per chunk.
+        let mut spare: Option<Vec<u8>> = None;
+        let mut pending: Option<tokio::task::JoinHandle<BatchDone>> = None;
+        let mut carry: Option<Bytes> = None;
         let mut stream_error = None;
         let mut write_error = None;
         loop {
-            let mut batch = Vec::new();
-            let mut batch_len = 0usize;
+            let mut batch = spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(APPEND_BATCH));
             let mut done = false;
-            while batch_len < APPEND_BATCH {
-                match chunks.next().await {
-                    Some(Ok(b)) => {
-                        if !b.is_empty() {
-                            batch_len += b.len();
-                            batch.push(b);
+            while batch.len() < APPEND_BATCH {
+                let b = match carry.take() {
+                    Some(b) => b,
+                    None => match chunks.next().await {
+                        Some(Ok(b)) => b,
+                        Some(Err(e)) => {
+                            stream_error = Some(e.to_string());
+                            done = true;
+                            break;
                         }
-                    }
-                    Some(Err(e)) => {
-                        stream_error = Some(e.to_string());
-                        done = true;
-                        break;
-                    }
-                    None => {
-                        done = true;
-                        break;
-                    }
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    },
+                };
+                let room = APPEND_BATCH - batch.len();
+                if b.len() > room {
+                    batch.extend_from_slice(&b[..room]);
+                    carry = Some(b.slice(room..));
+                } else {
+                    batch.extend_from_slice(&b);
                 }
             }
             if let Some(task) = pending.take() {
-                let (w, res) = task.await.map_err(|e| io_err("append task", e))?;
+                let (w, buf, res) = task.await.map_err(|e| io_err("append task", e))?;
                 writer = Some(w);
+                spare = Some(buf);
                 if let Err(e) = res {
                     write_error = Some(e);
                     break;
@@ -459,14 +483,15 @@ impl BlobStore {
             if !batch.is_empty() {
                 let mut w = writer.take().expect("writer is home between batches");
                 pending = Some(tokio::task::spawn_blocking(move || {
-                    for b in &batch {
-                        if let Err(e) = w.file.write_all(b) {
-                            return (w, Err(e));
+                    for piece in batch.chunks(WRITE_SLICE) {
+                        if let Err(e) = w.file.write_all(piece) {
+                            return (w, batch, Err(e));
                         }
-                        w.hash.hasher.update(b);
-                        w.hash.len += b.len() as u64;
+                        w.hash.hasher.update(piece);
+                        w.hash.len += piece.len() as u64;
                     }
-                    (w, Ok(()))
+                    batch.clear();
+                    (w, batch, Ok(()))
                 }));
             }
             if done {
@@ -474,7 +499,7 @@ impl BlobStore {
             }
         }
         if let Some(task) = pending.take() {
-            let (w, res) = task.await.map_err(|e| io_err("append task", e))?;
+            let (w, _, res) = task.await.map_err(|e| io_err("append task", e))?;
             writer = Some(w);
             if let Err(e) = res {
                 write_error = Some(e);
