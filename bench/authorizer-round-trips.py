@@ -59,7 +59,10 @@ tmp = tempfile.mkdtemp()
 proc = None
 try:
     with open(f"{tmp}/config.toml", "w") as f:
-        f.write(f'audit_log = "off"\nmetadata_url = "{PG_URL.rsplit("/", 1)[0]}/{DB}"\n')
+        # Lease renewals (every third of job_lease_seconds) would keep the counts moving:
+        # the longest lease, so none comes during the measurement.
+        f.write(f'audit_log = "off"\nmetadata_url = "{PG_URL.rsplit("/", 1)[0]}/{DB}"\n'
+                'job_lease_seconds = 3600\nclean_interval_seconds = 86400\n')
     proc = subprocess.Popen([BIN, "serve", "--data-dir", f"{tmp}/data", "--listen", "127.0.0.1:0",
                              "--config", f"{tmp}/config.toml"], stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
