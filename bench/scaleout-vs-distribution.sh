@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Push/pull benchmark of berth's scale-out configuration (metadata in PostgreSQL, blobs in
 # an S3-compatible store) against the reference registry (CNCF distribution 2.8, Debian's
-# docker-registry) configured with its S3 driver, both on the same S3 server (s3s-fs on
-# loopback, each registry in its own bucket), one after the other, with the same client
+# docker-registry) configured with its S3 driver, both on the same S3 server (moto's
+# server on loopback, each registry in its own bucket; S3_SERVER=s3s-fs for s3s-fs), one after the other, with the same client
 # and benchmark script (../shared/tools/registry-bench/bench.sh), sampling each
 # registry's CPU seconds and peak RSS. Then concurrent pulls through one berth node
 # against the same pulls spread over two nodes.
@@ -12,8 +12,9 @@
 #        PG_URL=postgres://postgres@127.0.0.1:5432/postgres (a server whose user may create databases)
 #
 # Needs: target/release/berth (or $CARGO_TARGET_DIR/release/berth), docker-registry, skopeo,
-# the aws CLI, psql, s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked),
-# python3. berth runs with create_on_push = true (the benchmark pushes to new repository
+# the aws CLI, psql, moto_server (pip install 'moto[server]') or s3s-fs (cargo install
+# s3s-fs --version 0.14.1 --features binary --locked), python3. The S3 server's CPU seconds
+# are reported too (s3-cpu.txt): they are part of what each registry costs. berth runs with create_on_push = true (the benchmark pushes to new repository
 # names) and the audit log off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,13 +37,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The S3 server, a bucket for each registry.
+# The S3 server, a bucket for each registry: moto's server by default (S3_SERVER=moto;
+# distribution's S3 driver needs ListMultipartUploads, which s3s-fs does not implement),
+# or S3_SERVER=s3s-fs (berth alone then makes sense: distribution fails its pushes).
+S3_SERVER=${S3_SERVER:-moto}
 S3PORT=$(free_port)
 KEY=bench$$; SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-mkdir -p "$OUT/s3/distribution" "$OUT/s3/berth"
-s3s-fs --host 127.0.0.1 --port "$S3PORT" --access-key "$KEY" --secret-key "$SECRET" "$OUT/s3" > "$OUT/s3.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$S3PORT/"
+if [ "$S3_SERVER" = moto ]; then
+  moto_server -H 127.0.0.1 -p "$S3PORT" > "$OUT/s3.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$S3PORT/"
+  for b in distribution berth; do
+    AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET aws --endpoint-url "http://127.0.0.1:$S3PORT" \
+      --region us-east-1 s3api create-bucket --bucket "$b" > /dev/null
+  done
+else
+  mkdir -p "$OUT/s3/distribution" "$OUT/s3/berth"
+  s3s-fs --host 127.0.0.1 --port "$S3PORT" --access-key "$KEY" --secret-key "$SECRET" "$OUT/s3" > "$OUT/s3.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$S3PORT/"
+fi
+S3PID=${PIDS[-1]}
 
 # distribution with its S3 driver
 DIST=$OUT/distribution; mkdir -p "$DIST"
@@ -67,10 +82,15 @@ storage:
 http:
   addr: 127.0.0.1:$DPORT
 YML
-docker-registry serve "$DIST/config.yml" > "$DIST/log" 2>&1 &
+# AWS_CA_BUNDLE (set on some machines) makes distribution's S3 client panic at start
+# ("unsupported transport"); the endpoint here is plain HTTP anyway.
+env -u AWS_CA_BUNDLE docker-registry serve "$DIST/config.yml" > "$DIST/log" 2>&1 &
 DPID=$!; PIDS+=($DPID)
 wait_http "http://127.0.0.1:$DPORT/v2/"
+s3cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$S3PID/stat"; }
+S3_BEFORE=$(s3cpu)
 REGISTRY_PID=$DPID "$BENCH/bench.sh" "127.0.0.1:$DPORT" | tee "$OUT/distribution.txt"
+echo "distribution: S3 server CPU s $(python3 -c "print(round($(s3cpu) - $S3_BEFORE, 2))")" >> "$OUT/s3-cpu.txt"
 kill $DPID; wait $DPID 2>/dev/null || true
 
 # berth: nodes on one PostgreSQL database and the berth bucket, sharing a secrets key.
@@ -86,26 +106,30 @@ s3_endpoint = "http://127.0.0.1:$S3PORT"
 s3_region = "us-east-1"
 s3_allow_http = true
 secrets_key_file = "$B/secrets.key"
+# As distribution's S3 driver does by default: blob GETs redirected to the bucket.
+blob_redirect = true
 TOML
-start_node() { # start_node NAME -> prints the node's URL, PID in $NODE_PID
+start_node() { # start_node NAME: sets NODE_URL and NODE_PID
   BERTH_S3_ACCESS_KEY_ID=$KEY BERTH_S3_SECRET_ACCESS_KEY=$SECRET \
-    "$BERTH" serve --data-dir "$B/$1" --listen 127.0.0.1:0 --config "$B/config.toml" 2> "$B/$1.log" &
+    "$BERTH" serve --data-dir "$B/$1" --listen 127.0.0.1:0 --config "$B/config.toml" > /dev/null 2> "$B/$1.log" &
   NODE_PID=$!; PIDS+=($NODE_PID)
   for _ in $(seq 200); do grep -q "listening on" "$B/$1.log" && break; sleep 0.05; done
-  grep -o 'http://127.0.0.1:[0-9]*' "$B/$1.log" | head -1
+  NODE_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$B/$1.log" | head -1)
 }
-URL1=$(start_node node1); PID1=$NODE_PID
+start_node node1; URL1=$NODE_URL; PID1=$NODE_PID
 creds=$B/node1/root-credentials.json
 export AWS_ACCESS_KEY_ID=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['access_key_id'])" "$creds")
 export AWS_SECRET_ACCESS_KEY=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['secret_access_key'])" "$creds")
 PASS=$(aws --endpoint-url "$URL1" --region us-east-1 ecr get-login-password)
+S3_BEFORE=$(s3cpu)
 REGISTRY_PID=$PID1 "$BENCH/bench.sh" "${URL1#http://}" AWS "$PASS" | tee "$OUT/berth.txt"
+echo "berth: S3 server CPU s $(python3 -c "print(round($(s3cpu) - $S3_BEFORE, 2))")" >> "$OUT/s3-cpu.txt"
 
 python3 "$BENCH/summarize.py" "distribution=$OUT/distribution.txt" "berth=$OUT/berth.txt" | tee "$OUT/summary.md"
 
 # Concurrent pulls: 16 skopeo pulls of one pushed image through one node, then the same 16
 # spread over two nodes (8 each), REPEATS times each, interleaved; wall time of each batch.
-URL2=$(start_node node2)
+start_node node2; URL2=$NODE_URL
 IMG=$OUT/img; mkdir -p "$IMG"
 python3 - "$IMG" <<'PY'
 import hashlib, json, os, sys

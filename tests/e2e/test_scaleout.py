@@ -304,10 +304,11 @@ class PrivatePostgres:
 
 def test_a_postgres_restart_gives_clean_errors_then_the_nodes_recover(tmp_path):
     pg = PrivatePostgres(tmp_path)
+    nodes = []
     try:
         key = write_key(tmp_path / "secrets.key")
         config = s3_config(unique("blobs")) + f'secrets_key_file = "{key}"\nmetadata_url = "{pg.url}"\n'
-        nodes = [Server(tmp_path / f"node{i}", extra_config=config) for i in range(2)]
+        nodes += [Server(tmp_path / f"node{i}", extra_config=config) for i in range(2)]
         nodes[0].start()
         shutil.copy(nodes[0].root_credentials_path, nodes[1].root_credentials_path)
         nodes[1].start()
@@ -374,6 +375,10 @@ def test_a_postgres_restart_gives_clean_errors_then_the_nodes_recover(tmp_path):
         for n in nodes:
             assert n.stop() == 0
     finally:
+        for n in nodes:
+            if n.proc is not None:
+                n.proc.kill()
+                n.proc.wait()
         pg.remove()
 
 
