@@ -2,9 +2,9 @@
 //! three-step upload (InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload), on the
 //! same blob store and upload sessions as the registry.
 
+use crate::registry::uploads::{self, UploadError};
 use base64::Engine;
 use berth_blobs::{BlobError, Digest};
-use berth_store::Upload;
 use serde_json::{json, Value};
 
 use super::{invalid, EcrCall};
@@ -109,18 +109,9 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
 
 pub async fn initiate(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
-    let id = c.app.blobs.start_upload().await.map_err(blob_error)?;
-    c.app
-        .registry
-        .create_upload(&Upload {
-            id: id.clone(),
-            account: r.account.clone(),
-            repository: r.name.clone(),
-            principal: c.caller.arn().to_string(),
-            created: crate::ids::now_ms(),
-            updated: crate::ids::now_ms(),
-        })
-        .await?;
+    let id = uploads::start(c.app, r, c.caller.arn())
+        .await
+        .map_err(|e| upload_error(e, ""))?;
     Ok(json!({"uploadId": id, "partSize": PART_SIZE}))
 }
 
@@ -132,24 +123,21 @@ fn upload_not_found(id: &str) -> ApiError {
     )
 }
 
+/// An upload step's failure in ECR's words (`id`: the session's).
+fn upload_error(e: UploadError, id: &str) -> ApiError {
+    match e {
+        UploadError::Unknown => upload_not_found(id),
+        UploadError::Blob(e) => blob_error(e),
+        UploadError::Store(e) => e.into(),
+    }
+}
+
 /// The upload session, bound to this repository and principal; returns its size.
 async fn session(c: &EcrCall<'_>, id: &str) -> Result<u64, ApiError> {
     let r = c.repo()?;
-    let u = c
-        .app
-        .registry
-        .upload(id)
-        .await?
-        .ok_or_else(|| upload_not_found(id))?;
-    if u.account != r.account || u.repository != r.name || u.principal != c.caller.arn() {
-        return Err(upload_not_found(id));
-    }
-    c.app
-        .blobs
-        .upload_size(id)
+    uploads::held(c.app, id, &r.account, &r.name, c.caller.arn())
         .await
-        .map_err(blob_error)?
-        .ok_or_else(|| upload_not_found(id))
+        .map_err(|e| upload_error(e, id))
 }
 
 pub async fn upload_part(c: &EcrCall<'_>) -> Result<Value, ApiError> {
@@ -211,10 +199,9 @@ pub async fn upload_part(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .append(id, current, chunk)
         .await
         .map_err(blob_error)?;
-    c.app
-        .registry
-        .touch_upload(id, crate::ids::now_ms())
-        .await?;
+    uploads::received(c.app, id)
+        .await
+        .map_err(|e| upload_error(e, id))?;
     Ok(
         json!({"registryId": r.account, "repositoryName": r.name, "uploadId": id, "lastByteReceived": size as i64 - 1}),
     )
@@ -255,21 +242,15 @@ pub async fn complete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .repository_blob(&r.account, &r.name, d)
         .await?
         .is_some();
-    let size = match c.app.blobs.finish(id, &dg).await {
-        Ok(s) => s,
-        Err(BlobError::DigestMismatch { computed, .. }) => {
-            let _ = c.app.registry.delete_upload(id).await;
+    match uploads::complete(c.app, id, r, &dg).await {
+        Ok(_) => {}
+        Err(UploadError::Blob(BlobError::DigestMismatch { computed, .. })) => {
             return Err(ApiError::new(400, "InvalidLayerException", format!(
                 "The calculated digest of the layer, '{computed}', does not match the provided digest '{d}'"
             )));
         }
-        Err(e) => return Err(blob_error(e)),
-    };
-    c.app
-        .registry
-        .add_repository_blob(&r.account, &r.name, d, size as i64, crate::ids::now_ms())
-        .await?;
-    c.app.registry.delete_upload(id).await?;
+        Err(e) => return Err(upload_error(e, id)),
+    }
     if held_before {
         return Err(ApiError::new(400, "LayerAlreadyExistsException", format!(
             "The layer with digest '{d}' already exists in the repository with name '{}' in the registry with id '{}'", r.name, r.account

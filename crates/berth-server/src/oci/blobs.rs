@@ -6,9 +6,10 @@ use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use berth_blobs::{BlobError, Digest};
 use berth_oci::ByteRange;
-use berth_store::{Repository, Upload};
+use berth_store::Repository;
 
 use super::{response, set, OciCall, OciError};
+use crate::registry::uploads::{self, UploadError};
 use crate::serve::App;
 use berth_oci::names::valid_repository_name;
 
@@ -283,42 +284,32 @@ pub async fn start(
             .await?;
         return Ok(created(name, d));
     }
-    let id = c.app.blobs.start_upload().await.map_err(blob_error)?;
-    c.app
-        .registry
-        .create_upload(&Upload {
-            id: id.clone(),
-            account: repo.account.clone(),
-            repository: repo.name.clone(),
-            principal: c.caller.arn().to_string(),
-            created: crate::ids::now_ms(),
-            updated: crate::ids::now_ms(),
-        })
-        .await?;
+    let id = uploads::start(c.app, &repo, c.caller.arn())
+        .await
+        .map_err(upload_error)?;
     let mut r = upload_location(name, &id, 0, StatusCode::ACCEPTED);
     set(&mut r, "range", "0-0");
     Ok(r)
 }
 
-/// The upload session, which must belong to this registry, repository and principal.
-async fn session(c: &OciCall<'_>, name: &str, id: &str) -> Result<u64, OciError> {
-    let unknown = || {
-        OciError::new(
+/// An upload step's failure in OCI's words.
+fn upload_error(e: UploadError) -> OciError {
+    match e {
+        UploadError::Unknown => OciError::new(
             404,
             "BLOB_UPLOAD_UNKNOWN",
             "blob upload unknown to registry",
-        )
-    };
-    let u = c.app.registry.upload(id).await?.ok_or_else(unknown)?;
-    if u.account != c.registry || u.repository != name || u.principal != c.caller.arn() {
-        return Err(unknown());
+        ),
+        UploadError::Blob(e) => blob_error(e),
+        UploadError::Store(e) => e.into(),
     }
-    c.app
-        .blobs
-        .upload_size(id)
+}
+
+/// The upload session, which must belong to this registry, repository and principal.
+async fn session(c: &OciCall<'_>, name: &str, id: &str) -> Result<u64, OciError> {
+    uploads::held(c.app, id, &c.registry, name, c.caller.arn())
         .await
-        .map_err(blob_error)?
-        .ok_or_else(unknown)
+        .map_err(upload_error)
 }
 
 /// `Content-Range: a-b`: where the chunk starts (must be the current size) and its length.
@@ -386,10 +377,7 @@ pub async fn patch(
     })
     .await
     .map_err(blob_error)?;
-    c.app
-        .registry
-        .touch_upload(id, crate::ids::now_ms())
-        .await?;
+    uploads::received(c.app, id).await.map_err(upload_error)?;
     Ok(upload_location(name, id, size, StatusCode::ACCEPTED))
 }
 
@@ -424,27 +412,9 @@ pub async fn finish(
         .await
         .map_err(blob_error)?;
     }
-    let size = match c.app.blobs.finish(id, &dg).await {
-        Ok(s) => s,
-        Err(e) => {
-            if matches!(e, BlobError::DigestMismatch { .. }) {
-                // The session ends with a failed completion (the staged data is gone).
-                let _ = c.app.registry.delete_upload(id).await;
-            }
-            return Err(blob_error(e));
-        }
-    };
-    c.app
-        .registry
-        .add_repository_blob(
-            &repo.account,
-            &repo.name,
-            d,
-            size as i64,
-            crate::ids::now_ms(),
-        )
-        .await?;
-    c.app.registry.delete_upload(id).await?;
+    uploads::complete(c.app, id, repo, &dg)
+        .await
+        .map_err(upload_error)?;
     Ok(created(name, d))
 }
 
@@ -467,7 +437,6 @@ pub async fn cancel(
 ) -> Result<Response<Body>, OciError> {
     c.existing(name, &repo)?;
     session(c, name, id).await?;
-    c.app.blobs.cancel(id).await.map_err(blob_error)?;
-    c.app.registry.delete_upload(id).await?;
+    uploads::cancel(c.app, id).await.map_err(upload_error)?;
     Ok(response(StatusCode::NO_CONTENT, Body::empty()))
 }

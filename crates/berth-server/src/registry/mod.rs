@@ -1,9 +1,11 @@
 //! What the ECR API and the OCI registry share: repository ARNs and names, the
 //! authorization of an ECR action on a repository (identity policies, repository policy,
-//! registry policy, repository tags), registry passwords, manifests.
+//! registry policy, repository tags), registry passwords, manifests ([`push`]), upload
+//! sessions ([`uploads`]).
 
 pub mod push;
 pub mod token;
+pub mod uploads;
 
 /// What a registry refusal says, in ECR's words; the ECR and OCI front doors both send it
 /// (each with its own code and status). `None` for a backend failure, whose detail goes

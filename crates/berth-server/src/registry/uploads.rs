@@ -1,0 +1,112 @@
+//! Upload sessions, one set of rules for both front doors (OCI `/v2` blob uploads and ECR's
+//! layer uploads): a session belongs to the repository and principal that started it and
+//! to nobody else; its bytes go to the blob store and its row to the metadata store; a
+//! completed upload makes the repository hold the blob; a completion whose content does
+//! not match its digest ends the session. Each front door maps [`UploadError`] to its own
+//! wire errors.
+
+use berth_blobs::{BlobError, Digest};
+use berth_store::{RegistryError, Repository, Upload};
+
+use crate::serve::App;
+
+/// Why an upload step failed.
+#[derive(Debug)]
+pub enum UploadError {
+    /// No such session, or it belongs to another repository or principal.
+    Unknown,
+    Blob(BlobError),
+    Store(RegistryError),
+}
+
+impl From<BlobError> for UploadError {
+    fn from(e: BlobError) -> Self {
+        UploadError::Blob(e)
+    }
+}
+
+impl From<RegistryError> for UploadError {
+    fn from(e: RegistryError) -> Self {
+        UploadError::Store(e)
+    }
+}
+
+/// Start a session in `repo` for `principal`; returns its id.
+pub async fn start(app: &App, repo: &Repository, principal: &str) -> Result<String, UploadError> {
+    let id = app.blobs.start_upload().await?;
+    let now = crate::ids::now_ms();
+    let made = app
+        .registry
+        .create_upload(&Upload {
+            id: id.clone(),
+            account: repo.account.clone(),
+            repository: repo.name.clone(),
+            principal: principal.to_string(),
+            created: now,
+            updated: now,
+        })
+        .await;
+    if let Err(e) = made {
+        // The repository went away meanwhile: nothing may keep the staged session.
+        let _ = app.blobs.cancel(&id).await;
+        return Err(e.into());
+    }
+    Ok(id)
+}
+
+/// The bytes a session holds, if it is `principal`'s session in `account`'s `repository`.
+pub async fn held(
+    app: &App,
+    id: &str,
+    account: &str,
+    repository: &str,
+    principal: &str,
+) -> Result<u64, UploadError> {
+    let u = app.registry.upload(id).await?.ok_or(UploadError::Unknown)?;
+    if u.account != account || u.repository != repository || u.principal != principal {
+        return Err(UploadError::Unknown);
+    }
+    app.blobs.upload_size(id).await?.ok_or(UploadError::Unknown)
+}
+
+/// Note that a session just received bytes (it is not abandoned).
+pub async fn received(app: &App, id: &str) -> Result<(), UploadError> {
+    Ok(app.registry.touch_upload(id, crate::ids::now_ms()).await?)
+}
+
+/// Complete a session as the blob `digest`: verified and published by the blob store,
+/// then held by `repo`; the session ends. A digest mismatch ends the session too (its
+/// staged data is gone). Returns the blob's size.
+pub async fn complete(
+    app: &App,
+    id: &str,
+    repo: &Repository,
+    digest: &Digest,
+) -> Result<u64, UploadError> {
+    let size = match app.blobs.finish(id, digest).await {
+        Ok(s) => s,
+        Err(e) => {
+            if matches!(e, BlobError::DigestMismatch { .. }) {
+                let _ = app.registry.delete_upload(id).await;
+            }
+            return Err(e.into());
+        }
+    };
+    app.registry
+        .add_repository_blob(
+            &repo.account,
+            &repo.name,
+            &digest.to_string(),
+            size as i64,
+            crate::ids::now_ms(),
+        )
+        .await?;
+    app.registry.delete_upload(id).await?;
+    Ok(size)
+}
+
+/// Abandon a session and its data.
+pub async fn cancel(app: &App, id: &str) -> Result<(), UploadError> {
+    app.blobs.cancel(id).await?;
+    Ok(app.registry.delete_upload(id).await?)
+}
