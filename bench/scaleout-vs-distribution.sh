@@ -10,6 +10,8 @@
 #   bench/scaleout-vs-distribution.sh [OUTDIR]
 #   env: REPEATS=3 CLIENTS=skopeo BENCH=../shared/tools/registry-bench (bench.sh's knobs pass through)
 #        PG_URL=postgres://postgres@127.0.0.1:5432/postgres (a server whose user may create databases)
+#        REDIRECT=1 (both registries redirect blob GETs to presigned S3 URLs, distribution's
+#        default); REDIRECT=0: neither does, each streams blobs itself
 #
 # Needs: target/release/berth (or $CARGO_TARGET_DIR/release/berth), docker-registry, skopeo,
 # the aws CLI, psql, moto_server (pip install 'moto[server]') or s3s-fs (cargo install
@@ -21,6 +23,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-$(mktemp -d /tmp/berth-scaleout.XXXXXX)}
 BENCH=${BENCH:-../shared/tools/registry-bench}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+REDIRECT=${REDIRECT:-1}
 export REPEATS=${REPEATS:-3} CLIENTS=${CLIENTS:-skopeo}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -79,6 +82,8 @@ storage:
     v4auth: true
   cache:
     blobdescriptor: inmemory
+  redirect:
+    disable: $([ "$REDIRECT" = 1 ] && echo false || echo true)
 http:
   addr: 127.0.0.1:$DPORT
 YML
@@ -106,8 +111,8 @@ s3_endpoint = "http://127.0.0.1:$S3PORT"
 s3_region = "us-east-1"
 s3_allow_http = true
 secrets_key_file = "$B/secrets.key"
-# As distribution's S3 driver does by default: blob GETs redirected to the bucket.
-blob_redirect = true
+# As distribution's S3 driver does by default (REDIRECT=1): blob GETs redirected to the bucket.
+blob_redirect = $([ "$REDIRECT" = 1 ] && echo true || echo false)
 TOML
 start_node() { # start_node NAME: sets NODE_URL and NODE_PID
   BERTH_S3_ACCESS_KEY_ID=$KEY BERTH_S3_SECRET_ACCESS_KEY=$SECRET \
