@@ -16,4 +16,4 @@ pub use digest::{Digest, DigestHex};
 pub use error::BlobError;
 pub use s3::S3Config;
 pub use sessions::{MemoryUploadStates, SavedUploadState, UploadStates};
-pub use store::{BlobReader, BlobStore};
+pub use store::{BlobReader, BlobStore, StoredBlob};

@@ -216,6 +216,11 @@ impl S3Uploads {
         ObjectPath::from(format!("{}{rest}", self.prefix))
     }
 
+    /// Where the blobs are (the prefix of every blob's key).
+    pub(crate) fn blobs_dir(&self) -> ObjectPath {
+        self.key("blobs/sha256")
+    }
+
     fn session_dir(&self, id: &str) -> ObjectPath {
         self.key(&format!("_uploads/{id}"))
     }
@@ -405,13 +410,18 @@ impl S3Uploads {
         }
     }
 
-    /// See [`BlobStore::finish`](crate::BlobStore::finish).
-    pub(crate) async fn finish(
+    /// See [`BlobStore::finish_with`](crate::BlobStore::finish_with).
+    pub(crate) async fn finish_with<G, E, F, Fut>(
         &self,
         states: &dyn UploadStates,
         id: &str,
         expected: &Digest,
-    ) -> Result<u64, BlobError> {
+        gate: F,
+    ) -> Result<Result<(u64, G), E>, BlobError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<G, E>>,
+    {
         let (version, saved) = self.load(states, id).await?;
         let mut w = Writer {
             s3: self,
@@ -431,12 +441,17 @@ impl S3Uploads {
             });
         }
         let size = w.saved.size;
+        let held = match gate(size).await {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(e)),
+        };
         let dest = self.blob(expected);
         // Stored already (another session, or this one finished before and its caller
-        // failed afterwards): nothing to publish.
+        // failed afterwards): nothing to publish. (Under `gate`'s lock, the collector
+        // cannot be deleting it.)
         if self.exists(&dest).await? {
             self.discard(id, &w.saved).await;
-            return Ok(size);
+            return Ok(Ok((size, held)));
         }
         // The claim makes any request still adding to the session lose.
         w.claim(false).await?;
@@ -445,7 +460,7 @@ impl S3Uploads {
             return Err(e);
         }
         self.discard(id, &w.saved).await;
-        Ok(size)
+        Ok(Ok((size, held)))
     }
 
     async fn exists(&self, path: &ObjectPath) -> Result<bool, BlobError> {

@@ -20,8 +20,10 @@
 //! whenever the in-memory hash state does not cover it exactly.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -94,6 +96,15 @@ impl fmt::Debug for BlobReader {
             .field("end", &self.end)
             .finish_non_exhaustive()
     }
+}
+
+/// A blob object as the store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When the object was last written.
+    pub modified: SystemTime,
 }
 
 /// Content-addressed blob store with resumable, verified uploads. Cheap to clone.
@@ -545,75 +556,109 @@ impl BlobStore {
     /// removed (as OCI says a failed closing PUT ends the upload); the client must
     /// start over.
     pub async fn finish(&self, id: &str, expected: &Digest) -> Result<u64, BlobError> {
+        let opened = self
+            .finish_with(id, expected, |_| async { Ok::<(), Infallible>(()) })
+            .await?;
+        Ok(opened.map(|(size, ())| size).unwrap_or_else(|e| match e {}))
+    }
+
+    /// [`finish`](Self::finish), with `gate` run between the verification and the
+    /// publication: given the verified size, it returns what the caller holds while the
+    /// object is put in place (the metadata store's lock of the blob's row, which the
+    /// garbage collector's deletion of that object waits for). If `gate` fails nothing
+    /// is published and the session stays as it was (`Ok(Err(..))`); else the caller
+    /// gets the size and what `gate` gave.
+    pub async fn finish_with<G, E, F, Fut>(
+        &self,
+        id: &str,
+        expected: &Digest,
+        gate: F,
+    ) -> Result<Result<(u64, G), E>, BlobError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<G, E>>,
+    {
         if let Some(s3) = &self.inner.s3 {
             if !is_session_id(id) {
                 return Err(BlobError::UploadUnknown);
             }
-            return s3.finish(&*s3.states, id, expected).await;
+            return s3.finish_with(&*s3.states, id, expected, gate).await;
         }
         let locked = self.lock_session(id).await?;
         let Locked {
             entry,
-            mut guard,
+            guard,
             path,
             size,
         } = locked;
         let expected = *expected;
-        let cached = guard.hash.take().filter(|h| h.len == size);
-        let local_dest = match &self.inner.local {
-            Some(fs) => Some(fs.path_to_filesystem(&self.blob_path(&expected))?),
-            None => None,
-        };
-        // Verification and (local) publication run on one blocking thread that owns
-        // the session guard, so a dropped caller cannot leave them half done unlocked.
-        let (mut guard, size) = blocking(move || {
+        let cached = guard.hash.clone().filter(|h| h.len == size);
+        let staged = path.clone();
+        let local = self.inner.local.is_some();
+        // Verification runs on a blocking thread that owns the session guard, so a
+        // dropped caller cannot leave it half done unlocked.
+        let (mut guard, verified) = blocking(move || {
+            let mut guard = guard;
             let hash = match cached {
                 Some(h) => h,
-                None => rehash(&path)?,
+                None => rehash(&staged)?,
             };
             let computed = hash.hasher.clone().finish();
             if computed != expected {
                 guard.gone = true;
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&staged);
                 return Ok((guard, Err(BlobError::DigestMismatch { expected, computed })));
             }
-            if let Some(dest) = local_dest {
-                File::open(&path)
+            if local {
+                File::open(&staged)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| io_err("syncing upload file", e))?;
-                publish_local(&path, &dest)?;
-                guard.gone = true;
-            } else {
-                guard.hash = Some(hash.clone());
             }
+            guard.hash = Some(hash.clone());
             Ok((guard, Ok(hash.len)))
         })
         .await?;
-        let size = match size {
+        let size = match verified {
             Ok(size) => size,
             Err(e) => {
+                drop(guard);
                 self.forget(id, &entry);
                 return Err(e);
             }
         };
-        if !guard.gone {
-            // In-memory backend: copy the verified staged file into the store.
-            let dest = self.blob_path(&expected);
-            if self.stat(&expected).await?.is_none() {
-                let data = tokio::fs::read(self.inner.uploads.join(id))
-                    .await
-                    .map_err(|e| io_err("reading upload file", e))?;
-                self.inner
-                    .store
-                    .put(&dest, Bytes::from(data).into())
-                    .await?;
+        let held = match gate(size).await {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(e)),
+        };
+        let dest = self.blob_path(&expected);
+        match &self.inner.local {
+            Some(fs) => {
+                let dest = fs.path_to_filesystem(&dest)?;
+                guard = blocking(move || {
+                    publish_local(&path, &dest)?;
+                    guard.gone = true;
+                    Ok(guard)
+                })
+                .await?;
             }
-            guard.gone = true;
-            let _ = tokio::fs::remove_file(self.inner.uploads.join(id)).await;
+            None => {
+                // In-memory backend: copy the verified staged file into the store.
+                if self.stat(&expected).await?.is_none() {
+                    let data = tokio::fs::read(&path)
+                        .await
+                        .map_err(|e| io_err("reading upload file", e))?;
+                    self.inner
+                        .store
+                        .put(&dest, Bytes::from(data).into())
+                        .await?;
+                }
+                guard.gone = true;
+                let _ = tokio::fs::remove_file(&path).await;
+            }
         }
         drop(guard);
         self.forget(id, &entry);
-        Ok(size)
+        Ok(Ok((size, held)))
     }
 
     /// Abandons an upload session and removes its data.
@@ -695,6 +740,43 @@ impl BlobStore {
         Ok(removed)
     }
 
+    /// Every blob object in the store (digest, size, last written), in no particular
+    /// order, as the store lists them (pages of a thousand for S3). Objects whose name
+    /// is not a SHA-256 digest are skipped.
+    pub fn list_blobs(&self) -> BoxStream<'_, Result<StoredBlob, BlobError>> {
+        let dir = match &self.inner.s3 {
+            Some(s3) => s3.blobs_dir(),
+            None => ObjectPath::from("blobs/sha256"),
+        };
+        self.inner
+            .store
+            .list(Some(&dir))
+            .map_err(BlobError::from)
+            .try_filter_map(|meta| async move {
+                let Some(name) = meta.location.filename() else {
+                    return Ok(None);
+                };
+                let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
+                    return Ok(None);
+                };
+                Ok(Some(StoredBlob {
+                    digest,
+                    size: meta.size,
+                    modified: SystemTime::from(meta.last_modified),
+                }))
+            })
+            .boxed()
+    }
+
+    /// Deletes a blob's object if it is there (the collector's deletion: the metadata
+    /// store's lock of the blob's row is held around it).
+    pub async fn remove(&self, d: &Digest) -> Result<(), BlobError> {
+        match self.inner.store.delete(&self.blob_path(d)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes a blob; [`BlobError::NotFound`] if it does not exist.
     pub async fn delete(&self, d: &Digest) -> Result<(), BlobError> {
         // InMemory deletes missing objects silently; look first so both backends agree.
@@ -712,6 +794,27 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: fmt::Display,
     {
+        let stored = self
+            .put_stream_with(expected, chunks, |_| async { Ok::<(), Infallible>(()) })
+            .await?;
+        Ok(stored.map(|(size, ())| size).unwrap_or_else(|e| match e {}))
+    }
+
+    /// [`put_stream`](Self::put_stream) with a `gate` between verification and
+    /// publication, as [`finish_with`](Self::finish_with); nothing is kept if `gate`
+    /// fails.
+    pub async fn put_stream_with<S, E, G, GE, F, Fut>(
+        &self,
+        expected: &Digest,
+        chunks: S,
+        gate: F,
+    ) -> Result<Result<(u64, G), GE>, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: fmt::Display,
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<G, GE>>,
+    {
         let id = self.start_upload().await?;
         if let Some(s3) = &self.inner.s3 {
             // A session of this request alone: its state never leaves this process.
@@ -719,20 +822,20 @@ impl BlobStore {
             states.create(&id);
             let result = async {
                 s3.append(&states, &id, 0, chunks).await?;
-                s3.finish(&states, &id, expected).await
+                s3.finish_with(&states, &id, expected, gate).await
             }
             .await;
-            if result.is_err() {
+            if !matches!(result, Ok(Ok(_))) {
                 let _ = s3.cancel(&states, &id).await;
             }
             return result;
         }
         let result = async {
             self.append(&id, 0, chunks).await?;
-            self.finish(&id, expected).await
+            self.finish_with(&id, expected, gate).await
         }
         .await;
-        if result.is_err() {
+        if !matches!(result, Ok(Ok(_))) {
             let _ = self.cancel(&id).await;
         }
         result

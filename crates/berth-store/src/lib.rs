@@ -13,19 +13,23 @@
 //! [`PgStore::watch_changes`]). [`copy_metadata`] copies the first into the second. It validates nothing about policies and
 //! knows no HTTP: callers check documents with the policy engine before they write them.
 
+mod gc;
 mod leases;
 mod migrate;
 mod model;
 mod pg;
+mod pg_gc;
 mod pg_identities;
 mod pg_registry;
 mod registry;
 mod schema;
 mod sealer;
 mod sqlite;
+mod sqlite_gc;
 mod sqlite_leases;
 mod sqlite_registry;
 
+pub use gc::{BlobLock, BlobSweep, Holding, ObjectRemoval};
 pub use leases::{Lease, Leases};
 pub use migrate::{
     copy_metadata, referenced_blobs, Conflict, CopyOptions, MetadataReport, TableReport,

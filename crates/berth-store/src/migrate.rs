@@ -340,6 +340,13 @@ const TABLES: &[Table] = &[
         only: None,
     },
     Table {
+        name: "blobs",
+        columns: &[("digest", Text), ("size", Int), ("created_at", Int)],
+        key: 1,
+        parent: None,
+        only: None,
+    },
+    Table {
         name: "repository_blobs",
         columns: &[
             ("account_id", Text),
@@ -347,6 +354,7 @@ const TABLES: &[Table] = &[
             ("digest", Text),
             ("size", Int),
             ("added_at", Int),
+            ("marked_at", Int),
         ],
         key: 3,
         parent: Some(Parent {

@@ -33,18 +33,18 @@ use crate::sealer::SecretSlot;
 use crate::{Tag, TagTarget};
 
 type Result<T> = RegistryResult<T>;
-type Tx = sqlx::Transaction<'static, Postgres>;
+pub(crate) type Tx = sqlx::Transaction<'static, Postgres>;
 
 /// How many times a transaction is run when the server aborts it as a deadlock victim or
 /// a serialization failure.
 const ATTEMPTS: usize = 5;
 /// How many times a lock-or-insert step is tried before giving up (each further try needs
 /// another writer to have inserted the row and a third to have deleted it meanwhile).
-const LOCK_OR_INSERT_TRIES: usize = 16;
+pub(crate) const LOCK_OR_INSERT_TRIES: usize = 16;
 
 /// A database error as the registry reports it (`Unavailable` when the server is out of
 /// reach: see [`crate::pg::backend`]).
-fn backend(e: sqlx::Error) -> RegistryError {
+pub(crate) fn backend(e: sqlx::Error) -> RegistryError {
     crate::pg::backend(e).into()
 }
 
@@ -56,11 +56,11 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
 }
 
 /// A foreign key refused the row: here, always the repository it names is not there.
-fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     sqlstate(e).as_deref() == Some("23503")
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     sqlstate(e).as_deref() == Some("23505")
 }
 
@@ -71,7 +71,7 @@ fn is_transient(e: &sqlx::Error) -> bool {
 
 /// How one attempt of a transaction ended badly: the database failed (perhaps
 /// transiently), or the call was refused (no retry).
-enum Fail<E> {
+pub(crate) enum Fail<E> {
     Db(sqlx::Error),
     Refused(E),
 }
@@ -84,7 +84,7 @@ impl<E> From<sqlx::Error> for Fail<E> {
 
 /// Run `attempt` (one whole transaction) until it succeeds, is refused, or fails for a
 /// reason other than a deadlock or serialization failure ([`ATTEMPTS`] runs at most).
-async fn retrying<T, E, F, Fut>(mut attempt: F) -> std::result::Result<T, E>
+pub(crate) async fn retrying<T, E, F, Fut>(mut attempt: F) -> std::result::Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<T, Fail<E>>>,
@@ -159,7 +159,7 @@ macro_rules! image_columns {
     };
 }
 
-fn repo_not_found(account: &str, name: &str) -> RegistryError {
+pub(crate) fn repo_not_found(account: &str, name: &str) -> RegistryError {
     RegistryError::RepositoryNotFound {
         account: account.to_string(),
         name: name.to_string(),
@@ -168,7 +168,7 @@ fn repo_not_found(account: &str, name: &str) -> RegistryError {
 
 impl PgStore {
     /// A transaction at READ COMMITTED (see the top of this file for why it must be).
-    async fn read_committed(&self) -> std::result::Result<Tx, sqlx::Error> {
+    pub(crate) async fn read_committed(&self) -> std::result::Result<Tx, sqlx::Error> {
         self.pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await
@@ -390,6 +390,20 @@ impl PgStore {
                 blobs: missing_blobs,
                 manifests: missing_manifests,
             });
+        }
+        // Referenced again: the collector's marks on these holdings go (the rows are
+        // locked already; only marked ones are written).
+        if !held.is_empty() {
+            sqlx::query(
+                "UPDATE repository_blobs SET marked_at = NULL
+                 WHERE account_id = $1 AND repository = $2 AND digest = ANY($3)
+                   AND marked_at IS NOT NULL",
+            )
+            .bind(account)
+            .bind(repository)
+            .bind(&held)
+            .execute(&mut *tx)
+            .await?;
         }
         // The image itself: held FOR KEY SHARE if it is there (a delete of it waits),
         // else inserted; a writer inserting the same digest at once makes the insert do
@@ -657,34 +671,24 @@ impl RegistryStore for PgStore {
         Ok(())
     }
 
-    /// One statement. The foreign key to the repository locks its row FOR KEY SHARE, so
-    /// a delete of the repository in flight is waited for and the insert then fails
-    /// (reported as `RepositoryNotFound`); a blob held already is left as it is.
-    async fn add_repository_blob(
+    async fn lock_blob(
         &self,
-        account: &str,
-        repository: &str,
         digest: &str,
         size: i64,
         now: i64,
-    ) -> Result<()> {
-        let r = sqlx::query(
-            "INSERT INTO repository_blobs (account_id, repository, digest, size, added_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (account_id, repository, digest) DO NOTHING",
-        )
-        .bind(account)
-        .bind(repository)
-        .bind(digest)
-        .bind(size)
-        .bind(now)
-        .execute(&self.pool)
-        .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_foreign_key_violation(&e) => Err(repo_not_found(account, repository)),
-            Err(e) => Err(backend(e)),
-        }
+    ) -> Result<Box<dyn crate::BlobLock>> {
+        crate::pg_gc::lock_blob(self, digest, size, now).await
+    }
+
+    async fn mount_blob(
+        &self,
+        account: &str,
+        from: &str,
+        to: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        retrying(|| crate::pg_gc::mount_blob(self, account, from, to, digest, now)).await
     }
 
     async fn repository_blob(
@@ -693,15 +697,7 @@ impl RegistryStore for PgStore {
         repository: &str,
         digest: &str,
     ) -> Result<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT size FROM repository_blobs WHERE account_id = $1 AND repository = $2 AND digest = $3",
-        )
-        .bind(account)
-        .bind(repository)
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)
+        crate::pg_gc::repository_blob(self, account, repository, digest).await
     }
 
     async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
@@ -984,5 +980,48 @@ impl RegistryStore for PgStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn gc_mark(&self, now: i64) -> Result<u64> {
+        retrying(|| crate::pg_gc::gc_mark(self, now)).await
+    }
+
+    async fn gc_holdings(
+        &self,
+        cutoff: i64,
+        unmarked_as: Option<i64>,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<Vec<crate::Holding>> {
+        crate::pg_gc::gc_holdings(self, cutoff, unmarked_as, after, limit).await
+    }
+
+    async fn gc_sweep_holdings(
+        &self,
+        candidates: &[crate::Holding],
+        cutoff: i64,
+    ) -> Result<Vec<crate::Holding>> {
+        retrying(|| crate::pg_gc::gc_sweep_holdings(self, candidates, cutoff)).await
+    }
+
+    async fn gc_unheld_blobs(&self, after: &str, limit: i64) -> Result<Vec<(String, i64)>> {
+        crate::pg_gc::gc_unheld_blobs(self, after, limit).await
+    }
+
+    async fn blob_holdings(&self, digest: &str) -> Result<i64> {
+        crate::pg_gc::blob_holdings(self, digest).await
+    }
+
+    async fn known_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        crate::pg_gc::known_blobs(self, digests).await
+    }
+
+    async fn gc_delete_blob(
+        &self,
+        digest: &str,
+        orphan: bool,
+        remove: crate::ObjectRemoval<'_>,
+    ) -> Result<crate::BlobSweep> {
+        crate::pg_gc::gc_delete_blob(self, digest, orphan, remove).await
     }
 }

@@ -453,7 +453,9 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn registry_policy(&self, account: &str) -> Result<Option<String>>;
     async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()>;
 
-    /// Record that a repository holds a blob (`now`: milliseconds since the epoch).
+    /// Record that a repository holds a blob whose object is in the blob store already
+    /// (`now`: milliseconds since the epoch): [`lock_blob`](Self::lock_blob) and
+    /// [`BlobLock::hold`](crate::BlobLock::hold) with nothing published in between.
     async fn add_repository_blob(
         &self,
         account: &str,
@@ -461,8 +463,36 @@ pub trait RegistryStore: Send + Sync + 'static {
         digest: &str,
         size: i64,
         now: i64,
-    ) -> Result<()>;
-    /// The size of a blob the repository holds.
+    ) -> Result<()> {
+        self.lock_blob(digest, size, now)
+            .await?
+            .hold(account, repository, now)
+            .await
+    }
+    /// Lock the row of blob `digest` (made if there is none, with `size`) for publishing
+    /// its object: waits while the collector deletes that object, and the collector
+    /// waits for the lock's [`hold`](crate::BlobLock::hold) or drop. On SQLite this is
+    /// the database's write lock: publish promptly.
+    async fn lock_blob(
+        &self,
+        digest: &str,
+        size: i64,
+        now: i64,
+    ) -> Result<Box<dyn crate::BlobLock>>;
+    /// A cross-repository mount: make `to` hold the blob `from` holds, under the blob's
+    /// lock (so the collector cannot be deleting it). The blob's size, `None` if `from`
+    /// does not hold it; `RepositoryNotFound` if `to` is gone.
+    async fn mount_blob(
+        &self,
+        account: &str,
+        from: &str,
+        to: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<Option<i64>>;
+    /// The size of a blob the repository holds. A client is told so from this: a
+    /// collector's mark on the holding is cleared (under its lock) before answering, so
+    /// the holding stays at least a grace period after the answer.
     async fn repository_blob(
         &self,
         account: &str,
@@ -535,6 +565,48 @@ pub trait RegistryStore: Send + Sync + 'static {
         state: &[u8],
         now: i64,
     ) -> Result<bool>;
+
+    // Garbage collection (the protocol: berth-server's `registry/gc.rs`).
+
+    /// The mark phase: holdings that no image of their repository references get
+    /// `marked_at = now` (those marked already keep their mark), holdings referenced
+    /// again lose theirs. Returns how many were marked.
+    async fn gc_mark(&self, now: i64) -> Result<u64>;
+    /// Holdings no image of their repository references and marked at or before `cutoff`
+    /// (unmarked ones count as marked at `unmarked_as` when given: a dry run's view), in
+    /// key order, at most `limit` after `after`.
+    async fn gc_holdings(
+        &self,
+        cutoff: i64,
+        unmarked_as: Option<i64>,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<Vec<crate::Holding>>;
+    /// Delete those of `candidates` that are, re-checked under their row locks, still
+    /// referenced by no image and marked at or before `cutoff`; one transaction. Returns
+    /// those deleted.
+    async fn gc_sweep_holdings(
+        &self,
+        candidates: &[crate::Holding],
+        cutoff: i64,
+    ) -> Result<Vec<crate::Holding>>;
+    /// Blobs (digest, size) no repository holds, in digest order, at most `limit` after
+    /// `after`.
+    async fn gc_unheld_blobs(&self, after: &str, limit: i64) -> Result<Vec<(String, i64)>>;
+    /// How many repositories hold the blob.
+    async fn blob_holdings(&self, digest: &str) -> Result<i64>;
+    /// Those of `digests` that have a row.
+    async fn known_blobs(&self, digests: &[String]) -> Result<Vec<String>>;
+    /// Delete blob `digest`: lock its row exclusively (an `orphan`, an object with no row,
+    /// gets one made for the purpose; a row made by someone else meanwhile means
+    /// [`InUse`](crate::BlobSweep::InUse)), re-check that no repository holds it, run
+    /// `remove` (the object's deletion) and delete the row, in one transaction.
+    async fn gc_delete_blob(
+        &self,
+        digest: &str,
+        orphan: bool,
+        remove: crate::ObjectRemoval<'_>,
+    ) -> Result<crate::BlobSweep>;
 }
 
 #[cfg(test)]

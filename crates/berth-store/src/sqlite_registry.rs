@@ -265,37 +265,24 @@ impl RegistryStore for SqliteStore {
         Ok(())
     }
 
-    async fn add_repository_blob(
+    async fn lock_blob(
         &self,
-        account: &str,
-        repository: &str,
         digest: &str,
         size: i64,
         now: i64,
-    ) -> Result<()> {
-        // Only into a repository that exists at that moment: one statement, so a
-        // repository deleted meanwhile cannot be left holding a row a new repository of
-        // the same name would inherit.
-        let added = sqlx::query(
-            "INSERT OR IGNORE INTO repository_blobs (account_id, repository, digest, size, added_at)
-             SELECT ?, ?, ?, ?, ?
-             WHERE EXISTS (SELECT 1 FROM repositories WHERE account_id = ? AND name = ?)",
-        )
-        .bind(account)
-        .bind(repository)
-        .bind(digest)
-        .bind(size)
-        .bind(now)
-        .bind(account)
-        .bind(repository)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        if added == 0 && self.repository(account, repository).await?.is_none() {
-            return Err(repo_not_found(account, repository));
-        }
-        Ok(())
+    ) -> Result<Box<dyn crate::BlobLock>> {
+        crate::sqlite_gc::lock_blob(self, digest, size, now).await
+    }
+
+    async fn mount_blob(
+        &self,
+        account: &str,
+        from: &str,
+        to: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        crate::sqlite_gc::mount_blob(self, account, from, to, digest, now).await
     }
 
     async fn repository_blob(
@@ -304,15 +291,7 @@ impl RegistryStore for SqliteStore {
         repository: &str,
         digest: &str,
     ) -> Result<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT size FROM repository_blobs WHERE account_id = ? AND repository = ? AND digest = ?",
-        )
-        .bind(account)
-        .bind(repository)
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)
+        crate::sqlite_gc::repository_blob(self, account, repository, digest).await
     }
 
     async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
@@ -374,6 +353,21 @@ impl RegistryStore for SqliteStore {
                 blobs: missing_blobs,
                 manifests: missing_manifests,
             });
+        }
+        // Referenced again: the collector's marks on these holdings go.
+        for (child, kind) in &image.refs {
+            if *kind == RefKind::Blob {
+                sqlx::query(
+                    "UPDATE repository_blobs SET marked_at = NULL
+                     WHERE account_id = ? AND repository = ? AND digest = ? AND marked_at IS NOT NULL",
+                )
+                .bind(account)
+                .bind(repository)
+                .bind(child)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
         }
         let existed: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM images WHERE account_id = ? AND repository = ? AND digest = ?",
@@ -738,5 +732,48 @@ impl RegistryStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn gc_mark(&self, now: i64) -> Result<u64> {
+        crate::sqlite_gc::gc_mark(self, now).await
+    }
+
+    async fn gc_holdings(
+        &self,
+        cutoff: i64,
+        unmarked_as: Option<i64>,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<Vec<crate::Holding>> {
+        crate::sqlite_gc::gc_holdings(self, cutoff, unmarked_as, after, limit).await
+    }
+
+    async fn gc_sweep_holdings(
+        &self,
+        candidates: &[crate::Holding],
+        cutoff: i64,
+    ) -> Result<Vec<crate::Holding>> {
+        crate::sqlite_gc::gc_sweep_holdings(self, candidates, cutoff).await
+    }
+
+    async fn gc_unheld_blobs(&self, after: &str, limit: i64) -> Result<Vec<(String, i64)>> {
+        crate::sqlite_gc::gc_unheld_blobs(self, after, limit).await
+    }
+
+    async fn blob_holdings(&self, digest: &str) -> Result<i64> {
+        crate::sqlite_gc::blob_holdings(self, digest).await
+    }
+
+    async fn known_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        crate::sqlite_gc::known_blobs(self, digests).await
+    }
+
+    async fn gc_delete_blob(
+        &self,
+        digest: &str,
+        orphan: bool,
+        remove: crate::ObjectRemoval<'_>,
+    ) -> Result<crate::BlobSweep> {
+        crate::sqlite_gc::gc_delete_blob(self, digest, orphan, remove).await
     }
 }

@@ -1273,3 +1273,314 @@ async fn a_server_secret_is_the_first_candidate() {
         );
     }
 }
+
+// Garbage collection (the protocol: berth-server's registry/gc.rs).
+
+fn holdings_of(hs: &[Holding]) -> Vec<(String, String)> {
+    hs.iter()
+        .map(|h| (h.repository.clone(), h.digest.clone()))
+        .collect()
+}
+
+/// An object deletion that records it ran and succeeds.
+fn removal(ran: &Arc<AtomicBool>) -> ObjectRemoval<'static> {
+    let ran = ran.clone();
+    Box::pin(async move {
+        ran.store(true, Ordering::SeqCst);
+        Ok(())
+    })
+}
+
+/// A holding no image references is marked, kept for the grace period after the mark,
+/// then released; its blob, held by nothing, is then deleted with its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_releases_unreferenced_holdings_after_the_grace_period() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        create(s, "app").await;
+        let (used, loose) = (digest("used"), digest("loose"));
+        s.add_repository_blob(A, "app", &used, 10, 1).await.unwrap();
+        s.add_repository_blob(A, "app", &loose, 20, 1)
+            .await
+            .unwrap();
+        s.put_image(
+            A,
+            "app",
+            &image("img", std::slice::from_ref(&used), &[]),
+            None,
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.gc_mark(10_000).await.unwrap(), 1, "{}", b.name);
+        // Marking again keeps the first mark.
+        assert_eq!(s.gc_mark(11_000).await.unwrap(), 0, "{}", b.name);
+        assert!(s
+            .gc_holdings(9_999, None, None, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        // A dry run's view counts unmarked ones as marked now.
+        let dry = s.gc_holdings(9_999, Some(9_000), None, 100).await.unwrap();
+        assert!(dry.is_empty(), "{}: {dry:?}", b.name);
+        let due = s.gc_holdings(10_000, None, None, 100).await.unwrap();
+        assert_eq!(
+            holdings_of(&due),
+            vec![("app".into(), loose.clone())],
+            "{}",
+            b.name
+        );
+        assert_eq!(due[0].size, 20);
+        // Not yet due: nothing released.
+        assert!(s.gc_sweep_holdings(&due, 9_999).await.unwrap().is_empty());
+        let released = b.nodes[1].gc_sweep_holdings(&due, 10_000).await.unwrap();
+        assert_eq!(released, due, "{}", b.name);
+        assert_eq!(s.repository_blob(A, "app", &loose).await.unwrap(), None);
+        assert_eq!(s.repository_blob(A, "app", &used).await.unwrap(), Some(10));
+        assert_eq!(
+            s.gc_unheld_blobs("", 100).await.unwrap(),
+            vec![(loose.clone(), 20)],
+            "{}",
+            b.name
+        );
+        assert_eq!(s.blob_holdings(&used).await.unwrap(), 1);
+        // A held blob is never deleted, and its deletion never runs.
+        let ran = Arc::new(AtomicBool::new(false));
+        assert_eq!(
+            s.gc_delete_blob(&used, false, removal(&ran)).await.unwrap(),
+            BlobSweep::InUse
+        );
+        assert!(!ran.load(Ordering::SeqCst), "{}", b.name);
+        // A failed deletion changes nothing.
+        let failing: ObjectRemoval<'static> = Box::pin(async { Err("disk on fire".to_string()) });
+        assert_eq!(
+            s.gc_delete_blob(&loose, false, failing).await.unwrap(),
+            BlobSweep::Failed("disk on fire".into())
+        );
+        assert_eq!(s.gc_unheld_blobs("", 100).await.unwrap().len(), 1);
+        assert_eq!(
+            s.gc_delete_blob(&loose, false, removal(&ran))
+                .await
+                .unwrap(),
+            BlobSweep::Deleted,
+            "{}",
+            b.name
+        );
+        assert!(ran.load(Ordering::SeqCst));
+        assert!(s.gc_unheld_blobs("", 100).await.unwrap().is_empty());
+        let both = vec![used.clone(), loose.clone()];
+        assert_eq!(s.known_blobs(&both).await.unwrap(), vec![used.clone()]);
+        // An object with no row: deleted with a row made for the purpose, which goes too;
+        // one whose row exists is someone's.
+        let orphan = digest("orphan");
+        assert_eq!(
+            s.gc_delete_blob(&orphan, true, removal(&ran))
+                .await
+                .unwrap(),
+            BlobSweep::Deleted
+        );
+        assert!(s.known_blobs(&[orphan]).await.unwrap().is_empty());
+        let ran = Arc::new(AtomicBool::new(false));
+        assert_eq!(
+            s.gc_delete_blob(&used, true, removal(&ran)).await.unwrap(),
+            BlobSweep::InUse
+        );
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+}
+
+/// Whatever tells a client the repository holds a blob, or references it again, clears
+/// the collector's mark: a look-up, a push referencing it, an upload or a mount into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_marks_are_cleared_by_every_re_reference() {
+    for b in backends().await {
+        let (s, other) = (&*b.nodes[0], &*b.nodes[1]);
+        create(s, "app").await;
+        create(s, "copy").await;
+        let layer = digest("layer");
+        s.add_repository_blob(A, "app", &layer, 7, 1).await.unwrap();
+        let due = |cutoff| async move { s.gc_holdings(cutoff, None, None, 100).await.unwrap() };
+        // A look-up.
+        s.gc_mark(100).await.unwrap();
+        assert_eq!(due(100).await.len(), 1);
+        assert_eq!(
+            other.repository_blob(A, "app", &layer).await.unwrap(),
+            Some(7)
+        );
+        assert!(due(100).await.is_empty(), "{}", b.name);
+        // A push referencing it.
+        s.gc_mark(200).await.unwrap();
+        let img = image("img", std::slice::from_ref(&layer), &[]);
+        other
+            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .await
+            .unwrap();
+        assert!(due(i64::MAX).await.is_empty(), "{}", b.name);
+        assert!(other.delete_image(A, "app", &img.digest).await.unwrap());
+        // Marked again at 300, after the image went: the grace counts from the mark.
+        s.gc_mark(300).await.unwrap();
+        let candidates = due(i64::MAX).await;
+        assert!(s
+            .gc_sweep_holdings(&candidates, 299)
+            .await
+            .unwrap()
+            .is_empty());
+        // An upload completing into it.
+        other
+            .add_repository_blob(A, "app", &layer, 7, 400)
+            .await
+            .unwrap();
+        assert!(due(i64::MAX).await.is_empty(), "{}", b.name);
+        // A mount from it: the new holding is not marked; the source's mark stays.
+        s.gc_mark(500).await.unwrap();
+        assert_eq!(
+            other
+                .mount_blob(A, "app", "copy", &layer, 600)
+                .await
+                .unwrap(),
+            Some(7)
+        );
+        assert_eq!(
+            holdings_of(&due(i64::MAX).await),
+            vec![("app".into(), layer.clone())]
+        );
+        // A mount into a repository holding it already clears its mark.
+        s.gc_mark(700).await.unwrap();
+        other
+            .mount_blob(A, "app", "copy", &layer, 800)
+            .await
+            .unwrap();
+        assert_eq!(
+            holdings_of(&due(i64::MAX).await),
+            vec![("app".into(), layer.clone())]
+        );
+        // Mounting what the source does not hold, or into no repository.
+        assert_eq!(
+            other
+                .mount_blob(A, "copy", "app", &digest("none"), 900)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(matches!(
+            other.mount_blob(A, "app", "gone", &layer, 900).await,
+            Err(RegistryError::RepositoryNotFound { .. })
+        ));
+        // A holding released under a pending look-up: the look-up then finds nothing.
+        let candidates = due(i64::MAX).await;
+        assert_eq!(
+            s.gc_sweep_holdings(&candidates, i64::MAX)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(other.repository_blob(A, "app", &layer).await.unwrap(), None);
+        assert_eq!(
+            other.repository_blob(A, "copy", &layer).await.unwrap(),
+            Some(7)
+        );
+    }
+}
+
+/// The sweep racing pushes that reference the holdings it is releasing, on two nodes:
+/// every push either commits (and its blobs stay held) or is refused with the blob
+/// missing; never an image whose blob the repository no longer holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_sweep_racing_pushes_never_leaves_an_image_without_its_blobs() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        for round in 0..40 {
+            let layer = digest(&format!("layer-{round}"));
+            b.nodes[0]
+                .add_repository_blob(A, "app", &layer, 5, 1)
+                .await
+                .unwrap();
+            b.nodes[0].gc_mark(10).await.unwrap();
+            let candidates = b.nodes[0].gc_holdings(10, None, None, 100).await.unwrap();
+            let sweeper = b.nodes[0].clone();
+            let pusher = b.nodes[1].clone();
+            let img = image(&format!("img-{round}"), std::slice::from_ref(&layer), &[]);
+            let sweep =
+                tokio::spawn(async move { sweeper.gc_sweep_holdings(&candidates, 10).await });
+            let push = tokio::spawn(async move {
+                pusher
+                    .put_image(A, "app", &img, None, TagRule::Mutable)
+                    .await
+            });
+            let released = sweep.await.unwrap().unwrap();
+            let pushed = push.await.unwrap();
+            let held = b.nodes[0].repository_blob(A, "app", &layer).await.unwrap();
+            match pushed {
+                Ok(_) => {
+                    assert!(
+                        released.is_empty(),
+                        "{} round {round}: released a referenced holding",
+                        b.name
+                    );
+                    assert_eq!(held, Some(5), "{} round {round}", b.name);
+                }
+                Err(PutImageError::Missing { blobs, .. }) => {
+                    assert_eq!(blobs, vec![layer.clone()], "{}", b.name);
+                    assert_eq!(released.len(), 1, "{}", b.name);
+                    assert_eq!(held, None, "{}", b.name);
+                }
+                Err(e) => panic!("{} round {round}: {e:?}", b.name),
+            }
+        }
+    }
+}
+
+/// The deletion of a blob's object racing its publication (an upload of the same layer
+/// into another repository), on two nodes: whenever a repository ends up holding the
+/// blob, its object is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_blob_deletion_racing_a_publication_never_loses_a_held_object() {
+    for b in backends().await {
+        create(&*b.nodes[0], "app").await;
+        for round in 0..40 {
+            let layer = digest(&format!("published-{round}"));
+            // A blob no repository holds, its object present.
+            create(&*b.nodes[0], "doomed").await;
+            b.nodes[0]
+                .add_repository_blob(A, "doomed", &layer, 5, 1)
+                .await
+                .unwrap();
+            b.nodes[0]
+                .delete_repository(A, "doomed", true)
+                .await
+                .unwrap();
+            let present = Arc::new(AtomicBool::new(true));
+            let (publisher, deleter) = (b.nodes[1].clone(), b.nodes[0].clone());
+            let (p1, p2) = (present.clone(), present.clone());
+            let (l1, l2) = (layer.clone(), layer.clone());
+            let publish = tokio::spawn(async move {
+                let lock = publisher.lock_blob(&l1, 5, 2).await.unwrap();
+                // The object is put in place (or found there) under the lock.
+                p1.store(true, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                lock.hold(A, "app", 2).await.unwrap();
+            });
+            let delete = tokio::spawn(async move {
+                let remove: ObjectRemoval<'static> = Box::pin(async move {
+                    p2.store(false, Ordering::SeqCst);
+                    Ok(())
+                });
+                deleter.gc_delete_blob(&l2, false, remove).await.unwrap()
+            });
+            publish.await.unwrap();
+            let swept = delete.await.unwrap();
+            assert_eq!(
+                b.nodes[0].repository_blob(A, "app", &layer).await.unwrap(),
+                Some(5),
+                "{}",
+                b.name
+            );
+            assert!(
+                present.load(Ordering::SeqCst),
+                "{} round {round}: the object of a held blob was deleted ({swept:?})",
+                b.name
+            );
+        }
+    }
+}

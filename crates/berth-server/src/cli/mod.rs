@@ -3,6 +3,7 @@
 mod account;
 mod analysis;
 mod estate;
+mod gc;
 mod migrate;
 mod migrate_blobs;
 mod policy;
@@ -75,6 +76,13 @@ enum Command {
     /// what is missing, so an interrupted run resumes. Stop the server first for an exact
     /// copy. Exits 1 if a row or blob could not be copied.
     Migrate(migrate::MigrateArgs),
+    /// Collect garbage now: release the blobs no image of a repository references (kept
+    /// for the grace period first), delete the blob objects no repository holds and the
+    /// objects the metadata does not know, printing each and the bytes reclaimed.
+    ///
+    /// Safe while servers run on the same store (their `gc` job does the same every
+    /// gc_interval_seconds). Exits 1 if an object could not be deleted.
+    Gc(gc::GcArgs),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -84,6 +92,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Account(cmd) => account::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Migrate(args) => migrate::run(args),
+        Command::Gc(args) => gc::run(args),
     }
 }
 

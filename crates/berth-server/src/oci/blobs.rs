@@ -247,17 +247,12 @@ pub async fn start(
                 .await
                 .is_ok();
             if source_ok {
-                if let Some(size) = c.app.registry.repository_blob(&c.registry, from, d).await? {
-                    c.app
-                        .registry
-                        .add_repository_blob(
-                            &repo.account,
-                            &repo.name,
-                            d,
-                            size,
-                            crate::ids::now_ms(),
-                        )
-                        .await?;
+                let mounted = c
+                    .app
+                    .registry
+                    .mount_blob(&c.registry, from, &repo.name, d, crate::ids::now_ms())
+                    .await?;
+                if mounted.is_some() {
                     return Ok(created(name, d));
                 }
             }
@@ -268,20 +263,22 @@ pub async fn start(
         let dg = digest(d)?;
         c.also_authorize("ecr:UploadLayerPart", name).await?;
         c.also_authorize("ecr:CompleteLayerUpload", name).await?;
-        let blobs = c.app.blobs.clone();
-        let size = body_task(async move { blobs.put_stream(&dg, body.into_data_stream()).await })
-            .await
-            .map_err(blob_error)?;
-        c.app
-            .registry
-            .add_repository_blob(
-                &repo.account,
-                &repo.name,
-                d,
-                size as i64,
-                crate::ids::now_ms(),
-            )
-            .await?;
+        // Published under the metadata store's lock of the blob's row, as a completed
+        // upload (see registry::gc).
+        let (blobs, registry) = (c.app.blobs.clone(), c.app.registry.clone());
+        let now = crate::ids::now_ms();
+        let stored = body_task(async move {
+            blobs
+                .put_stream_with(&dg, body.into_data_stream(), |size| {
+                    let (registry, digest) = (registry.clone(), dg.to_string());
+                    async move { registry.lock_blob(&digest, size as i64, now).await }
+                })
+                .await
+        })
+        .await
+        .map_err(blob_error)?;
+        let (_, lock) = stored?;
+        lock.hold(&repo.account, &repo.name, now).await?;
         return Ok(created(name, d));
     }
     let id = uploads::start(c.app, &repo, c.caller.arn())

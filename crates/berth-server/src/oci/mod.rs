@@ -395,7 +395,7 @@ async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Respons
         HeadBlob { name, digest } => blobs::get(c, name, digest, repo, true).await,
         DeleteBlob { name, .. } => {
             c.existing(name, &repo)?;
-            Err(OciError::new(405, "UNSUPPORTED", "blobs cannot be deleted one by one in this registry; delete the images that use them (DELETE /v2/<name>/manifests/<digest> or BatchDeleteImage)"))
+            Err(OciError::new(405, "UNSUPPORTED", "blobs cannot be deleted one by one in this registry (ECR has no such operation): delete the images that use them (DELETE /v2/<name>/manifests/<digest> or BatchDeleteImage), and the garbage collector deletes each blob no image references once the grace period (gc_grace_seconds) has passed"))
         }
         StartUpload { name } => blobs::start(c, name, repo, body).await,
         PatchUpload { name, id } => blobs::patch(c, name, id, repo, body).await,

@@ -3,6 +3,7 @@
 //! registry policy, repository tags), registry passwords, manifests ([`push`]), upload
 //! sessions ([`uploads`]).
 
+pub mod gc;
 pub mod push;
 pub mod token;
 pub mod uploads;

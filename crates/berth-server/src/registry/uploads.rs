@@ -74,17 +74,28 @@ pub async fn received(app: &App, id: &str) -> Result<(), UploadError> {
     Ok(app.registry.touch_upload(id, crate::ids::now_ms()).await?)
 }
 
-/// Complete a session as the blob `digest`: verified and published by the blob store,
-/// then held by `repo`; the session ends. A digest mismatch ends the session too (its
-/// staged data is gone). Returns the blob's size.
+/// Complete a session as the blob `digest`: verified, then published by the blob store
+/// under the metadata store's lock of the blob's row (see [`super::gc`]), then held by
+/// `repo`; the session ends. A digest mismatch ends the session too (its staged data is
+/// gone). Returns the blob's size.
 pub async fn complete(
     app: &App,
     id: &str,
     repo: &Repository,
     digest: &Digest,
 ) -> Result<u64, UploadError> {
-    let size = match app.blobs.finish(id, digest).await {
-        Ok(s) => s,
+    let name = digest.to_string();
+    let now = crate::ids::now_ms();
+    let registry = &app.registry;
+    let finished = app
+        .blobs
+        .finish_with(id, digest, |size| {
+            registry.lock_blob(&name, size as i64, now)
+        })
+        .await;
+    let (size, lock) = match finished {
+        Ok(Ok(done)) => done,
+        Ok(Err(store)) => return Err(store.into()),
         Err(e) => {
             if matches!(e, BlobError::DigestMismatch { .. }) {
                 let _ = app.registry.delete_upload(id).await;
@@ -92,15 +103,7 @@ pub async fn complete(
             return Err(e.into());
         }
     };
-    app.registry
-        .add_repository_blob(
-            &repo.account,
-            &repo.name,
-            &digest.to_string(),
-            size as i64,
-            crate::ids::now_ms(),
-        )
-        .await?;
+    lock.hold(&repo.account, &repo.name, now).await?;
     app.registry.delete_upload(id).await?;
     Ok(size)
 }

@@ -1,7 +1,8 @@
 //! The cleaning jobs (run on one node at a time by [`crate::jobs`]): STS sessions a day
-//! after they expire (until then they answer ExpiredToken) and upload sessions left
+//! after they expire (until then they answer ExpiredToken), upload sessions left
 //! untouched for `upload_idle_seconds`, with their staged files (for an S3 bucket: their
-//! multipart uploads and staging objects).
+//! multipart uploads and staging objects), and the garbage collector
+//! ([`crate::registry::gc`]) every `gc_interval_seconds`.
 //!
 //! Two jobs rather than one, so each has its own lease and its own schedule: a failing
 //! or slow upload sweep (many staged files) does not hold back the session sweep, and
@@ -21,6 +22,7 @@ pub fn jobs(app: &Arc<App>) -> Vec<Job> {
     let period = app.config.clean_interval;
     let sessions = app.clone();
     let uploads = app.clone();
+    let collector = app.clone();
     vec![
         Job::new("expire-sessions", period, move || {
             let app = sessions.clone();
@@ -29,6 +31,10 @@ pub fn jobs(app: &Arc<App>) -> Vec<Job> {
         Job::new("expire-uploads", period, move || {
             let app = uploads.clone();
             async move { expire_uploads(&app).await }
+        }),
+        Job::new("gc", app.config.gc_interval, move || {
+            let app = collector.clone();
+            async move { collect_garbage(&app).await }
         }),
     ]
 }
@@ -75,4 +81,17 @@ pub async fn expire_uploads(app: &App) -> String {
         Err(e) => said.push(format!("removing idle staging files failed: {e}")),
     }
     said.join("; ")
+}
+
+/// One garbage collection with the configured grace period; says what it reclaimed.
+pub async fn collect_garbage(app: &App) -> String {
+    let options = crate::registry::gc::Options {
+        grace: app.config.gc_grace,
+        dry_run: false,
+    };
+    let mut said = |d: &crate::registry::gc::Deletion| tracing::debug!(?d, "garbage collected");
+    match crate::registry::gc::collect(&*app.registry, &app.blobs, &options, &mut said).await {
+        Ok(report) => report.summary(false),
+        Err(e) => format!("garbage collection failed: {e}"),
+    }
 }

@@ -23,6 +23,9 @@
 //!                                 # takes a job over this long after its node dies
 //! clean_interval_seconds = 300    # how often expired sessions and abandoned uploads are removed
 //! upload_idle_seconds = 86400     # an upload untouched this long is abandoned (and removed)
+//! gc_interval_seconds = 3600      # how often the garbage collector runs (one node at a time)
+//! gc_grace_seconds = 3600         # how long a blob no image references is kept before it is
+//!                                 # deleted (0: at the collector's next run)
 //! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
 //!                                 # (default DATA_DIR/secrets.key, made on first start)
 //! blob_url = "s3://bucket/prefix" # where blobs live (default file://DATA_DIR)
@@ -88,6 +91,11 @@ pub struct Config {
     pub clean_interval: Duration,
     /// How long an upload may sit untouched before it counts as abandoned.
     pub upload_idle: Duration,
+    /// How often the garbage collector runs.
+    pub gc_interval: Duration,
+    /// How long a repository's blob that no image references is kept (from when the
+    /// collector first sees it so) before it is released and its object deleted.
+    pub gc_grace: Duration,
     /// The key file secrets are sealed with in the metadata store;
     /// `DATA_DIR/secrets.key` when absent.
     pub secrets_key_file: Option<PathBuf>,
@@ -202,6 +210,8 @@ impl Default for Config {
             job_lease: Duration::from_secs(30),
             clean_interval: Duration::from_secs(300),
             upload_idle: Duration::from_secs(86_400),
+            gc_interval: Duration::from_secs(3600),
+            gc_grace: Duration::from_secs(3600),
             secrets_key_file: None,
             metadata: None,
             blob_url: None,
@@ -234,6 +244,8 @@ struct FileConfig {
     job_lease_seconds: Option<f64>,
     clean_interval_seconds: Option<f64>,
     upload_idle_seconds: Option<f64>,
+    gc_interval_seconds: Option<f64>,
+    gc_grace_seconds: Option<f64>,
     secrets_key_file: Option<PathBuf>,
     metadata_url: Option<String>,
     blob_url: Option<String>,
@@ -271,6 +283,17 @@ fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
     if !(secs > 0.0 && secs <= 86_400.0) {
         return Err(format!(
             "{name} {secs} is not a number of seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A garbage collection grace period: 0 (released at the collector's next run) up to
+/// 30 days. `berth gc --grace` takes the same.
+pub fn grace_seconds(secs: f64) -> Result<Duration, String> {
+    if !(0.0..=30.0 * 86_400.0).contains(&secs) {
+        return Err(format!(
+            "gc_grace_seconds {secs} is not a number of seconds between 0 and 2592000 (30 days)"
         ));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -355,6 +378,11 @@ impl Config {
                     f.clean_interval_seconds,
                     &mut c.clean_interval,
                 ),
+                (
+                    "gc_interval_seconds",
+                    f.gc_interval_seconds,
+                    &mut c.gc_interval,
+                ),
             ] {
                 if let Some(secs) = value {
                     *field = seconds(name, secs)?;
@@ -386,6 +414,9 @@ impl Config {
                     ));
                 }
                 c.upload_idle = Duration::from_secs_f64(secs);
+            }
+            if let Some(secs) = f.gc_grace_seconds {
+                c.gc_grace = grace_seconds(secs)?;
             }
             if let Some(n) = f.max_connections {
                 if !(1..=1_000_000).contains(&n) {

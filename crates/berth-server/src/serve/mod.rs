@@ -27,7 +27,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use berth_store::SqliteStore;
+use berth_store::{RegistryStore, SqliteStore};
 
 pub use app::{App, Origin};
 pub use config::Config;
@@ -151,16 +151,7 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
     } else {
         None
     };
-    let blobs = match config.blob_backend()? {
-        config::BlobBackend::Local(dir) => berth_blobs::BlobStore::local(&dir)
-            .await
-            .map_err(|e| format!("opening blob storage in {}: {e}", dir.display()))?,
-        config::BlobBackend::S3(s3) => {
-            let states = Arc::new(upload_states::RegistryUploadStates(registry.clone()));
-            berth_blobs::BlobStore::s3(&s3, states)
-                .map_err(|e| format!("opening blob storage in bucket {}: {e}", s3.bucket))?
-        }
-    };
+    let blobs = open_blobs(&config, &registry).await?;
     let app = Arc::new(App {
         store,
         registry,
@@ -174,6 +165,23 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
         audit,
     });
     Ok((app, meta.postgres))
+}
+
+/// The blob store `config` names, its upload sessions' state kept in `registry`.
+pub async fn open_blobs(
+    config: &Config,
+    registry: &Arc<dyn RegistryStore>,
+) -> Result<berth_blobs::BlobStore, String> {
+    Ok(match config.blob_backend()? {
+        config::BlobBackend::Local(dir) => berth_blobs::BlobStore::local(&dir)
+            .await
+            .map_err(|e| format!("opening blob storage in {}: {e}", dir.display()))?,
+        config::BlobBackend::S3(s3) => {
+            let states = Arc::new(upload_states::RegistryUploadStates(registry.clone()));
+            berth_blobs::BlobStore::s3(&s3, states)
+                .map_err(|e| format!("opening blob storage in bucket {}: {e}", s3.bucket))?
+        }
+    })
 }
 
 /// Say on stderr, once, which account a new data directory got and how to use its root
