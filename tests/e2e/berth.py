@@ -231,8 +231,12 @@ class Server:
         if self.database is None and E2E_METADATA == "postgres" and "metadata_url" not in extra_config:
             self.database = new_database()
         metadata = f'metadata_url = "{postgres_url(self.database)}"\n' if self.database else ""
+        # Where the blobs are: the bucket prefix of the scale-out configuration, else the
+        # data directory (see stored_blobs).
+        self.blob_prefix = None
         if E2E_BLOBS == "s3" and "blob_url" not in extra_config:
-            metadata += s3_blob_config(f"e2e-{os.getpid()}-{self.data_dir.parent.name}-{self.data_dir.name}")
+            self.blob_prefix = f"e2e-{os.getpid()}-{self.data_dir.parent.name}-{self.data_dir.name}"
+            metadata += s3_blob_config(self.blob_prefix)
         self.config_path.write_text(
             f"cache_ttl_ms = {int(CACHE_TTL * 1000)}\n"
             f'audit_log = "{self.audit_path}"\n'
@@ -437,6 +441,39 @@ class Server:
         def value(v):
             return None if v == "\\N" else int(v) if re.fullmatch(r"-?\d+", v) else v
         return [tuple(value(v) for v in line.split("\x1f")) for line in out.stdout.splitlines()]
+
+    def stored_blobs(self):
+        """The digests of the blob objects in this server's blob store (its data directory,
+        or its prefix of the test bucket)."""
+        if self.blob_prefix is None:
+            root = self.data_dir / "blobs" / "sha256"
+            return {"sha256:" + f.name for f in root.glob("*/*") if f.is_file()}
+        import boto3
+        from botocore.config import Config as BotoConfig
+        client = boto3.client(
+            "s3", endpoint_url=os.environ["BERTH_TEST_S3_ENDPOINT"], region_name="us-east-1",
+            aws_access_key_id=os.environ["BERTH_TEST_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=os.environ["BERTH_TEST_S3_SECRET_ACCESS_KEY"],
+            config=BotoConfig(s3={"addressing_style": "path"}))
+        found = set()
+        prefix = f"{self.blob_prefix}/blobs/sha256/"
+        for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=os.environ["BERTH_TEST_S3_BUCKET"], Prefix=prefix):
+            for o in page.get("Contents", []):
+                found.add("sha256:" + o["Key"].rsplit("/", 1)[1])
+        return found
+
+    def referenced_blobs(self):
+        """The digests every image of every repository references (configs and layers)."""
+        return {d for (d,) in self.sql("SELECT DISTINCT child FROM image_refs WHERE kind = 'blob'")}
+
+    def gc(self, *args, check=True):
+        """`berth gc` on this server's stores (its data directory and configuration)."""
+        out = subprocess.run([BIN, "gc", "--data-dir", str(self.data_dir), "--config", str(self.config_path),
+                              *args], capture_output=True, text=True, timeout=600)
+        if check:
+            assert out.returncode == 0, f"berth gc {args}: {out.returncode}\n{out.stdout}\n{out.stderr}"
+        return out
 
     def server_secret(self, name):
         """A server secret (e.g. registry-token-key), opened from the database with the
