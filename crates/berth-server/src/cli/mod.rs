@@ -3,6 +3,7 @@
 mod account;
 mod analysis;
 mod estate;
+mod lifecycle;
 mod migrate;
 mod migrate_blobs;
 mod policy;
@@ -75,6 +76,10 @@ enum Command {
     /// what is missing, so an interrupted run resumes. Stop the server first for an exact
     /// copy. Exits 1 if a row or blob could not be copied.
     Migrate(migrate::MigrateArgs),
+    /// Run repositories' lifecycle policies now (the server runs them every
+    /// lifecycle_interval_seconds), or see what they would expire (--dry-run).
+    #[command(subcommand)]
+    Lifecycle(lifecycle::LifecycleCommand),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -84,6 +89,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Account(cmd) => account::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Migrate(args) => migrate::run(args),
+        Command::Lifecycle(cmd) => lifecycle::run(cmd),
     }
 }
 

@@ -23,6 +23,8 @@
 //!                                 # takes a job over this long after its node dies
 //! clean_interval_seconds = 300    # how often expired sessions and abandoned uploads are removed
 //! upload_idle_seconds = 86400     # an upload untouched this long is abandoned (and removed)
+//! lifecycle_interval_seconds = 3600 # how often repositories' lifecycle policies run
+//!                                 # (expiring images; at most 86400)
 //! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
 //!                                 # (default DATA_DIR/secrets.key, made on first start)
 //! blob_url = "s3://bucket/prefix" # where blobs live (default file://DATA_DIR)
@@ -88,6 +90,8 @@ pub struct Config {
     pub clean_interval: Duration,
     /// How long an upload may sit untouched before it counts as abandoned.
     pub upload_idle: Duration,
+    /// How often the repositories' lifecycle policies run (the `lifecycle` job).
+    pub lifecycle_interval: Duration,
     /// The key file secrets are sealed with in the metadata store;
     /// `DATA_DIR/secrets.key` when absent.
     pub secrets_key_file: Option<PathBuf>,
@@ -202,6 +206,7 @@ impl Default for Config {
             job_lease: Duration::from_secs(30),
             clean_interval: Duration::from_secs(300),
             upload_idle: Duration::from_secs(86_400),
+            lifecycle_interval: Duration::from_secs(3600),
             secrets_key_file: None,
             metadata: None,
             blob_url: None,
@@ -234,6 +239,7 @@ struct FileConfig {
     job_lease_seconds: Option<f64>,
     clean_interval_seconds: Option<f64>,
     upload_idle_seconds: Option<f64>,
+    lifecycle_interval_seconds: Option<f64>,
     secrets_key_file: Option<PathBuf>,
     metadata_url: Option<String>,
     blob_url: Option<String>,
@@ -354,6 +360,11 @@ impl Config {
                     "clean_interval_seconds",
                     f.clean_interval_seconds,
                     &mut c.clean_interval,
+                ),
+                (
+                    "lifecycle_interval_seconds",
+                    f.lifecycle_interval_seconds,
+                    &mut c.lifecycle_interval,
                 ),
             ] {
                 if let Some(secs) = value {
@@ -577,10 +588,12 @@ mod tests {
         assert_eq!(d.job_lease, Duration::from_secs(30));
         assert_eq!(d.clean_interval, Duration::from_secs(300));
         assert_eq!(d.upload_idle, Duration::from_secs(86_400));
+        assert_eq!(d.lifecycle_interval, Duration::from_secs(3600));
         let c = load(
-            "job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n",
+            "job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\nlifecycle_interval_seconds = 0.25\n",
         )
         .unwrap();
+        assert_eq!(c.lifecycle_interval, Duration::from_millis(250));
         assert_eq!(c.job_lease, Duration::from_millis(1500));
         assert_eq!(c.clean_interval, Duration::from_millis(500));
         assert_eq!(c.upload_idle, Duration::from_secs(2));
@@ -588,6 +601,7 @@ mod tests {
             ("job_lease_seconds = 0.5", "between 1 and 3600"),
             ("clean_interval_seconds = 0", "above 0"),
             ("upload_idle_seconds = 0", "between 1 and 2592000"),
+            ("lifecycle_interval_seconds = 90000", "at most 86400"),
         ] {
             let e = load(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
