@@ -258,7 +258,8 @@ impl PgStore {
         .execute(&mut *tx)
         .await?;
         let digests: Vec<&str> = preview.results.iter().map(|r| r.digest.as_str()).collect();
-        let tags: Vec<Option<String>> = preview.results.iter().map(|r| tag_lines(&r.tags)).collect();
+        let tags: Vec<Option<String>> =
+            preview.results.iter().map(|r| tag_lines(&r.tags)).collect();
         let pushed: Vec<i64> = preview.results.iter().map(|r| r.pushed_at).collect();
         let rules: Vec<i64> = preview.results.iter().map(|r| r.rule_priority).collect();
         sqlx::query(

@@ -1297,7 +1297,12 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
     for b in backends().await {
         let (one, two) = (&*b.nodes[0], &*b.nodes[1]);
         create(one, "app").await;
-        assert_eq!(two.lifecycle_preview(A, "app").await.unwrap(), None, "{}", b.name);
+        assert_eq!(
+            two.lifecycle_preview(A, "app").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
         let first = preview(
             "policy one",
             5_000,
@@ -1358,7 +1363,12 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
         one.put_lifecycle_preview(A, "app", &second).await.unwrap();
         one.delete_repository(A, "app", false).await.unwrap();
         create(two, "app").await;
-        assert_eq!(one.lifecycle_preview(A, "app").await.unwrap(), None, "{}", b.name);
+        assert_eq!(
+            one.lifecycle_preview(A, "app").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -1370,7 +1380,10 @@ async fn a_lifecycle_run_is_recorded_only_for_the_policy_that_ran() {
         let (one, two) = (&*b.nodes[0], &*b.nodes[1]);
         create(one, "app").await;
         // No policy: nothing recorded.
-        assert!(!one.lifecycle_evaluated(A, "app", "p1", 9_000).await.unwrap());
+        assert!(!one
+            .lifecycle_evaluated(A, "app", "p1", 9_000)
+            .await
+            .unwrap());
         one.update_repository(
             A,
             "app",
@@ -1378,7 +1391,10 @@ async fn a_lifecycle_run_is_recorded_only_for_the_policy_that_ran() {
         )
         .await
         .unwrap();
-        assert!(two.lifecycle_evaluated(A, "app", "p1", 9_000).await.unwrap());
+        assert!(two
+            .lifecycle_evaluated(A, "app", "p1", 9_000)
+            .await
+            .unwrap());
         let r = one.repository(A, "app").await.unwrap().unwrap();
         assert_eq!(r.lifecycle_updated, Some(9_000), "{}", b.name);
         assert_eq!(r.lifecycle_policy.as_deref(), Some("p1"), "{}", b.name);
@@ -1390,10 +1406,16 @@ async fn a_lifecycle_run_is_recorded_only_for_the_policy_that_ran() {
         )
         .await
         .unwrap();
-        assert!(!two.lifecycle_evaluated(A, "app", "p1", 11_000).await.unwrap());
+        assert!(!two
+            .lifecycle_evaluated(A, "app", "p1", 11_000)
+            .await
+            .unwrap());
         let r = two.repository(A, "app").await.unwrap().unwrap();
         assert_eq!(r.lifecycle_updated, Some(10_000), "{}", b.name);
         // Gone repository.
-        assert!(!one.lifecycle_evaluated(A, "gone", "p2", 12_000).await.unwrap());
+        assert!(!one
+            .lifecycle_evaluated(A, "gone", "p2", 12_000)
+            .await
+            .unwrap());
     }
 }

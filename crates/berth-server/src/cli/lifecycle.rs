@@ -83,7 +83,11 @@ pub fn run(cmd: LifecycleCommand) -> Result<ExitCode, String> {
     rt.block_on(async {
         let meta = crate::serve::metadata::open(&config).await?;
         // Dry runs change nothing: nothing to audit.
-        let sink = if a.dry_run { AuditSink::Off } else { config.audit.clone() };
+        let sink = if a.dry_run {
+            AuditSink::Off
+        } else {
+            config.audit.clone()
+        };
         let audit = Audit::open(&sink).map_err(|e| format!("opening the audit log: {e}"))?;
         let repos = repositories_with_policies(
             &*meta.store,

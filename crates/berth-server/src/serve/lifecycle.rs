@@ -18,11 +18,10 @@ pub fn job(app: &Arc<App>) -> Job {
 
 /// Run every repository's lifecycle policy; says what it did.
 pub async fn run_all(app: &App) -> String {
-    let repos =
-        match repositories_with_policies(&*app.store, &*app.registry, None, None).await {
-            Ok(r) => r,
-            Err(e) => return format!("listing repositories with lifecycle policies failed: {e}"),
-        };
+    let repos = match repositories_with_policies(&*app.store, &*app.registry, None, None).await {
+        Ok(r) => r,
+        Err(e) => return format!("listing repositories with lifecycle policies failed: {e}"),
+    };
     let runner = Runner {
         registry: &*app.registry,
         audit: &app.audit,

@@ -153,7 +153,9 @@ impl LifecyclePolicy {
         only("the policy", top, &["rules"])?;
         let rules = top
             .get("rules")
-            .ok_or_else(|| PolicyError("object has missing required properties ([\"rules\"])".into()))?
+            .ok_or_else(|| {
+                PolicyError("object has missing required properties ([\"rules\"])".into())
+            })?
             .as_array()
             .ok_or_else(|| PolicyError("\"rules\" must be a list of rules".into()))?;
         if rules.is_empty() {
@@ -243,7 +245,11 @@ fn parse_rule(at: &str, rule: &Value) -> Result<Rule, PolicyError> {
     let obj = rule
         .as_object()
         .ok_or_else(|| PolicyError(format!("{at} must be a JSON object")))?;
-    only(at, obj, &["rulePriority", "description", "selection", "action"])?;
+    only(
+        at,
+        obj,
+        &["rulePriority", "description", "selection", "action"],
+    )?;
     let priority = match obj.get("rulePriority").map(|v| (v.as_i64(), v)) {
         Some((Some(p), _)) if (1..=i64::from(i32::MAX)).contains(&p) => p,
         None => return fail(format!("{at}.rulePriority is required")),
@@ -262,7 +268,11 @@ fn parse_rule(at: &str, rule: &Value) -> Result<Rule, PolicyError> {
         .get("action")
         .and_then(Value::as_object)
         .ok_or_else(|| PolicyError(format!("{at}.action is required: {{\"type\": \"expire\"}}")))?;
-    only(&format!("{at}.action"), action, &["type", "targetStorageClass"])?;
+    only(
+        &format!("{at}.action"),
+        action,
+        &["type", "targetStorageClass"],
+    )?;
     match action.get("type").and_then(Value::as_str) {
         Some("expire") if action.get("targetStorageClass").is_none() => {}
         Some("expire") => {
@@ -356,7 +366,9 @@ fn parse_rule(at: &str, rule: &Value) -> Result<Rule, PolicyError> {
         _ => {
             return fail(format!(
                 "{sel_at}.tagStatus must be tagged, untagged or any, not {:?}",
-                sel.get("tagStatus").map(Value::to_string).unwrap_or_default()
+                sel.get("tagStatus")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
             ))
         }
     };

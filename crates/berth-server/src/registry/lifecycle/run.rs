@@ -94,7 +94,9 @@ pub enum RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::InvalidPolicy(m) => write!(f, "its stored lifecycle policy is not valid: {m}"),
+            RunError::InvalidPolicy(m) => {
+                write!(f, "its stored lifecycle policy is not valid: {m}")
+            }
             RunError::Store(e) => e.fmt(f),
         }
     }
@@ -169,7 +171,11 @@ impl Runner<'_> {
     /// Delete one image the policy expires, if it is still as evaluated.
     async fn expire(&self, repo: &Repository, e: &Expiration) -> Result<Outcome, RunError> {
         let digest = &e.expiry.image.digest;
-        match self.registry.image(&repo.account, &repo.name, digest).await? {
+        match self
+            .registry
+            .image(&repo.account, &repo.name, digest)
+            .await?
+        {
             Some(now) if now.tags == e.expiry.image.tags => {}
             _ => return Ok(Outcome::Changed),
         }

@@ -61,8 +61,11 @@ fn names(list: &[(&str, i64)]) -> Vec<(String, i64)> {
 
 #[test]
 fn image_count_keeps_the_newest_of_the_selected_images() {
-    let p = parse(json!([rule(1, json!({"tagStatus": "tagged", "tagPrefixList": ["release"],
-        "countType": "imageCountMoreThan", "countNumber": 2}))]));
+    let p = parse(json!([rule(
+        1,
+        json!({"tagStatus": "tagged", "tagPrefixList": ["release"],
+        "countType": "imageCountMoreThan", "countNumber": 2})
+    )]));
     let images = [
         img("r1", &["release-1"], 40),
         img("r2", &["release-2"], 30),
@@ -77,8 +80,11 @@ fn image_count_keeps_the_newest_of_the_selected_images() {
 
 #[test]
 fn same_push_time_is_ordered_by_digest() {
-    let p = parse(json!([rule(1, json!({"tagStatus": "any",
-        "countType": "imageCountMoreThan", "countNumber": 1}))]));
+    let p = parse(json!([rule(
+        1,
+        json!({"tagStatus": "any",
+        "countType": "imageCountMoreThan", "countNumber": 1})
+    )]));
     let images = [img("b", &[], 5), img("a", &[], 5)];
     // Tie: the smaller digest counts as newer and is kept, whatever the listing order.
     assert_eq!(expired(&p, &images), names(&[("b", 1)]));
@@ -88,8 +94,11 @@ fn same_push_time_is_ordered_by_digest() {
 
 #[test]
 fn since_image_pushed_expires_what_is_older_than_the_days() {
-    let p = parse(json!([rule(1, json!({"tagStatus": "untagged",
-        "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 14}))]));
+    let p = parse(json!([rule(
+        1,
+        json!({"tagStatus": "untagged",
+        "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 14})
+    )]));
     let mut exactly = img("exactly14", &[], 14);
     exactly.pushed_at = NOW - 14 * DAY; // 14 days old: not *more* than 14
     let images = [
@@ -103,8 +112,11 @@ fn since_image_pushed_expires_what_is_older_than_the_days() {
 
 #[test]
 fn since_image_pulled_uses_the_last_pull_and_else_the_push() {
-    let p = parse(json!([rule(1, json!({"tagStatus": "any",
-        "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30}))]));
+    let p = parse(json!([rule(
+        1,
+        json!({"tagStatus": "any",
+        "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30})
+    )]));
     let images = [
         // pushed long ago, pulled recently: kept
         pulled(img("busy", &["a"], 300), 2),
@@ -123,10 +135,16 @@ fn since_image_pulled_uses_the_last_pull_and_else_the_push() {
 
 #[test]
 fn tag_lists_need_every_entry_matched_by_some_tag() {
-    let prefixes = parse(json!([rule(1, json!({"tagStatus": "tagged",
-        "tagPrefixList": ["prod", "v"], "countType": "imageCountMoreThan", "countNumber": 1}))]));
-    let patterns = parse(json!([rule(1, json!({"tagStatus": "tagged",
-        "tagPatternList": ["prod*", "v*.*"], "countType": "imageCountMoreThan", "countNumber": 1}))]));
+    let prefixes = parse(json!([rule(
+        1,
+        json!({"tagStatus": "tagged",
+        "tagPrefixList": ["prod", "v"], "countType": "imageCountMoreThan", "countNumber": 1})
+    )]));
+    let patterns = parse(json!([rule(
+        1,
+        json!({"tagStatus": "tagged",
+        "tagPatternList": ["prod*", "v*.*"], "countType": "imageCountMoreThan", "countNumber": 1})
+    )]));
     let images = [
         img("both-new", &["prod-a", "v1.2"], 1),
         img("both-old", &["v0.9", "prod-b"], 9),
@@ -138,8 +156,11 @@ fn tag_lists_need_every_entry_matched_by_some_tag() {
     assert_eq!(expired(&prefixes, &images), names(&[("both-old", 1)]));
     // patterns: "v0.9" matches v*.*; "v1.2" too; "prodv" has no dot.
     assert_eq!(expired(&patterns, &images), names(&[("both-old", 1)]));
-    let mid = parse(json!([rule(1, json!({"tagStatus": "tagged",
-        "tagPatternList": ["*-rc*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1}))]));
+    let mid = parse(json!([rule(
+        1,
+        json!({"tagStatus": "tagged",
+        "tagPatternList": ["*-rc*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1})
+    )]));
     let images = [
         img("rc", &["1.0-rc1"], 5),
         img("final", &["1.0"], 5),
@@ -155,9 +176,15 @@ fn tag_lists_need_every_entry_matched_by_some_tag() {
 fn an_image_selected_by_an_earlier_rule_is_never_expired_by_a_later_one() {
     // Rule 1 keeps every prod image; rule 2 (any) keeps the 2 newest of all images.
     let p = parse(json!([
-        rule(1, json!({"tagStatus": "tagged", "tagPatternList": ["prod*"],
-            "countType": "imageCountMoreThan", "countNumber": 9999})),
-        rule(2, json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2})),
+        rule(
+            1,
+            json!({"tagStatus": "tagged", "tagPatternList": ["prod*"],
+            "countType": "imageCountMoreThan", "countNumber": 9999})
+        ),
+        rule(
+            2,
+            json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2})
+        ),
     ]));
     let images = [
         img("prod3", &["prod-3"], 1),
@@ -169,10 +196,7 @@ fn an_image_selected_by_an_earlier_rule_is_never_expired_by_a_later_one() {
     ];
     // Rule 2 counts prod3 and dev2 as its 2 newest (prod3 although rule 1 selected it),
     // identifies the rest, and may expire only what rule 1 did not select.
-    assert_eq!(
-        expired(&p, &images),
-        names(&[("loose", 2), ("dev1", 2)])
-    );
+    assert_eq!(expired(&p, &images), names(&[("loose", 2), ("dev1", 2)]));
 }
 
 #[test]
@@ -180,9 +204,15 @@ fn images_expired_earlier_still_count_and_are_expired_once() {
     // Rule 1 expires untagged images older than 10 days; rule 2 keeps the 3 newest of
     // every image.
     let p = parse(json!([
-        rule(1, json!({"tagStatus": "untagged", "countType": "sinceImagePushed",
-            "countUnit": "days", "countNumber": 10})),
-        rule(5, json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3})),
+        rule(
+            1,
+            json!({"tagStatus": "untagged", "countType": "sinceImagePushed",
+            "countUnit": "days", "countNumber": 10})
+        ),
+        rule(
+            5,
+            json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3})
+        ),
     ]));
     let images = [
         img("t1", &["a"], 1),
@@ -206,10 +236,16 @@ fn rules_apply_in_priority_order_not_text_order() {
     // Written last, applied first (priority 1): keeps the newest "keep" image; the
     // tagged rule 7 then cannot expire any "keep" image.
     let p = parse(json!([
-        rule(7, json!({"tagStatus": "tagged", "tagPrefixList": ["k"],
-            "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1})),
-        rule(1, json!({"tagStatus": "tagged", "tagPrefixList": ["keep"],
-            "countType": "imageCountMoreThan", "countNumber": 1})),
+        rule(
+            7,
+            json!({"tagStatus": "tagged", "tagPrefixList": ["k"],
+            "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1})
+        ),
+        rule(
+            1,
+            json!({"tagStatus": "tagged", "tagPrefixList": ["keep"],
+            "countType": "imageCountMoreThan", "countNumber": 1})
+        ),
     ]));
     assert_eq!(
         p.rules.iter().map(|r| r.priority).collect::<Vec<_>>(),
@@ -220,16 +256,16 @@ fn rules_apply_in_priority_order_not_text_order() {
         img("keep1", &["keep-1"], 3),
         img("k1", &["k-1"], 4),
     ];
-    assert_eq!(
-        expired(&p, &images),
-        names(&[("k1", 7), ("keep1", 1)])
-    );
+    assert_eq!(expired(&p, &images), names(&[("k1", 7), ("keep1", 1)]));
 }
 
 #[test]
 fn nothing_selected_nothing_expired() {
-    let p = parse(json!([rule(1, json!({"tagStatus": "untagged",
-        "countType": "imageCountMoreThan", "countNumber": 1}))]));
+    let p = parse(json!([rule(
+        1,
+        json!({"tagStatus": "untagged",
+        "countType": "imageCountMoreThan", "countNumber": 1})
+    )]));
     assert_eq!(expired(&p, &[]), names(&[]));
     assert_eq!(
         expired(&p, &[img("a", &["x"], 50), img("b", &["y"], 60)]),
@@ -240,10 +276,22 @@ fn nothing_selected_nothing_expired() {
 #[test]
 fn every_rule_type_parses_to_its_typed_form() {
     let p = parse(json!([
-        rule(1, json!({"tagStatus": "tagged", "tagPrefixList": ["a"], "countType": "imageCountMoreThan", "countNumber": 3})),
-        rule(2, json!({"tagStatus": "tagged", "tagPatternList": ["b*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 4, "storageClass": "standard"})),
-        rule(3, json!({"tagStatus": "untagged", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 5})),
-        rule(4, json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 6})),
+        rule(
+            1,
+            json!({"tagStatus": "tagged", "tagPrefixList": ["a"], "countType": "imageCountMoreThan", "countNumber": 3})
+        ),
+        rule(
+            2,
+            json!({"tagStatus": "tagged", "tagPatternList": ["b*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 4, "storageClass": "standard"})
+        ),
+        rule(
+            3,
+            json!({"tagStatus": "untagged", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 5})
+        ),
+        rule(
+            4,
+            json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 6})
+        ),
     ]));
     let counts: Vec<Count> = p.rules.iter().map(|r| r.count).collect();
     assert_eq!(
@@ -256,7 +304,9 @@ fn every_rule_type_parses_to_its_typed_form() {
         ]
     );
     assert!(matches!(&p.rules[0].tags, TagSelection::Tagged(TagList::Prefixes(l)) if l == &["a"]));
-    assert!(matches!(&p.rules[1].tags, TagSelection::Tagged(TagList::Patterns(l)) if l[0].0 == "b*"));
+    assert!(
+        matches!(&p.rules[1].tags, TagSelection::Tagged(TagList::Patterns(l)) if l[0].0 == "b*")
+    );
     assert!(matches!(p.rules[2].tags, TagSelection::Untagged));
     assert!(matches!(p.rules[3].tags, TagSelection::Any));
     assert_eq!(p.rules[0].description.as_deref(), Some("rule 1"));
@@ -277,31 +327,113 @@ fn the_grammar_refuses_what_ecr_refuses_and_says_where() {
         s
     };
     let any = json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1});
-    let untagged = json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1});
+    let untagged =
+        json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1});
     let cases: Vec<(Value, &str)> = vec![
         (json!([]), "at least one rule"),
-        (json!([rule(0, tagged(json!({})))]), "rules[0].rulePriority must be an integer of at least 1"),
-        (json!([rule(1, tagged(json!({}))), rule(1, untagged.clone())]), "rulePriority 1 is used by more than one rule"),
-        (json!([rule(1, tagged(json!({"tagStatus": "sometimes"})))]), "tagStatus must be tagged, untagged or any"),
-        (json!([rule(1, tagged(json!({"tagPrefixList": null})))]), "tagPrefixList or tagPatternList is required when tagStatus is tagged"),
-        (json!([rule(1, tagged(json!({"tagPrefixList": []})))]), "tagPrefixList must be a list of at least one tag"),
-        (json!([rule(1, tagged(json!({"tagPatternList": ["x"]})))]), "not both"),
-        (json!([rule(1, json!({"tagStatus": "untagged", "tagPrefixList": ["a"], "countType": "imageCountMoreThan", "countNumber": 1}))]), "can only be used when tagStatus is tagged, not untagged"),
-        (json!([rule(1, tagged(json!({"tagPrefixList": null, "tagPatternList": ["a*b*c*d*e*f"]})))]), "has 5 wildcards (*); a pattern may have at most 4"),
-        (json!([rule(1, tagged(json!({"countUnit": "days"})))]), "countUnit cannot be used with imageCountMoreThan"),
-        (json!([rule(1, tagged(json!({"countType": "sinceImagePushed"})))]), "countUnit must be days with sinceImagePushed"),
-        (json!([rule(1, tagged(json!({"countType": "sinceImagePulled", "countUnit": "hours"})))]), "countUnit must be days with sinceImagePulled"),
-        (json!([rule(1, tagged(json!({"countNumber": 0})))]), "countNumber must be an integer of at least 1"),
-        (json!([rule(1, tagged(json!({"countNumber": null})))]), "countNumber is required"),
-        (json!([rule(1, tagged(json!({"countType": "sinceImageTransitioned", "countUnit": "days"})))]), "sinceImageTransitioned is not supported"),
-        (json!([rule(1, tagged(json!({"storageClass": "archive"})))]), "storageClass archive is not supported"),
-        (json!([rule(1, tagged(json!({"tagPrefixlist": ["typo"]})))]), "not allowed: [\"tagPrefixlist\"]"),
-        (json!([{"rulePriority": 1, "selection": tagged(json!({})), "action": {"type": "transition", "targetStorageClass": "archive"}}]), "action.type transition is not supported"),
-        (json!([{"rulePriority": 1, "selection": tagged(json!({})), "action": {"type": "explode"}}]), "action.type must be expire"),
-        (json!([{"rulePriority": 1, "selection": tagged(json!({}))}]), "rules[0].action is required"),
-        (json!([rule(1, any.clone()), rule(2, tagged(json!({})))]), "tagStatus any (rulePriority 1) must have the highest rulePriority"),
-        (json!([rule(1, untagged.clone()), rule(2, untagged.clone())]), "only one rule may select untagged images"),
-        (json!([rule(1, tagged(json!({"tagPrefixList": ["a", "b"]}))), rule(2, tagged(json!({"tagPrefixList": ["b", "a"]})))]), "rules 1 and 2 select the same tags"),
+        (
+            json!([rule(0, tagged(json!({})))]),
+            "rules[0].rulePriority must be an integer of at least 1",
+        ),
+        (
+            json!([rule(1, tagged(json!({}))), rule(1, untagged.clone())]),
+            "rulePriority 1 is used by more than one rule",
+        ),
+        (
+            json!([rule(1, tagged(json!({"tagStatus": "sometimes"})))]),
+            "tagStatus must be tagged, untagged or any",
+        ),
+        (
+            json!([rule(1, tagged(json!({"tagPrefixList": null})))]),
+            "tagPrefixList or tagPatternList is required when tagStatus is tagged",
+        ),
+        (
+            json!([rule(1, tagged(json!({"tagPrefixList": []})))]),
+            "tagPrefixList must be a list of at least one tag",
+        ),
+        (
+            json!([rule(1, tagged(json!({"tagPatternList": ["x"]})))]),
+            "not both",
+        ),
+        (
+            json!([rule(
+                1,
+                json!({"tagStatus": "untagged", "tagPrefixList": ["a"], "countType": "imageCountMoreThan", "countNumber": 1})
+            )]),
+            "can only be used when tagStatus is tagged, not untagged",
+        ),
+        (
+            json!([rule(
+                1,
+                tagged(json!({"tagPrefixList": null, "tagPatternList": ["a*b*c*d*e*f"]}))
+            )]),
+            "has 5 wildcards (*); a pattern may have at most 4",
+        ),
+        (
+            json!([rule(1, tagged(json!({"countUnit": "days"})))]),
+            "countUnit cannot be used with imageCountMoreThan",
+        ),
+        (
+            json!([rule(1, tagged(json!({"countType": "sinceImagePushed"})))]),
+            "countUnit must be days with sinceImagePushed",
+        ),
+        (
+            json!([rule(
+                1,
+                tagged(json!({"countType": "sinceImagePulled", "countUnit": "hours"}))
+            )]),
+            "countUnit must be days with sinceImagePulled",
+        ),
+        (
+            json!([rule(1, tagged(json!({"countNumber": 0})))]),
+            "countNumber must be an integer of at least 1",
+        ),
+        (
+            json!([rule(1, tagged(json!({"countNumber": null})))]),
+            "countNumber is required",
+        ),
+        (
+            json!([rule(
+                1,
+                tagged(json!({"countType": "sinceImageTransitioned", "countUnit": "days"}))
+            )]),
+            "sinceImageTransitioned is not supported",
+        ),
+        (
+            json!([rule(1, tagged(json!({"storageClass": "archive"})))]),
+            "storageClass archive is not supported",
+        ),
+        (
+            json!([rule(1, tagged(json!({"tagPrefixlist": ["typo"]})))]),
+            "not allowed: [\"tagPrefixlist\"]",
+        ),
+        (
+            json!([{"rulePriority": 1, "selection": tagged(json!({})), "action": {"type": "transition", "targetStorageClass": "archive"}}]),
+            "action.type transition is not supported",
+        ),
+        (
+            json!([{"rulePriority": 1, "selection": tagged(json!({})), "action": {"type": "explode"}}]),
+            "action.type must be expire",
+        ),
+        (
+            json!([{"rulePriority": 1, "selection": tagged(json!({}))}]),
+            "rules[0].action is required",
+        ),
+        (
+            json!([rule(1, any.clone()), rule(2, tagged(json!({})))]),
+            "tagStatus any (rulePriority 1) must have the highest rulePriority",
+        ),
+        (
+            json!([rule(1, untagged.clone()), rule(2, untagged.clone())]),
+            "only one rule may select untagged images",
+        ),
+        (
+            json!([
+                rule(1, tagged(json!({"tagPrefixList": ["a", "b"]}))),
+                rule(2, tagged(json!({"tagPrefixList": ["b", "a"]})))
+            ]),
+            "rules 1 and 2 select the same tags",
+        ),
     ];
     for (rules, want) in cases {
         let got = refused(rules.clone());
@@ -312,7 +444,10 @@ fn the_grammar_refuses_what_ecr_refuses_and_says_where() {
         ("{}".to_string(), "100 to 30720 characters, not 2"),
         (format!("{:<100}", "not json"), "not valid JSON"),
         (format!("{:<100}", "[1]"), "must be a JSON object"),
-        (format!("{:<100}", "{\"rulez\": []}"), "not allowed: [\"rulez\"]"),
+        (
+            format!("{:<100}", "{\"rulez\": []}"),
+            "not allowed: [\"rulez\"]",
+        ),
         (format!("{:<30721}", "{}"), "not 30721"),
     ] {
         let got = LifecyclePolicy::parse(&text).unwrap_err().0;
@@ -320,7 +455,10 @@ fn the_grammar_refuses_what_ecr_refuses_and_says_where() {
     }
     // Four wildcards are allowed; any as the last rule is too.
     parse(json!([
-        rule(1, tagged(json!({"tagPrefixList": null, "tagPatternList": ["*a*b*c*"]}))),
+        rule(
+            1,
+            tagged(json!({"tagPrefixList": null, "tagPatternList": ["*a*b*c*"]}))
+        ),
         rule(9, any),
     ]));
 }
