@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::audit::{Audit, AuditSink};
-use crate::registry::lifecycle::run::{repositories_with_policies, Runner};
+use crate::registry::lifecycle::run::{repositories_with_policies, PolicyRun};
 use crate::serve::config::{Config, Overrides};
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +99,7 @@ pub fn run(cmd: LifecycleCommand) -> Result<ExitCode, String> {
         if repos.is_empty() {
             eprintln!("no repository with a lifecycle policy matches");
         }
-        let runner = Runner {
+        let run = PolicyRun {
             registry: &*meta.registry,
             audit: &audit,
             region: &config.region,
@@ -108,7 +108,7 @@ pub fn run(cmd: LifecycleCommand) -> Result<ExitCode, String> {
         };
         let mut failed = false;
         for r in &repos {
-            match runner.run(r, crate::ids::now_ms()).await {
+            match run.run(r, crate::ids::now_ms()).await {
                 Ok(list) => {
                     for e in list {
                         println!("{e}");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::App;
 use crate::jobs::Job;
-use crate::registry::lifecycle::run::{repositories_with_policies, Outcome, Runner};
+use crate::registry::lifecycle::run::{repositories_with_policies, Outcome, PolicyRun};
 
 pub fn job(app: &Arc<App>) -> Job {
     let app = app.clone();
@@ -22,7 +22,7 @@ pub async fn run_all(app: &App) -> String {
         Ok(r) => r,
         Err(e) => return format!("listing repositories with lifecycle policies failed: {e}"),
     };
-    let runner = Runner {
+    let run = PolicyRun {
         registry: &*app.registry,
         audit: &app.audit,
         region: &app.config.region,
@@ -31,7 +31,7 @@ pub async fn run_all(app: &App) -> String {
     };
     let (mut expired, mut kept, mut problems) = (0, 0, Vec::new());
     for r in &repos {
-        match runner.run(r, crate::ids::now_ms()).await {
+        match run.run(r, crate::ids::now_ms()).await {
             Ok(list) => {
                 for e in list {
                     if e.outcome == Outcome::Expired {

@@ -109,7 +109,7 @@ impl From<RegistryError> for RunError {
 }
 
 /// Where a run writes and what it may do.
-pub struct Runner<'a> {
+pub struct PolicyRun<'a> {
     pub registry: &'a dyn RegistryStore,
     pub audit: &'a Audit,
     /// For the repository ARNs of audit lines.
@@ -120,7 +120,7 @@ pub struct Runner<'a> {
     pub run_id: String,
 }
 
-impl Runner<'_> {
+impl PolicyRun<'_> {
     /// Run one repository's stored policy at `now` (nothing to do without one).
     pub async fn run(&self, repo: &Repository, now: i64) -> Result<Vec<Expiration>, RunError> {
         let Some(text) = repo.lifecycle_policy.as_deref() else {
