@@ -64,12 +64,18 @@ tokio::task_local! {
 
 pub struct Audit {
     out: Option<SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Audit {
     pub fn open(sink: &AuditSink) -> std::io::Result<Audit> {
         let out: Box<dyn Write + Send> = match sink {
-            AuditSink::Off => return Ok(Audit { out: None }),
+            AuditSink::Off => {
+                return Ok(Audit {
+                    out: None,
+                    writer: None,
+                })
+            }
             AuditSink::Stdout => Box::new(std::io::stdout()),
             AuditSink::File(p) => {
                 let mut o = std::fs::OpenOptions::new();
@@ -83,10 +89,21 @@ impl Audit {
             }
         };
         let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("berth-audit".into())
             .spawn(move || write_lines(rx, out))?;
-        Ok(Audit { out: Some(tx) })
+        Ok(Audit {
+            out: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    /// Write every line sent so far, then stop (a command that exits right after).
+    pub fn close(mut self) {
+        self.out = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
 
     /// Whether decisions are written anywhere.

@@ -386,6 +386,14 @@ const LEFT_BEHIND: &[(&str, &str)] = &[
         "secrets_key_check",
         "the destination keeps its own check of the same secrets key",
     ),
+    (
+        "lifecycle_previews",
+        "lifecycle policy previews are dry runs of the moment: start a new one at the destination",
+    ),
+    (
+        "lifecycle_preview_results",
+        "the images of those previews (see lifecycle_previews)",
+    ),
 ];
 
 /// Most rows a batch holds.

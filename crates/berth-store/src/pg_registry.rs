@@ -222,6 +222,64 @@ impl PgStore {
         Ok(())
     }
 
+    /// The repository row is held `FOR KEY SHARE` (as a push holds it), so a delete
+    /// waits for the preview, and the foreign keys then cascade it away.
+    async fn put_lifecycle_preview_once(
+        &self,
+        account: &str,
+        repository: &str,
+        preview: &LifecyclePreview,
+    ) -> std::result::Result<(), Fail<RegistryError>> {
+        let mut tx = self.read_committed().await?;
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM repositories WHERE account_id = $1 AND name = $2 FOR KEY SHARE",
+        )
+        .bind(account)
+        .bind(repository)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Err(Fail::Refused(repo_not_found(account, repository)));
+        }
+        // The results go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM lifecycle_previews WHERE account_id = $1 AND repository = $2")
+            .bind(account)
+            .bind(repository)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO lifecycle_previews (account_id, repository, policy, started_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(&preview.policy)
+        .bind(preview.started)
+        .execute(&mut *tx)
+        .await?;
+        let digests: Vec<&str> = preview.results.iter().map(|r| r.digest.as_str()).collect();
+        let tags: Vec<Option<String>> =
+            preview.results.iter().map(|r| tag_lines(&r.tags)).collect();
+        let pushed: Vec<i64> = preview.results.iter().map(|r| r.pushed_at).collect();
+        let rules: Vec<i64> = preview.results.iter().map(|r| r.rule_priority).collect();
+        sqlx::query(
+            "INSERT INTO lifecycle_preview_results
+                (account_id, repository, digest, tags, pushed_at, rule_priority)
+             SELECT $1, $2, d, t, p, r
+             FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS x(d, t, p, r)",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(&digests)
+        .bind(&tags)
+        .bind(&pushed)
+        .bind(&rules)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn delete_repository_once(
         &self,
         account: &str,
@@ -947,6 +1005,83 @@ impl RegistryStore for PgStore {
         .await
         .map_err(backend)?;
         rows.iter().map(upload_from).collect()
+    }
+
+    async fn put_lifecycle_preview(
+        &self,
+        account: &str,
+        repository: &str,
+        preview: &LifecyclePreview,
+    ) -> Result<()> {
+        retrying(|| self.put_lifecycle_preview_once(account, repository, preview)).await
+    }
+
+    async fn lifecycle_preview(
+        &self,
+        account: &str,
+        repository: &str,
+    ) -> Result<Option<LifecyclePreview>> {
+        // REPEATABLE READ: the preview and its results from one snapshot.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(backend)?;
+        let head: Option<(String, i64)> = sqlx::query_as(
+            "SELECT policy, started_at FROM lifecycle_previews WHERE account_id = $1 AND repository = $2",
+        )
+        .bind(account)
+        .bind(repository)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some((policy, started)) = head else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT digest, tags, pushed_at, rule_priority FROM lifecycle_preview_results
+             WHERE account_id = $1 AND repository = $2 ORDER BY pushed_at, digest COLLATE \"C\"",
+        )
+        .bind(account)
+        .bind(repository)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(LifecyclePreview {
+            policy,
+            started,
+            results: rows
+                .into_iter()
+                .map(|(digest, tags, pushed_at, rule_priority)| PreviewResult {
+                    digest,
+                    tags: tags_from_lines(tags),
+                    pushed_at,
+                    rule_priority,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn lifecycle_evaluated(
+        &self,
+        account: &str,
+        repository: &str,
+        policy: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE repositories SET lifecycle_updated = $1
+             WHERE account_id = $2 AND name = $3 AND lifecycle_policy = $4",
+        )
+        .bind(at)
+        .bind(account)
+        .bind(repository)
+        .bind(policy)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn upload_state(&self, id: &str) -> Result<Option<UploadState>> {

@@ -86,7 +86,8 @@ pub struct Repository {
     pub encryption: Encryption,
     pub policy: Option<String>,
     pub lifecycle_policy: Option<String>,
-    /// When the lifecycle policy was last set, in milliseconds since the epoch.
+    /// When the lifecycle policy was last set or last run, whichever is later
+    /// (`lastEvaluatedAt`), in milliseconds since the epoch.
     pub lifecycle_updated: Option<i64>,
 }
 
@@ -432,6 +433,48 @@ pub struct UploadState {
     pub state: Option<Vec<u8>>,
 }
 
+/// A lifecycle policy preview (StartLifecyclePolicyPreview): the policy text previewed,
+/// when, and the images it expires then. Kept in the store so that any node answers
+/// GetLifecyclePolicyPreview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecyclePreview {
+    pub policy: String,
+    /// Milliseconds since the epoch.
+    pub started: i64,
+    /// Oldest push first (digest order among equal times).
+    pub results: Vec<PreviewResult>,
+}
+
+/// An image a previewed lifecycle policy expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewResult {
+    pub digest: String,
+    /// Its tags then, sorted.
+    pub tags: Vec<String>,
+    /// Milliseconds since the epoch.
+    pub pushed_at: i64,
+    /// The `rulePriority` of the rule that expires it.
+    pub rule_priority: i64,
+}
+
+/// Tags as the preview tables keep them: one per line, `None` for none.
+pub(crate) fn tag_lines(tags: &[String]) -> Option<String> {
+    (!tags.is_empty()).then(|| tags.join("\n"))
+}
+
+/// The tags of [`tag_lines`], sorted.
+pub(crate) fn tags_from_lines(lines: Option<String>) -> Vec<String> {
+    let mut tags: Vec<String> = lines
+        .as_deref()
+        .unwrap_or("")
+        .split('\n')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    tags
+}
+
 #[async_trait]
 pub trait RegistryStore: Send + Sync + 'static {
     async fn create_repository(&self, repo: &Repository, tags: &[crate::Tag]) -> Result<()>;
@@ -552,6 +595,34 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &str) -> Result<()>;
     /// Upload sessions not touched since `before` (milliseconds since the epoch).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>>;
+
+    /// Keep a lifecycle policy preview of a repository, replacing the one it had (in one
+    /// transaction: a reader sees the old preview or the new one whole).
+    /// `RepositoryNotFound` if the repository is not there.
+    async fn put_lifecycle_preview(
+        &self,
+        account: &str,
+        repository: &str,
+        preview: &LifecyclePreview,
+    ) -> Result<()>;
+    /// The repository's last lifecycle policy preview (`None`: none was started since
+    /// the repository was created).
+    async fn lifecycle_preview(
+        &self,
+        account: &str,
+        repository: &str,
+    ) -> Result<Option<LifecyclePreview>>;
+    /// Record that the lifecycle policy `policy` ran at `at` (milliseconds): it becomes
+    /// the repository's `lifecycle_updated` (ECR's `lastEvaluatedAt`), only if `policy`
+    /// is still the repository's lifecycle policy. False when it is not (changed,
+    /// removed, or the repository is gone).
+    async fn lifecycle_evaluated(
+        &self,
+        account: &str,
+        repository: &str,
+        policy: &str,
+        at: i64,
+    ) -> Result<bool>;
 
     /// The blob backend's saved state of an upload session (`None`: no such session).
     async fn upload_state(&self, id: &str) -> Result<Option<UploadState>>;

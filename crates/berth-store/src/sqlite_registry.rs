@@ -186,6 +186,8 @@ impl RegistryStore for SqliteStore {
             "DELETE FROM repository_blobs WHERE account_id = ? AND repository = ?",
             "DELETE FROM uploads WHERE account_id = ? AND repository = ?",
             "DELETE FROM tags WHERE account_id = ? AND kind = 'repository' AND owner_name = ?",
+            "DELETE FROM lifecycle_preview_results WHERE account_id = ? AND repository = ?",
+            "DELETE FROM lifecycle_previews WHERE account_id = ? AND repository = ?",
             "DELETE FROM repositories WHERE account_id = ? AND name = ?",
         ] {
             sqlx::query(sql)
@@ -701,6 +703,119 @@ impl RegistryStore for SqliteStore {
             .await
             .map_err(backend)?;
         rows.iter().map(upload_from).collect()
+    }
+
+    async fn put_lifecycle_preview(
+        &self,
+        account: &str,
+        repository: &str,
+        preview: &LifecyclePreview,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        repository_in(&mut tx, account, repository).await?;
+        for sql in [
+            "DELETE FROM lifecycle_preview_results WHERE account_id = ? AND repository = ?",
+            "DELETE FROM lifecycle_previews WHERE account_id = ? AND repository = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(account)
+                .bind(repository)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query(
+            "INSERT INTO lifecycle_previews (account_id, repository, policy, started_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(account)
+        .bind(repository)
+        .bind(&preview.policy)
+        .bind(preview.started)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for r in &preview.results {
+            sqlx::query(
+                "INSERT INTO lifecycle_preview_results
+                    (account_id, repository, digest, tags, pushed_at, rule_priority)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(account)
+            .bind(repository)
+            .bind(&r.digest)
+            .bind(tag_lines(&r.tags))
+            .bind(r.pushed_at)
+            .bind(r.rule_priority)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn lifecycle_preview(
+        &self,
+        account: &str,
+        repository: &str,
+    ) -> Result<Option<LifecyclePreview>> {
+        // One read transaction: the preview and its results as one writer left them.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let head: Option<(String, i64)> = sqlx::query_as(
+            "SELECT policy, started_at FROM lifecycle_previews WHERE account_id = ? AND repository = ?",
+        )
+        .bind(account)
+        .bind(repository)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some((policy, started)) = head else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT digest, tags, pushed_at, rule_priority FROM lifecycle_preview_results
+             WHERE account_id = ? AND repository = ? ORDER BY pushed_at, digest",
+        )
+        .bind(account)
+        .bind(repository)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(LifecyclePreview {
+            policy,
+            started,
+            results: rows
+                .into_iter()
+                .map(|(digest, tags, pushed_at, rule_priority)| PreviewResult {
+                    digest,
+                    tags: tags_from_lines(tags),
+                    pushed_at,
+                    rule_priority,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn lifecycle_evaluated(
+        &self,
+        account: &str,
+        repository: &str,
+        policy: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE repositories SET lifecycle_updated = ?
+             WHERE account_id = ? AND name = ? AND lifecycle_policy = ?",
+        )
+        .bind(at)
+        .bind(account)
+        .bind(repository)
+        .bind(policy)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn upload_state(&self, id: &str) -> Result<Option<UploadState>> {

@@ -268,6 +268,23 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     })
     .await
     .unwrap();
+    // A lifecycle policy preview: a dry run of its moment, not copied.
+    s.put_lifecycle_preview(
+        A,
+        "team/app",
+        &LifecyclePreview {
+            policy: "{\"rules\":[]}".into(),
+            started: 8_000,
+            results: vec![PreviewResult {
+                digest: "sha256:00".into(),
+                tags: vec!["v1".into()],
+                pushed_at: 7_000,
+                rule_priority: 1,
+            }],
+        },
+    )
+    .await
+    .unwrap();
     s
 }
 
@@ -354,7 +371,9 @@ async fn assert_same(src_pool: &sqlx::SqlitePool, dst: &sqlx::PgPool) -> usize {
     for (table, cols) in pg_tables(dst).await {
         let pg = pg_rows(dst, &table, &cols).await;
         match table.as_str() {
-            "uploads" | "leases" => assert!(pg.is_empty(), "{table} was copied: {pg:?}"),
+            "uploads" | "leases" | "lifecycle_previews" | "lifecycle_preview_results" => {
+                assert!(pg.is_empty(), "{table} was copied: {pg:?}")
+            }
             "secrets_key_check" => assert_eq!(pg.len(), 1),
             _ => {
                 let filter = if table == "sessions" {

@@ -1584,3 +1584,149 @@ async fn gc_blob_deletion_racing_a_publication_never_loses_a_held_object() {
         }
     }
 }
+
+fn preview(policy: &str, started: i64, results: &[(&str, &[&str], i64, i64)]) -> LifecyclePreview {
+    LifecyclePreview {
+        policy: policy.into(),
+        started,
+        results: results
+            .iter()
+            .map(|(seed, tags, pushed_at, rule)| PreviewResult {
+                digest: digest(seed),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                pushed_at: *pushed_at,
+                rule_priority: *rule,
+            })
+            .collect(),
+    }
+}
+
+/// A lifecycle preview written by one node is read whole by another, a new one replaces
+/// it entirely, it needs its repository, and it goes with the repository.
+#[tokio::test]
+async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repository() {
+    for b in backends().await {
+        let (one, two) = (&*b.nodes[0], &*b.nodes[1]);
+        create(one, "app").await;
+        assert_eq!(
+            two.lifecycle_preview(A, "app").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        let first = preview(
+            "policy one",
+            5_000,
+            &[
+                ("old", &["v1", "latest-1"], 1_000, 2),
+                ("untagged", &[], 2_000, 1),
+                ("mid", &["v2"], 1_500, 2),
+            ],
+        );
+        one.put_lifecycle_preview(A, "app", &first).await.unwrap();
+        let got = two.lifecycle_preview(A, "app").await.unwrap().unwrap();
+        assert_eq!(got.policy, "policy one", "{}", b.name);
+        assert_eq!(got.started, 5_000, "{}", b.name);
+        // Oldest push first; tags sorted; an untagged image has none.
+        let expected = preview(
+            "policy one",
+            5_000,
+            &[
+                ("old", &["latest-1", "v1"], 1_000, 2),
+                ("mid", &["v2"], 1_500, 2),
+                ("untagged", &[], 2_000, 1),
+            ],
+        );
+        assert_eq!(got, expected, "{}", b.name);
+
+        // A new preview replaces the old one whole (no result of the first is left).
+        let second = preview("policy two", 6_000, &[("mid", &["v2"], 1_500, 7)]);
+        two.put_lifecycle_preview(A, "app", &second).await.unwrap();
+        assert_eq!(
+            one.lifecycle_preview(A, "app").await.unwrap(),
+            Some(second.clone()),
+            "{}",
+            b.name
+        );
+        // An empty preview is a preview.
+        let none = preview("policy three", 7_000, &[]);
+        one.put_lifecycle_preview(A, "app", &none).await.unwrap();
+        assert_eq!(
+            two.lifecycle_preview(A, "app").await.unwrap(),
+            Some(none),
+            "{}",
+            b.name
+        );
+
+        // Only for a repository that exists.
+        assert_eq!(
+            one.put_lifecycle_preview(A, "ghost", &second).await,
+            Err(RegistryError::RepositoryNotFound {
+                account: A.into(),
+                name: "ghost".into()
+            }),
+            "{}",
+            b.name
+        );
+        assert_eq!(one.lifecycle_preview(A, "ghost").await.unwrap(), None);
+
+        // Deleting the repository deletes its preview: a new one of the name has none.
+        one.put_lifecycle_preview(A, "app", &second).await.unwrap();
+        one.delete_repository(A, "app", false).await.unwrap();
+        create(two, "app").await;
+        assert_eq!(
+            one.lifecycle_preview(A, "app").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// A run is recorded as lastEvaluatedAt only while the policy that ran is still the
+/// repository's.
+#[tokio::test]
+async fn a_lifecycle_run_is_recorded_only_for_the_policy_that_ran() {
+    for b in backends().await {
+        let (one, two) = (&*b.nodes[0], &*b.nodes[1]);
+        create(one, "app").await;
+        // No policy: nothing recorded.
+        assert!(!one
+            .lifecycle_evaluated(A, "app", "p1", 9_000)
+            .await
+            .unwrap());
+        one.update_repository(
+            A,
+            "app",
+            &RepositorySetting::LifecyclePolicy(Some(("p1".into(), 2_000))),
+        )
+        .await
+        .unwrap();
+        assert!(two
+            .lifecycle_evaluated(A, "app", "p1", 9_000)
+            .await
+            .unwrap());
+        let r = one.repository(A, "app").await.unwrap().unwrap();
+        assert_eq!(r.lifecycle_updated, Some(9_000), "{}", b.name);
+        assert_eq!(r.lifecycle_policy.as_deref(), Some("p1"), "{}", b.name);
+        // Replaced meanwhile: the run of the old one is not recorded.
+        one.update_repository(
+            A,
+            "app",
+            &RepositorySetting::LifecyclePolicy(Some(("p2".into(), 10_000))),
+        )
+        .await
+        .unwrap();
+        assert!(!two
+            .lifecycle_evaluated(A, "app", "p1", 11_000)
+            .await
+            .unwrap());
+        let r = two.repository(A, "app").await.unwrap().unwrap();
+        assert_eq!(r.lifecycle_updated, Some(10_000), "{}", b.name);
+        // Gone repository.
+        assert!(!one
+            .lifecycle_evaluated(A, "gone", "p2", 12_000)
+            .await
+            .unwrap());
+    }
+}

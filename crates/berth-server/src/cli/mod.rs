@@ -4,6 +4,7 @@ mod account;
 mod analysis;
 mod estate;
 mod gc;
+mod lifecycle;
 mod migrate;
 mod migrate_blobs;
 mod policy;
@@ -83,6 +84,10 @@ enum Command {
     /// Safe while servers run on the same store (their `gc` job does the same every
     /// gc_interval_seconds). Exits 1 if an object could not be deleted.
     Gc(gc::GcArgs),
+    /// Run repositories' lifecycle policies now (the server runs them every
+    /// lifecycle_interval_seconds), or see what they would expire (--dry-run).
+    #[command(subcommand)]
+    Lifecycle(lifecycle::LifecycleCommand),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -93,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Migrate(args) => migrate::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Lifecycle(cmd) => lifecycle::run(cmd),
     }
 }
 

@@ -124,9 +124,9 @@ pub fn push_error(r: &Repository, e: PushError) -> ApiError {
 }
 
 /// An `imageIds` entry: (tag, digest).
-type ImageId = (Option<String>, Option<String>);
+pub(super) type ImageId = (Option<String>, Option<String>);
 
-fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<ImageId>>, ApiError> {
+pub(super) fn image_ids(c: &EcrCall<'_>, required: bool) -> Result<Option<Vec<ImageId>>, ApiError> {
     let Some(list) = c.input.get("imageIds") else {
         return if required {
             Err(invalid("1 validation error detected: Value null at 'imageIds' failed to satisfy constraint: Member must not be null"))
@@ -319,7 +319,7 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     Ok(json!({"imageIds": deleted, "failures": failures}))
 }
 
-fn tag_status<'c>(c: &'c EcrCall<'_>) -> Result<&'c str, ApiError> {
+pub(super) fn tag_status<'c>(c: &'c EcrCall<'_>) -> Result<&'c str, ApiError> {
     let s = c
         .input
         .pointer("/filter/tagStatus")

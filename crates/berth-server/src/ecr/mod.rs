@@ -6,6 +6,7 @@
 mod error;
 mod images;
 mod layers;
+mod lifecycle;
 mod repositories;
 pub mod router;
 
@@ -442,6 +443,8 @@ async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
         PutLifecyclePolicy => repositories::put_lifecycle_policy(c).await,
         GetLifecyclePolicy => repositories::get_lifecycle_policy(c).await,
         DeleteLifecyclePolicy => repositories::delete_lifecycle_policy(c).await,
+        StartLifecyclePolicyPreview => lifecycle::start_preview(c).await,
+        GetLifecyclePolicyPreview => lifecycle::get_preview(c).await,
         TagResource => repositories::tag_resource(c).await,
         UntagResource => repositories::untag_resource(c).await,
         ListTagsForResource => repositories::list_tags(c).await,

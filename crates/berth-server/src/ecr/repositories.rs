@@ -506,101 +506,7 @@ pub async fn delete_repository_policy(c: &EcrCall<'_>) -> Result<Value, ApiError
     Ok(json!({"registryId": r.account, "repositoryName": r.name, "policyText": text}))
 }
 
-/// Check a lifecycle policy's text the way ECR does (its rule grammar).
-pub fn check_lifecycle(text: &str) -> Result<(), ApiError> {
-    let fail = |m: &str| {
-        invalid(format!(
-            "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: {m}'"
-        ))
-    };
-    let n = text.chars().count();
-    if !(100..=30_720).contains(&n) {
-        return Err(fail(&format!(
-            "the policy text must have 100 to 30720 characters, not {n}"
-        )));
-    }
-    let v: Value = serde_json::from_str(text).map_err(|e| fail(&format!("not valid JSON: {e}")))?;
-    let rules = v
-        .get("rules")
-        .and_then(Value::as_array)
-        .ok_or_else(|| fail("object has missing required properties ([\"rules\"])"))?;
-    if rules.is_empty() {
-        return Err(fail("\"rules\" must hold at least one rule"));
-    }
-    let mut priorities = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        let at = format!("rules[{i}]");
-        let p = rule
-            .get("rulePriority")
-            .and_then(Value::as_i64)
-            .filter(|p| *p >= 1)
-            .ok_or_else(|| {
-                fail(&format!(
-                    "{at}.rulePriority must be an integer of at least 1"
-                ))
-            })?;
-        if priorities.contains(&p) {
-            return Err(fail(&format!(
-                "rulePriority {p} is used by more than one rule"
-            )));
-        }
-        priorities.push(p);
-        let sel = rule
-            .get("selection")
-            .ok_or_else(|| fail(&format!("{at} has no selection")))?;
-        let status = sel.get("tagStatus").and_then(Value::as_str).unwrap_or("");
-        if !["tagged", "untagged", "any"].contains(&status) {
-            return Err(fail(&format!(
-                "{at}.selection.tagStatus must be tagged, untagged or any"
-            )));
-        }
-        let has_list = |k: &str| {
-            sel.get(k)
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-        };
-        if status == "tagged" && !has_list("tagPrefixList") && !has_list("tagPatternList") {
-            return Err(fail(&format!(
-                "{at}: tagPrefixList or tagPatternList is required when tagStatus is tagged"
-            )));
-        }
-        let count_type = sel.get("countType").and_then(Value::as_str).unwrap_or("");
-        match count_type {
-            "imageCountMoreThan" => {
-                if sel.get("countUnit").is_some() {
-                    return Err(fail(&format!("{at}: countUnit cannot be used with imageCountMoreThan")));
-                }
-            }
-            "sinceImagePushed" | "sinceImagePulled" | "sinceImageTransitioned" => {
-                if sel.get("countUnit").and_then(Value::as_str) != Some("days") {
-                    return Err(fail(&format!("{at}: countUnit must be days with {count_type}")));
-                }
-            }
-            _ => return Err(fail(&format!("{at}.selection.countType {count_type:?} is not imageCountMoreThan or sinceImagePushed"))),
-        }
-        if sel
-            .get("countNumber")
-            .and_then(Value::as_i64)
-            .is_none_or(|n| n < 1)
-        {
-            return Err(fail(&format!(
-                "{at}.selection.countNumber must be an integer of at least 1"
-            )));
-        }
-        let ty = rule
-            .pointer("/action/type")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !["expire", "transition"].contains(&ty) {
-            return Err(fail(&format!(
-                "{at}.action.type must be expire or transition"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn no_lifecycle(r: &Repository) -> ApiError {
+pub(super) fn no_lifecycle(r: &Repository) -> ApiError {
     ApiError::new(
         400,
         "LifecyclePolicyNotFoundException",
@@ -613,7 +519,7 @@ fn no_lifecycle(r: &Repository) -> ApiError {
 
 pub async fn put_lifecycle_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let text = c.required("lifecyclePolicyText")?;
-    check_lifecycle(text)?;
+    super::lifecycle::check(text)?;
     let setting =
         RepositorySetting::LifecyclePolicy(Some((text.to_string(), crate::ids::now_ms())));
     let r = update(c, setting).await?;

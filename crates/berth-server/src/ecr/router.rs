@@ -64,6 +64,8 @@ operations! {
     PutLifecyclePolicy => Repository,
     GetLifecyclePolicy => Repository,
     DeleteLifecyclePolicy => Repository,
+    StartLifecyclePolicyPreview => Repository,
+    GetLifecyclePolicyPreview => Repository,
 
     TagResource => ResourceArn,
     UntagResource => ResourceArn,

@@ -1,9 +1,10 @@
 //! What the ECR API and the OCI registry share: repository ARNs and names, the
 //! authorization of an ECR action on a repository (identity policies, repository policy,
 //! registry policy, repository tags), registry passwords, manifests ([`push`]), upload
-//! sessions ([`uploads`]).
+//! sessions ([`uploads`]), lifecycle policies ([`lifecycle`]).
 
 pub mod gc;
+pub mod lifecycle;
 pub mod push;
 pub mod token;
 pub mod uploads;

@@ -31,10 +31,10 @@ pub enum PushError {
     Store(berth_store::RegistryError),
 }
 
-/// An exclusion filter as a glob of the IAM engine's linear matcher (the project's one
-/// wildcard matcher): `*` is any run of characters; everything else, `?` included, is
-/// itself (the filter grammar, `[0-9a-zA-Z._*-]`, has no other wildcard).
-fn filter_glob(filter: &str) -> Glob {
+/// An exclusion filter (or a lifecycle rule's tag pattern) as a glob of the IAM engine's
+/// linear matcher (the project's one wildcard matcher): `*` is any run of characters;
+/// everything else, `?` included, is itself (tag grammars have no other wildcard).
+pub(crate) fn filter_glob(filter: &str) -> Glob {
     let mut toks = Vec::new();
     for (i, part) in filter.split('*').enumerate() {
         if i > 0 && toks.last() != Some(&Tok::Star) {

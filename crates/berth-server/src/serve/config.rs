@@ -26,6 +26,8 @@
 //! gc_interval_seconds = 3600      # how often the garbage collector runs (one node at a time)
 //! gc_grace_seconds = 3600         # how long a blob no image references is kept before it is
 //!                                 # deleted (0: at the collector's next run)
+//! lifecycle_interval_seconds = 3600 # how often repositories' lifecycle policies run
+//!                                 # (expiring images; at most 86400)
 //! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
 //!                                 # (default DATA_DIR/secrets.key, made on first start)
 //! blob_url = "s3://bucket/prefix" # where blobs live (default file://DATA_DIR)
@@ -96,6 +98,8 @@ pub struct Config {
     /// How long a repository's blob that no image references is kept (from when the
     /// collector first sees it so) before it is released and its object deleted.
     pub gc_grace: Duration,
+    /// How often the repositories' lifecycle policies run (the `lifecycle` job).
+    pub lifecycle_interval: Duration,
     /// The key file secrets are sealed with in the metadata store;
     /// `DATA_DIR/secrets.key` when absent.
     pub secrets_key_file: Option<PathBuf>,
@@ -212,6 +216,7 @@ impl Default for Config {
             upload_idle: Duration::from_secs(86_400),
             gc_interval: Duration::from_secs(3600),
             gc_grace: Duration::from_secs(3600),
+            lifecycle_interval: Duration::from_secs(3600),
             secrets_key_file: None,
             metadata: None,
             blob_url: None,
@@ -246,6 +251,7 @@ struct FileConfig {
     upload_idle_seconds: Option<f64>,
     gc_interval_seconds: Option<f64>,
     gc_grace_seconds: Option<f64>,
+    lifecycle_interval_seconds: Option<f64>,
     secrets_key_file: Option<PathBuf>,
     metadata_url: Option<String>,
     blob_url: Option<String>,
@@ -382,6 +388,11 @@ impl Config {
                     "gc_interval_seconds",
                     f.gc_interval_seconds,
                     &mut c.gc_interval,
+                ),
+                (
+                    "lifecycle_interval_seconds",
+                    f.lifecycle_interval_seconds,
+                    &mut c.lifecycle_interval,
                 ),
             ] {
                 if let Some(secs) = value {
@@ -608,10 +619,16 @@ mod tests {
         assert_eq!(d.job_lease, Duration::from_secs(30));
         assert_eq!(d.clean_interval, Duration::from_secs(300));
         assert_eq!(d.upload_idle, Duration::from_secs(86_400));
+        assert_eq!(d.lifecycle_interval, Duration::from_secs(3600));
+        assert_eq!(d.gc_interval, Duration::from_secs(3600));
+        assert_eq!(d.gc_grace, Duration::from_secs(3600));
         let c = load(
-            "job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n",
+            "job_lease_seconds = 1.5\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\nlifecycle_interval_seconds = 0.25\ngc_interval_seconds = 2\ngc_grace_seconds = 0\n",
         )
         .unwrap();
+        assert_eq!(c.gc_interval, Duration::from_secs(2));
+        assert_eq!(c.gc_grace, Duration::ZERO);
+        assert_eq!(c.lifecycle_interval, Duration::from_millis(250));
         assert_eq!(c.job_lease, Duration::from_millis(1500));
         assert_eq!(c.clean_interval, Duration::from_millis(500));
         assert_eq!(c.upload_idle, Duration::from_secs(2));
@@ -619,6 +636,9 @@ mod tests {
             ("job_lease_seconds = 0.5", "between 1 and 3600"),
             ("clean_interval_seconds = 0", "above 0"),
             ("upload_idle_seconds = 0", "between 1 and 2592000"),
+            ("lifecycle_interval_seconds = 90000", "at most 86400"),
+            ("gc_interval_seconds = 0", "above 0"),
+            ("gc_grace_seconds = -1", "between 0 and 2592000"),
         ] {
             let e = load(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

@@ -11,6 +11,7 @@ pub mod cleaning;
 pub mod config;
 pub mod connections;
 pub mod intake;
+pub mod lifecycle;
 pub mod metadata;
 pub mod private;
 pub mod ready;
@@ -410,15 +411,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     let stop = shutdown_signal();
     tracing::info!("listening on http://{local}");
 
-    // Background jobs (cleaning), each on one node of the deployment at a time.
+    // Background jobs (cleaning, lifecycle policies), each on one node of the deployment at a time.
     let holder = crate::jobs::holder_id();
     tracing::info!(holder = %holder, "background jobs run under this holder id");
-    let jobs = crate::jobs::Runner::start(
-        app.store.clone(),
-        holder,
-        app.config.job_lease,
-        cleaning::jobs(&app),
-    );
+    let mut jobs = cleaning::jobs(&app);
+    jobs.push(lifecycle::job(&app));
+    let jobs = crate::jobs::Runner::start(app.store.clone(), holder, app.config.job_lease, jobs);
     let limits = connections::Limits {
         max_connections: connections::fitting_cap(app.config.max_connections, file_limit),
         header_timeout: app.config.header_timeout,
