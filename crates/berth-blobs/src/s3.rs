@@ -441,21 +441,29 @@ impl S3Uploads {
             });
         }
         let size = w.saved.size;
+        // The claim makes any request still adding to the session lose. It writes the
+        // session's state to the metadata store, so it comes before `gate`, whose lock
+        // may be that store's only write lock (SQLite); so does its release below, after
+        // the lock is dropped.
+        w.claim(false).await?;
         let held = match gate(size).await {
             Ok(held) => held,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                w.release().await;
+                return Ok(Err(e));
+            }
         };
         let dest = self.blob(expected);
         // Stored already (another session, or this one finished before and its caller
         // failed afterwards): nothing to publish. (Under `gate`'s lock, the collector
         // cannot be deleting it.)
-        if self.exists(&dest).await? {
-            self.discard(id, &w.saved).await;
-            return Ok(Ok((size, held)));
-        }
-        // The claim makes any request still adding to the session lose.
-        w.claim(false).await?;
-        if let Err(e) = self.publish(&w.saved, id, &dest).await {
+        let published = match self.exists(&dest).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.publish(&w.saved, id, &dest).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            drop(held);
             w.release().await;
             return Err(e);
         }

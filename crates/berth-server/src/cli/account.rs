@@ -2,12 +2,11 @@
 //! running server on the same data directory (the database takes concurrent writers), or
 //! on a scale-out registry's PostgreSQL database (`--metadata-url`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::serve::config::{Config, Overrides};
+use crate::serve::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
@@ -25,21 +24,8 @@ pub struct CreateArgs {
     /// An alias for the account.
     #[arg(long)]
     alias: Option<String>,
-    /// The data directory [default: ./berth-data]
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The server's configuration file: its data_dir, metadata_url and secrets_key_file
-    /// apply (the flags here win)
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The key secrets are sealed with in the database (the server's --secrets-key-file)
-    /// [default: DATA_DIR/secrets.key]
-    #[arg(long, value_name = "FILE")]
-    secrets_key_file: Option<PathBuf>,
-    /// The metadata store, as the server's --metadata-url (postgres://… for a scale-out
-    /// registry) [default: sqlite://DATA_DIR/berth.db]
-    #[arg(long, value_name = "URL")]
-    metadata_url: Option<String>,
+    #[command(flatten)]
+    store: super::store_flags::StoreFlags,
     /// Print {"account_id", "access_key_id", "secret_access_key"} as JSON.
     #[arg(long)]
     json: bool,
@@ -47,39 +33,16 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The data directory [default: ./berth-data]
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The server's configuration file: its data_dir, metadata_url and secrets_key_file
-    /// apply (the flags here win)
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The key secrets are sealed with in the database (the server's --secrets-key-file)
-    /// [default: DATA_DIR/secrets.key]
-    #[arg(long, value_name = "FILE")]
-    secrets_key_file: Option<PathBuf>,
-    /// The metadata store, as the server's --metadata-url (postgres://… for a scale-out
-    /// registry) [default: sqlite://DATA_DIR/berth.db]
-    #[arg(long, value_name = "URL")]
-    metadata_url: Option<String>,
+    #[command(flatten)]
+    store: super::store_flags::StoreFlags,
 }
 
 /// The store a command names, opened as the server opens it.
 async fn open(
-    config: Option<&std::path::Path>,
-    data_dir: Option<PathBuf>,
-    secrets_key_file: Option<PathBuf>,
-    metadata_url: Option<String>,
+    store: super::store_flags::StoreFlags,
 ) -> Result<crate::serve::metadata::Metadata, String> {
-    let config = Config::load(
-        config,
-        &Overrides {
-            data_dir,
-            secrets_key_file,
-            metadata_url,
-            ..Overrides::default()
-        },
-    )?;
+    let file = store.config.clone();
+    let config = Config::load(file.as_deref(), &store.overrides())?;
     crate::serve::metadata::open(&config).await
 }
 
@@ -88,13 +51,7 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
     match cmd {
         AccountCommand::Create(a) => rt.block_on(async {
             crate::serve::accounts::check(a.id.as_deref(), a.alias.as_deref())?;
-            let meta = open(
-                a.config.as_deref(),
-                a.data_dir,
-                a.secrets_key_file,
-                a.metadata_url,
-            )
-            .await?;
+            let meta = open(a.store).await?;
             let new =
                 crate::serve::accounts::create(&*meta.store, a.id.as_deref(), a.alias.as_deref())
                     .await?;
@@ -108,13 +65,7 @@ pub fn run(cmd: AccountCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }),
         AccountCommand::List(a) => rt.block_on(async {
-            let meta = open(
-                a.config.as_deref(),
-                a.data_dir,
-                a.secrets_key_file,
-                a.metadata_url,
-            )
-            .await?;
+            let meta = open(a.store).await?;
             for acct in meta.store.accounts().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",

@@ -2,7 +2,6 @@
 //! (the same protocol as the server's `gc` job: see `registry/gc.rs`), safe while servers
 //! run on the same store.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -19,33 +18,20 @@ pub struct GcArgs {
     /// so (0: delete them now) [default: gc_grace_seconds of --config, else 3600]
     #[arg(long, value_name = "SECONDS")]
     grace: Option<f64>,
-    /// The data directory [default: ./berth-data]
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The servers' configuration file: its data_dir, metadata_url, blob_url, s3_*,
-    /// secrets_key_file and gc_grace_seconds apply (the flags here win)
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The key secrets are sealed with in the database [default: DATA_DIR/secrets.key]
-    #[arg(long, value_name = "FILE")]
-    secrets_key_file: Option<PathBuf>,
-    /// The metadata store, as the server's --metadata-url [default: sqlite://DATA_DIR/berth.db]
-    #[arg(long, value_name = "URL")]
-    metadata_url: Option<String>,
+    #[command(flatten)]
+    store: super::store_flags::StoreFlags,
     /// The blob store, as the server's --blob-url [default: file://DATA_DIR]
     #[arg(long, value_name = "URL")]
     blob_url: Option<String>,
 }
 
 pub fn run(a: GcArgs) -> Result<ExitCode, String> {
+    let config_file = a.store.config.clone();
     let config = Config::load(
-        a.config.as_deref(),
+        config_file.as_deref(),
         &Overrides {
-            data_dir: a.data_dir,
-            secrets_key_file: a.secrets_key_file,
-            metadata_url: a.metadata_url,
             blob_url: a.blob_url,
-            ..Overrides::default()
+            ..a.store.overrides()
         },
     )?;
     let grace = match a.grace {

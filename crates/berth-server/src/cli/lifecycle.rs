@@ -2,7 +2,6 @@
 //! `lifecycle` job does, against a data directory (also while the server runs) or a
 //! scale-out registry's PostgreSQL database (`--metadata-url`, or `--config`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -36,21 +35,8 @@ pub struct RunArgs {
     /// Print what would be expired; delete nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The data directory [default: ./berth-data]
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The server's configuration file: its data_dir, metadata_url, secrets_key_file,
-    /// region and audit_log apply (the flags here win)
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The key secrets are sealed with in the database (the server's --secrets-key-file)
-    /// [default: DATA_DIR/secrets.key]
-    #[arg(long, value_name = "FILE")]
-    secrets_key_file: Option<PathBuf>,
-    /// The metadata store, as the server's --metadata-url (postgres://… for a scale-out
-    /// registry) [default: sqlite://DATA_DIR/berth.db]
-    #[arg(long, value_name = "URL")]
-    metadata_url: Option<String>,
+    #[command(flatten)]
+    store: super::store_flags::StoreFlags,
     /// Where audit lines go: a file, "stdout" or "off" [default: the config's audit_log,
     /// else off]
     #[arg(long, value_name = "SINK")]
@@ -69,14 +55,12 @@ pub fn run(cmd: LifecycleCommand) -> Result<ExitCode, String> {
             return Err(format!("--repository {name:?} is not a repository name"));
         }
     }
+    let config_file = a.store.config.clone();
     let config = Config::load(
-        a.config.as_deref(),
+        config_file.as_deref(),
         &Overrides {
-            data_dir: a.data_dir,
-            secrets_key_file: a.secrets_key_file,
-            metadata_url: a.metadata_url,
             audit_log: a.audit_log,
-            ..Overrides::default()
+            ..a.store.overrides()
         },
     )?;
     let rt = super::runtime()?;

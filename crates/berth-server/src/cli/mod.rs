@@ -11,6 +11,7 @@ mod policy;
 mod public;
 mod remote;
 mod serve;
+mod store_flags;
 mod whocan;
 
 use std::process::ExitCode;

@@ -69,7 +69,7 @@ pub struct Expiry {
 }
 
 impl Rule {
-    fn selects(&self, image: &ImageFacts) -> bool {
+    pub(crate) fn selects(&self, image: &ImageFacts) -> bool {
         match &self.tags {
             TagSelection::Any => true,
             TagSelection::Untagged => image.tags.is_empty(),

@@ -462,3 +462,109 @@ fn the_grammar_refuses_what_ecr_refuses_and_says_where() {
         rule(9, any),
     ]));
 }
+
+/// The parser and the evaluator on generated input (the fuzzing of this parser, run with
+/// the tests): any text is refused or read, never a panic; whatever parses evaluates over
+/// any images with each image expired at most once, by one of the policy's rules, only
+/// if that rule selects it, and never one a higher-priority rule selected.
+mod generated {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::super::*;
+    use super::{DAY, NOW};
+
+    fn selection() -> impl Strategy<Value = Value> {
+        let status = prop_oneof![Just("tagged"), Just("untagged"), Just("any"), Just("bogus")];
+        let list = proptest::collection::vec("[a-c*]{0,3}", 0..3);
+        let count = prop_oneof![
+            (0i64..5).prop_map(|n| json!({"countType": "imageCountMoreThan", "countNumber": n})),
+            (0i64..5).prop_map(
+                |n| json!({"countType": "sinceImagePushed", "countUnit": "days", "countNumber": n})
+            ),
+            (0i64..5).prop_map(
+                |n| json!({"countType": "sinceImagePulled", "countUnit": "days", "countNumber": n})
+            ),
+            Just(json!({"countType": "sinceImagePushed", "countNumber": 1})),
+        ];
+        (status, proptest::option::of(list), any::<bool>(), count).prop_map(
+            |(s, list, prefix, count)| {
+                let mut sel = count.as_object().unwrap().clone();
+                sel.insert("tagStatus".into(), json!(s));
+                if let Some(l) = list {
+                    let key = if prefix {
+                        "tagPrefixList"
+                    } else {
+                        "tagPatternList"
+                    };
+                    sel.insert(key.into(), json!(l));
+                }
+                Value::Object(sel)
+            },
+        )
+    }
+
+    fn policy_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec((1i64..6, selection()), 1..4).prop_map(|rules| {
+            let rules: Vec<Value> = rules
+                .into_iter()
+                .map(|(p, s)| json!({"rulePriority": p, "selection": s, "action": {"type": "expire"}}))
+                .collect();
+            format!("{:<100}", json!({ "rules": rules }))
+        })
+    }
+
+    fn images() -> impl Strategy<Value = Vec<ImageFacts>> {
+        proptest::collection::vec(
+            (
+                proptest::collection::vec("[a-c]{1,3}", 0..3),
+                0i64..10,
+                proptest::option::of(0i64..10),
+            ),
+            0..12,
+        )
+        .prop_map(|imgs| {
+            imgs.into_iter()
+                .enumerate()
+                .map(|(i, (tags, age, pulled))| ImageFacts {
+                    digest: format!("sha256:{i:064x}"),
+                    tags,
+                    pushed_at: NOW - age * DAY,
+                    last_pull: pulled.map(|d| NOW - d * DAY),
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_or_refused(text in ".{0,300}") {
+            let _ = LifecyclePolicy::parse(&text);
+        }
+
+        #[test]
+        fn generated_policies_are_read_or_refused(v in policy_text()) {
+            let _ = LifecyclePolicy::parse(&v);
+        }
+
+        #[test]
+        fn evaluation_expires_each_image_once_by_a_rule_that_selects_it(
+            text in policy_text(),
+            imgs in images(),
+        ) {
+            let Ok(p) = LifecyclePolicy::parse(&text) else { return Ok(()) };
+            let expired = p.evaluate(&imgs, NOW);
+            let mut seen = std::collections::HashSet::new();
+            for e in &expired {
+                prop_assert!(seen.insert(e.image.digest.clone()), "expired twice: {}", e.image.digest);
+                let rule = p.rules.iter().find(|r| r.priority == e.rule);
+                prop_assert!(rule.is_some(), "no rule {}", e.rule);
+                let selected_by = |r: &Rule| r.selects(&e.image);
+                prop_assert!(selected_by(rule.unwrap()));
+                for earlier in p.rules.iter().filter(|r| r.priority < e.rule) {
+                    prop_assert!(!selected_by(earlier), "rule {} selected {} first", earlier.priority, e.image.digest);
+                }
+            }
+        }
+    }
+}
