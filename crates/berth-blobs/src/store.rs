@@ -102,9 +102,9 @@ impl fmt::Debug for BlobReader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
     pub digest: Digest,
-    pub size: u64,
-    /// When the object was last written.
-    pub modified: SystemTime,
+    /// Its size and when it was last written, if the listing said
+    /// ([`BlobStore::written`] tells them otherwise).
+    pub written: Option<(u64, SystemTime)>,
 }
 
 /// Content-addressed blob store with resumable, verified uploads. Cheap to clone.
@@ -740,10 +740,26 @@ impl BlobStore {
         Ok(removed)
     }
 
-    /// Every blob object in the store (digest, size, last written), in no particular
-    /// order, as the store lists them (pages of a thousand for S3). Objects whose name
-    /// is not a SHA-256 digest are skipped.
+    /// Every blob object in the store, in no particular order, with its size and when it
+    /// was last written where the listing tells them for free (S3 lists them, a thousand a
+    /// page; the local backend reads directory entries only, one directory at a time, and
+    /// leaves them to [`written`](Self::written)). Objects whose name is not a SHA-256
+    /// digest are skipped.
     pub fn list_blobs(&self) -> BoxStream<'_, Result<StoredBlob, BlobError>> {
+        if let Some(fs) = &self.inner.local {
+            let root = match fs.path_to_filesystem(&ObjectPath::from("blobs/sha256")) {
+                Ok(root) => root,
+                Err(e) => return futures::stream::once(async move { Err(e.into()) }).boxed(),
+            };
+            return futures::stream::iter(0..=255u8)
+                .then(move |prefix| {
+                    let dir = root.join(format!("{prefix:02x}"));
+                    blocking(move || list_local_dir(&dir))
+                })
+                .map_ok(|found| futures::stream::iter(found.into_iter().map(Ok)))
+                .try_flatten()
+                .boxed();
+        }
         let dir = match &self.inner.s3 {
             Some(s3) => s3.blobs_dir(),
             None => ObjectPath::from("blobs/sha256"),
@@ -761,11 +777,19 @@ impl BlobStore {
                 };
                 Ok(Some(StoredBlob {
                     digest,
-                    size: meta.size,
-                    modified: SystemTime::from(meta.last_modified),
+                    written: Some((meta.size, SystemTime::from(meta.last_modified))),
                 }))
             })
             .boxed()
+    }
+
+    /// A blob object's size and when it was last written; `None` if it is not there.
+    pub async fn written(&self, d: &Digest) -> Result<Option<(u64, SystemTime)>, BlobError> {
+        match self.inner.store.head(&self.blob_path(d)).await {
+            Ok(meta) => Ok(Some((meta.size, SystemTime::from(meta.last_modified)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes a blob's object if it is there (the collector's deletion: the metadata
@@ -959,6 +983,30 @@ fn rehash(path: &Path) -> Result<HashState, BlobError> {
 /// Moves an fsynced staged file to `dest` atomically and makes the rename durable.
 /// If `dest` already exists (same digest, so same content) the staged file is
 /// dropped instead. Never leaves a partial file at `dest`.
+/// The blobs in one `blobs/sha256/<2 hex>` directory (none if it does not exist), from
+/// the directory entries alone.
+fn list_local_dir(dir: &Path) -> Result<Vec<StoredBlob>, BlobError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&format!("listing {}", dir.display()), e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(&format!("listing {}", dir.display()), e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Ok(digest) = format!("sha256:{name}").parse::<Digest>() {
+            found.push(StoredBlob {
+                digest,
+                written: None,
+            });
+        }
+    }
+    Ok(found)
+}
+
 fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError> {
     if dest.is_file() {
         let _ = std::fs::remove_file(staged);

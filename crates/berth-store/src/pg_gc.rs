@@ -246,9 +246,15 @@ pub(crate) async fn gc_holdings(
     let (a, r, d) = after
         .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
         .unwrap_or(("", "", ""));
+    // Without a dry run's view only marked holdings count: the partial index finds them.
+    let due = if unmarked_as.is_some() {
+        "COALESCE(marked_at, $1) <= $2"
+    } else {
+        "marked_at IS NOT NULL AND $1::bigint IS NULL AND marked_at <= $2"
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT account_id, repository, digest, size FROM repository_blobs rb
-         WHERE COALESCE(marked_at, $1) <= $2
+         WHERE {due}
            AND (account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\")
                > ($3 COLLATE \"C\", $4 COLLATE \"C\", $5 COLLATE \"C\")
            AND {UNREFERENCED}

@@ -1117,6 +1117,10 @@ impl RegistryStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    fn writers_at_once(&self) -> usize {
+        8
+    }
+
     async fn gc_mark(&self, now: i64) -> Result<u64> {
         retrying(|| crate::pg_gc::gc_mark(self, now)).await
     }

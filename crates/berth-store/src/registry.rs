@@ -639,6 +639,12 @@ pub trait RegistryStore: Send + Sync + 'static {
 
     // Garbage collection (the protocol: berth-server's `registry/gc.rs`).
 
+    /// How many write transactions the backend runs side by side to good effect (SQLite
+    /// has one writer; PostgreSQL many): how many blobs the collector deletes at once.
+    fn writers_at_once(&self) -> usize {
+        1
+    }
+
     /// The mark phase: holdings that no image of their repository references get
     /// `marked_at = now` (those marked already keep their mark), holdings referenced
     /// again lose theirs. Returns how many were marked.

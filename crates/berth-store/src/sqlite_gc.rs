@@ -227,9 +227,15 @@ pub(crate) async fn gc_holdings(
     let (a, r, d) = after
         .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
         .unwrap_or(("", "", ""));
+    // Without a dry run's view only marked holdings count: the partial index finds them.
+    let due = if unmarked_as.is_some() {
+        "COALESCE(marked_at, ?) <= ?"
+    } else {
+        "marked_at IS NOT NULL AND ? IS NULL AND marked_at <= ?"
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT account_id, repository, digest, size FROM repository_blobs rb
-         WHERE COALESCE(marked_at, ?) <= ? AND (account_id, repository, digest) > (?, ?, ?)
+         WHERE {due} AND (account_id, repository, digest) > (?, ?, ?)
            AND {UNREFERENCED}
          ORDER BY account_id, repository, digest LIMIT ?"
     )))

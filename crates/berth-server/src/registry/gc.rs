@@ -229,10 +229,10 @@ pub async fn collect(
                 break;
             };
             after = last.clone();
-            for (digest, size) in page {
-                let size = u64::try_from(size).unwrap_or(0);
-                delete_blob(registry, blobs, &digest, size, false, &mut report, said).await?;
-            }
+            let page = page
+                .into_iter()
+                .map(|(digest, size)| (digest, u64::try_from(size).unwrap_or(0), false));
+            delete_blobs(registry, blobs, page, &mut report, said).await?;
         }
     }
 
@@ -246,60 +246,84 @@ pub async fn collect(
         let digests: Vec<String> = chunk.iter().map(|b| b.digest.to_string()).collect();
         let known: std::collections::HashSet<String> =
             registry.known_blobs(&digests).await?.into_iter().collect();
+        let mut orphans = Vec::new();
         for b in chunk {
             let digest = b.digest.to_string();
-            if known.contains(&digest) || b.modified >= written_before {
+            if known.contains(&digest) {
+                continue;
+            }
+            let written = match b.written {
+                Some(w) => Some(w),
+                None => blobs
+                    .written(&b.digest)
+                    .await
+                    .map_err(|e| RegistryError::Backend(format!("blob {digest}: {e}")))?,
+            };
+            let Some((size, modified)) = written else {
+                continue; // gone meanwhile
+            };
+            if modified >= written_before {
                 continue;
             }
             if options.dry_run {
                 report.blobs += 1;
                 report.orphans += 1;
-                report.bytes += b.size;
+                report.bytes += size;
                 said(&Deletion::Blob {
                     digest,
-                    size: b.size,
+                    size,
                     orphan: true,
                 });
             } else {
-                delete_blob(registry, blobs, &digest, b.size, true, &mut report, said).await?;
+                orphans.push((digest, size, true));
             }
         }
+        delete_blobs(registry, blobs, orphans.into_iter(), &mut report, said).await?;
     }
     Ok(report)
 }
 
-/// Delete one blob's object under its row's lock (see the top of this file).
-async fn delete_blob(
+/// Delete blobs' objects, each under its row's lock (see the top of this file), as many
+/// at once as the metadata store runs writers side by side.
+async fn delete_blobs(
     registry: &dyn RegistryStore,
     blobs: &BlobStore,
-    digest: &str,
-    size: u64,
-    orphan: bool,
+    page: impl Iterator<Item = (String, u64, bool)>,
     report: &mut Report,
     said: &mut (dyn FnMut(&Deletion) + Send),
 ) -> Result<(), RegistryError> {
-    let Ok(parsed) = digest.parse::<Digest>() else {
-        report
-            .failures
-            .push(format!("{digest}: not a digest this store keeps"));
-        return Ok(());
-    };
-    let remove = Box::pin(async move { blobs.remove(&parsed).await.map_err(|e| e.to_string()) });
-    match registry.gc_delete_blob(digest, orphan, remove).await? {
-        BlobSweep::Deleted => {
-            report.blobs += 1;
-            report.bytes += size;
-            if orphan {
-                report.orphans += 1;
+    let outcomes: Vec<_> = futures_util::stream::iter(page)
+        .map(|(digest, size, orphan)| async move {
+            let Ok(parsed) = digest.parse::<Digest>() else {
+                let why = "not a digest this store keeps".to_string();
+                return Ok((digest, size, orphan, BlobSweep::Failed(why)));
+            };
+            let remove =
+                Box::pin(async move { blobs.remove(&parsed).await.map_err(|e| e.to_string()) });
+            let swept = registry.gc_delete_blob(&digest, orphan, remove).await?;
+            Ok::<_, RegistryError>((digest, size, orphan, swept))
+        })
+        .buffer_unordered(registry.writers_at_once().max(1))
+        .collect()
+        .await;
+    for outcome in outcomes {
+        let (digest, size, orphan, swept) = outcome?;
+        match swept {
+            BlobSweep::Deleted => {
+                report.blobs += 1;
+                report.bytes += size;
+                if orphan {
+                    report.orphans += 1;
+                }
+                said(&Deletion::Blob {
+                    digest,
+                    size,
+                    orphan,
+                });
             }
-            said(&Deletion::Blob {
-                digest: digest.to_string(),
-                size,
-                orphan,
-            });
+            BlobSweep::InUse => report.kept += 1,
+            BlobSweep::Failed(why) => report.failures.push(format!("{digest}: {why}")),
         }
-        BlobSweep::InUse => report.kept += 1,
-        BlobSweep::Failed(why) => report.failures.push(format!("{digest}: {why}")),
     }
     Ok(())
 }
