@@ -208,23 +208,82 @@ pub(crate) async fn repository_blob(
     }
 }
 
-pub(crate) async fn gc_mark(s: &PgStore, now: i64) -> Attempt<u64> {
-    let mut tx = s.read_committed().await?;
+pub(crate) async fn gc_mark_page(
+    s: &PgStore,
+    now: i64,
+    after: Option<&Holding>,
+    limit: i64,
+) -> Attempt<(u64, Option<Holding>)> {
+    let (a, r, d) = after
+        .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
+        .unwrap_or(("", "", ""));
     let referenced = UNREFERENCED.replacen("NOT EXISTS", "EXISTS", 1);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE repository_blobs AS rb SET marked_at = NULL WHERE marked_at IS NOT NULL AND {referenced}"
+    // Read first (no lock); most holdings need nothing.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT account_id, repository, digest, size, marked_at, {referenced} AS referenced
+         FROM repository_blobs rb
+         WHERE (account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\")
+               > ($1 COLLATE \"C\", $2 COLLATE \"C\", $3 COLLATE \"C\")
+         ORDER BY account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\"
+         LIMIT $4"
     )))
-    .execute(&mut *tx)
+    .bind(a)
+    .bind(r)
+    .bind(d)
+    .bind(limit)
+    .fetch_all(&s.pool)
     .await?;
-    let marked = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE repository_blobs AS rb SET marked_at = $1 WHERE marked_at IS NULL AND {UNREFERENCED}"
-    )))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok(marked)
+    let (mut mark, mut clear): (Vec<Holding>, Vec<Holding>) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let marked: Option<i64> = row.try_get("marked_at")?;
+        let is_referenced: bool = row.try_get("referenced")?;
+        match (marked.is_some(), is_referenced) {
+            (false, false) => mark.push(holding_from(row)?),
+            (true, true) => clear.push(holding_from(row)?),
+            _ => {}
+        }
+    }
+    let last = rows.last().map(holding_from).transpose()?;
+    let columns = |hs: &[Holding]| {
+        (
+            hs.iter().map(|h| h.account.clone()).collect::<Vec<_>>(),
+            hs.iter().map(|h| h.repository.clone()).collect::<Vec<_>>(),
+            hs.iter().map(|h| h.digest.clone()).collect::<Vec<_>>(),
+        )
+    };
+    let mut marked = 0;
+    if !mark.is_empty() {
+        let (a, r, d) = columns(&mark);
+        // Each re-checked by the update itself.
+        marked = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE repository_blobs rb SET marked_at = $4
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS c(a, r, d)
+             WHERE rb.account_id = c.a AND rb.repository = c.r AND rb.digest = c.d
+               AND rb.marked_at IS NULL AND {UNREFERENCED}"
+        )))
+        .bind(&a)
+        .bind(&r)
+        .bind(&d)
+        .bind(now)
+        .execute(&s.pool)
+        .await?
+        .rows_affected();
+    }
+    if !clear.is_empty() {
+        let (a, r, d) = columns(&clear);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE repository_blobs rb SET marked_at = NULL
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS c(a, r, d)
+             WHERE rb.account_id = c.a AND rb.repository = c.r AND rb.digest = c.d
+               AND rb.marked_at IS NOT NULL AND {referenced}"
+        )))
+        .bind(&a)
+        .bind(&r)
+        .bind(&d)
+        .execute(&s.pool)
+        .await?;
+    }
+    Ok((marked, last))
 }
 
 fn holding_from(r: &sqlx::postgres::PgRow) -> std::result::Result<Holding, sqlx::Error> {

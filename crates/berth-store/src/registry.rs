@@ -645,10 +645,31 @@ pub trait RegistryStore: Send + Sync + 'static {
         1
     }
 
-    /// The mark phase: holdings that no image of their repository references get
-    /// `marked_at = now` (those marked already keep their mark), holdings referenced
-    /// again lose theirs. Returns how many were marked.
-    async fn gc_mark(&self, now: i64) -> Result<u64>;
+    /// The mark phase over every holding (pages of [`gc_mark_page`](Self::gc_mark_page)).
+    /// Returns how many were marked.
+    async fn gc_mark(&self, now: i64) -> Result<u64> {
+        let (mut marked, mut after) = (0, None);
+        loop {
+            let (n, last) = self.gc_mark_page(now, after.as_ref(), 1000).await?;
+            marked += n;
+            match last {
+                Some(h) => after = Some(h),
+                None => return Ok(marked),
+            }
+        }
+    }
+    /// The mark phase over the next `limit` holdings in key order after `after`: those no
+    /// image of their repository references get `marked_at = now` (those marked already
+    /// keep their mark), those referenced again lose theirs. The page is read first and
+    /// only the holdings that change are written (each re-checked in its update), so a
+    /// registry whose holdings are all in use is marked without a write. Returns how many
+    /// were marked and the last holding of the page (`None`: there were no more).
+    async fn gc_mark_page(
+        &self,
+        now: i64,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<(u64, Option<crate::Holding>)>;
     /// Holdings no image of their repository references and marked at or before `cutoff`
     /// (unmarked ones count as marked at `unmarked_as` when given: a dry run's view), in
     /// key order, at most `limit` after `after`.

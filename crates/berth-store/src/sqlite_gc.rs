@@ -187,25 +187,79 @@ pub(crate) async fn repository_blob(
     Ok(size)
 }
 
-pub(crate) async fn gc_mark(s: &SqliteStore, now: i64) -> Result<u64> {
-    let mut tx = s.write_tx().await?;
+pub(crate) async fn gc_mark_page(
+    s: &SqliteStore,
+    now: i64,
+    after: Option<&Holding>,
+    limit: i64,
+) -> Result<(u64, Option<Holding>)> {
+    let (a, r, d) = after
+        .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
+        .unwrap_or(("", "", ""));
     let referenced = UNREFERENCED.replacen("NOT EXISTS", "EXISTS", 1);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE repository_blobs AS rb SET marked_at = NULL WHERE marked_at IS NOT NULL AND {referenced}"
+    // Read without the write lock; most holdings need nothing.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT account_id, repository, digest, size, marked_at, {referenced} AS referenced
+         FROM repository_blobs rb WHERE (account_id, repository, digest) > (?, ?, ?)
+         ORDER BY account_id, repository, digest LIMIT ?"
     )))
-    .execute(&mut *tx)
+    .bind(a)
+    .bind(r)
+    .bind(d)
+    .bind(limit)
+    .fetch_all(&s.pool)
     .await
     .map_err(backend)?;
-    let marked = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE repository_blobs AS rb SET marked_at = ? WHERE marked_at IS NULL AND {UNREFERENCED}"
-    )))
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?
-    .rows_affected();
+    let mut to_mark = Vec::new();
+    let mut to_clear = Vec::new();
+    for row in &rows {
+        let marked: Option<i64> = row.try_get("marked_at").map_err(backend)?;
+        let is_referenced: bool = row.try_get("referenced").map_err(backend)?;
+        match (marked.is_some(), is_referenced) {
+            (false, false) => to_mark.push(holding_from(row)?),
+            (true, true) => to_clear.push(holding_from(row)?),
+            _ => {}
+        }
+    }
+    let last = match rows.last() {
+        Some(row) => Some(holding_from(row)?),
+        None => None,
+    };
+    if to_mark.is_empty() && to_clear.is_empty() {
+        return Ok((0, last));
+    }
+    let mut tx = s.write_tx().await?;
+    let mut marked = 0;
+    let mark = format!(
+        "UPDATE repository_blobs AS rb SET marked_at = ?
+         WHERE account_id = ? AND repository = ? AND digest = ? AND marked_at IS NULL AND {UNREFERENCED}"
+    );
+    for h in &to_mark {
+        marked += sqlx::query(sqlx::AssertSqlSafe(mark.clone()))
+            .bind(now)
+            .bind(&h.account)
+            .bind(&h.repository)
+            .bind(&h.digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+    }
+    let clear = format!(
+        "UPDATE repository_blobs AS rb SET marked_at = NULL
+         WHERE account_id = ? AND repository = ? AND digest = ? AND marked_at IS NOT NULL AND {referenced}"
+    );
+    for h in &to_clear {
+        sqlx::query(sqlx::AssertSqlSafe(clear.clone()))
+            .bind(&h.account)
+            .bind(&h.repository)
+            .bind(&h.digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
     tx.commit().await.map_err(backend)?;
-    Ok(marked)
+    Ok((marked, last))
 }
 
 fn holding_from(r: &sqlx::sqlite::SqliteRow) -> Result<Holding> {

@@ -41,6 +41,7 @@ pub fn run(a: GcArgs) -> Result<ExitCode, String> {
     let options = gc::Options {
         grace,
         dry_run: a.dry_run,
+        duty: None,
     };
     super::runtime()?.block_on(async {
         let meta = crate::serve::metadata::open(&config).await?;

@@ -55,6 +55,15 @@
 //!   lost it to the collector, gets `MANIFEST_BLOB_UNKNOWN` and pushes the layer again —
 //!   a clean error, never a manifest whose layer is gone.
 //!
+//! # Staying out of the way
+//!
+//! A pass reads the holdings a page at a time and writes only those whose mark changes,
+//! so on a registry whose blobs are in use it takes no write lock at all (on SQLite the
+//! write lock is the whole database's); releases and deletions are short transactions,
+//! a page or a blob each. The server's job works a fifth of the time ([`JOB_DUTY`]):
+//! after each page it pauses four times as long as the page took, so pushes and pulls
+//! keep the machine while it runs; `berth gc` runs flat out.
+//!
 //! On SQLite "the row's lock" is the database's one write lock (`BEGIN IMMEDIATE`); on
 //! PostgreSQL, row locks at READ COMMITTED (see berth-store's `pg_gc.rs`).
 //!
@@ -74,6 +83,8 @@ use futures_util::{StreamExt, TryStreamExt};
 
 /// Rows read (or released) per store call.
 const PAGE: i64 = 500;
+/// Holdings looked at per marking step.
+const MARK_PAGE: i64 = 1000;
 /// Objects of the blob store checked against the metadata per store call.
 const LISTING_PAGE: usize = 1000;
 
@@ -85,6 +96,37 @@ pub struct Options {
     pub grace: Duration,
     /// Only say what would be deleted.
     pub dry_run: bool,
+    /// The share of the time the collector works, pausing after each page of work for
+    /// what keeps it there (the server's job: [`JOB_DUTY`]), so that pushes and pulls keep
+    /// the machine; `None`: flat out (`berth gc`).
+    pub duty: Option<f64>,
+}
+
+/// The share of time the server's `gc` job works (see [`Options::duty`]).
+pub const JOB_DUTY: f64 = 0.2;
+
+/// Pauses after each page of work to hold a duty cycle.
+struct Pacer {
+    duty: Option<f64>,
+    since: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(duty: Option<f64>) -> Pacer {
+        Pacer {
+            duty: duty.filter(|d| *d > 0.0 && *d < 1.0),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// A page of work is done: rest in proportion to it.
+    async fn page_done(&mut self) {
+        if let Some(duty) = self.duty {
+            let worked = self.since.elapsed();
+            tokio::time::sleep(worked.mul_f64((1.0 - duty) / duty)).await;
+        }
+        self.since = std::time::Instant::now();
+    }
 }
 
 /// One thing the collector deleted (or, in a dry run, would delete).
@@ -162,9 +204,20 @@ pub async fn collect(
     // In a dry run, the blobs whose holdings would all be released.
     let mut releasing: HashMap<String, (i64, i64)> = HashMap::new();
 
-    // 1. Holdings.
+    let mut pacer = Pacer::new(options.duty);
+    // 1. Holdings: marked page by page (most pages write nothing), then released.
     if !options.dry_run {
-        registry.gc_mark(now).await?;
+        let mut after: Option<Holding> = None;
+        loop {
+            let (_, last) = registry
+                .gc_mark_page(now, after.as_ref(), MARK_PAGE)
+                .await?;
+            pacer.page_done().await;
+            match last {
+                Some(h) => after = Some(h),
+                None => break,
+            }
+        }
     }
     let unmarked_as = options.dry_run.then_some(now);
     let mut after: Option<Holding> = None;
@@ -191,6 +244,7 @@ pub async fn collect(
             report.released += 1;
             said(&Deletion::Released(h));
         }
+        pacer.page_done().await;
     }
 
     // 2. Blobs no repository holds.
@@ -233,6 +287,7 @@ pub async fn collect(
                 .into_iter()
                 .map(|(digest, size)| (digest, u64::try_from(size).unwrap_or(0), false));
             delete_blobs(registry, blobs, page, &mut report, said).await?;
+            pacer.page_done().await;
         }
     }
 
@@ -279,6 +334,7 @@ pub async fn collect(
             }
         }
         delete_blobs(registry, blobs, orphans.into_iter(), &mut report, said).await?;
+        pacer.page_done().await;
     }
     Ok(report)
 }

@@ -88,6 +88,7 @@ pub async fn collect_garbage(app: &App) -> String {
     let options = crate::registry::gc::Options {
         grace: app.config.gc_grace,
         dry_run: false,
+        duty: Some(crate::registry::gc::JOB_DUTY),
     };
     let mut said = |d: &crate::registry::gc::Deletion| tracing::debug!(?d, "garbage collected");
     match crate::registry::gc::collect(&*app.registry, &app.blobs, &options, &mut said).await {
