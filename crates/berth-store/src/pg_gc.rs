@@ -208,42 +208,25 @@ pub(crate) async fn repository_blob(
     }
 }
 
-pub(crate) async fn gc_mark_page(
-    s: &PgStore,
-    now: i64,
-    after: Option<&Holding>,
-    limit: i64,
-) -> Attempt<(u64, Option<Holding>)> {
-    let (a, r, d) = after
-        .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
-        .unwrap_or(("", "", ""));
+pub(crate) async fn gc_mark_step(s: &PgStore, now: i64, limit: i64) -> Attempt<(u64, usize)> {
     let referenced = UNREFERENCED.replacen("NOT EXISTS", "EXISTS", 1);
-    // Read first (no lock); most holdings need nothing.
+    // A read (no lock); most holdings need nothing.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT account_id, repository, digest, size, marked_at, {referenced} AS referenced
-         FROM repository_blobs rb
-         WHERE (account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\")
-               > ($1 COLLATE \"C\", $2 COLLATE \"C\", $3 COLLATE \"C\")
-         ORDER BY account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\"
-         LIMIT $4"
+        "SELECT account_id, repository, digest, size, marked_at FROM repository_blobs rb
+         WHERE (marked_at IS NULL AND {UNREFERENCED}) OR (marked_at IS NOT NULL AND {referenced})
+         LIMIT $1"
     )))
-    .bind(a)
-    .bind(r)
-    .bind(d)
     .bind(limit)
     .fetch_all(&s.pool)
     .await?;
     let (mut mark, mut clear): (Vec<Holding>, Vec<Holding>) = (Vec::new(), Vec::new());
     for row in &rows {
-        let marked: Option<i64> = row.try_get("marked_at")?;
-        let is_referenced: bool = row.try_get("referenced")?;
-        match (marked.is_some(), is_referenced) {
-            (false, false) => mark.push(holding_from(row)?),
-            (true, true) => clear.push(holding_from(row)?),
-            _ => {}
+        let was: Option<i64> = row.try_get("marked_at")?;
+        match was {
+            None => mark.push(holding_from(row)?),
+            Some(_) => clear.push(holding_from(row)?),
         }
     }
-    let last = rows.last().map(holding_from).transpose()?;
     let columns = |hs: &[Holding]| {
         (
             hs.iter().map(|h| h.account.clone()).collect::<Vec<_>>(),
@@ -283,7 +266,7 @@ pub(crate) async fn gc_mark_page(
         .execute(&s.pool)
         .await?;
     }
-    Ok((marked, last))
+    Ok((marked, rows.len()))
 }
 
 fn holding_from(r: &sqlx::postgres::PgRow) -> std::result::Result<Holding, sqlx::Error> {
@@ -314,10 +297,10 @@ pub(crate) async fn gc_holdings(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT account_id, repository, digest, size FROM repository_blobs rb
          WHERE {due}
-           AND (account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\")
-               > ($3 COLLATE \"C\", $4 COLLATE \"C\", $5 COLLATE \"C\")
+           AND (account_id, repository, digest)
+               > ($3, $4, $5)
            AND {UNREFERENCED}
-         ORDER BY account_id COLLATE \"C\", repository COLLATE \"C\", digest COLLATE \"C\"
+         ORDER BY account_id, repository, digest
          LIMIT $6"
     )))
     .bind(unmarked_as)
@@ -396,9 +379,9 @@ pub(crate) async fn gc_unheld_blobs(
     limit: i64,
 ) -> Result<Vec<(String, i64)>> {
     sqlx::query_as(
-        "SELECT digest, size FROM blobs b WHERE digest COLLATE \"C\" > $1
+        "SELECT digest, size FROM blobs b WHERE digest > $1
            AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
-         ORDER BY digest COLLATE \"C\" LIMIT $2",
+         ORDER BY digest LIMIT $2",
     )
     .bind(after)
     .bind(limit)

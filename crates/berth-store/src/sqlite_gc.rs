@@ -187,56 +187,39 @@ pub(crate) async fn repository_blob(
     Ok(size)
 }
 
-pub(crate) async fn gc_mark_page(
-    s: &SqliteStore,
-    now: i64,
-    after: Option<&Holding>,
-    limit: i64,
-) -> Result<(u64, Option<Holding>)> {
-    let (a, r, d) = after
-        .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
-        .unwrap_or(("", "", ""));
+pub(crate) async fn gc_mark_step(s: &SqliteStore, now: i64, limit: i64) -> Result<(u64, usize)> {
     let referenced = UNREFERENCED.replacen("NOT EXISTS", "EXISTS", 1);
-    // Read without the write lock; most holdings need nothing.
+    // A read: it takes no write lock, and most holdings need nothing.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT account_id, repository, digest, size, marked_at, {referenced} AS referenced
-         FROM repository_blobs rb WHERE (account_id, repository, digest) > (?, ?, ?)
-         ORDER BY account_id, repository, digest LIMIT ?"
+        "SELECT account_id, repository, digest, size, marked_at FROM repository_blobs rb
+         WHERE (marked_at IS NULL AND {UNREFERENCED}) OR (marked_at IS NOT NULL AND {referenced})
+         LIMIT ?"
     )))
-    .bind(a)
-    .bind(r)
-    .bind(d)
     .bind(limit)
     .fetch_all(&s.pool)
     .await
     .map_err(backend)?;
-    let mut to_mark = Vec::new();
-    let mut to_clear = Vec::new();
-    for row in &rows {
-        let marked: Option<i64> = row.try_get("marked_at").map_err(backend)?;
-        let is_referenced: bool = row.try_get("referenced").map_err(backend)?;
-        match (marked.is_some(), is_referenced) {
-            (false, false) => to_mark.push(holding_from(row)?),
-            (true, true) => to_clear.push(holding_from(row)?),
-            _ => {}
-        }
+    if rows.is_empty() {
+        return Ok((0, 0));
     }
-    let last = match rows.last() {
-        Some(row) => Some(holding_from(row)?),
-        None => None,
-    };
-    if to_mark.is_empty() && to_clear.is_empty() {
-        return Ok((0, last));
-    }
-    let mut tx = s.write_tx().await?;
-    let mut marked = 0;
     let mark = format!(
         "UPDATE repository_blobs AS rb SET marked_at = ?
          WHERE account_id = ? AND repository = ? AND digest = ? AND marked_at IS NULL AND {UNREFERENCED}"
     );
-    for h in &to_mark {
-        marked += sqlx::query(sqlx::AssertSqlSafe(mark.clone()))
-            .bind(now)
+    let clear = format!(
+        "UPDATE repository_blobs AS rb SET marked_at = NULL
+         WHERE account_id = ? AND repository = ? AND digest = ? AND marked_at IS NOT NULL AND {referenced}"
+    );
+    let mut tx = s.write_tx().await?;
+    let mut marked = 0;
+    for row in &rows {
+        let h = holding_from(row)?;
+        let was: Option<i64> = row.try_get("marked_at").map_err(backend)?;
+        let q = match was {
+            None => sqlx::query(sqlx::AssertSqlSafe(mark.clone())).bind(now),
+            Some(_) => sqlx::query(sqlx::AssertSqlSafe(clear.clone())),
+        };
+        let changed = q
             .bind(&h.account)
             .bind(&h.repository)
             .bind(&h.digest)
@@ -244,22 +227,12 @@ pub(crate) async fn gc_mark_page(
             .await
             .map_err(backend)?
             .rows_affected();
-    }
-    let clear = format!(
-        "UPDATE repository_blobs AS rb SET marked_at = NULL
-         WHERE account_id = ? AND repository = ? AND digest = ? AND marked_at IS NOT NULL AND {referenced}"
-    );
-    for h in &to_clear {
-        sqlx::query(sqlx::AssertSqlSafe(clear.clone()))
-            .bind(&h.account)
-            .bind(&h.repository)
-            .bind(&h.digest)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        if was.is_none() {
+            marked += changed;
+        }
     }
     tx.commit().await.map_err(backend)?;
-    Ok((marked, last))
+    Ok((marked, rows.len()))
 }
 
 fn holding_from(r: &sqlx::sqlite::SqliteRow) -> Result<Holding> {

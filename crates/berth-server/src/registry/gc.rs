@@ -57,7 +57,7 @@
 //!
 //! # Staying out of the way
 //!
-//! A pass reads the holdings a page at a time and writes only those whose mark changes,
+//! A pass finds the holdings whose mark must change with a read, and writes only those,
 //! so on a registry whose blobs are in use it takes no write lock at all (on SQLite the
 //! write lock is the whole database's); releases and deletions are short transactions,
 //! a page or a blob each. The server's job works a fifth of the time ([`JOB_DUTY`]):
@@ -83,7 +83,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 /// Rows read (or released) per store call.
 const PAGE: i64 = 500;
-/// Holdings looked at per marking step.
+/// Most holdings a marking step changes.
 const MARK_PAGE: i64 = 1000;
 /// Objects of the blob store checked against the metadata per store call.
 const LISTING_PAGE: usize = 1000;
@@ -205,17 +205,14 @@ pub async fn collect(
     let mut releasing: HashMap<String, (i64, i64)> = HashMap::new();
 
     let mut pacer = Pacer::new(options.duty);
-    // 1. Holdings: marked page by page (most pages write nothing), then released.
+    // 1. Holdings: marked a step at a time (a read that finds what must change; on a
+    // registry in use, nothing), then released.
     if !options.dry_run {
-        let mut after: Option<Holding> = None;
         loop {
-            let (_, last) = registry
-                .gc_mark_page(now, after.as_ref(), MARK_PAGE)
-                .await?;
+            let (_, found) = registry.gc_mark_step(now, MARK_PAGE).await?;
             pacer.page_done().await;
-            match last {
-                Some(h) => after = Some(h),
-                None => break,
+            if found < MARK_PAGE as usize {
+                break;
             }
         }
     }
