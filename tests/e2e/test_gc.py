@@ -289,9 +289,19 @@ def test_a_collector_killed_mid_sweep_leaves_nothing_referenced_missing(node, tm
     pulls(node, pw, name, keep, tmp_path)
 
 
-def test_objects_the_metadata_does_not_know_go_after_the_grace_period(node):
+@pytest.fixture
+def patient_node(tmp_path):
+    """A server whose own collector keeps everything for a day (so only `berth gc` acts)."""
+    s = Server(tmp_path / "data", extra_config="gc_interval_seconds = 86400\ngc_grace_seconds = 86400\n").start()
+    yield s
+    rc = s.stop()
+    assert rc == 0, "".join(s.stderr_lines[-30:])
+
+
+def test_objects_the_metadata_does_not_know_go_after_the_grace_period(patient_node):
     """An object with no row (left by a crash between publishing and recording, or by an
     older version) is deleted once written over a grace period ago; a newer one is kept."""
+    node = patient_node
     if node.blob_prefix is not None:
         pytest.skip("written into the data directory's blob store")
     import os
@@ -301,7 +311,7 @@ def test_objects_the_metadata_does_not_know_go_after_the_grace_period(node):
         (node.data_dir / "blobs" / "sha256" / d[:2]).mkdir(parents=True, exist_ok=True, mode=0o700)
         (node.data_dir / "blobs" / "sha256" / d[:2] / d).write_bytes(data)
     d_old = sha256(old).split(":")[1]
-    hour_ago = time.time() - 3600
+    hour_ago = time.time() - 7200
     os.utime(node.data_dir / "blobs" / "sha256" / d_old[:2] / d_old, (hour_ago, hour_ago))
     out = node.gc("--grace", "600")
     assert f"delete blob {sha256(old)} ({len(old)} bytes, no metadata)" in out.stdout, out.stdout
