@@ -208,17 +208,33 @@ pub(crate) async fn repository_blob(
     }
 }
 
-pub(crate) async fn gc_mark_step(s: &PgStore, now: i64, limit: i64) -> Attempt<(u64, usize)> {
+pub(crate) async fn gc_mark_step(
+    s: &PgStore,
+    now: i64,
+    after: Option<&Holding>,
+    limit: i64,
+) -> Attempt<(u64, Option<Holding>)> {
+    let (a, r, d) = after
+        .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
+        .unwrap_or(("", "", ""));
     let referenced = UNREFERENCED.replacen("NOT EXISTS", "EXISTS", 1);
     // A read (no lock); most holdings need nothing.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT account_id, repository, digest, size, marked_at FROM repository_blobs rb
-         WHERE (marked_at IS NULL AND {UNREFERENCED}) OR (marked_at IS NOT NULL AND {referenced})
-         LIMIT $1"
+         WHERE (account_id, repository, digest) > ($1, $2, $3)
+           AND ((marked_at IS NULL AND {UNREFERENCED}) OR (marked_at IS NOT NULL AND {referenced}))
+         ORDER BY account_id, repository, digest LIMIT $4"
     )))
+    .bind(a)
+    .bind(r)
+    .bind(d)
     .bind(limit)
     .fetch_all(&s.pool)
     .await?;
+    let next = match rows.last() {
+        Some(row) if rows.len() as i64 >= limit => Some(holding_from(row)?),
+        _ => None,
+    };
     let (mut mark, mut clear): (Vec<Holding>, Vec<Holding>) = (Vec::new(), Vec::new());
     for row in &rows {
         let was: Option<i64> = row.try_get("marked_at")?;
@@ -266,7 +282,7 @@ pub(crate) async fn gc_mark_step(s: &PgStore, now: i64, limit: i64) -> Attempt<(
         .execute(&s.pool)
         .await?;
     }
-    Ok((marked, rows.len()))
+    Ok((marked, next))
 }
 
 fn holding_from(r: &sqlx::postgres::PgRow) -> std::result::Result<Holding, sqlx::Error> {

@@ -1121,8 +1121,13 @@ impl RegistryStore for PgStore {
         8
     }
 
-    async fn gc_mark_step(&self, now: i64, limit: i64) -> Result<(u64, usize)> {
-        retrying(|| crate::pg_gc::gc_mark_step(self, now, limit)).await
+    async fn gc_mark_step(
+        &self,
+        now: i64,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<(u64, Option<crate::Holding>)> {
+        retrying(|| crate::pg_gc::gc_mark_step(self, now, after, limit)).await
     }
 
     async fn gc_holdings(

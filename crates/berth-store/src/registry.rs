@@ -648,23 +648,29 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// The whole mark phase ([`gc_mark_step`](Self::gc_mark_step) until it is done).
     /// Returns how many holdings were marked.
     async fn gc_mark(&self, now: i64) -> Result<u64> {
-        let mut marked = 0;
+        let (mut marked, mut after) = (0, None);
         loop {
-            let (n, found) = self.gc_mark_step(now, 1000).await?;
+            let (n, last) = self.gc_mark_step(now, after.as_ref(), 1000).await?;
             marked += n;
-            if found < 1000 {
-                return Ok(marked);
+            match last {
+                Some(h) => after = Some(h),
+                None => return Ok(marked),
             }
         }
     }
-    /// One step of the mark phase: a read (no lock) finds up to `limit` holdings whose
-    /// mark is wrong — no image of their repository references them and they are not
-    /// marked, or they are marked and referenced again — and an update gives those
-    /// `marked_at = now` or takes their mark away, each re-checked by the update (marks
-    /// already there are kept). A registry whose holdings are all in use is marked
-    /// without a write. Returns how many were marked and how many were found (the phase
-    /// is done when fewer than `limit`).
-    async fn gc_mark_step(&self, now: i64, limit: i64) -> Result<(u64, usize)>;
+    /// One step of the mark phase: a read (no lock) finds, in key order after `after`,
+    /// up to `limit` holdings whose mark is wrong — no image of their repository
+    /// references them and they are not marked, or they are marked and referenced again
+    /// — and an update gives those `marked_at = now` or takes their mark away, each
+    /// re-checked by the update (marks already there are kept). A registry whose
+    /// holdings are all in use is marked without a write. Returns how many were marked,
+    /// and where the next step starts (`None`: the phase is done).
+    async fn gc_mark_step(
+        &self,
+        now: i64,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<(u64, Option<crate::Holding>)>;
     /// Holdings no image of their repository references and marked at or before `cutoff`
     /// (unmarked ones count as marked at `unmarked_as` when given: a dry run's view), in
     /// key order, at most `limit` after `after`.

@@ -187,20 +187,36 @@ pub(crate) async fn repository_blob(
     Ok(size)
 }
 
-pub(crate) async fn gc_mark_step(s: &SqliteStore, now: i64, limit: i64) -> Result<(u64, usize)> {
+pub(crate) async fn gc_mark_step(
+    s: &SqliteStore,
+    now: i64,
+    after: Option<&Holding>,
+    limit: i64,
+) -> Result<(u64, Option<Holding>)> {
+    let (a, r, d) = after
+        .map(|h| (h.account.as_str(), h.repository.as_str(), h.digest.as_str()))
+        .unwrap_or(("", "", ""));
     let referenced = UNREFERENCED.replacen("NOT EXISTS", "EXISTS", 1);
     // A read: it takes no write lock, and most holdings need nothing.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT account_id, repository, digest, size, marked_at FROM repository_blobs rb
-         WHERE (marked_at IS NULL AND {UNREFERENCED}) OR (marked_at IS NOT NULL AND {referenced})
-         LIMIT ?"
+         WHERE (account_id, repository, digest) > (?, ?, ?)
+           AND ((marked_at IS NULL AND {UNREFERENCED}) OR (marked_at IS NOT NULL AND {referenced}))
+         ORDER BY account_id, repository, digest LIMIT ?"
     )))
+    .bind(a)
+    .bind(r)
+    .bind(d)
     .bind(limit)
     .fetch_all(&s.pool)
     .await
     .map_err(backend)?;
+    let next = match rows.last() {
+        Some(row) if rows.len() as i64 >= limit => Some(holding_from(row)?),
+        _ => None,
+    };
     if rows.is_empty() {
-        return Ok((0, 0));
+        return Ok((0, None));
     }
     let mark = format!(
         "UPDATE repository_blobs AS rb SET marked_at = ?
@@ -232,7 +248,7 @@ pub(crate) async fn gc_mark_step(s: &SqliteStore, now: i64, limit: i64) -> Resul
         }
     }
     tx.commit().await.map_err(backend)?;
-    Ok((marked, rows.len()))
+    Ok((marked, next))
 }
 
 fn holding_from(r: &sqlx::sqlite::SqliteRow) -> Result<Holding> {

@@ -849,8 +849,13 @@ impl RegistryStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn gc_mark_step(&self, now: i64, limit: i64) -> Result<(u64, usize)> {
-        crate::sqlite_gc::gc_mark_step(self, now, limit).await
+    async fn gc_mark_step(
+        &self,
+        now: i64,
+        after: Option<&crate::Holding>,
+        limit: i64,
+    ) -> Result<(u64, Option<crate::Holding>)> {
+        crate::sqlite_gc::gc_mark_step(self, now, after, limit).await
     }
 
     async fn gc_holdings(

@@ -208,11 +208,15 @@ pub async fn collect(
     // 1. Holdings: marked a step at a time (a read that finds what must change; on a
     // registry in use, nothing), then released.
     if !options.dry_run {
+        let mut after: Option<Holding> = None;
         loop {
-            let (_, found) = registry.gc_mark_step(now, MARK_PAGE).await?;
+            let (_, next) = registry
+                .gc_mark_step(now, after.as_ref(), MARK_PAGE)
+                .await?;
             pacer.page_done().await;
-            if found < MARK_PAGE as usize {
-                break;
+            match next {
+                Some(h) => after = Some(h),
+                None => break,
             }
         }
     }
