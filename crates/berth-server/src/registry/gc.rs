@@ -60,8 +60,8 @@
 //! A pass finds the holdings whose mark must change with a read, and writes only those,
 //! so on a registry whose blobs are in use it takes no write lock at all (on SQLite the
 //! write lock is the whole database's); releases and deletions are short transactions,
-//! a page or a blob each. The server's job works a fifth of the time ([`JOB_DUTY`]):
-//! after each page it pauses four times as long as the page took, so pushes and pulls
+//! a page or a blob each. The server's job works a tenth of the time ([`JOB_DUTY`]):
+//! after each page it pauses nine times as long as the page took, so pushes and pulls
 //! keep the machine while it runs; `berth gc` runs flat out.
 //!
 //! On SQLite "the row's lock" is the database's one write lock (`BEGIN IMMEDIATE`); on
@@ -103,7 +103,7 @@ pub struct Options {
 }
 
 /// The share of time the server's `gc` job works (see [`Options::duty`]).
-pub const JOB_DUTY: f64 = 0.2;
+pub const JOB_DUTY: f64 = 0.1;
 
 /// Pauses after each page of work to hold a duty cycle.
 struct Pacer {
