@@ -195,8 +195,8 @@ def test_gc_racing_pushes_mounts_and_deletes_never_deletes_what_an_image_needs(t
             rnd = random.Random(11)
             while not stop.wait(0.2):
                 with lock:
-                    if len(pushed) < 4:
-                        continue
+                    if len(pushed) < 8:
+                        continue  # keep some images to pull at the end
                     victim = pushed.pop(rnd.randrange(len(pushed)))
                 creds = s.root if victim[1] is None else b
                 try:
