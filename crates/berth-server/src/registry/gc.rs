@@ -161,6 +161,26 @@ pub struct Report {
 }
 
 impl Report {
+    /// Count a blob's object deleted (or, in a dry run, that would be) and say so.
+    fn blob_deleted(
+        &mut self,
+        digest: String,
+        size: u64,
+        orphan: bool,
+        said: &mut (dyn FnMut(&Deletion) + Send),
+    ) {
+        self.blobs += 1;
+        self.bytes += size;
+        if orphan {
+            self.orphans += 1;
+        }
+        said(&Deletion::Blob {
+            digest,
+            size,
+            orphan,
+        });
+    }
+
     /// One sentence for logs and the command's last line.
     pub fn summary(&self, dry_run: bool) -> String {
         let (released, deleted) = if dry_run {
@@ -267,14 +287,7 @@ pub async fn collect(
         }
         would.sort();
         for (digest, size) in would {
-            let size = u64::try_from(size).unwrap_or(0);
-            report.blobs += 1;
-            report.bytes += size;
-            said(&Deletion::Blob {
-                digest,
-                size,
-                orphan: false,
-            });
+            report.blob_deleted(digest, u64::try_from(size).unwrap_or(0), false, said);
         }
     } else {
         let mut after = String::new();
@@ -322,14 +335,7 @@ pub async fn collect(
                 continue;
             }
             if options.dry_run {
-                report.blobs += 1;
-                report.orphans += 1;
-                report.bytes += size;
-                said(&Deletion::Blob {
-                    digest,
-                    size,
-                    orphan: true,
-                });
+                report.blob_deleted(digest, size, true, said);
             } else {
                 orphans.push((digest, size, true));
             }
@@ -366,18 +372,7 @@ async fn delete_blobs(
     for outcome in outcomes {
         let (digest, size, orphan, swept) = outcome?;
         match swept {
-            BlobSweep::Deleted => {
-                report.blobs += 1;
-                report.bytes += size;
-                if orphan {
-                    report.orphans += 1;
-                }
-                said(&Deletion::Blob {
-                    digest,
-                    size,
-                    orphan,
-                });
-            }
+            BlobSweep::Deleted => report.blob_deleted(digest, size, orphan, said),
             BlobSweep::InUse => report.kept += 1,
             BlobSweep::Failed(why) => report.failures.push(format!("{digest}: {why}")),
         }
