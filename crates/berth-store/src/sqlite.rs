@@ -57,6 +57,90 @@ impl std::fmt::Display for KeyError {
     }
 }
 
+/// Put the database file in WAL mode on one connection before the pool opens its own.
+/// A connection that switches a file to WAL while another connection does the same (the
+/// pool opens its first connections concurrently, and `berth account create` may race a
+/// starting server) can be answered SQLITE_BUSY at once, without waiting out the busy
+/// timeout; once the file is in WAL mode, the pragma each new connection runs changes
+/// nothing and takes no lock. So: one connection first, tried again while it is busy.
+async fn set_wal(options: &SqliteConnectOptions) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match options.connect().await {
+            Ok(conn) => return conn.close().await.map_err(backend),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+}
+
+/// Bring the schema up to date: every pending migration, with the row sqlx's migrator
+/// keeps for it, in one `BEGIN IMMEDIATE` transaction, so processes opening one new file
+/// at once take turns (sqlx's migrator takes no lock on SQLite: two of them apply the same
+/// migration, and the second fails on the tables the first made). sqlx's migrator then
+/// checks what is applied (checksums, a version it does not know) and has nothing to do.
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    let failed = |e: sqlx::Error| StoreError::Backend(format!("migrating the schema: {e}"));
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+            success BOOLEAN NOT NULL,
+            checksum BLOB NOT NULL,
+            execution_time BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(failed)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed)?;
+    for m in MIGRATOR.iter() {
+        if m.migration_type.is_down_migration() || applied.contains(&m.version) {
+            continue;
+        }
+        sqlx::raw_sql(m.sql.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "migrating the schema to version {}: {e}",
+                    m.version
+                ))
+            })?;
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (?, ?, TRUE, ?, -1)",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+    }
+    tx.commit().await.map_err(failed)?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Backend(format!("migrating the schema: {e}")))
+}
+
+/// SQLITE_BUSY, with or without an extended code.
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -88,6 +172,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        set_wal(&options).await?;
         Self::connect(options, 8).await
     }
 
@@ -110,10 +195,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating the schema: {e}")))?;
+        migrate(&pool).await?;
         Ok(SqliteStore { pool, sealer: None })
     }
 
