@@ -310,3 +310,28 @@ def test_download_url_is_bound_to_its_account(server, reg):
     r = Registry(server, host=host_b).request("GET", path_b)
     assert r.status_code == 200 and r.content == data
     assert oci_error(anon.request("GET", path_b))[:2] == (403, "DENIED")
+
+
+# ---------------------------------------------------------------------------------------
+# Connections after a refusal
+# ---------------------------------------------------------------------------------------
+
+def test_refusal_of_a_request_with_a_body_closes_its_connection(server, reg):
+    """A refused request may leave its body unread, so its connection cannot carry the next
+    request: the response says `Connection: close` (a client reusing the connection would
+    find it reset). Refusals without a body, and successes, keep the connection."""
+    repo = new_repo(server)
+    img = make_image(layers=1)
+    stranger = Registry(server, "not-a-password")
+    refused = stranger.request("PUT", f"/v2/{repo}/manifests/v1", data=img.manifest,
+                               headers={"Content-Type": OCI_MANIFEST})
+    assert refused.status_code == 401
+    assert refused.headers.get("Connection", "").lower() == "close"
+    layer_digest, layer = img.blobs[0]
+    r = reg.push_blob(repo, layer, digest="sha256:" + "0" * 64)  # the digest does not match
+    assert r.status_code == 400 and oci_error(r)[1] == "DIGEST_INVALID"
+    assert r.headers.get("Connection", "").lower() == "close"
+    head = reg.request("HEAD", f"/v2/{repo}/manifests/absent")
+    assert head.status_code == 404 and "close" not in head.headers.get("Connection", "").lower()
+    ok = reg.push_blob(repo, layer, digest=layer_digest)
+    assert ok.status_code == 201 and "close" not in ok.headers.get("Connection", "").lower()
