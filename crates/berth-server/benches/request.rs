@@ -86,6 +86,7 @@ async fn app() -> App {
         token_key: b"bench".to_vec(),
         message_key: None,
         default_account: ACCOUNT.into(),
+        home_region: "us-east-1".into(),
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(Duration::from_secs(3600)),
         config: Config::default(),

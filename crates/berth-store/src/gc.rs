@@ -33,12 +33,16 @@ pub struct Holding {
 /// [`hold`](BlobLock::hold) rolls back (the row is left as it was, or never made).
 #[async_trait]
 pub trait BlobLock: Send {
-    /// The object is in place: record it, make `account`'s `repository` hold it (an
+    /// The object is in place: record it, make `registry`'s `repository` hold it (an
     /// existing holding loses its mark) and release the lock. `RepositoryNotFound` if
     /// the repository is gone; the blob's row is kept then (the object is there), held by
     /// nothing, for the collector.
-    async fn hold(self: Box<Self>, account: &str, repository: &str, now: i64)
-        -> RegistryResult<()>;
+    async fn hold(
+        self: Box<Self>,
+        registry: crate::RegistryKey<'_>,
+        repository: &str,
+        now: i64,
+    ) -> RegistryResult<()>;
 }
 
 /// The deletion of a blob's object, run by

@@ -370,6 +370,13 @@ const TABLES: &[Table] = &[
         parent: None,
         only: None,
     },
+    Table {
+        name: "settings",
+        columns: &[("name", Text), ("value", Text)],
+        key: 1,
+        parent: None,
+        only: None,
+    },
 ];
 
 /// The source tables deliberately not copied, and why.

@@ -16,6 +16,7 @@ use sqlx::Row;
 use crate::gc::{BlobLock, BlobSweep, Holding, ObjectRemoval};
 use crate::pg::PgStore;
 use crate::pg_registry::{backend, repo_not_found, Fail, Tx, LOCK_OR_INSERT_TRIES};
+use crate::registry::RegistryKey;
 use crate::registry::{RegistryError, RegistryResult};
 
 type Result<T> = RegistryResult<T>;
@@ -100,7 +101,15 @@ struct Lock {
 
 #[async_trait]
 impl BlobLock for Lock {
-    async fn hold(self: Box<Self>, account: &str, repository: &str, now: i64) -> Result<()> {
+    async fn hold(
+        self: Box<Self>,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        now: i64,
+    ) -> Result<()> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let Lock {
             mut tx,
             digest,

@@ -138,10 +138,13 @@ fn image_from(r: &PgRow, with_manifest: bool) -> Result<Image> {
 }
 
 fn upload_from(r: &PgRow) -> Result<Upload> {
+    let stored: String = r.try_get("repository").map_err(backend)?;
+    let (region, name) = RegistryKey::split_stored(&stored);
     Ok(Upload {
         id: r.try_get("id").map_err(backend)?,
         account: r.try_get("account_id").map_err(backend)?,
-        repository: r.try_get("repository").map_err(backend)?,
+        region: region.map(str::to_string),
+        repository: name.to_string(),
         principal: r.try_get("principal").map_err(backend)?,
         created: r.try_get("created_at").map_err(backend)?,
         updated: r.try_get("updated_at").map_err(backend)?,
@@ -162,7 +165,7 @@ macro_rules! image_columns {
 pub(crate) fn repo_not_found(account: &str, name: &str) -> RegistryError {
     RegistryError::RepositoryNotFound {
         account: account.to_string(),
-        name: name.to_string(),
+        name: RegistryKey::split_stored(name).1.to_string(),
     }
 }
 
@@ -186,7 +189,7 @@ impl PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&repo.account)
-        .bind(&repo.name)
+        .bind(&*repo.stored_name())
         .bind(repo.created)
         .bind(repo.tag_mutability.as_str())
         .bind(exclusions_text(&repo.mutability_filters))
@@ -213,7 +216,7 @@ impl PgStore {
             &mut tx,
             &repo.account,
             TagTarget::Repository,
-            &repo.name,
+            &repo.stored_name(),
             tags,
         )
         .await
@@ -309,7 +312,7 @@ impl PgStore {
         if holds_images && !force {
             return Err(Fail::Refused(RegistryError::RepositoryNotEmpty {
                 account: account.to_string(),
-                name: name.to_string(),
+                name: RegistryKey::split_stored(name).1.to_string(),
             }));
         }
         sqlx::query("DELETE FROM tags WHERE account_id = $1 AND kind = $2 AND owner_name = $3")
@@ -629,7 +632,7 @@ impl PgStore {
         if listed {
             return Err(Fail::Refused(RegistryError::ImageReferencedByIndex {
                 account: account.to_string(),
-                repository: repository.to_string(),
+                repository: RegistryKey::split_stored(repository).1.to_string(),
                 digest: digest.to_string(),
             }));
         }
@@ -655,7 +658,14 @@ impl RegistryStore for PgStore {
         retrying(|| self.create_repository_once(repo, tags)).await
     }
 
-    async fn repository(&self, account: &str, name: &str) -> Result<Option<Repository>> {
+    async fn repository(
+        &self,
+        registry: RegistryKey<'_>,
+        name: &str,
+    ) -> Result<Option<Repository>> {
+        let account = registry.account;
+        let name_key = registry.stored_name(name);
+        let name: &str = &name_key;
         let row = sqlx::query("SELECT * FROM repositories WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
@@ -665,7 +675,7 @@ impl RegistryStore for PgStore {
         row.map(|r| repo_from(&r)).transpose()
     }
 
-    async fn repositories(&self, account: &str) -> Result<Vec<Repository>> {
+    async fn account_repositories(&self, account: &str) -> Result<Vec<Repository>> {
         let rows = sqlx::query(
             "SELECT * FROM repositories WHERE account_id = $1 ORDER BY name COLLATE \"C\"",
         )
@@ -682,10 +692,13 @@ impl RegistryStore for PgStore {
     /// sessions go by cascade.
     async fn delete_repository(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         name: &str,
         force: bool,
     ) -> Result<Repository> {
+        let account = registry.account;
+        let name_key = registry.stored_name(name);
+        let name: &str = &name_key;
         retrying(|| self.delete_repository_once(account, name, force)).await
     }
 
@@ -694,14 +707,19 @@ impl RegistryStore for PgStore {
     /// lock and then applies to the row this one wrote, so neither is lost.
     async fn update_repository(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         name: &str,
         setting: &RepositorySetting,
     ) -> Result<Repository> {
+        let account = registry.account;
+        let name_key = registry.stored_name(name);
+        let name: &str = &name_key;
         retrying(|| self.update_repository_once(account, name, setting)).await
     }
 
-    async fn registry_policy(&self, account: &str) -> Result<Option<String>> {
+    async fn registry_policy(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
+        let account_key = registry.stored_account();
+        let account: &str = &account_key;
         sqlx::query_scalar("SELECT policy FROM registry_policies WHERE account_id = $1")
             .bind(account)
             .fetch_optional(&self.pool)
@@ -711,7 +729,13 @@ impl RegistryStore for PgStore {
 
     /// One statement: an upsert on the account's row (concurrent writers serialize on
     /// it; the last to commit wins), or a delete.
-    async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()> {
+    async fn set_registry_policy(
+        &self,
+        registry: RegistryKey<'_>,
+        policy: Option<&str>,
+    ) -> Result<()> {
+        let account_key = registry.stored_account();
+        let account: &str = &account_key;
         match policy {
             Some(p) => sqlx::query(
                 "INSERT INTO registry_policies (account_id, policy) VALUES ($1, $2)
@@ -740,25 +764,41 @@ impl RegistryStore for PgStore {
 
     async fn mount_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         from: &str,
         to: &str,
         digest: &str,
         now: i64,
     ) -> Result<Option<i64>> {
+        let account = registry.account;
+        let from_key = registry.stored_name(from);
+        let from: &str = &from_key;
+        let to_key = registry.stored_name(to);
+        let to: &str = &to_key;
         retrying(|| crate::pg_gc::mount_blob(self, account, from, to, digest, now)).await
     }
 
     async fn repository_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
     ) -> Result<Option<i64>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         crate::pg_gc::repository_blob(self, account, repository, digest).await
     }
 
-    async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
+    async fn blob_referenced(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM image_refs
                 WHERE account_id = $1 AND repository = $2 AND child = $3 AND kind = 'blob')",
@@ -778,21 +818,27 @@ impl RegistryStore for PgStore {
     /// (or inserted with `ON CONFLICT DO NOTHING` and then read locked) before it moves.
     async fn put_image(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         image: &NewImage,
         tag: Option<&str>,
         rule: TagRule,
     ) -> std::result::Result<PutOutcome, PutImageError> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         retrying(|| self.put_image_once(account, repository, image, tag, rule)).await
     }
 
     async fn image(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Image>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let row = if reference.contains(':') {
             sqlx::query(concat!(
                 "SELECT ",
@@ -824,7 +870,10 @@ impl RegistryStore for PgStore {
         row.map(|r| image_from(&r, true)).transpose()
     }
 
-    async fn images(&self, account: &str, repository: &str) -> Result<Vec<Image>> {
+    async fn images(&self, registry: RegistryKey<'_>, repository: &str) -> Result<Vec<Image>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let rows = sqlx::query(concat!(
             "SELECT ",
             image_columns!(),
@@ -839,7 +888,14 @@ impl RegistryStore for PgStore {
         rows.iter().map(|r| image_from(r, false)).collect()
     }
 
-    async fn tags_of(&self, account: &str, repository: &str) -> Result<Vec<(String, String)>> {
+    async fn tags_of(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         sqlx::query_as(
             "SELECT tag, digest FROM image_tags WHERE account_id = $1 AND repository = $2
              ORDER BY tag COLLATE \"C\"",
@@ -855,10 +911,13 @@ impl RegistryStore for PgStore {
     /// digest and the other `None`.
     async fn delete_tag(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         tag: &str,
     ) -> Result<Option<String>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         sqlx::query_scalar(
             "DELETE FROM image_tags WHERE account_id = $1 AND repository = $2 AND tag = $3
              RETURNING digest",
@@ -874,11 +933,27 @@ impl RegistryStore for PgStore {
     /// One transaction at READ COMMITTED: the image row FOR UPDATE (waiting for a push
     /// of an index that holds it FOR KEY SHARE), then, in a new statement, the indexes
     /// listing it; its tags and references go by cascade.
-    async fn delete_image(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
+    async fn delete_image(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         retrying(|| self.delete_image_once(account, repository, digest)).await
     }
 
-    async fn referrers(&self, account: &str, repository: &str, digest: &str) -> Result<Vec<Image>> {
+    async fn referrers(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Image>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let rows = sqlx::query(concat!(
             "SELECT ",
             image_columns!(),
@@ -899,11 +974,14 @@ impl RegistryStore for PgStore {
     /// race (the second re-reads the row the first wrote and finds it recent).
     async fn record_pull(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
         now: i64,
     ) -> Result<()> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         sqlx::query(
             "UPDATE images SET last_pull = $1
              WHERE account_id = $2 AND repository = $3 AND digest = $4
@@ -922,6 +1000,30 @@ impl RegistryStore for PgStore {
 
     /// Insert if absent (`ON CONFLICT DO NOTHING`), then read the row that won: every
     /// node gets the first candidate.
+    async fn setting(&self, name: &str, candidate: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn recorded_setting(&self, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String> {
         let sealer = self.sealer();
         let slot = SecretSlot::ServerSecret(name);
@@ -945,13 +1047,18 @@ impl RegistryStore for PgStore {
     /// the repository in flight and then fail (`RepositoryNotFound`), as
     /// `add_repository_blob`.
     async fn create_upload(&self, u: &Upload) -> Result<()> {
+        let stored = RegistryKey {
+            account: &u.account,
+            region: u.region.as_deref(),
+        }
+        .stored_name(&u.repository);
         let r = sqlx::query(
             "INSERT INTO uploads (id, account_id, repository, principal, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&u.id)
         .bind(&u.account)
-        .bind(&u.repository)
+        .bind(&*stored)
         .bind(&u.principal)
         .bind(u.created)
         .bind(u.updated)
@@ -1009,18 +1116,24 @@ impl RegistryStore for PgStore {
 
     async fn put_lifecycle_preview(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         preview: &LifecyclePreview,
     ) -> Result<()> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         retrying(|| self.put_lifecycle_preview_once(account, repository, preview)).await
     }
 
     async fn lifecycle_preview(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
     ) -> Result<Option<LifecyclePreview>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         // REPEATABLE READ: the preview and its results from one snapshot.
         let mut tx = self
             .pool
@@ -1065,11 +1178,14 @@ impl RegistryStore for PgStore {
 
     async fn lifecycle_evaluated(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         policy: &str,
         at: i64,
     ) -> Result<bool> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let done = sqlx::query(
             "UPDATE repositories SET lifecycle_updated = $1
              WHERE account_id = $2 AND name = $3 AND lifecycle_policy = $4",

@@ -71,11 +71,69 @@ pub type RegistryResult<T> = std::result::Result<T, RegistryError>;
 
 type Result<T> = RegistryResult<T>;
 
+/// Which registry a call is about: an account's, in one Region (ECR has one registry
+/// per account per Region). `region: None` is the deployment's home Region.
+///
+/// How Regions are stored: a repository of the home Region is stored under its name, as
+/// before a deployment served several Regions (so such a data directory or database
+/// keeps working unchanged); a repository of another Region under `REGION:NAME` (`:` is
+/// never in a repository name, so the two cannot meet). Every table keyed by repository
+/// (images, tags, blobs held, uploads, previews, resource tags) uses that stored name;
+/// only the stores see it: what they return carries the bare name and the Region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RegistryKey<'a> {
+    pub account: &'a str,
+    /// `None`: the home Region.
+    pub region: Option<&'a str>,
+}
+
+impl<'a> RegistryKey<'a> {
+    /// The account's registry in the home Region.
+    pub fn home(account: &'a str) -> RegistryKey<'a> {
+        RegistryKey {
+            account,
+            region: None,
+        }
+    }
+
+    /// The name the stores keep repository `name` of this registry under.
+    pub fn stored_name<'n>(&self, name: &'n str) -> std::borrow::Cow<'n, str> {
+        match self.region {
+            None => std::borrow::Cow::Borrowed(name),
+            Some(r) => std::borrow::Cow::Owned(format!("{r}:{name}")),
+        }
+    }
+
+    /// A stored name's Region (`None`: home) and bare name.
+    pub fn split_stored(stored: &str) -> (Option<&str>, &str) {
+        match stored.split_once(':') {
+            Some((region, name)) => (Some(region), name),
+            None => (None, stored),
+        }
+    }
+
+    /// The key registry-wide rows (the registry policy) are kept under: the account for
+    /// the home Region, `REGION:ACCOUNT` for another.
+    pub fn stored_account(&self) -> std::borrow::Cow<'a, str> {
+        match self.region {
+            None => std::borrow::Cow::Borrowed(self.account),
+            Some(r) => std::borrow::Cow::Owned(format!("{r}:{}", self.account)),
+        }
+    }
+
+    /// Whether a stored name belongs to this registry's Region.
+    pub fn holds(&self, stored: &str) -> bool {
+        Self::split_stored(stored).0 == self.region
+    }
+}
+
 /// A repository and its settings, read once from the store as typed values. Times are
 /// milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository {
     pub account: String,
+    /// The Region of its registry (`None`: the home Region; see [`RegistryKey`]).
+    pub region: Option<String>,
     pub name: String,
     /// Milliseconds since the epoch.
     pub created: i64,
@@ -93,9 +151,10 @@ pub struct Repository {
 
 impl Repository {
     /// A repository with ECR's default settings: mutable tags, no scanning, AES256.
-    pub fn new(account: &str, name: &str, created_ms: i64) -> Repository {
+    pub fn new(registry: RegistryKey<'_>, name: &str, created_ms: i64) -> Repository {
         Repository {
-            account: account.to_string(),
+            account: registry.account.to_string(),
+            region: registry.region.map(str::to_string),
             name: name.to_string(),
             created: created_ms,
             tag_mutability: TagMutability::Mutable,
@@ -106,6 +165,20 @@ impl Repository {
             lifecycle_policy: None,
             lifecycle_updated: None,
         }
+    }
+
+    /// Its registry.
+    pub fn registry(&self) -> RegistryKey<'_> {
+        RegistryKey {
+            account: &self.account,
+            region: self.region.as_deref(),
+        }
+    }
+
+    /// The name the stores keep it under (see [`RegistryKey`]): the owner of its
+    /// resource tags.
+    pub fn stored_name(&self) -> std::borrow::Cow<'_, str> {
+        self.registry().stored_name(&self.name)
     }
 
     pub fn arn(&self, region: &str) -> String {
@@ -258,9 +331,11 @@ impl RepositoryRow {
         }
         let kind = EncryptionType::parse(&self.encryption_type)
             .ok_or_else(|| corrupt("encryption type", &self.encryption_type))?;
+        let (region, name) = RegistryKey::split_stored(&self.name);
         Ok(Repository {
+            region: region.map(str::to_string),
+            name: name.to_string(),
             account: self.account,
-            name: self.name,
             created: self.created,
             tag_mutability,
             mutability_filters,
@@ -415,6 +490,8 @@ impl From<crate::StoreError> for PutImageError {
 pub struct Upload {
     pub id: String,
     pub account: String,
+    /// The Region of its registry (`None`: the home Region; see [`RegistryKey`]).
+    pub region: Option<String>,
     pub repository: String,
     /// The principal that started it (only it may continue it).
     pub principal: String,
@@ -478,30 +555,46 @@ pub(crate) fn tags_from_lines(lines: Option<String>) -> Vec<String> {
 #[async_trait]
 pub trait RegistryStore: Send + Sync + 'static {
     async fn create_repository(&self, repo: &Repository, tags: &[crate::Tag]) -> Result<()>;
-    async fn repository(&self, account: &str, name: &str) -> Result<Option<Repository>>;
-    /// All repositories of an account, by name.
-    async fn repositories(&self, account: &str) -> Result<Vec<Repository>>;
+    async fn repository(&self, registry: RegistryKey<'_>, name: &str)
+        -> Result<Option<Repository>>;
+    /// All repositories of a registry, by name.
+    async fn repositories(&self, registry: RegistryKey<'_>) -> Result<Vec<Repository>> {
+        let mut all = self.account_repositories(registry.account).await?;
+        all.retain(|r| r.region.as_deref() == registry.region);
+        Ok(all)
+    }
+    /// All repositories of an account, in every Region (each says its own).
+    async fn account_repositories(&self, account: &str) -> Result<Vec<Repository>>;
     /// Delete a repository; with images only if `force` (else `RepositoryNotEmpty`). Returns it.
-    async fn delete_repository(&self, account: &str, name: &str, force: bool)
-        -> Result<Repository>;
+    async fn delete_repository(
+        &self,
+        registry: RegistryKey<'_>,
+        name: &str,
+        force: bool,
+    ) -> Result<Repository>;
     /// Change one setting of a repository, in one transaction, leaving every other as it
     /// is. Returns the repository as it was just before (`RepositoryNotFound` if there is none).
     async fn update_repository(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         name: &str,
         setting: &RepositorySetting,
     ) -> Result<Repository>;
 
-    async fn registry_policy(&self, account: &str) -> Result<Option<String>>;
-    async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()>;
+    /// The registry's policy (stored under [`RegistryKey::stored_account`]).
+    async fn registry_policy(&self, registry: RegistryKey<'_>) -> Result<Option<String>>;
+    async fn set_registry_policy(
+        &self,
+        registry: RegistryKey<'_>,
+        policy: Option<&str>,
+    ) -> Result<()>;
 
     /// Record that a repository holds a blob whose object is in the blob store already
     /// (`now`: milliseconds since the epoch): [`lock_blob`](Self::lock_blob) and
     /// [`BlobLock::hold`](crate::BlobLock::hold) with nothing published in between.
     async fn add_repository_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
         size: i64,
@@ -509,7 +602,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     ) -> Result<()> {
         self.lock_blob(digest, size, now)
             .await?
-            .hold(account, repository, now)
+            .hold(registry, repository, now)
             .await
     }
     /// Lock the row of blob `digest` (made if there is none, with `size`) for publishing
@@ -527,7 +620,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// does not hold it; `RepositoryNotFound` if `to` is gone.
     async fn mount_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         from: &str,
         to: &str,
         digest: &str,
@@ -538,18 +631,23 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// the holding stays at least a grace period after the answer.
     async fn repository_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
     ) -> Result<Option<i64>>;
     /// Whether an image of the repository references the blob (it may be downloaded).
-    async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool>;
+    async fn blob_referenced(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool>;
 
     /// Store an image and move a tag to it, in one transaction: nothing is written unless
     /// every referenced blob and child manifest exists in the repository.
     async fn put_image(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         image: &NewImage,
         tag: Option<&str>,
@@ -558,33 +656,53 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// An image by tag or by digest (`sha256:…`).
     async fn image(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Image>>;
     /// All images of a repository (manifest bytes left empty), newest first.
-    async fn images(&self, account: &str, repository: &str) -> Result<Vec<Image>>;
+    async fn images(&self, registry: RegistryKey<'_>, repository: &str) -> Result<Vec<Image>>;
     /// Tags of a repository with their digests, sorted by tag.
-    async fn tags_of(&self, account: &str, repository: &str) -> Result<Vec<(String, String)>>;
+    async fn tags_of(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+    ) -> Result<Vec<(String, String)>>;
     /// Remove a tag; returns the digest it pointed at.
     async fn delete_tag(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         tag: &str,
     ) -> Result<Option<String>>;
     /// Delete an image and its tags (`ImageReferencedByIndex` if an index of the
     /// repository references it).
-    async fn delete_image(&self, account: &str, repository: &str, digest: &str) -> Result<bool>;
+    async fn delete_image(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool>;
     /// Images whose `subject` is `digest`.
-    async fn referrers(&self, account: &str, repository: &str, digest: &str) -> Result<Vec<Image>>;
+    async fn referrers(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Image>>;
     async fn record_pull(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
         now: i64,
     ) -> Result<()>;
+
+    /// A named setting of the deployment (not secret, readable without the secrets key);
+    /// the first caller's `candidate` becomes it if there is none.
+    async fn setting(&self, name: &str, candidate: &str) -> Result<String>;
+    /// A named setting, if it was recorded.
+    async fn recorded_setting(&self, name: &str) -> Result<Option<String>>;
 
     /// A named server secret; the first caller's `candidate` becomes it if there is none.
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String>;
@@ -601,7 +719,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// `RepositoryNotFound` if the repository is not there.
     async fn put_lifecycle_preview(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         preview: &LifecyclePreview,
     ) -> Result<()>;
@@ -609,7 +727,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// the repository was created).
     async fn lifecycle_preview(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
     ) -> Result<Option<LifecyclePreview>>;
     /// Record that the lifecycle policy `policy` ran at `at` (milliseconds): it becomes
@@ -618,7 +736,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// removed, or the repository is gone).
     async fn lifecycle_evaluated(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         policy: &str,
         at: i64,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use crate::gc::{BlobLock, BlobSweep, Holding, ObjectRemoval};
-use crate::registry::{RegistryError, RegistryResult};
+use crate::registry::{RegistryError, RegistryKey, RegistryResult};
 use crate::sqlite::SqliteStore;
 
 type Result<T> = RegistryResult<T>;
@@ -26,7 +26,7 @@ const UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM image_refs r
 fn not_found(account: &str, name: &str) -> RegistryError {
     RegistryError::RepositoryNotFound {
         account: account.to_string(),
-        name: name.to_string(),
+        name: RegistryKey::split_stored(name).1.to_string(),
     }
 }
 
@@ -75,7 +75,15 @@ struct Lock {
 
 #[async_trait]
 impl BlobLock for Lock {
-    async fn hold(self: Box<Self>, account: &str, repository: &str, now: i64) -> Result<()> {
+    async fn hold(
+        self: Box<Self>,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        now: i64,
+    ) -> Result<()> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let Lock {
             mut tx,
             digest,

@@ -56,10 +56,13 @@ fn image_from(r: &SqliteRow, with_manifest: bool) -> Result<Image> {
 }
 
 fn upload_from(r: &SqliteRow) -> Result<Upload> {
+    let stored: String = r.try_get("repository").map_err(backend)?;
+    let (region, name) = RegistryKey::split_stored(&stored);
     Ok(Upload {
         id: r.try_get("id").map_err(backend)?,
         account: r.try_get("account_id").map_err(backend)?,
-        repository: r.try_get("repository").map_err(backend)?,
+        region: region.map(str::to_string),
+        repository: name.to_string(),
         principal: r.try_get("principal").map_err(backend)?,
         created: r.try_get("created_at").map_err(backend)?,
         updated: r.try_get("updated_at").map_err(backend)?,
@@ -91,7 +94,7 @@ async fn repository_in(
 fn repo_not_found(account: &str, name: &str) -> RegistryError {
     RegistryError::RepositoryNotFound {
         account: account.to_string(),
-        name: name.to_string(),
+        name: RegistryKey::split_stored(name).1.to_string(),
     }
 }
 
@@ -105,7 +108,7 @@ impl RegistryStore for SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&repo.account)
-        .bind(&repo.name)
+        .bind(&*repo.stored_name())
         .bind(repo.created)
         .bind(repo.tag_mutability.as_str())
         .bind(exclusions_text(&repo.mutability_filters))
@@ -131,14 +134,21 @@ impl RegistryStore for SqliteStore {
             &mut tx,
             &repo.account,
             TagTarget::Repository,
-            &repo.name,
+            &repo.stored_name(),
             tags,
         )
         .await?;
         tx.commit().await.map_err(backend)
     }
 
-    async fn repository(&self, account: &str, name: &str) -> Result<Option<Repository>> {
+    async fn repository(
+        &self,
+        registry: RegistryKey<'_>,
+        name: &str,
+    ) -> Result<Option<Repository>> {
+        let account = registry.account;
+        let name_key = registry.stored_name(name);
+        let name: &str = &name_key;
         let row = sqlx::query("SELECT * FROM repositories WHERE account_id = ? AND name = ?")
             .bind(account)
             .bind(name)
@@ -148,7 +158,7 @@ impl RegistryStore for SqliteStore {
         row.map(|r| repo_from(&r)).transpose()
     }
 
-    async fn repositories(&self, account: &str) -> Result<Vec<Repository>> {
+    async fn account_repositories(&self, account: &str) -> Result<Vec<Repository>> {
         let rows = sqlx::query("SELECT * FROM repositories WHERE account_id = ? ORDER BY name")
             .bind(account)
             .fetch_all(&self.pool)
@@ -159,10 +169,13 @@ impl RegistryStore for SqliteStore {
 
     async fn delete_repository(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         name: &str,
         force: bool,
     ) -> Result<Repository> {
+        let account = registry.account;
+        let name_key = registry.stored_name(name);
+        let name: &str = &name_key;
         let mut tx = self.write_tx().await?;
         let repo = repository_in(&mut tx, account, name).await?;
         let images: i64 = sqlx::query_scalar(
@@ -176,7 +189,7 @@ impl RegistryStore for SqliteStore {
         if images > 0 && !force {
             return Err(RegistryError::RepositoryNotEmpty {
                 account: account.to_string(),
-                name: name.to_string(),
+                name: RegistryKey::split_stored(name).1.to_string(),
             });
         }
         for sql in [
@@ -203,10 +216,13 @@ impl RegistryStore for SqliteStore {
 
     async fn update_repository(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         name: &str,
         setting: &RepositorySetting,
     ) -> Result<Repository> {
+        let account = registry.account;
+        let name_key = registry.stored_name(name);
+        let name: &str = &name_key;
         let mut tx = self.write_tx().await?;
         let before = repository_in(&mut tx, account, name).await?;
         let q = match setting {
@@ -243,7 +259,9 @@ impl RegistryStore for SqliteStore {
         Ok(before)
     }
 
-    async fn registry_policy(&self, account: &str) -> Result<Option<String>> {
+    async fn registry_policy(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
+        let account_key = registry.stored_account();
+        let account: &str = &account_key;
         sqlx::query_scalar("SELECT policy FROM registry_policies WHERE account_id = ?")
             .bind(account)
             .fetch_optional(&self.pool)
@@ -251,7 +269,13 @@ impl RegistryStore for SqliteStore {
             .map_err(backend)
     }
 
-    async fn set_registry_policy(&self, account: &str, policy: Option<&str>) -> Result<()> {
+    async fn set_registry_policy(
+        &self,
+        registry: RegistryKey<'_>,
+        policy: Option<&str>,
+    ) -> Result<()> {
+        let account_key = registry.stored_account();
+        let account: &str = &account_key;
         match policy {
             Some(p) => sqlx::query(
                 "INSERT INTO registry_policies (account_id, policy) VALUES (?, ?)
@@ -278,25 +302,41 @@ impl RegistryStore for SqliteStore {
 
     async fn mount_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         from: &str,
         to: &str,
         digest: &str,
         now: i64,
     ) -> Result<Option<i64>> {
+        let account = registry.account;
+        let from_key = registry.stored_name(from);
+        let from: &str = &from_key;
+        let to_key = registry.stored_name(to);
+        let to: &str = &to_key;
         crate::sqlite_gc::mount_blob(self, account, from, to, digest, now).await
     }
 
     async fn repository_blob(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
     ) -> Result<Option<i64>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         crate::sqlite_gc::repository_blob(self, account, repository, digest).await
     }
 
-    async fn blob_referenced(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
+    async fn blob_referenced(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM image_refs WHERE account_id = ? AND repository = ? AND child = ? AND kind = 'blob' LIMIT 1",
         )
@@ -311,12 +351,15 @@ impl RegistryStore for SqliteStore {
 
     async fn put_image(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         image: &NewImage,
         tag: Option<&str>,
         rule: TagRule,
     ) -> std::result::Result<PutOutcome, PutImageError> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let mut tx = self.write_tx().await?;
         let exists_repo: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM repositories WHERE account_id = ? AND name = ?")
@@ -454,10 +497,13 @@ impl RegistryStore for SqliteStore {
 
     async fn image(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Image>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let row = if reference.contains(':') {
             let sql = format!("{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? AND i.digest = ?");
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -482,7 +528,10 @@ impl RegistryStore for SqliteStore {
         row.map(|r| image_from(&r, true)).transpose()
     }
 
-    async fn images(&self, account: &str, repository: &str) -> Result<Vec<Image>> {
+    async fn images(&self, registry: RegistryKey<'_>, repository: &str) -> Result<Vec<Image>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let sql = format!(
             "{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? ORDER BY i.pushed_at DESC, i.digest"
         );
@@ -495,7 +544,14 @@ impl RegistryStore for SqliteStore {
         rows.iter().map(|r| image_from(r, false)).collect()
     }
 
-    async fn tags_of(&self, account: &str, repository: &str) -> Result<Vec<(String, String)>> {
+    async fn tags_of(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let rows = sqlx::query(
             "SELECT tag, digest FROM image_tags WHERE account_id = ? AND repository = ? ORDER BY tag",
         )
@@ -516,10 +572,13 @@ impl RegistryStore for SqliteStore {
 
     async fn delete_tag(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         tag: &str,
     ) -> Result<Option<String>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let mut tx = self.write_tx().await?;
         let digest: Option<String> = sqlx::query_scalar(
             "SELECT digest FROM image_tags WHERE account_id = ? AND repository = ? AND tag = ?",
@@ -545,7 +604,15 @@ impl RegistryStore for SqliteStore {
         Ok(digest)
     }
 
-    async fn delete_image(&self, account: &str, repository: &str, digest: &str) -> Result<bool> {
+    async fn delete_image(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let mut tx = self.write_tx().await?;
         let parents: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM image_refs WHERE account_id = ? AND repository = ? AND child = ? AND kind = 'manifest'",
@@ -559,7 +626,7 @@ impl RegistryStore for SqliteStore {
         if parents > 0 {
             return Err(RegistryError::ImageReferencedByIndex {
                 account: account.to_string(),
-                repository: repository.to_string(),
+                repository: RegistryKey::split_stored(repository).1.to_string(),
                 digest: digest.to_string(),
             });
         }
@@ -588,7 +655,15 @@ impl RegistryStore for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn referrers(&self, account: &str, repository: &str, digest: &str) -> Result<Vec<Image>> {
+    async fn referrers(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Image>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let sql = format!(
             "{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? AND i.subject = ? ORDER BY i.digest"
         );
@@ -604,11 +679,14 @@ impl RegistryStore for SqliteStore {
 
     async fn record_pull(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
         now: i64,
     ) -> Result<()> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         // At most once per interval per image, even when callers race.
         sqlx::query(
             "UPDATE images SET last_pull = ? WHERE account_id = ? AND repository = ? AND digest = ?
@@ -624,6 +702,28 @@ impl RegistryStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn setting(&self, name: &str, candidate: &str) -> Result<String> {
+        sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(candidate)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn recorded_setting(&self, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
     }
 
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String> {
@@ -644,6 +744,11 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn create_upload(&self, u: &Upload) -> Result<()> {
+        let stored = RegistryKey {
+            account: &u.account,
+            region: u.region.as_deref(),
+        }
+        .stored_name(&u.repository);
         // Only in a repository that exists at that moment (see add_repository_blob).
         let added = sqlx::query(
             "INSERT INTO uploads (id, account_id, repository, principal, created_at, updated_at)
@@ -652,12 +757,12 @@ impl RegistryStore for SqliteStore {
         )
         .bind(&u.id)
         .bind(&u.account)
-        .bind(&u.repository)
+        .bind(&*stored)
         .bind(&u.principal)
         .bind(u.created)
         .bind(u.updated)
         .bind(&u.account)
-        .bind(&u.repository)
+        .bind(&*stored)
         .execute(&self.pool)
         .await
         .map_err(backend)?
@@ -707,10 +812,13 @@ impl RegistryStore for SqliteStore {
 
     async fn put_lifecycle_preview(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         preview: &LifecyclePreview,
     ) -> Result<()> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let mut tx = self.write_tx().await?;
         repository_in(&mut tx, account, repository).await?;
         for sql in [
@@ -756,9 +864,12 @@ impl RegistryStore for SqliteStore {
 
     async fn lifecycle_preview(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
     ) -> Result<Option<LifecyclePreview>> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         // One read transaction: the preview and its results as one writer left them.
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let head: Option<(String, i64)> = sqlx::query_as(
@@ -799,11 +910,14 @@ impl RegistryStore for SqliteStore {
 
     async fn lifecycle_evaluated(
         &self,
-        account: &str,
+        registry: RegistryKey<'_>,
         repository: &str,
         policy: &str,
         at: i64,
     ) -> Result<bool> {
+        let account = registry.account;
+        let repository_key = registry.stored_name(repository);
+        let repository: &str = &repository_key;
         let done = sqlx::query(
             "UPDATE repositories SET lifecycle_updated = ?
              WHERE account_id = ? AND name = ? AND lifecycle_policy = ?",

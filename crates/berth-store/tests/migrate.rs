@@ -176,7 +176,7 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     }
 
     // The registry.
-    let mut app = Repository::new(A, "team/app", 1_000);
+    let mut app = Repository::new(RegistryKey::home(A), "team/app", 1_000);
     app.tag_mutability = TagMutability::ImmutableWithExclusion;
     app.mutability_filters = vec![
         MutabilityFilter::new("latest").unwrap(),
@@ -190,27 +190,49 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     s.create_repository(&app, &[tag("project", "app")])
         .await
         .unwrap();
-    s.update_repository(A, "team/app", &RepositorySetting::Policy(Some(doc.into())))
-        .await
-        .unwrap();
     s.update_repository(
-        A,
+        RegistryKey::home(A),
+        "team/app",
+        &RepositorySetting::Policy(Some(doc.into())),
+    )
+    .await
+    .unwrap();
+    s.update_repository(
+        RegistryKey::home(A),
         "team/app",
         &RepositorySetting::LifecyclePolicy(Some((r#"{"rules":[]}"#.into(), 2_000))),
     )
     .await
     .unwrap();
-    s.create_repository(&Repository::new(B, "other", 1_500), &[])
+    s.create_repository(&Repository::new(RegistryKey::home(B), "other", 1_500), &[])
         .await
         .unwrap();
-    s.set_registry_policy(A, Some(doc)).await.unwrap();
+    // Another Region's registry of the same account, with a repository of the same name.
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    s.create_repository(
+        &Repository::new(west, "team/app", 1_600),
+        &[tag("site", "west")],
+    )
+    .await
+    .unwrap();
+    s.set_registry_policy(west, Some(doc)).await.unwrap();
+    assert_eq!(
+        s.setting("home-region", "us-east-1").await.unwrap(),
+        "us-east-1"
+    );
+    s.set_registry_policy(RegistryKey::home(A), Some(doc))
+        .await
+        .unwrap();
     let (config, layer) = (digest("config"), digest("layer"));
     for d in [&config, &layer] {
-        s.add_repository_blob(A, "team/app", d, 1234, 3_000)
+        s.add_repository_blob(RegistryKey::home(A), "team/app", d, 1234, 3_000)
             .await
             .unwrap();
     }
-    s.add_repository_blob(B, "other", &layer, 1234, 3_100)
+    s.add_repository_blob(RegistryKey::home(B), "other", &layer, 1234, 3_100)
         .await
         .unwrap();
     let blobs = vec![
@@ -220,7 +242,7 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     let amd64 = image("amd64", blobs.clone(), None);
     let arm64 = image("arm64", blobs.clone(), None);
     for (img, t) in [(&amd64, Some("v1-amd64")), (&arm64, None)] {
-        s.put_image(A, "team/app", img, t, TagRule::Mutable)
+        s.put_image(RegistryKey::home(A), "team/app", img, t, TagRule::Mutable)
             .await
             .unwrap();
     }
@@ -232,21 +254,39 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
         ],
         None,
     );
-    s.put_image(A, "team/app", &index, Some("v1"), TagRule::Mutable)
-        .await
-        .unwrap();
-    s.put_image(A, "team/app", &index, Some("latest"), TagRule::Mutable)
-        .await
-        .unwrap();
+    s.put_image(
+        RegistryKey::home(A),
+        "team/app",
+        &index,
+        Some("v1"),
+        TagRule::Mutable,
+    )
+    .await
+    .unwrap();
+    s.put_image(
+        RegistryKey::home(A),
+        "team/app",
+        &index,
+        Some("latest"),
+        TagRule::Mutable,
+    )
+    .await
+    .unwrap();
     let signature = image("sig", blobs[..1].to_vec(), Some(index.digest.clone()));
-    s.put_image(A, "team/app", &signature, None, TagRule::Mutable)
-        .await
-        .unwrap();
-    s.record_pull(A, "team/app", &index.digest, 9_000)
+    s.put_image(
+        RegistryKey::home(A),
+        "team/app",
+        &signature,
+        None,
+        TagRule::Mutable,
+    )
+    .await
+    .unwrap();
+    s.record_pull(RegistryKey::home(A), "team/app", &index.digest, 9_000)
         .await
         .unwrap();
     s.put_image(
-        B,
+        RegistryKey::home(B),
         "other",
         &image("solo", blobs[1..].to_vec(), None),
         Some("x"),
@@ -261,6 +301,7 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     s.create_upload(&Upload {
         id: "upload-1".into(),
         account: A.into(),
+        region: None,
         repository: "team/app".into(),
         principal: format!("arn:aws:iam::{A}:user/Alice"),
         created: 8_000,
@@ -270,7 +311,7 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     .unwrap();
     // A lifecycle policy preview: a dry run of its moment, not copied.
     s.put_lifecycle_preview(
-        A,
+        RegistryKey::home(A),
         "team/app",
         &LifecyclePreview {
             policy: "{\"rules\":[]}".into(),

@@ -113,7 +113,7 @@ fn image(seed: &str, blobs: &[String], manifests: &[String]) -> NewImage {
 }
 
 async fn create(s: &dyn RegistryStore, name: &str) {
-    s.create_repository(&Repository::new(A, name, 1_000), &[])
+    s.create_repository(&Repository::new(RegistryKey::home(A), name, 1_000), &[])
         .await
         .unwrap();
 }
@@ -126,7 +126,13 @@ async fn a_manifest_commits_only_with_everything_it_references() {
         let layer = digest("layer");
         let img = image("img", std::slice::from_ref(&layer), &[]);
         let e = s
-            .put_image(A, "app", &img, Some("v1"), TagRule::Mutable)
+            .put_image(
+                RegistryKey::home(A),
+                "app",
+                &img,
+                Some("v1"),
+                TagRule::Mutable,
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -138,20 +144,42 @@ async fn a_manifest_commits_only_with_everything_it_references() {
             "{}",
             b.name
         );
-        assert_eq!(s.image(A, "app", "v1").await.unwrap(), None, "{}", b.name);
-        assert_eq!(s.images(A, "app").await.unwrap(), vec![], "{}", b.name);
+        assert_eq!(
+            s.image(RegistryKey::home(A), "app", "v1").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.images(RegistryKey::home(A), "app").await.unwrap(),
+            vec![],
+            "{}",
+            b.name
+        );
 
-        s.add_repository_blob(A, "app", &layer, 5, 1_000)
+        s.add_repository_blob(RegistryKey::home(A), "app", &layer, 5, 1_000)
             .await
             .unwrap();
-        s.put_image(A, "app", &img, Some("v1"), TagRule::Mutable)
-            .await
-            .unwrap();
+        s.put_image(
+            RegistryKey::home(A),
+            "app",
+            &img,
+            Some("v1"),
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
         // An index needs its child manifests in the repository.
         let missing = digest("absent-child");
         let index = image("index", &[], &[img.digest.clone(), missing.clone()]);
         let e = s
-            .put_image(A, "app", &index, Some("multi"), TagRule::Mutable)
+            .put_image(
+                RegistryKey::home(A),
+                "app",
+                &index,
+                Some("multi"),
+                TagRule::Mutable,
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -164,7 +192,7 @@ async fn a_manifest_commits_only_with_everything_it_references() {
             b.name
         );
         assert_eq!(
-            s.image(A, "app", "multi").await.unwrap(),
+            s.image(RegistryKey::home(A), "app", "multi").await.unwrap(),
             None,
             "{}",
             b.name
@@ -172,7 +200,7 @@ async fn a_manifest_commits_only_with_everything_it_references() {
         // Another repository's blobs do not count.
         create(s, "other").await;
         let e = s
-            .put_image(A, "other", &img, None, TagRule::Mutable)
+            .put_image(RegistryKey::home(A), "other", &img, None, TagRule::Mutable)
             .await
             .unwrap_err();
         assert!(
@@ -195,9 +223,15 @@ async fn two_writers_move_one_tag() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..25 {
                     let img = image(&format!("n{n}-{i}"), &[], &[]);
-                    node.put_image(A, "app", &img, Some("latest"), TagRule::Mutable)
-                        .await
-                        .unwrap();
+                    node.put_image(
+                        RegistryKey::home(A),
+                        "app",
+                        &img,
+                        Some("latest"),
+                        TagRule::Mutable,
+                    )
+                    .await
+                    .unwrap();
                 }
             }));
         }
@@ -205,14 +239,18 @@ async fn two_writers_move_one_tag() {
             t.await.unwrap();
         }
         let s = &*b.nodes[1];
-        let tags = s.tags_of(A, "app").await.unwrap();
+        let tags = s.tags_of(RegistryKey::home(A), "app").await.unwrap();
         assert_eq!(tags.len(), 1, "{}: {tags:?}", b.name);
         let (tag, tagged) = &tags[0];
         assert_eq!(tag, "latest");
-        let by_tag = s.image(A, "app", "latest").await.unwrap().unwrap();
+        let by_tag = s
+            .image(RegistryKey::home(A), "app", "latest")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(&by_tag.digest, tagged, "{}", b.name);
         assert_eq!(by_tag.tags, vec!["latest".to_string()], "{}", b.name);
-        let images = s.images(A, "app").await.unwrap();
+        let images = s.images(RegistryKey::home(A), "app").await.unwrap();
         assert_eq!(images.len(), 50, "{}", b.name);
         let tagged_images: Vec<_> = images.iter().filter(|i| !i.tags.is_empty()).collect();
         assert_eq!(tagged_images.len(), 1, "{}", b.name);
@@ -231,9 +269,15 @@ async fn an_immutable_tag_is_set_once() {
                 let node = node.clone();
                 tasks.push(tokio::spawn(async move {
                     let img = image(&format!("n{n}-k{k}"), &[], &[]);
-                    node.put_image(A, "app", &img, Some("v1"), TagRule::Immutable)
-                        .await
-                        .map(|_| img.digest)
+                    node.put_image(
+                        RegistryKey::home(A),
+                        "app",
+                        &img,
+                        Some("v1"),
+                        TagRule::Immutable,
+                    )
+                    .await
+                    .map(|_| img.digest)
                 }));
             }
         }
@@ -246,7 +290,11 @@ async fn an_immutable_tag_is_set_once() {
             }
         }
         assert_eq!(won.len(), 1, "{}: {won:?}", b.name);
-        let tagged = b.nodes[1].image(A, "app", "v1").await.unwrap().unwrap();
+        let tagged = b.nodes[1]
+            .image(RegistryKey::home(A), "app", "v1")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(tagged.digest, won[0], "{}", b.name);
     }
 }
@@ -263,8 +311,14 @@ async fn concurrent_pushes_of_one_blob() {
             let node = b.nodes[i % b.nodes.len()].clone();
             let layer = layer.clone();
             tasks.push(tokio::spawn(async move {
-                node.add_repository_blob(A, "app", &layer, 1234, 1_000 + i as i64)
-                    .await
+                node.add_repository_blob(
+                    RegistryKey::home(A),
+                    "app",
+                    &layer,
+                    1234,
+                    1_000 + i as i64,
+                )
+                .await
             }));
         }
         for t in tasks {
@@ -272,7 +326,9 @@ async fn concurrent_pushes_of_one_blob() {
         }
         for node in &b.nodes {
             assert_eq!(
-                node.repository_blob(A, "app", &layer).await.unwrap(),
+                node.repository_blob(RegistryKey::home(A), "app", &layer)
+                    .await
+                    .unwrap(),
                 Some(1234),
                 "{}",
                 b.name
@@ -280,11 +336,14 @@ async fn concurrent_pushes_of_one_blob() {
         }
         let img = image("uses-layer", std::slice::from_ref(&layer), &[]);
         b.nodes[1]
-            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .put_image(RegistryKey::home(A), "app", &img, None, TagRule::Mutable)
             .await
             .unwrap();
         assert!(
-            b.nodes[0].blob_referenced(A, "app", &layer).await.unwrap(),
+            b.nodes[0]
+                .blob_referenced(RegistryKey::home(A), "app", &layer)
+                .await
+                .unwrap(),
             "{}",
             b.name
         );
@@ -306,7 +365,7 @@ async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
                 for i in 0..20 {
                     let layer = digest(&format!("r{round}-layer{i}"));
                     if pusher
-                        .add_repository_blob(A, "app", &layer, 7, 1_000)
+                        .add_repository_blob(RegistryKey::home(A), "app", &layer, 7, 1_000)
                         .await
                         .is_err()
                     {
@@ -314,7 +373,13 @@ async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
                     }
                     let img = image(&format!("r{round}-img{i}"), &[layer], &[]);
                     match pusher
-                        .put_image(A, "app", &img, Some(&format!("t{i}")), TagRule::Mutable)
+                        .put_image(
+                            RegistryKey::home(A),
+                            "app",
+                            &img,
+                            Some(&format!("t{i}")),
+                            TagRule::Mutable,
+                        )
                         .await
                     {
                         Ok(_) => landed += 1,
@@ -327,25 +392,31 @@ async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
             });
             let delete = tokio::spawn(async move {
                 tokio::task::yield_now().await;
-                deleter.delete_repository(A, "app", true).await
+                deleter
+                    .delete_repository(RegistryKey::home(A), "app", true)
+                    .await
             });
             let _landed = push.await.unwrap();
             delete.await.unwrap().unwrap();
             // Whatever landed after the delete (if anything) must not be visible in a new
             // repository of the same name.
             let s = &*b.nodes[0];
-            if s.repository(A, "app").await.unwrap().is_some() {
+            if s.repository(RegistryKey::home(A), "app")
+                .await
+                .unwrap()
+                .is_some()
+            {
                 panic!("{}: the repository came back without being created", b.name);
             }
             create(s, "app").await;
             assert_eq!(
-                s.images(A, "app").await.unwrap(),
+                s.images(RegistryKey::home(A), "app").await.unwrap(),
                 vec![],
                 "{} round {round}",
                 b.name
             );
             assert_eq!(
-                s.tags_of(A, "app").await.unwrap(),
+                s.tags_of(RegistryKey::home(A), "app").await.unwrap(),
                 vec![],
                 "{} round {round}",
                 b.name
@@ -353,13 +424,17 @@ async fn a_repository_deleted_while_pushed_to_leaves_nothing_behind() {
             for i in 0..20 {
                 let layer = digest(&format!("r{round}-layer{i}"));
                 assert_eq!(
-                    s.repository_blob(A, "app", &layer).await.unwrap(),
+                    s.repository_blob(RegistryKey::home(A), "app", &layer)
+                        .await
+                        .unwrap(),
                     None,
                     "{} round {round}: blob {i} survived its repository",
                     b.name
                 );
             }
-            s.delete_repository(A, "app", true).await.unwrap();
+            s.delete_repository(RegistryKey::home(A), "app", true)
+                .await
+                .unwrap();
         }
     }
 }
@@ -372,19 +447,40 @@ async fn deletes_respect_indexes_and_take_their_tags() {
         let s = &*b.nodes[0];
         create(s, "app").await;
         let child = image("child", &[], &[]);
-        s.put_image(A, "app", &child, Some("c"), TagRule::Mutable)
-            .await
-            .unwrap();
+        s.put_image(
+            RegistryKey::home(A),
+            "app",
+            &child,
+            Some("c"),
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
         let index = image("index", &[], std::slice::from_ref(&child.digest));
-        s.put_image(A, "app", &index, Some("multi"), TagRule::Mutable)
-            .await
-            .unwrap();
+        s.put_image(
+            RegistryKey::home(A),
+            "app",
+            &index,
+            Some("multi"),
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
         let mut signature = image("signature", &[], &[]);
         signature.subject = Some(child.digest.clone());
-        s.put_image(A, "app", &signature, None, TagRule::Mutable)
+        s.put_image(
+            RegistryKey::home(A),
+            "app",
+            &signature,
+            None,
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
+        let referrers = b.nodes[1]
+            .referrers(RegistryKey::home(A), "app", &child.digest)
             .await
             .unwrap();
-        let referrers = b.nodes[1].referrers(A, "app", &child.digest).await.unwrap();
         assert_eq!(
             referrers.iter().map(|i| &i.digest).collect::<Vec<_>>(),
             vec![&signature.digest],
@@ -392,7 +488,10 @@ async fn deletes_respect_indexes_and_take_their_tags() {
             b.name
         );
 
-        let e = s.delete_image(A, "app", &child.digest).await.unwrap_err();
+        let e = s
+            .delete_image(RegistryKey::home(A), "app", &child.digest)
+            .await
+            .unwrap_err();
         assert_eq!(
             e,
             RegistryError::ImageReferencedByIndex {
@@ -404,22 +503,44 @@ async fn deletes_respect_indexes_and_take_their_tags() {
             b.name
         );
         assert!(
-            s.image(A, "app", "c").await.unwrap().is_some(),
+            s.image(RegistryKey::home(A), "app", "c")
+                .await
+                .unwrap()
+                .is_some(),
             "{}",
             b.name
         );
 
-        assert!(s.delete_image(A, "app", &index.digest).await.unwrap());
+        assert!(s
+            .delete_image(RegistryKey::home(A), "app", &index.digest)
+            .await
+            .unwrap());
         assert_eq!(
-            s.image(A, "app", "multi").await.unwrap(),
+            s.image(RegistryKey::home(A), "app", "multi").await.unwrap(),
             None,
             "{}",
             b.name
         );
-        assert!(s.delete_image(A, "app", &child.digest).await.unwrap());
-        assert_eq!(s.image(A, "app", "c").await.unwrap(), None, "{}", b.name);
-        assert_eq!(s.tags_of(A, "app").await.unwrap(), vec![], "{}", b.name);
-        assert!(!s.delete_image(A, "app", &child.digest).await.unwrap());
+        assert!(s
+            .delete_image(RegistryKey::home(A), "app", &child.digest)
+            .await
+            .unwrap());
+        assert_eq!(
+            s.image(RegistryKey::home(A), "app", "c").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.tags_of(RegistryKey::home(A), "app").await.unwrap(),
+            vec![],
+            "{}",
+            b.name
+        );
+        assert!(!s
+            .delete_image(RegistryKey::home(A), "app", &child.digest)
+            .await
+            .unwrap());
     }
 }
 
@@ -433,6 +554,7 @@ async fn upload_sessions() {
         let upload = |id: &str, repository: &str, at: i64| Upload {
             id: id.into(),
             account: A.into(),
+            region: None,
             repository: repository.into(),
             principal: format!("arn:aws:iam::{A}:root"),
             created: at,
@@ -509,7 +631,9 @@ async fn upload_sessions() {
         s.delete_upload("u1").await.unwrap();
         assert_eq!(s.upload("u1").await.unwrap(), None, "{}", b.name);
         // A repository's deletion takes its upload sessions.
-        s.delete_repository(A, "app", true).await.unwrap();
+        s.delete_repository(RegistryKey::home(A), "app", true)
+            .await
+            .unwrap();
         assert_eq!(s.upload("u2").await.unwrap(), None, "{}", b.name);
     }
 }
@@ -524,7 +648,7 @@ async fn repository_refusals_are_typed() {
         let app = || (A.to_string(), "app".to_string());
         create(s, "app").await;
         let e = s
-            .create_repository(&Repository::new(A, "app", 2_000), &[])
+            .create_repository(&Repository::new(RegistryKey::home(A), "app", 2_000), &[])
             .await
             .unwrap_err();
         let (account, name) = app();
@@ -539,21 +663,34 @@ async fn repository_refusals_are_typed() {
             account: A.into(),
             name: "absent".into(),
         };
-        let e = s.delete_repository(A, "absent", false).await.unwrap_err();
-        assert_eq!(e, missing, "{}", b.name);
         let e = s
-            .update_repository(A, "absent", &RepositorySetting::ScanOnPush(true))
+            .delete_repository(RegistryKey::home(A), "absent", false)
             .await
             .unwrap_err();
         assert_eq!(e, missing, "{}", b.name);
         let e = s
-            .put_image(A, "absent", &image("img", &[], &[]), None, TagRule::Mutable)
+            .update_repository(
+                RegistryKey::home(A),
+                "absent",
+                &RepositorySetting::ScanOnPush(true),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e, missing, "{}", b.name);
+        let e = s
+            .put_image(
+                RegistryKey::home(A),
+                "absent",
+                &image("img", &[], &[]),
+                None,
+                TagRule::Mutable,
+            )
             .await
             .unwrap_err();
         assert_eq!(e, PutImageError::Store(missing.clone()), "{}", b.name);
 
         s.put_image(
-            A,
+            RegistryKey::home(A),
             "app",
             &image("img", &[], &[]),
             Some("v1"),
@@ -561,7 +698,10 @@ async fn repository_refusals_are_typed() {
         )
         .await
         .unwrap();
-        let e = s.delete_repository(A, "app", false).await.unwrap_err();
+        let e = s
+            .delete_repository(RegistryKey::home(A), "app", false)
+            .await
+            .unwrap_err();
         let (account, name) = app();
         assert_eq!(
             e,
@@ -570,12 +710,22 @@ async fn repository_refusals_are_typed() {
             b.name
         );
         assert!(
-            s.repository(A, "app").await.unwrap().is_some(),
+            s.repository(RegistryKey::home(A), "app")
+                .await
+                .unwrap()
+                .is_some(),
             "{}",
             b.name
         );
-        s.delete_repository(A, "app", true).await.unwrap();
-        assert_eq!(s.repository(A, "app").await.unwrap(), None, "{}", b.name);
+        s.delete_repository(RegistryKey::home(A), "app", true)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.repository(RegistryKey::home(A), "app").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -593,9 +743,15 @@ async fn many_writers_move_one_mutable_tag() {
                 let mut pushed = Vec::new();
                 for i in 0..5 {
                     let img = image(&format!("w{w}-{i}"), &[], &[]);
-                    node.put_image(A, "app", &img, Some("latest"), TagRule::Mutable)
-                        .await
-                        .unwrap();
+                    node.put_image(
+                        RegistryKey::home(A),
+                        "app",
+                        &img,
+                        Some("latest"),
+                        TagRule::Mutable,
+                    )
+                    .await
+                    .unwrap();
                     pushed.push(img.digest);
                 }
                 pushed
@@ -610,14 +766,14 @@ async fn many_writers_move_one_mutable_tag() {
         }
         let s = &*b.nodes[1];
         let stored: std::collections::BTreeSet<String> = s
-            .images(A, "app")
+            .images(RegistryKey::home(A), "app")
             .await
             .unwrap()
             .into_iter()
             .map(|i| i.digest)
             .collect();
         assert_eq!(stored, pushed, "{}", b.name);
-        let tags = s.tags_of(A, "app").await.unwrap();
+        let tags = s.tags_of(RegistryKey::home(A), "app").await.unwrap();
         assert_eq!(tags.len(), 1, "{}: {tags:?}", b.name);
         assert!(
             last_of_each.contains(&tags[0].1),
@@ -625,7 +781,11 @@ async fn many_writers_move_one_mutable_tag() {
             b.name,
             tags[0].1
         );
-        let by_tag = s.image(A, "app", "latest").await.unwrap().unwrap();
+        let by_tag = s
+            .image(RegistryKey::home(A), "app", "latest")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(by_tag.digest, tags[0].1, "{}", b.name);
         assert_eq!(by_tag.tags, vec!["latest".to_string()], "{}", b.name);
     }
@@ -649,7 +809,13 @@ async fn two_writers_race_an_immutable_tag() {
                     tokio::spawn(async move {
                         let img = image(&format!("r{round}-n{n}"), &[], &[]);
                         let r = node
-                            .put_image(A, "app", &img, Some(&tag), TagRule::Immutable)
+                            .put_image(
+                                RegistryKey::home(A),
+                                "app",
+                                &img,
+                                Some(&tag),
+                                TagRule::Immutable,
+                            )
                             .await;
                         (img.digest, r)
                     })
@@ -671,10 +837,16 @@ async fn two_writers_race_an_immutable_tag() {
             }
             assert_eq!((won.len(), lost.len()), (1, 1), "{} round {round}", b.name);
             let s = &*b.nodes[0];
-            let tagged = s.image(A, "app", &tag).await.unwrap().unwrap();
+            let tagged = s
+                .image(RegistryKey::home(A), "app", &tag)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(tagged.digest, won[0], "{} round {round}", b.name);
             assert_eq!(
-                s.image(A, "app", &lost[0]).await.unwrap(),
+                s.image(RegistryKey::home(A), "app", &lost[0])
+                    .await
+                    .unwrap(),
                 None,
                 "{} round {round}: the refused image was stored",
                 b.name
@@ -702,13 +874,19 @@ async fn one_blob_pushed_into_many_repositories_at_once() {
                 let node = b.nodes[(k + w) % b.nodes.len()].clone();
                 let layer = layer.clone();
                 tasks.push(tokio::spawn(async move {
-                    node.add_repository_blob(A, r, &layer, 99, 1_000 + w as i64)
+                    node.add_repository_blob(RegistryKey::home(A), r, &layer, 99, 1_000 + w as i64)
                         .await
                         .unwrap();
                     let img = image(&format!("{r}-w{w}"), &[layer], &[]);
-                    node.put_image(A, r, &img, Some(&format!("w{w}")), TagRule::Mutable)
-                        .await
-                        .unwrap();
+                    node.put_image(
+                        RegistryKey::home(A),
+                        r,
+                        &img,
+                        Some(&format!("w{w}")),
+                        TagRule::Mutable,
+                    )
+                    .await
+                    .unwrap();
                 }));
             }
         }
@@ -718,19 +896,27 @@ async fn one_blob_pushed_into_many_repositories_at_once() {
         for r in repos {
             for node in &b.nodes {
                 assert_eq!(
-                    node.repository_blob(A, r, &layer).await.unwrap(),
+                    node.repository_blob(RegistryKey::home(A), r, &layer)
+                        .await
+                        .unwrap(),
                     Some(99),
                     "{} {r}",
                     b.name
                 );
                 assert!(
-                    node.blob_referenced(A, r, &layer).await.unwrap(),
+                    node.blob_referenced(RegistryKey::home(A), r, &layer)
+                        .await
+                        .unwrap(),
                     "{} {r}",
                     b.name
                 );
             }
             assert_eq!(
-                b.nodes[0].images(A, r).await.unwrap().len(),
+                b.nodes[0]
+                    .images(RegistryKey::home(A), r)
+                    .await
+                    .unwrap()
+                    .len(),
                 4,
                 "{} {r}",
                 b.name
@@ -738,7 +924,7 @@ async fn one_blob_pushed_into_many_repositories_at_once() {
         }
         assert_eq!(
             b.nodes[1]
-                .repository_blob(A, "untouched", &layer)
+                .repository_blob(RegistryKey::home(A), "untouched", &layer)
                 .await
                 .unwrap(),
             None,
@@ -783,7 +969,9 @@ async fn a_forced_delete_racing_many_writers_leaves_nothing() {
                     for i in 0..15 {
                         let layer = digest(&format!("r{round}-w{w}-layer{i}"));
                         let after = deleted.load(Ordering::SeqCst);
-                        let r = node.add_repository_blob(A, "app", &layer, 7, 1_000).await;
+                        let r = node
+                            .add_repository_blob(RegistryKey::home(A), "app", &layer, 7, 1_000)
+                            .await;
                         if let Err(e) = &r {
                             assert!(gone(e), "add_repository_blob: {e:?}");
                         }
@@ -792,7 +980,13 @@ async fn a_forced_delete_racing_many_writers_leaves_nothing() {
                             let img = image(&format!("r{round}-w{w}-img{i}"), &[layer], &[]);
                             let after = deleted.load(Ordering::SeqCst);
                             let r = node
-                                .put_image(A, "app", &img, Some(&format!("w{w}")), TagRule::Mutable)
+                                .put_image(
+                                    RegistryKey::home(A),
+                                    "app",
+                                    &img,
+                                    Some(&format!("w{w}")),
+                                    TagRule::Mutable,
+                                )
                                 .await;
                             match &r {
                                 Ok(_) => {}
@@ -807,6 +1001,7 @@ async fn a_forced_delete_racing_many_writers_leaves_nothing() {
                             .create_upload(&Upload {
                                 id: id.clone(),
                                 account: A.into(),
+                                region: None,
                                 repository: "app".into(),
                                 principal: format!("arn:aws:iam::{A}:root"),
                                 created: 1_000,
@@ -829,14 +1024,22 @@ async fn a_forced_delete_racing_many_writers_leaves_nothing() {
             while successes.load(Ordering::SeqCst) < 6 && !writers.iter().all(|w| w.is_finished()) {
                 tokio::task::yield_now().await;
             }
-            deleter.delete_repository(A, "app", true).await.unwrap();
+            deleter
+                .delete_repository(RegistryKey::home(A), "app", true)
+                .await
+                .unwrap();
             deleted.store(true, Ordering::SeqCst);
             let mut uploads = Vec::new();
             for w in writers {
                 uploads.extend(w.await.unwrap());
             }
             let s = &*b.nodes[round % b.nodes.len()];
-            assert_eq!(s.repository(A, "app").await.unwrap(), None, "{}", b.name);
+            assert_eq!(
+                s.repository(RegistryKey::home(A), "app").await.unwrap(),
+                None,
+                "{}",
+                b.name
+            );
             for id in &uploads {
                 assert_eq!(
                     s.upload(id).await.unwrap(),
@@ -846,20 +1049,34 @@ async fn a_forced_delete_racing_many_writers_leaves_nothing() {
                 );
             }
             create(s, "app").await;
-            assert_eq!(s.images(A, "app").await.unwrap(), vec![], "{}", b.name);
-            assert_eq!(s.tags_of(A, "app").await.unwrap(), vec![], "{}", b.name);
+            assert_eq!(
+                s.images(RegistryKey::home(A), "app").await.unwrap(),
+                vec![],
+                "{}",
+                b.name
+            );
+            assert_eq!(
+                s.tags_of(RegistryKey::home(A), "app").await.unwrap(),
+                vec![],
+                "{}",
+                b.name
+            );
             for w in 0..6 {
                 for i in 0..15 {
                     let layer = digest(&format!("r{round}-w{w}-layer{i}"));
                     assert_eq!(
-                        s.repository_blob(A, "app", &layer).await.unwrap(),
+                        s.repository_blob(RegistryKey::home(A), "app", &layer)
+                            .await
+                            .unwrap(),
                         None,
                         "{} round {round}: a blob survived its repository",
                         b.name
                     );
                 }
             }
-            s.delete_repository(A, "app", true).await.unwrap();
+            s.delete_repository(RegistryKey::home(A), "app", true)
+                .await
+                .unwrap();
         }
     }
 }
@@ -900,15 +1117,18 @@ async fn concurrent_changes_of_different_settings_are_all_kept() {
                 |i| RepositorySetting::LifecyclePolicy(Some((format!("{{\"l\":{i}}}"), i))),
             ),
         ];
-        let initial = Repository::new(A, "app", 1_000);
+        let initial = Repository::new(RegistryKey::home(A), "app", 1_000);
         let mut tasks = Vec::new();
         for (w, (pick, setting)) in writers.iter().copied().enumerate() {
             let node = b.nodes[w % b.nodes.len()].clone();
-            let mut expected = Repository::new(A, "app", 1_000);
+            let mut expected = Repository::new(RegistryKey::home(A), "app", 1_000);
             tasks.push(tokio::spawn(async move {
                 // An odd number of changes: each ends away from the default.
                 for i in 0..11 {
-                    let before = node.update_repository(A, "app", &setting(i)).await.unwrap();
+                    let before = node
+                        .update_repository(RegistryKey::home(A), "app", &setting(i))
+                        .await
+                        .unwrap();
                     assert_eq!(pick(&before), pick(&expected), "writer {w} change {i}");
                     apply(&mut expected, &setting(i));
                 }
@@ -919,7 +1139,11 @@ async fn concurrent_changes_of_different_settings_are_all_kept() {
         for t in tasks {
             last.push(t.await.unwrap());
         }
-        let now = b.nodes[1].repository(A, "app").await.unwrap().unwrap();
+        let now = b.nodes[1]
+            .repository(RegistryKey::home(A), "app")
+            .await
+            .unwrap()
+            .unwrap();
         for (w, (pick, _)) in writers.iter().enumerate() {
             assert_eq!(pick(&now), pick(&last[w]), "{}: writer {w}", b.name);
             assert_ne!(pick(&now), pick(&initial), "{}: writer {w}", b.name);
@@ -959,7 +1183,7 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
             let child = image(&format!("child{round}"), &[], &[]);
             b.nodes[0]
                 .put_image(
-                    A,
+                    RegistryKey::home(A),
                     "app",
                     &child,
                     Some(&format!("c{round}")),
@@ -974,18 +1198,33 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
             );
             let (deleter, pusher) = (b.nodes[round % 2].clone(), b.nodes[(round + 1) % 2].clone());
             let child_digest = child.digest.clone();
-            let delete =
-                tokio::spawn(async move { deleter.delete_image(A, "app", &child_digest).await });
+            let delete = tokio::spawn(async move {
+                deleter
+                    .delete_image(RegistryKey::home(A), "app", &child_digest)
+                    .await
+            });
             let push_index = index.clone();
             let push = tokio::spawn(async move {
                 pusher
-                    .put_image(A, "app", &push_index, None, TagRule::Mutable)
+                    .put_image(
+                        RegistryKey::home(A),
+                        "app",
+                        &push_index,
+                        None,
+                        TagRule::Mutable,
+                    )
                     .await
             });
             let (deleted, pushed) = (delete.await.unwrap(), push.await.unwrap());
             let s = &*b.nodes[0];
-            let child_now = s.image(A, "app", &child.digest).await.unwrap();
-            let index_now = s.image(A, "app", &index.digest).await.unwrap();
+            let child_now = s
+                .image(RegistryKey::home(A), "app", &child.digest)
+                .await
+                .unwrap();
+            let index_now = s
+                .image(RegistryKey::home(A), "app", &index.digest)
+                .await
+                .unwrap();
             match (deleted, pushed) {
                 (Ok(true), Err(PutImageError::Missing { blobs, manifests })) => {
                     assert!(blobs.is_empty(), "{}", b.name);
@@ -996,8 +1235,14 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
                 (Err(RegistryError::ImageReferencedByIndex { digest, .. }), Ok(_)) => {
                     assert_eq!(digest, child.digest, "{}", b.name);
                     assert!(child_now.is_some() && index_now.is_some(), "{}", b.name);
-                    assert!(s.delete_image(A, "app", &index.digest).await.unwrap());
-                    assert!(s.delete_image(A, "app", &child.digest).await.unwrap());
+                    assert!(s
+                        .delete_image(RegistryKey::home(A), "app", &index.digest)
+                        .await
+                        .unwrap());
+                    assert!(s
+                        .delete_image(RegistryKey::home(A), "app", &child.digest)
+                        .await
+                        .unwrap());
                     index_won += 1;
                 }
                 (d, p) => panic!("{} round {round}: delete {d:?}, index push {p:?}", b.name),
@@ -1005,7 +1250,10 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
         }
         assert_eq!(delete_won + index_won, 16, "{}", b.name);
         assert_eq!(
-            b.nodes[1].images(A, "app").await.unwrap(),
+            b.nodes[1]
+                .images(RegistryKey::home(A), "app")
+                .await
+                .unwrap(),
             vec![],
             "{}",
             b.name
@@ -1022,6 +1270,7 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
         let s = &*b.nodes[0];
         let repo = Repository {
             account: A.into(),
+            region: None,
             name: "ab".into(),
             created: 1_234,
             tag_mutability: TagMutability::ImmutableWithExclusion,
@@ -1044,7 +1293,10 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
         }];
         s.create_repository(&repo, &tags).await.unwrap();
         assert_eq!(
-            b.nodes[1].repository(A, "ab").await.unwrap(),
+            b.nodes[1]
+                .repository(RegistryKey::home(A), "ab")
+                .await
+                .unwrap(),
             Some(repo.clone()),
             "{}",
             b.name
@@ -1053,7 +1305,7 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
             create(s, name).await;
         }
         let names: Vec<String> = b.nodes[1]
-            .repositories(A)
+            .repositories(RegistryKey::home(A))
             .await
             .unwrap()
             .into_iter()
@@ -1061,7 +1313,9 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
             .collect();
         assert_eq!(names, vec!["a-z", "a.c", "ab"], "{}", b.name);
         assert_eq!(
-            s.repositories("222222222222").await.unwrap(),
+            s.repositories(RegistryKey::home("222222222222"))
+                .await
+                .unwrap(),
             vec![],
             "{}",
             b.name
@@ -1069,12 +1323,18 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
 
         let img = image("img", &[], &[]);
         for tag in ["v1", "V2", "latest"] {
-            s.put_image(A, "ab", &img, Some(tag), TagRule::Mutable)
-                .await
-                .unwrap();
+            s.put_image(
+                RegistryKey::home(A),
+                "ab",
+                &img,
+                Some(tag),
+                TagRule::Mutable,
+            )
+            .await
+            .unwrap();
         }
         let listed: Vec<String> = s
-            .tags_of(A, "ab")
+            .tags_of(RegistryKey::home(A), "ab")
             .await
             .unwrap()
             .into_iter()
@@ -1084,7 +1344,11 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
             })
             .collect();
         assert_eq!(listed, vec!["V2", "latest", "v1"], "{}", b.name);
-        let stored = s.image(A, "ab", "V2").await.unwrap().unwrap();
+        let stored = s
+            .image(RegistryKey::home(A), "ab", "V2")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.tags, listed, "{}", b.name);
         assert_eq!(stored.manifest, img.manifest, "{}", b.name);
         assert_eq!(
@@ -1093,11 +1357,23 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
             "{}",
             b.name
         );
-        assert_eq!(s.delete_tag(A, "ab", "V2").await.unwrap(), Some(img.digest));
-        assert_eq!(s.delete_tag(A, "ab", "V2").await.unwrap(), None);
+        assert_eq!(
+            s.delete_tag(RegistryKey::home(A), "ab", "V2")
+                .await
+                .unwrap(),
+            Some(img.digest)
+        );
+        assert_eq!(
+            s.delete_tag(RegistryKey::home(A), "ab", "V2")
+                .await
+                .unwrap(),
+            None
+        );
         // Made again under the name after a delete, a repository takes tags again.
-        s.delete_repository(A, "ab", true).await.unwrap();
-        s.create_repository(&Repository::new(A, "ab", 2_000), &tags)
+        s.delete_repository(RegistryKey::home(A), "ab", true)
+            .await
+            .unwrap();
+        s.create_repository(&Repository::new(RegistryKey::home(A), "ab", 2_000), &tags)
             .await
             .unwrap();
     }
@@ -1113,7 +1389,7 @@ async fn a_blob_listed_twice_and_an_image_pushed_twice() {
         let layer = digest("twice");
         let img = image("twice", &[layer.clone(), layer.clone()], &[]);
         let e = s
-            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .put_image(RegistryKey::home(A), "app", &img, None, TagRule::Mutable)
             .await
             .unwrap_err();
         assert_eq!(
@@ -1125,11 +1401,17 @@ async fn a_blob_listed_twice_and_an_image_pushed_twice() {
             "{}",
             b.name
         );
-        s.add_repository_blob(A, "app", &layer, 3, 1_000)
+        s.add_repository_blob(RegistryKey::home(A), "app", &layer, 3, 1_000)
             .await
             .unwrap();
         let first = s
-            .put_image(A, "app", &img, Some("a"), TagRule::Immutable)
+            .put_image(
+                RegistryKey::home(A),
+                "app",
+                &img,
+                Some("a"),
+                TagRule::Immutable,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -1142,7 +1424,13 @@ async fn a_blob_listed_twice_and_an_image_pushed_twice() {
             b.name
         );
         let again = b.nodes[1]
-            .put_image(A, "app", &img, Some("a"), TagRule::Immutable)
+            .put_image(
+                RegistryKey::home(A),
+                "app",
+                &img,
+                Some("a"),
+                TagRule::Immutable,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -1155,7 +1443,13 @@ async fn a_blob_listed_twice_and_an_image_pushed_twice() {
             b.name
         );
         let other_tag = b.nodes[1]
-            .put_image(A, "app", &img, Some("b"), TagRule::Mutable)
+            .put_image(
+                RegistryKey::home(A),
+                "app",
+                &img,
+                Some("b"),
+                TagRule::Mutable,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -1167,9 +1461,12 @@ async fn a_blob_listed_twice_and_an_image_pushed_twice() {
             "{}",
             b.name
         );
-        assert!(s.blob_referenced(A, "app", &layer).await.unwrap());
+        assert!(s
+            .blob_referenced(RegistryKey::home(A), "app", &layer)
+            .await
+            .unwrap());
         assert!(!s
-            .blob_referenced(A, "app", &digest("unused"))
+            .blob_referenced(RegistryKey::home(A), "app", &digest("unused"))
             .await
             .unwrap());
     }
@@ -1182,26 +1479,38 @@ async fn pulls_are_recorded_at_most_once_per_interval() {
         let s = &*b.nodes[0];
         create(s, "app").await;
         let img = image("pulled", &[], &[]);
-        s.put_image(A, "app", &img, None, TagRule::Mutable)
+        s.put_image(RegistryKey::home(A), "app", &img, None, TagRule::Mutable)
             .await
             .unwrap();
         let last_pull = || async {
             b.nodes[1]
-                .image(A, "app", &img.digest)
+                .image(RegistryKey::home(A), "app", &img.digest)
                 .await
                 .unwrap()
                 .unwrap()
                 .last_pull
         };
-        s.record_pull(A, "app", &img.digest, 10_000).await.unwrap();
-        assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
-        s.record_pull(A, "app", &img.digest, 10_000 + PULL_RECORD_INTERVAL - 1)
+        s.record_pull(RegistryKey::home(A), "app", &img.digest, 10_000)
             .await
             .unwrap();
         assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
-        s.record_pull(A, "app", &img.digest, 10_000 + PULL_RECORD_INTERVAL)
-            .await
-            .unwrap();
+        s.record_pull(
+            RegistryKey::home(A),
+            "app",
+            &img.digest,
+            10_000 + PULL_RECORD_INTERVAL - 1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(last_pull().await, Some(10_000), "{}", b.name);
+        s.record_pull(
+            RegistryKey::home(A),
+            "app",
+            &img.digest,
+            10_000 + PULL_RECORD_INTERVAL,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             last_pull().await,
             Some(10_000 + PULL_RECORD_INTERVAL),
@@ -1216,23 +1525,44 @@ async fn pulls_are_recorded_at_most_once_per_interval() {
 async fn registry_policies() {
     for b in backends().await {
         let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
-        assert_eq!(s.registry_policy(A).await.unwrap(), None, "{}", b.name);
-        s.set_registry_policy(A, Some("{\"one\":1}")).await.unwrap();
-        t.set_registry_policy(A, Some("{\"two\":2}")).await.unwrap();
         assert_eq!(
-            s.registry_policy(A).await.unwrap().as_deref(),
+            s.registry_policy(RegistryKey::home(A)).await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        s.set_registry_policy(RegistryKey::home(A), Some("{\"one\":1}"))
+            .await
+            .unwrap();
+        t.set_registry_policy(RegistryKey::home(A), Some("{\"two\":2}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.registry_policy(RegistryKey::home(A))
+                .await
+                .unwrap()
+                .as_deref(),
             Some("{\"two\":2}"),
             "{}",
             b.name
         );
         assert_eq!(
-            s.registry_policy("222222222222").await.unwrap(),
+            s.registry_policy(RegistryKey::home("222222222222"))
+                .await
+                .unwrap(),
             None,
             "{}",
             b.name
         );
-        t.set_registry_policy(A, None).await.unwrap();
-        assert_eq!(s.registry_policy(A).await.unwrap(), None, "{}", b.name);
+        t.set_registry_policy(RegistryKey::home(A), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.registry_policy(RegistryKey::home(A)).await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -1299,12 +1629,14 @@ async fn gc_releases_unreferenced_holdings_after_the_grace_period() {
         let s = &*b.nodes[0];
         create(s, "app").await;
         let (used, loose) = (digest("used"), digest("loose"));
-        s.add_repository_blob(A, "app", &used, 10, 1).await.unwrap();
-        s.add_repository_blob(A, "app", &loose, 20, 1)
+        s.add_repository_blob(RegistryKey::home(A), "app", &used, 10, 1)
+            .await
+            .unwrap();
+        s.add_repository_blob(RegistryKey::home(A), "app", &loose, 20, 1)
             .await
             .unwrap();
         s.put_image(
-            A,
+            RegistryKey::home(A),
             "app",
             &image("img", std::slice::from_ref(&used), &[]),
             None,
@@ -1335,8 +1667,18 @@ async fn gc_releases_unreferenced_holdings_after_the_grace_period() {
         assert!(s.gc_sweep_holdings(&due, 9_999).await.unwrap().is_empty());
         let released = b.nodes[1].gc_sweep_holdings(&due, 10_000).await.unwrap();
         assert_eq!(released, due, "{}", b.name);
-        assert_eq!(s.repository_blob(A, "app", &loose).await.unwrap(), None);
-        assert_eq!(s.repository_blob(A, "app", &used).await.unwrap(), Some(10));
+        assert_eq!(
+            s.repository_blob(RegistryKey::home(A), "app", &loose)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.repository_blob(RegistryKey::home(A), "app", &used)
+                .await
+                .unwrap(),
+            Some(10)
+        );
         assert_eq!(
             s.gc_unheld_blobs("", 100).await.unwrap(),
             vec![(loose.clone(), 20)],
@@ -1398,13 +1740,18 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
         create(s, "app").await;
         create(s, "copy").await;
         let layer = digest("layer");
-        s.add_repository_blob(A, "app", &layer, 7, 1).await.unwrap();
+        s.add_repository_blob(RegistryKey::home(A), "app", &layer, 7, 1)
+            .await
+            .unwrap();
         let due = |cutoff| async move { s.gc_holdings(cutoff, None, None, 100).await.unwrap() };
         // A look-up.
         s.gc_mark(100).await.unwrap();
         assert_eq!(due(100).await.len(), 1);
         assert_eq!(
-            other.repository_blob(A, "app", &layer).await.unwrap(),
+            other
+                .repository_blob(RegistryKey::home(A), "app", &layer)
+                .await
+                .unwrap(),
             Some(7)
         );
         assert!(due(100).await.is_empty(), "{}", b.name);
@@ -1412,11 +1759,14 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
         s.gc_mark(200).await.unwrap();
         let img = image("img", std::slice::from_ref(&layer), &[]);
         other
-            .put_image(A, "app", &img, None, TagRule::Mutable)
+            .put_image(RegistryKey::home(A), "app", &img, None, TagRule::Mutable)
             .await
             .unwrap();
         assert!(due(i64::MAX).await.is_empty(), "{}", b.name);
-        assert!(other.delete_image(A, "app", &img.digest).await.unwrap());
+        assert!(other
+            .delete_image(RegistryKey::home(A), "app", &img.digest)
+            .await
+            .unwrap());
         // Marked again at 300, after the image went: the grace counts from the mark.
         s.gc_mark(300).await.unwrap();
         let candidates = due(i64::MAX).await;
@@ -1427,7 +1777,7 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
             .is_empty());
         // An upload completing into it.
         other
-            .add_repository_blob(A, "app", &layer, 7, 400)
+            .add_repository_blob(RegistryKey::home(A), "app", &layer, 7, 400)
             .await
             .unwrap();
         assert!(due(i64::MAX).await.is_empty(), "{}", b.name);
@@ -1435,7 +1785,7 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
         s.gc_mark(500).await.unwrap();
         assert_eq!(
             other
-                .mount_blob(A, "app", "copy", &layer, 600)
+                .mount_blob(RegistryKey::home(A), "app", "copy", &layer, 600)
                 .await
                 .unwrap(),
             Some(7)
@@ -1447,7 +1797,7 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
         // A mount into a repository holding it already clears its mark.
         s.gc_mark(700).await.unwrap();
         other
-            .mount_blob(A, "app", "copy", &layer, 800)
+            .mount_blob(RegistryKey::home(A), "app", "copy", &layer, 800)
             .await
             .unwrap();
         assert_eq!(
@@ -1457,13 +1807,15 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
         // Mounting what the source does not hold, or into no repository.
         assert_eq!(
             other
-                .mount_blob(A, "copy", "app", &digest("none"), 900)
+                .mount_blob(RegistryKey::home(A), "copy", "app", &digest("none"), 900)
                 .await
                 .unwrap(),
             None
         );
         assert!(matches!(
-            other.mount_blob(A, "app", "gone", &layer, 900).await,
+            other
+                .mount_blob(RegistryKey::home(A), "app", "gone", &layer, 900)
+                .await,
             Err(RegistryError::RepositoryNotFound { .. })
         ));
         // A holding released under a pending look-up: the look-up then finds nothing.
@@ -1475,9 +1827,18 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
                 .len(),
             1
         );
-        assert_eq!(other.repository_blob(A, "app", &layer).await.unwrap(), None);
         assert_eq!(
-            other.repository_blob(A, "copy", &layer).await.unwrap(),
+            other
+                .repository_blob(RegistryKey::home(A), "app", &layer)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            other
+                .repository_blob(RegistryKey::home(A), "copy", &layer)
+                .await
+                .unwrap(),
             Some(7)
         );
     }
@@ -1493,7 +1854,7 @@ async fn gc_sweep_racing_pushes_never_leaves_an_image_without_its_blobs() {
         for round in 0..40 {
             let layer = digest(&format!("layer-{round}"));
             b.nodes[0]
-                .add_repository_blob(A, "app", &layer, 5, 1)
+                .add_repository_blob(RegistryKey::home(A), "app", &layer, 5, 1)
                 .await
                 .unwrap();
             b.nodes[0].gc_mark(10).await.unwrap();
@@ -1505,12 +1866,15 @@ async fn gc_sweep_racing_pushes_never_leaves_an_image_without_its_blobs() {
                 tokio::spawn(async move { sweeper.gc_sweep_holdings(&candidates, 10).await });
             let push = tokio::spawn(async move {
                 pusher
-                    .put_image(A, "app", &img, None, TagRule::Mutable)
+                    .put_image(RegistryKey::home(A), "app", &img, None, TagRule::Mutable)
                     .await
             });
             let released = sweep.await.unwrap().unwrap();
             let pushed = push.await.unwrap();
-            let held = b.nodes[0].repository_blob(A, "app", &layer).await.unwrap();
+            let held = b.nodes[0]
+                .repository_blob(RegistryKey::home(A), "app", &layer)
+                .await
+                .unwrap();
             match pushed {
                 Ok(_) => {
                     assert!(
@@ -1543,11 +1907,11 @@ async fn gc_blob_deletion_racing_a_publication_never_loses_a_held_object() {
             // A blob no repository holds, its object present.
             create(&*b.nodes[0], "doomed").await;
             b.nodes[0]
-                .add_repository_blob(A, "doomed", &layer, 5, 1)
+                .add_repository_blob(RegistryKey::home(A), "doomed", &layer, 5, 1)
                 .await
                 .unwrap();
             b.nodes[0]
-                .delete_repository(A, "doomed", true)
+                .delete_repository(RegistryKey::home(A), "doomed", true)
                 .await
                 .unwrap();
             let present = Arc::new(AtomicBool::new(true));
@@ -1559,7 +1923,7 @@ async fn gc_blob_deletion_racing_a_publication_never_loses_a_held_object() {
                 // The object is put in place (or found there) under the lock.
                 p1.store(true, Ordering::SeqCst);
                 tokio::task::yield_now().await;
-                lock.hold(A, "app", 2).await.unwrap();
+                lock.hold(RegistryKey::home(A), "app", 2).await.unwrap();
             });
             let delete = tokio::spawn(async move {
                 let remove: ObjectRemoval<'static> = Box::pin(async move {
@@ -1571,7 +1935,10 @@ async fn gc_blob_deletion_racing_a_publication_never_loses_a_held_object() {
             publish.await.unwrap();
             let swept = delete.await.unwrap();
             assert_eq!(
-                b.nodes[0].repository_blob(A, "app", &layer).await.unwrap(),
+                b.nodes[0]
+                    .repository_blob(RegistryKey::home(A), "app", &layer)
+                    .await
+                    .unwrap(),
                 Some(5),
                 "{}",
                 b.name
@@ -1609,7 +1976,9 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
         let (one, two) = (&*b.nodes[0], &*b.nodes[1]);
         create(one, "app").await;
         assert_eq!(
-            two.lifecycle_preview(A, "app").await.unwrap(),
+            two.lifecycle_preview(RegistryKey::home(A), "app")
+                .await
+                .unwrap(),
             None,
             "{}",
             b.name
@@ -1623,8 +1992,14 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
                 ("mid", &["v2"], 1_500, 2),
             ],
         );
-        one.put_lifecycle_preview(A, "app", &first).await.unwrap();
-        let got = two.lifecycle_preview(A, "app").await.unwrap().unwrap();
+        one.put_lifecycle_preview(RegistryKey::home(A), "app", &first)
+            .await
+            .unwrap();
+        let got = two
+            .lifecycle_preview(RegistryKey::home(A), "app")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.policy, "policy one", "{}", b.name);
         assert_eq!(got.started, 5_000, "{}", b.name);
         // Oldest push first; tags sorted; an untagged image has none.
@@ -1641,18 +2016,26 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
 
         // A new preview replaces the old one whole (no result of the first is left).
         let second = preview("policy two", 6_000, &[("mid", &["v2"], 1_500, 7)]);
-        two.put_lifecycle_preview(A, "app", &second).await.unwrap();
+        two.put_lifecycle_preview(RegistryKey::home(A), "app", &second)
+            .await
+            .unwrap();
         assert_eq!(
-            one.lifecycle_preview(A, "app").await.unwrap(),
+            one.lifecycle_preview(RegistryKey::home(A), "app")
+                .await
+                .unwrap(),
             Some(second.clone()),
             "{}",
             b.name
         );
         // An empty preview is a preview.
         let none = preview("policy three", 7_000, &[]);
-        one.put_lifecycle_preview(A, "app", &none).await.unwrap();
+        one.put_lifecycle_preview(RegistryKey::home(A), "app", &none)
+            .await
+            .unwrap();
         assert_eq!(
-            two.lifecycle_preview(A, "app").await.unwrap(),
+            two.lifecycle_preview(RegistryKey::home(A), "app")
+                .await
+                .unwrap(),
             Some(none),
             "{}",
             b.name
@@ -1660,7 +2043,8 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
 
         // Only for a repository that exists.
         assert_eq!(
-            one.put_lifecycle_preview(A, "ghost", &second).await,
+            one.put_lifecycle_preview(RegistryKey::home(A), "ghost", &second)
+                .await,
             Err(RegistryError::RepositoryNotFound {
                 account: A.into(),
                 name: "ghost".into()
@@ -1668,14 +2052,25 @@ async fn lifecycle_previews_are_shared_replaced_and_deleted_with_their_repositor
             "{}",
             b.name
         );
-        assert_eq!(one.lifecycle_preview(A, "ghost").await.unwrap(), None);
+        assert_eq!(
+            one.lifecycle_preview(RegistryKey::home(A), "ghost")
+                .await
+                .unwrap(),
+            None
+        );
 
         // Deleting the repository deletes its preview: a new one of the name has none.
-        one.put_lifecycle_preview(A, "app", &second).await.unwrap();
-        one.delete_repository(A, "app", false).await.unwrap();
+        one.put_lifecycle_preview(RegistryKey::home(A), "app", &second)
+            .await
+            .unwrap();
+        one.delete_repository(RegistryKey::home(A), "app", false)
+            .await
+            .unwrap();
         create(two, "app").await;
         assert_eq!(
-            one.lifecycle_preview(A, "app").await.unwrap(),
+            one.lifecycle_preview(RegistryKey::home(A), "app")
+                .await
+                .unwrap(),
             None,
             "{}",
             b.name
@@ -1692,41 +2087,198 @@ async fn a_lifecycle_run_is_recorded_only_for_the_policy_that_ran() {
         create(one, "app").await;
         // No policy: nothing recorded.
         assert!(!one
-            .lifecycle_evaluated(A, "app", "p1", 9_000)
+            .lifecycle_evaluated(RegistryKey::home(A), "app", "p1", 9_000)
             .await
             .unwrap());
         one.update_repository(
-            A,
+            RegistryKey::home(A),
             "app",
             &RepositorySetting::LifecyclePolicy(Some(("p1".into(), 2_000))),
         )
         .await
         .unwrap();
         assert!(two
-            .lifecycle_evaluated(A, "app", "p1", 9_000)
+            .lifecycle_evaluated(RegistryKey::home(A), "app", "p1", 9_000)
             .await
             .unwrap());
-        let r = one.repository(A, "app").await.unwrap().unwrap();
+        let r = one
+            .repository(RegistryKey::home(A), "app")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(r.lifecycle_updated, Some(9_000), "{}", b.name);
         assert_eq!(r.lifecycle_policy.as_deref(), Some("p1"), "{}", b.name);
         // Replaced meanwhile: the run of the old one is not recorded.
         one.update_repository(
-            A,
+            RegistryKey::home(A),
             "app",
             &RepositorySetting::LifecyclePolicy(Some(("p2".into(), 10_000))),
         )
         .await
         .unwrap();
         assert!(!two
-            .lifecycle_evaluated(A, "app", "p1", 11_000)
+            .lifecycle_evaluated(RegistryKey::home(A), "app", "p1", 11_000)
             .await
             .unwrap());
-        let r = two.repository(A, "app").await.unwrap().unwrap();
+        let r = two
+            .repository(RegistryKey::home(A), "app")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(r.lifecycle_updated, Some(10_000), "{}", b.name);
         // Gone repository.
         assert!(!one
-            .lifecycle_evaluated(A, "gone", "p2", 12_000)
+            .lifecycle_evaluated(RegistryKey::home(A), "gone", "p2", 12_000)
             .await
             .unwrap());
+    }
+}
+
+/// One account's registries in two Regions are apart: a repository of one name in each,
+/// each with its own images, tags, blobs held, uploads and resource tags; listings,
+/// look-ups, deletes and registry policies see only their own Region; what comes back
+/// carries the bare name and its Region. A deployment's settings are recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registries_of_two_regions_are_apart() {
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    let east = RegistryKey::home(A);
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        for at in [east, west] {
+            s.create_repository(&Repository::new(at, "team/app", 1), &[])
+                .await
+                .unwrap();
+        }
+        s.create_repository(&Repository::new(west, "west-only", 1), &[])
+            .await
+            .unwrap();
+        let listed = |rs: Vec<Repository>| {
+            rs.into_iter()
+                .map(|r| (r.name, r.region))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            listed(t.repositories(east).await.unwrap()),
+            vec![("team/app".to_string(), None)],
+            "{n}"
+        );
+        assert_eq!(
+            listed(t.repositories(west).await.unwrap()),
+            vec![
+                ("team/app".to_string(), Some("us-west-2".to_string())),
+                ("west-only".to_string(), Some("us-west-2".to_string()))
+            ],
+            "{n}"
+        );
+        assert_eq!(t.account_repositories(A).await.unwrap().len(), 3, "{n}");
+        let found = t.repository(west, "team/app").await.unwrap().unwrap();
+        assert_eq!(
+            (found.name.as_str(), found.region.as_deref()),
+            ("team/app", Some("us-west-2")),
+            "{n}"
+        );
+        assert!(
+            t.repository(east, "west-only").await.unwrap().is_none(),
+            "{n}"
+        );
+        // An image pushed in the West is not in the East.
+        let layer = digest("west-layer");
+        s.add_repository_blob(west, "team/app", &layer, 10, 5)
+            .await
+            .unwrap();
+        let img = image("west", &[layer.clone()], &[]);
+        s.put_image(west, "team/app", &img, Some("v1"), TagRule::Mutable)
+            .await
+            .unwrap();
+        assert!(
+            t.image(west, "team/app", "v1").await.unwrap().is_some(),
+            "{n}"
+        );
+        assert!(
+            t.image(east, "team/app", "v1").await.unwrap().is_none(),
+            "{n}"
+        );
+        assert_eq!(
+            t.repository_blob(east, "team/app", &layer).await.unwrap(),
+            None,
+            "{n}"
+        );
+        // Not held in the East: an image there cannot reference the layer.
+        let refused = s
+            .put_image(east, "team/app", &img, Some("v1"), TagRule::Mutable)
+            .await;
+        assert!(matches!(refused, Err(PutImageError::Missing { .. })), "{n}");
+        // Errors name the bare repository.
+        match s.delete_repository(west, "team/app", false).await {
+            Err(RegistryError::RepositoryNotEmpty { name, .. }) => assert_eq!(name, "team/app"),
+            other => panic!("{n}: {other:?}"),
+        }
+        match s.delete_repository(east, "west-only", false).await {
+            Err(RegistryError::RepositoryNotFound { name, .. }) => assert_eq!(name, "west-only"),
+            other => panic!("{n}: {other:?}"),
+        }
+        // An upload session knows its Region.
+        s.create_upload(&Upload {
+            id: format!("up-{n}"),
+            account: A.into(),
+            region: Some("us-west-2".into()),
+            repository: "west-only".into(),
+            principal: "p".into(),
+            created: 1,
+            updated: 1,
+        })
+        .await
+        .unwrap();
+        let up = t.upload(&format!("up-{n}")).await.unwrap().unwrap();
+        assert_eq!(
+            (up.region.as_deref(), up.repository.as_str()),
+            (Some("us-west-2"), "west-only"),
+            "{n}"
+        );
+        // Registry policies are per Region.
+        s.set_registry_policy(west, Some("{\"west\":1}"))
+            .await
+            .unwrap();
+        assert_eq!(t.registry_policy(east).await.unwrap(), None, "{n}");
+        assert_eq!(
+            t.registry_policy(west).await.unwrap().as_deref(),
+            Some("{\"west\":1}"),
+            "{n}"
+        );
+        // Deleting the West's repository leaves the East's.
+        s.delete_repository(west, "team/app", true).await.unwrap();
+        assert!(
+            t.repository(east, "team/app").await.unwrap().is_some(),
+            "{n}"
+        );
+        assert!(
+            t.repository(west, "team/app").await.unwrap().is_none(),
+            "{n}"
+        );
+        // A setting is the first candidate, whoever asks later.
+        assert_eq!(
+            t.recorded_setting("home-region").await.unwrap(),
+            None,
+            "{n}"
+        );
+        assert_eq!(
+            s.setting("home-region", "eu-west-1").await.unwrap(),
+            "eu-west-1",
+            "{n}"
+        );
+        assert_eq!(
+            t.setting("home-region", "us-east-1").await.unwrap(),
+            "eu-west-1",
+            "{n}"
+        );
+        assert_eq!(
+            t.recorded_setting("home-region").await.unwrap().as_deref(),
+            Some("eu-west-1"),
+            "{n}"
+        );
     }
 }

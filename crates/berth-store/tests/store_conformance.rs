@@ -1540,7 +1540,7 @@ mod sqlite_only {
         ];
         for round in 0..20 {
             let name = format!("repo{round}");
-            let mut repo = Repository::new(A, &name, 1_796_410_559_123);
+            let mut repo = Repository::new(RegistryKey::home(A), &name, 1_796_410_559_123);
             repo.encryption = Encryption {
                 kind: EncryptionType::Kms,
                 kms_key: Some("arn:aws:kms:us-east-1:111111111111:key/k".into()),
@@ -1575,14 +1575,21 @@ mod sqlite_only {
                                 .await
                                 .unwrap();
                         }
-                        store.update_repository(A, &name, &setting).await.unwrap()
+                        store
+                            .update_repository(RegistryKey::home(A), &name, &setting)
+                            .await
+                            .unwrap()
                     }));
                 }
             }
             for t in tasks {
                 t.await.unwrap();
             }
-            let got = b.repository(A, &name).await.unwrap().unwrap();
+            let got = b
+                .repository(RegistryKey::home(A), &name)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(got.tag_mutability, TagMutability::ImmutableWithExclusion);
             assert_eq!(got.mutability_filters, filters);
             assert!(got.scan_on_push);
@@ -1601,17 +1608,29 @@ mod sqlite_only {
         }
         // update_repository answers the repository as it was, and NotFound for none
         let before = a
-            .update_repository(A, "repo0", &RepositorySetting::Policy(None))
+            .update_repository(
+                RegistryKey::home(A),
+                "repo0",
+                &RepositorySetting::Policy(None),
+            )
             .await
             .unwrap();
         assert_eq!(before.policy.as_deref(), Some("{\"policy\":1}"));
         assert_eq!(
-            a.repository(A, "repo0").await.unwrap().unwrap().policy,
+            a.repository(RegistryKey::home(A), "repo0")
+                .await
+                .unwrap()
+                .unwrap()
+                .policy,
             None
         );
         assert!(matches!(
-            a.update_repository(A, "nosuch", &RepositorySetting::ScanOnPush(true))
-                .await,
+            a.update_repository(
+                RegistryKey::home(A),
+                "nosuch",
+                &RepositorySetting::ScanOnPush(true)
+            )
+            .await,
             Err(RegistryError::RepositoryNotFound { .. })
         ));
     }
@@ -1666,7 +1685,11 @@ mod sqlite_only {
             pool.close().await;
         }
         let s = SqliteStore::open(&path, &secrets_key()).await.unwrap();
-        let f = s.repository(A, "filtered").await.unwrap().unwrap();
+        let f = s
+            .repository(RegistryKey::home(A), "filtered")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(f.tag_mutability, TagMutability::MutableWithExclusion);
         assert_eq!(
             f.mutability_filters,
@@ -1685,11 +1708,19 @@ mod sqlite_only {
         );
         assert_eq!(f.created, 1_796_410_559_000);
         assert_eq!(f.lifecycle_updated, Some(1_796_410_560_000));
-        let p = s.repository(A, "plain").await.unwrap().unwrap();
+        let p = s
+            .repository(RegistryKey::home(A), "plain")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(p.tag_mutability, TagMutability::Immutable);
         assert!(p.mutability_filters.is_empty());
         assert_eq!(p.encryption, Encryption::default());
-        let img = s.image(A, "plain", "sha256:aa").await.unwrap().unwrap();
+        let img = s
+            .image(RegistryKey::home(A), "plain", "sha256:aa")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (img.pushed_at, img.last_pull),
             (1_796_410_562_000, Some(1_796_410_563_000))

@@ -35,8 +35,7 @@ pub async fn authenticate(
     signing: Signing<'_>,
 ) -> Result<(Caller, String), ApiError> {
     let signed = berth_sigv4::parse(req, query)?;
-    // IAM is global and signs for us-east-1; STS and ECR sign for the server's region.
-    let regions = [app.config.region.as_str(), "us-east-1"];
+    let regions = signing_regions(app, signing.service);
     berth_sigv4::check_scope_and_time(
         &signed,
         &Expectations {
@@ -101,6 +100,18 @@ fn expired_token() -> ApiError {
     )
 }
 
+/// The Regions a request for `service` may be signed for: the Regions this deployment
+/// serves (an ECR or STS request's Region selects the registry, or the Region STS answers
+/// for), and us-east-1 for IAM, which is global and signs there, and for STS's global
+/// endpoint.
+fn signing_regions<'a>(app: &'a App, service: &str) -> Vec<&'a str> {
+    let mut regions: Vec<&str> = app.config.regions.iter().map(String::as_str).collect();
+    if matches!(service, "iam" | "sts") && !regions.contains(&"us-east-1") {
+        regions.push("us-east-1");
+    }
+    regions
+}
+
 /// Check, from the head of a request alone, everything about its signature that does
 /// not need the body: it is well formed, signs every `x-amz-*` header, declares no
 /// unsigned payload, is scoped to one of `services` in this server's region and clock
@@ -131,7 +142,7 @@ pub async fn precheck(
         .find(|s| *s == signed.credential.service)
         .or_else(|| services.first().copied())
         .ok_or_else(|| ApiError::internal("a front door with no signing name"))?;
-    let regions = [app.config.region.as_str(), "us-east-1"];
+    let regions = signing_regions(app, service);
     let now = crate::ids::now();
     berth_sigv4::check_scope_and_time(
         &signed,

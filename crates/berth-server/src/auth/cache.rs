@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use berth_iam::{CompiledPolicy, PolicyKind};
 use berth_store::{
-    AccessKey, Entity, EntityKind, RegistryStore, Repository, Session, Store, StoreError, Tag,
-    TagTarget,
+    AccessKey, Entity, EntityKind, RegistryKey, RegistryStore, Repository, Session, Store,
+    StoreError, Tag, TagTarget,
 };
 
 use super::caller::Claims;
@@ -143,10 +143,10 @@ impl Caches {
         &self,
         registry: &dyn RegistryStore,
         store: &dyn Store,
-        account: &str,
+        at: RegistryKey<'_>,
         name: &str,
     ) -> Result<Arc<RepositoryView>, berth_store::RegistryError> {
-        let key = (account.to_string(), name.to_string());
+        let key = (at.account.to_string(), at.stored_name(name).into_owned());
         if let Some(v) = lock(&self.repositories)
             .get(&key)
             .and_then(|e| self.fresh_as_of(e, &self.registry_generation))
@@ -154,11 +154,11 @@ impl Caches {
             return Ok(v);
         }
         let generation = self.registry_generation.load(Ordering::SeqCst);
-        let repository = registry.repository(account, name).await?;
+        let repository = registry.repository(at, name).await?;
         let tags = match &repository {
             Some(r) => {
                 store
-                    .tags(&r.account, TagTarget::Repository, &r.name)
+                    .tags(&r.account, TagTarget::Repository, &r.stored_name())
                     .await?
             }
             None => Vec::new(),
@@ -168,20 +168,21 @@ impl Caches {
         Ok(view)
     }
 
-    /// An account's registry policy, if it has one.
+    /// A registry's policy, if it has one.
     pub async fn registry_policy(
         &self,
         registry: &dyn RegistryStore,
-        account: &str,
+        at: RegistryKey<'_>,
     ) -> Result<Option<Arc<str>>, berth_store::RegistryError> {
+        let account = at.stored_account();
         if let Some(v) = lock(&self.registry_policies)
-            .get(account)
+            .get(&*account)
             .and_then(|e| self.fresh_as_of(e, &self.registry_generation))
         {
             return Ok(v);
         }
         let generation = self.registry_generation.load(Ordering::SeqCst);
-        let policy: Option<Arc<str>> = registry.registry_policy(account).await?.map(Arc::from);
+        let policy: Option<Arc<str>> = registry.registry_policy(at).await?.map(Arc::from);
         self.put(
             &self.registry_policies,
             account.to_string(),

@@ -225,6 +225,11 @@ pub async fn from_data_dir(
     }
     let store = crate::serve::open_store_without_secrets(dir).await?;
     let e = |e: berth_store::StoreError| e.to_string();
+    // Repositories of the home Region are stored without it (see RegistryKey).
+    let home = store
+        .recorded_setting("home-region")
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for acct in store.accounts().await.map_err(e)? {
         if account.is_some_and(|a| a != acct.id) {
@@ -259,16 +264,16 @@ pub async fn from_data_dir(
             }
         }
         let mut repositories = Vec::new();
-        for r in store
-            .repositories(&acct.id)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        let at = berth_store::RegistryKey {
+            account: &acct.id,
+            region: (home.as_deref().unwrap_or(region) != region).then_some(region),
+        };
+        for r in store.repositories(at).await.map_err(|e| e.to_string())? {
             if repository.is_some_and(|n| n != r.name) {
                 continue;
             }
             let tags = store
-                .tags(&acct.id, TagTarget::Repository, &r.name)
+                .tags(&acct.id, TagTarget::Repository, &r.stored_name())
                 .await
                 .map_err(e)?;
             repositories.push(Repo {
@@ -283,10 +288,7 @@ pub async fn from_data_dir(
             subjects: with_identities.then_some(subjects),
             berth: true,
             all_identities: with_identities,
-            registry_policy: store
-                .registry_policy(&acct.id)
-                .await
-                .map_err(|e| e.to_string())?,
+            registry_policy: store.registry_policy(at).await.map_err(|e| e.to_string())?,
             repositories,
         });
     }

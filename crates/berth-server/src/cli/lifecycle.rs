@@ -83,10 +83,17 @@ pub fn run(cmd: LifecycleCommand) -> Result<ExitCode, String> {
         if repos.is_empty() {
             eprintln!("no repository with a lifecycle policy matches");
         }
+        // Repositories of the home Region are stored without it (see RegistryKey).
+        let home = meta
+            .registry
+            .recorded_setting("home-region")
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| config.region.clone());
         let run = PolicyRun {
             registry: &*meta.registry,
             audit: &audit,
-            region: &config.region,
+            region: &home,
             dry_run: a.dry_run,
             run_id: crate::ids::request_id(),
         };

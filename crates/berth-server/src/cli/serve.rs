@@ -16,10 +16,11 @@ pub struct ServeArgs {
     /// only: use 0.0.0.0:5000 to serve other machines [default: 127.0.0.1:5000]
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// The AWS Region this registry is; credential scopes must name it (or us-east-1, where
-    /// IAM signs) [default: us-east-1]
+    /// An AWS Region this deployment serves, repeatable (one registry per account per
+    /// Region; the first is the default); credential scopes must name one of them (or
+    /// us-east-1, where IAM signs) [default: us-east-1]
     #[arg(long, value_name = "REGION")]
-    region: Option<String>,
+    region: Vec<String>,
     /// A TOML configuration file: every flag here, plus trusted proxies, the audit log,
     /// cache TTL, registry domain and public URL, create-on-push, encoded denials, request
     /// timeouts and limits, job leases, the secrets key file (the README's "Configuration

@@ -190,7 +190,7 @@ async fn find(
     let Some(img) = c
         .app
         .registry
-        .image(&r.account, &r.name, &reference)
+        .image(r.registry(), &r.name, &reference)
         .await?
     else {
         return Ok(Err(failure(
@@ -248,7 +248,7 @@ pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                 if img.pull_due(now_ms) {
                     c.app
                         .registry
-                        .record_pull(&r.account, &r.name, &img.digest, now_ms)
+                        .record_pull(r.registry(), &r.name, &img.digest, now_ms)
                         .await?;
                 }
                 images.push(image_json(r, &img, tag.as_deref()));
@@ -273,13 +273,13 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         };
         match (tag, digest) {
             (Some(t), None) => {
-                c.app.registry.delete_tag(&r.account, &r.name, t).await?;
+                c.app.registry.delete_tag(r.registry(), &r.name, t).await?;
                 // The last tag gone: the image goes too (ECR).
                 if img.tags.len() == 1 {
                     if let Err(e) = c
                         .app
                         .registry
-                        .delete_image(&r.account, &r.name, &img.digest)
+                        .delete_image(r.registry(), &r.name, &img.digest)
                         .await
                     {
                         if !matches!(e, berth_store::RegistryError::ImageReferencedByIndex { .. }) {
@@ -292,7 +292,7 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             _ => match c
                 .app
                 .registry
-                .delete_image(&r.account, &r.name, &img.digest)
+                .delete_image(r.registry(), &r.name, &img.digest)
                 .await
             {
                 Ok(_) => {
@@ -357,7 +357,7 @@ pub async fn list_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let status = tag_status(c)?;
     let mut ids = Vec::new();
-    for img in c.app.registry.images(&r.account, &r.name).await? {
+    for img in c.app.registry.images(r.registry(), &r.name).await? {
         if img.tags.is_empty() {
             if status != "TAGGED" {
                 ids.push(json!({"imageDigest": img.digest}));
@@ -418,7 +418,7 @@ pub async fn describe_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             Ok(json!({"imageDetails": details}))
         }
         None => {
-            for img in c.app.registry.images(&r.account, &r.name).await? {
+            for img in c.app.registry.images(r.registry(), &r.name).await? {
                 let tagged = !img.tags.is_empty();
                 if (status == "TAGGED" && !tagged) || (status == "UNTAGGED" && tagged) {
                     continue;

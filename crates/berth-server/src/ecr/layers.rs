@@ -46,7 +46,7 @@ pub async fn batch_check(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         match c
             .app
             .registry
-            .repository_blob(&r.account, &r.name, d)
+            .repository_blob(r.registry(), &r.name, d)
             .await?
         {
             Some(size) => layers.push(json!({
@@ -67,7 +67,7 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     }
     if c.app
         .registry
-        .repository_blob(&r.account, &r.name, d)
+        .repository_blob(r.registry(), &r.name, d)
         .await?
         .is_none()
     {
@@ -78,7 +78,7 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     if !c
         .app
         .registry
-        .blob_referenced(&r.account, &r.name, d)
+        .blob_referenced(r.registry(), &r.name, d)
         .await?
     {
         return Err(ApiError::new(400, "LayerInaccessibleException", format!(
@@ -101,7 +101,7 @@ pub async fn download_url(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         "downloadUrl": format!(
             "{}://{}{path}?X-Berth-Expires={expires}&X-Berth-Signature={signature}",
             c.app.registry_scheme(),
-            c.app.registry_host(&r.account)
+            c.app.registry_host(&r.account, c.region())
         ),
         "layerDigest": d,
     }))
@@ -239,7 +239,7 @@ pub async fn complete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let held_before = c
         .app
         .registry
-        .repository_blob(&r.account, &r.name, d)
+        .repository_blob(r.registry(), &r.name, d)
         .await?
         .is_some();
     match uploads::complete(c.app, id, r, &dg).await {

@@ -43,7 +43,7 @@ pub async fn start_preview(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     };
     let policy = check(text)?;
     let now = crate::ids::now_ms();
-    let images = c.app.registry.images(&r.account, &r.name).await?;
+    let images = c.app.registry.images(r.registry(), &r.name).await?;
     let facts: Vec<ImageFacts> = images.iter().map(ImageFacts::from).collect();
     let results = policy
         .evaluate(&facts, now)
@@ -62,7 +62,7 @@ pub async fn start_preview(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     };
     c.app
         .registry
-        .put_lifecycle_preview(&r.account, &r.name, &preview)
+        .put_lifecycle_preview(r.registry(), &r.name, &preview)
         .await?;
     Ok(json!({
         "registryId": r.account, "repositoryName": r.name,
@@ -98,7 +98,7 @@ pub async fn get_preview(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let preview = c
         .app
         .registry
-        .lifecycle_preview(&r.account, &r.name)
+        .lifecycle_preview(r.registry(), &r.name)
         .await?
         .ok_or_else(no_preview)?;
     let total = preview.results.len();

@@ -142,8 +142,14 @@ impl EcrCall<'_> {
         })
     }
 
+    /// The Region the request was signed for: its registry's.
     pub fn region(&self) -> &str {
-        &self.app.config.region
+        &self.origin.region
+    }
+
+    /// The registry the call is about (the account's, in the request's Region).
+    pub fn key(&self) -> berth_store::RegistryKey<'_> {
+        self.app.key(&self.registry, &self.origin.region)
     }
 }
 
@@ -343,7 +349,7 @@ async fn call(
     let mut context = Vec::new();
     match op {
         Operation::TagResource | Operation::UntagResource | Operation::ListTagsForResource => {
-            let (r, name) = resource_arn(input, &app.config.region)?;
+            let (r, name) = resource_arn(input, &origin.region)?;
             registry = r;
             repository = Some(name);
             if op == Operation::TagResource {
@@ -511,7 +517,10 @@ mod tests {
         ] {
             // Something of the registry cached before the write.
             app.caches
-                .registry_policy(&*app.registry, "111111111111")
+                .registry_policy(
+                    &*app.registry,
+                    berth_store::RegistryKey::home("111111111111"),
+                )
                 .await
                 .unwrap();
             assert_eq!(app.caches.cached_registry().1, 1);

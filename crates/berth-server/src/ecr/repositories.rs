@@ -40,7 +40,7 @@ pub fn repo_json(c: &EcrCall<'_>, r: &Repository) -> Value {
         "repositoryArn": r.arn(c.region()),
         "registryId": r.account,
         "repositoryName": r.name,
-        "repositoryUri": format!("{}/{}", c.app.registry_host(&r.account), r.name),
+        "repositoryUri": format!("{}/{}", c.app.registry_host(&r.account, c.region()), r.name),
         "createdAt": epoch(r.created),
         "imageTagMutability": r.tag_mutability.as_str(),
         "imageTagMutabilityExclusionFilters": filters_json(&r.mutability_filters),
@@ -77,7 +77,7 @@ pub async fn get_authorization_token(c: &EcrCall<'_>) -> Result<Value, ApiError>
             json!({
                 "authorizationToken": token::authorization_token(&password),
                 "expiresAt": epoch(expires * 1000),
-                "proxyEndpoint": format!("{}://{}", c.app.registry_scheme(), c.app.registry_host(id)),
+                "proxyEndpoint": format!("{}://{}", c.app.registry_scheme(), c.app.registry_host(id, c.region())),
             })
         })
         .collect();
@@ -123,7 +123,7 @@ pub async fn put_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     check_principals(c, text, PolicyKind::Registry).await?;
     c.app
         .registry
-        .set_registry_policy(&c.registry, Some(text))
+        .set_registry_policy(c.key(), Some(text))
         .await?;
     Ok(json!({"registryId": c.registry, "policyText": text}))
 }
@@ -143,7 +143,7 @@ pub async fn get_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let text = c
         .app
         .registry
-        .registry_policy(&c.registry)
+        .registry_policy(c.key())
         .await?
         .ok_or_else(|| no_registry_policy(c))?;
     Ok(json!({"registryId": c.registry, "policyText": text}))
@@ -153,13 +153,10 @@ pub async fn delete_registry_policy(c: &EcrCall<'_>) -> Result<Value, ApiError> 
     let text = c
         .app
         .registry
-        .registry_policy(&c.registry)
+        .registry_policy(c.key())
         .await?
         .ok_or_else(|| no_registry_policy(c))?;
-    c.app
-        .registry
-        .set_registry_policy(&c.registry, None)
-        .await?;
+    c.app.registry.set_registry_policy(c.key(), None).await?;
     Ok(json!({"registryId": c.registry, "policyText": text}))
 }
 
@@ -254,7 +251,7 @@ pub async fn create_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         mutability_filters: filters,
         scan_on_push,
         encryption: encryption(c)?,
-        ..Repository::new(&c.registry, name, crate::ids::now_ms())
+        ..Repository::new(c.key(), name, crate::ids::now_ms())
     };
     if c.app.store.account(&c.registry).await?.is_none() {
         return Err(invalid(format!(
@@ -272,7 +269,7 @@ async fn update(c: &EcrCall<'_>, setting: RepositorySetting) -> Result<Repositor
     let r = c.repo()?;
     Ok(c.app
         .registry
-        .update_repository(&r.account, &r.name, &setting)
+        .update_repository(r.registry(), &r.name, &setting)
         .await?)
 }
 
@@ -333,7 +330,7 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             }
             let after = token.map(|t| open_cursor(c, t)).transpose()?;
             let mut next = None;
-            for r in c.app.registry.repositories(&c.registry).await? {
+            for r in c.app.registry.repositories(c.key()).await? {
                 if after.as_deref().is_some_and(|a| r.name.as_str() <= a) {
                     continue;
                 }
@@ -399,7 +396,7 @@ pub async fn delete_repository(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let deleted = c
         .app
         .registry
-        .delete_repository(&r.account, &r.name, force)
+        .delete_repository(r.registry(), &r.name, force)
         .await?;
     Ok(json!({ "repository": repo_json(c, &deleted) }))
 }
@@ -555,7 +552,13 @@ pub async fn tag_resource(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let tags = request_tags(c.input)?;
     c.app
         .store
-        .tag(&r.account, TagTarget::Repository, &r.name, &tags, 50)
+        .tag(
+            &r.account,
+            TagTarget::Repository,
+            &r.stored_name(),
+            &tags,
+            50,
+        )
         .await
         .map_err(|e| match e {
             berth_store::StoreError::LimitExceeded(_) => ApiError::new(
@@ -582,7 +585,7 @@ pub async fn untag_resource(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         .ok_or_else(|| invalid("tagKeys is required"))?;
     c.app
         .store
-        .untag(&r.account, TagTarget::Repository, &r.name, &keys)
+        .untag(&r.account, TagTarget::Repository, &r.stored_name(), &keys)
         .await?;
     Ok(json!({}))
 }
@@ -592,7 +595,7 @@ pub async fn list_tags(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let tags = c
         .app
         .store
-        .tags(&r.account, TagTarget::Repository, &r.name)
+        .tags(&r.account, TagTarget::Repository, &r.stored_name())
         .await?;
     let list: Vec<Value> = tags
         .iter()

@@ -130,15 +130,16 @@ async fn resource_policies(
         return Ok(out);
     };
     let mut parts = rest.splitn(3, ':');
-    let (Some(_region), Some(account), Some(res)) = (parts.next(), parts.next(), parts.next())
+    let (Some(region), Some(account), Some(res)) = (parts.next(), parts.next(), parts.next())
     else {
         return Ok(out);
     };
-    if account != &*call.caller.account {
+    if account != &*call.caller.account || !call.app.config.regions.iter().any(|r| r == region) {
         return Ok(out);
     }
+    let at = call.app.key(account, region);
     if let Some(name) = res.strip_prefix("repository/") {
-        if let Some(repo) = call.app.registry.repository(account, name).await? {
+        if let Some(repo) = call.app.registry.repository(at, name).await? {
             if let Some(text) = repo.policy {
                 out.push(Source {
                     id: format!("{name} repository policy"),
@@ -149,7 +150,7 @@ async fn resource_policies(
             }
         }
     }
-    if let Some(text) = call.app.registry.registry_policy(account).await? {
+    if let Some(text) = call.app.registry.registry_policy(at).await? {
         out.push(Source {
             id: "registry policy".into(),
             kind: "resource",

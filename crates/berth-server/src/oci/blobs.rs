@@ -84,7 +84,7 @@ pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, O
     if let Some(r) = c.also_authorize("ecr:CreateRepository", name).await? {
         return Ok(r);
     }
-    let repo = Repository::new(&c.registry, name, crate::ids::now_ms());
+    let repo = Repository::new(c.key(), name, crate::ids::now_ms());
     let created = c.app.registry.create_repository(&repo, &[]).await;
     // The caches may hold "no such repository".
     c.app.caches.invalidate_registry();
@@ -107,7 +107,7 @@ pub async fn get(
     let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
     c.app
         .registry
-        .repository_blob(&repo.account, &repo.name, d)
+        .repository_blob(repo.registry(), &repo.name, d)
         .await?
         .ok_or_else(unknown)?;
     if head {
@@ -250,7 +250,7 @@ pub async fn start(
                 let mounted = c
                     .app
                     .registry
-                    .mount_blob(&c.registry, from, &repo.name, d, crate::ids::now_ms())
+                    .mount_blob(c.key(), from, &repo.name, d, crate::ids::now_ms())
                     .await?;
                 if mounted.is_some() {
                     return Ok(created(name, d));
@@ -278,7 +278,7 @@ pub async fn start(
         .await
         .map_err(blob_error)?;
         let (_, lock) = stored?;
-        lock.hold(&repo.account, &repo.name, now).await?;
+        lock.hold(repo.registry(), &repo.name, now).await?;
         return Ok(created(name, d));
     }
     let id = uploads::start(c.app, &repo, c.caller.arn())

@@ -69,7 +69,7 @@ pub async fn catalog(c: &OciCall<'_>) -> Result<Response<Body>, OciError> {
         .await
     };
     let mut names = Vec::new();
-    for r in c.app.registry.repositories(&c.registry).await? {
+    for r in c.app.registry.repositories(c.key()).await? {
         match ask(r.name.clone()).await {
             Ok(_) => names.push(r.name),
             Err(e) if e.code == "AccessDenied" => {}
@@ -96,7 +96,7 @@ pub async fn tags_list(
     let tags: Vec<String> = c
         .app
         .registry
-        .tags_of(&repo.account, &repo.name)
+        .tags_of(repo.registry(), &repo.name)
         .await?
         .into_iter()
         .map(|(t, _)| t)
@@ -201,7 +201,7 @@ pub async fn get(
     let img = c
         .app
         .registry
-        .image(&repo.account, &repo.name, reference)
+        .image(repo.registry(), &repo.name, reference)
         .await?
         .ok_or_else(not_found)?;
     // Stored manifests are never converted. By tag, a client that accepts none of the
@@ -223,7 +223,7 @@ pub async fn get(
     if !head && img.pull_due(now_ms) {
         c.app
             .registry
-            .record_pull(&repo.account, &repo.name, &img.digest, now_ms)
+            .record_pull(repo.registry(), &repo.name, &img.digest, now_ms)
             .await?;
     }
     let len = img.manifest.len();
@@ -319,7 +319,7 @@ pub async fn delete(
         match c
             .app
             .registry
-            .delete_image(&repo.account, &repo.name, reference)
+            .delete_image(repo.registry(), &repo.name, reference)
             .await
         {
             Ok(true) => {}
@@ -330,21 +330,21 @@ pub async fn delete(
         let digest = c
             .app
             .registry
-            .delete_tag(&repo.account, &repo.name, reference)
+            .delete_tag(repo.registry(), &repo.name, reference)
             .await?
             .ok_or_else(not_found)?;
         // The last tag gone, the image goes too (as ECR's BatchDeleteImage by tag).
         if let Some(img) = c
             .app
             .registry
-            .image(&repo.account, &repo.name, &digest)
+            .image(repo.registry(), &repo.name, &digest)
             .await?
         {
             if img.tags.is_empty() {
                 let _ = c
                     .app
                     .registry
-                    .delete_image(&repo.account, &repo.name, &digest)
+                    .delete_image(repo.registry(), &repo.name, &digest)
                     .await;
             }
         }
@@ -371,7 +371,7 @@ pub async fn referrers(
     for img in c
         .app
         .registry
-        .referrers(&repo.account, &repo.name, digest)
+        .referrers(repo.registry(), &repo.name, digest)
         .await?
     {
         let parsed = serde_json::from_slice::<Value>(&img.manifest).ok();

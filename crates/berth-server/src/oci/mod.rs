@@ -80,6 +80,11 @@ pub struct OciCall<'a> {
 }
 
 impl OciCall<'_> {
+    /// The registry the request is for (the Host's account, in the Host's Region).
+    pub fn key(&self) -> berth_store::RegistryKey<'_> {
+        self.app.key(&self.registry, &self.origin.region)
+    }
+
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -168,23 +173,41 @@ fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response
     r
 }
 
-/// The registry (account) a Host header addresses: `<12 digits>.dkr.<domain>[:port]`,
-/// or the default account.
-fn registry_of(app: &App, host: Option<&str>) -> String {
+/// The registry a Host header addresses, as (account, Region):
+/// `<12 digits>.dkr.<registry_domain>[:port]` is an account's registry in the default
+/// Region, `<12 digits>.dkr.<first label>.<region>.<rest>[:port]` (the Region inserted
+/// after the domain's first label, as in `dkr.ecr.us-west-2.amazonaws.com`) in a Region
+/// this deployment serves; any other host is the default account's in the default Region.
+pub fn registry_of(app: &App, host: Option<&str>) -> (String, String) {
     let host = host.unwrap_or("");
     let bare = host
         .rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(h, _)| h);
-    if let Some((id, rest)) = bare.split_once(".dkr.") {
-        if id.len() == 12
-            && id.bytes().all(|b| b.is_ascii_digit())
-            && rest.eq_ignore_ascii_case(&app.config.registry_domain)
-        {
-            return id.to_string();
-        }
+    let default = || (app.default_account.clone(), app.config.region.clone());
+    let Some((id, rest)) = bare.split_once(".dkr.") else {
+        return default();
+    };
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return default();
     }
-    app.default_account.clone()
+    let domain = &app.config.registry_domain;
+    if rest.eq_ignore_ascii_case(domain) {
+        return (id.to_string(), app.config.region.clone());
+    }
+    let (first, tail) = domain.split_once('.').unwrap_or((domain.as_str(), ""));
+    let regional = rest
+        .strip_prefix(first)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(|r| match tail {
+            "" => Some(r),
+            t => r.strip_suffix(t).and_then(|r| r.strip_suffix('.')),
+        })
+        .map(str::to_ascii_lowercase);
+    match regional {
+        Some(region) if app.config.regions.contains(&region) => (id.to_string(), region),
+        _ => default(),
+    }
 }
 
 /// Serve one `/v2` request.
@@ -227,7 +250,8 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
         return r;
     }
     // Authenticate first: without credentials nothing else is said.
-    let caller = match authenticate(app, &parts.headers, now).await {
+    let (registry, region) = registry_of(app, host.as_deref());
+    let caller = match authenticate(app, &parts.headers, &region, now).await {
         Ok(c) => c,
         Err(e) => {
             let with_challenge = (e.status == 401).then_some(challenge.as_str());
@@ -242,14 +266,7 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
             "invalid repository name {n:?}: components of lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/', 2 to 256 characters"
         )), head, None),
     };
-    let origin = app.origin(
-        peer.ip(),
-        &parts.headers,
-        ids::request_id(),
-        now,
-        app.config.region.clone(),
-    );
-    let registry = registry_of(app, host.as_deref());
+    let origin = app.origin(peer.ip(), &parts.headers, ids::request_id(), now, region);
     let call = OciCall {
         app,
         caller: &caller,
@@ -287,10 +304,10 @@ async fn presigned(
     };
     // The URL was signed for one account's registry (and this Region): the account is the
     // one the Host addresses, so the same URL sent to another registry does not verify.
-    let registry = registry_of(app, host);
+    let (registry, region) = registry_of(app, host);
     let signed = token::SignedUrl {
         account: &registry,
-        region: &app.config.region,
+        region: &region,
         path: parts.uri.path(),
         expires,
     };
@@ -306,7 +323,7 @@ async fn presigned(
     let result = async {
         let size = app
             .registry
-            .repository_blob(&registry, &name, &digest)
+            .repository_blob(app.key(&registry, &region), &name, &digest)
             .await?;
         if size.is_none() {
             return Err(OciError::new(
@@ -331,7 +348,12 @@ async fn presigned(
     Some(result.unwrap_or_else(|e| error_response(&e, head, None)))
 }
 
-async fn authenticate(app: &App, headers: &HeaderMap, now: i64) -> Result<Caller, OciError> {
+async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    region: &str,
+    now: i64,
+) -> Result<Caller, OciError> {
     let unauthorized = |m: &str| OciError::new(401, "UNAUTHORIZED", m);
     let Some(h) = headers
         .get(header::AUTHORIZATION)
@@ -359,13 +381,14 @@ async fn authenticate(app: &App, headers: &HeaderMap, now: i64) -> Result<Caller
             ))
         }
     };
-    if envelope.region != app.config.region {
+    // A registry password is good in the Region it was issued for only, as ECR's.
+    if envelope.region != region {
         return Err(OciError::new(
             403,
             "DENIED",
             format!(
-                "The authorization token was issued for region {}; this registry is in {}",
-                envelope.region, app.config.region
+                "The authorization token was issued for region {}; this registry is in {region}",
+                envelope.region
             ),
         ));
     }
@@ -457,7 +480,11 @@ mod tests {
         .unwrap();
         app.registry
             .create_repository(
-                &berth_store::Repository::new(testing::ACCOUNT, "other", 0),
+                &berth_store::Repository::new(
+                    berth_store::RegistryKey::home(testing::ACCOUNT),
+                    "other",
+                    0,
+                ),
                 &[],
             )
             .await

@@ -63,12 +63,13 @@ pub async fn authorize_ecr(
     origin: &Origin,
     req: EcrRequest<'_>,
 ) -> Result<Option<Repository>, ApiError> {
-    let region = &app.config.region;
+    let region = &origin.region;
+    let at = app.key(req.registry, region);
     // From the caches: no store round trip on the steady-state hot path.
     let view = match req.repository {
         Some(name) => Some(
             app.caches
-                .repository(&*app.registry, &*app.store, req.registry, name)
+                .repository(&*app.registry, &*app.store, at, name)
                 .await?,
         ),
         None => None,
@@ -82,11 +83,7 @@ pub async fn authorize_ecr(
     if let Some(text) = repo.as_ref().and_then(|r| r.policy.as_deref()) {
         policies.push(app.caches.compiled(PolicyKind::Repository, text)?);
     }
-    if let Some(text) = app
-        .caches
-        .registry_policy(&*app.registry, req.registry)
-        .await?
-    {
+    if let Some(text) = app.caches.registry_policy(&*app.registry, at).await? {
         policies.push(app.caches.compiled(PolicyKind::Registry, &text)?);
     }
     let mut context = req.context;

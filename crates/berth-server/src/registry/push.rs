@@ -90,7 +90,7 @@ async fn largest_child(
         }
         if let Some(img) = app
             .registry
-            .image(&repo.account, &repo.name, d)
+            .image(repo.registry(), &repo.name, d)
             .await
             .map_err(PushError::Store)?
         {
@@ -155,7 +155,7 @@ pub async fn store_manifest(
     };
     let outcome = app
         .registry
-        .put_image(&repo.account, &repo.name, &image, tag, rule)
+        .put_image(repo.registry(), &repo.name, &image, tag, rule)
         .await
         .map_err(|e| match e {
             PutImageError::Missing { blobs, manifests } => PushError::Missing { blobs, manifests },
@@ -177,6 +177,7 @@ mod tests {
     fn repo(mutability: &str, filters: &[&str]) -> Repository {
         Repository {
             account: "111111111111".into(),
+            region: None,
             name: "app".into(),
             created: 0,
             tag_mutability: TagMutability::parse(mutability).unwrap(),

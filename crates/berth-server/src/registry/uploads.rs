@@ -40,6 +40,7 @@ pub async fn start(app: &App, repo: &Repository, principal: &str) -> Result<Stri
         .create_upload(&Upload {
             id: id.clone(),
             account: repo.account.clone(),
+            region: repo.region.clone(),
             repository: repo.name.clone(),
             principal: principal.to_string(),
             created: now,
@@ -103,7 +104,7 @@ pub async fn complete(
             return Err(e.into());
         }
     };
-    lock.hold(&repo.account, &repo.name, now).await?;
+    lock.hold(repo.registry(), &repo.name, now).await?;
     app.registry.delete_upload(id).await?;
     Ok(size)
 }

@@ -19,6 +19,9 @@ pub struct App {
     pub message_key: Option<[u8; 32]>,
     /// The account a registry host that names none reaches.
     pub default_account: String,
+    /// The Region whose repositories are stored under their bare names (see
+    /// [`berth_store::RegistryKey`]): the first Region the store was served in.
+    pub home_region: String,
     /// The address the server listens on, once bound.
     pub bound: std::sync::OnceLock<std::net::SocketAddr>,
     pub caches: Caches,
@@ -41,6 +44,14 @@ pub struct Origin {
 }
 
 impl App {
+    /// The registry of `account` in `region` (a Region this deployment serves).
+    pub fn key<'a>(&self, account: &'a str, region: &'a str) -> berth_store::RegistryKey<'a> {
+        berth_store::RegistryKey {
+            account,
+            region: (region != self.home_region).then_some(region),
+        }
+    }
+
     /// Where a request comes from ([`App::client`]), when, and for which region.
     pub fn origin(
         &self,
@@ -72,9 +83,12 @@ impl App {
         }
     }
 
-    /// The host (and port) of an account's registry: the public URL's (or the listen
-    /// address) for the default account, `<account>.dkr.<domain>:<port>` for others.
-    pub fn registry_host(&self, account: &str) -> String {
+    /// The host (and port) of an account's registry in a Region: the public URL's (or the
+    /// listen address) for the default account in the default Region,
+    /// `<account>.dkr.<domain>:<port>` for another account there, and
+    /// `<account>.dkr.<first label>.<region>.<rest>:<port>` in another Region (see
+    /// [`crate::oci::registry_of`], which reads them back).
+    pub fn registry_host(&self, account: &str, region: &str) -> String {
         let listen = *self.bound.get().unwrap_or(&self.config.listen);
         let public = self.config.public_url.as_deref().map(|u| {
             u.split_once("://")
@@ -82,14 +96,22 @@ impl App {
                 .trim_end_matches('/')
                 .to_string()
         });
-        if account == self.default_account {
+        let default_region = region == self.config.region;
+        if account == self.default_account && default_region {
             return public.unwrap_or_else(|| listen.to_string());
         }
         let port = public
             .as_deref()
             .and_then(|h| h.rsplit_once(':').map(|(_, p)| p.to_string()))
             .unwrap_or_else(|| listen.port().to_string());
-        format!("{account}.dkr.{}:{port}", self.config.registry_domain)
+        let domain = &self.config.registry_domain;
+        if default_region {
+            return format!("{account}.dkr.{domain}:{port}");
+        }
+        match domain.split_once('.') {
+            Some((first, rest)) => format!("{account}.dkr.{first}.{region}.{rest}:{port}"),
+            None => format!("{account}.dkr.{domain}.{region}:{port}"),
+        }
     }
 
     /// The client address and whether it came over TLS: the peer's, unless the peer is a
@@ -212,6 +234,7 @@ pub mod testing {
             token_key: b"test-key".to_vec(),
             message_key: Some([9; 32]),
             default_account: ACCOUNT.into(),
+            home_region: "us-east-1".into(),
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
             config,
@@ -264,6 +287,7 @@ mod tests {
             token_key: b"test".to_vec(),
             message_key: None,
             default_account: "111111111111".into(),
+            home_region: "us-east-1".into(),
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
             config,

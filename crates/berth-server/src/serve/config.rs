@@ -3,7 +3,8 @@
 //! ```toml
 //! listen = "127.0.0.1:5000"
 //! data_dir = "./berth-data"
-//! region = "us-east-1"
+//! region = "us-east-1"            # the one Region served; or, for several:
+//! regions = ["us-east-1", "us-west-2"] # the Regions served, the first the default
 //! clock_skew_seconds = 900        # SigV4: how far X-Amz-Date may be from now
 //! trusted_proxies = ["10.0.0.0/8"] # X-Forwarded-For / -Proto are read only from these
 //! audit_log = "stdout"            # "stdout", "off", or a file path
@@ -54,7 +55,11 @@ use crate::audit::AuditSink;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The default Region: the first of [`Config::regions`].
     pub region: String,
+    /// Every Region this deployment serves (one registry per account per Region), the
+    /// default first.
+    pub regions: Vec<String>,
     pub max_skew_secs: i64,
     pub trusted_proxies: Vec<Cidr>,
     pub audit: AuditSink,
@@ -198,6 +203,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("./berth-data"),
             region: "us-east-1".into(),
+            regions: vec!["us-east-1".into()],
             max_skew_secs: 15 * 60,
             trusted_proxies: Vec::new(),
             audit: AuditSink::Off,
@@ -233,6 +239,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     region: Option<String>,
+    regions: Option<Vec<String>>,
     clock_skew_seconds: Option<i64>,
     trusted_proxies: Option<Vec<String>>,
     audit_log: Option<String>,
@@ -263,12 +270,21 @@ struct FileConfig {
     blob_redirect: Option<bool>,
 }
 
+/// A Region name as ECR's model writes them (`[0-9a-z-]{2,25}`), starting with a letter.
+pub fn valid_region(r: &str) -> bool {
+    (2..=25).contains(&r.len())
+        && r.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Command-line values, which win over the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
-    pub region: Option<String>,
+    /// `--region`, repeatable: the Regions served, the first the default.
+    pub region: Vec<String>,
     pub audit_log: Option<String>,
     pub secrets_key_file: Option<PathBuf>,
     pub metadata_url: Option<String>,
@@ -324,8 +340,16 @@ impl Config {
             if let Some(d) = f.data_dir {
                 c.data_dir = d;
             }
-            if let Some(r) = f.region {
-                c.region = r;
+            match (f.region, f.regions) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "config {}: give either region or regions, not both",
+                        path.display()
+                    ))
+                }
+                (Some(r), None) => c.regions = vec![r],
+                (None, Some(rs)) => c.regions = rs,
+                (None, None) => {}
             }
             if let Some(s) = f.clock_skew_seconds {
                 if !(1..=7 * 24 * 3600).contains(&s) {
@@ -472,8 +496,8 @@ impl Config {
         if let Some(d) = &o.data_dir {
             c.data_dir = d.clone();
         }
-        if let Some(r) = &o.region {
-            c.region = r.clone();
+        if !o.region.is_empty() {
+            c.regions = o.region.clone();
         }
         if let Some(a) = &o.audit_log {
             c.audit = AuditSink::parse(a);
@@ -484,17 +508,18 @@ impl Config {
         if let Some(u) = &o.metadata_url {
             c.metadata = Some(MetadataUrl::parse(u)?);
         }
-        if c.region.is_empty()
-            || !c
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(format!(
-                "region {:?} is not a region name like us-east-1",
-                c.region
-            ));
+        if c.regions.is_empty() {
+            return Err("regions is empty: name at least one Region, like us-east-1".into());
         }
+        for (i, r) in c.regions.iter().enumerate() {
+            if !valid_region(r) {
+                return Err(format!("region {r:?} is not a region name like us-east-1"));
+            }
+            if c.regions[..i].contains(r) {
+                return Err(format!("region {r:?} is listed twice"));
+            }
+        }
+        c.region = c.regions[0].clone();
         let backend = c.blob_backend()?;
         if c.blob_redirect && !matches!(backend, BlobBackend::S3(_)) {
             return Err(

@@ -25,7 +25,7 @@ pub async fn run_all(app: &App) -> String {
     let run = PolicyRun {
         registry: &*app.registry,
         audit: &app.audit,
-        region: &app.config.region,
+        region: &app.home_region,
         dry_run: false,
         run_id: crate::ids::request_id(),
     };

@@ -152,6 +152,7 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
     } else {
         None
     };
+    let home_region = home_region(&*registry, &config).await?;
     let blobs = open_blobs(&config, &registry).await?;
     let app = Arc::new(App {
         store,
@@ -160,12 +161,30 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
         token_key,
         message_key,
         default_account,
+        home_region,
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(config.cache_ttl),
         config,
         audit,
     });
     Ok((app, meta.postgres))
+}
+
+/// The store's home Region (see [`berth_store::RegistryKey`]): recorded the first time
+/// the store is served (the default Region then), which a deployment must keep serving.
+pub async fn home_region(registry: &dyn RegistryStore, config: &Config) -> Result<String, String> {
+    let home = registry
+        .setting("home-region", &config.region)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !config.regions.contains(&home) {
+        return Err(format!(
+            "this registry's repositories were first served in Region {home}: keep {home} \
+             among the Regions (regions = [...] in the config, or --region), or they cannot \
+             be reached"
+        ));
+    }
+    Ok(home)
 }
 
 /// The blob store `config` names, its upload sessions' state kept in `registry`.

@@ -112,7 +112,8 @@ impl From<RegistryError> for RunError {
 pub struct PolicyRun<'a> {
     pub registry: &'a dyn RegistryStore,
     pub audit: &'a Audit,
-    /// For the repository ARNs of audit lines.
+    /// The home Region (see [`berth_store::RegistryKey`]), for the repository ARNs of audit
+    /// lines of repositories stored without one.
     pub region: &'a str,
     /// Evaluate and report, delete nothing, record nothing.
     pub dry_run: bool,
@@ -128,7 +129,7 @@ impl PolicyRun<'_> {
         };
         let policy =
             LifecyclePolicy::parse(text).map_err(|e| RunError::InvalidPolicy(e.to_string()))?;
-        let images = self.registry.images(&repo.account, &repo.name).await?;
+        let images = self.registry.images(repo.registry(), &repo.name).await?;
         let facts: Vec<ImageFacts> = images.iter().map(ImageFacts::from).collect();
         let description = |rule: i64| {
             policy
@@ -163,7 +164,7 @@ impl PolicyRun<'_> {
             out[i].outcome = self.expire(repo, &out[i]).await?;
         }
         self.registry
-            .lifecycle_evaluated(&repo.account, &repo.name, text, now)
+            .lifecycle_evaluated(repo.registry(), &repo.name, text, now)
             .await?;
         Ok(out)
     }
@@ -173,7 +174,7 @@ impl PolicyRun<'_> {
         let digest = &e.expiry.image.digest;
         match self
             .registry
-            .image(&repo.account, &repo.name, digest)
+            .image(repo.registry(), &repo.name, digest)
             .await?
         {
             Some(now) if now.tags == e.expiry.image.tags => {}
@@ -181,7 +182,7 @@ impl PolicyRun<'_> {
         }
         match self
             .registry
-            .delete_image(&repo.account, &repo.name, digest)
+            .delete_image(repo.registry(), &repo.name, digest)
             .await
         {
             Ok(true) => {}
@@ -205,7 +206,8 @@ impl PolicyRun<'_> {
                 e.expiry.image.tags.join(", ")
             }
         );
-        let resource = format!("{}@{digest}", repo.arn(self.region));
+        let region = repo.region.as_deref().unwrap_or(self.region);
+        let resource = format!("{}@{digest}", repo.arn(region));
         self.audit.record(&AuditEvent {
             time: crate::ids::now(),
             request_id: &self.run_id,
@@ -247,7 +249,11 @@ pub async fn repositories_with_policies(
     };
     let mut out = Vec::new();
     for a in accounts {
-        for r in registry.repositories(&a).await.map_err(|e| e.to_string())? {
+        for r in registry
+            .account_repositories(&a)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             if r.lifecycle_policy.is_some() && name.is_none_or(|n| n == r.name) {
                 out.push(r);
             }
