@@ -331,13 +331,14 @@ class Server:
 
     # -- clients ----------------------------------------------------------------------
 
-    def client(self, service, creds: Creds):
-        key = (service, creds.access_key_id, creds.secret_access_key, creds.session_token)
+    def client(self, service, creds: Creds, region=REGION):
+        key = (service, creds.access_key_id, creds.secret_access_key, creds.session_token, region,
+               self.port)
         if key not in self._clients:
             self._clients[key] = boto3.session.Session().client(
                 service,
                 endpoint_url=self.url,
-                region_name=REGION,
+                region_name=region,
                 aws_access_key_id=creds.access_key_id,
                 aws_secret_access_key=creds.secret_access_key,
                 aws_session_token=creds.session_token,

@@ -21,13 +21,16 @@ mod pg;
 mod pg_gc;
 mod pg_identities;
 mod pg_registry;
+mod pg_replication;
 mod registry;
+mod replication;
 mod schema;
 mod sealer;
 mod sqlite;
 mod sqlite_gc;
 mod sqlite_leases;
 mod sqlite_registry;
+mod sqlite_replication;
 
 pub use gc::{BlobLock, BlobSweep, Holding, ObjectRemoval};
 pub use leases::{Lease, Leases};
@@ -38,6 +41,10 @@ pub use migrate::{
 pub use model::*;
 pub use pg::PgStore;
 pub use registry::*;
+pub use replication::{
+    NewReplication, Replica, ReplicaAction, ReplicaState, Replication, ReplicationSummary,
+    Settlement, TemplateWrite,
+};
 pub use sealer::{Sealer, SecretSlot, SecretsKey};
 pub use sqlite::{KeyError, SqliteStore};
 
@@ -276,4 +283,13 @@ pub trait Store: Leases + Send + Sync + 'static {
         kind: EntityKind,
         name: &str,
     ) -> Result<IdentityDocuments>;
+}
+
+/// Now, in milliseconds since the Unix epoch (for rows a write makes without being told
+/// the time, such as the outbox rows of a deletion).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

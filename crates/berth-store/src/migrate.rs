@@ -377,6 +377,20 @@ const TABLES: &[Table] = &[
         parent: None,
         only: None,
     },
+    Table {
+        name: "replication_configurations",
+        columns: &[("registry", Text), ("config", Text), ("updated_at", Int)],
+        key: 1,
+        parent: None,
+        only: None,
+    },
+    Table {
+        name: "creation_templates",
+        columns: &[("registry", Text), ("prefix", Text), ("template", Text)],
+        key: 2,
+        parent: None,
+        only: None,
+    },
 ];
 
 /// The source tables deliberately not copied, and why.
@@ -400,6 +414,10 @@ const LEFT_BEHIND: &[(&str, &str)] = &[
     (
         "lifecycle_preview_results",
         "the images of those previews (see lifecycle_previews)",
+    ),
+    (
+        "replications",
+        "the replication outbox: let the old deployment deliver what it holds before the move (berth replication status shows none pending), or backfill from the new one",
     ),
 ];
 

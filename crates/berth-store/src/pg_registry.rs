@@ -30,7 +30,10 @@ use sqlx::Row;
 use crate::pg::PgStore;
 use crate::registry::*;
 use crate::sealer::SecretSlot;
-use crate::{Tag, TagTarget};
+use crate::{
+    NewReplication, Replica, ReplicaAction, Replication, ReplicationSummary, Settlement, Tag,
+    TagTarget, TemplateWrite,
+};
 
 type Result<T> = RegistryResult<T>;
 pub(crate) type Tx = sqlx::Transaction<'static, Postgres>;
@@ -594,6 +597,20 @@ impl PgStore {
                 ))));
             }
         }
+        if !existed || (tag.is_some() && !tag_unchanged) {
+            crate::pg_replication::enqueue_in(
+                &mut tx,
+                account,
+                repository,
+                &image.digest,
+                tag,
+                ReplicaAction::Push,
+                &image.replicate_to,
+                None,
+                image.pushed_at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(PutOutcome {
             existed,
@@ -606,6 +623,7 @@ impl PgStore {
         account: &str,
         repository: &str,
         digest: &str,
+        replicate_to: &[Replica],
     ) -> std::result::Result<bool, Fail<RegistryError>> {
         let mut tx = self.read_committed().await?;
         // The image FOR UPDATE first: a push of an index listing it holds it FOR KEY
@@ -646,6 +664,18 @@ impl PgStore {
             .bind(digest)
             .execute(&mut *tx)
             .await?;
+        crate::pg_replication::enqueue_in(
+            &mut tx,
+            account,
+            repository,
+            digest,
+            None,
+            ReplicaAction::DeleteImage,
+            replicate_to,
+            None,
+            crate::now_ms(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -914,20 +944,39 @@ impl RegistryStore for PgStore {
         registry: RegistryKey<'_>,
         repository: &str,
         tag: &str,
+        replicate_to: &[Replica],
     ) -> Result<Option<String>> {
         let account = registry.account;
         let repository_key = registry.stored_name(repository);
         let repository: &str = &repository_key;
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let digest: Option<String> = sqlx::query_scalar(
             "DELETE FROM image_tags WHERE account_id = $1 AND repository = $2 AND tag = $3
              RETURNING digest",
         )
         .bind(account)
         .bind(repository)
         .bind(tag)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(backend)
+        .map_err(backend)?;
+        if let Some(d) = &digest {
+            crate::pg_replication::enqueue_in(
+                &mut tx,
+                account,
+                repository,
+                d,
+                Some(tag),
+                ReplicaAction::DeleteTag,
+                replicate_to,
+                None,
+                crate::now_ms(),
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(digest)
     }
 
     /// One transaction at READ COMMITTED: the image row FOR UPDATE (waiting for a push
@@ -938,11 +987,12 @@ impl RegistryStore for PgStore {
         registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
+        replicate_to: &[Replica],
     ) -> Result<bool> {
         let account = registry.account;
         let repository_key = registry.stored_name(repository);
         let repository: &str = &repository_key;
-        retrying(|| self.delete_image_once(account, repository, digest)).await
+        retrying(|| self.delete_image_once(account, repository, digest, replicate_to)).await
     }
 
     async fn referrers(
@@ -1000,6 +1050,75 @@ impl RegistryStore for PgStore {
 
     /// Insert if absent (`ON CONFLICT DO NOTHING`), then read the row that won: every
     /// node gets the first candidate.
+    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
+        self.replication_configuration_of(registry).await
+    }
+
+    async fn set_replication_configuration(
+        &self,
+        registry: RegistryKey<'_>,
+        config: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        self.set_replication_configuration_of(registry, config, now)
+            .await
+    }
+
+    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
+        self.creation_templates_of(registry).await
+    }
+
+    async fn put_creation_template(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+        template: &str,
+        write: TemplateWrite,
+    ) -> Result<bool> {
+        self.put_creation_template_of(registry, prefix, template, write)
+            .await
+    }
+
+    async fn delete_creation_template(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        self.delete_creation_template_of(registry, prefix).await
+    }
+
+    async fn enqueue_replications(
+        &self,
+        registry: RegistryKey<'_>,
+        replications: &[NewReplication],
+        now: i64,
+    ) -> Result<()> {
+        self.enqueue_replications_of(registry, replications, now)
+            .await
+    }
+
+    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<Replication>> {
+        self.due_replications_at(now, limit).await
+    }
+
+    async fn settle_replication(&self, id: i64, how: &Settlement, now: i64) -> Result<()> {
+        self.settle_replication_at(id, how, now).await
+    }
+
+    async fn image_replications(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Replication>> {
+        self.image_replications_of(registry, repository, digest)
+            .await
+    }
+
+    async fn replication_summary(&self) -> Result<ReplicationSummary> {
+        self.replication_summary_now().await
+    }
+
     async fn setting(&self, name: &str, candidate: &str) -> Result<String> {
         sqlx::query(
             "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",

@@ -410,6 +410,9 @@ pub struct NewImage {
     pub refs: Vec<(String, RefKind)>,
     /// Milliseconds since the epoch.
     pub pushed_at: i64,
+    /// Where the push replicates: an outbox row per destination is written in the push's
+    /// transaction when it stores the image or moves the tag (see [`crate::replication`]).
+    pub replicate_to: Vec<crate::Replica>,
 }
 
 /// A stored image.
@@ -668,20 +671,24 @@ pub trait RegistryStore: Send + Sync + 'static {
         registry: RegistryKey<'_>,
         repository: &str,
     ) -> Result<Vec<(String, String)>>;
-    /// Remove a tag; returns the digest it pointed at.
+    /// Remove a tag; returns the digest it pointed at. With it, in one transaction, an
+    /// outbox row per destination of `replicate_to` (see [`crate::replication`]).
     async fn delete_tag(
         &self,
         registry: RegistryKey<'_>,
         repository: &str,
         tag: &str,
+        replicate_to: &[crate::Replica],
     ) -> Result<Option<String>>;
     /// Delete an image and its tags (`ImageReferencedByIndex` if an index of the
     /// repository references it).
+    /// With it, in one transaction, an outbox row per destination of `replicate_to`.
     async fn delete_image(
         &self,
         registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
+        replicate_to: &[crate::Replica],
     ) -> Result<bool>;
     /// Images whose `subject` is `digest`.
     async fn referrers(
@@ -697,6 +704,54 @@ pub trait RegistryStore: Send + Sync + 'static {
         digest: &str,
         now: i64,
     ) -> Result<()>;
+
+    // Replication (see `crate::replication`).
+
+    /// The registry's replication configuration (its wire JSON), if it has one.
+    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>>;
+    /// Set (or, `None`, remove) the registry's replication configuration.
+    async fn set_replication_configuration(
+        &self,
+        registry: RegistryKey<'_>,
+        config: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
+    /// The registry's repository creation templates (their wire JSON), by prefix.
+    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>>;
+    /// Write the template of `prefix` (see [`crate::TemplateWrite`]); false when refused.
+    async fn put_creation_template(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+        template: &str,
+        write: crate::TemplateWrite,
+    ) -> Result<bool>;
+    /// Delete the template of `prefix`; returns it (`None`: there was none).
+    async fn delete_creation_template(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+    ) -> Result<Option<String>>;
+    /// Record replications outside a push (a backfill's), in one transaction, due now.
+    async fn enqueue_replications(
+        &self,
+        registry: RegistryKey<'_>,
+        replications: &[crate::NewReplication],
+        now: i64,
+    ) -> Result<()>;
+    /// Replications in progress that are due at `now`, oldest first.
+    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<crate::Replication>>;
+    /// Settle an attempt of replication `id`.
+    async fn settle_replication(&self, id: i64, how: &crate::Settlement, now: i64) -> Result<()>;
+    /// The replication status of an image: the latest push of it to each destination.
+    async fn image_replications(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<crate::Replication>>;
+    /// The outbox at a glance.
+    async fn replication_summary(&self) -> Result<crate::ReplicationSummary>;
 
     /// A named setting of the deployment (not secret, readable without the secrets key);
     /// the first caller's `candidate` becomes it if there is none.

@@ -7,7 +7,10 @@ use sqlx::Row;
 use crate::registry::*;
 use crate::sealer::SecretSlot;
 use crate::sqlite::{is_unique_violation, put_tags, SqliteStore};
-use crate::{Tag, TagTarget};
+use crate::{
+    NewReplication, Replica, ReplicaAction, Replication, ReplicationSummary, Settlement, Tag,
+    TagTarget, TemplateWrite,
+};
 
 type Result<T> = RegistryResult<T>;
 
@@ -488,6 +491,20 @@ impl RegistryStore for SqliteStore {
             .await
             .map_err(backend)?;
         }
+        if existed.is_none() || (tag.is_some() && !tag_unchanged) {
+            crate::sqlite_replication::enqueue_in(
+                &mut tx,
+                account,
+                repository,
+                &image.digest,
+                tag,
+                ReplicaAction::Push,
+                &image.replicate_to,
+                None,
+                image.pushed_at,
+            )
+            .await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(PutOutcome {
             existed: existed.is_some(),
@@ -575,6 +592,7 @@ impl RegistryStore for SqliteStore {
         registry: RegistryKey<'_>,
         repository: &str,
         tag: &str,
+        replicate_to: &[Replica],
     ) -> Result<Option<String>> {
         let account = registry.account;
         let repository_key = registry.stored_name(repository);
@@ -600,6 +618,20 @@ impl RegistryStore for SqliteStore {
             .await
             .map_err(backend)?;
         }
+        if let Some(d) = &digest {
+            crate::sqlite_replication::enqueue_in(
+                &mut tx,
+                account,
+                repository,
+                d,
+                Some(tag),
+                ReplicaAction::DeleteTag,
+                replicate_to,
+                None,
+                crate::now_ms(),
+            )
+            .await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(digest)
     }
@@ -609,6 +641,7 @@ impl RegistryStore for SqliteStore {
         registry: RegistryKey<'_>,
         repository: &str,
         digest: &str,
+        replicate_to: &[Replica],
     ) -> Result<bool> {
         let account = registry.account;
         let repository_key = registry.stored_name(repository);
@@ -650,6 +683,20 @@ impl RegistryStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+        }
+        if r.rows_affected() > 0 {
+            crate::sqlite_replication::enqueue_in(
+                &mut tx,
+                account,
+                repository,
+                digest,
+                None,
+                ReplicaAction::DeleteImage,
+                replicate_to,
+                None,
+                crate::now_ms(),
+            )
+            .await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(r.rows_affected() > 0)
@@ -702,6 +749,75 @@ impl RegistryStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
+        self.replication_configuration_of(registry).await
+    }
+
+    async fn set_replication_configuration(
+        &self,
+        registry: RegistryKey<'_>,
+        config: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        self.set_replication_configuration_of(registry, config, now)
+            .await
+    }
+
+    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
+        self.creation_templates_of(registry).await
+    }
+
+    async fn put_creation_template(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+        template: &str,
+        write: TemplateWrite,
+    ) -> Result<bool> {
+        self.put_creation_template_of(registry, prefix, template, write)
+            .await
+    }
+
+    async fn delete_creation_template(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        self.delete_creation_template_of(registry, prefix).await
+    }
+
+    async fn enqueue_replications(
+        &self,
+        registry: RegistryKey<'_>,
+        replications: &[NewReplication],
+        now: i64,
+    ) -> Result<()> {
+        self.enqueue_replications_of(registry, replications, now)
+            .await
+    }
+
+    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<Replication>> {
+        self.due_replications_at(now, limit).await
+    }
+
+    async fn settle_replication(&self, id: i64, how: &Settlement, now: i64) -> Result<()> {
+        self.settle_replication_at(id, how, now).await
+    }
+
+    async fn image_replications(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Replication>> {
+        self.image_replications_of(registry, repository, digest)
+            .await
+    }
+
+    async fn replication_summary(&self) -> Result<ReplicationSummary> {
+        self.replication_summary_now().await
     }
 
     async fn setting(&self, name: &str, candidate: &str) -> Result<String> {

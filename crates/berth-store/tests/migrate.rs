@@ -76,6 +76,7 @@ fn image(seed: &str, refs: Vec<(String, RefKind)>, subject: Option<String>) -> N
         subject,
         refs,
         pushed_at: 5_000,
+        replicate_to: Vec::new(),
     }
 }
 
@@ -219,6 +220,12 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     .await
     .unwrap();
     s.set_registry_policy(west, Some(doc)).await.unwrap();
+    s.set_replication_configuration(west, Some(r#"{"rules":[]}"#), 1_700)
+        .await
+        .unwrap();
+    s.put_creation_template(west, "ROOT", r#"{"prefix":"ROOT"}"#, TemplateWrite::Create)
+        .await
+        .unwrap();
     assert_eq!(
         s.setting("home-region", "us-east-1").await.unwrap(),
         "us-east-1"
@@ -412,7 +419,11 @@ async fn assert_same(src_pool: &sqlx::SqlitePool, dst: &sqlx::PgPool) -> usize {
     for (table, cols) in pg_tables(dst).await {
         let pg = pg_rows(dst, &table, &cols).await;
         match table.as_str() {
-            "uploads" | "leases" | "lifecycle_previews" | "lifecycle_preview_results" => {
+            "uploads"
+            | "leases"
+            | "lifecycle_previews"
+            | "lifecycle_preview_results"
+            | "replications" => {
                 assert!(pg.is_empty(), "{table} was copied: {pg:?}")
             }
             "secrets_key_check" => assert_eq!(pg.len(), 1),

@@ -109,6 +109,7 @@ fn image(seed: &str, blobs: &[String], manifests: &[String]) -> NewImage {
         subject: None,
         refs,
         pushed_at: 1_000,
+        replicate_to: Vec::new(),
     }
 }
 
@@ -489,7 +490,7 @@ async fn deletes_respect_indexes_and_take_their_tags() {
         );
 
         let e = s
-            .delete_image(RegistryKey::home(A), "app", &child.digest)
+            .delete_image(RegistryKey::home(A), "app", &child.digest, &[])
             .await
             .unwrap_err();
         assert_eq!(
@@ -512,7 +513,7 @@ async fn deletes_respect_indexes_and_take_their_tags() {
         );
 
         assert!(s
-            .delete_image(RegistryKey::home(A), "app", &index.digest)
+            .delete_image(RegistryKey::home(A), "app", &index.digest, &[])
             .await
             .unwrap());
         assert_eq!(
@@ -522,7 +523,7 @@ async fn deletes_respect_indexes_and_take_their_tags() {
             b.name
         );
         assert!(s
-            .delete_image(RegistryKey::home(A), "app", &child.digest)
+            .delete_image(RegistryKey::home(A), "app", &child.digest, &[])
             .await
             .unwrap());
         assert_eq!(
@@ -538,7 +539,7 @@ async fn deletes_respect_indexes_and_take_their_tags() {
             b.name
         );
         assert!(!s
-            .delete_image(RegistryKey::home(A), "app", &child.digest)
+            .delete_image(RegistryKey::home(A), "app", &child.digest, &[])
             .await
             .unwrap());
     }
@@ -1200,7 +1201,7 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
             let child_digest = child.digest.clone();
             let delete = tokio::spawn(async move {
                 deleter
-                    .delete_image(RegistryKey::home(A), "app", &child_digest)
+                    .delete_image(RegistryKey::home(A), "app", &child_digest, &[])
                     .await
             });
             let push_index = index.clone();
@@ -1236,11 +1237,11 @@ async fn deleting_a_child_while_an_index_listing_it_is_pushed() {
                     assert_eq!(digest, child.digest, "{}", b.name);
                     assert!(child_now.is_some() && index_now.is_some(), "{}", b.name);
                     assert!(s
-                        .delete_image(RegistryKey::home(A), "app", &index.digest)
+                        .delete_image(RegistryKey::home(A), "app", &index.digest, &[])
                         .await
                         .unwrap());
                     assert!(s
-                        .delete_image(RegistryKey::home(A), "app", &child.digest)
+                        .delete_image(RegistryKey::home(A), "app", &child.digest, &[])
                         .await
                         .unwrap());
                     index_won += 1;
@@ -1358,13 +1359,13 @@ async fn settings_round_trip_and_listings_are_in_byte_order() {
             b.name
         );
         assert_eq!(
-            s.delete_tag(RegistryKey::home(A), "ab", "V2")
+            s.delete_tag(RegistryKey::home(A), "ab", "V2", &[])
                 .await
                 .unwrap(),
             Some(img.digest)
         );
         assert_eq!(
-            s.delete_tag(RegistryKey::home(A), "ab", "V2")
+            s.delete_tag(RegistryKey::home(A), "ab", "V2", &[])
                 .await
                 .unwrap(),
             None
@@ -1764,7 +1765,7 @@ async fn gc_marks_are_cleared_by_every_re_reference() {
             .unwrap();
         assert!(due(i64::MAX).await.is_empty(), "{}", b.name);
         assert!(other
-            .delete_image(RegistryKey::home(A), "app", &img.digest)
+            .delete_image(RegistryKey::home(A), "app", &img.digest, &[])
             .await
             .unwrap());
         // Marked again at 300, after the image went: the grace counts from the mark.
@@ -2278,6 +2279,225 @@ async fn registries_of_two_regions_are_apart() {
         assert_eq!(
             t.recorded_setting("home-region").await.unwrap().as_deref(),
             Some("eu-west-1"),
+            "{n}"
+        );
+    }
+}
+
+/// Replication's records: configurations and templates per registry; the outbox rows a
+/// push, a tag removal and an image deletion write in their own transactions (none for a
+/// push that changes nothing), taken in order, settled, and read back as the image's
+/// status per destination and as the outbox's summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_configurations_templates_and_the_outbox() {
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    let home = RegistryKey::home(A);
+    let to = |account: &str, region: &str| Replica {
+        account: account.into(),
+        region: region.into(),
+    };
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        // Configurations are per registry.
+        s.set_replication_configuration(west, Some("{\"rules\":[1]}"), 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.replication_configuration(home).await.unwrap(),
+            None,
+            "{n}"
+        );
+        assert_eq!(
+            t.replication_configuration(west).await.unwrap().as_deref(),
+            Some("{\"rules\":[1]}"),
+            "{n}"
+        );
+        s.set_replication_configuration(west, None, 6)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.replication_configuration(west).await.unwrap(),
+            None,
+            "{n}"
+        );
+        // Templates: create once, update only what exists, delete returns it.
+        assert!(s
+            .put_creation_template(home, "prod", "{\"v\":1}", TemplateWrite::Create)
+            .await
+            .unwrap());
+        assert!(!t
+            .put_creation_template(home, "prod", "{\"v\":2}", TemplateWrite::Create)
+            .await
+            .unwrap());
+        assert!(!t
+            .put_creation_template(home, "dev", "{\"v\":2}", TemplateWrite::Update)
+            .await
+            .unwrap());
+        assert!(t
+            .put_creation_template(home, "prod", "{\"v\":3}", TemplateWrite::Update)
+            .await
+            .unwrap());
+        assert!(s
+            .put_creation_template(home, "ROOT", "{\"root\":1}", TemplateWrite::Create)
+            .await
+            .unwrap());
+        assert_eq!(
+            s.creation_templates(home).await.unwrap(),
+            vec!["{\"root\":1}".to_string(), "{\"v\":3}".to_string()],
+            "{n}"
+        );
+        assert!(s.creation_templates(west).await.unwrap().is_empty(), "{n}");
+        assert_eq!(
+            t.delete_creation_template(home, "prod")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{\"v\":3}"),
+            "{n}"
+        );
+        assert_eq!(
+            t.delete_creation_template(home, "prod").await.unwrap(),
+            None,
+            "{n}"
+        );
+
+        // The outbox.
+        create(s, "src").await;
+        let layer = digest("repl-layer");
+        s.add_repository_blob(home, "src", &layer, 10, 1)
+            .await
+            .unwrap();
+        let mut img = image("repl", &[layer.clone()], &[]);
+        img.replicate_to = vec![to(A, "us-west-2"), to("222222222222", "us-east-1")];
+        s.put_image(home, "src", &img, Some("v1"), TagRule::Mutable)
+            .await
+            .unwrap();
+        // The same push again changes nothing and records nothing.
+        s.put_image(home, "src", &img, Some("v1"), TagRule::Mutable)
+            .await
+            .unwrap();
+        let due = t.due_replications(i64::MAX, 100).await.unwrap();
+        assert_eq!(due.len(), 2, "{n}: {due:?}");
+        assert!(due.iter().all(|r| r.action == ReplicaAction::Push
+            && r.tag.as_deref() == Some("v1")
+            && r.repository == "src"
+            && r.region.is_none()
+            && r.digest == img.digest
+            && r.state == ReplicaState::InProgress));
+        assert!(due[0].id < due[1].id, "{n}");
+        // Not due before its time.
+        assert!(t.due_replications(0, 100).await.unwrap().is_empty(), "{n}");
+        // Settled: one complete, one retried then failed for good.
+        t.settle_replication(due[0].id, &Settlement::Complete, 10)
+            .await
+            .unwrap();
+        t.settle_replication(
+            due[1].id,
+            &Settlement::Retry {
+                failure_code: "UNREACHABLE".into(),
+                next_at: 50,
+            },
+            11,
+        )
+        .await
+        .unwrap();
+        assert!(t.due_replications(49, 100).await.unwrap().is_empty(), "{n}");
+        let again = t.due_replications(50, 100).await.unwrap();
+        assert_eq!((again.len(), again[0].attempts), (1, 1), "{n}");
+        let summary = t.replication_summary().await.unwrap();
+        assert_eq!(
+            (summary.pending, summary.complete, summary.failed),
+            (1, 1, 0),
+            "{n}"
+        );
+        assert_eq!(
+            summary.last_failure.unwrap().failure_code.as_deref(),
+            Some("UNREACHABLE"),
+            "{n}"
+        );
+        t.settle_replication(due[1].id, &Settlement::Failed("DENIED".into()), 12)
+            .await
+            .unwrap();
+        let status = s
+            .image_replications(home, "src", &img.digest)
+            .await
+            .unwrap();
+        let got: Vec<_> = status
+            .iter()
+            .map(|r| {
+                (
+                    r.destination.region.as_str(),
+                    r.state,
+                    r.failure_code.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("us-east-1", ReplicaState::Failed, Some("DENIED")),
+                ("us-west-2", ReplicaState::Complete, None)
+            ],
+            "{n}"
+        );
+        // A tag removal and an image deletion record theirs.
+        let west_only = [to(A, "us-west-2")];
+        assert_eq!(
+            s.delete_tag(home, "src", "v1", &west_only).await.unwrap(),
+            Some(img.digest.clone()),
+            "{n}"
+        );
+        assert!(s
+            .delete_image(home, "src", &img.digest, &west_only)
+            .await
+            .unwrap());
+        // Removing what is not there records nothing.
+        assert_eq!(
+            s.delete_tag(home, "src", "v1", &west_only).await.unwrap(),
+            None
+        );
+        let due = t.due_replications(i64::MAX, 100).await.unwrap();
+        let kinds: Vec<_> = due.iter().map(|r| (r.action, r.tag.clone())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (ReplicaAction::DeleteTag, Some("v1".to_string())),
+                (ReplicaAction::DeleteImage, None)
+            ],
+            "{n}"
+        );
+        // Backfills enqueue outside a push; a West repository's rows say their Region.
+        t.enqueue_replications(
+            west,
+            &[NewReplication {
+                repository: "w".into(),
+                digest: img.digest.clone(),
+                tag: None,
+                action: ReplicaAction::Push,
+                destination: to(A, "us-east-1"),
+                backfill: Some("bf-1".into()),
+            }],
+            20,
+        )
+        .await
+        .unwrap();
+        let last = t
+            .due_replications(i64::MAX, 100)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            (
+                last.region.as_deref(),
+                last.repository.as_str(),
+                last.backfill.as_deref()
+            ),
+            (Some("us-west-2"), "w", Some("bf-1")),
             "{n}"
         );
     }

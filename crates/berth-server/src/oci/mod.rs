@@ -173,18 +173,21 @@ fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response
     r
 }
 
-/// The registry a Host header addresses, as (account, Region):
-/// `<12 digits>.dkr.<registry_domain>[:port]` is an account's registry in the default
-/// Region, `<12 digits>.dkr.<first label>.<region>.<rest>[:port]` (the Region inserted
-/// after the domain's first label, as in `dkr.ecr.us-west-2.amazonaws.com`) in a Region
-/// this deployment serves; any other host is the default account's in the default Region.
-pub fn registry_of(app: &App, host: Option<&str>) -> (String, String) {
+/// The registry a Host header addresses, as (account, Region if the host names one):
+/// `<12 digits>.dkr.<registry_domain>[:port]` is an account's registry,
+/// `<12 digits>.dkr.<first label>.<region>.<rest>[:port]` (the Region inserted after the
+/// domain's first label, as in `dkr.ecr.us-west-2.amazonaws.com`) an account's registry in
+/// a Region this deployment serves; any other host is the default account's. Where the
+/// host names no Region, the registry password's Region is the registry's (see
+/// [`authenticate`]): a client without DNS for the regional names reaches every Region
+/// through one address, with the password of the Region it wants.
+pub fn registry_of(app: &App, host: Option<&str>) -> (String, Option<String>) {
     let host = host.unwrap_or("");
     let bare = host
         .rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(h, _)| h);
-    let default = || (app.default_account.clone(), app.config.region.clone());
+    let default = || (app.default_account.clone(), None);
     let Some((id, rest)) = bare.split_once(".dkr.") else {
         return default();
     };
@@ -193,19 +196,22 @@ pub fn registry_of(app: &App, host: Option<&str>) -> (String, String) {
     }
     let domain = &app.config.registry_domain;
     if rest.eq_ignore_ascii_case(domain) {
-        return (id.to_string(), app.config.region.clone());
+        return (id.to_string(), None);
     }
     let (first, tail) = domain.split_once('.').unwrap_or((domain.as_str(), ""));
     let regional = rest
-        .strip_prefix(first)
+        .to_ascii_lowercase()
+        .strip_prefix(&first.to_ascii_lowercase())
         .and_then(|r| r.strip_prefix('.'))
         .and_then(|r| match tail {
-            "" => Some(r),
-            t => r.strip_suffix(t).and_then(|r| r.strip_suffix('.')),
-        })
-        .map(str::to_ascii_lowercase);
+            "" => Some(r.to_string()),
+            t => r
+                .strip_suffix(&t.to_ascii_lowercase())
+                .and_then(|r| r.strip_suffix('.'))
+                .map(str::to_string),
+        });
     match regional {
-        Some(region) if app.config.regions.contains(&region) => (id.to_string(), region),
+        Some(region) if app.config.regions.contains(&region) => (id.to_string(), Some(region)),
         _ => default(),
     }
 }
@@ -250,8 +256,8 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
         return r;
     }
     // Authenticate first: without credentials nothing else is said.
-    let (registry, region) = registry_of(app, host.as_deref());
-    let caller = match authenticate(app, &parts.headers, &region, now).await {
+    let (registry, host_region) = registry_of(app, host.as_deref());
+    let (caller, region) = match authenticate(app, &parts.headers, host_region, now).await {
         Ok(c) => c,
         Err(e) => {
             let with_challenge = (e.status == 401).then_some(challenge.as_str());
@@ -304,7 +310,10 @@ async fn presigned(
     };
     // The URL was signed for one account's registry (and this Region): the account is the
     // one the Host addresses, so the same URL sent to another registry does not verify.
+    // A download URL names its registry's host, Region included where it is not the
+    // default one.
     let (registry, region) = registry_of(app, host);
+    let region = region.unwrap_or_else(|| app.config.region.clone());
     let signed = token::SignedUrl {
         account: &registry,
         region: &region,
@@ -348,12 +357,15 @@ async fn presigned(
     Some(result.unwrap_or_else(|e| error_response(&e, head, None)))
 }
 
+/// The caller a registry password proves, and the Region of the registry it is used
+/// on: the host's (`host_region`), which the password must have been issued for, or,
+/// where the host names none, the password's.
 async fn authenticate(
     app: &App,
     headers: &HeaderMap,
-    region: &str,
+    host_region: Option<String>,
     now: i64,
-) -> Result<Caller, OciError> {
+) -> Result<(Caller, String), OciError> {
     let unauthorized = |m: &str| OciError::new(401, "UNAUTHORIZED", m);
     let Some(h) = headers
         .get(header::AUTHORIZATION)
@@ -382,7 +394,8 @@ async fn authenticate(
         }
     };
     // A registry password is good in the Region it was issued for only, as ECR's.
-    if envelope.region != region {
+    let region = host_region.unwrap_or_else(|| envelope.region.clone());
+    if envelope.region != region || !app.config.regions.contains(&region) {
         return Err(OciError::new(
             403,
             "DENIED",
@@ -399,7 +412,10 @@ async fn authenticate(
     else {
         return Err(ApiError::invalid_token().into());
     };
-    Ok(caller_for(app, &envelope.access_key_id, &cred, now).await?)
+    Ok((
+        caller_for(app, &envelope.access_key_id, &cred, now).await?,
+        region,
+    ))
 }
 
 async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Response<Body>, OciError> {

@@ -3,8 +3,8 @@
 //! ```toml
 //! listen = "127.0.0.1:5000"
 //! data_dir = "./berth-data"
-//! region = "us-east-1"            # the one Region served; or, for several:
-//! regions = ["us-east-1", "us-west-2"] # the Regions served, the first the default
+//! region = "us-east-1"            # the default Region
+//! regions = ["us-east-1", "us-west-2"] # every Region served (one registry per account in each)
 //! clock_skew_seconds = 900        # SigV4: how far X-Amz-Date may be from now
 //! trusted_proxies = ["10.0.0.0/8"] # X-Forwarded-For / -Proto are read only from these
 //! audit_log = "stdout"            # "stdout", "off", or a file path
@@ -340,12 +340,13 @@ impl Config {
             if let Some(d) = f.data_dir {
                 c.data_dir = d;
             }
+            // `region` is the default Region, `regions` every Region served (the
+            // default among them, first if `region` does not say which).
             match (f.region, f.regions) {
-                (Some(_), Some(_)) => {
-                    return Err(format!(
-                        "config {}: give either region or regions, not both",
-                        path.display()
-                    ))
+                (Some(r), Some(mut rs)) => {
+                    rs.retain(|x| *x != r);
+                    rs.insert(0, r);
+                    c.regions = rs;
                 }
                 (Some(r), None) => c.regions = vec![r],
                 (None, Some(rs)) => c.regions = rs,

@@ -1,0 +1,303 @@
+//! Replication's tables on PostgreSQL (see [`crate::replication`]): configurations,
+//! creation templates and the outbox. The trait methods in `pg_registry.rs` call these.
+
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::pg::PgStore;
+use crate::registry::{RegistryError, RegistryKey, RegistryResult};
+use crate::replication::*;
+
+type Result<T> = RegistryResult<T>;
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+fn backend(e: sqlx::Error) -> RegistryError {
+    RegistryError::Backend(e.to_string())
+}
+
+const COLUMNS: &str = "id, account_id, repository, digest, tag, action, dest_account, dest_region,
+    status, failure_code, attempts, created_at, next_at, updated_at, backfill";
+
+fn replication_from(r: &PgRow) -> Result<Replication> {
+    let stored: String = r.try_get("repository").map_err(backend)?;
+    let (region, name) = RegistryKey::split_stored(&stored);
+    let action: String = r.try_get("action").map_err(backend)?;
+    let status: String = r.try_get("status").map_err(backend)?;
+    let corrupt = |what: &str, v: &str| {
+        RegistryError::Backend(format!(
+            "a stored replication has an unreadable {what}: {v:?}"
+        ))
+    };
+    Ok(Replication {
+        id: r.try_get("id").map_err(backend)?,
+        account: r.try_get("account_id").map_err(backend)?,
+        region: region.map(str::to_string),
+        repository: name.to_string(),
+        digest: r.try_get("digest").map_err(backend)?,
+        tag: r.try_get("tag").map_err(backend)?,
+        action: ReplicaAction::parse(&action).ok_or_else(|| corrupt("action", &action))?,
+        destination: Replica {
+            account: r.try_get("dest_account").map_err(backend)?,
+            region: r.try_get("dest_region").map_err(backend)?,
+        },
+        state: ReplicaState::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        failure_code: r.try_get("failure_code").map_err(backend)?,
+        attempts: r.try_get("attempts").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+        next_at: r.try_get("next_at").map_err(backend)?,
+        updated_at: r.try_get("updated_at").map_err(backend)?,
+        backfill: r.try_get("backfill").map_err(backend)?,
+    })
+}
+
+/// Write outbox rows inside `tx` (a push's, a deletion's, a backfill's): due `now`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn enqueue_in(
+    tx: &mut Tx,
+    account: &str,
+    stored_repository: &str,
+    digest: &str,
+    tag: Option<&str>,
+    action: ReplicaAction,
+    to: &[Replica],
+    backfill: Option<&str>,
+    now: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    for d in to {
+        sqlx::query(
+            "INSERT INTO replications (account_id, repository, digest, tag, action, dest_account,
+                dest_region, status, attempts, created_at, next_at, updated_at, backfill)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_PROGRESS', 0, $8, $9, $10, $11)",
+        )
+        .bind(account)
+        .bind(stored_repository)
+        .bind(digest)
+        .bind(tag)
+        .bind(action.as_str())
+        .bind(&d.account)
+        .bind(&d.region)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(backfill)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl PgStore {
+    pub(crate) async fn replication_configuration_of(
+        &self,
+        registry: RegistryKey<'_>,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT config FROM replication_configurations WHERE registry = $1")
+            .bind(&*registry.stored_account())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    pub(crate) async fn set_replication_configuration_of(
+        &self,
+        registry: RegistryKey<'_>,
+        config: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let key = registry.stored_account();
+        match config {
+            Some(c) => sqlx::query(
+                "INSERT INTO replication_configurations (registry, config, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (registry) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+            )
+            .bind(&*key)
+            .bind(c)
+            .bind(now),
+            None => sqlx::query("DELETE FROM replication_configurations WHERE registry = $1")
+                .bind(&*key),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    pub(crate) async fn creation_templates_of(
+        &self,
+        registry: RegistryKey<'_>,
+    ) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT template FROM creation_templates WHERE registry = $1 ORDER BY prefix COLLATE \"C\"")
+            .bind(&*registry.stored_account())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    pub(crate) async fn put_creation_template_of(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+        template: &str,
+        write: TemplateWrite,
+    ) -> Result<bool> {
+        let key = registry.stored_account();
+        let done = match write {
+            TemplateWrite::Create => sqlx::query(
+                "INSERT INTO creation_templates (registry, prefix, template) VALUES ($1, $2, $3)
+                 ON CONFLICT (registry, prefix) DO NOTHING",
+            )
+            .bind(&*key)
+            .bind(prefix)
+            .bind(template),
+            TemplateWrite::Update => sqlx::query(
+                "UPDATE creation_templates SET template = $1 WHERE registry = $2 AND prefix = $3",
+            )
+            .bind(template)
+            .bind(&*key)
+            .bind(prefix),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn delete_creation_template_of(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "DELETE FROM creation_templates WHERE registry = $1 AND prefix = $2 RETURNING template",
+        )
+        .bind(&*registry.stored_account())
+        .bind(prefix)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    pub(crate) async fn enqueue_replications_of(
+        &self,
+        registry: RegistryKey<'_>,
+        replications: &[NewReplication],
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for r in replications {
+            enqueue_in(
+                &mut tx,
+                registry.account,
+                &registry.stored_name(&r.repository),
+                &r.digest,
+                r.tag.as_deref(),
+                r.action,
+                std::slice::from_ref(&r.destination),
+                r.backfill.as_deref(),
+                now,
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    pub(crate) async fn due_replications_at(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<Replication>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM replications WHERE status = 'IN_PROGRESS' AND next_at <= $1
+             ORDER BY id LIMIT $2"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(replication_from).collect()
+    }
+
+    pub(crate) async fn settle_replication_at(
+        &self,
+        id: i64,
+        how: &Settlement,
+        now: i64,
+    ) -> Result<()> {
+        let (status, code, next_at) = match how {
+            Settlement::Complete => ("COMPLETE", None, None),
+            Settlement::Failed(code) => ("FAILED", Some(code.as_str()), None),
+            Settlement::Retry {
+                failure_code,
+                next_at,
+            } => ("IN_PROGRESS", Some(failure_code.as_str()), Some(*next_at)),
+        };
+        sqlx::query(
+            "UPDATE replications SET status = $1, failure_code = $2, attempts = attempts + 1,
+                 next_at = COALESCE($3, next_at), updated_at = $4
+             WHERE id = $5",
+        )
+        .bind(status)
+        .bind(code)
+        .bind(next_at)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    pub(crate) async fn image_replications_of(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Replication>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM replications r WHERE id IN (
+                 SELECT MAX(id) FROM replications
+                 WHERE account_id = $1 AND repository = $2 AND digest = $3 AND action = 'push'
+                 GROUP BY dest_account, dest_region)
+             ORDER BY dest_region COLLATE \"C\", dest_account"
+        )))
+        .bind(registry.account)
+        .bind(&*registry.stored_name(repository))
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(replication_from).collect()
+    }
+
+    pub(crate) async fn replication_summary_now(&self) -> Result<ReplicationSummary> {
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM replications WHERE status = 'IN_PROGRESS'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let (complete, failed): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'COMPLETE'), COUNT(*) FILTER (WHERE status = 'FAILED')
+             FROM replications",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let last = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM replications WHERE failure_code IS NOT NULL
+             ORDER BY updated_at DESC, id DESC LIMIT 1"
+        )))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ReplicationSummary {
+            pending,
+            oldest_pending: oldest,
+            complete,
+            failed,
+            last_failure: last.map(|r| replication_from(&r)).transpose()?,
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! What the stores keep of replication: each registry's replication configuration and
+//! repository creation templates (as the ECR wire JSON they were accepted in; berth-server
+//! reads them into typed values), and the outbox of replications.
+//!
+//! The outbox is the durability of replication: a push, a tag removal or an image
+//! deletion that must reach destinations writes one row per destination in its own
+//! transaction ([`NewImage::replicate_to`](crate::NewImage), the `replicate_to` of
+//! [`delete_tag`](crate::RegistryStore::delete_tag) and
+//! [`delete_image`](crate::RegistryStore::delete_image)), so a crash after the write
+//! loses nothing. The replication job takes due rows in id order, delivers them (each
+//! delivery is idempotent: done twice, it changes nothing) and settles them; a settled
+//! `push` row is the image's replication status at that destination.
+
+/// A replication destination: a registry, by account and Region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Replica {
+    pub account: String,
+    /// The Region's name (never `None`: a destination names its Region).
+    pub region: String,
+}
+
+/// What a replication does at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaAction {
+    /// Hold the image (its blobs and child manifests first) and move its tag, if any.
+    Push,
+    /// Remove the tag, if it still names the digest.
+    DeleteTag,
+    /// Delete the image.
+    DeleteImage,
+}
+
+impl ReplicaAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaAction::Push => "push",
+            ReplicaAction::DeleteTag => "delete-tag",
+            ReplicaAction::DeleteImage => "delete-image",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReplicaAction> {
+        Some(match s {
+            "push" => ReplicaAction::Push,
+            "delete-tag" => ReplicaAction::DeleteTag,
+            "delete-image" => ReplicaAction::DeleteImage,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a replication stands (`DescribeImageReplicationStatus`'s statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    InProgress,
+    Complete,
+    Failed,
+}
+
+impl ReplicaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaState::InProgress => "IN_PROGRESS",
+            ReplicaState::Complete => "COMPLETE",
+            ReplicaState::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReplicaState> {
+        Some(match s {
+            "IN_PROGRESS" => ReplicaState::InProgress,
+            "COMPLETE" => ReplicaState::Complete,
+            "FAILED" => ReplicaState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    pub id: i64,
+    /// The source registry's account.
+    pub account: String,
+    /// The source registry's Region (`None`: the home Region; see [`crate::RegistryKey`]).
+    pub region: Option<String>,
+    /// The source repository (its bare name; the destination repository has the same).
+    pub repository: String,
+    pub digest: String,
+    /// `Push`: the tag it moves (`None`: none); `DeleteTag`: the tag removed.
+    pub tag: Option<String>,
+    pub action: ReplicaAction,
+    pub destination: Replica,
+    pub state: ReplicaState,
+    /// Why it failed (or why its last attempt did, while it is retried).
+    pub failure_code: Option<String>,
+    pub attempts: i64,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// When it may be tried (again), milliseconds since the epoch.
+    pub next_at: i64,
+    pub updated_at: i64,
+    /// The backfill that asked for it, if one did.
+    pub backfill: Option<String>,
+}
+
+/// A replication to record outside a push (a backfill's, or one asked for again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReplication {
+    pub repository: String,
+    pub digest: String,
+    pub tag: Option<String>,
+    pub action: ReplicaAction,
+    pub destination: Replica,
+    pub backfill: Option<String>,
+}
+
+/// How an attempt ended, for [`settle_replication`](crate::RegistryStore::settle_replication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Delivered.
+    Complete,
+    /// Failed for good (`failure_code` says why); not tried again.
+    Failed(String),
+    /// Failed for now (the destination or a store out of reach): tried again at `next_at`.
+    Retry { failure_code: String, next_at: i64 },
+}
+
+/// What `berth replication status` says: the outbox at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicationSummary {
+    /// Replications not yet delivered.
+    pub pending: i64,
+    /// When the oldest of them was recorded (milliseconds since the epoch).
+    pub oldest_pending: Option<i64>,
+    pub complete: i64,
+    pub failed: i64,
+    /// The latest failure (settled, or of an attempt being retried).
+    pub last_failure: Option<Replication>,
+}
+
+/// Whether a template write makes a new one or changes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateWrite {
+    /// Only if there is none with that prefix (`false` back: there is one).
+    Create,
+    /// Only if there is one with that prefix (`false` back: there is none).
+    Update,
+}
