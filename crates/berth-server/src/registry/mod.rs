@@ -6,6 +6,7 @@
 pub mod gc;
 pub mod lifecycle;
 pub mod push;
+pub mod replication;
 pub mod token;
 pub mod uploads;
 
