@@ -253,6 +253,7 @@ class Server:
     def start(self, timeout=60):
         assert os.path.exists(BIN), f"berth binary {BIN} is missing (set BERTH_BIN)"
         self.stderr_lines = []
+        self.port = None  # a restart must find its own
         self.proc = subprocess.Popen(
             [BIN, "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
              "--config", str(self.config_path), *self.args],

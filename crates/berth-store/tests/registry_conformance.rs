@@ -2191,7 +2191,7 @@ async fn registries_of_two_regions_are_apart() {
         s.add_repository_blob(west, "team/app", &layer, 10, 5)
             .await
             .unwrap();
-        let img = image("west", &[layer.clone()], &[]);
+        let img = image("west", std::slice::from_ref(&layer), &[]);
         s.put_image(west, "team/app", &img, Some("v1"), TagRule::Mutable)
             .await
             .unwrap();
@@ -2371,7 +2371,7 @@ async fn replication_configurations_templates_and_the_outbox() {
         s.add_repository_blob(home, "src", &layer, 10, 1)
             .await
             .unwrap();
-        let mut img = image("repl", &[layer.clone()], &[]);
+        let mut img = image("repl", std::slice::from_ref(&layer), &[]);
         img.replicate_to = vec![to(A, "us-west-2"), to("222222222222", "us-east-1")];
         s.put_image(home, "src", &img, Some("v1"), TagRule::Mutable)
             .await

@@ -270,7 +270,8 @@ fn verify(
     Ok(())
 }
 
-fn root(account: &str, key_id: &str) -> Caller {
+/// The root user of `account` as a caller (`key_id`: the key it signed with, if any).
+pub(crate) fn root(account: &str, key_id: &str) -> Caller {
     let principal = Principal {
         kind: berth_iam::PrincipalKind::Root,
         arn: format!("arn:aws:iam::{account}:root").into(),

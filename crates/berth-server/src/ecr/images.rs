@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use super::{invalid, EcrCall};
 use crate::query::ApiError;
-use crate::registry::push::{store_manifest, PushError};
+use crate::registry::push::{store_manifest, ManifestPut, PushError};
+use crate::registry::replication::outbox;
 use berth_oci::names::{valid_digest, valid_tag, TAG_GRAMMAR};
 
 /// ECR's own limit on `imageTag` (its model: 1 to 300 characters), checked on every call
@@ -56,17 +57,22 @@ pub async fn put_image(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         check_tag("imageTag", t)?;
     }
     let media_type = c.str("imageManifestMediaType");
-    let pushed = store_manifest(
-        c.app,
-        r,
-        manifest.as_bytes(),
-        media_type,
+    let replicate_to = outbox::pushes(c.app, r).await?;
+    let replicating = !replicate_to.is_empty();
+    let put = ManifestPut {
+        bytes: manifest.as_bytes(),
+        content_type: media_type,
         tag,
-        c.str("imageDigest"),
-        crate::ids::now_ms(),
-    )
-    .await
-    .map_err(|e| push_error(r, e))?;
+        expected_digest: c.str("imageDigest"),
+        now: crate::ids::now_ms(),
+        replicate_to,
+    };
+    let pushed = store_manifest(c.app, r, put)
+        .await
+        .map_err(|e| push_error(r, e))?;
+    if replicating {
+        outbox::wake();
+    }
     if pushed.outcome.existed && (tag.is_none() || pushed.outcome.tag_unchanged) {
         return Err(ApiError::new(
             400,
@@ -263,6 +269,7 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = c.repo()?;
     let ids = image_ids(c, true)?.unwrap_or_default();
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
+    let replicate_to = outbox::deletes(c.app, r).await?;
     for (tag, digest) in &ids {
         let img = match find(c, r, tag, digest).await? {
             Ok(img) => img,
@@ -273,13 +280,16 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         };
         match (tag, digest) {
             (Some(t), None) => {
-                c.app.registry.delete_tag(r.registry(), &r.name, t).await?;
+                c.app
+                    .registry
+                    .delete_tag(r.registry(), &r.name, t, &replicate_to)
+                    .await?;
                 // The last tag gone: the image goes too (ECR).
                 if img.tags.len() == 1 {
                     if let Err(e) = c
                         .app
                         .registry
-                        .delete_image(r.registry(), &r.name, &img.digest)
+                        .delete_image(r.registry(), &r.name, &img.digest, &replicate_to)
                         .await
                     {
                         if !matches!(e, berth_store::RegistryError::ImageReferencedByIndex { .. }) {
@@ -292,7 +302,7 @@ pub async fn batch_delete(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             _ => match c
                 .app
                 .registry
-                .delete_image(r.registry(), &r.name, &img.digest)
+                .delete_image(r.registry(), &r.name, &img.digest, &replicate_to)
                 .await
             {
                 Ok(_) => {
@@ -332,7 +342,10 @@ pub(super) fn tag_status<'c>(c: &'c EcrCall<'_>) -> Result<&'c str, ApiError> {
 }
 
 /// `maxResults`/`nextToken` (an offset) over a list.
-fn page<T>(c: &EcrCall<'_>, items: Vec<T>) -> Result<(Vec<T>, Option<String>), ApiError> {
+pub(super) fn page<T>(
+    c: &EcrCall<'_>,
+    items: Vec<T>,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let max = c
         .input
         .get("maxResults")

@@ -7,6 +7,7 @@ mod error;
 mod images;
 mod layers;
 mod lifecycle;
+mod replication;
 mod repositories;
 pub mod router;
 
@@ -432,9 +433,13 @@ async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
     use Operation::*;
     match op {
         GetAuthorizationToken => repositories::get_authorization_token(c).await,
-        DescribeRegistry => {
-            Ok(json!({"registryId": c.registry, "replicationConfiguration": {"rules": []}}))
-        }
+        DescribeRegistry => replication::describe_registry(c).await,
+        PutReplicationConfiguration => replication::put_replication_configuration(c).await,
+        CreateRepositoryCreationTemplate => replication::create_template(c).await,
+        UpdateRepositoryCreationTemplate => replication::update_template(c).await,
+        DeleteRepositoryCreationTemplate => replication::delete_template(c).await,
+        DescribeRepositoryCreationTemplates => replication::describe_templates(c).await,
+        DescribeImageReplicationStatus => replication::describe_image_replication_status(c).await,
         PutRegistryPolicy => repositories::put_registry_policy(c).await,
         GetRegistryPolicy => repositories::get_registry_policy(c).await,
         DeleteRegistryPolicy => repositories::delete_registry_policy(c).await,

@@ -52,6 +52,11 @@ operations! {
     PutRegistryPolicy => Registry,
     GetRegistryPolicy => Registry,
     DeleteRegistryPolicy => Registry,
+    PutReplicationConfiguration => Registry,
+    CreateRepositoryCreationTemplate => Registry,
+    UpdateRepositoryCreationTemplate => Registry,
+    DeleteRepositoryCreationTemplate => Registry,
+    DescribeRepositoryCreationTemplates => Registry,
 
     CreateRepository => Repository,
     DescribeRepositories => Repositories,
@@ -81,6 +86,7 @@ operations! {
     BatchDeleteImage => Repository,
     ListImages => Repository,
     DescribeImages => Repository,
+    DescribeImageReplicationStatus => Repository,
 }
 
 impl Operation {

@@ -1,12 +1,13 @@
 //! Manifests, tags, the catalog and the referrers API.
 
+use crate::registry::replication::outbox;
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use berth_store::Repository;
 use serde_json::{json, Value};
 
 use super::{response, set, OciCall, OciError};
-use crate::registry::push::{store_manifest, PushError, MAX_MANIFEST};
+use crate::registry::push::{store_manifest, ManifestPut, PushError, MAX_MANIFEST};
 use crate::registry::{authorize_ecr, EcrRequest};
 use berth_oci::manifest::OCI_INDEX;
 use berth_oci::names::{valid_digest, valid_tag, TAG_GRAMMAR};
@@ -268,7 +269,17 @@ pub async fn put(
     } else {
         (Some(reference), None)
     };
-    let pushed = store_manifest(c.app, &repo, &bytes, c.header("content-type"), tag, digest, crate::ids::now_ms())
+    let replicate_to = outbox::pushes(c.app, &repo).await?;
+    let replicating = !replicate_to.is_empty();
+    let put = ManifestPut {
+        bytes: &bytes,
+        content_type: c.header("content-type"),
+        tag,
+        expected_digest: digest,
+        now: crate::ids::now_ms(),
+        replicate_to,
+    };
+    let pushed = store_manifest(c.app, &repo, put)
         .await
         .map_err(|e| match e {
             PushError::Invalid(m) => OciError::new(400, "MANIFEST_INVALID", m),
@@ -290,6 +301,9 @@ pub async fn put(
             )),
             PushError::Store(e) => e.into(),
         })?;
+    if replicating {
+        outbox::wake();
+    }
     let mut r = response(StatusCode::CREATED, Body::empty());
     set(
         &mut r,
@@ -315,11 +329,12 @@ pub async fn delete(
         return Err(no_such_reference(reference));
     }
     let not_found = || OciError::new(404, "MANIFEST_UNKNOWN", "Requested image not found");
+    let replicate_to = outbox::deletes(c.app, repo).await?;
     if kind == Ref::Digest {
         match c
             .app
             .registry
-            .delete_image(repo.registry(), &repo.name, reference)
+            .delete_image(repo.registry(), &repo.name, reference, &replicate_to)
             .await
         {
             Ok(true) => {}
@@ -330,7 +345,7 @@ pub async fn delete(
         let digest = c
             .app
             .registry
-            .delete_tag(repo.registry(), &repo.name, reference)
+            .delete_tag(repo.registry(), &repo.name, reference, &replicate_to)
             .await?
             .ok_or_else(not_found)?;
         // The last tag gone, the image goes too (as ECR's BatchDeleteImage by tag).
@@ -344,10 +359,13 @@ pub async fn delete(
                 let _ = c
                     .app
                     .registry
-                    .delete_image(repo.registry(), &repo.name, &digest)
+                    .delete_image(repo.registry(), &repo.name, &digest, &replicate_to)
                     .await;
             }
         }
+    }
+    if !replicate_to.is_empty() {
+        outbox::wake();
     }
     Ok(response(StatusCode::ACCEPTED, Body::empty()))
 }

@@ -100,15 +100,30 @@ async fn largest_child(
     Ok(size)
 }
 
+/// A manifest to store: its bytes as sent, the media type it was sent as, the tag it
+/// moves, the digest the client named, when, and where the push replicates.
+pub struct ManifestPut<'a> {
+    pub bytes: &'a [u8],
+    pub content_type: Option<&'a str>,
+    pub tag: Option<&'a str>,
+    pub expected_digest: Option<&'a str>,
+    pub now: i64,
+    pub replicate_to: Vec<berth_store::Replica>,
+}
+
 pub async fn store_manifest(
     app: &App,
     repo: &Repository,
-    bytes: &[u8],
-    content_type: Option<&str>,
-    tag: Option<&str>,
-    expected_digest: Option<&str>,
-    now: i64,
+    put: ManifestPut<'_>,
 ) -> Result<Pushed, PushError> {
+    let ManifestPut {
+        bytes,
+        content_type,
+        tag,
+        expected_digest,
+        now,
+        replicate_to,
+    } = put;
     if bytes.len() > MAX_MANIFEST {
         return Err(PushError::Invalid(format!(
             "the manifest has {} bytes; at most {MAX_MANIFEST} are accepted",
@@ -152,6 +167,7 @@ pub async fn store_manifest(
             })
             .collect(),
         pushed_at: now,
+        replicate_to,
     };
     let outcome = app
         .registry

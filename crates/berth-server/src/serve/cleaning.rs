@@ -1,8 +1,9 @@
 //! The cleaning jobs (run on one node at a time by [`crate::jobs`]): STS sessions a day
 //! after they expire (until then they answer ExpiredToken), upload sessions left
 //! untouched for `upload_idle_seconds`, with their staged files (for an S3 bucket: their
-//! multipart uploads and staging objects), and the garbage collector
-//! ([`crate::registry::gc`]) every `gc_interval_seconds`.
+//! multipart uploads and staging objects), the garbage collector
+//! ([`crate::registry::gc`]) every `gc_interval_seconds`, and the delivery of the
+//! replication outbox ([`crate::registry::replication::deliver`]), all the time.
 //!
 //! Two jobs rather than one, so each has its own lease and its own schedule: a failing
 //! or slow upload sweep (many staged files) does not hold back the session sweep, and
@@ -23,6 +24,7 @@ pub fn jobs(app: &Arc<App>) -> Vec<Job> {
     let sessions = app.clone();
     let uploads = app.clone();
     let collector = app.clone();
+    let replicator = app.clone();
     vec![
         Job::new("expire-sessions", period, move || {
             let app = sessions.clone();
@@ -35,6 +37,11 @@ pub fn jobs(app: &Arc<App>) -> Vec<Job> {
         Job::new("gc", app.config.gc_interval, move || {
             let app = collector.clone();
             async move { collect_garbage(&app).await }
+        }),
+        // Delivers the replication outbox for as long as this node holds the lease.
+        Job::new("replicate", std::time::Duration::from_secs(1), move || {
+            let app = replicator.clone();
+            async move { crate::registry::replication::deliver::run(&app).await }
         }),
     ]
 }

@@ -152,16 +152,24 @@ impl PolicyRun<'_> {
         if self.dry_run {
             return Ok(out);
         }
+        // Expiries replicate as deletions where the replication configuration says so.
+        let replicate_to = crate::registry::replication::outbox::targets(
+            self.registry,
+            repo.registry(),
+            &repo.name,
+        )
+        .await?
+        .deletes;
         let mut retry = Vec::new();
         for (i, e) in out.iter_mut().enumerate() {
-            e.outcome = self.expire(repo, e).await?;
+            e.outcome = self.expire(repo, e, &replicate_to).await?;
             if e.outcome == Outcome::ReferencedByIndex {
                 retry.push(i);
             }
         }
         // Indexes expired in this run are gone now: their children may go too.
         for i in retry {
-            out[i].outcome = self.expire(repo, &out[i]).await?;
+            out[i].outcome = self.expire(repo, &out[i], &replicate_to).await?;
         }
         self.registry
             .lifecycle_evaluated(repo.registry(), &repo.name, text, now)
@@ -170,7 +178,12 @@ impl PolicyRun<'_> {
     }
 
     /// Delete one image the policy expires, if it is still as evaluated.
-    async fn expire(&self, repo: &Repository, e: &Expiration) -> Result<Outcome, RunError> {
+    async fn expire(
+        &self,
+        repo: &Repository,
+        e: &Expiration,
+        replicate_to: &[berth_store::Replica],
+    ) -> Result<Outcome, RunError> {
         let digest = &e.expiry.image.digest;
         match self
             .registry
@@ -182,7 +195,7 @@ impl PolicyRun<'_> {
         }
         match self
             .registry
-            .delete_image(repo.registry(), &repo.name, digest)
+            .delete_image(repo.registry(), &repo.name, digest, replicate_to)
             .await
         {
             Ok(true) => {}

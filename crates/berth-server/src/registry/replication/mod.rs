@@ -32,6 +32,8 @@
 //! before matching.
 
 pub mod config;
+pub mod deliver;
+pub mod outbox;
 mod shape;
 pub mod template_input;
 pub mod templates;

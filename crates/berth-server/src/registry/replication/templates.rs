@@ -260,6 +260,43 @@ impl CreationTemplate {
         Ok(())
     }
 
+    /// A template as the store keeps it (its [`to_json`](Self::to_json)), times included.
+    pub fn from_stored(text: &str) -> Result<CreationTemplate, ConfigError> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError::Serialization(format!("a stored template: {e}")))?;
+        let ms = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_f64)
+                .map_or(0, |s| (s * 1000.0).round() as i64)
+        };
+        let mut t = CreationTemplate::create(&TemplateInput::parse_create(&v)?, 0)?;
+        t.created_at = ms("createdAt");
+        t.updated_at = ms("updatedAt");
+        Ok(t)
+    }
+
+    /// The repository `name` of `registry` this template makes at `now_ms` (its settings,
+    /// policies and tags; the caller checks the policies as a create would).
+    pub fn new_repository(
+        &self,
+        registry: berth_store::RegistryKey<'_>,
+        name: &str,
+        now_ms: i64,
+    ) -> (berth_store::Repository, Vec<Tag>) {
+        let mut r = berth_store::Repository::new(registry, name, now_ms);
+        r.tag_mutability = self.image_tag_mutability;
+        r.mutability_filters = self.exclusion_filters.clone();
+        if let Some(e) = &self.encryption {
+            r.encryption = e.clone();
+        }
+        r.policy = self.repository_policy.clone();
+        if let Some(p) = &self.lifecycle_policy {
+            r.lifecycle_policy = Some(p.clone());
+            r.lifecycle_updated = Some(now_ms);
+        }
+        (r, self.resource_tags.clone())
+    }
+
     pub fn applies_to(&self, scenario: AppliedFor) -> bool {
         self.applied_for.contains(&scenario)
     }

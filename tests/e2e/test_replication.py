@@ -1,0 +1,328 @@
+"""Replication as seed 003 describes it, within one deployment serving two Regions: the
+source account puts a replication configuration (aws CLI), pushes with skopeo, and the
+destination account's registry in us-west-2 gets the same digest, authorized by the
+destination's registry policy (each example of seed 003 as written, account ids
+substituted); DescribeImageReplicationStatus says where each image stands, with a
+failure code a person understands when the destination refuses.
+
+Registry hosts other than the default address (`<account>.dkr.ecr.<region>.localhost`)
+are reached with skopeo through the server itself as its HTTP proxy: the server reads the
+host from the request, and nothing but loopback is involved."""
+
+import base64
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from berth import (Registry, client_error, make_image, seed_text, start_server, unique,
+                   write_oci_layout)
+
+SOURCE_REGION, DEST_REGION = "us-east-1", "us-west-2"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = start_server(tmp_path_factory, "replication",
+                     extra_config=f'regions = ["{SOURCE_REGION}", "{DEST_REGION}"]\n')
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def accounts(srv):
+    """(source A: the default account, destination B, another source C), each its root."""
+    return srv.root, srv.account_create(), srv.account_create()
+
+
+def ecr(srv, creds, region):
+    return srv.client("ecr", creds, region=region)
+
+
+def password(srv, creds, region):
+    [data] = ecr(srv, creds, region).get_authorization_token()["authorizationData"]
+    return base64.b64decode(data["authorizationToken"]).decode().split(":", 1)[1]
+
+
+def host(srv, account, region):
+    """The registry host of `account` in `region` (the default address for the default
+    account in the default Region)."""
+    if account == srv.account and region == SOURCE_REGION:
+        return f"127.0.0.1:{srv.port}"
+    middle = "ecr" if region == SOURCE_REGION else f"ecr.{region}"
+    return f"{account}.dkr.{middle}.localhost:{srv.port}"
+
+
+def skopeo(srv, *args, check=True):
+    """skopeo with the server as its HTTP proxy (so any registry host name reaches it)."""
+    env = {**os.environ, "HTTP_PROXY": srv.url, "http_proxy": srv.url, "NO_PROXY": "", "no_proxy": ""}
+    p = subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True,
+                       timeout=120, env=env)
+    if check:
+        assert p.returncode == 0, f"skopeo {' '.join(args)} failed:\n{p.stderr}"
+    return p
+
+
+def push(srv, creds, region, repo, tag, tmp_path, img=None):
+    """Push a new image (or `img`) as `creds` into its registry in `region`; returns it."""
+    img = img or make_image(layers=2)
+    layout = tmp_path / unique("layout")
+    write_oci_layout(layout, {tag: img})
+    skopeo(srv, "copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{password(srv, creds, region)}",
+           f"oci:{layout}:{tag}", f"docker://{host(srv, creds.account_id, region)}/{repo}:{tag}")
+    return img
+
+
+def pulled(srv, creds, account, region, repo, ref, tmp_path, check=True):
+    """The digest skopeo pulls from `account`'s registry in `region` as `creds` (None if it fails)."""
+    digest_file = tmp_path / unique("digest")
+    sep = "@" if ref.startswith("sha256:") else ":"
+    p = skopeo(srv, "copy", "--src-tls-verify=false", "--src-creds", f"AWS:{password(srv, creds, region)}",
+               "--digestfile", str(digest_file), f"docker://{host(srv, account, region)}/{repo}{sep}{ref}",
+               f"oci:{tmp_path / unique('pulled')}:x", check=check)
+    return digest_file.read_text().strip() if p.returncode == 0 else None
+
+
+def configure(srv, creds, *rules):
+    """put-replication-configuration in the source Region: with the aws CLI, or with boto3
+    where a rule has deleteReplication (newer than the CLI's model)."""
+    config = {"rules": list(rules)}
+    if any("deleteReplication" in r for r in rules):
+        out = ecr(srv, creds, SOURCE_REGION).put_replication_configuration(replicationConfiguration=config)
+    else:
+        out = srv.cli(creds, "ecr", "put-replication-configuration", "--region", SOURCE_REGION,
+                      "--replication-configuration", json.dumps(config))
+    assert out["replicationConfiguration"]["rules"][0]["destinations"] == rules[0]["destinations"]
+    return config
+
+
+def to(account, deletes=None, prefixes=()):
+    rule = {"destinations": [{"region": DEST_REGION, "registryId": account}]}
+    if prefixes:
+        rule["repositoryFilters"] = [{"filter": p, "filterType": "PREFIX_MATCH"} for p in prefixes]
+    if deletes is not None:
+        rule["deleteReplication"] = {"enabled": deletes}
+    return rule
+
+
+def registry_policy(srv, creds, text):
+    srv.cli(creds, "ecr", "put-registry-policy", "--region", DEST_REGION, "--policy-text", text)
+
+
+def settled(srv, creds, repo, ref, timeout=30):
+    """Wait until no destination of the image is IN_PROGRESS; its statuses by registry id."""
+    image_id = f"imageDigest={ref}" if ref.startswith("sha256:") else f"imageTag={ref}"
+    deadline = time.time() + timeout
+    while True:
+        out = srv.cli(creds, "ecr", "describe-image-replication-status", "--region", SOURCE_REGION,
+                      "--repository-name", repo, "--image-id", image_id)
+        statuses = out["replicationStatuses"]
+        if statuses and all(s["status"] != "IN_PROGRESS" for s in statuses):
+            return {s["registryId"]: s for s in statuses}
+        assert time.time() < deadline, f"replication of {repo}:{ref} still in progress: {statuses}"
+        time.sleep(0.1)
+
+
+def create_repo(srv, creds, region, name):
+    ecr(srv, creds, region).create_repository(repositoryName=name)
+
+
+def names(srv, creds, region):
+    return {r["repositoryName"] for r in ecr(srv, creds, region).describe_repositories()["repositories"]}
+
+
+# ---------------------------------------------------------------------------------------
+# Seed 003, example by example
+# ---------------------------------------------------------------------------------------
+
+def test_003_replicate_all_repositories_of_the_source_root(srv, accounts, tmp_path):
+    a, b, _ = accounts
+    registry_policy(srv, b, seed_text("003-registry-replicate-all",
+                                      **{"111111111111": b.account_id, "222222222222": a.account_id}))
+    configure(srv, a, to(b.account_id, deletes=False))
+    out = srv.cli(a, "ecr", "describe-registry", "--region", SOURCE_REGION)
+    assert out["replicationConfiguration"]["rules"][0]["destinations"] == [
+        {"region": DEST_REGION, "registryId": b.account_id}]
+    repo = unique("app")
+    create_repo(srv, a, SOURCE_REGION, repo)
+    img = push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    status = settled(srv, a, repo, "v1")
+    assert status[b.account_id]["status"] == "COMPLETE" and status[b.account_id]["region"] == DEST_REGION
+    # the destination made the repository and holds the same digest, tag included
+    assert repo in names(srv, b, DEST_REGION)
+    assert pulled(srv, b, b.account_id, DEST_REGION, repo, "v1", tmp_path) == img.digest
+    # a tag moved at the source moves at the destination
+    img2 = push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    assert settled(srv, a, repo, "v1")[b.account_id]["status"] == "COMPLETE"
+    assert pulled(srv, b, b.account_id, DEST_REGION, repo, "v1", tmp_path) == img2.digest
+    # without deleteReplication, a deletion at the source stays there
+    ecr(srv, a, SOURCE_REGION).batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
+    # (no replication is recorded for it, so nothing can reach the destination later)
+    digests = {i["imageDigest"] for i in ecr(srv, b, DEST_REGION).list_images(repositoryName=repo)["imageIds"]}
+    assert {img.digest, img2.digest} <= digests
+
+
+def test_003_allow_multiple_accounts(srv, accounts, tmp_path):
+    a, b, c = accounts
+    registry_policy(srv, b, seed_text("003-registry-multiple-accounts", **{
+        "111111111111": b.account_id, "222222222222": a.account_id, "333333333333": c.account_id}))
+    repo_a, repo_c = unique("from-a"), unique("from-c")
+    for creds, repo in ((a, repo_a), (c, repo_c)):
+        configure(srv, creds, to(b.account_id))
+        create_repo(srv, creds, SOURCE_REGION, repo)
+    img_a = push(srv, a, SOURCE_REGION, repo_a, "v1", tmp_path)
+    img_c = push(srv, c, SOURCE_REGION, repo_c, "v1", tmp_path)
+    assert settled(srv, a, repo_a, "v1")[b.account_id]["status"] == "COMPLETE"
+    assert settled(srv, c, repo_c, "v1")[b.account_id]["status"] == "COMPLETE"
+    assert pulled(srv, b, b.account_id, DEST_REGION, repo_a, "v1", tmp_path) == img_a.digest
+    assert pulled(srv, b, b.account_id, DEST_REGION, repo_c, "v1", tmp_path) == img_c.digest
+
+
+def test_003_only_repositories_starting_with_prod(srv, accounts, tmp_path):
+    a, b, _ = accounts
+    registry_policy(srv, b, seed_text("003-registry-prod-prefix",
+                                      **{"111111111111": b.account_id, "222222222222": a.account_id}))
+    configure(srv, a, to(b.account_id))
+    suffix = unique("x")
+    prod, dev = f"prod-api-{suffix}", f"dev-api-{suffix}"
+    for repo in (prod, dev):
+        create_repo(srv, a, SOURCE_REGION, repo)
+    img = push(srv, a, SOURCE_REGION, prod, "v1", tmp_path)
+    push(srv, a, SOURCE_REGION, dev, "v1", tmp_path)
+    assert settled(srv, a, prod, "v1")[b.account_id]["status"] == "COMPLETE"
+    failed = settled(srv, a, dev, "v1")[b.account_id]
+    assert failed["status"] == "FAILED"
+    assert failed["failureCode"].startswith("REPLICATION_NOT_ALLOWED") and "ecr:ReplicateImage" in failed["failureCode"]
+    there = names(srv, b, DEST_REGION)
+    assert prod in there and dev not in there
+    assert pulled(srv, b, b.account_id, DEST_REGION, prod, "v1", tmp_path) == img.digest
+
+
+def test_003_without_create_repository_the_destination_makes_its_own(srv, accounts, tmp_path):
+    a, b, _ = accounts
+    registry_policy(srv, b, seed_text("003-registry-replicate-only",
+                                      **{"111111111111": b.account_id, "222222222222": a.account_id}))
+    configure(srv, a, to(b.account_id))
+    repo = unique("made-by-hand")
+    create_repo(srv, a, SOURCE_REGION, repo)
+    img = push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    failed = settled(srv, a, repo, "v1")[b.account_id]
+    assert failed["status"] == "FAILED"
+    assert failed["failureCode"].startswith("REPOSITORY_NOT_FOUND") and "ecr:CreateRepository" in failed["failureCode"]
+    assert repo not in names(srv, b, DEST_REGION)
+    # "you need to create repositories with the same name within your account": then it works
+    create_repo(srv, b, DEST_REGION, repo)
+    push(srv, a, SOURCE_REGION, repo, "v2", tmp_path, img=img)  # a new tag: replicated again
+    assert settled(srv, a, repo, "v2")[b.account_id]["status"] == "COMPLETE"
+    assert pulled(srv, b, b.account_id, DEST_REGION, repo, "v2", tmp_path) == img.digest
+
+
+def test_a_registry_policy_that_does_not_name_the_source_replicates_nothing(srv, accounts, tmp_path):
+    a, b, c = accounts
+    # B trusts C only
+    registry_policy(srv, b, seed_text("003-registry-replicate-all",
+                                      **{"111111111111": b.account_id, "222222222222": c.account_id}))
+    configure(srv, a, to(b.account_id))
+    repo = unique("unnamed")
+    create_repo(srv, a, SOURCE_REGION, repo)
+    push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    failed = settled(srv, a, repo, "v1")[b.account_id]
+    assert failed["status"] == "FAILED" and failed["failureCode"].startswith("REPLICATION_NOT_ALLOWED")
+    assert repo not in names(srv, b, DEST_REGION)
+
+
+# ---------------------------------------------------------------------------------------
+# Within one account: another Region, deletions replicated
+# ---------------------------------------------------------------------------------------
+
+def test_same_account_other_region_with_delete_replication(srv, accounts, tmp_path):
+    _, _, c = accounts
+    # no registry policy needed within one account
+    configure(srv, c, to(c.account_id, deletes=True))
+    repo = unique("mirrored")
+    create_repo(srv, c, SOURCE_REGION, repo)
+    # two images sharing a layer
+    first = push(srv, c, SOURCE_REGION, repo, "one", tmp_path)
+    second = make_image(layers=1)
+    second.layers.append(first.layers[0])
+    manifest = json.loads(second.manifest)
+    manifest["layers"].append(json.loads(first.manifest)["layers"][0])
+    second.manifest = json.dumps(manifest, indent=1).encode()
+    push(srv, c, SOURCE_REGION, repo, "two", tmp_path, img=second)
+    for tag in ("one", "two"):
+        assert settled(srv, c, repo, tag)[c.account_id]["status"] == "COMPLETE"
+    assert pulled(srv, c, c.account_id, DEST_REGION, repo, "one", tmp_path) == first.digest
+    assert pulled(srv, c, c.account_id, DEST_REGION, repo, "two", tmp_path) == second.digest
+    # deletions replicate: a tag, then an image
+    west = ecr(srv, c, DEST_REGION)
+    ecr(srv, c, SOURCE_REGION).batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": first.digest}])
+    deadline = time.time() + 30
+    while any(i["imageDigest"] == first.digest for i in west.list_images(repositoryName=repo)["imageIds"]):
+        assert time.time() < deadline, "the deletion did not reach the destination"
+        time.sleep(0.1)
+    tags = {i.get("imageTag") for i in west.list_images(repositoryName=repo)["imageIds"]}
+    assert tags == {"two"}
+
+
+# ---------------------------------------------------------------------------------------
+# The configuration's checks and creation templates
+# ---------------------------------------------------------------------------------------
+
+def test_configuration_is_checked_as_ecr_checks_it(srv, accounts):
+    a, _, _ = accounts
+    same = {"rules": [{"destinations": [{"region": SOURCE_REGION, "registryId": a.account_id}]}]}
+    e = srv.cli_error(a, "ecr", "put-replication-configuration", "--region", SOURCE_REGION,
+                      "--replication-configuration", json.dumps(same))
+    assert e.code == "InvalidParameterException"
+    bad = {"rules": [{"destinations": [{"region": DEST_REGION, "registryId": "12"}]}]}
+    code, msg, _ = client_error(ecr(srv, a, SOURCE_REGION).put_replication_configuration,
+                                replicationConfiguration=bad)
+    assert code in ("ValidationException", "InvalidParameterException") and "registryId" in msg
+
+
+def test_a_replication_template_shapes_the_repository_it_makes(srv, accounts, tmp_path):
+    a, b, _ = accounts
+    registry_policy(srv, b, seed_text("003-registry-replicate-all",
+                                      **{"111111111111": b.account_id, "222222222222": a.account_id}))
+    prefix = unique("tpl")
+    out = srv.cli(b, "ecr", "create-repository-creation-template", "--region", DEST_REGION,
+                  "--prefix", prefix, "--applied-for", "REPLICATION",
+                  "--image-tag-mutability", "IMMUTABLE",
+                  "--resource-tags", "Key=origin,Value=replication")
+    assert out["repositoryCreationTemplate"]["prefix"] == prefix
+    listed = srv.cli(b, "ecr", "describe-repository-creation-templates", "--region", DEST_REGION,
+                     "--prefixes", prefix)["repositoryCreationTemplates"]
+    assert [t["imageTagMutability"] for t in listed] == ["IMMUTABLE"]
+    configure(srv, a, to(b.account_id))
+    repo = f"{prefix}/service"
+    create_repo(srv, a, SOURCE_REGION, repo)
+    push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    assert settled(srv, a, repo, "v1")[b.account_id]["status"] == "COMPLETE"
+    [made] = ecr(srv, b, DEST_REGION).describe_repositories(repositoryNames=[repo])["repositories"]
+    assert made["imageTagMutability"] == "IMMUTABLE"
+    tags = ecr(srv, b, DEST_REGION).list_tags_for_resource(resourceArn=made["repositoryArn"])["tags"]
+    assert tags == [{"Key": "origin", "Value": "replication"}]
+    e = srv.cli_error(b, "ecr", "create-repository-creation-template", "--region", DEST_REGION,
+                      "--prefix", prefix, "--applied-for", "REPLICATION")
+    assert e.code == "TemplateAlreadyExistsException"
+    srv.cli(b, "ecr", "delete-repository-creation-template", "--region", DEST_REGION, "--prefix", prefix)
+    e = srv.cli_error(b, "ecr", "delete-repository-creation-template", "--region", DEST_REGION,
+                      "--prefix", prefix)
+    assert e.code == "TemplateNotFoundException"
+
+
+def test_status_of_an_image_never_replicated_and_of_one_not_there(srv, accounts, tmp_path):
+    a, _, _ = accounts
+    srv.cli(a, "ecr", "put-replication-configuration", "--region", SOURCE_REGION,
+            "--replication-configuration", json.dumps({"rules": []}))
+    repo = unique("quiet")
+    create_repo(srv, a, SOURCE_REGION, repo)
+    push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    out = srv.cli(a, "ecr", "describe-image-replication-status", "--region", SOURCE_REGION,
+                  "--repository-name", repo, "--image-id", "imageTag=v1")
+    assert out["replicationStatuses"] == []
+    e = srv.cli_error(a, "ecr", "describe-image-replication-status", "--region", SOURCE_REGION,
+                      "--repository-name", repo, "--image-id", "imageTag=absent")
+    assert e.code == "ImageNotFoundException"
