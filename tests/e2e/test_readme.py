@@ -14,10 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- tests/e2e/test_readme.py runs the next block as written -->"
 
 
-def walkthrough() -> str:
+REPLICATION_MARKER = "<!-- tests/e2e/test_readme.py runs the replication block as written -->"
+
+
+def walkthrough(marker=MARKER) -> str:
     text = (ROOT / "README.md").read_text()
-    assert MARKER in text, "the README lost its walkthrough marker"
-    m = re.search(r"```sh\n(.*?)\n```", text[text.index(MARKER):], re.S)
+    assert marker in text, "the README lost its walkthrough marker"
+    m = re.search(r"```sh\n(.*?)\n```", text[text.index(marker):], re.S)
     assert m, "no ```sh block after the walkthrough marker"
     return m.group(1)
 
@@ -169,3 +172,34 @@ def test_readme_config_block_is_real_and_complete(tmp_path):
         p.terminate()
         assert p.wait(timeout=30) == 0
     assert (tmp_path / "secrets.key").exists(), "the configured key file was not used"
+
+
+def test_replication_walkthrough_as_written(tmp_path_factory):
+    """The README's replication walkthrough (seed 003's first example) runs as written
+    against a server serving two Regions, and the destination has the pushed digest."""
+    s = start_server(tmp_path_factory, "readme-replication",
+                     extra_config='regions = ["us-east-1", "us-west-2"]\n')
+    try:
+        cwd = tmp_path_factory.mktemp("replicator")
+        for name in ("examples", "scripts"):
+            (cwd / name).symlink_to(ROOT / name)
+        (cwd / "berth-data").symlink_to(s.data_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({
+            "BERTH": f"127.0.0.1:{s.port}",
+            "HOME": str(cwd),
+            "PATH": f"{Path(BIN).parent}:{os.environ['PATH']}",
+            "AWS_CONFIG_FILE": str(cwd / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(cwd / "no-aws-credentials"),
+        })
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough(REPLICATION_MARKER)],
+                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, f"walkthrough failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+        pushed = json.loads((cwd / "web" / "index.json").read_text())["manifests"][0]["digest"]
+        assert p.stdout.rstrip().split("\n")[-2:] == [pushed, pushed], p.stdout
+        dest = json.loads((cwd / "dest.json").read_text())["account_id"]
+        statuses = s.client("ecr", s.root).describe_image_replication_status(
+            repositoryName="team/web", imageId={"imageTag": "v1"})["replicationStatuses"]
+        assert statuses == [{"region": "us-west-2", "registryId": dest, "status": "COMPLETE"}]
+    finally:
+        s.stop()

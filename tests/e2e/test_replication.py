@@ -12,13 +12,15 @@ host from the request, and nothing but loopback is involved."""
 import base64
 import json
 import os
+import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from berth import (Registry, client_error, make_image, seed_text, start_server, unique,
-                   write_oci_layout)
+from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, client_error, make_image, seed_text,
+                   start_server, unique, write_oci_layout)
 
 SOURCE_REGION, DEST_REGION = "us-east-1", "us-west-2"
 
@@ -326,3 +328,159 @@ def test_status_of_an_image_never_replicated_and_of_one_not_there(srv, accounts,
     e = srv.cli_error(a, "ecr", "describe-image-replication-status", "--region", SOURCE_REGION,
                       "--repository-name", repo, "--image-id", "imageTag=absent")
     assert e.code == "ImageNotFoundException"
+
+
+def test_berth_replication_status_summarizes_the_outbox(srv, accounts, tmp_path):
+    a, b, c = accounts
+    # one that fails (B's policy trusts C only) and nothing left pending
+    registry_policy(srv, b, seed_text("003-registry-replicate-all",
+                                      **{"111111111111": b.account_id, "222222222222": c.account_id}))
+    configure(srv, a, to(b.account_id))
+    repo = unique("summary")
+    create_repo(srv, a, SOURCE_REGION, repo)
+    img = push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    assert settled(srv, a, repo, "v1")[b.account_id]["status"] == "FAILED"
+    p = subprocess.run([BIN, "replication", "status", "--json", "--config", str(srv.config_path),
+                        "--data-dir", str(srv.data_dir)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["pending"] == 0 and s["oldestPendingSeconds"] is None
+    assert s["complete"] >= 1 and s["failed"] >= 1
+    assert s["lastFailure"]["status"] == "FAILED"
+    assert s["lastFailure"]["failureCode"].startswith("REPLICATION_NOT_ALLOWED")
+    assert img.digest in s["lastFailure"]["replication"]
+    p = subprocess.run([BIN, "replication", "status", "--config", str(srv.config_path),
+                        "--data-dir", str(srv.data_dir)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "pending: 0" in p.stdout and "last failure:" in p.stdout, p.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Indexes, many pushes at once, and a kill -9 during delivery
+# ---------------------------------------------------------------------------------------
+
+def index_of(*images):
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": i.digest, "size": len(i.manifest),
+                       "platform": {"os": "linux", "architecture": arch}}
+                      for i, arch in zip(images, ("amd64", "arm64"))],
+    }).encode()
+
+
+def wait_all(srv, creds, repo, refs, timeout=60):
+    """Every ref's replication settled; their statuses."""
+    return {ref: settled(srv, creds, repo, ref, timeout) for ref in refs}
+
+
+def test_a_multi_arch_index_arrives_whole(srv, accounts):
+    _, _, c = accounts
+    configure(srv, c, to(c.account_id))
+    repo = unique("multi")
+    create_repo(srv, c, SOURCE_REGION, repo)
+    reg = Registry(srv, password(srv, c, SOURCE_REGION), host=host(srv, c.account_id, SOURCE_REGION))
+    amd, arm = make_image(layers=2), make_image(layers=2, arch="arm64")
+    for img in (amd, arm):
+        reg.push_image(repo, img)
+    index = index_of(amd, arm)
+    assert reg.put_manifest(repo, "multi", index, OCI_INDEX).status_code == 201
+    assert settled(srv, c, repo, "multi")[c.account_id]["status"] == "COMPLETE"
+    west = Registry(srv, password(srv, c, DEST_REGION), host=host(srv, c.account_id, DEST_REGION))
+    assert west.get_manifest(repo, "multi").content == index
+    for img in (amd, arm):
+        assert west.get_manifest(repo, img.digest).content == img.manifest
+        for d, b in img.blobs:
+            assert west.get_blob(repo, d).content == b
+
+
+def test_many_pushes_at_once_and_a_kill_during_delivery(tmp_path_factory):
+    """50 pushes at once under replication, the server killed (-9) while it delivers them,
+    restarted: every image arrives once, with its digest and its tag."""
+    s = start_server(tmp_path_factory, "replication-crash",
+                     extra_config=f'regions = ["{SOURCE_REGION}", "{DEST_REGION}"]\n')
+    try:
+        a = s.root
+        configure(s, a, to(a.account_id, deletes=True))
+        repo = unique("burst")
+        create_repo(s, a, SOURCE_REGION, repo)
+        reg = Registry(s, password(s, a, SOURCE_REGION))
+        images = {f"t{i}": make_image(layers=1, size=1024) for i in range(50)}
+        shared = make_image(layers=1, size=1024)  # every image also holds a layer of this one
+        for img in images.values():
+            img.layers.append(shared.layers[0])
+            m = json.loads(img.manifest)
+            m["layers"].append(json.loads(shared.manifest)["layers"][0])
+            img.manifest = json.dumps(m, indent=1).encode()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda kv: reg.push_image(repo, kv[1], kv[0]), images.items()))
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+        s.proc = None
+        s.start()
+        wait_all(s, a, repo, images, timeout=90)
+        west = ecr(s, a, DEST_REGION)
+        got = {}
+        for page in west.get_paginator("list_images").paginate(repositoryName=repo):
+            for i in page["imageIds"]:
+                got.setdefault(i["imageDigest"], []).append(i.get("imageTag"))
+        assert got == {img.digest: [tag] for tag, img in images.items()}
+        statuses = [settled(s, a, repo, tag)[a.account_id]["status"] for tag in images]
+        assert statuses == ["COMPLETE"] * 50
+    finally:
+        s.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Backfills: what was pushed before the rule, on request
+# ---------------------------------------------------------------------------------------
+
+def test_a_backfill_replicates_images_pushed_before_the_rule(srv, accounts, tmp_path):
+    _, _, c = accounts
+    east = ecr(srv, c, SOURCE_REGION)
+    east.put_replication_configuration(replicationConfiguration={"rules": []})
+    repo = unique("before-rule")
+    create_repo(srv, c, SOURCE_REGION, repo)
+    reg = Registry(srv, password(srv, c, SOURCE_REGION), host=host(srv, c.account_id, SOURCE_REGION))
+    tagged, twice, untagged = make_image(layers=1), make_image(layers=1), make_image(layers=1)
+    reg.push_image(repo, tagged, "v1")
+    reg.push_image(repo, twice, "a")
+    assert reg.put_manifest(repo, "b", twice.manifest).status_code == 201
+    reg.push_image(repo, untagged)
+    # a destination not in the configuration cannot be backfilled
+    code, _, _ = client_error(east.start_replication_backfill,
+                              destination={"region": DEST_REGION, "registryId": c.account_id})
+    assert code == "InvalidParameterException"
+    east.put_replication_configuration(replicationConfiguration={"rules": [to(c.account_id)]})
+    # the rule replicates nothing already there
+    west = ecr(srv, c, DEST_REGION)
+    assert repo not in names(srv, c, DEST_REGION)
+    started = east.start_replication_backfill(destination={"region": DEST_REGION,
+                                                           "registryId": c.account_id})
+    bid = started["replicationBackfillId"]
+    assert started["status"] == "PREPARING" and started["registryId"] == c.account_id
+    deadline = time.time() + 30
+    while True:
+        [b] = [x for x in east.list_replication_backfills()["backfills"] if x["replicationBackfillId"] == bid]
+        if b["status"] not in ("PREPARING", "IN_PROGRESS"):
+            break
+        assert time.time() < deadline, b
+        time.sleep(0.1)
+    assert b["status"] == "COMPLETE", b
+    # every image of every repository replicated there (this module's other repositories
+    # of C's included), each image and tag once: here v1, a, b, and the untagged image
+    progress = b["progress"]
+    assert progress["completedReplicationCount"] == progress["totalReplicationCount"] >= 4
+    out = east.describe_replication_backfill_results(replicationBackfillId=bid)
+    assert len(out["results"]) == progress["totalReplicationCount"]
+    results = [(r["imageId"].get("imageTag"), r["status"]) for r in out["results"]
+               if r["repositoryName"] == repo]
+    assert len(results) == 4 and set(results) == {
+        ("v1", "COMPLETE"), ("a", "COMPLETE"), ("b", "COMPLETE"), (None, "COMPLETE")}
+    got = {(i["imageDigest"], i.get("imageTag")) for i in west.list_images(repositoryName=repo)["imageIds"]}
+    assert got == {(tagged.digest, "v1"), (twice.digest, "a"), (twice.digest, "b"), (untagged.digest, None)}
+    assert pulled(srv, c, c.account_id, DEST_REGION, repo, "b", tmp_path) == twice.digest
+    # an ended backfill cannot be stopped; an unknown one is not found
+    code, _, _ = client_error(east.stop_replication_backfill, replicationBackfillId=bid)
+    assert code == "ReplicationBackfillInvalidStatusException"
+    code, _, _ = client_error(east.describe_replication_backfill_results,
+                              replicationBackfillId="00000000-0000-4000-8000-000000000000")
+    assert code == "ReplicationBackfillNotFoundException"

@@ -84,6 +84,22 @@ pub fn request_id() -> String {
     )
 }
 
+/// A random (version 4) UUID.
+pub fn uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = berth_sigv4::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 /// Now, in seconds since the Unix epoch.
 pub fn now() -> i64 {
     SystemTime::now()

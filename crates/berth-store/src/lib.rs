@@ -42,8 +42,8 @@ pub use model::*;
 pub use pg::PgStore;
 pub use registry::*;
 pub use replication::{
-    NewReplication, Replica, ReplicaAction, ReplicaState, Replication, ReplicationSummary,
-    Settlement, TemplateWrite,
+    Backfill, BackfillProgress, BackfillRefusal, NewReplication, Replica, ReplicaAction,
+    ReplicaState, Replication, ReplicationSummary, Settlement, TemplateWrite, MAX_ACTIVE_BACKFILLS,
 };
 pub use sealer::{Sealer, SecretSlot, SecretsKey};
 pub use sqlite::{KeyError, SqliteStore};

@@ -31,8 +31,8 @@ use crate::pg::PgStore;
 use crate::registry::*;
 use crate::sealer::SecretSlot;
 use crate::{
-    NewReplication, Replica, ReplicaAction, Replication, ReplicationSummary, Settlement, Tag,
-    TagTarget, TemplateWrite,
+    Backfill, BackfillProgress, BackfillRefusal, NewReplication, Replica, ReplicaAction,
+    ReplicaState, Replication, ReplicationSummary, Settlement, Tag, TagTarget, TemplateWrite,
 };
 
 type Result<T> = RegistryResult<T>;
@@ -1117,6 +1117,51 @@ impl RegistryStore for PgStore {
 
     async fn replication_summary(&self) -> Result<ReplicationSummary> {
         self.replication_summary_now().await
+    }
+
+    async fn start_backfill(
+        &self,
+        backfill: &Backfill,
+    ) -> Result<std::result::Result<(), BackfillRefusal>> {
+        self.start_backfill_of(backfill).await
+    }
+
+    async fn backfills(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
+        self.backfills_of(registry).await
+    }
+
+    async fn active_backfills(&self) -> Result<Vec<Backfill>> {
+        self.active_backfills_now().await
+    }
+
+    async fn update_backfill(
+        &self,
+        id: &str,
+        status: &str,
+        total: Option<i64>,
+        failure_code: Option<&str>,
+        ended_at: Option<i64>,
+    ) -> Result<()> {
+        self.update_backfill_of(id, status, total, failure_code, ended_at)
+            .await
+    }
+
+    async fn backfill_progress(&self, id: &str) -> Result<BackfillProgress> {
+        self.backfill_progress_of(id).await
+    }
+
+    async fn backfill_results(
+        &self,
+        id: &str,
+        state: Option<ReplicaState>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Replication>> {
+        self.backfill_results_of(id, state, offset, limit).await
+    }
+
+    async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64> {
+        self.stop_backfill_replications_of(id, code, now).await
     }
 
     async fn setting(&self, name: &str, candidate: &str) -> Result<String> {

@@ -752,6 +752,37 @@ pub trait RegistryStore: Send + Sync + 'static {
     ) -> Result<Vec<crate::Replication>>;
     /// The outbox at a glance.
     async fn replication_summary(&self) -> Result<crate::ReplicationSummary>;
+    /// Record a new backfill (status `PREPARING`) unless one is active for its destination
+    /// Region in its registry, or the registry has [`crate::MAX_ACTIVE_BACKFILLS`] active.
+    async fn start_backfill(
+        &self,
+        backfill: &crate::Backfill,
+    ) -> Result<std::result::Result<(), crate::BackfillRefusal>>;
+    /// A registry's backfills, newest first.
+    async fn backfills(&self, registry: RegistryKey<'_>) -> Result<Vec<crate::Backfill>>;
+    /// The backfills of every registry not yet in a terminal status (the job's work).
+    async fn active_backfills(&self) -> Result<Vec<crate::Backfill>>;
+    /// Change a backfill's status (with its total, failure and end, where given).
+    async fn update_backfill(
+        &self,
+        id: &str,
+        status: &str,
+        total: Option<i64>,
+        failure_code: Option<&str>,
+        ended_at: Option<i64>,
+    ) -> Result<()>;
+    /// How far a backfill's replications are.
+    async fn backfill_progress(&self, id: &str) -> Result<crate::BackfillProgress>;
+    /// A backfill's settled replications (`state`: only those), in id order, from `offset`.
+    async fn backfill_results(
+        &self,
+        id: &str,
+        state: Option<crate::ReplicaState>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::Replication>>;
+    /// Fail a backfill's replications not yet delivered (`code` says it was stopped).
+    async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64>;
 
     /// A named setting of the deployment (not secret, readable without the secrets key);
     /// the first caller's `candidate` becomes it if there is none.

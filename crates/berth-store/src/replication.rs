@@ -147,3 +147,56 @@ pub enum TemplateWrite {
     /// Only if there is one with that prefix (`false` back: there is none).
     Update,
 }
+
+/// A replication backfill (`StartReplicationBackfill`): the images of a registry that a
+/// destination of its replication configuration should have, copied on request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    /// A UUID.
+    pub id: String,
+    /// The source registry's account.
+    pub account: String,
+    /// The source registry's Region (`None`: the home Region).
+    pub region: Option<String>,
+    pub destination: Replica,
+    /// `PREPARING`, `IN_PROGRESS`, `COMPLETE`, `FAILED`, `STOPPING` or `STOPPED`.
+    pub status: String,
+    pub failure_code: Option<String>,
+    /// How many replications it made (`None` while preparing).
+    pub total: Option<i64>,
+    /// Milliseconds since the epoch.
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl Backfill {
+    /// Whether it has not reached a terminal status.
+    pub fn active(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "PREPARING" | "IN_PROGRESS" | "STOPPING"
+        )
+    }
+}
+
+/// How far a backfill's replications are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackfillProgress {
+    pub complete: i64,
+    pub failed: i64,
+    pub in_progress: i64,
+    /// The distinct failure codes of its failed replications.
+    pub failure_codes: Vec<String>,
+}
+
+/// Why a backfill was not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillRefusal {
+    /// One is already active for that destination Region.
+    InProgress,
+    /// The registry has as many active backfills as it may.
+    Limit,
+}
+
+/// Most backfills one registry has active at once (ECR's quota).
+pub const MAX_ACTIVE_BACKFILLS: i64 = 10;

@@ -302,3 +302,194 @@ impl SqliteStore {
         })
     }
 }
+
+const BACKFILL_COLUMNS: &str =
+    "id, registry, dest_account, dest_region, status, failure_code, total, started_at, ended_at";
+
+fn backfill_from(r: &SqliteRow) -> Result<Backfill> {
+    let registry: String = r.try_get("registry").map_err(backend)?;
+    // The registry key: ACCOUNT, or REGION:ACCOUNT outside the home Region.
+    let (region, account) = match registry.split_once(':') {
+        Some((region, account)) => (Some(region.to_string()), account.to_string()),
+        None => (None, registry),
+    };
+    Ok(Backfill {
+        id: r.try_get("id").map_err(backend)?,
+        account,
+        region,
+        destination: Replica {
+            account: r.try_get("dest_account").map_err(backend)?,
+            region: r.try_get("dest_region").map_err(backend)?,
+        },
+        status: r.try_get("status").map_err(backend)?,
+        failure_code: r.try_get("failure_code").map_err(backend)?,
+        total: r.try_get("total").map_err(backend)?,
+        started_at: r.try_get("started_at").map_err(backend)?,
+        ended_at: r.try_get("ended_at").map_err(backend)?,
+    })
+}
+
+const ACTIVE: &str = "status IN ('PREPARING', 'IN_PROGRESS', 'STOPPING')";
+
+impl SqliteStore {
+    pub(crate) async fn start_backfill_of(
+        &self,
+        b: &Backfill,
+    ) -> Result<std::result::Result<(), BackfillRefusal>> {
+        let registry = RegistryKey {
+            account: &b.account,
+            region: b.region.as_deref(),
+        }
+        .stored_account()
+        .into_owned();
+        // The write lock first: two starts for one Region take turns.
+        let mut tx = self.write_tx().await?;
+        let (active, same_region): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*), COALESCE(SUM(dest_region = ?), 0) FROM replication_backfills
+             WHERE registry = ? AND {ACTIVE}"
+        )))
+        .bind(&b.destination.region)
+        .bind(&registry)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if same_region > 0 {
+            return Ok(Err(BackfillRefusal::InProgress));
+        }
+        if active >= MAX_ACTIVE_BACKFILLS {
+            return Ok(Err(BackfillRefusal::Limit));
+        }
+        sqlx::query(
+            "INSERT INTO replication_backfills (id, registry, dest_account, dest_region, status,
+                 failure_code, total, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.id)
+        .bind(&registry)
+        .bind(&b.destination.account)
+        .bind(&b.destination.region)
+        .bind(&b.status)
+        .bind(&b.failure_code)
+        .bind(b.total)
+        .bind(b.started_at)
+        .bind(b.ended_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Ok(()))
+    }
+
+    pub(crate) async fn backfills_of(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE registry = ?
+             ORDER BY started_at DESC, id DESC"
+        )))
+        .bind(&*registry.stored_account())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(backfill_from).collect()
+    }
+
+    pub(crate) async fn active_backfills_now(&self) -> Result<Vec<Backfill>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE} ORDER BY started_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(backfill_from).collect()
+    }
+
+    pub(crate) async fn update_backfill_of(
+        &self,
+        id: &str,
+        status: &str,
+        total: Option<i64>,
+        failure_code: Option<&str>,
+        ended_at: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE replication_backfills SET status = ?, total = COALESCE(?, total),
+                 failure_code = COALESCE(?, failure_code), ended_at = COALESCE(?, ended_at)
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(total)
+        .bind(failure_code)
+        .bind(ended_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    pub(crate) async fn backfill_progress_of(&self, id: &str) -> Result<BackfillProgress> {
+        let (complete, failed, in_progress): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(status = 'COMPLETE'), 0), COALESCE(SUM(status = 'FAILED'), 0),
+                    COALESCE(SUM(status = 'IN_PROGRESS'), 0)
+             FROM replications WHERE backfill = ?",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let failure_codes: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT failure_code FROM replications
+             WHERE backfill = ? AND status = 'FAILED' AND failure_code IS NOT NULL ORDER BY 1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(BackfillProgress {
+            complete,
+            failed,
+            in_progress,
+            failure_codes,
+        })
+    }
+
+    pub(crate) async fn backfill_results_of(
+        &self,
+        id: &str,
+        state: Option<ReplicaState>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Replication>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM replications WHERE backfill = ? AND status != 'IN_PROGRESS'
+                 AND (? IS NULL OR status = ?)
+             ORDER BY id LIMIT ? OFFSET ?"
+        )))
+        .bind(id)
+        .bind(state.map(ReplicaState::as_str))
+        .bind(state.map(ReplicaState::as_str))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(replication_from).collect()
+    }
+
+    pub(crate) async fn stop_backfill_replications_of(
+        &self,
+        id: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE replications SET status = 'FAILED', failure_code = ?, updated_at = ?
+             WHERE backfill = ? AND status = 'IN_PROGRESS'",
+        )
+        .bind(code)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+}

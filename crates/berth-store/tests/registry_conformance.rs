@@ -2502,3 +2502,143 @@ async fn replication_configurations_templates_and_the_outbox() {
         );
     }
 }
+
+/// Backfills: one active per destination Region and at most ten per registry, whoever
+/// starts them (two nodes at once included); their replications counted and listed once
+/// settled; stopping fails what is not delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_backfills() {
+    let home = RegistryKey::home(A);
+    let backfill = |id: &str, region: &str| Backfill {
+        id: id.into(),
+        account: A.into(),
+        region: None,
+        destination: Replica {
+            account: A.into(),
+            region: region.into(),
+        },
+        status: "PREPARING".into(),
+        failure_code: None,
+        total: None,
+        started_at: 1,
+        ended_at: None,
+    };
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        // Two nodes start one for the same Region at once: one wins.
+        let (one, two) = (backfill("b-1", "us-west-2"), backfill("b-2", "us-west-2"));
+        let (x, y) = tokio::join!(s.start_backfill(&one), t.start_backfill(&two));
+        let outcomes = [x.unwrap(), y.unwrap()];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{n}: {outcomes:?}"
+        );
+        assert!(outcomes.contains(&Err(BackfillRefusal::InProgress)), "{n}");
+        let first = s.backfills(home).await.unwrap().remove(0).id;
+        // Other Regions up to the limit.
+        for i in 1..MAX_ACTIVE_BACKFILLS {
+            assert_eq!(
+                s.start_backfill(&backfill(&format!("r-{i}"), &format!("eu-west-{i}")))
+                    .await
+                    .unwrap(),
+                Ok(()),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            s.start_backfill(&backfill("one-too-many", "ap-south-1"))
+                .await
+                .unwrap(),
+            Err(BackfillRefusal::Limit),
+            "{n}"
+        );
+        assert_eq!(
+            t.active_backfills().await.unwrap().len() as i64,
+            MAX_ACTIVE_BACKFILLS
+        );
+        // Its replications.
+        let row = |digest: &str| NewReplication {
+            repository: "r".into(),
+            digest: digest.into(),
+            tag: None,
+            action: ReplicaAction::Push,
+            destination: Replica {
+                account: A.into(),
+                region: "us-west-2".into(),
+            },
+            backfill: Some(first.clone()),
+        };
+        s.enqueue_replications(home, &[row("d1"), row("d2"), row("d3")], 5)
+            .await
+            .unwrap();
+        t.update_backfill(&first, "IN_PROGRESS", Some(3), None, None)
+            .await
+            .unwrap();
+        let due = t.due_replications(i64::MAX, 10).await.unwrap();
+        t.settle_replication(due[0].id, &Settlement::Complete, 6)
+            .await
+            .unwrap();
+        t.settle_replication(due[1].id, &Settlement::Failed("NOPE".into()), 6)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.backfill_progress(&first).await.unwrap(),
+            BackfillProgress {
+                complete: 1,
+                failed: 1,
+                in_progress: 1,
+                failure_codes: vec!["NOPE".into()],
+            },
+            "{n}"
+        );
+        assert_eq!(
+            t.stop_backfill_replications(&first, "STOPPED", 7)
+                .await
+                .unwrap(),
+            1,
+            "{n}"
+        );
+        t.update_backfill(&first, "STOPPED", None, None, Some(8))
+            .await
+            .unwrap();
+        let all = t.backfill_results(&first, None, 0, 10).await.unwrap();
+        assert_eq!(all.len(), 3, "{n}");
+        let failed = t
+            .backfill_results(&first, Some(ReplicaState::Failed), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 2, "{n}");
+        assert_eq!(
+            t.backfill_results(&first, None, 2, 10).await.unwrap().len(),
+            1,
+            "{n}"
+        );
+        let stopped = s
+            .backfills(home)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|x| x.id == first)
+            .unwrap();
+        assert_eq!(
+            (
+                stopped.status.as_str(),
+                stopped.total,
+                stopped.ended_at,
+                stopped.active()
+            ),
+            ("STOPPED", Some(3), Some(8), false),
+            "{n}"
+        );
+        // Room for one more now.
+        assert_eq!(
+            s.start_backfill(&backfill("after", "us-west-2"))
+                .await
+                .unwrap(),
+            Ok(()),
+            "{n}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod migrate_blobs;
 mod policy;
 mod public;
 mod remote;
+mod replication;
 mod serve;
 mod store_flags;
 mod whocan;
@@ -89,6 +90,9 @@ enum Command {
     /// lifecycle_interval_seconds), or see what they would expire (--dry-run).
     #[command(subcommand)]
     Lifecycle(lifecycle::LifecycleCommand),
+    /// See how replication stands (the servers deliver it all the time).
+    #[command(subcommand)]
+    Replication(replication::ReplicationCommand),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -100,6 +104,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Migrate(args) => migrate::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Lifecycle(cmd) => lifecycle::run(cmd),
+        Command::Replication(cmd) => replication::run(cmd),
     }
 }
 

@@ -354,6 +354,15 @@ pub(super) fn page<T>(
     if !(1..=1000).contains(&max) {
         return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
     }
+    page_of(c, items, max as usize)
+}
+
+/// `nextToken` (an offset) over a list, `max` at a time (checked by the caller).
+pub(super) fn page_of<T>(
+    c: &EcrCall<'_>,
+    items: Vec<T>,
+    max: usize,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let start: usize = match c.str("nextToken") {
         Some(t) => t.parse().map_err(|_| {
             invalid("Invalid parameter at 'nextToken': not a token this server gave")
@@ -361,7 +370,7 @@ pub(super) fn page<T>(
         None => 0,
     };
     let total = items.len();
-    let page: Vec<T> = items.into_iter().skip(start).take(max as usize).collect();
+    let page: Vec<T> = items.into_iter().skip(start).take(max).collect();
     let end = start + page.len();
     Ok((page, (end < total).then(|| end.to_string())))
 }

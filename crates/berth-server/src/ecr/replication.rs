@@ -229,3 +229,248 @@ pub async fn describe_templates(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let (page, next) = super::images::page(c, chosen)?;
     Ok(describe_response(&c.registry, page, next.as_deref()))
 }
+
+// ---------------------------------------------------------------------------------------
+// Replication backfills
+// ---------------------------------------------------------------------------------------
+
+fn destination_json(d: &berth_store::Replica) -> Value {
+    json!({"region": d.region, "registryId": d.account})
+}
+
+async fn backfill_named(c: &EcrCall<'_>) -> Result<(berth_store::Backfill, String), ApiError> {
+    let id = c.str("replicationBackfillId").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "ValidationException",
+            "1 validation error detected: Value null at 'replicationBackfillId' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    let found = c
+        .app
+        .registry
+        .backfills(c.key())
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "ReplicationBackfillNotFoundException",
+                format!("The replication backfill with id '{id}' does not exist in the registry with id '{}'", c.registry),
+            )
+        })?;
+    Ok((found, id.to_string()))
+}
+
+fn summary(b: &berth_store::Backfill, p: Option<&berth_store::BackfillProgress>) -> Value {
+    json!({
+        "replicationBackfillId": b.id,
+        "destination": destination_json(&b.destination),
+        "status": b.status,
+        "failureCode": b.failure_code,
+        "progress": p.map(|p| json!({
+            "totalReplicationCount": b.total.unwrap_or(p.complete + p.failed + p.in_progress),
+            "completedReplicationCount": p.complete,
+            "failedReplicationCount": p.failed,
+            "failureCodes": p.failure_codes,
+        })),
+        "startedAt": super::epoch(b.started_at),
+        "endedAt": b.ended_at.map(super::epoch),
+    })
+}
+
+pub async fn start_backfill(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let d = c.input.get("destination").and_then(Value::as_object).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "ValidationException",
+            "1 validation error detected: Value null at 'destination' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    let (region, registry_id) = (
+        d.get("region").and_then(Value::as_str).unwrap_or_default(),
+        d.get("registryId")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
+    let config = match c.app.registry.replication_configuration(c.key()).await? {
+        Some(text) => outbox::stored_configuration(&text)?,
+        None => ReplicationConfiguration { rules: Vec::new() },
+    };
+    if !config
+        .unique_destinations()
+        .into_iter()
+        .any(|x| x.region == region && x.registry_id == registry_id)
+    {
+        return Err(invalid(format!(
+            "Invalid parameter at 'destination' failed to satisfy constraint: 'the destination (region {region}, registry {registry_id}) must be in the registry's replication configuration'"
+        )));
+    }
+    let b = berth_store::Backfill {
+        id: crate::ids::uuid(),
+        account: c.registry.clone(),
+        region: c.key().region.map(str::to_string),
+        destination: berth_store::Replica {
+            account: registry_id.to_string(),
+            region: region.to_string(),
+        },
+        status: "PREPARING".into(),
+        failure_code: None,
+        total: None,
+        started_at: crate::ids::now_ms(),
+        ended_at: None,
+    };
+    match c.app.registry.start_backfill(&b).await? {
+        Ok(()) => {}
+        Err(berth_store::BackfillRefusal::InProgress) => {
+            return Err(ApiError::new(
+                400,
+                "ReplicationBackfillInProgressException",
+                format!(
+                "A replication backfill is already in progress for the destination Region {region}"
+            ),
+            ))
+        }
+        Err(berth_store::BackfillRefusal::Limit) => {
+            return Err(ApiError::new(
+                400,
+                "LimitExceededException",
+                format!(
+                    "A registry can have at most {} replication backfills in progress",
+                    berth_store::MAX_ACTIVE_BACKFILLS
+                ),
+            ))
+        }
+    }
+    outbox::wake();
+    Ok(json!({
+        "replicationBackfillId": b.id,
+        "registryId": c.registry,
+        "destination": destination_json(&b.destination),
+        "status": b.status,
+        "startedAt": super::epoch(b.started_at),
+    }))
+}
+
+pub async fn stop_backfill(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let (b, id) = backfill_named(c).await?;
+    if !matches!(b.status.as_str(), "PREPARING" | "IN_PROGRESS") {
+        return Err(ApiError::new(
+            400,
+            "ReplicationBackfillInvalidStatusException",
+            format!(
+                "The replication backfill '{id}' is {}: you can't stop a replication backfill that has already reached a terminal status",
+                b.status
+            ),
+        ));
+    }
+    let now = crate::ids::now_ms();
+    c.app
+        .registry
+        .stop_backfill_replications(
+            &id,
+            "BACKFILL_STOPPED: the backfill was stopped before this image was replicated",
+            now,
+        )
+        .await?;
+    c.app
+        .registry
+        .update_backfill(&id, "STOPPING", None, None, None)
+        .await?;
+    outbox::wake();
+    Ok(json!({
+        "registryId": c.registry,
+        "replicationBackfillId": id,
+        "destination": destination_json(&b.destination),
+        "status": "STOPPING",
+        "startedAt": super::epoch(b.started_at),
+    }))
+}
+
+pub async fn list_backfills(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let max = c
+        .input
+        .get("maxResults")
+        .and_then(Value::as_i64)
+        .unwrap_or(25);
+    if !(1..=50).contains(&max) {
+        return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 50'"));
+    }
+    let all = c.app.registry.backfills(c.key()).await?;
+    let (page, next) = super::images::page_of(c, all, max as usize)?;
+    let mut out = Vec::new();
+    for b in &page {
+        let p = match b.total {
+            Some(_) => Some(c.app.registry.backfill_progress(&b.id).await?),
+            None => None,
+        };
+        out.push(summary(b, p.as_ref()));
+    }
+    Ok(json!({"registryId": c.registry, "backfills": out, "nextToken": next}))
+}
+
+pub async fn describe_backfill_results(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let (b, id) = backfill_named(c).await?;
+    let state = match c.str("resultStatusFilter") {
+        None => None,
+        Some("COMPLETE") => Some(berth_store::ReplicaState::Complete),
+        Some("FAILED") => Some(berth_store::ReplicaState::Failed),
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                "ValidationException",
+                format!("1 validation error detected: Value '{other}' at 'resultStatusFilter' failed to satisfy constraint: Member must satisfy enum value set: [COMPLETE, FAILED]"),
+            ))
+        }
+    };
+    let max = c
+        .input
+        .get("maxResults")
+        .and_then(Value::as_i64)
+        .unwrap_or(100);
+    if !(1..=1000).contains(&max) {
+        return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
+    }
+    let offset: i64 = match c.str("nextToken") {
+        Some(t) => t.parse().map_err(|_| {
+            invalid("Invalid parameter at 'nextToken': not a token this server gave")
+        })?,
+        None => 0,
+    };
+    let progress = match b.total {
+        Some(_) => Some(c.app.registry.backfill_progress(&id).await?),
+        None => None,
+    };
+    // Results are given once the backfill has ended, as ECR gives them.
+    let (results, next) = if b.active() {
+        (Vec::new(), None)
+    } else {
+        let rows = c
+            .app
+            .registry
+            .backfill_results(&id, state, offset, max + 1)
+            .await?;
+        let more = rows.len() as i64 > max;
+        let results: Vec<Value> = rows
+            .into_iter()
+            .take(max as usize)
+            .map(|r| {
+                json!({
+                    "repositoryName": r.repository,
+                    "imageId": {"imageDigest": r.digest, "imageTag": r.tag},
+                    "status": r.state.as_str(),
+                    "failureCode": r.failure_code,
+                })
+            })
+            .collect();
+        (results, more.then(|| (offset + max).to_string()))
+    };
+    let mut out = summary(&b, progress.as_ref());
+    out["registryId"] = json!(c.registry);
+    out["results"] = json!(results);
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    Ok(out)
+}

@@ -57,6 +57,10 @@ operations! {
     UpdateRepositoryCreationTemplate => Registry,
     DeleteRepositoryCreationTemplate => Registry,
     DescribeRepositoryCreationTemplates => Registry,
+    StartReplicationBackfill => Registry,
+    StopReplicationBackfill => Registry,
+    ListReplicationBackfills => Registry,
+    DescribeReplicationBackfillResults => Registry,
 
     CreateRepository => Repository,
     DescribeRepositories => Repositories,

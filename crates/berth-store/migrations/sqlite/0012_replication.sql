@@ -45,3 +45,21 @@ CREATE TABLE replications (
 );
 CREATE INDEX replications_due ON replications (next_at, id) WHERE status = 'IN_PROGRESS';
 CREATE INDEX replications_of_image ON replications (account_id, repository, digest);
+
+-- Replication backfills (StartReplicationBackfill): images pushed before a rule existed,
+-- copied on request to one destination. Its replications are the outbox rows naming it.
+CREATE TABLE replication_backfills (
+    id           TEXT PRIMARY KEY,
+    registry     TEXT NOT NULL,
+    dest_account TEXT NOT NULL,
+    dest_region  TEXT NOT NULL,
+    -- 'PREPARING', 'IN_PROGRESS', 'COMPLETE', 'FAILED', 'STOPPING' or 'STOPPED'
+    status       TEXT NOT NULL,
+    failure_code TEXT,
+    -- how many replications it made (NULL while preparing)
+    total        BIGINT,
+    started_at   BIGINT NOT NULL,
+    ended_at     BIGINT
+);
+CREATE INDEX replication_backfills_of_registry ON replication_backfills (registry, started_at);
+CREATE INDEX replications_of_backfill ON replications (backfill, id) WHERE backfill IS NOT NULL;

@@ -48,8 +48,15 @@ const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// this node holds the lease (the job runner drops it when the lease goes).
 pub async fn run(app: &App) -> String {
     loop {
+        let backfills = match super::backfill::step(app).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "moving replication backfills along failed");
+                0
+            }
+        };
         match deliver_due(app).await {
-            Ok(n) if n > 0 => continue,
+            Ok(n) if n > 0 || backfills > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the replication outbox failed"),
         }

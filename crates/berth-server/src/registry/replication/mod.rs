@@ -31,6 +31,7 @@
 //! namespace wins, `ROOT` last. Templates not applied for the scenario are passed over
 //! before matching.
 
+pub mod backfill;
 pub mod config;
 pub mod deliver;
 pub mod outbox;
