@@ -416,6 +416,10 @@ const LEFT_BEHIND: &[(&str, &str)] = &[
         "the images of those previews (see lifecycle_previews)",
     ),
     (
+        "replication_backfills",
+        "replication backfills are requests of the moment with their outbox rows: start them again at the destination",
+    ),
+    (
         "replications",
         "the replication outbox: let the old deployment deliver what it holds before the move (berth replication status shows none pending), or backfill from the new one",
     ),

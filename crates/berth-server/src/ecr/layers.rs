@@ -135,7 +135,7 @@ fn upload_error(e: UploadError, id: &str) -> ApiError {
 /// The upload session, bound to this repository and principal; returns its size.
 async fn session(c: &EcrCall<'_>, id: &str) -> Result<u64, ApiError> {
     let r = c.repo()?;
-    uploads::held(c.app, id, &r.account, &r.name, c.caller.arn())
+    uploads::held(c.app, id, r.registry(), &r.name, c.caller.arn())
         .await
         .map_err(|e| upload_error(e, id))
 }

@@ -304,7 +304,7 @@ fn upload_error(e: UploadError) -> OciError {
 
 /// The upload session, which must belong to this registry, repository and principal.
 async fn session(c: &OciCall<'_>, name: &str, id: &str) -> Result<u64, OciError> {
-    uploads::held(c.app, id, &c.registry, name, c.caller.arn())
+    uploads::held(c.app, id, c.key(), name, c.caller.arn())
         .await
         .map_err(upload_error)
 }

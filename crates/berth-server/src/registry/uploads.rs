@@ -55,16 +55,20 @@ pub async fn start(app: &App, repo: &Repository, principal: &str) -> Result<Stri
     Ok(id)
 }
 
-/// The bytes a session holds, if it is `principal`'s session in `account`'s `repository`.
+/// The bytes a session holds, if it is `principal`'s session in `registry`'s `repository`.
 pub async fn held(
     app: &App,
     id: &str,
-    account: &str,
+    registry: berth_store::RegistryKey<'_>,
     repository: &str,
     principal: &str,
 ) -> Result<u64, UploadError> {
     let u = app.registry.upload(id).await?.ok_or(UploadError::Unknown)?;
-    if u.account != account || u.repository != repository || u.principal != principal {
+    if u.account != registry.account
+        || u.region.as_deref() != registry.region
+        || u.repository != repository
+        || u.principal != principal
+    {
         return Err(UploadError::Unknown);
     }
     app.blobs.upload_size(id).await?.ok_or(UploadError::Unknown)
