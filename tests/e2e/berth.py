@@ -221,7 +221,7 @@ class Server:
     scale-out configuration, its own PostgreSQL database, or the one `database` names to
     share it with other nodes)."""
 
-    def __init__(self, data_dir, extra_config="", args=(), database=None):
+    def __init__(self, data_dir, extra_config="", args=(), database=None, listen="127.0.0.1:0"):
         self.data_dir = Path(data_dir)
         # Private from the start, as berth would make it (no tightening warning at start).
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -243,6 +243,7 @@ class Server:
             f"clock_skew_seconds = 900\n" + metadata + extra_config
         )
         self.args = list(args)
+        self.listen = listen
         self.proc = None
         self.port = None
         self.stderr_lines: list[str] = []
@@ -255,7 +256,7 @@ class Server:
         self.stderr_lines = []
         self.port = None  # a restart must find its own
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
+            [BIN, "serve", "--data-dir", str(self.data_dir), "--listen", self.listen,
              "--config", str(self.config_path), *self.args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, env={**os.environ, "NO_COLOR": "1"},

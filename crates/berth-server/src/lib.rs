@@ -15,6 +15,7 @@ pub mod iam;
 pub mod ids;
 pub mod jobs;
 pub mod oci;
+pub mod peer;
 pub mod query;
 pub mod registry;
 pub mod serve;

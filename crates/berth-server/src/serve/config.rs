@@ -5,6 +5,8 @@
 //! data_dir = "./berth-data"
 //! region = "us-east-1"            # the default Region
 //! regions = ["us-east-1", "us-west-2"] # every Region served (one registry per account in each)
+//! replication_peers = [{ region = "eu-central-1", endpoint = "https://berth-eu.example.net",
+//!                        key_file = "/etc/berth/peer-eu.key" }] # other Berths replication reaches
 //! clock_skew_seconds = 900        # SigV4: how far X-Amz-Date may be from now
 //! trusted_proxies = ["10.0.0.0/8"] # X-Forwarded-For / -Proto are read only from these
 //! audit_log = "stdout"            # "stdout", "off", or a file path
@@ -116,6 +118,81 @@ pub struct Config {
     pub s3: S3Settings,
     /// Answer blob GETs with a redirect to a presigned URL of the object store.
     pub blob_redirect: bool,
+    /// Other Berth deployments replication reaches, by the Regions they serve (see
+    /// [`crate::peer`]).
+    pub peers: Vec<Peer>,
+}
+
+/// Another Berth deployment, trusted both ways: it serves `region`, answers at
+/// `endpoint`, and shares `key` with this one (each side lists the other with the same
+/// key). Replication to `region` goes there; replication from it is accepted.
+#[derive(Clone)]
+pub struct Peer {
+    pub region: String,
+    /// `http(s)://HOST:PORT`, without a trailing slash.
+    pub endpoint: String,
+    /// The shared secret (the key file's bytes).
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("key", &"…")
+            .finish()
+    }
+}
+
+/// One `replication_peers` entry of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerFile {
+    region: String,
+    endpoint: String,
+    key_file: PathBuf,
+}
+
+/// The peers of the file, their keys read (at least 32 bytes each).
+fn peers(list: Vec<PeerFile>, regions: &[String]) -> Result<Vec<Peer>, String> {
+    let mut out: Vec<Peer> = Vec::new();
+    for p in list {
+        if !valid_region(&p.region) {
+            return Err(format!(
+                "replication_peers: {:?} is not a region name like us-west-2",
+                p.region
+            ));
+        }
+        if regions.contains(&p.region) || out.iter().any(|x| x.region == p.region) {
+            return Err(format!(
+                "replication_peers: Region {} is served here or by another peer already",
+                p.region
+            ));
+        }
+        let endpoint = p.endpoint.trim_end_matches('/').to_string();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!(
+                "replication_peers: the endpoint of {} must be an http:// or https:// URL, not {endpoint:?}",
+                p.region
+            ));
+        }
+        let key = std::fs::read(&p.key_file)
+            .map_err(|e| format!("replication_peers: reading {}: {e}", p.key_file.display()))?;
+        if key.len() < 32 {
+            return Err(format!(
+                "replication_peers: {} holds {} bytes; a peer key is at least 32 random bytes (head -c 32 /dev/urandom > FILE)",
+                p.key_file.display(),
+                key.len()
+            ));
+        }
+        out.push(Peer {
+            region: p.region,
+            endpoint,
+            key,
+        });
+    }
+    Ok(out)
 }
 
 /// A metadata store named by URL (`--metadata-url`, `metadata_url`).
@@ -228,6 +305,7 @@ impl Default for Config {
             blob_url: None,
             s3: S3Settings::default(),
             blob_redirect: false,
+            peers: Vec::new(),
         }
     }
 }
@@ -268,6 +346,7 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     blob_redirect: Option<bool>,
+    replication_peers: Option<Vec<PeerFile>>,
 }
 
 /// A Region name as ECR's model writes them (`[0-9a-z-]{2,25}`), starting with a letter.
@@ -329,6 +408,7 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 impl Config {
     pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Config, String> {
         let mut c = Config::default();
+        let mut peer_files = Vec::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading config {}: {e}", path.display()))?;
@@ -475,6 +555,7 @@ impl Config {
                 secret_access_key: f.s3_secret_access_key,
             };
             c.blob_redirect = f.blob_redirect.unwrap_or(false);
+            peer_files = f.replication_peers.unwrap_or_default();
         }
         if let Some(u) = &o.blob_url {
             c.blob_url = Some(u.clone());
@@ -521,6 +602,7 @@ impl Config {
             }
         }
         c.region = c.regions[0].clone();
+        c.peers = peers(peer_files, &c.regions)?;
         let backend = c.blob_backend()?;
         if c.blob_redirect && !matches!(backend, BlobBackend::S3(_)) {
             return Err(

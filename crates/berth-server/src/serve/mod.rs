@@ -334,6 +334,9 @@ async fn dispatch(
     if path == "/v2" || path.starts_with("/v2/") {
         return crate::oci::serve(&app, peer, req).await;
     }
+    if path.starts_with(crate::peer::PREFIX) {
+        return crate::peer::serve(&app, peer, req).await;
+    }
     let intake = req
         .extensions()
         .get::<Arc<intake::Intake>>()

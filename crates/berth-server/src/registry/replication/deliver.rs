@@ -95,7 +95,7 @@ fn backoff(attempts: i64) -> i64 {
 /// Why a delivery did not happen: for good (the row is FAILED with this code), or for now
 /// (tried again later).
 #[derive(Debug)]
-enum Failure {
+pub enum Failure {
     Permanent(String),
     Transient(String),
 }
@@ -107,9 +107,13 @@ fn store_failure(e: RegistryError) -> Failure {
 async fn deliver(app: &App, r: &Replication) -> Result<(), Failure> {
     let dest_region = r.destination.region.as_str();
     if !app.config.regions.iter().any(|x| x == dest_region) {
-        return Err(Failure::Permanent(format!(
-            "REGION_NOT_SERVED: no registry of this deployment is in Region {dest_region}"
-        )));
+        // Another deployment's Region: through the peer link, if one is configured.
+        return match app.config.peers.iter().find(|p| p.region == dest_region) {
+            Some(peer) => crate::peer::client::deliver(app, peer, r).await,
+            None => Err(Failure::Permanent(format!(
+                "REGION_NOT_SERVED: neither this deployment nor a peer of it serves Region {dest_region}"
+            ))),
+        };
     }
     let src = RegistryKey {
         account: &r.account,
@@ -189,7 +193,8 @@ async fn push(
             r.digest
         )));
     };
-    let repo = destination_repository(app, r, dest, dest_region, arn).await?;
+    let repo =
+        destination_repository(app, &r.account, &r.repository, dest, dest_region, arn).await?;
     copy(app, src, &r.repository, &repo, &image, 0).await?;
     if let Some(tag) = &r.tag {
         let now = crate::ids::now_ms();
@@ -291,16 +296,17 @@ fn copy<'a>(
 
 /// The destination repository: there already, or made (from the destination's
 /// `REPLICATION` template, else with ECR's defaults) where the destination allows it.
-async fn destination_repository(
+pub(crate) async fn destination_repository(
     app: &App,
-    r: &Replication,
+    source_account: &str,
+    repository: &str,
     dest: RegistryKey<'_>,
     dest_region: &str,
     arn: &str,
 ) -> Result<Repository, Failure> {
     if let Some(repo) = app
         .registry
-        .repository(dest, &r.repository)
+        .repository(dest, repository)
         .await
         .map_err(store_failure)?
     {
@@ -308,7 +314,7 @@ async fn destination_repository(
     }
     if !allowed(
         app,
-        &r.account,
+        source_account,
         dest,
         dest_region,
         arn,
@@ -321,7 +327,7 @@ async fn destination_repository(
              registry policy does not allow arn:aws:iam::{}:root to create it \
              (ecr:CreateRepository): create the repository there, then push again or start \
              a replication backfill",
-            r.repository, dest.account, r.account
+            repository, dest.account, source_account
         )));
     }
     let now = crate::ids::now_ms();
@@ -337,9 +343,9 @@ async fn destination_repository(
             Err(e) => tracing::warn!(error = %e, "a stored creation template does not read"),
         }
     }
-    let (repo, tags) = match best_match(&templates, &r.repository, AppliedFor::Replication) {
-        Some(t) => t.new_repository(dest, &r.repository, now),
-        None => (Repository::new(dest, &r.repository, now), Vec::new()),
+    let (repo, tags) = match best_match(&templates, repository, AppliedFor::Replication) {
+        Some(t) => t.new_repository(dest, repository, now),
+        None => (Repository::new(dest, repository, now), Vec::new()),
     };
     match app.registry.create_repository(&repo, &tags).await {
         Ok(()) => {
@@ -349,7 +355,7 @@ async fn destination_repository(
         // Made meanwhile (another delivery, or its owner): take it as it is.
         Err(RegistryError::RepositoryAlreadyExists { .. }) => app
             .registry
-            .repository(dest, &r.repository)
+            .repository(dest, repository)
             .await
             .map_err(store_failure)?
             .ok_or_else(|| Failure::Transient("REPOSITORY_NOT_FOUND: made and gone again".into())),
@@ -360,7 +366,7 @@ async fn destination_repository(
 /// Whether the destination lets the source account's root do `action` on `arn`: always
 /// within one account; across accounts, only where the destination's registry policy
 /// allows it (decided by the IAM engine as any cross-account request).
-async fn allowed(
+pub(crate) async fn allowed(
     app: &App,
     source_account: &str,
     dest: RegistryKey<'_>,

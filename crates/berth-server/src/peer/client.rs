@@ -1,0 +1,314 @@
+//! The sending side of the peer link: a replication whose destination Region another
+//! deployment serves is delivered there (see the module above). Blobs the peer lacks are
+//! streamed from this deployment's blob store through a resumable upload session: after
+//! an interruption the sender asks the session's offset and goes on from there.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine;
+use berth_store::{RegistryKey, ReplicaAction, Replication};
+use futures_util::TryStreamExt;
+use serde_json::{json, Value};
+
+use super::{body_hash, sign, Signed, HEADER, UNSIGNED};
+use crate::registry::replication::deliver::Failure;
+use crate::serve::config::Peer;
+use crate::serve::App;
+
+/// How deep indexes may nest.
+const MAX_DEPTH: usize = 8;
+/// How many times one blob's upload is resumed before the delivery is tried later.
+const RESUMES: usize = 3;
+
+fn http() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        // reqwest's TLS uses the process's rustls provider: ring, as the rest of Berth.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .expect("an HTTP client")
+    })
+}
+
+fn unreachable(peer: &Peer, e: impl std::fmt::Display) -> Failure {
+    Failure::Transient(format!("PEER_UNREACHABLE: {}: {e}", peer.endpoint))
+}
+
+/// A signed request to `peer` as the sender serving `region`.
+fn request(
+    peer: &Peer,
+    region: &str,
+    method: reqwest::Method,
+    path_and_query: &str,
+    hash: &str,
+) -> reqwest::RequestBuilder {
+    let time = crate::ids::now();
+    let signed = Signed {
+        region: region.to_string(),
+        time,
+        signature: sign(&peer.key, method.as_str(), path_and_query, time, hash),
+    };
+    http()
+        .request(method, format!("{}{path_and_query}", peer.endpoint))
+        .header(HEADER, signed.header())
+}
+
+/// Send JSON; the status and the JSON answer.
+async fn send_json(
+    peer: &Peer,
+    region: &str,
+    method: reqwest::Method,
+    path_and_query: &str,
+    body: &Value,
+) -> Result<(u16, Value), Failure> {
+    let bytes = serde_json::to_vec(body).expect("JSON");
+    let resp = request(peer, region, method, path_and_query, &body_hash(&bytes))
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .map_err(|e| unreachable(peer, e))?;
+    answer(peer, resp).await
+}
+
+async fn answer(peer: &Peer, resp: reqwest::Response) -> Result<(u16, Value), Failure> {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| unreachable(peer, e))?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(json!({"failureCode": text})),
+    ))
+}
+
+fn code(v: &Value) -> String {
+    v.get("failureCode")
+        .and_then(Value::as_str)
+        .unwrap_or("PEER_ERROR")
+        .to_string()
+}
+
+/// What the peer's answer means for the delivery (200 → done; else a failure).
+fn settle(status: u16, v: &Value) -> Result<(), Failure> {
+    match status {
+        200..=299 => Ok(()),
+        401 | 403 | 400 => Err(Failure::Permanent(code(v))),
+        _ => Err(Failure::Transient(code(v))),
+    }
+}
+
+/// Deliver one replication to the deployment `peer`.
+pub async fn deliver(app: &App, peer: &Peer, r: &Replication) -> Result<(), Failure> {
+    let src = RegistryKey {
+        account: &r.account,
+        region: r.region.as_deref(),
+    };
+    let source_region = r.region.clone().unwrap_or_else(|| app.home_region.clone());
+    let mut body = json!({
+        "sourceAccount": r.account,
+        "sourceRegion": source_region,
+        "destinationAccount": r.destination.account,
+        "destinationRegion": r.destination.region,
+        "repository": r.repository,
+        "action": r.action.as_str(),
+        "digest": r.digest,
+        "tag": r.tag,
+    });
+    if r.action == ReplicaAction::Push {
+        let image = app
+            .registry
+            .image(src, &r.repository, &r.digest)
+            .await
+            .map_err(|e| Failure::Transient(format!("STORE_UNAVAILABLE: {e}")))?
+            .ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "SOURCE_IMAGE_DELETED: {} was deleted from the source repository before it was replicated",
+                    r.digest
+                ))
+            })?;
+        let (mut manifests, mut blobs) = (Vec::new(), Vec::new());
+        collect(
+            app,
+            src,
+            &r.repository,
+            &image,
+            &mut manifests,
+            &mut blobs,
+            0,
+        )
+        .await?;
+        body["manifests"] = json!(manifests);
+        body["blobs"] = json!(blobs);
+    }
+    for _ in 0..3 {
+        let (status, v) = send_json(
+            peer,
+            &source_region,
+            reqwest::Method::POST,
+            "/berth/peer/v1/replicate",
+            &body,
+        )
+        .await?;
+        if status != 409 {
+            return settle(status, &v);
+        }
+        let missing: Vec<String> = v
+            .get("missing")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for digest in missing {
+            upload(app, peer, &source_region, r, &digest).await?;
+        }
+    }
+    Err(Failure::Transient(
+        "BLOBS_MISSING: the peer still lacks blobs after they were uploaded".into(),
+    ))
+}
+
+/// The manifests of `image` (children first, the image last) and the blobs they reference.
+fn collect<'a>(
+    app: &'a App,
+    src: RegistryKey<'a>,
+    name: &'a str,
+    image: &'a berth_store::Image,
+    manifests: &'a mut Vec<Value>,
+    blobs: &'a mut Vec<Value>,
+    depth: usize,
+) -> futures_util::future::BoxFuture<'a, Result<(), Failure>> {
+    Box::pin(async move {
+        if depth > MAX_DEPTH {
+            return Err(Failure::Permanent(format!(
+                "IMAGE_TOO_DEEP: indexes nest more than {MAX_DEPTH} deep"
+            )));
+        }
+        let m = berth_oci::parse_manifest(&image.manifest, Some(&image.media_type))
+            .map_err(|e| Failure::Permanent(format!("MANIFEST_INVALID: {}", e.0)))?;
+        for (digest, kind) in &m.refs {
+            match kind {
+                berth_oci::Reference::Blob => {
+                    let size = app
+                        .registry
+                        .repository_blob(src, name, digest)
+                        .await
+                        .map_err(|e| Failure::Transient(format!("STORE_UNAVAILABLE: {e}")))?
+                        .ok_or_else(|| {
+                            Failure::Permanent(format!(
+                                "SOURCE_BLOB_MISSING: the source repository no longer holds {digest}"
+                            ))
+                        })?;
+                    if !blobs.iter().any(|b| b["digest"] == json!(digest)) {
+                        blobs.push(json!({"digest": digest, "size": size}));
+                    }
+                }
+                berth_oci::Reference::Manifest => {
+                    let child = app
+                        .registry
+                        .image(src, name, digest)
+                        .await
+                        .map_err(|e| Failure::Transient(format!("STORE_UNAVAILABLE: {e}")))?
+                        .ok_or_else(|| {
+                            Failure::Permanent(format!(
+                                "SOURCE_IMAGE_DELETED: {digest}, listed by the index, is no longer in the source repository"
+                            ))
+                        })?;
+                    collect(app, src, name, &child, manifests, blobs, depth + 1).await?;
+                }
+            }
+        }
+        manifests.push(json!({
+            "digest": image.digest,
+            "mediaType": image.media_type,
+            "body": base64::engine::general_purpose::STANDARD.encode(&image.manifest),
+        }));
+        Ok(())
+    })
+}
+
+/// Upload one blob into a session of the destination repository, resuming where an
+/// interrupted transfer stopped.
+async fn upload(
+    app: &App,
+    peer: &Peer,
+    region: &str,
+    r: &Replication,
+    digest: &str,
+) -> Result<(), Failure> {
+    let d: berth_blobs::Digest = digest
+        .parse()
+        .map_err(|_| Failure::Permanent(format!("MALFORMED: {digest} is not a digest")))?;
+    let (status, v) = send_json(
+        peer,
+        region,
+        reqwest::Method::POST,
+        "/berth/peer/v1/uploads",
+        &json!({
+            "account": r.destination.account,
+            "region": r.destination.region,
+            "repository": r.repository,
+        }),
+    )
+    .await?;
+    settle(status, &v)?;
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Failure::Transient("PEER_ERROR: no upload id".into()))?
+        .to_string();
+    let session = format!("/berth/peer/v1/uploads/{id}");
+    for _ in 0..=RESUMES {
+        let (status, v) =
+            send_json(peer, region, reqwest::Method::GET, &session, &json!({})).await?;
+        settle(status, &v)?;
+        let offset = v.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        let reader = match app.blobs.stat(&d).await {
+            Ok(Some(size)) if offset < size => app
+                .blobs
+                .get(&d, Some((offset, None)))
+                .await
+                .map_err(|e| Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}")))?,
+            Ok(Some(_)) => None, // all sent: finish
+            Ok(None) => {
+                return Err(Failure::Permanent(format!(
+                    "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
+                )))
+            }
+            Err(e) => return Err(Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}"))),
+        };
+        if let Some(reader) = reader {
+            let stream = reader
+                .stream
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            let path = format!("{session}?offset={offset}");
+            let sent = request(peer, region, reqwest::Method::PATCH, &path, UNSIGNED)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => {}
+                // Interrupted, or the peer saw another offset: ask it where it stands.
+                Ok(resp) if resp.status().as_u16() == 409 => continue,
+                Ok(resp) => {
+                    let (status, v) = answer(peer, resp).await?;
+                    settle(status, &v)?;
+                }
+                Err(_) => continue,
+            }
+        }
+        let path = format!("{session}?digest={digest}");
+        let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
+        return settle(status, &v);
+    }
+    Err(Failure::Transient(format!(
+        "UPLOAD_INTERRUPTED: {digest} could not be sent in {} tries",
+        RESUMES + 1
+    )))
+}

@@ -1,0 +1,166 @@
+"""Replication between two Berth deployments on loopback, each with its own data directory,
+over the peer link (`replication_peers`, a shared key file): seed 003's registry policy
+decides at the destination exactly as within one deployment, the two replicate to each
+other, and a deployment that does not hold the key is refused."""
+
+import base64
+import json
+import os
+import socket
+import time
+
+import pytest
+import requests
+
+from berth import (Server, make_image, oci_error, seed_text, skopeo_pull, skopeo_push, unique,
+                   write_oci_layout)
+
+EAST, WEST = "us-east-1", "us-west-2"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peers_line(region, port, key_file):
+    return (f'replication_peers = [{{ region = "{region}", endpoint = "http://127.0.0.1:{port}", '
+            f'key_file = "{key_file}" }}]\n')
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """(east, west): two deployments, us-east-1 and us-west-2, each the other's peer."""
+    base = tmp_path_factory.mktemp("peers")
+    key = base / "peer.key"
+    key.write_bytes(os.urandom(32))
+    east_port, west_port = free_port(), free_port()
+    east = Server(base / "east" / "data", listen=f"127.0.0.1:{east_port}",
+                  extra_config=f'region = "{EAST}"\n' + peers_line(WEST, west_port, key))
+    west = Server(base / "west" / "data", listen=f"127.0.0.1:{west_port}",
+                  extra_config=f'region = "{WEST}"\n' + peers_line(EAST, east_port, key))
+    east.start()
+    west.start()
+    yield east, west
+    assert east.stop() == 0 and west.stop() == 0
+
+
+def ecr(s, region, creds=None):
+    return s.client("ecr", creds or s.root, region=region)
+
+
+def password(s, region):
+    [d] = ecr(s, region).get_authorization_token()["authorizationData"]
+    return base64.b64decode(d["authorizationToken"]).decode().split(":", 1)[1]
+
+
+def settled(s, region, repo, tag, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        out = ecr(s, region).describe_image_replication_status(repositoryName=repo,
+                                                               imageId={"imageTag": tag})
+        st = out["replicationStatuses"]
+        if st and all(x["status"] != "IN_PROGRESS" for x in st):
+            return st
+        if time.time() >= deadline:
+            open("/tmp/peer-fail.log", "w").write("".join(s.stderr_lines))
+        assert time.time() < deadline, st
+        time.sleep(0.1)
+
+
+def replicate(src, src_region, dst, dst_region, tmp_path):
+    """Seed 003's first example across deployments: `dst` lets `src`'s account replicate
+    into its registry; `src` replicates there and pushes with skopeo; `dst` pulls it."""
+    # (the seed names us-west-2's repositories: the destination's Region, when it is another)
+    policy = seed_text("003-registry-replicate-all",
+                       **{"111111111111": dst.account, "222222222222": src.account, "us-west-2": dst_region})
+    dst.cli(dst.root, "ecr", "put-registry-policy", "--region", dst_region, "--policy-text", policy)
+    ecr(src, src_region).put_replication_configuration(replicationConfiguration={"rules": [
+        {"destinations": [{"region": dst_region, "registryId": dst.account}]}]})
+    repo = unique("across")
+    ecr(src, src_region).create_repository(repositoryName=repo)
+    img = make_image(layers=3, size=300_000)
+    write_oci_layout(tmp_path / "src", {"v1": img})
+    skopeo_push(src, password(src, src_region), tmp_path / "src", "v1", repo)
+    [st] = settled(src, src_region, repo, "v1")
+    assert (st["status"], st["region"], st["registryId"]) == ("COMPLETE", dst_region, dst.account), st
+    digest_file = tmp_path / "digest"
+    skopeo_pull(dst, password(dst, dst_region), repo, "v1", tmp_path / "pulled",
+                extra=["--digestfile", str(digest_file)])
+    assert digest_file.read_text().strip() == img.digest
+    return repo, img
+
+
+def test_east_replicates_to_the_west_deployment(pair, tmp_path):
+    east, west = pair
+    repo, img = replicate(east, EAST, west, WEST, tmp_path)
+    # the destination made the repository (ecr:CreateRepository allowed), with the tag
+    ids = ecr(west, WEST).list_images(repositoryName=repo)["imageIds"]
+    assert ids == [{"imageDigest": img.digest, "imageTag": "v1"}]
+    # a second push of an image sharing two layers sends only what the west lacks
+    img2 = make_image(layers=1, size=1000)
+    img2.layers[0:0] = img.layers[:2]
+    m = json.loads(img2.manifest)
+    m["layers"][0:0] = json.loads(img.manifest)["layers"][:2]
+    img2.manifest = json.dumps(m, indent=1).encode()
+    write_oci_layout(tmp_path / "src2", {"v2": img2})
+    skopeo_push(east, password(east, EAST), tmp_path / "src2", "v2", repo)
+    [st] = settled(east, EAST, repo, "v2")
+    assert st["status"] == "COMPLETE", st
+    tags = {i.get("imageTag") for i in ecr(west, WEST).list_images(repositoryName=repo)["imageIds"]}
+    assert tags == {"v1", "v2"}
+
+
+def test_the_west_replicates_back_to_the_east(pair, tmp_path):
+    east, west = pair
+    replicate(west, WEST, east, EAST, tmp_path)
+
+
+def test_the_destination_policy_decides_across_deployments(pair, tmp_path):
+    east, west = pair
+    # the west trusts another account, not the east's
+    west.cli(west.root, "ecr", "put-registry-policy", "--region", WEST, "--policy-text",
+             seed_text("003-registry-replicate-all",
+                       **{"111111111111": west.account, "222222222222": "123456789012"}))
+    ecr(east, EAST).put_replication_configuration(replicationConfiguration={"rules": [
+        {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+    repo = unique("refused")
+    ecr(east, EAST).create_repository(repositoryName=repo)
+    write_oci_layout(tmp_path / "src", {"v1": make_image(layers=1)})
+    skopeo_push(east, password(east, EAST), tmp_path / "src", "v1", repo)
+    [st] = settled(east, EAST, repo, "v1")
+    assert st["status"] == "FAILED" and st["failureCode"].startswith("REPLICATION_NOT_ALLOWED"), st
+    names = {r["repositoryName"] for r in ecr(west, WEST).describe_repositories()["repositories"]}
+    assert repo not in names
+
+
+def test_an_untrusted_sender_is_refused(pair, tmp_path_factory, tmp_path):
+    east, west = pair
+    # a third deployment serving us-east-1 too, naming the west as its peer with its own key
+    other_key = tmp_path / "other.key"
+    other_key.write_bytes(os.urandom(32))
+    intruder = Server(tmp_path_factory.mktemp("intruder") / "data",
+                      extra_config=f'region = "{EAST}"\n' + peers_line(WEST, west.port, other_key))
+    intruder.start()
+    try:
+        west.cli(west.root, "ecr", "put-registry-policy", "--region", WEST, "--policy-text",
+                 seed_text("003-registry-replicate-all",
+                           **{"111111111111": west.account, "222222222222": intruder.account}))
+        ecr(intruder, EAST).put_replication_configuration(replicationConfiguration={"rules": [
+            {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+        repo = unique("intruded")
+        ecr(intruder, EAST).create_repository(repositoryName=repo)
+        write_oci_layout(tmp_path / "src", {"v1": make_image(layers=1)})
+        skopeo_push(intruder, password(intruder, EAST), tmp_path / "src", "v1", repo)
+        [st] = settled(intruder, EAST, repo, "v1")
+        assert st["status"] == "FAILED" and st["failureCode"].startswith("PEER_REFUSED"), st
+        names = {r["repositoryName"] for r in ecr(west, WEST).describe_repositories()["repositories"]}
+        assert repo not in names
+    finally:
+        intruder.stop()
+    # and a request without a peer signature at all
+    r = requests.post(f"{west.url}/berth/peer/v1/replicate", data=b"{}", timeout=10)
+    assert r.status_code == 401 and r.json()["failureCode"].startswith("PEER_REFUSED")
+    # nor does the registry's own API see anything of it
+    assert oci_error(requests.get(f"{west.url}/v2/", timeout=10))[0] == 401
