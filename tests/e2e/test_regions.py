@@ -149,3 +149,19 @@ def test_a_single_region_data_directory_keeps_its_repositories(tmp_path_factory,
         assert f"first served in Region {EAST}" in str(e.value)
     finally:
         s.stop()
+
+
+def test_an_upload_session_is_continued_only_in_its_region(two):
+    name = unique("sessions")
+    for region in (EAST, WEST):
+        ecr(two, region).create_repository(repositoryName=name)
+    west_pw, _ = login(two, WEST)
+    east_pw, _ = login(two, EAST)
+    west, east = Registry(two, west_pw), Registry(two, east_pw)
+    r = west.start_upload(name)
+    assert r.status_code == 202, r.text
+    location = r.headers["Location"]
+    # the same principal, the same repository name, another Region: not its session
+    refused = east.patch(location, b"x" * 10, start=0)
+    assert oci_error(refused)[:2] == (404, "BLOB_UPLOAD_UNKNOWN")
+    assert west.patch(location, b"x" * 10, start=0).status_code == 202
