@@ -6,6 +6,7 @@ other, and a deployment that does not hold the key is refused."""
 import base64
 import json
 import os
+import signal
 import socket
 import time
 
@@ -164,3 +165,34 @@ def test_an_untrusted_sender_is_refused(pair, tmp_path_factory, tmp_path):
     assert r.status_code == 401 and r.json()["failureCode"].startswith("PEER_REFUSED")
     # nor does the registry's own API see anything of it
     assert oci_error(requests.get(f"{west.url}/v2/", timeout=10))[0] == 401
+
+
+def test_a_destination_killed_during_a_transfer_gets_it_after_its_restart(pair, tmp_path):
+    """kill -9 of the destination deployment while a large image streams to it; once it is
+    back (same address), the delivery goes on and the image arrives whole."""
+    east, west = pair
+    west.cli(west.root, "ecr", "put-registry-policy", "--region", WEST, "--policy-text",
+             seed_text("003-registry-replicate-all",
+                       **{"111111111111": west.account, "222222222222": east.account}))
+    ecr(east, EAST).put_replication_configuration(replicationConfiguration={"rules": [
+        {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+    repo = unique("big")
+    ecr(east, EAST).create_repository(repositoryName=repo)
+    img = make_image(layers=1, size=96 * 1024 * 1024)
+    write_oci_layout(tmp_path / "src", {"v1": img})
+    skopeo_push(east, password(east, EAST), tmp_path / "src", "v1", repo)
+    # wait for the transfer to be under way (the destination made the repository), then kill
+    deadline = time.time() + 30
+    while repo not in {r["repositoryName"] for r in ecr(west, WEST).describe_repositories()["repositories"]}:
+        assert time.time() < deadline, "the transfer never started"
+        time.sleep(0.02)
+    west.proc.send_signal(signal.SIGKILL)
+    west.proc.wait()
+    west.proc = None
+    west.start()
+    [st] = settled(east, EAST, repo, "v1", timeout=120)
+    assert st["status"] == "COMPLETE", st
+    digest_file = tmp_path / "digest"
+    skopeo_pull(west, password(west, WEST), repo, "v1", tmp_path / "pulled",
+                extra=["--digestfile", str(digest_file)])
+    assert digest_file.read_text().strip() == img.digest
