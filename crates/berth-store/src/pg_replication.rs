@@ -1,9 +1,6 @@
 //! Replication's tables on PostgreSQL (see [`crate::replication`]): configurations,
 //! creation templates and the outbox. The trait methods in `pg_registry.rs` call these.
 
-use sqlx::postgres::PgRow;
-use sqlx::Row;
-
 use crate::pg::PgStore;
 use crate::registry::{RegistryError, RegistryKey, RegistryResult};
 use crate::replication::*;
@@ -13,41 +10,6 @@ type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 fn backend(e: sqlx::Error) -> RegistryError {
     RegistryError::Backend(e.to_string())
-}
-
-const COLUMNS: &str = "id, account_id, repository, digest, tag, action, dest_account, dest_region,
-    status, failure_code, attempts, created_at, next_at, updated_at, backfill";
-
-fn replication_from(r: &PgRow) -> Result<Replication> {
-    let stored: String = r.try_get("repository").map_err(backend)?;
-    let (region, name) = RegistryKey::split_stored(&stored);
-    let action: String = r.try_get("action").map_err(backend)?;
-    let status: String = r.try_get("status").map_err(backend)?;
-    let corrupt = |what: &str, v: &str| {
-        RegistryError::Backend(format!(
-            "a stored replication has an unreadable {what}: {v:?}"
-        ))
-    };
-    Ok(Replication {
-        id: r.try_get("id").map_err(backend)?,
-        account: r.try_get("account_id").map_err(backend)?,
-        region: region.map(str::to_string),
-        repository: name.to_string(),
-        digest: r.try_get("digest").map_err(backend)?,
-        tag: r.try_get("tag").map_err(backend)?,
-        action: ReplicaAction::parse(&action).ok_or_else(|| corrupt("action", &action))?,
-        destination: Replica {
-            account: r.try_get("dest_account").map_err(backend)?,
-            region: r.try_get("dest_region").map_err(backend)?,
-        },
-        state: ReplicaState::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        failure_code: r.try_get("failure_code").map_err(backend)?,
-        attempts: r.try_get("attempts").map_err(backend)?,
-        created_at: r.try_get("created_at").map_err(backend)?,
-        next_at: r.try_get("next_at").map_err(backend)?,
-        updated_at: r.try_get("updated_at").map_err(backend)?,
-        backfill: r.try_get("backfill").map_err(backend)?,
-    })
 }
 
 /// Write outbox rows inside `tx` (a push's, a deletion's, a backfill's): due `now`.
@@ -302,34 +264,6 @@ impl PgStore {
     }
 }
 
-const BACKFILL_COLUMNS: &str =
-    "id, registry, dest_account, dest_region, status, failure_code, total, started_at, ended_at";
-
-fn backfill_from(r: &PgRow) -> Result<Backfill> {
-    let registry: String = r.try_get("registry").map_err(backend)?;
-    // The registry key: ACCOUNT, or REGION:ACCOUNT outside the home Region.
-    let (region, account) = match registry.split_once(':') {
-        Some((region, account)) => (Some(region.to_string()), account.to_string()),
-        None => (None, registry),
-    };
-    Ok(Backfill {
-        id: r.try_get("id").map_err(backend)?,
-        account,
-        region,
-        destination: Replica {
-            account: r.try_get("dest_account").map_err(backend)?,
-            region: r.try_get("dest_region").map_err(backend)?,
-        },
-        status: r.try_get("status").map_err(backend)?,
-        failure_code: r.try_get("failure_code").map_err(backend)?,
-        total: r.try_get("total").map_err(backend)?,
-        started_at: r.try_get("started_at").map_err(backend)?,
-        ended_at: r.try_get("ended_at").map_err(backend)?,
-    })
-}
-
-const ACTIVE: &str = "status IN ('PREPARING', 'IN_PROGRESS', 'STOPPING')";
-
 impl PgStore {
     pub(crate) async fn start_backfill_of(
         &self,
@@ -350,7 +284,7 @@ impl PgStore {
             .map_err(backend)?;
         let (active, same_region): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE dest_region = $1) FROM replication_backfills
-             WHERE registry = $2 AND {ACTIVE}"
+             WHERE registry = $2 AND {ACTIVE_BACKFILL}"
         )))
         .bind(&b.destination.region)
         .bind(&registry)
@@ -397,7 +331,7 @@ impl PgStore {
 
     pub(crate) async fn active_backfills_now(&self) -> Result<Vec<Backfill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE} ORDER BY started_at, id"
+            "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE_BACKFILL} ORDER BY started_at, id"
         )))
         .fetch_all(&self.pool)
         .await

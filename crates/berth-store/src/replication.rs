@@ -200,3 +200,106 @@ pub enum BackfillRefusal {
 
 /// Most backfills one registry has active at once (ECR's quota).
 pub const MAX_ACTIVE_BACKFILLS: i64 = 10;
+
+// Row mapping, shared by both backends (the statements differ; the rows do not).
+
+/// The columns of a replication row, as the backends select them.
+pub(crate) const COLUMNS: &str =
+    "id, account_id, repository, digest, tag, action, dest_account, dest_region,
+    status, failure_code, attempts, created_at, next_at, updated_at, backfill";
+
+/// The columns of a backfill row.
+pub(crate) const BACKFILL_COLUMNS: &str =
+    "id, registry, dest_account, dest_region, status, failure_code, total, started_at, ended_at";
+
+/// Backfills not yet in a terminal status, as a condition.
+pub(crate) const ACTIVE_BACKFILL: &str = "status IN ('PREPARING', 'IN_PROGRESS', 'STOPPING')";
+
+fn backend(e: sqlx::Error) -> crate::RegistryError {
+    crate::RegistryError::Backend(e.to_string())
+}
+
+/// A row of either backend whose columns read as text and integers.
+pub(crate) trait Row: sqlx::Row {
+    fn text(&self, column: &str) -> crate::RegistryResult<String>;
+    fn maybe_text(&self, column: &str) -> crate::RegistryResult<Option<String>>;
+    fn int(&self, column: &str) -> crate::RegistryResult<i64>;
+    fn maybe_int(&self, column: &str) -> crate::RegistryResult<Option<i64>>;
+}
+
+impl<R> Row for R
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn text(&self, column: &str) -> crate::RegistryResult<String> {
+        self.try_get(column).map_err(backend)
+    }
+    fn maybe_text(&self, column: &str) -> crate::RegistryResult<Option<String>> {
+        self.try_get(column).map_err(backend)
+    }
+    fn int(&self, column: &str) -> crate::RegistryResult<i64> {
+        self.try_get(column).map_err(backend)
+    }
+    fn maybe_int(&self, column: &str) -> crate::RegistryResult<Option<i64>> {
+        self.try_get(column).map_err(backend)
+    }
+}
+
+/// A replication row ([`COLUMNS`]).
+pub(crate) fn replication_from(r: &impl Row) -> crate::RegistryResult<Replication> {
+    let stored = r.text("repository")?;
+    let (region, name) = crate::RegistryKey::split_stored(&stored);
+    let (action, status) = (r.text("action")?, r.text("status")?);
+    let corrupt = |what: &str, v: &str| {
+        crate::RegistryError::Backend(format!(
+            "a stored replication has an unreadable {what}: {v:?}"
+        ))
+    };
+    Ok(Replication {
+        id: r.int("id")?,
+        account: r.text("account_id")?,
+        region: region.map(str::to_string),
+        repository: name.to_string(),
+        digest: r.text("digest")?,
+        tag: r.maybe_text("tag")?,
+        action: ReplicaAction::parse(&action).ok_or_else(|| corrupt("action", &action))?,
+        destination: Replica {
+            account: r.text("dest_account")?,
+            region: r.text("dest_region")?,
+        },
+        state: ReplicaState::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        failure_code: r.maybe_text("failure_code")?,
+        attempts: r.int("attempts")?,
+        created_at: r.int("created_at")?,
+        next_at: r.int("next_at")?,
+        updated_at: r.int("updated_at")?,
+        backfill: r.maybe_text("backfill")?,
+    })
+}
+
+/// A backfill row ([`BACKFILL_COLUMNS`]).
+pub(crate) fn backfill_from(r: &impl Row) -> crate::RegistryResult<Backfill> {
+    let registry = r.text("registry")?;
+    // The registry key: ACCOUNT, or REGION:ACCOUNT outside the home Region.
+    let (region, account) = match registry.split_once(':') {
+        Some((region, account)) => (Some(region.to_string()), account.to_string()),
+        None => (None, registry),
+    };
+    Ok(Backfill {
+        id: r.text("id")?,
+        account,
+        region,
+        destination: Replica {
+            account: r.text("dest_account")?,
+            region: r.text("dest_region")?,
+        },
+        status: r.text("status")?,
+        failure_code: r.maybe_text("failure_code")?,
+        total: r.maybe_int("total")?,
+        started_at: r.int("started_at")?,
+        ended_at: r.maybe_int("ended_at")?,
+    })
+}

@@ -4,7 +4,6 @@
 //! sealed (see [`crate::sealer`]) with the key the store is opened with.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,22 @@ pub struct SqliteStore {
     /// Seals secrets on write and opens them on read; `None`: opened without the
     /// secrets key, secrets are refused.
     sealer: Option<Arc<Sealer>>,
+    /// For [`SqliteStore::in_memory`]: its scratch file, removed with the last handle.
+    _scratch: Option<Arc<Scratch>>,
+}
+
+/// A scratch database file (and its `-wal`/`-shm`), removed when dropped.
+#[derive(Debug)]
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Why a secrets key was not taken.
@@ -176,11 +191,30 @@ impl SqliteStore {
         Self::connect(options, 8).await
     }
 
-    /// A private in-memory database (tests), with a random secrets key.
+    /// A private scratch database (tests), with a random secrets key: a file in the
+    /// temporary directory, unsynchronized, removed when the last handle goes. (Not an
+    /// SQLite in-memory database: that lives in one connection, and the pool replaces a
+    /// connection it had to drop — a query cancelled part-way — with an empty new one.)
     pub async fn in_memory() -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend)?;
-        Self::connect(options, 1)
-            .await?
+        static DATABASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "berth-scratch-{}-{}-{}.db",
+            std::process::id(),
+            DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            crate::now_ms()
+        ));
+        let scratch = Arc::new(Scratch(path.clone()));
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Off)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        set_wal(&options).await?;
+        let mut store = Self::connect(options, 1).await?;
+        store._scratch = Some(scratch);
+        store
             .with_secrets_key(&SecretsKey::generate()?)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))
@@ -196,7 +230,11 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         migrate(&pool).await?;
-        Ok(SqliteStore { pool, sealer: None })
+        Ok(SqliteStore {
+            pool,
+            sealer: None,
+            _scratch: None,
+        })
     }
 
     /// Whether the database's secrets are sealed (with some key): false for a new

@@ -1,9 +1,6 @@
 //! Replication's tables on SQLite (see [`crate::replication`]): configurations,
 //! creation templates and the outbox. The trait methods in `sqlite_registry.rs` call these.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
 use crate::registry::{RegistryError, RegistryKey, RegistryResult};
 use crate::replication::*;
 use crate::sqlite::SqliteStore;
@@ -13,41 +10,6 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 fn backend(e: sqlx::Error) -> RegistryError {
     RegistryError::Backend(e.to_string())
-}
-
-const COLUMNS: &str = "id, account_id, repository, digest, tag, action, dest_account, dest_region,
-    status, failure_code, attempts, created_at, next_at, updated_at, backfill";
-
-fn replication_from(r: &SqliteRow) -> Result<Replication> {
-    let stored: String = r.try_get("repository").map_err(backend)?;
-    let (region, name) = RegistryKey::split_stored(&stored);
-    let action: String = r.try_get("action").map_err(backend)?;
-    let status: String = r.try_get("status").map_err(backend)?;
-    let corrupt = |what: &str, v: &str| {
-        RegistryError::Backend(format!(
-            "a stored replication has an unreadable {what}: {v:?}"
-        ))
-    };
-    Ok(Replication {
-        id: r.try_get("id").map_err(backend)?,
-        account: r.try_get("account_id").map_err(backend)?,
-        region: region.map(str::to_string),
-        repository: name.to_string(),
-        digest: r.try_get("digest").map_err(backend)?,
-        tag: r.try_get("tag").map_err(backend)?,
-        action: ReplicaAction::parse(&action).ok_or_else(|| corrupt("action", &action))?,
-        destination: Replica {
-            account: r.try_get("dest_account").map_err(backend)?,
-            region: r.try_get("dest_region").map_err(backend)?,
-        },
-        state: ReplicaState::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        failure_code: r.try_get("failure_code").map_err(backend)?,
-        attempts: r.try_get("attempts").map_err(backend)?,
-        created_at: r.try_get("created_at").map_err(backend)?,
-        next_at: r.try_get("next_at").map_err(backend)?,
-        updated_at: r.try_get("updated_at").map_err(backend)?,
-        backfill: r.try_get("backfill").map_err(backend)?,
-    })
 }
 
 /// Write outbox rows inside `tx` (a push's, a deletion's, a backfill's): due `now`.
@@ -303,34 +265,6 @@ impl SqliteStore {
     }
 }
 
-const BACKFILL_COLUMNS: &str =
-    "id, registry, dest_account, dest_region, status, failure_code, total, started_at, ended_at";
-
-fn backfill_from(r: &SqliteRow) -> Result<Backfill> {
-    let registry: String = r.try_get("registry").map_err(backend)?;
-    // The registry key: ACCOUNT, or REGION:ACCOUNT outside the home Region.
-    let (region, account) = match registry.split_once(':') {
-        Some((region, account)) => (Some(region.to_string()), account.to_string()),
-        None => (None, registry),
-    };
-    Ok(Backfill {
-        id: r.try_get("id").map_err(backend)?,
-        account,
-        region,
-        destination: Replica {
-            account: r.try_get("dest_account").map_err(backend)?,
-            region: r.try_get("dest_region").map_err(backend)?,
-        },
-        status: r.try_get("status").map_err(backend)?,
-        failure_code: r.try_get("failure_code").map_err(backend)?,
-        total: r.try_get("total").map_err(backend)?,
-        started_at: r.try_get("started_at").map_err(backend)?,
-        ended_at: r.try_get("ended_at").map_err(backend)?,
-    })
-}
-
-const ACTIVE: &str = "status IN ('PREPARING', 'IN_PROGRESS', 'STOPPING')";
-
 impl SqliteStore {
     pub(crate) async fn start_backfill_of(
         &self,
@@ -346,7 +280,7 @@ impl SqliteStore {
         let mut tx = self.write_tx().await?;
         let (active, same_region): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*), COALESCE(SUM(dest_region = ?), 0) FROM replication_backfills
-             WHERE registry = ? AND {ACTIVE}"
+             WHERE registry = ? AND {ACTIVE_BACKFILL}"
         )))
         .bind(&b.destination.region)
         .bind(&registry)
@@ -393,7 +327,7 @@ impl SqliteStore {
 
     pub(crate) async fn active_backfills_now(&self) -> Result<Vec<Backfill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE} ORDER BY started_at, id"
+            "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE_BACKFILL} ORDER BY started_at, id"
         )))
         .fetch_all(&self.pool)
         .await
