@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, client_error, make_image, seed_text,
-                   start_server, unique, write_oci_layout)
+from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, client_error, make_image, oci_error,
+                   seed_text, start_server, unique, write_oci_layout)
 
 SOURCE_REGION, DEST_REGION = "us-east-1", "us-west-2"
 
@@ -484,3 +484,25 @@ def test_a_backfill_replicates_images_pushed_before_the_rule(srv, accounts, tmp_
     code, _, _ = client_error(east.describe_replication_backfill_results,
                               replicationBackfillId="00000000-0000-4000-8000-000000000000")
     assert code == "ReplicationBackfillNotFoundException"
+
+
+def test_a_create_on_push_template_makes_the_repository_a_push_names(srv, accounts, tmp_path):
+    """ECR's create on push: with a CREATE_ON_PUSH template matching the name, a push to a
+    repository that does not exist makes it, with the template's settings and tags; a name
+    no such template matches stays unknown (create_on_push is off here)."""
+    _, _, c = accounts
+    east = ecr(srv, c, SOURCE_REGION)
+    prefix = unique("auto")
+    east.create_repository_creation_template(
+        prefix=prefix, appliedFor=["CREATE_ON_PUSH"], imageTagMutability="IMMUTABLE",
+        resourceTags=[{"Key": "made-by", "Value": "push"}])
+    repo = f"{prefix}/service"
+    img = push(srv, c, SOURCE_REGION, repo, "v1", tmp_path)
+    [made] = east.describe_repositories(repositoryNames=[repo])["repositories"]
+    assert made["imageTagMutability"] == "IMMUTABLE"
+    assert east.list_tags_for_resource(resourceArn=made["repositoryArn"])["tags"] == [
+        {"Key": "made-by", "Value": "push"}]
+    assert east.list_images(repositoryName=repo)["imageIds"] == [{"imageDigest": img.digest, "imageTag": "v1"}]
+    reg = Registry(srv, password(srv, c, SOURCE_REGION), host=host(srv, c.account_id, SOURCE_REGION))
+    r = reg.start_upload(unique("no-template") + "/x")
+    assert r.status_code == 404 and oci_error(r)[1] == "NAME_UNKNOWN"

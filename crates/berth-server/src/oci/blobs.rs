@@ -75,17 +75,26 @@ fn digest(d: &str) -> Result<Digest, OciError> {
     d.parse::<Digest>().map_err(blob_error)
 }
 
-/// A missing repository on push: `NAME_UNKNOWN`, unless create-on-push is configured
-/// and the caller may create it.
+/// A missing repository on push: `NAME_UNKNOWN`, unless it may be created on push —
+/// create-on-push is configured, or a `CREATE_ON_PUSH` creation template of the registry
+/// matches the name (whose settings, policies and tags it then takes) — and the caller
+/// may create it.
 pub async fn create_on_push(c: &OciCall<'_>, name: &str) -> Result<Repository, OciError> {
-    if !c.app.config.create_on_push {
+    let (repo, tags, templated) = crate::registry::replication::templated_repository(
+        c.app,
+        c.key(),
+        name,
+        crate::registry::replication::AppliedFor::CreateOnPush,
+        crate::ids::now_ms(),
+    )
+    .await?;
+    if !c.app.config.create_on_push && !templated {
         return Err(c.name_unknown(name));
     }
     if let Some(r) = c.also_authorize("ecr:CreateRepository", name).await? {
         return Ok(r);
     }
-    let repo = Repository::new(c.key(), name, crate::ids::now_ms());
-    let created = c.app.registry.create_repository(&repo, &[]).await;
+    let created = c.app.registry.create_repository(&repo, &tags).await;
     // The caches may hold "no such repository".
     c.app.caches.invalidate_registry();
     match created {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use berth_iam::PolicyKind;
 use berth_store::{RegistryError, RegistryKey, ReplicaAction, Replication, Repository, Settlement};
 
-use super::templates::{best_match, AppliedFor, CreationTemplate};
+use super::templates::AppliedFor;
 use crate::audit::AuditEvent;
 use crate::auth::authorizer::{authorize, Authorization};
 use crate::registry::push::{store_manifest, ManifestPut, PushError};
@@ -330,23 +330,15 @@ pub(crate) async fn destination_repository(
             repository, dest.account, source_account
         )));
     }
-    let now = crate::ids::now_ms();
-    let mut templates = Vec::new();
-    for text in app
-        .registry
-        .creation_templates(dest)
-        .await
-        .map_err(store_failure)?
-    {
-        match CreationTemplate::from_stored(&text) {
-            Ok(t) => templates.push(t),
-            Err(e) => tracing::warn!(error = %e, "a stored creation template does not read"),
-        }
-    }
-    let (repo, tags) = match best_match(&templates, repository, AppliedFor::Replication) {
-        Some(t) => t.new_repository(dest, repository, now),
-        None => (Repository::new(dest, repository, now), Vec::new()),
-    };
+    let (repo, tags, _) = super::templated_repository(
+        app,
+        dest,
+        repository,
+        AppliedFor::Replication,
+        crate::ids::now_ms(),
+    )
+    .await
+    .map_err(store_failure)?;
     match app.registry.create_repository(&repo, &tags).await {
         Ok(()) => {
             app.caches.invalidate_registry();

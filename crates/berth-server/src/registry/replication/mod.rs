@@ -84,3 +84,34 @@ impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests;
+
+/// The repository `name` of `registry` that ECR would make for `scenario` at `now_ms`:
+/// from the most specific of the registry's creation templates applied for it (its
+/// settings, policies and tags), else with ECR's defaults and no tags. `None` for the
+/// template when none matched.
+pub async fn templated_repository(
+    app: &crate::serve::App,
+    registry: berth_store::RegistryKey<'_>,
+    name: &str,
+    scenario: AppliedFor,
+    now_ms: i64,
+) -> Result<(berth_store::Repository, Vec<berth_store::Tag>, bool), berth_store::RegistryError> {
+    let mut templates = Vec::new();
+    for text in app.registry.creation_templates(registry).await? {
+        match CreationTemplate::from_stored(&text) {
+            Ok(t) => templates.push(t),
+            Err(e) => tracing::warn!(error = %e, "a stored creation template does not read"),
+        }
+    }
+    Ok(match best_match(&templates, name, scenario) {
+        Some(t) => {
+            let (repo, tags) = t.new_repository(registry, name, now_ms);
+            (repo, tags, true)
+        }
+        None => (
+            berth_store::Repository::new(registry, name, now_ms),
+            Vec::new(),
+            false,
+        ),
+    })
+}
