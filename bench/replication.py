@@ -244,9 +244,11 @@ def distribution(a):
             assert s.put(f"{src}/v2/bench/manifests/t{i}", data=manifest,
                          headers={"Content-Type": OCI_MANIFEST}).status_code == 201
         began = time.monotonic()
-        subprocess.run(["skopeo", "sync", "--src", "docker", "--dest", "docker", "--src-tls-verify=false",
-                        "--dest-tls-verify=false", "--scoped", f"127.0.0.1:{ports[0]}/bench",
-                        f"127.0.0.1:{ports[1]}"], check=True, capture_output=True)
+        p = subprocess.run(["skopeo", "sync", "--src", "docker", "--dest", "docker", "--src-tls-verify=false",
+                            "--dest-tls-verify=false", f"127.0.0.1:{ports[0]}/bench",
+                            f"127.0.0.1:{ports[1]}"], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"skopeo sync failed:\n{p.stderr}")
         took = time.monotonic() - began
         mib = a.images * (2 * a.size) / 2**20
         print(f"skopeo sync of {a.images} images (2 x {a.size} B layers, {mib:.1f} MiB) between two "
