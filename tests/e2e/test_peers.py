@@ -1,7 +1,8 @@
 """Replication between two Berth deployments on loopback, each with its own data directory,
-over the peer link (`replication_peers`, a shared key file): seed 003's registry policy
+over the peer link (`replication_peers`, a shared key file): every example of seed 003
 decides at the destination exactly as within one deployment, the two replicate to each
-other, and a deployment that does not hold the key is refused."""
+other, a destination killed mid-transfer gets the image after its restart, and a
+deployment that does not hold the key is refused."""
 
 import base64
 import json
@@ -13,8 +14,8 @@ import time
 import pytest
 import requests
 
-from berth import (Server, make_image, oci_error, seed_text, skopeo_pull, skopeo_push, unique,
-                   write_oci_layout)
+from berth import (Registry, Server, make_image, oci_error, seed_text, skopeo_pull, skopeo_push,
+                   unique, write_oci_layout)
 
 EAST, WEST = "us-east-1", "us-west-2"
 
@@ -196,3 +197,90 @@ def test_a_destination_killed_during_a_transfer_gets_it_after_its_restart(pair, 
     skopeo_pull(west, password(west, WEST), repo, "v1", tmp_path / "pulled",
                 extra=["--digestfile", str(digest_file)])
     assert digest_file.read_text().strip() == img.digest
+
+
+# The other examples of seed 003, across deployments (the first is above).
+
+def push_as(s, creds, region, repo, tag, img):
+    """Push `img` as `creds` into its own registry in `region` of deployment `s`."""
+    [d] = s.client("ecr", creds, region=region).get_authorization_token()["authorizationData"]
+    pw = base64.b64decode(d["authorizationToken"]).decode().split(":", 1)[1]
+    host = None if creds.account_id == s.account else f"{creds.account_id}.dkr.ecr.localhost:{s.port}"
+    Registry(s, pw, host=host).push_image(repo, img, tag)
+
+
+def status_of(s, creds, region, repo, tag, timeout=60):
+    c = s.client("ecr", creds, region=region)
+    deadline = time.time() + timeout
+    while True:
+        st = c.describe_image_replication_status(repositoryName=repo, imageId={"imageTag": tag})[
+            "replicationStatuses"]
+        if st and all(x["status"] != "IN_PROGRESS" for x in st):
+            [one] = st
+            return one
+        assert time.time() < deadline, st
+        time.sleep(0.1)
+
+
+def west_policy(west, seed, **ids):
+    west.cli(west.root, "ecr", "put-registry-policy", "--region", WEST, "--policy-text",
+             seed_text(seed, **{"111111111111": west.account, **ids}))
+
+
+def west_repos(west):
+    return {r["repositoryName"] for r in ecr(west, WEST).describe_repositories()["repositories"]}
+
+
+def test_003_multiple_accounts_across_deployments(pair):
+    east, west = pair
+    other = east.account_create()
+    west_policy(west, "003-registry-multiple-accounts",
+                **{"222222222222": east.account, "333333333333": other.account_id})
+    for creds in (east.root, other):
+        c = east.client("ecr", creds, region=EAST)
+        c.put_replication_configuration(replicationConfiguration={"rules": [
+            {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+        repo = unique("multi-acct")
+        c.create_repository(repositoryName=repo)
+        img = make_image(layers=1)
+        push_as(east, creds, EAST, repo, "v1", img)
+        assert status_of(east, creds, EAST, repo, "v1")["status"] == "COMPLETE"
+        ids = ecr(west, WEST).list_images(repositoryName=repo)["imageIds"]
+        assert ids == [{"imageDigest": img.digest, "imageTag": "v1"}]
+
+
+def test_003_prod_prefix_across_deployments(pair):
+    east, west = pair
+    west_policy(west, "003-registry-prod-prefix", **{"222222222222": east.account})
+    c = ecr(east, EAST)
+    c.put_replication_configuration(replicationConfiguration={"rules": [
+        {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+    suffix = unique("p")
+    for repo in (f"prod-api-{suffix}", f"dev-api-{suffix}"):
+        c.create_repository(repositoryName=repo)
+        push_as(east, east.root, EAST, repo, "v1", make_image(layers=1))
+    assert status_of(east, east.root, EAST, f"prod-api-{suffix}", "v1")["status"] == "COMPLETE"
+    failed = status_of(east, east.root, EAST, f"dev-api-{suffix}", "v1")
+    assert failed["status"] == "FAILED" and failed["failureCode"].startswith("REPLICATION_NOT_ALLOWED")
+    names = west_repos(west)
+    assert f"prod-api-{suffix}" in names and f"dev-api-{suffix}" not in names
+
+
+def test_003_without_create_repository_across_deployments(pair):
+    east, west = pair
+    west_policy(west, "003-registry-replicate-only", **{"222222222222": east.account})
+    c = ecr(east, EAST)
+    c.put_replication_configuration(replicationConfiguration={"rules": [
+        {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+    repo = unique("by-hand")
+    c.create_repository(repositoryName=repo)
+    img = make_image(layers=1)
+    push_as(east, east.root, EAST, repo, "v1", img)
+    failed = status_of(east, east.root, EAST, repo, "v1")
+    assert failed["status"] == "FAILED" and failed["failureCode"].startswith("REPOSITORY_NOT_FOUND")
+    assert repo not in west_repos(west)
+    ecr(west, WEST).create_repository(repositoryName=repo)
+    push_as(east, east.root, EAST, repo, "v2", img)
+    assert status_of(east, east.root, EAST, repo, "v2")["status"] == "COMPLETE"
+    ids = ecr(west, WEST).list_images(repositoryName=repo)["imageIds"]
+    assert ids == [{"imageDigest": img.digest, "imageTag": "v2"}]
