@@ -112,6 +112,37 @@ pub fn same(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header text parses to fields or to nothing, never a panic; what parses
+        /// prints back to a header that parses the same.
+        #[test]
+        fn any_peer_header_parses_or_is_refused(text in ".{0,200}") {
+            if let Some(s) = Signed::parse(&text) {
+                prop_assert_eq!(Signed::parse(&s.header()), Some(s));
+            }
+        }
+
+        /// A signature never verifies under another key, method, path, time or body.
+        #[test]
+        fn a_signature_is_bound_to_what_it_signs(
+            key in proptest::collection::vec(any::<u8>(), 32..64),
+            path in "/[a-z/?=&0-9]{0,40}",
+            time in any::<i64>(),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let s = sign(&key, "POST", &path, time, &body_hash(&body));
+            let longer = path.clone() + "x";
+            let mut other = key.clone();
+            other[0] ^= 1;
+            prop_assert!(!same(&s, &sign(&other, "POST", &path, time, &body_hash(&body))));
+            prop_assert!(!same(&s, &sign(&key, "PUT", &path, time, &body_hash(&body))));
+            prop_assert!(!same(&s, &sign(&key, "POST", &longer, time, &body_hash(&body))));
+            prop_assert!(!same(&s, &sign(&key, "POST", &path, time.wrapping_add(1), &body_hash(&body))));
+            prop_assert!(same(&s, &sign(&key, "POST", &path, time, &body_hash(&body))));
+        }
+    }
 
     #[test]
     fn a_signature_covers_every_part_and_the_header_round_trips() {
