@@ -431,3 +431,24 @@ impl PgStore {
         Ok(done.rows_affected())
     }
 }
+
+impl PgStore {
+    pub(crate) async fn prune_replications_before(&self, before: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(PRUNE.replace("{cutoff}", "$1")))
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        sqlx::query(sqlx::AssertSqlSafe(
+            PRUNE_BACKFILLS.replace("{cutoff}", "$1"),
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(rows)
+    }
+}

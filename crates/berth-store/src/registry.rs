@@ -783,6 +783,11 @@ pub trait RegistryStore: Send + Sync + 'static {
     ) -> Result<Vec<crate::Replication>>;
     /// Fail a backfill's replications not yet delivered (`code` says it was stopped).
     async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64>;
+    /// Forget what the outbox no longer needs, settled before `before` (milliseconds):
+    /// every replication but the latest push of each image to each destination (its
+    /// status) while the image is there, and backfills that ended then, with their rows.
+    /// Returns how many rows went.
+    async fn prune_replications(&self, before: i64) -> Result<u64>;
 
     /// A named setting of the deployment (not secret, readable without the secrets key);
     /// the first caller's `candidate` becomes it if there is none.

@@ -303,3 +303,18 @@ pub(crate) fn backfill_from(r: &impl Row) -> crate::RegistryResult<Backfill> {
         ended_at: r.maybe_int("ended_at")?,
     })
 }
+
+/// The outbox rows [`prune`](crate::RegistryStore::prune_replications) removes: settled
+/// before the cutoff, and either not the latest push of their image to their destination,
+/// or of an image no longer in its repository, or of a backfill that ended before it.
+pub(crate) const PRUNE: &str = "DELETE FROM replications WHERE status <> 'IN_PROGRESS' AND updated_at < {cutoff}
+    AND (id NOT IN (SELECT MAX(id) FROM replications WHERE action = 'push'
+                    GROUP BY account_id, repository, digest, dest_account, dest_region)
+         OR NOT EXISTS (SELECT 1 FROM images i WHERE i.account_id = replications.account_id
+                        AND i.repository = replications.repository AND i.digest = replications.digest)
+         OR backfill IN (SELECT id FROM replication_backfills
+                         WHERE status IN ('COMPLETE', 'FAILED', 'STOPPED') AND ended_at < {cutoff}))";
+
+/// Backfills that ended before the cutoff.
+pub(crate) const PRUNE_BACKFILLS: &str = "DELETE FROM replication_backfills
+    WHERE status IN ('COMPLETE', 'FAILED', 'STOPPED') AND ended_at < {cutoff}";

@@ -865,6 +865,10 @@ impl RegistryStore for SqliteStore {
         self.stop_backfill_replications_of(id, code, now).await
     }
 
+    async fn prune_replications(&self, before: i64) -> Result<u64> {
+        self.prune_replications_before(before).await
+    }
+
     async fn setting(&self, name: &str, candidate: &str) -> Result<String> {
         sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
             .bind(name)

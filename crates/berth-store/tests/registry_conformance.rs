@@ -2642,3 +2642,73 @@ async fn replication_backfills() {
         );
     }
 }
+
+/// Pruning the outbox keeps what statuses need: the latest push of a present image to
+/// each destination; older settled rows, rows of deleted images and of ended backfills go,
+/// and nothing in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pruning_the_outbox_keeps_the_statuses_it_answers() {
+    let home = RegistryKey::home(A);
+    let west = Replica {
+        account: A.into(),
+        region: "us-west-2".into(),
+    };
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        create(s, "pruned").await;
+        let layer = digest("prune-layer");
+        s.add_repository_blob(home, "pruned", &layer, 10, 1)
+            .await
+            .unwrap();
+        let mut kept = image("kept", std::slice::from_ref(&layer), &[]);
+        kept.replicate_to = vec![west.clone()];
+        let mut gone = image("gone", std::slice::from_ref(&layer), &[]);
+        gone.replicate_to = vec![west.clone()];
+        for (img, tag) in [(&kept, "a"), (&kept, "b"), (&gone, "c")] {
+            s.put_image(home, "pruned", img, Some(tag), TagRule::Mutable)
+                .await
+                .unwrap();
+        }
+        let due = t.due_replications(i64::MAX, 100).await.unwrap();
+        assert_eq!(due.len(), 3, "{n}");
+        for r in &due {
+            t.settle_replication(r.id, &Settlement::Complete, 100)
+                .await
+                .unwrap();
+        }
+        s.delete_image(home, "pruned", &gone.digest, &[])
+            .await
+            .unwrap();
+        // One more in progress, never pruned.
+        s.enqueue_replications(
+            home,
+            &[NewReplication {
+                repository: "pruned".into(),
+                digest: kept.digest.clone(),
+                tag: Some("c".into()),
+                action: ReplicaAction::Push,
+                destination: west.clone(),
+                backfill: None,
+            }],
+            100,
+        )
+        .await
+        .unwrap();
+        // Nothing settled before 50.
+        assert_eq!(t.prune_replications(50).await.unwrap(), 0, "{n}");
+        // Before 200: both settled pushes of `kept` (the one in progress is its latest
+        // now) and the one of `gone` go.
+        assert_eq!(t.prune_replications(200).await.unwrap(), 3, "{n}");
+        let status = t
+            .image_replications(home, "pruned", &kept.digest)
+            .await
+            .unwrap();
+        assert_eq!(status.len(), 1, "{n}");
+        assert_eq!(
+            t.due_replications(i64::MAX, 100).await.unwrap().len(),
+            1,
+            "{n}"
+        );
+    }
+}

@@ -41,13 +41,27 @@ const BATCH: i64 = 64;
 const POLL: Duration = Duration::from_millis(250);
 /// How deep indexes may nest.
 const MAX_DEPTH: usize = 8;
+/// How long settled replications and ended backfills are kept (ECR keeps backfills 90
+/// days); the latest push of a present image to a destination stays, as its status.
+const RETENTION: Duration = Duration::from_secs(90 * 86_400);
+/// How often the outbox is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The longest wait before a transient failure is tried again.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 
 /// The job's work: deliver what is due, then wait to be woken (or poll), for as long as
 /// this node holds the lease (the job runner drops it when the lease goes).
 pub async fn run(app: &App) -> String {
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     loop {
+        if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            let before = crate::ids::now_ms() - RETENTION.as_millis() as i64;
+            match app.registry.prune_replications(before).await {
+                Ok(n) => tracing::info!(rows = n, "pruned the replication outbox"),
+                Err(e) => tracing::warn!(error = %e, "pruning the replication outbox failed"),
+            }
+            pruned_at = Some(tokio::time::Instant::now());
+        }
         let backfills = match super::backfill::step(app).await {
             Ok(n) => n,
             Err(e) => {
