@@ -43,7 +43,8 @@ pub use pg::PgStore;
 pub use registry::*;
 pub use replication::{
     Backfill, BackfillProgress, BackfillRefusal, NewReplication, Replica, ReplicaAction,
-    ReplicaState, Replication, ReplicationSummary, Settlement, TemplateWrite, MAX_ACTIVE_BACKFILLS,
+    ReplicaState, Replication, ReplicationStore, ReplicationSummary, Settlement, TemplateWrite,
+    MAX_ACTIVE_BACKFILLS,
 };
 pub use sealer::{Sealer, SecretSlot, SecretsKey};
 pub use sqlite::{KeyError, SqliteStore};

@@ -48,11 +48,9 @@ pub(crate) async fn enqueue_in(
     Ok(())
 }
 
-impl PgStore {
-    pub(crate) async fn replication_configuration_of(
-        &self,
-        registry: RegistryKey<'_>,
-    ) -> Result<Option<String>> {
+#[async_trait::async_trait]
+impl ReplicationStore for PgStore {
+    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT config FROM replication_configurations WHERE registry = $1")
             .bind(&*registry.stored_account())
             .fetch_optional(&self.pool)
@@ -60,7 +58,7 @@ impl PgStore {
             .map_err(backend)
     }
 
-    pub(crate) async fn set_replication_configuration_of(
+    async fn set_replication_configuration(
         &self,
         registry: RegistryKey<'_>,
         config: Option<&str>,
@@ -84,10 +82,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn creation_templates_of(
-        &self,
-        registry: RegistryKey<'_>,
-    ) -> Result<Vec<String>> {
+    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
         sqlx::query_scalar("SELECT template FROM creation_templates WHERE registry = $1 ORDER BY prefix COLLATE \"C\"")
             .bind(&*registry.stored_account())
             .fetch_all(&self.pool)
@@ -95,7 +90,7 @@ impl PgStore {
             .map_err(backend)
     }
 
-    pub(crate) async fn put_creation_template_of(
+    async fn put_creation_template(
         &self,
         registry: RegistryKey<'_>,
         prefix: &str,
@@ -124,7 +119,7 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn delete_creation_template_of(
+    async fn delete_creation_template(
         &self,
         registry: RegistryKey<'_>,
         prefix: &str,
@@ -139,7 +134,7 @@ impl PgStore {
         .map_err(backend)
     }
 
-    pub(crate) async fn enqueue_replications_of(
+    async fn enqueue_replications(
         &self,
         registry: RegistryKey<'_>,
         replications: &[NewReplication],
@@ -164,11 +159,7 @@ impl PgStore {
         tx.commit().await.map_err(backend)
     }
 
-    pub(crate) async fn due_replications_at(
-        &self,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<Replication>> {
+    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<Replication>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM replications WHERE status = 'IN_PROGRESS' AND next_at <= $1
              ORDER BY id LIMIT $2"
@@ -181,12 +172,7 @@ impl PgStore {
         rows.iter().map(replication_from).collect()
     }
 
-    pub(crate) async fn settle_replication_at(
-        &self,
-        id: i64,
-        how: &Settlement,
-        now: i64,
-    ) -> Result<()> {
+    async fn settle_replication(&self, id: i64, how: &Settlement, now: i64) -> Result<()> {
         let (status, code, next_at) = match how {
             Settlement::Complete => ("COMPLETE", None, None),
             Settlement::Failed(code) => ("FAILED", Some(code.as_str()), None),
@@ -211,7 +197,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn image_replications_of(
+    async fn image_replications(
         &self,
         registry: RegistryKey<'_>,
         repository: &str,
@@ -233,7 +219,7 @@ impl PgStore {
         rows.iter().map(replication_from).collect()
     }
 
-    pub(crate) async fn replication_summary_now(&self) -> Result<ReplicationSummary> {
+    async fn replication_summary(&self) -> Result<ReplicationSummary> {
         let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(created_at) FROM replications WHERE status = 'IN_PROGRESS'",
         )
@@ -262,10 +248,7 @@ impl PgStore {
             last_failure: last.map(|r| replication_from(&r)).transpose()?,
         })
     }
-}
-
-impl PgStore {
-    pub(crate) async fn start_backfill_of(
+    async fn start_backfill(
         &self,
         b: &Backfill,
     ) -> Result<std::result::Result<(), BackfillRefusal>> {
@@ -317,7 +300,7 @@ impl PgStore {
         Ok(Ok(()))
     }
 
-    pub(crate) async fn backfills_of(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
+    async fn backfills(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE registry = $1
              ORDER BY started_at DESC, id DESC"
@@ -329,7 +312,7 @@ impl PgStore {
         rows.iter().map(backfill_from).collect()
     }
 
-    pub(crate) async fn active_backfills_now(&self) -> Result<Vec<Backfill>> {
+    async fn active_backfills(&self) -> Result<Vec<Backfill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE_BACKFILL} ORDER BY started_at, id"
         )))
@@ -339,7 +322,7 @@ impl PgStore {
         rows.iter().map(backfill_from).collect()
     }
 
-    pub(crate) async fn update_backfill_of(
+    async fn update_backfill(
         &self,
         id: &str,
         status: &str,
@@ -363,7 +346,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn backfill_progress_of(&self, id: &str) -> Result<BackfillProgress> {
+    async fn backfill_progress(&self, id: &str) -> Result<BackfillProgress> {
         let (complete, failed, in_progress): (i64, i64, i64) = sqlx::query_as(
             "SELECT COUNT(*) FILTER (WHERE status = 'COMPLETE'), COUNT(*) FILTER (WHERE status = 'FAILED'),
                     COUNT(*) FILTER (WHERE status = 'IN_PROGRESS')
@@ -390,7 +373,7 @@ impl PgStore {
         })
     }
 
-    pub(crate) async fn backfill_results_of(
+    async fn backfill_results(
         &self,
         id: &str,
         state: Option<ReplicaState>,
@@ -412,12 +395,7 @@ impl PgStore {
         rows.iter().map(replication_from).collect()
     }
 
-    pub(crate) async fn stop_backfill_replications_of(
-        &self,
-        id: &str,
-        code: &str,
-        now: i64,
-    ) -> Result<u64> {
+    async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE replications SET status = 'FAILED', failure_code = $1, updated_at = $2
              WHERE backfill = $3 AND status = 'IN_PROGRESS'",
@@ -430,10 +408,7 @@ impl PgStore {
         .map_err(backend)?;
         Ok(done.rows_affected())
     }
-}
-
-impl PgStore {
-    pub(crate) async fn prune_replications_before(&self, before: i64) -> Result<u64> {
+    async fn prune_replications(&self, before: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(PRUNE.replace("{cutoff}", "$1")))
             .bind(before)

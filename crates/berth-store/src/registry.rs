@@ -555,8 +555,9 @@ pub(crate) fn tags_from_lines(lines: Option<String>) -> Vec<String> {
     tags
 }
 
+/// The registry's metadata; with it, replication's ([`crate::ReplicationStore`]).
 #[async_trait]
-pub trait RegistryStore: Send + Sync + 'static {
+pub trait RegistryStore: crate::ReplicationStore + Send + Sync + 'static {
     async fn create_repository(&self, repo: &Repository, tags: &[crate::Tag]) -> Result<()>;
     async fn repository(&self, registry: RegistryKey<'_>, name: &str)
         -> Result<Option<Repository>>;
@@ -704,90 +705,6 @@ pub trait RegistryStore: Send + Sync + 'static {
         digest: &str,
         now: i64,
     ) -> Result<()>;
-
-    // Replication (see `crate::replication`).
-
-    /// The registry's replication configuration (its wire JSON), if it has one.
-    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>>;
-    /// Set (or, `None`, remove) the registry's replication configuration.
-    async fn set_replication_configuration(
-        &self,
-        registry: RegistryKey<'_>,
-        config: Option<&str>,
-        now: i64,
-    ) -> Result<()>;
-    /// The registry's repository creation templates (their wire JSON), by prefix.
-    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>>;
-    /// Write the template of `prefix` (see [`crate::TemplateWrite`]); false when refused.
-    async fn put_creation_template(
-        &self,
-        registry: RegistryKey<'_>,
-        prefix: &str,
-        template: &str,
-        write: crate::TemplateWrite,
-    ) -> Result<bool>;
-    /// Delete the template of `prefix`; returns it (`None`: there was none).
-    async fn delete_creation_template(
-        &self,
-        registry: RegistryKey<'_>,
-        prefix: &str,
-    ) -> Result<Option<String>>;
-    /// Record replications outside a push (a backfill's), in one transaction, due now.
-    async fn enqueue_replications(
-        &self,
-        registry: RegistryKey<'_>,
-        replications: &[crate::NewReplication],
-        now: i64,
-    ) -> Result<()>;
-    /// Replications in progress that are due at `now`, oldest first.
-    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<crate::Replication>>;
-    /// Settle an attempt of replication `id`.
-    async fn settle_replication(&self, id: i64, how: &crate::Settlement, now: i64) -> Result<()>;
-    /// The replication status of an image: the latest push of it to each destination.
-    async fn image_replications(
-        &self,
-        registry: RegistryKey<'_>,
-        repository: &str,
-        digest: &str,
-    ) -> Result<Vec<crate::Replication>>;
-    /// The outbox at a glance.
-    async fn replication_summary(&self) -> Result<crate::ReplicationSummary>;
-    /// Record a new backfill (status `PREPARING`) unless one is active for its destination
-    /// Region in its registry, or the registry has [`crate::MAX_ACTIVE_BACKFILLS`] active.
-    async fn start_backfill(
-        &self,
-        backfill: &crate::Backfill,
-    ) -> Result<std::result::Result<(), crate::BackfillRefusal>>;
-    /// A registry's backfills, newest first.
-    async fn backfills(&self, registry: RegistryKey<'_>) -> Result<Vec<crate::Backfill>>;
-    /// The backfills of every registry not yet in a terminal status (the job's work).
-    async fn active_backfills(&self) -> Result<Vec<crate::Backfill>>;
-    /// Change a backfill's status (with its total, failure and end, where given).
-    async fn update_backfill(
-        &self,
-        id: &str,
-        status: &str,
-        total: Option<i64>,
-        failure_code: Option<&str>,
-        ended_at: Option<i64>,
-    ) -> Result<()>;
-    /// How far a backfill's replications are.
-    async fn backfill_progress(&self, id: &str) -> Result<crate::BackfillProgress>;
-    /// A backfill's settled replications (`state`: only those), in id order, from `offset`.
-    async fn backfill_results(
-        &self,
-        id: &str,
-        state: Option<crate::ReplicaState>,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<crate::Replication>>;
-    /// Fail a backfill's replications not yet delivered (`code` says it was stopped).
-    async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64>;
-    /// Forget what the outbox no longer needs, settled before `before` (milliseconds):
-    /// every replication but the latest push of each image to each destination (its
-    /// status) while the image is there, and backfills that ended then, with their rows.
-    /// Returns how many rows went.
-    async fn prune_replications(&self, before: i64) -> Result<u64>;
 
     /// A named setting of the deployment (not secret, readable without the secrets key);
     /// the first caller's `candidate` becomes it if there is none.

@@ -318,3 +318,113 @@ pub(crate) const PRUNE: &str = "DELETE FROM replications WHERE status <> 'IN_PRO
 /// Backfills that ended before the cutoff.
 pub(crate) const PRUNE_BACKFILLS: &str = "DELETE FROM replication_backfills
     WHERE status IN ('COMPLETE', 'FAILED', 'STOPPED') AND ended_at < {cutoff}";
+
+/// What the stores keep of replication (see the module's documentation); every
+/// [`RegistryStore`](crate::RegistryStore) is one.
+#[async_trait::async_trait]
+pub trait ReplicationStore: Send + Sync {
+    /// The registry's replication configuration (its wire JSON), if it has one.
+    async fn replication_configuration(
+        &self,
+        registry: crate::RegistryKey<'_>,
+    ) -> crate::RegistryResult<Option<String>>;
+    /// Set (or, `None`, remove) the registry's replication configuration.
+    async fn set_replication_configuration(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        config: Option<&str>,
+        now: i64,
+    ) -> crate::RegistryResult<()>;
+    /// The registry's repository creation templates (their wire JSON), by prefix.
+    async fn creation_templates(
+        &self,
+        registry: crate::RegistryKey<'_>,
+    ) -> crate::RegistryResult<Vec<String>>;
+    /// Write the template of `prefix` (see [`crate::TemplateWrite`]); false when refused.
+    async fn put_creation_template(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        prefix: &str,
+        template: &str,
+        write: crate::TemplateWrite,
+    ) -> crate::RegistryResult<bool>;
+    /// Delete the template of `prefix`; returns it (`None`: there was none).
+    async fn delete_creation_template(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        prefix: &str,
+    ) -> crate::RegistryResult<Option<String>>;
+    /// Record replications outside a push (a backfill's), in one transaction, due now.
+    async fn enqueue_replications(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        replications: &[crate::NewReplication],
+        now: i64,
+    ) -> crate::RegistryResult<()>;
+    /// Replications in progress that are due at `now`, oldest first.
+    async fn due_replications(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> crate::RegistryResult<Vec<crate::Replication>>;
+    /// Settle an attempt of replication `id`.
+    async fn settle_replication(
+        &self,
+        id: i64,
+        how: &crate::Settlement,
+        now: i64,
+    ) -> crate::RegistryResult<()>;
+    /// The replication status of an image: the latest push of it to each destination.
+    async fn image_replications(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        repository: &str,
+        digest: &str,
+    ) -> crate::RegistryResult<Vec<crate::Replication>>;
+    /// The outbox at a glance.
+    async fn replication_summary(&self) -> crate::RegistryResult<crate::ReplicationSummary>;
+    /// Record a new backfill (status `PREPARING`) unless one is active for its destination
+    /// Region in its registry, or the registry has [`crate::MAX_ACTIVE_BACKFILLS`] active.
+    async fn start_backfill(
+        &self,
+        backfill: &crate::Backfill,
+    ) -> crate::RegistryResult<std::result::Result<(), crate::BackfillRefusal>>;
+    /// A registry's backfills, newest first.
+    async fn backfills(
+        &self,
+        registry: crate::RegistryKey<'_>,
+    ) -> crate::RegistryResult<Vec<crate::Backfill>>;
+    /// The backfills of every registry not yet in a terminal status (the job's work).
+    async fn active_backfills(&self) -> crate::RegistryResult<Vec<crate::Backfill>>;
+    /// Change a backfill's status (with its total, failure and end, where given).
+    async fn update_backfill(
+        &self,
+        id: &str,
+        status: &str,
+        total: Option<i64>,
+        failure_code: Option<&str>,
+        ended_at: Option<i64>,
+    ) -> crate::RegistryResult<()>;
+    /// How far a backfill's replications are.
+    async fn backfill_progress(&self, id: &str) -> crate::RegistryResult<crate::BackfillProgress>;
+    /// A backfill's settled replications (`state`: only those), in id order, from `offset`.
+    async fn backfill_results(
+        &self,
+        id: &str,
+        state: Option<crate::ReplicaState>,
+        offset: i64,
+        limit: i64,
+    ) -> crate::RegistryResult<Vec<crate::Replication>>;
+    /// Fail a backfill's replications not yet delivered (`code` says it was stopped).
+    async fn stop_backfill_replications(
+        &self,
+        id: &str,
+        code: &str,
+        now: i64,
+    ) -> crate::RegistryResult<u64>;
+    /// Forget what the outbox no longer needs, settled before `before` (milliseconds):
+    /// every replication but the latest push of each image to each destination (its
+    /// status) while the image is there, and backfills that ended then, with their rows.
+    /// Returns how many rows went.
+    async fn prune_replications(&self, before: i64) -> crate::RegistryResult<u64>;
+}

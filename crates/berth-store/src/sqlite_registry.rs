@@ -7,10 +7,7 @@ use sqlx::Row;
 use crate::registry::*;
 use crate::sealer::SecretSlot;
 use crate::sqlite::{is_unique_violation, put_tags, SqliteStore};
-use crate::{
-    Backfill, BackfillProgress, BackfillRefusal, NewReplication, Replica, ReplicaAction,
-    ReplicaState, Replication, ReplicationSummary, Settlement, Tag, TagTarget, TemplateWrite,
-};
+use crate::{Replica, ReplicaAction, Tag, TagTarget};
 
 type Result<T> = RegistryResult<T>;
 
@@ -749,124 +746,6 @@ impl RegistryStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(())
-    }
-
-    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
-        self.replication_configuration_of(registry).await
-    }
-
-    async fn set_replication_configuration(
-        &self,
-        registry: RegistryKey<'_>,
-        config: Option<&str>,
-        now: i64,
-    ) -> Result<()> {
-        self.set_replication_configuration_of(registry, config, now)
-            .await
-    }
-
-    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
-        self.creation_templates_of(registry).await
-    }
-
-    async fn put_creation_template(
-        &self,
-        registry: RegistryKey<'_>,
-        prefix: &str,
-        template: &str,
-        write: TemplateWrite,
-    ) -> Result<bool> {
-        self.put_creation_template_of(registry, prefix, template, write)
-            .await
-    }
-
-    async fn delete_creation_template(
-        &self,
-        registry: RegistryKey<'_>,
-        prefix: &str,
-    ) -> Result<Option<String>> {
-        self.delete_creation_template_of(registry, prefix).await
-    }
-
-    async fn enqueue_replications(
-        &self,
-        registry: RegistryKey<'_>,
-        replications: &[NewReplication],
-        now: i64,
-    ) -> Result<()> {
-        self.enqueue_replications_of(registry, replications, now)
-            .await
-    }
-
-    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<Replication>> {
-        self.due_replications_at(now, limit).await
-    }
-
-    async fn settle_replication(&self, id: i64, how: &Settlement, now: i64) -> Result<()> {
-        self.settle_replication_at(id, how, now).await
-    }
-
-    async fn image_replications(
-        &self,
-        registry: RegistryKey<'_>,
-        repository: &str,
-        digest: &str,
-    ) -> Result<Vec<Replication>> {
-        self.image_replications_of(registry, repository, digest)
-            .await
-    }
-
-    async fn replication_summary(&self) -> Result<ReplicationSummary> {
-        self.replication_summary_now().await
-    }
-
-    async fn start_backfill(
-        &self,
-        backfill: &Backfill,
-    ) -> Result<std::result::Result<(), BackfillRefusal>> {
-        self.start_backfill_of(backfill).await
-    }
-
-    async fn backfills(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
-        self.backfills_of(registry).await
-    }
-
-    async fn active_backfills(&self) -> Result<Vec<Backfill>> {
-        self.active_backfills_now().await
-    }
-
-    async fn update_backfill(
-        &self,
-        id: &str,
-        status: &str,
-        total: Option<i64>,
-        failure_code: Option<&str>,
-        ended_at: Option<i64>,
-    ) -> Result<()> {
-        self.update_backfill_of(id, status, total, failure_code, ended_at)
-            .await
-    }
-
-    async fn backfill_progress(&self, id: &str) -> Result<BackfillProgress> {
-        self.backfill_progress_of(id).await
-    }
-
-    async fn backfill_results(
-        &self,
-        id: &str,
-        state: Option<ReplicaState>,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<Replication>> {
-        self.backfill_results_of(id, state, offset, limit).await
-    }
-
-    async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64> {
-        self.stop_backfill_replications_of(id, code, now).await
-    }
-
-    async fn prune_replications(&self, before: i64) -> Result<u64> {
-        self.prune_replications_before(before).await
     }
 
     async fn setting(&self, name: &str, candidate: &str) -> Result<String> {

@@ -49,11 +49,9 @@ pub(crate) async fn enqueue_in(
     Ok(())
 }
 
-impl SqliteStore {
-    pub(crate) async fn replication_configuration_of(
-        &self,
-        registry: RegistryKey<'_>,
-    ) -> Result<Option<String>> {
+#[async_trait::async_trait]
+impl ReplicationStore for SqliteStore {
+    async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT config FROM replication_configurations WHERE registry = ?")
             .bind(&*registry.stored_account())
             .fetch_optional(&self.pool)
@@ -61,7 +59,7 @@ impl SqliteStore {
             .map_err(backend)
     }
 
-    pub(crate) async fn set_replication_configuration_of(
+    async fn set_replication_configuration(
         &self,
         registry: RegistryKey<'_>,
         config: Option<&str>,
@@ -85,10 +83,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn creation_templates_of(
-        &self,
-        registry: RegistryKey<'_>,
-    ) -> Result<Vec<String>> {
+    async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
         sqlx::query_scalar(
             "SELECT template FROM creation_templates WHERE registry = ? ORDER BY prefix",
         )
@@ -98,7 +93,7 @@ impl SqliteStore {
         .map_err(backend)
     }
 
-    pub(crate) async fn put_creation_template_of(
+    async fn put_creation_template(
         &self,
         registry: RegistryKey<'_>,
         prefix: &str,
@@ -126,7 +121,7 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn delete_creation_template_of(
+    async fn delete_creation_template(
         &self,
         registry: RegistryKey<'_>,
         prefix: &str,
@@ -141,7 +136,7 @@ impl SqliteStore {
         .map_err(backend)
     }
 
-    pub(crate) async fn enqueue_replications_of(
+    async fn enqueue_replications(
         &self,
         registry: RegistryKey<'_>,
         replications: &[NewReplication],
@@ -165,11 +160,7 @@ impl SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
-    pub(crate) async fn due_replications_at(
-        &self,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<Replication>> {
+    async fn due_replications(&self, now: i64, limit: i64) -> Result<Vec<Replication>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM replications WHERE status = 'IN_PROGRESS' AND next_at <= ?
              ORDER BY id LIMIT ?"
@@ -182,12 +173,7 @@ impl SqliteStore {
         rows.iter().map(replication_from).collect()
     }
 
-    pub(crate) async fn settle_replication_at(
-        &self,
-        id: i64,
-        how: &Settlement,
-        now: i64,
-    ) -> Result<()> {
+    async fn settle_replication(&self, id: i64, how: &Settlement, now: i64) -> Result<()> {
         let (status, code, next_at) = match how {
             Settlement::Complete => ("COMPLETE", None, None),
             Settlement::Failed(code) => ("FAILED", Some(code.as_str()), None),
@@ -212,7 +198,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn image_replications_of(
+    async fn image_replications(
         &self,
         registry: RegistryKey<'_>,
         repository: &str,
@@ -234,7 +220,7 @@ impl SqliteStore {
         rows.iter().map(replication_from).collect()
     }
 
-    pub(crate) async fn replication_summary_now(&self) -> Result<ReplicationSummary> {
+    async fn replication_summary(&self) -> Result<ReplicationSummary> {
         let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(created_at) FROM replications WHERE status = 'IN_PROGRESS'",
         )
@@ -263,10 +249,7 @@ impl SqliteStore {
             last_failure: last.map(|r| replication_from(&r)).transpose()?,
         })
     }
-}
-
-impl SqliteStore {
-    pub(crate) async fn start_backfill_of(
+    async fn start_backfill(
         &self,
         b: &Backfill,
     ) -> Result<std::result::Result<(), BackfillRefusal>> {
@@ -313,7 +296,7 @@ impl SqliteStore {
         Ok(Ok(()))
     }
 
-    pub(crate) async fn backfills_of(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
+    async fn backfills(&self, registry: RegistryKey<'_>) -> Result<Vec<Backfill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE registry = ?
              ORDER BY started_at DESC, id DESC"
@@ -325,7 +308,7 @@ impl SqliteStore {
         rows.iter().map(backfill_from).collect()
     }
 
-    pub(crate) async fn active_backfills_now(&self) -> Result<Vec<Backfill>> {
+    async fn active_backfills(&self) -> Result<Vec<Backfill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {BACKFILL_COLUMNS} FROM replication_backfills WHERE {ACTIVE_BACKFILL} ORDER BY started_at, id"
         )))
@@ -335,7 +318,7 @@ impl SqliteStore {
         rows.iter().map(backfill_from).collect()
     }
 
-    pub(crate) async fn update_backfill_of(
+    async fn update_backfill(
         &self,
         id: &str,
         status: &str,
@@ -359,7 +342,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn backfill_progress_of(&self, id: &str) -> Result<BackfillProgress> {
+    async fn backfill_progress(&self, id: &str) -> Result<BackfillProgress> {
         let (complete, failed, in_progress): (i64, i64, i64) = sqlx::query_as(
             "SELECT COALESCE(SUM(status = 'COMPLETE'), 0), COALESCE(SUM(status = 'FAILED'), 0),
                     COALESCE(SUM(status = 'IN_PROGRESS'), 0)
@@ -385,7 +368,7 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) async fn backfill_results_of(
+    async fn backfill_results(
         &self,
         id: &str,
         state: Option<ReplicaState>,
@@ -408,12 +391,7 @@ impl SqliteStore {
         rows.iter().map(replication_from).collect()
     }
 
-    pub(crate) async fn stop_backfill_replications_of(
-        &self,
-        id: &str,
-        code: &str,
-        now: i64,
-    ) -> Result<u64> {
+    async fn stop_backfill_replications(&self, id: &str, code: &str, now: i64) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE replications SET status = 'FAILED', failure_code = ?, updated_at = ?
              WHERE backfill = ? AND status = 'IN_PROGRESS'",
@@ -426,10 +404,7 @@ impl SqliteStore {
         .map_err(backend)?;
         Ok(done.rows_affected())
     }
-}
-
-impl SqliteStore {
-    pub(crate) async fn prune_replications_before(&self, before: i64) -> Result<u64> {
+    async fn prune_replications(&self, before: i64) -> Result<u64> {
         let mut tx = self.write_tx().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(PRUNE.replace("{cutoff}", "?1")))
             .bind(before)
