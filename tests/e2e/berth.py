@@ -246,6 +246,10 @@ class Server:
         self.listen = listen
         self.proc = None
         self.port = None
+        # "https" once the server says it listens so (tls_cert in the config); clients
+        # then verify its certificate against ca_bundle.
+        self.scheme = "http"
+        self.ca_bundle = None
         self.stderr_lines: list[str] = []
         self._clients = {}
 
@@ -266,9 +270,10 @@ class Server:
         def pump():
             for line in self.proc.stderr:
                 self.stderr_lines.append(line)
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+                m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)", line)
                 if m and not found.is_set():
-                    self.port = int(m.group(1))
+                    self.scheme = m.group(1)
+                    self.port = int(m.group(2))
                     found.set()
             found.set()
 
@@ -301,7 +306,7 @@ class Server:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -344,6 +349,7 @@ class Server:
                 aws_access_key_id=creds.access_key_id,
                 aws_secret_access_key=creds.secret_access_key,
                 aws_session_token=creds.session_token,
+                verify=str(self.ca_bundle) if self.ca_bundle else None,
                 config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5,
                               read_timeout=30),
             )
@@ -367,6 +373,8 @@ class Server:
             "AWS_PAGER": "",
         })
         cmd = ["aws", *args, "--endpoint-url", self.url, "--output", "json"]
+        if self.ca_bundle:
+            cmd += ["--ca-bundle", str(self.ca_bundle)]
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
     def cli(self, creds, *args):
@@ -412,7 +420,8 @@ class Server:
             with fake_clock(now):
                 botocore.auth.SigV4Auth(c, service, region).add_auth(req)
             h = dict(req.headers.items())
-        r = requests.request(method, url, data=body, headers=h, timeout=30)
+        r = requests.request(method, url, data=body, headers=h, timeout=30,
+                             verify=str(self.ca_bundle) if self.ca_bundle else True)
         return RawResponse(r.status_code, r.text, r.headers)
 
     # -- state ------------------------------------------------------------------------
@@ -807,6 +816,8 @@ class Registry:
         self.password = password
         self.host = host
         self.session = requests.Session()
+        if server.ca_bundle:
+            self.session.verify = str(server.ca_bundle)
         if source:
             self.session.mount("http://", SourceAddressAdapter(source))
 

@@ -21,8 +21,27 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-/// A job's work: one run, ending with a sentence saying what it did (logged).
-pub type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+/// A job's work: one run, ending with what it did.
+pub type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// What a run did: a sentence (logged), how many things it acted on and whether part of
+/// it failed (both counted in [`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub said: String,
+    pub items: u64,
+    pub failed: bool,
+}
+
+impl Outcome {
+    pub fn new(said: String, items: u64, failed: bool) -> Outcome {
+        Outcome {
+            said,
+            items,
+            failed,
+        }
+    }
+}
 
 /// A background job.
 #[derive(Clone)]
@@ -38,7 +57,7 @@ impl Job {
     pub fn new<F, Fut>(name: &'static str, period: Duration, work: F) -> Job
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = String> + Send + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
     {
         Job {
             name,
@@ -214,9 +233,22 @@ impl<L: Leases + ?Sized> JobLoop<L> {
         tokio::pin!(work);
         loop {
             tokio::select! {
-                said = &mut work => {
+                outcome = &mut work => {
                     let took = crate::ids::now_ms() - started;
-                    tracing::info!(job = self.job.name, holder = %self.holder, took_ms = took, "job ran: {said}");
+                    let Outcome { said, items, failed } = outcome;
+                    if failed {
+                        tracing::warn!(job = self.job.name, holder = %self.holder, took_ms = took, "job ran: {said}");
+                    } else {
+                        tracing::info!(job = self.job.name, holder = %self.holder, took_ms = took, "job ran: {said}");
+                    }
+                    let m = crate::metrics::metrics();
+                    let job = self.job.name;
+                    let result = if failed { "failed" } else { "ok" };
+                    m.job_runs.get_or_create(&crate::metrics::JobResultLabels { job, result }).inc();
+                    m.job_duration
+                        .get_or_create(&crate::metrics::JobLabels { job })
+                        .observe(took.max(0) as f64 / 1000.0);
+                    m.job_items.get_or_create(&crate::metrics::JobLabels { job }).inc_by(items);
                     if let Err(e) = self.leases.record_run(self.job.name, &self.holder, started).await {
                         tracing::warn!(job = self.job.name, error = %e, "recording the job's run failed");
                     }
@@ -256,7 +288,13 @@ mod tests {
         let counted = runs.clone();
         let job = Job::new("count", period, move || {
             let counted = counted.clone();
-            async move { format!("run {}", counted.fetch_add(1, Ordering::SeqCst) + 1) }
+            async move {
+                Outcome::new(
+                    format!("run {}", counted.fetch_add(1, Ordering::SeqCst) + 1),
+                    1,
+                    false,
+                )
+            }
         });
         (job, runs)
     }
@@ -382,7 +420,7 @@ mod tests {
                 let _guard = DropCount(d);
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 f.fetch_add(1, Ordering::SeqCst);
-                String::new()
+                Outcome::new(String::new(), 0, false)
             }
         });
         let a = Runner::start(store.clone(), "node-a".into(), LEASE, vec![job]);

@@ -14,6 +14,7 @@ pub mod ecr;
 pub mod iam;
 pub mod ids;
 pub mod jobs;
+pub mod metrics;
 pub mod oci;
 pub mod peer;
 pub mod query;

@@ -55,6 +55,17 @@ pub async fn authenticate(
     Ok((caller, signed.credential.region.to_string()))
 }
 
+/// The metric label of a signing name.
+fn service_api(service: &str) -> &'static str {
+    match service {
+        "ecr" => "ecr",
+        "iam" => "iam",
+        "sts" => "sts",
+        "access-analyzer" => "analyzer",
+        _ => "query",
+    }
+}
+
 /// The credential a parsed signature names, if it may sign now: a known active
 /// long-term key without a session token, or a live session with its own token.
 async fn usable_credential(
@@ -186,10 +197,35 @@ pub async fn authenticate_http(
     };
     let now = crate::ids::now();
     let signing = Signing { service, now };
+    let client = || app.client_ip(peer.ip(), &parts.headers);
     let (caller, region) =
-        authenticate(app, &req, &berth_sigv4::query_pairs(raw_query), signing).await?;
+        match authenticate(app, &req, &berth_sigv4::query_pairs(raw_query), signing).await {
+            Ok(c) => c,
+            Err(e) => {
+                if e.status < 500 {
+                    super::failures::record(app, client(), e.code, &e.message);
+                }
+                return Err(e);
+            }
+        };
+    if let Err(t) = app.throttle.principal(&caller.arn()) {
+        crate::metrics::metrics()
+            .throttled
+            .get_or_create(&crate::metrics::LimitLabels {
+                api: service_api(service),
+                limit: t.limit.name(),
+            })
+            .inc();
+        let code = if service == "ecr" || service == "access-analyzer" {
+            "ThrottlingException"
+        } else {
+            "Throttling"
+        };
+        return Err(ApiError::new(400, code, t.message()));
+    }
     let origin = app.origin(
         peer.ip(),
+        parts.extensions.get(),
         &parts.headers,
         request_id.to_string(),
         now,

@@ -195,6 +195,7 @@ fn decide_in(
         decision = Decision::ImplicitDeny;
         cause = berth_iam::Cause::NotAllowed(berth_iam::PolicyType::Resource);
     }
+    crate::metrics::metrics().decided(decision);
     let audit = app.audit.enabled();
     let reason = if decision != Decision::Allow || audit {
         berth_iam::evaluate::reason(&req, cause)

@@ -27,6 +27,7 @@ use berth_store::{
 };
 
 use super::caller::Claims;
+use crate::metrics::metrics;
 use crate::query::ApiError;
 
 /// The compiled policies of a user or role.
@@ -151,9 +152,12 @@ impl Caches {
             .get(&key)
             .and_then(|e| self.fresh_as_of(e, &self.registry_generation))
         {
+            metrics().cache_lookup("repository", true);
             return Ok(v);
         }
+        metrics().cache_lookup("repository", false);
         let generation = self.registry_generation.load(Ordering::SeqCst);
+        let since = Instant::now();
         let repository = registry.repository(at, name).await?;
         let tags = match &repository {
             Some(r) => {
@@ -163,6 +167,7 @@ impl Caches {
             }
             None => Vec::new(),
         };
+        metrics().store_time("metadata", "repository", since);
         let view = Arc::new(RepositoryView { repository, tags });
         self.put(&self.repositories, key, view.clone(), generation);
         Ok(view)
@@ -179,10 +184,14 @@ impl Caches {
             .get(&*account)
             .and_then(|e| self.fresh_as_of(e, &self.registry_generation))
         {
+            metrics().cache_lookup("registry_policy", true);
             return Ok(v);
         }
+        metrics().cache_lookup("registry_policy", false);
         let generation = self.registry_generation.load(Ordering::SeqCst);
+        let since = Instant::now();
         let policy: Option<Arc<str>> = registry.registry_policy(at).await?.map(Arc::from);
+        metrics().store_time("metadata", "registry_policy", since);
         self.put(
             &self.registry_policies,
             account.to_string(),
@@ -249,9 +258,12 @@ impl Caches {
         id: &str,
     ) -> Result<Option<Arc<Credential>>, ApiError> {
         if let Some(c) = lock(&self.credentials).get(id).and_then(|e| self.fresh(e)) {
+            metrics().cache_lookup("credential", true);
             return Ok(Some(c));
         }
+        metrics().cache_lookup("credential", false);
         let generation = self.generation.load(Ordering::SeqCst);
+        let since = Instant::now();
         let found = if id.starts_with("ASIA") {
             match store.session(id).await? {
                 None => None,
@@ -270,6 +282,7 @@ impl Caches {
         } else {
             store.access_key(id).await?.map(Credential::Key)
         };
+        metrics().store_time("metadata", "credential", since);
         let Some(found) = found else { return Ok(None) };
         let found = Arc::new(found);
         self.put(&self.credentials, id.to_string(), found.clone(), generation);
@@ -286,8 +299,10 @@ impl Caches {
     ) -> Result<Option<Arc<EntityPolicies>>, ApiError> {
         let id = (account.to_string(), kind, name.to_ascii_lowercase());
         if let Some(p) = lock(&self.entities).get(&id).and_then(|e| self.fresh(e)) {
+            metrics().cache_lookup("entity", true);
             return Ok(Some(p));
         }
+        metrics().cache_lookup("entity", false);
         let generation = self.generation.load(Ordering::SeqCst);
         let Some(entity) = store.entity(account, kind, name).await? else {
             return Ok(None);

@@ -7,6 +7,7 @@ pub mod authenticate;
 pub mod authorizer;
 pub mod cache;
 pub mod caller;
+pub mod failures;
 pub mod message;
 
 pub use authenticate::{authenticate, Signing};

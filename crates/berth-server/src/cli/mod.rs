@@ -2,6 +2,7 @@
 
 mod account;
 mod analysis;
+pub(crate) mod cert;
 mod estate;
 mod gc;
 mod lifecycle;
@@ -93,6 +94,9 @@ enum Command {
     /// See how replication stands (the servers deliver it all the time).
     #[command(subcommand)]
     Replication(replication::ReplicationCommand),
+    /// TLS certificates without a PKI: a private CA and a server certificate.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -105,6 +109,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Gc(args) => gc::run(args),
         Command::Lifecycle(cmd) => lifecycle::run(cmd),
         Command::Replication(cmd) => replication::run(cmd),
+        Command::Cert(cmd) => cert::run(cmd),
     }
 }
 

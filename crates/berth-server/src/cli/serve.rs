@@ -50,6 +50,18 @@ pub struct ServeArgs {
     /// bucket, so the bytes do not pass through Berth (s3:// blob URLs only)
     #[arg(long)]
     blob_redirect: bool,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain (the server's
+    /// certificate first); reloaded when the file changes or on SIGHUP. `berth cert init`
+    /// makes one
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also serve /metrics (Prometheus) on this address, IP:PORT, in plain HTTP; it is
+    /// served on the main port too
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -72,6 +84,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             metadata_url: args.metadata_url,
             blob_url: args.blob_url,
             blob_redirect: args.blob_redirect,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            metrics_listen: args.metrics_listen,
             ..Overrides::default()
         },
     )?;

@@ -174,6 +174,7 @@ pub async fn serve(
         );
         return error_response(&e, &request_id);
     };
+    crate::metrics::label(&parts.extensions, "ecr", op.name());
     let (caller, origin) = match authenticate_http(app, peer, parts, body, "ecr", &request_id).await
     {
         Ok(c) => c,

@@ -239,6 +239,15 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
 
 async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let mut _uploading = None;
+    if let Ok(e) = Endpoint::route(&parts.method, parts.uri.path()) {
+        crate::metrics::label(&parts.extensions, "oci", e.name());
+        if matches!(e, Endpoint::PatchUpload { .. } | Endpoint::PutUpload { .. }) {
+            _uploading = Some(crate::metrics::Raised::new(
+                &crate::metrics::metrics().uploads_in_flight,
+            ));
+        }
+    }
     let head = parts.method == axum::http::Method::HEAD;
     let host = parts
         .headers
@@ -260,10 +269,28 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
     let (caller, region) = match authenticate(app, &parts.headers, host_region, now).await {
         Ok(c) => c,
         Err(e) => {
+            // A request without credentials is how every client starts (it gets the
+            // challenge); one with credentials that do not hold is a failure.
+            if e.status < 500 && parts.headers.contains_key(header::AUTHORIZATION) {
+                let client = app.client_ip(peer.ip(), &parts.headers);
+                crate::auth::failures::record(app, client, failure_reason(&e), &e.message);
+            }
             let with_challenge = (e.status == 401).then_some(challenge.as_str());
             return error_response(&e, head, with_challenge);
         }
     };
+    if let Err(t) = app.throttle.principal(caller.arn()) {
+        crate::metrics::metrics()
+            .throttled
+            .get_or_create(&crate::metrics::LimitLabels {
+                api: "oci",
+                limit: t.limit.name(),
+            })
+            .inc();
+        let mut r = throttled(&t, head);
+        set(&mut r, "retry-after", &t.retry_after_secs().to_string());
+        return r;
+    }
     let endpoint = match Endpoint::route(&parts.method, parts.uri.path()) {
         Ok(e) => e,
         Err(RouteError::NotFound) => return error_response(&OciError::new(404, "NOT_FOUND", format!("no registry route answers {}", parts.uri.path())), head, None),
@@ -272,7 +299,14 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
             "invalid repository name {n:?}: components of lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/', 2 to 256 characters"
         )), head, None),
     };
-    let origin = app.origin(peer.ip(), &parts.headers, ids::request_id(), now, region);
+    let origin = app.origin(
+        peer.ip(),
+        parts.extensions.get(),
+        &parts.headers,
+        ids::request_id(),
+        now,
+        region,
+    );
     let call = OciCall {
         app,
         caller: &caller,
@@ -360,6 +394,32 @@ async fn presigned(
 /// The caller a registry password proves, and the Region of the registry it is used
 /// on: the host's (`host_region`), which the password must have been issued for, or,
 /// where the host names none, the password's.
+/// A registry refusal for a throttled request: `429 TOOMANYREQUESTS`, as distribution
+/// answers (the caller adds `Retry-After`).
+pub fn throttled(t: &crate::serve::throttle::Throttled, head: bool) -> Response<Body> {
+    error_response(
+        &OciError::new(429, "TOOMANYREQUESTS", t.message()),
+        head,
+        None,
+    )
+}
+
+/// The metric label of an authentication failure (what [`authenticate`] refused).
+fn failure_reason(e: &OciError) -> &'static str {
+    let m = e.message.as_str();
+    if m.contains("not an authorization token") {
+        "bad_password"
+    } else if m.contains("has expired") {
+        "expired_token"
+    } else if m.contains("was issued for region") {
+        "wrong_region"
+    } else if m.contains("Basic credentials") {
+        "malformed"
+    } else {
+        e.code
+    }
+}
+
 async fn authenticate(
     app: &App,
     headers: &HeaderMap,

@@ -144,6 +144,15 @@ pub async fn serve(app: &App, peer: SocketAddr, parts: Parts, body: Bytes) -> Re
         return error_response(Service::Iam, &e, &request_id);
     };
     let service = Service::of(&action);
+    let operation = match service {
+        Service::Iam => crate::iam::router::Endpoint::from_action(&action).map(|e| e.name()),
+        Service::Sts => crate::sts::Endpoint::from_action(&action).map(|e| e.name()),
+    };
+    crate::metrics::label(
+        &parts.extensions,
+        service.signing_name(),
+        operation.unwrap_or("unknown"),
+    );
     if let Some(v) = params.get("Version") {
         if v != service.version() {
             let e = ApiError::new(

@@ -25,6 +25,7 @@ pub struct App {
     /// The address the server listens on, once bound.
     pub bound: std::sync::OnceLock<std::net::SocketAddr>,
     pub caches: Caches,
+    pub throttle: super::throttle::Throttle,
     pub config: Config,
     pub audit: Audit,
 }
@@ -56,6 +57,7 @@ impl App {
     pub fn origin(
         &self,
         peer: IpAddr,
+        transport: Option<&super::connections::Transport>,
         headers: &axum::http::HeaderMap,
         request_id: String,
         now: i64,
@@ -65,7 +67,10 @@ impl App {
             header_list(headers, "x-forwarded-for"),
             header_list(headers, "x-forwarded-proto"),
         );
-        let (source_ip, secure) = self.client(peer, forwarded_for.as_deref(), proto.as_deref());
+        let (source_ip, forwarded_secure) =
+            self.client(peer, forwarded_for.as_deref(), proto.as_deref());
+        // Over TLS to this server, or over TLS to the trusted proxy that forwarded it.
+        let secure = transport.is_some_and(|t| t.tls) || forwarded_secure;
         Origin {
             request_id,
             source_ip,
@@ -75,11 +80,19 @@ impl App {
         }
     }
 
+    /// The client's address ([`App::client`]) from a request's peer and headers.
+    pub fn client_ip(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let forwarded_for = header_list(headers, "x-forwarded-for");
+        self.client(peer, forwarded_for.as_deref(), None).0
+    }
+
     /// `http` or `https`, as clients reach the registry.
     pub fn registry_scheme(&self) -> &str {
         match &self.config.public_url {
             Some(u) if u.starts_with("https://") => "https",
-            _ => "http",
+            Some(_) => "http",
+            None if self.config.tls.is_some() => "https",
+            None => "http",
         }
     }
 
@@ -237,6 +250,7 @@ pub mod testing {
             home_region: "us-east-1".into(),
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
+            throttle: crate::serve::throttle::Throttle::new(config.throttle),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),
         }
@@ -290,6 +304,7 @@ mod tests {
             home_region: "us-east-1".into(),
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
+            throttle: crate::serve::throttle::Throttle::new(config.throttle),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),
         }
@@ -310,7 +325,7 @@ mod tests {
         h.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
         h.append("x-forwarded-proto", "https".parse().unwrap());
         h.append("x-forwarded-proto", "http".parse().unwrap());
-        let o = a.origin(ip("10.1.1.1"), &h, "r".into(), 0, "us-east-1".into());
+        let o = a.origin(ip("10.1.1.1"), None, &h, "r".into(), 0, "us-east-1".into());
         assert_eq!((o.source_ip, o.secure), (ip("203.0.113.9"), false));
         // Appended and added lines mix: one list, walked from the right.
         let mut h = HeaderMap::new();
@@ -320,10 +335,10 @@ mod tests {
         );
         h.append("x-forwarded-for", "10.3.3.3".parse().unwrap());
         h.append("x-forwarded-proto", "http, https".parse().unwrap());
-        let o = a.origin(ip("10.1.1.1"), &h, "r".into(), 0, "us-east-1".into());
+        let o = a.origin(ip("10.1.1.1"), None, &h, "r".into(), 0, "us-east-1".into());
         assert_eq!((o.source_ip, o.secure), (ip("203.0.113.9"), true));
         // From an untrusted peer, no line counts.
-        let o = a.origin(ip("192.0.2.1"), &h, "r".into(), 0, "us-east-1".into());
+        let o = a.origin(ip("192.0.2.1"), None, &h, "r".into(), 0, "us-east-1".into());
         assert_eq!((o.source_ip, o.secure), (ip("192.0.2.1"), false));
         assert_eq!(header_list(&HeaderMap::new(), "x-forwarded-for"), None);
     }

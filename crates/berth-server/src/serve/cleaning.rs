@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::App;
-use crate::jobs::Job;
+use crate::jobs::{Job, Outcome};
 
 /// How long after it expires an STS session is forgotten.
 pub const SESSION_RETENTION_SECS: i64 = 86_400;
@@ -41,26 +41,37 @@ pub fn jobs(app: &Arc<App>) -> Vec<Job> {
         // Delivers the replication outbox for as long as this node holds the lease.
         Job::new("replicate", std::time::Duration::from_secs(1), move || {
             let app = replicator.clone();
-            async move { crate::registry::replication::deliver::run(&app).await }
+            async move {
+                Outcome::new(
+                    crate::registry::replication::deliver::run(&app).await,
+                    0,
+                    false,
+                )
+            }
         }),
     ]
 }
 
 /// Forget sessions that expired over a day ago; says how many went.
-pub async fn expire_sessions(app: &App) -> String {
+pub async fn expire_sessions(app: &App) -> Outcome {
     let before = crate::ids::now() - SESSION_RETENTION_SECS;
     match app.store.delete_sessions_expired_before(before).await {
-        Ok(n) => format!("removed {n} expired STS sessions"),
-        Err(e) => format!("removing expired STS sessions failed: {e}"),
+        Ok(n) => Outcome::new(format!("removed {n} expired STS sessions"), n as u64, false),
+        Err(e) => Outcome::new(
+            format!("removing expired STS sessions failed: {e}"),
+            0,
+            true,
+        ),
     }
 }
 
 /// Remove upload sessions idle for `upload_idle` (their records and staged files), and
 /// staging files left by uploads no record names; says how many went.
-pub async fn expire_uploads(app: &App) -> String {
+pub async fn expire_uploads(app: &App) -> Outcome {
     let idle = app.config.upload_idle;
     let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
     let mut said = Vec::new();
+    let (mut items, mut failed) = (0u64, false);
     match app
         .registry
         .stale_uploads(crate::ids::now_ms().saturating_sub(idle_ms))
@@ -73,25 +84,38 @@ pub async fn expire_uploads(app: &App) -> String {
                 let _ = app.blobs.cancel(&u.id).await;
                 match app.registry.delete_upload(&u.id).await {
                     Ok(()) => removed += 1,
-                    Err(e) => said.push(format!("removing upload {} failed: {e}", u.id)),
+                    Err(e) => {
+                        failed = true;
+                        said.push(format!("removing upload {} failed: {e}", u.id))
+                    }
                 }
             }
+            items += removed;
             said.insert(0, format!("removed {removed} abandoned uploads"));
         }
-        Err(e) => said.push(format!("listing abandoned uploads failed: {e}")),
+        Err(e) => {
+            failed = true;
+            said.push(format!("listing abandoned uploads failed: {e}"))
+        }
     }
     let cutoff = SystemTime::now()
         .checked_sub(idle)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     match app.blobs.expire_uploads(cutoff).await {
-        Ok(n) => said.push(format!("removed {n} idle staging files")),
-        Err(e) => said.push(format!("removing idle staging files failed: {e}")),
+        Ok(n) => {
+            items += n as u64;
+            said.push(format!("removed {n} idle staging files"))
+        }
+        Err(e) => {
+            failed = true;
+            said.push(format!("removing idle staging files failed: {e}"))
+        }
     }
-    said.join("; ")
+    Outcome::new(said.join("; "), items, failed)
 }
 
 /// One garbage collection with the configured grace period; says what it reclaimed.
-pub async fn collect_garbage(app: &App) -> String {
+pub async fn collect_garbage(app: &App) -> Outcome {
     let options = crate::registry::gc::Options {
         grace: app.config.gc_grace,
         dry_run: false,
@@ -99,7 +123,11 @@ pub async fn collect_garbage(app: &App) -> String {
     };
     let mut said = |d: &crate::registry::gc::Deletion| tracing::debug!(?d, "garbage collected");
     match crate::registry::gc::collect(&*app.registry, &app.blobs, &options, &mut said).await {
-        Ok(report) => report.summary(false),
-        Err(e) => format!("garbage collection failed: {e}"),
+        Ok(report) => Outcome::new(
+            report.summary(false),
+            report.blobs + report.released,
+            !report.failures.is_empty(),
+        ),
+        Err(e) => Outcome::new(format!("garbage collection failed: {e}"), 0, true),
     }
 }

@@ -13,6 +13,15 @@
 //! cache_ttl_ms = 2000             # how long another node's IAM change may take to apply here
 //! registry_domain = "ecr.localhost" # registry hosts: <account>.dkr.<registry_domain>
 //! public_url = "http://127.0.0.1:5000" # how clients reach the default account's registry
+//! tls_cert = "/etc/berth/tls/server.crt" # serve HTTPS (HTTP/2 and HTTP/1.1): the certificate
+//! tls_key = "/etc/berth/tls/server.key"  # chain and its key, PEM; reloaded when they change
+//! metrics_listen = "127.0.0.1:9090" # serve /metrics on this address (plain HTTP) instead
+//!                                 # of the main port
+//! throttle_address_rps = 2000     # requests a second per client address (0: unlimited)
+//! throttle_principal_rps = 1000   # requests a second per authenticated principal (0: unlimited)
+//! throttle_burst_seconds = 10     # how many seconds' worth of requests may come at once
+//! throttle_auth_failures_per_minute = 20 # failed authentications per address (also the
+//!                                 # burst); past them the address is refused until it refills
 //! create_on_push = false          # ECR never creates repositories on push
 //! encoded_denials = true          # append an encoded authorization message to denials
 //! header_timeout_seconds = 30     # a request's headers must arrive within this; also how
@@ -121,6 +130,21 @@ pub struct Config {
     /// Other Berth deployments replication reaches, by the Regions they serve (see
     /// [`crate::peer`]).
     pub peers: Vec<Peer>,
+    /// Serve HTTPS with this certificate chain and key (see [`super::tls`]).
+    pub tls: Option<TlsFiles>,
+    /// A second address that serves only `/metrics` (plain HTTP), besides the main port.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Token-bucket rates (see [`super::throttle`]).
+    pub throttle: super::throttle::Limits,
+}
+
+/// The PEM files TLS is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate, then the certificates that issued it.
+    pub cert: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
 }
 
 /// Another Berth deployment, trusted both ways: it serves `region`, answers at
@@ -306,6 +330,9 @@ impl Default for Config {
             s3: S3Settings::default(),
             blob_redirect: false,
             peers: Vec::new(),
+            tls: None,
+            metrics_listen: None,
+            throttle: super::throttle::Limits::default(),
         }
     }
 }
@@ -347,6 +374,13 @@ struct FileConfig {
     s3_secret_access_key: Option<String>,
     blob_redirect: Option<bool>,
     replication_peers: Option<Vec<PeerFile>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    throttle_address_rps: Option<f64>,
+    throttle_principal_rps: Option<f64>,
+    throttle_burst_seconds: Option<f64>,
+    throttle_auth_failures_per_minute: Option<f64>,
 }
 
 /// A Region name as ECR's model writes them (`[0-9a-z-]{2,25}`), starting with a letter.
@@ -377,6 +411,9 @@ pub struct Overrides {
     pub s3_allow_http: bool,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 /// A timeout from the file: a positive number of seconds, at most a day.
@@ -400,6 +437,48 @@ pub fn grace_seconds(secs: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The throttle's rates from the file's keys (defaults for those absent).
+fn throttle_limits(
+    address: Option<f64>,
+    principal: Option<f64>,
+    burst: Option<f64>,
+    failures_per_minute: Option<f64>,
+) -> Result<super::throttle::Limits, String> {
+    use super::throttle::{Limits, Rate};
+    let d = Limits::default();
+    let burst = burst.unwrap_or(10.0);
+    if !(burst > 0.0 && burst <= 3600.0) {
+        return Err(format!(
+            "throttle_burst_seconds {burst} is not a number of seconds above 0 and at most 3600"
+        ));
+    }
+    let rate = |name: &str, v: Option<f64>, default: Rate| -> Result<Rate, String> {
+        match v {
+            None => Ok(Rate::new(default.per_second, burst)),
+            Some(r) if (0.0..=1e9).contains(&r) => Ok(Rate::new(r, burst)),
+            Some(r) => Err(format!(
+                "{name} {r} is not a number of requests a second from 0 (unlimited) to 1e9"
+            )),
+        }
+    };
+    let failures = match failures_per_minute {
+        None => d.failures_per_address,
+        Some(n) if n == 0.0 => Rate::new(0.0, 1.0),
+        Some(n) if (1.0..=1e6).contains(&n) => Rate {
+            per_second: n / 60.0,
+            burst: n,
+        },
+        Some(n) => return Err(format!(
+            "throttle_auth_failures_per_minute {n} is not 0 (unlimited) or between 1 and 1000000"
+        )),
+    };
+    Ok(Limits {
+        per_address: rate("throttle_address_rps", address, d.per_address)?,
+        per_principal: rate("throttle_principal_rps", principal, d.per_principal)?,
+        failures_per_address: failures,
+    })
+}
+
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("listen address {s:?} is not IP:PORT (e.g. 127.0.0.1:5000)"))
@@ -409,6 +488,7 @@ impl Config {
     pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Config, String> {
         let mut c = Config::default();
         let mut peer_files = Vec::new();
+        let (mut tls_cert, mut tls_key) = (None, None);
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading config {}: {e}", path.display()))?;
@@ -556,7 +636,37 @@ impl Config {
             };
             c.blob_redirect = f.blob_redirect.unwrap_or(false);
             peer_files = f.replication_peers.unwrap_or_default();
+            (tls_cert, tls_key) = (f.tls_cert, f.tls_key);
+            c.throttle = throttle_limits(
+                f.throttle_address_rps,
+                f.throttle_principal_rps,
+                f.throttle_burst_seconds,
+                f.throttle_auth_failures_per_minute,
+            )?;
+            if let Some(m) = f.metrics_listen {
+                c.metrics_listen = Some(parse_listen(&m)?);
+            }
         }
+        if let Some(m) = &o.metrics_listen {
+            c.metrics_listen = Some(parse_listen(m)?);
+        }
+        tls_cert = o.tls_cert.clone().or(tls_cert);
+        tls_key = o.tls_key.clone().or(tls_key);
+        c.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(
+                    "tls_cert needs tls_key (--tls-key): the certificate's private key".into(),
+                )
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "tls_key needs tls_cert (--tls-cert): the certificate chain it belongs to"
+                        .into(),
+                )
+            }
+        };
         if let Some(u) = &o.blob_url {
             c.blob_url = Some(u.clone());
         }

@@ -8,6 +8,10 @@
 //! connection has a request in progress, new ones wait in the listen backlog until one
 //! finishes; the body and header deadlines bound that wait.
 //!
+//! With TLS ([`super::tls`]), the handshake must finish within the header timeout (a
+//! connection still shaking hands counts as idle at the cap), and ALPN picks HTTP/2 or
+//! HTTP/1.1. Requests carry a [`Transport`] extension saying which they came over.
+//!
 //! hyper does the HTTP; `axum::serve` has no header timeout and no connection cap,
 //! hence this loop.
 
@@ -33,6 +37,13 @@ use super::intake::{Intake, StallGuard};
 
 /// The largest request head (request line and headers) taken, in bytes.
 pub const MAX_HEAD: usize = 64 << 10;
+
+/// How a request reached the server, as an extension of every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// It came over TLS (`aws:SecureTransport`, before any proxy's say).
+    pub tls: bool,
+}
 
 /// What the loop enforces.
 #[derive(Debug, Clone)]
@@ -210,6 +221,7 @@ pub async fn serve(
     router: Router,
     limits: Limits,
     intake: Arc<Intake>,
+    tls: Option<super::tls::Tls>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let table = Arc::new(Table {
@@ -272,6 +284,7 @@ pub async fn serve(
             table.clone(),
             (busy, evict),
             stopping.clone(),
+            tls.clone(),
         ));
     }
     drop(listener);
@@ -299,7 +312,9 @@ async fn connection(
     table: Arc<Table>,
     (busy, evict): (Arc<AtomicUsize>, Arc<Notify>),
     mut stopping: watch::Receiver<bool>,
+    tls: Option<super::tls::Tls>,
 ) {
+    let transport = Transport { tls: tls.is_some() };
     let service = {
         let (busy, table) = (busy.clone(), table.clone());
         let stall = limits.body_stall;
@@ -309,7 +324,16 @@ async fn connection(
             let intake = intake.clone();
             async move {
                 let mut req = req.map(|b| Body::new(StallGuard::new(b, stall)));
+                // HTTP/2 names the host in the :authority pseudo-header, which hyper
+                // puts in the URI: the handlers read `Host`, as HTTP/1.1 sends it.
+                if !req.headers().contains_key(axum::http::header::HOST) {
+                    let authority = req.uri().authority().map(|a| a.as_str().to_string());
+                    if let Some(v) = authority.and_then(|a| a.parse().ok()) {
+                        req.headers_mut().insert(axum::http::header::HOST, v);
+                    }
+                }
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(transport);
                 req.extensions_mut().insert(intake);
                 let response = router.call_request(req).await;
                 Ok::<_, Infallible>(response.map(|inner| Counted {
@@ -319,17 +343,91 @@ async fn connection(
             }
         })
     };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // Request heads are at most this large (without a limit, up to hyper's read
         // buffer, ~400 KiB, which would let a full house of slow clients hold
         // gigabytes): 431 beyond it.
         .max_header_size(MAX_HEAD)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
+    let shared = Shared {
+        peer,
+        busy: &busy,
+        evict: &evict,
+        stopping: &mut stopping,
+    };
+    match tls {
+        None => {
+            let conn = h1.serve_connection(TokioIo::new(stream), service);
+            drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), shared).await;
+        }
+        Some(tls) => {
+            // The handshake within the header timeout; a connection replaced at the cap
+            // or a server stopping does not wait for it.
+            let accept = tokio::time::timeout(limits.header_timeout, tls.acceptor.accept(stream));
+            let stream = tokio::select! {
+                r = accept => match r {
+                    Ok(Ok(s)) => Some(s),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        None
+                    }
+                },
+                _ = evict.notified() => None,
+                _ = shared.stopping.changed() => None,
+            };
+            if let Some(stream) = stream {
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let io = TokioIo::new(stream);
+                if h2 {
+                    let mut b = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    b.timer(TokioTimer::new())
+                        .max_header_list_size(MAX_HEAD as u32)
+                        // Windows that grow with the bandwidth-delay product: a layer
+                        // pushed over HTTP/2 is not held to 64 KiB per round trip.
+                        .adaptive_window(true)
+                        .max_concurrent_streams(256)
+                        .keep_alive_interval(Some(limits.header_timeout))
+                        .keep_alive_timeout(limits.header_timeout);
+                    let conn = b.serve_connection(io, service);
+                    drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), shared).await;
+                } else {
+                    let conn = h1.serve_connection(io, service);
+                    drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), shared).await;
+                }
+            }
+        }
+    }
+    table.close(id);
+}
+
+/// What driving a connection watches besides the connection itself.
+struct Shared<'a> {
+    peer: SocketAddr,
+    busy: &'a AtomicUsize,
+    evict: &'a Notify,
+    stopping: &'a mut watch::Receiver<bool>,
+}
+
+/// Run one HTTP connection (either protocol) until it ends: replaced at the cap or
+/// stopped, it finishes the requests in progress first (`graceful`).
+async fn drive<C>(mut conn: Pin<&mut C>, graceful: impl Fn(Pin<&mut C>), shared: Shared<'_>)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    let Shared {
+        peer,
+        busy,
+        evict,
+        stopping,
+    } = shared;
     let idle = |busy: &AtomicUsize| busy.load(Ordering::Acquire) == 0;
     let mut closing = false;
     loop {
@@ -341,24 +439,23 @@ async fn connection(
                 break;
             }
             _ = evict.notified(), if !closing => {
-                if idle(&busy) {
+                if idle(busy) {
                     tracing::debug!(%peer, "connection replaced at the connection cap");
                     break;
                 }
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
                 closing = true;
             }
             _ = stopping.changed(), if !closing => {
                 // Nothing in progress: nothing to finish. Else finish it, then close.
-                if idle(&busy) {
+                if idle(busy) {
                     break;
                 }
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
                 closing = true;
             }
         }
     }
-    table.close(id);
 }
 
 /// Calling a router on one request (the router is always ready).

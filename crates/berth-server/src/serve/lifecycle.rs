@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::App;
-use crate::jobs::Job;
+use crate::jobs::{Job, Outcome as JobOutcome};
 use crate::registry::lifecycle::run::{repositories_with_policies, Outcome, PolicyRun};
 
 pub fn job(app: &Arc<App>) -> Job {
@@ -17,10 +17,16 @@ pub fn job(app: &Arc<App>) -> Job {
 }
 
 /// Run every repository's lifecycle policy; says what it did.
-pub async fn run_all(app: &App) -> String {
+pub async fn run_all(app: &App) -> JobOutcome {
     let repos = match repositories_with_policies(&*app.store, &*app.registry, None, None).await {
         Ok(r) => r,
-        Err(e) => return format!("listing repositories with lifecycle policies failed: {e}"),
+        Err(e) => {
+            return JobOutcome::new(
+                format!("listing repositories with lifecycle policies failed: {e}"),
+                0,
+                true,
+            )
+        }
     };
     let run = PolicyRun {
         registry: &*app.registry,
@@ -57,5 +63,5 @@ pub async fn run_all(app: &App) -> String {
         said.push_str("; not run: ");
         said.push_str(&problems.join("; "));
     }
-    said
+    JobOutcome::new(said, expired, !problems.is_empty())
 }

@@ -16,6 +16,8 @@ pub mod metadata;
 pub mod private;
 pub mod ready;
 pub mod secrets;
+pub mod throttle;
+pub mod tls;
 pub mod upload_states;
 
 use std::net::SocketAddr;
@@ -164,6 +166,7 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
         home_region,
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(config.cache_ttl),
+        throttle: throttle::Throttle::new(config.throttle),
         config,
         audit,
     });
@@ -225,18 +228,109 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready::readyz))
+        .route("/metrics", get(metrics))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(app.clone(), audited))
         .with_state(app)
 }
 
-/// Every request's decisions make one audit line.
+/// Every request's decisions make one audit line; every request is counted
+/// ([`crate::metrics::Tracker`]).
 async fn audited(
     State(app): State<Arc<App>>,
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response<Body> {
-    app.audit.request(next.run(req)).await
+    let (tracker, req) = crate::metrics::Tracker::start(req);
+    if let Err(t) = arrive(&app, &req) {
+        return tracker.finish(throttled(&req, &t));
+    }
+    tracker.finish(app.audit.request(next.run(req)).await)
+}
+
+/// The per-address limits ([`throttle`]), for every request but the operator's own
+/// probes (health, readiness, metrics).
+fn arrive(app: &App, req: &Request<Body>) -> Result<(), throttle::Throttled> {
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return Ok(());
+    }
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        return Ok(());
+    };
+    let client = app.client_ip(peer.ip(), req.headers());
+    app.throttle.arrive(client)
+}
+
+/// A refusal by the throttle in the words of the API the request is for.
+pub fn throttled(req: &Request<Body>, t: &throttle::Throttled) -> Response<Body> {
+    crate::metrics::metrics()
+        .throttled
+        .get_or_create(&crate::metrics::LimitLabels {
+            api: crate::metrics::api_of(req),
+            limit: t.limit.name(),
+        })
+        .inc();
+    let path = req.uri().path();
+    let mut r = if path == "/v2" || path.starts_with("/v2/") {
+        crate::oci::throttled(t, req.method() == axum::http::Method::HEAD)
+    } else {
+        let request_id = crate::ids::request_id();
+        let door = if req.headers().contains_key("x-amz-target") {
+            FrontDoor::Ecr
+        } else if path == crate::analyzer::PATH {
+            FrontDoor::Analyzer
+        } else {
+            FrontDoor::Query
+        };
+        let code = if door == FrontDoor::Query {
+            "Throttling"
+        } else {
+            "ThrottlingException"
+        };
+        let e = crate::query::ApiError::new(400, code, t.message());
+        let _ = request_id;
+        door.error(&e, None)
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&t.retry_after_secs().to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    // A refused request's body is not read: the connection cannot be reused.
+    r.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// `GET /metrics` on the main port, unless `metrics_listen` serves it elsewhere.
+async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
+    if app.config.metrics_listen.is_some() {
+        let mut r = Response::new(Body::from(
+            "metrics are served on the metrics_listen address\n",
+        ));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
+    metrics_now(&app).await
+}
+
+/// The metrics, with the gauges read from the store at scrape time brought up to date.
+async fn metrics_now(app: &App) -> Response<Body> {
+    // Deployment-wide (every node reports the same number: aggregate with max).
+    if let Ok(s) = app.registry.replication_summary().await {
+        crate::metrics::metrics().replication_backlog.set(s.pending);
+    }
+    crate::metrics::response()
+}
+
+/// The router of the `metrics_listen` address: `/metrics` only.
+fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move { metrics_now(&app).await }),
+        )
+        .with_state(app)
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
@@ -364,6 +458,10 @@ async fn dispatch(
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(code = e.code, message = %e.message, "refused before reading the body");
+            if e.status < 500 {
+                let client = app.client_ip(peer.ip(), &parts.headers);
+                crate::auth::failures::record(&app, client, e.code, &e.message);
+            }
             return door.error(&e, None);
         }
     };
@@ -405,6 +503,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // A certificate that does not load stops the start, before anything is made.
+    let tls = match &config.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
     let (app, postgres) = app_on(config).await?;
     let _ = app.bound.set(local);
     // Other nodes' writes flush this node's caches as soon as they commit.
@@ -431,7 +534,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         );
     }
     let stop = shutdown_signal();
-    tracing::info!("listening on http://{local}");
+    let reloader = tls.as_ref().map(|t| t.resolver.clone().watch());
+    tracing::info!(
+        "listening on {}://{local}",
+        if tls.is_some() { "https" } else { "http" }
+    );
 
     // Background jobs (cleaning, lifecycle policies), each on one node of the deployment at a time.
     let holder = crate::jobs::holder_id();
@@ -456,8 +563,32 @@ pub async fn run(config: Config) -> Result<(), String> {
             "the open-file limit allows fewer connections than max_connections"
         );
     }
+    let metrics_server = match app.config.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listening on {addr} (metrics_listen): {e}"))?;
+            tracing::info!(
+                "serving /metrics on http://{}",
+                l.local_addr().map_err(|e| e.to_string())?
+            );
+            let app = app.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, metrics_router(app)).await {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let intake = Arc::new(intake::Intake::new(&app.config));
-    connections::serve(listener, router(app), limits, intake, stop).await;
+    connections::serve(listener, router(app), limits, intake, tls, stop).await;
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     // Release the jobs' leases so another node takes them over at once.
     jobs.stop(Duration::from_secs(5)).await;
     if let Some(w) = watcher {

@@ -92,6 +92,15 @@ pub async fn deliver_due(app: &App) -> Result<usize, RegistryError> {
             },
         };
         audit(app, r, &how);
+        let result = match &how {
+            Settlement::Complete => "complete",
+            Settlement::Failed(_) => "failed",
+            Settlement::Retry { .. } => "retry",
+        };
+        crate::metrics::metrics()
+            .replications
+            .get_or_create(&crate::metrics::ResultLabels { result })
+            .inc();
         app.registry
             .settle_replication(r.id, &how, crate::ids::now_ms())
             .await?;
