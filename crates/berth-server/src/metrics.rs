@@ -289,8 +289,8 @@ pub fn response() -> axum::http::Response<Body> {
 pub struct RequestLabel(Arc<Mutex<(&'static str, &'static str)>>);
 
 impl RequestLabel {
-    fn new(api: &'static str) -> RequestLabel {
-        RequestLabel(Arc::new(Mutex::new((api, "unknown"))))
+    fn new((api, operation): (&'static str, &'static str)) -> RequestLabel {
+        RequestLabel(Arc::new(Mutex::new((api, operation))))
     }
 
     /// Name the request's API and operation.
@@ -313,21 +313,29 @@ pub fn label(extensions: &axum::http::Extensions, api: &'static str, operation: 
 
 /// The API a request's shape names, before a front door says more.
 pub fn api_of(req: &axum::http::Request<Body>) -> &'static str {
+    labels_of(req).0
+}
+
+/// The API and operation a request's shape names (the operation `unknown` until the
+/// front door names it, but for the operator's endpoints).
+fn labels_of(req: &axum::http::Request<Body>) -> (&'static str, &'static str) {
     let path = req.uri().path();
     if path == "/v2" || path.starts_with("/v2/") {
-        "oci"
+        ("oci", "unknown")
     } else if req.headers().contains_key("x-amz-target") {
-        "ecr"
+        ("ecr", "unknown")
     } else if path == "/metrics" {
-        "metrics"
-    } else if path == "/healthz" || path == "/readyz" {
-        "health"
+        ("metrics", "metrics")
+    } else if path == "/healthz" {
+        ("health", "healthz")
+    } else if path == "/readyz" {
+        ("health", "readyz")
     } else if path.starts_with(crate::peer::PREFIX) {
-        "peer"
+        ("peer", "unknown")
     } else if path == crate::analyzer::PATH {
-        "analyzer"
+        ("analyzer", "ValidatePolicy")
     } else {
-        "query"
+        ("query", "unknown")
     }
 }
 
@@ -341,7 +349,7 @@ pub struct Tracker {
 impl Tracker {
     /// Take a request in: label slot in its extensions, body counted.
     pub fn start(req: axum::http::Request<Body>) -> (Tracker, axum::http::Request<Body>) {
-        let label = RequestLabel::new(api_of(&req));
+        let label = RequestLabel::new(labels_of(&req));
         metrics().in_flight.inc();
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(label.clone());

@@ -9,7 +9,9 @@
 //!                        key_file = "/etc/berth/peer-eu.key" }] # other Berths replication reaches
 //! clock_skew_seconds = 900        # SigV4: how far X-Amz-Date may be from now
 //! trusted_proxies = ["10.0.0.0/8"] # X-Forwarded-For / -Proto are read only from these
-//! audit_log = "stdout"            # "stdout", "off", or a file path
+//! audit_log = "stdout"            # "stdout", "off", or a file path (default DATA_DIR/audit.log)
+//! audit_log_max_mib = 100         # a file is rotated past this size (audit.log.1, .2, …)
+//! audit_log_files = 5             # rotated files kept
 //! cache_ttl_ms = 2000             # how long another node's IAM change may take to apply here
 //! registry_domain = "ecr.localhost" # registry hosts: <account>.dkr.<registry_domain>
 //! public_url = "http://127.0.0.1:5000" # how clients reach the default account's registry
@@ -348,6 +350,8 @@ struct FileConfig {
     clock_skew_seconds: Option<i64>,
     trusted_proxies: Option<Vec<String>>,
     audit_log: Option<String>,
+    audit_log_max_mib: Option<u64>,
+    audit_log_files: Option<u32>,
     cache_ttl_ms: Option<u64>,
     registry_domain: Option<String>,
     public_url: Option<String>,
@@ -468,9 +472,11 @@ fn throttle_limits(
             per_second: n / 60.0,
             burst: n,
         },
-        Some(n) => return Err(format!(
+        Some(n) => {
+            return Err(format!(
             "throttle_auth_failures_per_minute {n} is not 0 (unlimited) or between 1 and 1000000"
-        )),
+        ))
+        }
     };
     Ok(Limits {
         per_address: rate("throttle_address_rps", address, d.per_address)?,
@@ -489,6 +495,10 @@ impl Config {
         let mut c = Config::default();
         let mut peer_files = Vec::new();
         let (mut tls_cert, mut tls_key) = (None, None);
+        // The audit log's sink, when the file or a flag names one (else the default, a
+        // file in the data directory, once that is known).
+        let mut audit: Option<AuditSink> = None;
+        let mut rotation = crate::audit::Rotation::default();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading config {}: {e}", path.display()))?;
@@ -526,7 +536,21 @@ impl Config {
                 })?);
             }
             if let Some(a) = f.audit_log {
-                c.audit = AuditSink::parse(&a);
+                audit = Some(AuditSink::parse(&a));
+            }
+            if let Some(mib) = f.audit_log_max_mib {
+                if !(1..=1 << 20).contains(&mib) {
+                    return Err(format!(
+                        "audit_log_max_mib {mib} is not between 1 and 1048576"
+                    ));
+                }
+                rotation.max_bytes = mib << 20;
+            }
+            if let Some(n) = f.audit_log_files {
+                if n > 1000 {
+                    return Err(format!("audit_log_files {n} is not between 0 and 1000"));
+                }
+                rotation.keep = n;
             }
             if let Some(ms) = f.cache_ttl_ms {
                 c.cache_ttl = Duration::from_millis(ms);
@@ -692,8 +716,14 @@ impl Config {
             c.regions = o.region.clone();
         }
         if let Some(a) = &o.audit_log {
-            c.audit = AuditSink::parse(a);
+            audit = Some(AuditSink::parse(a));
         }
+        c.audit = match audit
+            .unwrap_or_else(|| AuditSink::File(c.data_dir.join("audit.log"), rotation))
+        {
+            AuditSink::File(p, _) => AuditSink::File(p, rotation),
+            other => other,
+        };
         if let Some(k) = &o.secrets_key_file {
             c.secrets_key_file = Some(k.clone());
         }
