@@ -3,6 +3,7 @@
 
 import concurrent.futures
 import json
+import os
 import re
 import threading
 import time
@@ -297,5 +298,56 @@ def test_the_audit_log_is_on_by_default_in_the_data_directory(tmp_path_factory):
             json.loads(l) for l in log.read_text().splitlines() if "ecr:DescribeRepositories" in l])
         assert lines[0]["decision"] == "Allow" and lines[0]["source_ip"] == "127.0.0.1", lines
         assert log.stat().st_mode & 0o077 == 0
+    finally:
+        assert s.stop() == 0
+
+
+def test_caps_on_upload_sessions_and_storage_quotas(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("limits") / "data", extra_config=(
+        "max_uploads_per_repository = 3\nmax_uploads_per_account = 5\n"
+        # 48 KiB for every account.
+        f"storage_quota_gib = {48 / (1 << 20)}\n")).start()
+    try:
+        ecr = s.client("ecr", s.root)
+        a, b, c = unique("caps/a"), unique("caps/b"), unique("caps/c")
+        for r in (a, b, c):
+            ecr.create_repository(repositoryName=r)
+        reg = Registry(s, login_password(s, s.root))
+        opened = [reg.start_upload(a) for _ in range(3)]
+        assert all(r.status_code == 202 for r in opened), [r.status_code for r in opened]
+        r = reg.start_upload(a)
+        status, code, message = oci_error(r)
+        assert (status, code) == (429, "TOOMANYREQUESTS") and "at most 3" in message, (status, code, message)
+        # ECR's layer upload says LimitExceededException.
+        with pytest.raises(ClientError) as e:
+            ecr.initiate_layer_upload(repositoryName=a)
+        assert e.value.response["Error"]["Code"] == "LimitExceededException"
+        # The account's cap counts every repository.
+        assert reg.start_upload(b).status_code == 202
+        assert reg.start_upload(c).status_code == 202
+        assert oci_error(reg.start_upload(c))[:2] == (429, "TOOMANYREQUESTS")
+        # A finished (or cancelled) session makes room.
+        assert reg.request("DELETE", opened[0].headers["Location"]).status_code == 204
+        assert reg.start_upload(a).status_code == 202
+
+        # The quota (48 KiB): data is taken while the account holds less; once it holds
+        # more, no new data (whatever the repository).
+        for r in opened[1:]:
+            reg.request("DELETE", r.headers["Location"])
+        image = make_image(layers=1, size=40 * 1024)
+        reg.push_image(b, image, ref="v1")
+        assert reg.push_blob(b, os.urandom(10 * 1024)).status_code == 201
+        until("the usage is seen", 5, lambda: oci_error(reg.push_blob(b, b"more"))[:2] == (403, "DENIED"))
+        status, code, message = oci_error(reg.push_blob(c, b"more"))
+        assert (status, code) == (403, "DENIED") and "storage quota" in message, message
+        with pytest.raises(ClientError) as e:
+            s.client("ecr", s.root).initiate_layer_upload(repositoryName=c)
+        assert e.value.response["Error"]["Code"] == "LimitExceededException"
+        assert "storage quota" in e.value.response["Error"]["Message"]
+        # Pulls go on; deleting the image and collecting frees the quota.
+        assert reg.get_manifest(b, "v1").status_code == 200
+        ecr.batch_delete_image(repositoryName=b, imageIds=[{"imageTag": "v1"}])
+        s.gc("--grace", "0")
+        until("the quota is free again", 5, lambda: reg.push_blob(c, b"more").status_code == 201)
     finally:
         assert s.stop() == 0

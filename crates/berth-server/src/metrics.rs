@@ -476,6 +476,12 @@ mod tests {
             })
             .inc();
         m.decided(berth_iam::Decision::ExplicitDeny);
+        m.request_duration
+            .get_or_create(&OperationLabels {
+                api: "oci",
+                operation: "GetManifest",
+            })
+            .observe(0.003);
         let text = m.encode();
         assert!(
             text.contains(
@@ -488,7 +494,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("# TYPE berth_http_request_duration_seconds histogram"),
+            text.contains(
+                r#"berth_http_request_duration_seconds_bucket{le="0.004",api="oci",operation="GetManifest"} 1"#
+            ),
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");

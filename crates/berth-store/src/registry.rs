@@ -721,6 +721,16 @@ pub trait RegistryStore: crate::ReplicationStore + Send + Sync + 'static {
     async fn delete_upload(&self, id: &str) -> Result<()>;
     /// Upload sessions not touched since `before` (milliseconds since the epoch).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<Upload>>;
+    /// How many upload sessions are open in a repository, and in its whole account
+    /// (every Region): what the caps on concurrent sessions count.
+    async fn upload_counts(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+    ) -> Result<(u64, u64)>;
+    /// The bytes of the distinct blobs an account's repositories hold, in every Region
+    /// (what a storage quota counts).
+    async fn account_usage(&self, account: &str) -> Result<u64>;
 
     /// Keep a lifecycle policy preview of a repository, replacing the one it had (in one
     /// transaction: a reader sees the old preview or the new one whole).

@@ -854,6 +854,36 @@ impl RegistryStore for SqliteStore {
         rows.iter().map(upload_from).collect()
     }
 
+    async fn upload_counts(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+    ) -> Result<(u64, u64)> {
+        let stored = registry.stored_name(repository);
+        let (in_repository, in_account): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(repository = ?), 0), COUNT(*) FROM uploads WHERE account_id = ?",
+        )
+        .bind(&*stored)
+        .bind(registry.account)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok((in_repository as u64, in_account as u64))
+    }
+
+    async fn account_usage(&self, account: &str) -> Result<u64> {
+        let (bytes,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(size), 0) FROM
+               (SELECT digest, MAX(size) AS size FROM repository_blobs WHERE account_id = ?
+                GROUP BY digest)",
+        )
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(bytes.max(0) as u64)
+    }
+
     async fn put_lifecycle_preview(
         &self,
         registry: RegistryKey<'_>,

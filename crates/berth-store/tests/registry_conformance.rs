@@ -578,6 +578,29 @@ async fn upload_sessions() {
 
         s.create_upload(&upload("u1", "app", 1_000)).await.unwrap();
         s.create_upload(&upload("u2", "app", 1_000)).await.unwrap();
+        // The caps count a repository's sessions and its account's.
+        create(s, "other").await;
+        s.create_upload(&upload("u3", "other", 1_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.nodes[1]
+                .upload_counts(RegistryKey::home(A), "app")
+                .await
+                .unwrap(),
+            (2, 3),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.upload_counts(RegistryKey::home("999999999999"), "app")
+                .await
+                .unwrap(),
+            (0, 0),
+            "{}",
+            b.name
+        );
+        s.delete_upload("u3").await.unwrap();
         b.nodes[1].touch_upload("u2", 5_000).await.unwrap();
         let stale: Vec<_> = s
             .stale_uploads(4_000)
@@ -636,6 +659,41 @@ async fn upload_sessions() {
             .await
             .unwrap();
         assert_eq!(s.upload("u2").await.unwrap(), None, "{}", b.name);
+    }
+}
+
+/// An account's usage is the bytes of the distinct blobs its repositories hold: a blob
+/// held by two of its repositories counts once; another account's do not count.
+#[tokio::test]
+async fn account_usage_counts_distinct_blobs() {
+    for b in backends().await {
+        let s = &*b.nodes[0];
+        assert_eq!(s.account_usage(A).await.unwrap(), 0, "{}", b.name);
+        create(s, "app").await;
+        create(s, "copy").await;
+        let layer = format!("sha256:{}", "1".repeat(64));
+        let config = format!("sha256:{}", "2".repeat(64));
+        for (repo, digest, size) in [
+            ("app", &layer, 1_000),
+            ("app", &config, 24),
+            ("copy", &layer, 1_000),
+        ] {
+            s.add_repository_blob(RegistryKey::home(A), repo, digest, size, 1_000)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            b.nodes[1].account_usage(A).await.unwrap(),
+            1_024,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.account_usage("999999999999").await.unwrap(),
+            0,
+            "{}",
+            b.name
+        );
     }
 }
 

@@ -332,6 +332,9 @@ fn write_public(path: &Path, text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+
     #[test]
     fn a_ca_made_again_from_its_key_signs_certificates_that_chain_to_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -127,6 +127,7 @@ fn upload_not_found(id: &str) -> ApiError {
 fn upload_error(e: UploadError, id: &str) -> ApiError {
     match e {
         UploadError::Unknown => upload_not_found(id),
+        UploadError::Limit(_, m) => ApiError::new(400, "LimitExceededException", m),
         UploadError::Blob(e) => blob_error(e),
         UploadError::Store(e) => e.into(),
     }

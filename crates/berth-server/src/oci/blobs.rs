@@ -256,6 +256,9 @@ pub async fn start(
                 .await
                 .is_ok();
             if source_ok {
+                uploads::within_quota(c.app, &repo)
+                    .await
+                    .map_err(upload_error)?;
                 let mounted = c
                     .app
                     .registry
@@ -272,6 +275,9 @@ pub async fn start(
         let dg = digest(d)?;
         c.also_authorize("ecr:UploadLayerPart", name).await?;
         c.also_authorize("ecr:CompleteLayerUpload", name).await?;
+        uploads::within_quota(c.app, &repo)
+            .await
+            .map_err(upload_error)?;
         // Published under the metadata store's lock of the blob's row, as a completed
         // upload (see registry::gc).
         let (blobs, registry) = (c.app.blobs.clone(), c.app.registry.clone());
@@ -306,6 +312,8 @@ fn upload_error(e: UploadError) -> OciError {
             "BLOB_UPLOAD_UNKNOWN",
             "blob upload unknown to registry",
         ),
+        UploadError::Limit(uploads::Limit::Sessions, m) => OciError::new(429, "TOOMANYREQUESTS", m),
+        UploadError::Limit(uploads::Limit::Quota, m) => OciError::new(403, "DENIED", m),
         UploadError::Blob(e) => blob_error(e),
         UploadError::Store(e) => e.into(),
     }

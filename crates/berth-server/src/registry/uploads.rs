@@ -15,8 +15,19 @@ use crate::serve::App;
 pub enum UploadError {
     /// No such session, or it belongs to another repository or principal.
     Unknown,
+    /// A limit refuses a new session (the sentence says which).
+    Limit(Limit, String),
     Blob(BlobError),
     Store(RegistryError),
+}
+
+/// Which limit refused an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Too many sessions open at once in the repository or the account.
+    Sessions,
+    /// The account's storage quota is used up.
+    Quota,
 }
 
 impl From<BlobError> for UploadError {
@@ -31,8 +42,55 @@ impl From<RegistryError> for UploadError {
     }
 }
 
-/// Start a session in `repo` for `principal`; returns its id.
+/// Whether `repo` may take new data: its account is under its storage quota (if it has
+/// one). Monolithic uploads and mounts check this; [`start`] does too.
+pub async fn within_quota(app: &App, repo: &Repository) -> Result<(), UploadError> {
+    let Some(quota) = app.config.limits.quota_of(&repo.account) else {
+        return Ok(());
+    };
+    let used = app.usage.of(&*app.registry, &repo.account).await?;
+    if used >= quota {
+        return Err(UploadError::Limit(
+            Limit::Quota,
+            format!(
+                "The storage quota of registry {} is used up: {used} of {quota} bytes are held. \
+                 Delete images (garbage collection then frees their layers) or ask for a larger quota",
+                repo.account
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Start a session in `repo` for `principal`; returns its id. Refused past the caps on
+/// sessions open at once (per repository, per account) and past the account's storage
+/// quota.
 pub async fn start(app: &App, repo: &Repository, principal: &str) -> Result<String, UploadError> {
+    let limits = &app.config.limits;
+    let (in_repository, in_account) = app
+        .registry
+        .upload_counts(repo.registry(), &repo.name)
+        .await?;
+    if in_repository >= limits.uploads_per_repository {
+        return Err(UploadError::Limit(
+            Limit::Sessions,
+            format!(
+                "Too many upload sessions are open in repository '{}' ({in_repository}, at most {}): \
+                 finish or cancel some, or retry once they end (idle ones end after upload_idle_seconds)",
+                repo.name, limits.uploads_per_repository
+            ),
+        ));
+    }
+    if in_account >= limits.uploads_per_account {
+        return Err(UploadError::Limit(
+            Limit::Sessions,
+            format!(
+                "Too many upload sessions are open in registry {} ({in_account}, at most {})",
+                repo.account, limits.uploads_per_account
+            ),
+        ));
+    }
+    within_quota(app, repo).await?;
     let id = app.blobs.start_upload().await?;
     let now = crate::ids::now_ms();
     let made = app

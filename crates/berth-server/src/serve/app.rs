@@ -26,8 +26,42 @@ pub struct App {
     pub bound: std::sync::OnceLock<std::net::SocketAddr>,
     pub caches: Caches,
     pub throttle: super::throttle::Throttle,
+    /// Accounts' storage use, as the quotas read it.
+    pub usage: Usage,
     pub config: Config,
     pub audit: Audit,
+}
+
+/// Accounts' storage use (bytes held), read from the store at most every [`Usage::TTL`]
+/// per account: the quota check of every upload start does not scan the account's blobs.
+#[derive(Default)]
+pub struct Usage {
+    seen: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+impl Usage {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// The bytes `account`'s repositories hold (at most [`Usage::TTL`] old).
+    pub async fn of(
+        &self,
+        registry: &dyn RegistryStore,
+        account: &str,
+    ) -> Result<u64, berth_store::RegistryError> {
+        let lock = || self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, bytes)) = lock().get(account) {
+            if at.elapsed() < Self::TTL {
+                return Ok(*bytes);
+            }
+        }
+        let bytes = registry.account_usage(account).await?;
+        let mut seen = lock();
+        if seen.len() > 10_000 {
+            seen.clear();
+        }
+        seen.insert(account.to_string(), (std::time::Instant::now(), bytes));
+        Ok(bytes)
+    }
 }
 
 /// Where a request comes from and when.
@@ -251,6 +285,7 @@ pub mod testing {
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
             throttle: crate::serve::throttle::Throttle::new(config.throttle),
+            usage: Default::default(),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),
         }
@@ -305,6 +340,7 @@ mod tests {
             bound: std::sync::OnceLock::new(),
             caches: Caches::new(config.cache_ttl),
             throttle: crate::serve::throttle::Throttle::new(config.throttle),
+            usage: Default::default(),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),
         }

@@ -36,7 +36,11 @@
 //!                                 # unrenewed (renewed every third of it); another node
 //!                                 # takes a job over this long after its node dies
 //! clean_interval_seconds = 300    # how often expired sessions and abandoned uploads are removed
-//! upload_idle_seconds = 86400     # an upload untouched this long is abandoned (and removed)
+//! upload_idle_seconds = 3600      # an upload untouched this long is abandoned (and removed)
+//! max_uploads_per_repository = 500 # upload sessions open at once in one repository
+//! max_uploads_per_account = 2000  # ... and in one account (every Region)
+//! storage_quota_gib = 0           # bytes every account's repositories may hold (0: no quota)
+//! storage_quotas = { "123456789012" = 50 } # GiB, per account (0: none), over the default
 //! gc_interval_seconds = 3600      # how often the garbage collector runs (one node at a time)
 //! gc_grace_seconds = 3600         # how long a blob no image references is kept before it is
 //!                                 # deleted (0: at the collector's next run)
@@ -138,6 +142,42 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Token-bucket rates (see [`super::throttle`]).
     pub throttle: super::throttle::Limits,
+    /// Caps on upload sessions and storage (see [`crate::registry::uploads`]).
+    pub limits: RegistryLimits,
+}
+
+/// Caps on what an account may hold open or stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Upload sessions open at once in one repository.
+    pub uploads_per_repository: u64,
+    /// Upload sessions open at once in one account, every Region.
+    pub uploads_per_account: u64,
+    /// Bytes every account may hold (`None`: no quota).
+    pub default_quota: Option<u64>,
+    /// Per-account quotas, over the default (`None`: that account has none).
+    pub quotas: std::collections::BTreeMap<String, Option<u64>>,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> RegistryLimits {
+        RegistryLimits {
+            uploads_per_repository: 500,
+            uploads_per_account: 2000,
+            default_quota: None,
+            quotas: Default::default(),
+        }
+    }
+}
+
+impl RegistryLimits {
+    /// The storage quota of `account`, in bytes.
+    pub fn quota_of(&self, account: &str) -> Option<u64> {
+        match self.quotas.get(account) {
+            Some(q) => *q,
+            None => self.default_quota,
+        }
+    }
 }
 
 /// The PEM files TLS is served from.
@@ -322,7 +362,7 @@ impl Default for Config {
             max_connections: 4096,
             job_lease: Duration::from_secs(30),
             clean_interval: Duration::from_secs(300),
-            upload_idle: Duration::from_secs(86_400),
+            upload_idle: Duration::from_secs(3600),
             gc_interval: Duration::from_secs(3600),
             gc_grace: Duration::from_secs(3600),
             lifecycle_interval: Duration::from_secs(3600),
@@ -335,6 +375,7 @@ impl Default for Config {
             tls: None,
             metrics_listen: None,
             throttle: super::throttle::Limits::default(),
+            limits: RegistryLimits::default(),
         }
     }
 }
@@ -385,6 +426,10 @@ struct FileConfig {
     throttle_principal_rps: Option<f64>,
     throttle_burst_seconds: Option<f64>,
     throttle_auth_failures_per_minute: Option<f64>,
+    max_uploads_per_repository: Option<u64>,
+    max_uploads_per_account: Option<u64>,
+    storage_quota_gib: Option<f64>,
+    storage_quotas: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// A Region name as ECR's model writes them (`[0-9a-z-]{2,25}`), starting with a letter.
@@ -670,6 +715,45 @@ impl Config {
             if let Some(m) = f.metrics_listen {
                 c.metrics_listen = Some(parse_listen(&m)?);
             }
+            for (name, v, field) in [
+                (
+                    "max_uploads_per_repository",
+                    f.max_uploads_per_repository,
+                    &mut c.limits.uploads_per_repository,
+                ),
+                (
+                    "max_uploads_per_account",
+                    f.max_uploads_per_account,
+                    &mut c.limits.uploads_per_account,
+                ),
+            ] {
+                if let Some(n) = v {
+                    if !(1..=10_000_000).contains(&n) {
+                        return Err(format!("{name} {n} is not between 1 and 10000000"));
+                    }
+                    *field = n;
+                }
+            }
+            let gib = |name: &str, g: f64| -> Result<Option<u64>, String> {
+                if !(0.0..=1e9).contains(&g) {
+                    return Err(format!(
+                        "{name} {g} is not a number of GiB from 0 (no quota) to 1e9"
+                    ));
+                }
+                Ok((g > 0.0).then(|| (g * (1u64 << 30) as f64) as u64))
+            };
+            if let Some(g) = f.storage_quota_gib {
+                c.limits.default_quota = gib("storage_quota_gib", g)?;
+            }
+            for (account, g) in f.storage_quotas.unwrap_or_default() {
+                if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!(
+                        "storage_quotas: {account:?} is not a 12-digit account id"
+                    ));
+                }
+                let q = gib(&format!("storage_quotas.{account}"), g)?;
+                c.limits.quotas.insert(account, q);
+            }
         }
         if let Some(m) = &o.metrics_listen {
             c.metrics_listen = Some(parse_listen(m)?);
@@ -866,7 +950,7 @@ mod tests {
         let d = Config::default();
         assert_eq!(d.job_lease, Duration::from_secs(30));
         assert_eq!(d.clean_interval, Duration::from_secs(300));
-        assert_eq!(d.upload_idle, Duration::from_secs(86_400));
+        assert_eq!(d.upload_idle, Duration::from_secs(3600));
         assert_eq!(d.lifecycle_interval, Duration::from_secs(3600));
         assert_eq!(d.gc_interval, Duration::from_secs(3600));
         assert_eq!(d.gc_grace, Duration::from_secs(3600));
@@ -887,6 +971,54 @@ mod tests {
             ("lifecycle_interval_seconds = 90000", "at most 86400"),
             ("gc_interval_seconds = 0", "above 0"),
             ("gc_grace_seconds = -1", "between 0 and 2592000"),
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn operations_settings() {
+        let d = Config::default();
+        assert_eq!(d.tls, None);
+        assert_eq!(d.limits.quota_of("111111111111"), None);
+        let c = load(
+            "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nmetrics_listen = \"127.0.0.1:9100\"\n\
+             throttle_address_rps = 50\nthrottle_principal_rps = 0\nthrottle_burst_seconds = 2\n\
+             throttle_auth_failures_per_minute = 6\nmax_uploads_per_repository = 3\n\
+             storage_quota_gib = 1\nstorage_quotas = { \"222222222222\" = 0, \"333333333333\" = 0.5 }\n\
+             audit_log_max_mib = 2\naudit_log_files = 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.throttle.per_address.burst, 100.0);
+        assert_eq!(c.throttle.per_principal.per_second, 0.0);
+        assert_eq!(c.throttle.failures_per_address.burst, 6.0);
+        assert_eq!(c.limits.uploads_per_repository, 3);
+        assert_eq!(c.limits.uploads_per_account, 2000);
+        assert_eq!(c.limits.quota_of("111111111111"), Some(1 << 30));
+        assert_eq!(c.limits.quota_of("222222222222"), None);
+        assert_eq!(c.limits.quota_of("333333333333"), Some(1 << 29));
+        match &c.audit {
+            AuditSink::File(p, r) => {
+                assert!(p.ends_with("audit.log"), "{p:?}");
+                assert_eq!((r.max_bytes, r.keep), (2 << 20, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (bad, says) in [
+            ("tls_cert = \"/c.pem\"", "needs tls_key"),
+            ("throttle_address_rps = -1", "from 0"),
+            ("throttle_burst_seconds = 0", "above 0"),
+            ("storage_quotas = { \"12\" = 1 }", "12-digit"),
+            ("max_uploads_per_account = 0", "between 1"),
         ] {
             let e = load(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

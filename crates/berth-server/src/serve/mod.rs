@@ -167,6 +167,7 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(config.cache_ttl),
         throttle: throttle::Throttle::new(config.throttle),
+        usage: Default::default(),
         config,
         audit,
     });
