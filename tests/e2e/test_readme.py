@@ -159,12 +159,20 @@ def test_readme_config_block_is_real_and_complete(tmp_path):
                    block, flags=re.M)
     block = re.sub(r'^metadata_url = .*$', f'metadata_url = "sqlite://{tmp_path / "data" / "berth.db"}"',
                    block, flags=re.M)
+    # Its TLS files, made as the README says (berth cert init).
+    made = subprocess.run([BIN, "cert", "init", "--data-dir", str(tmp_path / "certs"), "--host", "localhost"],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    block = re.sub(r'^tls_cert = .*$', f'tls_cert = "{tmp_path / "certs/tls/server.crt"}"', block, flags=re.M)
+    block = re.sub(r'^tls_key = .*$', f'tls_key = "{tmp_path / "certs/tls/private/server.key"}"', block,
+                   flags=re.M)
+    block = re.sub(r'^metrics_listen = .*$', 'metrics_listen = "127.0.0.1:0"', block, flags=re.M)
     (tmp_path / "berth.toml").write_text(block + "\n")
     p = subprocess.Popen([BIN, "serve", "--config", str(tmp_path / "berth.toml")],
                          stderr=subprocess.PIPE, text=True)
     try:
         for line in p.stderr:
-            if "listening on http://127.0.0.1:" in line:
+            if "listening on https://127.0.0.1:" in line:
                 break
         else:
             raise AssertionError(f"berth serve did not start with the README's configuration ({p.wait()})")
