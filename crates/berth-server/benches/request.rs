@@ -89,6 +89,8 @@ async fn app() -> App {
         home_region: "us-east-1".into(),
         bound: std::sync::OnceLock::new(),
         caches: Caches::new(Duration::from_secs(3600)),
+        throttle: berth_server::serve::throttle::Throttle::new(Config::default().throttle),
+        usage: Default::default(),
         config: Config::default(),
         audit: Audit::open(&AuditSink::Off).unwrap(),
     }

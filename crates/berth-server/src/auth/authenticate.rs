@@ -208,7 +208,7 @@ pub async fn authenticate_http(
                 return Err(e);
             }
         };
-    if let Err(t) = app.throttle.principal(&caller.arn()) {
+    if let Err(t) = app.throttle.principal(caller.arn()) {
         crate::metrics::metrics()
             .throttled
             .get_or_create(&crate::metrics::LimitLabels {

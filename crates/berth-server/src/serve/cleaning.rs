@@ -56,7 +56,7 @@ pub fn jobs(app: &Arc<App>) -> Vec<Job> {
 pub async fn expire_sessions(app: &App) -> Outcome {
     let before = crate::ids::now() - SESSION_RETENTION_SECS;
     match app.store.delete_sessions_expired_before(before).await {
-        Ok(n) => Outcome::new(format!("removed {n} expired STS sessions"), n as u64, false),
+        Ok(n) => Outcome::new(format!("removed {n} expired STS sessions"), n, false),
         Err(e) => Outcome::new(
             format!("removing expired STS sessions failed: {e}"),
             0,

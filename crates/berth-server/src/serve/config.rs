@@ -512,7 +512,7 @@ fn throttle_limits(
     };
     let failures = match failures_per_minute {
         None => d.failures_per_address,
-        Some(n) if n == 0.0 => Rate::new(0.0, 1.0),
+        Some(0.0) => Rate::new(0.0, 1.0),
         Some(n) if (1.0..=1e6).contains(&n) => Rate {
             per_second: n / 60.0,
             burst: n,
@@ -740,7 +740,7 @@ impl Config {
                         "{name} {g} is not a number of GiB from 0 (no quota) to 1e9"
                     ));
                 }
-                Ok((g > 0.0).then(|| (g * (1u64 << 30) as f64) as u64))
+                Ok((g > 0.0).then_some((g * (1u64 << 30) as f64) as u64))
             };
             if let Some(g) = f.storage_quota_gib {
                 c.limits.default_quota = gib("storage_quota_gib", g)?;
