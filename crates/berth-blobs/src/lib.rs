@@ -17,3 +17,21 @@ pub use error::BlobError;
 pub use s3::S3Config;
 pub use sessions::{MemoryUploadStates, SavedUploadState, UploadStates};
 pub use store::{BlobReader, BlobStore, StoredBlob};
+
+/// What is told the latency of each object-store look-up ([`observe_latency`]).
+pub type LatencyObserver = fn(operation: &'static str, seconds: f64);
+
+static OBSERVER: std::sync::OnceLock<LatencyObserver> = std::sync::OnceLock::new();
+
+/// Have `f` told how long each object-store look-up took (`stat`, `remove`): the
+/// server's metrics. Set once per process; later calls are ignored.
+pub fn observe_latency(f: LatencyObserver) {
+    let _ = OBSERVER.set(f);
+}
+
+/// Tell the observer, if any, that `operation` took since `started`.
+pub(crate) fn observed(operation: &'static str, started: std::time::Instant) {
+    if let Some(f) = OBSERVER.get() {
+        f(operation, started.elapsed().as_secs_f64());
+    }
+}

@@ -276,7 +276,10 @@ impl BlobStore {
 
     /// Size of the blob, if present.
     pub async fn stat(&self, d: &Digest) -> Result<Option<u64>, BlobError> {
-        match self.inner.store.head(&self.blob_path(d)).await {
+        let started = std::time::Instant::now();
+        let head = self.inner.store.head(&self.blob_path(d)).await;
+        crate::observed("stat", started);
+        match head {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -795,7 +798,10 @@ impl BlobStore {
     /// Deletes a blob's object if it is there (the collector's deletion: the metadata
     /// store's lock of the blob's row is held around it).
     pub async fn remove(&self, d: &Digest) -> Result<(), BlobError> {
-        match self.inner.store.delete(&self.blob_path(d)).await {
+        let started = std::time::Instant::now();
+        let deleted = self.inner.store.delete(&self.blob_path(d)).await;
+        crate::observed("remove", started);
+        match deleted {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -46,6 +46,12 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub store: &'static str,
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
     pub api: &'static str,
 }
@@ -111,7 +117,7 @@ pub struct Metrics {
     pub job_items: Family<JobLabels, Counter>,
     pub replications: Family<ResultLabels, Counter>,
     pub replication_backlog: Gauge,
-    pub store_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    pub store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
     pub connections: Gauge,
 }
 
@@ -262,10 +268,7 @@ impl Metrics {
     /// Time one store operation.
     pub fn store_time(&self, store: &'static str, operation: &'static str, since: Instant) {
         self.store_duration
-            .get_or_create(&OperationLabels {
-                api: store,
-                operation,
-            })
+            .get_or_create(&StoreLabels { store, operation })
             .observe(since.elapsed().as_secs_f64());
     }
 }

@@ -156,6 +156,15 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
     };
     let home_region = home_region(&*registry, &config).await?;
     let blobs = open_blobs(&config, &registry).await?;
+    berth_blobs::observe_latency(|operation, seconds| {
+        crate::metrics::metrics()
+            .store_duration
+            .get_or_create(&crate::metrics::StoreLabels {
+                store: "objects",
+                operation,
+            })
+            .observe(seconds)
+    });
     let app = Arc::new(App {
         store,
         registry,
