@@ -209,10 +209,10 @@ def test_policy_public_on_a_running_servers_data(server):
     p = subprocess.run([BIN, "policy", "public", "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     acct = server.account
-    assert f"{acct}/pub/open: readable by anyone (ecr:BatchGetImage)" in p.stdout
-    assert f"{acct}/pub/open: writable by anyone (ecr:PutImage)" in p.stdout
+    assert f"{acct}/pub/open: readable by anyone signed in (ecr:BatchGetImage)" in p.stdout
+    assert f"{acct}/pub/open: writable by anyone signed in (ecr:PutImage)" in p.stdout
     # The repository's own tags are known: a condition on them does not keep it private.
-    assert f"{acct}/pub/tagged: readable by anyone (ecr:BatchGetImage)" in p.stdout
+    assert f"{acct}/pub/tagged: readable by anyone signed in (ecr:BatchGetImage)" in p.stdout
     assert "pub/closed" not in p.stdout
     # Over the network, the default account's repositories give the same lines.
     remote = berth_cli(server, root, "policy", "public", "--endpoint-url", server.url)

@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// bucket, so the bytes do not pass through Berth (s3:// blob URLs only)
     #[arg(long)]
     blob_redirect: bool,
+    /// Serve registry pulls (/v2) without credentials where a repository's or the
+    /// registry's policy allows them to "*" (the anonymous principal); everything else
+    /// still asks for credentials. Config key anonymous_pull
+    #[arg(long)]
+    anonymous_pull: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -72,6 +77,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             metadata_url: args.metadata_url,
             blob_url: args.blob_url,
             blob_redirect: args.blob_redirect,
+            anonymous_pull: args.anonymous_pull,
             ..Overrides::default()
         },
     )?;
