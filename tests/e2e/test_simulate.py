@@ -320,7 +320,9 @@ def test_denials_do_not_leak_another_accounts_repository(server):
                                          imageIds=[{"imageTag": "latest"}])
         assert (status, code) == (400, "AccessDeniedException") or code == "AccessDeniedException", (code, msg)
         api, _ = _decode_denial(server, b, msg)
-        status, code, omsg = oci_error(Registry(server, pw).get_manifest(name, "latest"))
+        # A's registry by its account host (the bare address would be B's own registry).
+        a_host = f"{a.account_id}.dkr.ecr.localhost:{server.port}"
+        status, code, omsg = oci_error(Registry(server, pw, host=a_host).get_manifest(name, "latest"))
         assert (status, code) == (403, "DENIED"), omsg
         v2, _ = _decode_denial(server, b, omsg)
         return [(msg.split(". Encoded")[0], api), (omsg.split(". Encoded")[0], v2)]
