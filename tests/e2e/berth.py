@@ -763,11 +763,11 @@ def oci_blob(directory, digest):
     return (Path(directory) / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
 
 
-def skopeo(*args, check=True, timeout=120):
+def skopeo(*args, check=True, timeout=120, env=None):
     """Run skopeo; with check, it must succeed."""
     assert shutil.which("skopeo"), "skopeo is not installed (apt-get install skopeo)"
     p = subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, env=env)
     if check:
         assert p.returncode == 0, f"skopeo {' '.join(args)} failed ({p.returncode}):\n{p.stderr}"
     return p
@@ -782,18 +782,31 @@ def login_password(server, creds: Creds, registry_ids=None) -> str:
     return password
 
 
-def skopeo_push(server, password, layout, tag, repo, dest_tag=None, check=True, extra=()):
+def through_host(server, host):
+    """(address, environment) for skopeo to reach `server` as `host` (an account's registry
+    host, `<account>.dkr.ecr.localhost:PORT`) without DNS: the server is the HTTP proxy,
+    and it reads the registry from the Host header as it would from a resolved name."""
+    if host is None:
+        return f"127.0.0.1:{server.port}", None
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy")}
+    return host, {**env, "HTTP_PROXY": server.url}
+
+
+def skopeo_push(server, password, layout, tag, repo, dest_tag=None, check=True, extra=(), host=None):
+    address, env = through_host(server, host)
     return skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{password}", *extra,
-                  f"oci:{layout}:{tag}", f"docker://127.0.0.1:{server.port}/{repo}:{dest_tag or tag}",
-                  check=check)
+                  f"oci:{layout}:{tag}", f"docker://{address}/{repo}:{dest_tag or tag}",
+                  check=check, env=env)
 
 
-def skopeo_pull(server, password, repo, ref, layout, tag="pulled", check=True, extra=()):
-    """Pull repo:ref (or repo@digest) into an OCI layout; returns the process."""
+def skopeo_pull(server, password, repo, ref, layout, tag="pulled", check=True, extra=(), host=None):
+    """Pull repo:ref (or repo@digest) into an OCI layout; returns the process. `host`: the
+    registry host to address (see through_host)."""
     sep = "@" if ref.startswith("sha256:") else ":"
+    address, env = through_host(server, host)
     return skopeo("copy", "--src-tls-verify=false", "--src-creds", f"AWS:{password}", *extra,
-                  f"docker://127.0.0.1:{server.port}/{repo}{sep}{ref}", f"oci:{layout}:{tag}",
-                  check=check)
+                  f"docker://{address}/{repo}{sep}{ref}", f"oci:{layout}:{tag}",
+                  check=check, env=env)
 
 
 class SourceAddressAdapter(requests.adapters.HTTPAdapter):

@@ -1180,9 +1180,12 @@ def test_other_account_registry_by_host(server, reg):
     assert breg.get_manifest(repo, "v1").content == img.manifest
     assert ecr(server, b).list_images(repositoryName=repo)["imageIds"] == [
         {"imageDigest": img.digest, "imageTag": "v1"}]
-    # the default host is the default account's registry: B's repository is not there, and
-    # B (no repository policy there) is denied before existence is looked at
-    assert oci_error(Registry(server, pw_b).get_manifest(repo, "v1"))[:2] == (403, "DENIED")
+    # a host that names no account is the caller's own registry: B needs no DNS for its
+    # own; the default account's registry, addressed by its account host, is another
+    # registry, where B (no repository policy there) is denied before existence is looked at
+    assert Registry(server, pw_b).get_manifest(repo, "v1").content == img.manifest
+    a_host = f"{server.account}.dkr.ecr.localhost:{server.port}"
+    assert oci_error(Registry(server, pw_b, host=a_host).get_manifest(repo, "v1"))[:2] == (403, "DENIED")
     # A's root on B's registry: no repository policy lets it in
     r = Registry(server, reg.password, host=host).get_manifest(repo, "v1")
     assert oci_error(r)[:2] == (403, "DENIED")

@@ -14,9 +14,32 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from berth import (ALLOW_ALL, SETTLE, Creds, Registry, allow, client_error, doc, login_password,  # noqa: F401
-                   make_image, oci_error, read_oci_layout, server, seed_text, skopeo_pull,
-                   skopeo_push, start_server, trust, unique, write_oci_layout)
+from berth import (ALLOW_ALL, SETTLE, Creds, allow, client_error, doc, login_password,  # noqa: F401
+                   make_image, oci_error, read_oci_layout, server, seed_text, start_server, trust,
+                   unique, write_oci_layout)
+
+import berth  # noqa: E402
+
+# The repositories here are the default account's (A's): other accounts' users reach A's
+# registry by A's host (a host naming no account is the caller's own registry), so every
+# request and skopeo run here addresses it so, A's users' too.
+
+
+def a_host(server):
+    return f"{server.account}.dkr.ecr.localhost:{server.port}"
+
+
+def Registry(server, password=None, host=None, source=None):  # noqa: N802
+    return berth.Registry(server, password, host=host or a_host(server), source=source)
+
+
+def skopeo_push(server, *args, host=None, **kw):
+    return berth.skopeo_push(server, *args, host=host or a_host(server), **kw)
+
+
+def skopeo_pull(server, *args, host=None, **kw):
+    return berth.skopeo_pull(server, *args, host=host or a_host(server), **kw)
+
 
 AUTH_ONLY = doc(allow("ecr:GetAuthorizationToken"))
 PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]

@@ -209,10 +209,10 @@ def test_policy_public_on_a_running_servers_data(server):
     p = subprocess.run([BIN, "policy", "public", "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     acct = server.account
-    assert f"{acct}/pub/open: readable by anyone (ecr:BatchGetImage)" in p.stdout
-    assert f"{acct}/pub/open: writable by anyone (ecr:PutImage)" in p.stdout
+    assert f"{acct}/pub/open: readable by anyone signed in (ecr:BatchGetImage)" in p.stdout
+    assert f"{acct}/pub/open: writable by anyone signed in (ecr:PutImage)" in p.stdout
     # The repository's own tags are known: a condition on them does not keep it private.
-    assert f"{acct}/pub/tagged: readable by anyone (ecr:BatchGetImage)" in p.stdout
+    assert f"{acct}/pub/tagged: readable by anyone signed in (ecr:BatchGetImage)" in p.stdout
     assert "pub/closed" not in p.stdout
     # Over the network, the default account's repositories give the same lines.
     remote = berth_cli(server, root, "policy", "public", "--endpoint-url", server.url)
@@ -320,7 +320,9 @@ def test_denials_do_not_leak_another_accounts_repository(server):
                                          imageIds=[{"imageTag": "latest"}])
         assert (status, code) == (400, "AccessDeniedException") or code == "AccessDeniedException", (code, msg)
         api, _ = _decode_denial(server, b, msg)
-        status, code, omsg = oci_error(Registry(server, pw).get_manifest(name, "latest"))
+        # A's registry by its account host (the bare address would be B's own registry).
+        a_host = f"{a.account_id}.dkr.ecr.localhost:{server.port}"
+        status, code, omsg = oci_error(Registry(server, pw, host=a_host).get_manifest(name, "latest"))
         assert (status, code) == (403, "DENIED"), omsg
         v2, _ = _decode_denial(server, b, omsg)
         return [(msg.split(". Encoded")[0], api), (omsg.split(". Encoded")[0], v2)]

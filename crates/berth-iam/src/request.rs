@@ -161,12 +161,14 @@ impl Principal {
     }
 
     /// Fill in the context keys IAM derives from the principal, where the context lacks them:
-    /// `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:username`, `aws:PrincipalType`.
+    /// `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:username`, `aws:PrincipalType`
+    /// (only the last for an anonymous principal).
     pub fn derive_context(&self, ctx: &mut Context) {
         match self.kind {
             PrincipalKind::Service => return,
+            // An anonymous request carries no key about a principal (no account, no
+            // ARN, no user name) but its type, as AWS documents them.
             PrincipalKind::Anonymous => {
-                ctx.derive("aws:principalaccount", "anonymous");
                 ctx.derive("aws:principaltype", "Anonymous");
                 return;
             }

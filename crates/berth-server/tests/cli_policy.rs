@@ -438,7 +438,7 @@ fn public_names_the_seed_policies_open_to_anyone() {
     // IP-restricted policy narrows by address, the others name their principals, the
     // deny-all policy grants nothing, the CodeBuild one names a service.
     let expected = format!(
-        "{}: readable by anyone (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)\n",
+        "{}: readable by anyone signed in (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)\n",
         seeds.join("000-allow-all-accounts-pull.json").display()
     );
     assert_eq!(text(&out.stdout), expected);
@@ -462,7 +462,7 @@ fn public_names_the_seed_policies_open_to_anyone() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: readable by anyone when aws:SecureTransport (ecr:BatchGetImage)\n",
+            "{}: readable by anyone signed in when aws:SecureTransport (ecr:BatchGetImage)\n",
             tls.display()
         )
     );
@@ -522,11 +522,7 @@ fn who_can_answers_on_the_seed_policies() {
         (
             "ecr:BatchGetImage",
             repo("000-allow-all-accounts-pull.json"),
-            vec![
-                ROOT,
-                "* (anyone, even unauthenticated)",
-                "* (any AWS principal) (if its own policies allow)",
-            ],
+            vec![ROOT, "* (any AWS principal) (if its own policies allow)"],
         ),
         (
             "ecr:PutImage",
@@ -541,7 +537,6 @@ fn who_can_answers_on_the_seed_policies() {
             repo("000-ip-restricted.json"),
             vec![
                 ROOT,
-                "* (anyone, even unauthenticated) when aws:SourceIp",
                 "* (any AWS principal) when aws:SourceIp (if its own policies allow)",
             ],
         ),
@@ -766,6 +761,7 @@ fn who_can_reads_authorization_details_files() {
             open.to_str().unwrap(),
             "--repository-tag",
             tag,
+            "--anonymous-pull",
         ]);
         assert_eq!(
             text(&out.stdout).contains("* (anyone, even unauthenticated)\n"),

@@ -104,7 +104,11 @@ impl Scratch {
         ctx.insert("aws:CurrentTime", &self.current_time);
         ctx.insert("aws:EpochTime", &self.epoch_time);
         ctx.insert("aws:RequestedRegion", &origin.region);
-        ctx.insert("aws:userid", &caller.user_id);
+        // The anonymous caller has no user id (nor any other key about the principal
+        // but `aws:PrincipalType`, which `derive_context` adds).
+        if !caller.user_id.is_empty() {
+            ctx.insert("aws:userid", &caller.user_id);
+        }
         ctx.insert("aws:PrincipalIsAWSService", "false");
         ctx.insert("aws:ViaAWSService", "false");
         for (k, v) in &caller.principal_tags {

@@ -68,6 +68,9 @@ pub enum Identity {
     UserSession {
         user: Option<String>,
     },
+    /// No credentials at all: a registry pull with `anonymous_pull` on (see
+    /// [`crate::oci::anonymous`]). Only resource policies that allow `"*"` let it in.
+    Anonymous,
 }
 
 /// An authenticated request's caller.
@@ -91,6 +94,38 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller of a request that carries no credentials: IAM's anonymous principal
+    /// (shown as `anonymous`), of no account, with no policies, no tags and no user id,
+    /// so that the request context holds none of the keys about the principal but
+    /// `aws:PrincipalType` (`Anonymous`).
+    pub fn anonymous() -> Caller {
+        Caller {
+            identity: Identity::Anonymous,
+            principal: Principal {
+                kind: PrincipalKind::Anonymous,
+                arn: "anonymous".into(),
+                account: "".into(),
+                role_arn: None,
+                federating_user_arn: None,
+                unique_id: None,
+                user_name: None,
+            },
+            account: "".into(),
+            access_key_id: String::new(),
+            user_id: String::new(),
+            policies: None,
+            session_policy: None,
+            principal_tags: Vec::new(),
+            claims: None,
+            session_expires: None,
+        }
+    }
+
+    /// Whether the request came without credentials.
+    pub fn is_anonymous(&self) -> bool {
+        self.identity == Identity::Anonymous
+    }
+
     /// The value of `aws:MultiFactorAuthPresent` (only temporary credentials carry it).
     pub fn mfa_present(&self) -> Option<bool> {
         self.claims.as_ref().map(|c| c.mfa_time.is_some())

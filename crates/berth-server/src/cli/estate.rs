@@ -36,9 +36,34 @@ pub struct SourceArgs {
     /// AWS_DEFAULT_REGION, else us-east-1.
     #[arg(long)]
     pub region: Option<String>,
+    /// The registry serves anonymous pulls (`berth serve --anonymous-pull`): say which
+    /// repositories callers without credentials can pull. Without it (nor a --config
+    /// that turns it on) "*" means any signed-in principal, as in ECR.
+    #[arg(long)]
+    pub anonymous_pull: bool,
+    /// The server's config file (`berth serve --config`), read as `berth serve` reads
+    /// it, for its anonymous_pull.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl SourceArgs {
+    /// Whether the registry analysed serves anonymous pulls: `--anonymous-pull`, or the
+    /// `anonymous_pull` of `--config`.
+    pub fn anonymous_pull(&self) -> Result<bool, String> {
+        if self.anonymous_pull {
+            return Ok(true);
+        }
+        match &self.config {
+            Some(file) => Ok(crate::serve::Config::load(
+                Some(file),
+                &crate::serve::config::Overrides::default(),
+            )?
+            .anonymous_pull),
+            None => Ok(false),
+        }
+    }
+
     pub fn region(&self) -> String {
         super::remote::region(self.region.as_deref())
     }
@@ -107,6 +132,9 @@ pub struct Estate {
     pub berth: bool,
     /// Whether `subjects` are all the account's identities (not only some given by hand).
     pub all_identities: bool,
+    /// Whether the registry serves anonymous pulls (`anonymous_pull`): only then does
+    /// `"*"` reach callers without credentials, and only for the pulls.
+    pub anonymous_pull: bool,
     pub registry_policy: Option<String>,
     pub repositories: Vec<Repo>,
 }
@@ -288,6 +316,7 @@ pub async fn from_data_dir(
             subjects: with_identities.then_some(subjects),
             berth: true,
             all_identities: with_identities,
+            anonymous_pull: false,
             registry_policy: store.registry_policy(at).await.map_err(|e| e.to_string())?,
             repositories,
         });
@@ -592,6 +621,7 @@ pub fn from_remote(
         subjects,
         berth: !remote.is_aws(),
         all_identities: with_identities,
+        anonymous_pull: false,
         registry_policy,
         repositories,
     })

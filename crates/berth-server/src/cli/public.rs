@@ -1,9 +1,12 @@
 //! `berth policy public`: repositories anyone can read or write — decided by the engine
-//! for an anonymous caller and for a caller from an unrelated account whose own policies
-//! allow everything, knowing nothing of the caller (so a condition on the caller keeps a
-//! repository private; the repository's tags and account are known). Offline on
-//! repository policy files, on a data directory (a running server's too: the database
-//! takes concurrent readers), or against a running server (or AWS) through its APIs.
+//! for a caller from an unrelated account whose own policies allow everything, knowing
+//! nothing of the caller (so a condition on the caller keeps a repository private; the
+//! repository's tags and account are known): "anyone signed in", as ECR, which never sees
+//! a request without credentials. Where the registry serves anonymous pulls
+//! (`--anonymous-pull`, or `anonymous_pull` in `--config`), also the pulls the anonymous
+//! caller is allowed ("pullable without credentials"). Offline on repository policy
+//! files, on a data directory (a running server's too: the database takes concurrent
+//! readers), or against a running server (or AWS) through its APIs.
 
 use std::process::ExitCode;
 
@@ -37,6 +40,15 @@ const WRITE: &[&str] = &[
     "DeleteRepository",
     "SetRepositoryPolicy",
 ];
+/// The actions of the `/v2` pulls an anonymous caller may be let through (see
+/// `crate::oci::anonymous`): manifests and referrers, blobs (GET and HEAD), tags.
+pub const ANONYMOUS_PULLS: &[&str] = &[
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:ListImages",
+];
+
 /// Whether a condition on this key keeps strangers out. Transport, time, region, MFA,
 /// user agent or referer (which the caller sets) do not: a repository open to anyone
 /// under such a condition is open to anyone.
@@ -74,11 +86,11 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
         let base = estate.resource_context(repo);
         let mut anonymous_ctx = base.clone();
         anyone.settle_context(&mut anonymous_ctx);
-        // (keys, actions): the actions anyone may perform, by what they depend on.
-        let open = |list: &[&str]| -> Vec<(Vec<String>, Vec<String>)> {
+        // (keys, actions): the actions `who` may perform, by what they depend on.
+        let open = |actions: &[String], anonymous: bool| {
             let mut groups: Vec<(Vec<String>, Vec<String>)> = Vec::new();
-            for a in list.iter().map(|a| format!("ecr:{a}")) {
-                let action = Action::new(&a);
+            for a in actions {
+                let action = Action::new(a);
                 let case = |principal, caller, context, identity| Case {
                     principal,
                     caller,
@@ -91,23 +103,17 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
                     resource_policies: &policies,
                     resource_must_allow: false,
                 };
-                let anonymous = for_anyone(judge(&case(
-                    &anyone,
-                    Caller::Anonymous,
-                    &anonymous_ctx,
-                    &[],
-                )));
-                let stranger =
-                    for_anyone(judge(&case(&outsider, Caller::Unknown, &base, &allow_all)));
-                let keys = match (anonymous, stranger) {
-                    (Some(a), Some(b)) if b.len() < a.len() => b,
-                    (Some(a), _) => a,
-                    (None, Some(b)) => b,
-                    (None, None) => continue,
+                let verdict = if anonymous {
+                    judge(&case(&anyone, Caller::Anonymous, &anonymous_ctx, &[]))
+                } else {
+                    judge(&case(&outsider, Caller::Unknown, &base, &allow_all))
+                };
+                let Some(keys) = for_anyone(verdict) else {
+                    continue;
                 };
                 match groups.iter_mut().find(|(k, _)| *k == keys) {
-                    Some((_, actions)) => actions.push(a),
-                    None => groups.push((keys, vec![a])),
+                    Some((_, actions)) => actions.push(a.clone()),
+                    None => groups.push((keys, vec![a.clone()])),
                 }
             }
             groups
@@ -117,10 +123,20 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
         } else {
             label.to_string()
         };
-        for (what, list) in [("readable", READ), ("writable", WRITE)] {
-            for (keys, actions) in open(list) {
+        let ecr =
+            |list: &[&str]| -> Vec<String> { list.iter().map(|a| format!("ecr:{a}")).collect() };
+        let anonymous_pulls: Vec<String> = ANONYMOUS_PULLS.iter().map(|a| a.to_string()).collect();
+        let mut lines = vec![
+            ("readable by anyone signed in", open(&ecr(READ), false)),
+            ("writable by anyone signed in", open(&ecr(WRITE), false)),
+        ];
+        if estate.anonymous_pull {
+            lines.push(("pullable without credentials", open(&anonymous_pulls, true)));
+        }
+        for (what, groups) in lines {
+            for (keys, actions) in groups {
                 out.push(format!(
-                    "{name}: {what} by anyone{} ({})",
+                    "{name}: {what}{} ({})",
                     when(&keys),
                     actions.join(", ")
                 ));
@@ -132,6 +148,7 @@ fn report(estate: &Estate, label: &str, out: &mut Vec<String>) -> Result<(), Str
 
 pub fn run(a: PublicArgs) -> Result<ExitCode, String> {
     let region = a.source.region();
+    let anonymous_pull = a.source.anonymous_pull()?;
     let remote = a.source.remote(!a.files.is_empty())?;
     let mut out = Vec::new();
     for file in &a.files {
@@ -147,6 +164,7 @@ pub fn run(a: PublicArgs) -> Result<ExitCode, String> {
                 policy: Some(src),
                 tags: Vec::new(),
             }],
+            anonymous_pull,
             ..Estate::default()
         };
         report(&estate, file, &mut out)?;
@@ -155,11 +173,19 @@ pub fn run(a: PublicArgs) -> Result<ExitCode, String> {
         let all =
             super::runtime()?.block_on(estate::from_data_dir(dir, &region, None, None, false))?;
         for estate in &all {
-            report(estate, "", &mut out)?;
+            let estate = Estate {
+                anonymous_pull,
+                ..estate.clone()
+            };
+            report(&estate, "", &mut out)?;
         }
     }
     if let Some(remote) = &remote {
-        report(&estate::from_remote(remote, None, false)?, "", &mut out)?;
+        let estate = Estate {
+            anonymous_pull,
+            ..estate::from_remote(remote, None, false)?
+        };
+        report(&estate, "", &mut out)?;
     }
     if a.files.is_empty() && a.source.data_dir.is_none() && remote.is_none() {
         return Err("give repository policy files, --data-dir, --endpoint-url or --aws".into());

@@ -58,10 +58,15 @@ pub struct ServeArgs {
     /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Also serve /metrics (Prometheus) on this address, IP:PORT, in plain HTTP; it is
-    /// served on the main port too
+    /// Serve /metrics (Prometheus) on this address, IP:PORT, in plain HTTP, instead of on
+    /// the main port
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Serve registry pulls (/v2) without credentials where a repository's or the
+    /// registry's policy allows them to "*" (the anonymous principal); everything else
+    /// still asks for credentials. Config key anonymous_pull
+    #[arg(long)]
+    anonymous_pull: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -87,6 +92,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
             metrics_listen: args.metrics_listen,
+            anonymous_pull: args.anonymous_pull,
             ..Overrides::default()
         },
     )?;

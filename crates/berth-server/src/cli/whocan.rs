@@ -5,7 +5,9 @@
 //! services). A principal allowed only when something a request carries says so (its
 //! source address, its organization, …) is listed with those context keys. The policies
 //! come from a data directory, from a running server (or AWS) through its public APIs,
-//! or from files.
+//! or from files. `*` is listed as "any AWS principal"; as "anyone, even
+//! unauthenticated" too only for a registry that serves anonymous pulls
+//! (`--anonymous-pull`, or `anonymous_pull` in `--config`) and an action of those pulls.
 
 use std::process::ExitCode;
 
@@ -194,7 +196,16 @@ fn allowed(
             let mut anyone = Principal::from_arn("*")?;
             let mut ctx = base.clone();
             anyone.settle_context(&mut ctx);
-            if let Some(keys) = decide(&anyone, Caller::Anonymous, &ctx, &[], None) {
+            // Callers without credentials reach only a registry that serves anonymous
+            // pulls, and there only the pulls.
+            let anonymous_reach = estate.anonymous_pull
+                && super::public::ANONYMOUS_PULLS
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&action.text));
+            let anonymous = anonymous_reach
+                .then(|| decide(&anyone, Caller::Anonymous, &ctx, &[], None))
+                .flatten();
+            if let Some(keys) = anonymous {
                 out.push(Grant {
                     can_assume: false,
                     ..Grant::new("* (anyone, even unauthenticated)", keys, "")
@@ -384,6 +395,7 @@ fn from_files(a: &WhoCanArgs, region: String) -> Result<Estate, String> {
         subjects,
         berth: false,
         all_identities,
+        anonymous_pull: false,
         registry_policy: a.registry_policy.as_deref().map(read).transpose()?,
         repositories: vec![Repo {
             name: a.repository.clone(),
@@ -438,6 +450,10 @@ pub fn run(a: WhoCanArgs) -> Result<ExitCode, String> {
             )
         }
         _ => return Err("give one source: --data-dir, --endpoint-url (or --aws), or policy files".into()),
+    };
+    let estate = Estate {
+        anonymous_pull: a.source.anonymous_pull()?,
+        ..estate
     };
     let repo = estate
         .repositories

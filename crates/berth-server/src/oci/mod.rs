@@ -1,8 +1,10 @@
 //! The OCI distribution API (`/v2/`), as ECR serves it: Basic authentication with the
 //! registry password from GetAuthorizationToken, the registry chosen by the Host header,
 //! every endpoint ([`router::Endpoint`]) decided as its ECR action on the repository
-//! before anything is looked up, OCI error bodies.
+//! before anything is looked up, OCI error bodies. With `anonymous_pull`, pulls without
+//! credentials are decided as the anonymous principal ([`anonymous`]).
 
+pub mod anonymous;
 mod blobs;
 mod error;
 mod manifests;
@@ -182,21 +184,33 @@ fn error_response(e: &OciError, head: bool, challenge: Option<&str>) -> Response
 /// [`authenticate`]): a client without DNS for the regional names reaches every Region
 /// through one address, with the password of the Region it wants.
 pub fn registry_of(app: &App, host: Option<&str>) -> (String, Option<String>) {
+    let (account, region) = host_registry(app, host);
+    (
+        account.unwrap_or_else(|| app.default_account.clone()),
+        region,
+    )
+}
+
+/// The account and Region a Host header names, each `None` where it names none (a bare
+/// address, the public URL's host, anything not an account's registry host). A `/v2`
+/// request to a host that names no account is for the caller's own account's registry
+/// (the default account's for an anonymous caller): a user of one account needs no DNS
+/// for its account's host; another account's registry needs its host.
+pub fn host_registry(app: &App, host: Option<&str>) -> (Option<String>, Option<String>) {
     let host = host.unwrap_or("");
     let bare = host
         .rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(h, _)| h);
-    let default = || (app.default_account.clone(), None);
     let Some((id, rest)) = bare.split_once(".dkr.") else {
-        return default();
+        return (None, None);
     };
     if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return default();
+        return (None, None);
     }
     let domain = &app.config.registry_domain;
     if rest.eq_ignore_ascii_case(domain) {
-        return (id.to_string(), None);
+        return (Some(id.to_string()), None);
     }
     let (first, tail) = domain.split_once('.').unwrap_or((domain.as_str(), ""));
     let regional = rest
@@ -211,8 +225,10 @@ pub fn registry_of(app: &App, host: Option<&str>) -> (String, Option<String>) {
                 .map(str::to_string),
         });
     match regional {
-        Some(region) if app.config.regions.contains(&region) => (id.to_string(), Some(region)),
-        _ => default(),
+        Some(region) if app.config.regions.contains(&region) => {
+            (Some(id.to_string()), Some(region))
+        }
+        _ => (None, None),
     }
 }
 
@@ -254,32 +270,52 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let challenge = format!(
-        "Basic realm=\"{}://{}/\",service=\"ecr.amazonaws.com\"",
-        app.registry_scheme(),
-        host.as_deref().unwrap_or("localhost")
-    );
+    let challenge = anonymous::challenge(app, host.as_deref());
     let now = ids::now();
     // A presigned blob URL (from GetDownloadUrlForLayer) was authorized when it was made.
     if let Some(r) = presigned(app, &parts, host.as_deref(), now).await {
         return r;
     }
-    // Authenticate first: without credentials nothing else is said.
-    let (registry, host_region) = registry_of(app, host.as_deref());
-    let (caller, region) = match authenticate(app, &parts.headers, host_region, now).await {
-        Ok(c) => c,
-        Err(e) => {
-            // A request without credentials is how every client starts (it gets the
-            // challenge); one with credentials that do not hold is a failure.
-            if e.status < 500 && parts.headers.contains_key(header::AUTHORIZATION) {
-                let client = app.client_ip(peer.ip(), &parts.headers);
-                crate::auth::failures::record(app, client, failure_reason(&e), &e.message);
+    let (host_account, host_region) = host_registry(app, host.as_deref());
+    if app.config.anonymous_pull && parts.uri.path() == anonymous::TOKEN_PATH {
+        let client = app.client_ip(peer.ip(), &parts.headers);
+        return token(app, &parts.headers, host_region, now, &challenge, client).await;
+    }
+    let unauthorized = |e: &OciError| error_response(e, head, Some(challenge.as_str()));
+    // Authenticate first: without credentials nothing else is said (but with
+    // anonymous_pull, where the endpoint is a pull, decided below).
+    let anonymous = app
+        .config
+        .anonymous_pull
+        .then(|| anonymous::presented(&parts.headers))
+        .flatten();
+    let (caller, region) = match anonymous {
+        Some(_) => (
+            Caller::anonymous(),
+            host_region.unwrap_or_else(|| app.config.region.clone()),
+        ),
+        None => match authenticate(app, &parts.headers, host_region, now).await {
+            Ok(c) => c,
+            Err(e) => {
+                // A request without credentials is how every client starts (it gets the
+                // challenge); one with credentials that do not hold is a failure.
+                if e.status < 500 && parts.headers.contains_key(header::AUTHORIZATION) {
+                    let client = app.client_ip(peer.ip(), &parts.headers);
+                    crate::auth::failures::record(app, client, failure_reason(&e), &e.message);
+                }
+                if e.status == 401 {
+                    return unauthorized(&e);
+                }
+                return error_response(&e, head, None);
             }
-            let with_challenge = (e.status == 401).then_some(challenge.as_str());
-            return error_response(&e, head, with_challenge);
-        }
+        },
     };
-    if let Err(t) = app.throttle.principal(caller.arn()) {
+    // Anonymous callers are throttled by their addresses only.
+    let throttled_principal = match caller.is_anonymous() {
+        true => Ok(()),
+        false => app.throttle.principal(caller.arn()),
+    };
+    if let Err(t) = throttled_principal {
         crate::metrics::metrics()
             .throttled
             .get_or_create(&crate::metrics::LimitLabels {
@@ -293,12 +329,23 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
     }
     let endpoint = match Endpoint::route(&parts.method, parts.uri.path()) {
         Ok(e) => e,
+        Err(_) if anonymous.is_some() => return unauthorized(&needs_credentials()),
         Err(RouteError::NotFound) => return error_response(&OciError::new(404, "NOT_FOUND", format!("no registry route answers {}", parts.uri.path())), head, None),
         Err(RouteError::Method) => return error_response(&OciError::new(405, "UNSUPPORTED", format!("{} is not supported on {}", parts.method, parts.uri.path())), head, None),
         Err(RouteError::Name(n)) => return error_response(&OciError::new(400, "NAME_INVALID", format!(
             "invalid repository name {n:?}: components of lowercase letters and digits separated by '.', '_', '__' or '-', joined by '/', 2 to 256 characters"
         )), head, None),
     };
+    if let Some(via) = anonymous {
+        if !anonymous::serves(&endpoint, via) {
+            return unauthorized(&needs_credentials());
+        }
+    }
+    // A host that names no account is the caller's own account's registry.
+    let registry = host_account.unwrap_or_else(|| match caller.is_anonymous() {
+        true => app.default_account.clone(),
+        false => caller.account.to_string(),
+    });
     let origin = app.origin(
         peer.ip(),
         parts.extensions.get(),
@@ -318,6 +365,11 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
     let result = run(&call, &endpoint, body).await;
     let mut r = match result {
         Ok(r) => r,
+        // Whatever is refused to the anonymous caller asks for credentials.
+        Err(e) if caller.is_anonymous() && e.status == 403 => {
+            tracing::info!(code = e.code, status = e.status, principal = %caller.arn(), path = %parts.uri.path(), "anonymous registry request refused");
+            unauthorized(&needs_credentials())
+        }
         Err(e) => {
             tracing::info!(code = e.code, status = e.status, principal = %caller.arn(), path = %parts.uri.path(), "registry request failed");
             error_response(&e, head, None)
@@ -325,6 +377,73 @@ async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Respo
     };
     set(&mut r, "x-amzn-requestid", &origin.request_id);
     r
+}
+
+/// The refusal of an anonymous request: 401, so that the client logs in.
+fn needs_credentials() -> OciError {
+    OciError::new(
+        401,
+        "UNAUTHORIZED",
+        "authentication required: no policy lets anonymous callers do this; docker login with the password from aws ecr get-login-password",
+    )
+}
+
+/// The token endpoint of `anonymous_pull` ([`anonymous`]): the anonymous token for a
+/// client without credentials; for `AWS:` and a registry password as Basic credentials,
+/// that password itself, once it is checked as a `/v2` request's would be.
+async fn token(
+    app: &App,
+    headers: &HeaderMap,
+    host_region: Option<String>,
+    now: i64,
+    challenge: &str,
+    client: std::net::IpAddr,
+) -> Response<Body> {
+    let (token, expires_in) = if headers.get(header::AUTHORIZATION).is_none() {
+        (
+            anonymous::ANONYMOUS_TOKEN.to_string(),
+            anonymous::ANONYMOUS_TOKEN_SECONDS,
+        )
+    } else {
+        if let Err(e) = authenticate(app, headers, host_region, now).await {
+            if e.status < 500 {
+                crate::auth::failures::record(app, client, failure_reason(&e), &e.message);
+            }
+            let with_challenge = (e.status == 401).then_some(challenge);
+            return error_response(&e, false, with_challenge);
+        }
+        let password = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(password_of);
+        let expires = password
+            .as_deref()
+            .and_then(|p| token::verify(&app.token_key, p, now).ok())
+            .map(|e| e.expires);
+        match (password, expires) {
+            (Some(p), Some(expires)) => (p, expires - now),
+            _ => {
+                return error_response(
+                    &OciError::new(500, "UNKNOWN", "a checked password did not read again"),
+                    false,
+                    None,
+                )
+            }
+        }
+    };
+    let mut r = response(
+        StatusCode::OK,
+        Body::from(anonymous::token_body(&token, expires_in, now)),
+    );
+    set(&mut r, "content-type", "application/json");
+    set(&mut r, "cache-control", "no-store");
+    r
+}
+
+/// The registry password an `Authorization` header carries: ECR's `Basic` with the user
+/// `AWS`, or a `Bearer` token from the token endpoint of `anonymous_pull`.
+fn password_of(header: &str) -> Option<String> {
+    token::basic_password(header).or_else(|| token::bearer_token(header).map(str::to_string))
 }
 
 /// Serve a presigned blob download, if the request is one (`None`: it is not).
@@ -433,7 +552,7 @@ async fn authenticate(
     else {
         return Err(unauthorized("authentication required: docker login with the password from aws ecr get-login-password"));
     };
-    let Some(password) = token::basic_password(h) else {
+    let Some(password) = password_of(h) else {
         return Err(unauthorized(
             "authentication required: Basic credentials with the user name AWS",
         ));

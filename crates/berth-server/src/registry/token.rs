@@ -155,6 +155,15 @@ pub fn basic_password(header: &str) -> Option<String> {
     (user == "AWS").then(|| password.to_string())
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header: what clients send after the
+/// token flow of `anonymous_pull` (see [`crate::oci::anonymous`]): a registry password,
+/// or the anonymous token.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !value.is_empty()).then_some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +198,10 @@ mod tests {
             None
         );
         assert_eq!(basic_password("Bearer abc"), None);
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token(&header), None);
         let url = SignedUrl {
             account: "111111111111",
             region: "us-east-1",

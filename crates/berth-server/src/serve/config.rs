@@ -56,6 +56,10 @@
 //! s3_secret_access_key = "..."    # those are Berth's clients'); or BERTH_S3_SECRET_ACCESS_KEY
 //! blob_redirect = false           # answer blob GETs with a 307 to a short-lived presigned
 //!                                 # URL of the bucket (s3:// only); HEAD is answered here
+//! anonymous_pull = false          # /v2 pulls without credentials, decided as the anonymous
+//!                                 # principal against repository and registry policies
+//!                                 # (exactly where a policy allows "*"); see
+//!                                 # crate::oci::anonymous
 //! ```
 
 use std::net::SocketAddr;
@@ -133,6 +137,10 @@ pub struct Config {
     pub s3: S3Settings,
     /// Answer blob GETs with a redirect to a presigned URL of the object store.
     pub blob_redirect: bool,
+    /// Serve `/v2` pulls without credentials as the anonymous principal, where the
+    /// repository's or registry's policy allows `"*"` (off by default: ECR's private
+    /// registries never see anonymous requests). See [`crate::oci::anonymous`].
+    pub anonymous_pull: bool,
     /// Other Berth deployments replication reaches, by the Regions they serve (see
     /// [`crate::peer`]).
     pub peers: Vec<Peer>,
@@ -371,6 +379,7 @@ impl Default for Config {
             blob_url: None,
             s3: S3Settings::default(),
             blob_redirect: false,
+            anonymous_pull: false,
             peers: Vec::new(),
             tls: None,
             metrics_listen: None,
@@ -418,6 +427,7 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     blob_redirect: Option<bool>,
+    anonymous_pull: Option<bool>,
     replication_peers: Option<Vec<PeerFile>>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -453,6 +463,8 @@ pub struct Overrides {
     pub blob_url: Option<String>,
     /// `--blob-redirect` (only turns it on).
     pub blob_redirect: bool,
+    /// `--anonymous-pull` (only turns it on).
+    pub anonymous_pull: bool,
     /// The `s3_*` keys (`berth migrate` takes them as flags).
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
@@ -704,6 +716,7 @@ impl Config {
                 secret_access_key: f.s3_secret_access_key,
             };
             c.blob_redirect = f.blob_redirect.unwrap_or(false);
+            c.anonymous_pull = f.anonymous_pull.unwrap_or(false);
             peer_files = f.replication_peers.unwrap_or_default();
             (tls_cert, tls_key) = (f.tls_cert, f.tls_key);
             c.throttle = throttle_limits(
@@ -779,6 +792,7 @@ impl Config {
             c.blob_url = Some(u.clone());
         }
         c.blob_redirect |= o.blob_redirect;
+        c.anonymous_pull |= o.anonymous_pull;
         for (flag, field) in [
             (&o.s3_endpoint, &mut c.s3.endpoint),
             (&o.s3_region, &mut c.s3.region),
