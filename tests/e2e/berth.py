@@ -615,6 +615,47 @@ def fake_clock(now):
         yield
 
 
+def until(what, within, check):
+    """Poll `check` until it returns something truthy; return that."""
+    deadline = time.time() + within
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.time() < deadline, f"timed out after {within}s waiting until {what}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def dockerd(directory):
+    """A Docker engine of its own (Debian's docker.io) with its data, socket and log under
+    `directory`; yields the environment the docker CLI needs to talk to it."""
+    daemon = shutil.which("dockerd")
+    if daemon is None:
+        pytest.fail("dockerd is not installed: scripts/test installs Debian's docker.io")
+    d = Path(directory)
+    sock = d / "docker.sock"
+    log = open(d / "dockerd.log", "w")
+    proc = subprocess.Popen(
+        [daemon, "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none",
+         "--storage-driver=vfs", f"--data-root={d / 'root'}", f"--exec-root={d / 'exec'}",
+         f"--pidfile={d / 'dockerd.pid'}", f"-H=unix://{sock}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(d / "config")}
+    try:
+        deadline = time.time() + 30
+        while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
+            if time.time() > deadline or proc.poll() is not None:
+                pytest.fail("dockerd did not start: " + (d / "dockerd.log").read_text()[-2000:])
+            time.sleep(0.1)
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
 def start_server(tmp_path_factory, name="berth", **kw):
     return Server(tmp_path_factory.mktemp(name) / "data", **kw).start()
 

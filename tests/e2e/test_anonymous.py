@@ -6,15 +6,12 @@ never go through; logged-in clients work as before (through the Bearer token flo
 every request without credentials answers 401, as ECR."""
 
 import json
-import os
-import shutil
 import subprocess
-import time
 
 import pytest
 import requests
 
-from berth import (BIN, Registry, doc, login_password, make_image, oci_error, skopeo,
+from berth import (BIN, Registry, doc, dockerd, login_password, make_image, oci_error, skopeo,
                    skopeo_push, start_server, write_oci_layout)
 
 # What a public repository's policy grants: skopeo inspect also lists the tags (ListImages).
@@ -214,32 +211,10 @@ def test_policy_public_and_who_can_say_what_anonymous_callers_read(anon, closed)
     assert "* (anyone, even unauthenticated) when aws:SourceIp" in who_can("pub/from-two", "--anonymous-pull")
 
 
-DOCKERD = shutil.which("dockerd")
-
-
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory):
-    if DOCKERD is None:
-        pytest.fail("dockerd is not installed: scripts/test installs Debian's docker.io")
-    d = tmp_path_factory.mktemp("docker")
-    sock = d / "docker.sock"
-    log = open(d / "dockerd.log", "w")
-    proc = subprocess.Popen(
-        [DOCKERD, "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none",
-         "--storage-driver=vfs", f"--data-root={d / 'root'}", f"--exec-root={d / 'exec'}",
-         f"--pidfile={d / 'dockerd.pid'}", f"-H=unix://{sock}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(d / "config")}
-    deadline = time.time() + 20
-    while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
-        if time.time() > deadline or proc.poll() is not None:
-            proc.terminate()
-            pytest.fail("dockerd did not start: " + (d / "dockerd.log").read_text()[-2000:])
-        time.sleep(0.1)
-    yield env
-    proc.terminate()
-    proc.wait(30)
+    with dockerd(tmp_path_factory.mktemp("docker")) as env:
+        yield env
 
 
 def docker_run(args, env, input=None, check=True):

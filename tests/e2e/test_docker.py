@@ -3,42 +3,18 @@ login --username AWS --password-stdin HOST`, then docker push and pull. The engi
 (Debian's docker.io) is started here with its own data root and socket, and stopped."""
 
 import json
-import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from berth import make_image, start_server, write_oci_layout
-
-DOCKERD = shutil.which("dockerd")
-
+from berth import dockerd, make_image, start_server, write_oci_layout
 
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory):
-    if DOCKERD is None:
-        pytest.fail("dockerd is not installed: scripts/test installs Debian's docker.io")
     d = tmp_path_factory.mktemp("docker")
-    sock = d / "docker.sock"
-    log = open(d / "dockerd.log", "w")
-    proc = subprocess.Popen(
-        [DOCKERD, "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none",
-         "--storage-driver=vfs", f"--data-root={d / 'root'}", f"--exec-root={d / 'exec'}",
-         f"--pidfile={d / 'dockerd.pid'}", f"-H=unix://{sock}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(d / "config")}
-    for _ in range(200):
-        if subprocess.run(["docker", "info"], env=env, capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
-    else:
-        proc.terminate()
-        pytest.fail("dockerd did not start: " + (d / "dockerd.log").read_text()[-2000:])
-    yield env, sock
-    proc.terminate()
-    proc.wait(30)
+    with dockerd(d) as env:
+        yield env, d / "docker.sock"
 
 
 def run(args, env, input=None, check=True):

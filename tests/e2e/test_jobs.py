@@ -8,22 +8,12 @@ import signal
 import sqlite3
 import time
 
-from berth import Registry, Server, login_password, unique
+from berth import Registry, Server, login_password, unique, until
 
 LEASE = 3  # job_lease_seconds: renewed every second
 JOBS = ("expire-sessions", "expire-uploads")
 CONFIG = f"job_lease_seconds = {LEASE}\nclean_interval_seconds = 0.5\nupload_idle_seconds = 2\n"
 
-
-def until(what, within, check):
-    """Poll `check` until it returns something truthy; return that."""
-    deadline = time.time() + within
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.time() < deadline, f"timed out after {within}s waiting until {what}"
-        time.sleep(0.05)
 
 
 def leases(data_dir):

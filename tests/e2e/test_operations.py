@@ -14,8 +14,8 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from berth import (ALLOW_ALL, Registry, Server, allow, deny, doc, login_password, make_image,
-                   oci_error, unique)
+from berth import (Registry, Server, allow, deny, doc, login_password, make_image, oci_error,
+                   unique, until)
 
 
 def scrape(url):
@@ -38,16 +38,6 @@ def value(text, name, **labels):
             total += float(m.group(3))
     return total
 
-
-def until(what, timeout, cond):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.05)
 
 
 def test_metrics_count_what_happened(tmp_path_factory):
@@ -352,4 +342,57 @@ def test_caps_on_upload_sessions_and_storage_quotas(tmp_path_factory):
         s.gc("--grace", "0")
         until("the quota is free again", 5, lambda: reg.push_blob(c, b"more").status_code == 201)
     finally:
+        assert s.stop() == 0
+
+
+def test_prometheus_scrapes_it(tmp_path_factory, tmp_path):
+    """A real Prometheus server (Debian's prometheus) scrapes /metrics on metrics_listen
+    and answers queries over what it scraped."""
+    import shutil
+    import socket
+    import subprocess
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus is not installed: scripts/test installs Debian's prometheus")
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    metrics_port, prom_port = ports
+    s = Server(tmp_path_factory.mktemp("prometheus") / "data",
+               extra_config=f'metrics_listen = "127.0.0.1:{metrics_port}"\n').start()
+    (tmp_path / "prometheus.yml").write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: berth
+    static_configs:
+      - targets: ["127.0.0.1:{metrics_port}"]
+""")
+    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"))
+    try:
+        s.client("ecr", s.root).describe_repositories()
+
+        def query(q):
+            try:
+                r = requests.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": q}, timeout=5)
+            except requests.exceptions.ConnectionError:
+                return None
+            return r.json()["data"]["result"] if r.status_code == 200 else None
+
+        up = until("Prometheus scraped berth", 60, lambda: query('up{job="berth"} == 1'))
+        assert up[0]["metric"]["instance"] == f"127.0.0.1:{metrics_port}"
+        got = until("the request is in Prometheus", 30, lambda: query(
+            'berth_http_requests_total{api="ecr",operation="DescribeRepositories",code="200"}'))
+        assert float(got[0]["value"][1]) >= 1
+        buckets = until("the latency histogram is in Prometheus", 30, lambda: query(
+            'histogram_quantile(0.5, rate(berth_http_request_duration_seconds_bucket[1m]))'))
+        assert buckets, buckets
+    finally:
+        proc.terminate()
+        proc.wait(30)
         assert s.stop() == 0

@@ -9,14 +9,13 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from berth import (BIN, Registry, Server, allow, deny, doc, login_password, make_image, sha256,
-                   skopeo, unique, write_oci_layout)
+from berth import (BIN, Server, allow, deny, doc, dockerd, login_password, make_image, sha256, skopeo,
+                   unique, until, write_oci_layout)
 
 
 def cert_init(data, *hosts, config=None):
@@ -39,16 +38,6 @@ def served_names(port, ca):
             assert tls.version() in ("TLSv1.3", "TLSv1.2")
     return {v for _, v in cert["subjectAltName"]}
 
-
-def until(what, timeout, cond):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -228,54 +217,44 @@ def test_docker_over_tls(tls_server, tmp_path_factory, tmp_path):
     """docker login, push and pull against the TLS port, the CA in certs.d as cert init
     prints. (docker treats loopback registries as insecure and would accept any
     certificate there: skopeo and podman above show the verification.)"""
-    dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        pytest.fail("dockerd is not installed: scripts/test installs Debian's docker.io")
     s = tls_server
     d = tmp_path_factory.mktemp("docker-tls")
-    sock = d / "docker.sock"
     host = f"localhost:{s.port}"
     certs_d = Path("/etc/docker/certs.d") / host
     certs_d.mkdir(parents=True, exist_ok=True)
     shutil.copy(s.ca_bundle, certs_d / "ca.crt")
-    log = open(d / "dockerd.log", "w")
-    proc = subprocess.Popen(
-        [dockerd, "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none",
-         "--storage-driver=vfs", f"--data-root={d / 'root'}", f"--exec-root={d / 'exec'}",
-         f"--pidfile={d / 'dockerd.pid'}", f"-H=unix://{sock}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(d / "config")}
     try:
-        until("dockerd answers", 30, lambda: subprocess.run(["docker", "info"], env=env,
-                                                             capture_output=True).returncode == 0)
-        repo = unique("tls/docker")
-        s.client("ecr", s.root).create_repository(repositoryName=repo)
-        password = login_password(s, s.root)
-
-        def docker(*args, input=None):
-            p = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=300,
-                               input=input)
-            assert p.returncode == 0, f"docker {' '.join(args)}: {p.stderr}"
-            return p
-
-        out = docker("login", "--username", "AWS", "--password-stdin", host, input=password)
-        assert "Login Succeeded" in out.stdout
-        image = make_image(layers=1, size=128 * 1024)
-        write_oci_layout(tmp_path / "src", {"v1": image})
-        subprocess.run(["skopeo", "--insecure-policy", "copy", "--dest-daemon-host", f"unix://{sock}",
-                        f"oci:{tmp_path / 'src'}:v1", "docker-daemon:local/tls:v1"], check=True,
-                       capture_output=True)
-        docker("tag", "local/tls:v1", f"{host}/{repo}:v1")
-        pushed = docker("push", f"{host}/{repo}:v1")
-        digest = [w for w in pushed.stdout.split() if w.startswith("sha256:")][-1]
-        docker("rmi", "local/tls:v1", f"{host}/{repo}:v1")
-        assert digest in docker("pull", f"{host}/{repo}:v1").stdout
-        details = s.client("ecr", s.root).describe_images(repositoryName=repo)["imageDetails"]
-        assert [d["imageDigest"] for d in details] == [digest]
+        with dockerd(d) as env:
+            docker_over_tls(s, env, host, tmp_path)
     finally:
-        proc.terminate()
-        proc.wait(30)
         shutil.rmtree(certs_d, ignore_errors=True)
+
+
+def docker_over_tls(s, env, host, tmp_path):
+    repo = unique("tls/docker")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    password = login_password(s, s.root)
+
+    def docker(*args, input=None):
+        p = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=300,
+                           input=input)
+        assert p.returncode == 0, f"docker {' '.join(args)}: {p.stderr}"
+        return p
+
+    out = docker("login", "--username", "AWS", "--password-stdin", host, input=password)
+    assert "Login Succeeded" in out.stdout
+    image = make_image(layers=1, size=128 * 1024)
+    write_oci_layout(tmp_path / "src", {"v1": image})
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--dest-daemon-host", env["DOCKER_HOST"],
+                    f"oci:{tmp_path / 'src'}:v1", "docker-daemon:local/tls:v1"], check=True,
+                   capture_output=True)
+    docker("tag", "local/tls:v1", f"{host}/{repo}:v1")
+    pushed = docker("push", f"{host}/{repo}:v1")
+    digest = [w for w in pushed.stdout.split() if w.startswith("sha256:")][-1]
+    docker("rmi", "local/tls:v1", f"{host}/{repo}:v1")
+    assert digest in docker("pull", f"{host}/{repo}:v1").stdout
+    details = s.client("ecr", s.root).describe_images(repositoryName=repo)["imageDetails"]
+    assert [d["imageDigest"] for d in details] == [digest]
 
 
 def test_a_rotated_certificate_is_served_without_a_restart(tls_server):

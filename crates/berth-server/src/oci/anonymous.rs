@@ -216,16 +216,9 @@ mod tests {
 
     #[test]
     fn only_pulls_are_served_anonymously() {
-        let d = format!("sha256:{}", "a".repeat(64));
         let mut served = Vec::new();
         for route in Endpoint::ALL {
-            let path = route
-                .path
-                .replace("{name}", "app")
-                .replace("{reference}", "latest")
-                .replace("{digest}", &d)
-                .replace("{id}", "u1");
-            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            let (method, path) = route.example();
             let endpoint = Endpoint::route(&method, &path).unwrap();
             if serves(&endpoint, Anonymous::NoCredentials) {
                 served.push(route.endpoint);

@@ -687,13 +687,7 @@ mod tests {
         // The router's own list: every route, declared with its endpoint.
         let mut unauthorized = Vec::new();
         for route in Endpoint::ALL {
-            let path = route
-                .path
-                .replace("{name}", "app")
-                .replace("{reference}", "latest")
-                .replace("{digest}", &d)
-                .replace("{id}", "u1");
-            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            let (method, path) = route.example();
             let endpoint = Endpoint::route(&method, &path).unwrap();
             assert_eq!(endpoint.name(), route.endpoint, "{method} {path}");
             let Some(action) = endpoint.action() else {

@@ -65,6 +65,24 @@ endpoints! {
     Referrers { name, digest } = "GET" "/v2/{name}/referrers/{digest}" => Some("ecr:BatchGetImage");
 }
 
+#[cfg(test)]
+impl Route {
+    /// A request this route answers (tests): its method, and its path with every field
+    /// filled (repository `app`, tag `latest`, a digest, upload `u1`).
+    pub fn example(&self) -> (axum::http::Method, String) {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let path = self
+            .path
+            .replace("{name}", "app")
+            .replace("{reference}", "latest")
+            .replace("{digest}", &digest)
+            .replace("{id}", "u1");
+        let method = axum::http::Method::from_bytes(self.method.as_bytes())
+            .expect("a route's method is a method");
+        (method, path)
+    }
+}
+
 /// Why a path is not a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
