@@ -237,6 +237,10 @@ class Server:
         if E2E_BLOBS == "s3" and "blob_url" not in extra_config:
             self.blob_prefix = f"e2e-{os.getpid()}-{self.data_dir.parent.name}-{self.data_dir.name}"
             metadata += s3_blob_config(self.blob_prefix)
+        # Many tests send wrong credentials on purpose, all from 127.0.0.1: the failure
+        # budget (tested on its own in test_operations.py) is off unless a test sets it.
+        if "throttle_auth_failures_per_minute" not in extra_config:
+            metadata += "throttle_auth_failures_per_minute = 0\n"
         self.config_path.write_text(
             f"cache_ttl_ms = {int(CACHE_TTL * 1000)}\n"
             f'audit_log = "{self.audit_path}"\n'

@@ -52,6 +52,8 @@ def test_metrics_count_what_happened(tmp_path_factory):
         image = make_image(layers=2, size=64 * 1024)
         reg.push_image(repo, image, ref="v1")
         assert reg.get_manifest(repo, "v1").status_code == 200
+        layer_digest, layer = image.blobs[0]
+        assert reg.request("GET", f"/v2/{repo}/blobs/{layer_digest}").content == layer
         _, nobody = s.new_user(policies=[doc(allow("ecr:GetAuthorizationToken"),
                                              deny("ecr:DescribeRepositories"))])
         with pytest.raises(ClientError):

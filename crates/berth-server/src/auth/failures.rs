@@ -1,8 +1,11 @@
 //! Authentication failures (a wrong registry password, a bad signature, an unknown or
 //! inactive key, an expired token): counted by reason in [`crate::metrics`], logged with
-//! the client's address and the reason, and charged to the address's failure budget in
-//! [`crate::serve::throttle`], which refuses an address that keeps failing (password
-//! guessing) for a while.
+//! the client's address and the reason, and — those that could be guesses — charged to
+//! the address's failure budget in [`crate::serve::throttle`], which refuses an address
+//! that keeps failing for a while. A request without credentials at all, or with a
+//! credential that was once good (an expired token or password, a password of another
+//! Region, a request signed too long ago), guesses nothing and is not charged: a CI job
+//! with a stale token must not lock its neighbours behind the same address out.
 //!
 //! The log is rate-limited: at most [`LOG_BURST`] lines, refilled at [`LOG_PER_SEC`] a
 //! second; the lines left out are counted and said in the next line written, so a flood
@@ -47,6 +50,23 @@ fn may_log(budget: &Mutex<Option<LogBudget>>, now: Instant) -> Option<u64> {
     }
 }
 
+/// The reasons that are not guesses (see the module's doc).
+const NOT_GUESSES: &[&str] = &[
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "expired_token",
+    "wrong_region",
+    "InvalidRegion",
+];
+
+/// Whether a failure for `reason` is charged to the address's budget.
+pub fn charged(reason: &str) -> bool {
+    !NOT_GUESSES.contains(&reason)
+}
+
 /// Record one authentication failure from `client`: `reason` is a short fixed word
 /// (the metric's label), `message` what the client was told.
 pub fn record(app: &App, client: IpAddr, reason: &'static str, message: &str) {
@@ -54,7 +74,9 @@ pub fn record(app: &App, client: IpAddr, reason: &'static str, message: &str) {
         .authentication_failures
         .get_or_create(&crate::metrics::ReasonLabels { reason })
         .inc();
-    app.throttle.failed(client);
+    if charged(reason) {
+        app.throttle.failed(client);
+    }
     if let Some(left_out) = may_log(&LOG, Instant::now()) {
         if left_out > 0 {
             tracing::warn!(client = %client, reason, left_out, "authentication failed: {message} ({left_out} more failures not logged)");
@@ -67,6 +89,26 @@ pub fn record(app: &App, client: IpAddr, reason: &'static str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_could_be_a_guess_is_charged() {
+        for guess in [
+            "bad_password",
+            "SignatureDoesNotMatch",
+            "InvalidClientTokenId",
+            "malformed",
+        ] {
+            assert!(charged(guess), "{guess}");
+        }
+        for not in [
+            "expired_token",
+            "ExpiredToken",
+            "wrong_region",
+            "MissingAuthenticationToken",
+        ] {
+            assert!(!charged(not), "{not}");
+        }
+    }
 
     #[test]
     fn the_log_is_rate_limited_and_says_what_it_left_out() {

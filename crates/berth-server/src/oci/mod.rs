@@ -647,7 +647,6 @@ async fn run(c: &OciCall<'_>, endpoint: &Endpoint, body: Body) -> Result<Respons
 mod tests {
     use super::*;
     use crate::serve::app::testing;
-    use axum::http::Method;
 
     /// Every route with an action is decided by IAM before it runs: a user without
     /// policies is refused each one (403 DENIED naming the action), even where the
@@ -657,7 +656,6 @@ mod tests {
         let app = testing::app().await;
         let nobody = testing::caller(&app, "AKIANOBODYNOBODYNOBO").await;
         let origin = testing::origin();
-        let d = format!("sha256:{}", "a".repeat(64));
         // The catalog is filtered per repository: give it one to decide on.
         let root = testing::caller(&app, "AKIAROOTROOTROOTROOT").await;
         authorize_ecr(

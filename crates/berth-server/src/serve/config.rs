@@ -22,8 +22,9 @@
 //! throttle_address_rps = 2000     # requests a second per client address (0: unlimited)
 //! throttle_principal_rps = 1000   # requests a second per authenticated principal (0: unlimited)
 //! throttle_burst_seconds = 10     # how many seconds' worth of requests may come at once
-//! throttle_auth_failures_per_minute = 20 # failed authentications per address (also the
-//!                                 # burst); past them the address is refused until it refills
+//! throttle_auth_failures_per_minute = 60 # failed authentications per address (also the
+//!                                 # burst; 0: unlimited); past them the address is refused
+//!                                 # until it refills
 //! create_on_push = false          # ECR never creates repositories on push
 //! encoded_denials = true          # append an encoded authorization message to denials
 //! header_timeout_seconds = 30     # a request's headers must arrive within this; also how

@@ -57,6 +57,19 @@ impl std::fmt::Display for BodyStalled {
 
 impl std::error::Error for BodyStalled {}
 
+/// The [`BodyStalled`] an error is, or was caused by (layers that wrap a body, such as
+/// the metrics' byte counting, wrap its errors too).
+pub fn stalled<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyStalled> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(s) = err.downcast_ref::<BodyStalled>() {
+            return Some(s);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl<B> http_body::Body for StallGuard<B>
@@ -173,7 +186,7 @@ impl Intake {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| {
                     let e = e.into_inner();
-                    match e.downcast_ref::<BodyStalled>() {
+                    match stalled(&*e) {
                         Some(s) => IntakeError::TimedOut(s.to_string()),
                         None => IntakeError::Broken(e.to_string()),
                     }

@@ -55,15 +55,15 @@ impl Default for Limits {
     /// High enough that a CI fleet behind one address does not meet them (a docker
     /// push of a ten-layer image is ~40 requests), low enough that one client cannot
     /// take a node: 2000 requests a second per address and 1000 per principal, each
-    /// with 10 seconds' burst; 20 authentication failures per address, refilled at one
-    /// every 3 seconds.
+    /// with 10 seconds' burst; 60 authentication failures that could be guesses per
+    /// address (see [`crate::auth::failures`]), refilled at one a second.
     fn default() -> Limits {
         Limits {
             per_address: Rate::new(2000.0, 10.0),
             per_principal: Rate::new(1000.0, 10.0),
             failures_per_address: Rate {
-                per_second: 1.0 / 3.0,
-                burst: 20.0,
+                per_second: 1.0,
+                burst: 60.0,
             },
         }
     }
