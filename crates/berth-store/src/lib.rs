@@ -146,6 +146,18 @@ pub trait Store: Leases + Send + Sync + 'static {
     ) -> Result<()>;
 
     // Group membership.
+    // Console passwords (login profiles) and the account's password policy.
+    async fn login_profile(&self, account: &str, user: &str) -> Result<Option<LoginProfile>>;
+    /// Give a user a login profile (`create`: `AlreadyExists` if it has one) or replace
+    /// the one it has (`NotFound` if none); `NotFound` if the user does not exist.
+    async fn put_login_profile(&self, profile: &LoginProfile, create: bool) -> Result<()>;
+    /// `NotFound` if the user has none.
+    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<()>;
+    /// The account's password policy (IAM's PasswordPolicy as JSON), if it set one.
+    async fn password_policy(&self, account: &str) -> Result<Option<String>>;
+    /// Set (`Some`) or delete (`None`; `NotFound` if there is none) the password policy.
+    async fn set_password_policy(&self, account: &str, policy: Option<&str>) -> Result<()>;
+
     async fn add_user_to_group(&self, account: &str, group: &str, user: &str) -> Result<()>;
     async fn remove_user_from_group(&self, account: &str, group: &str, user: &str) -> Result<()>;
     async fn groups_for_user(&self, account: &str, user: &str) -> Result<Vec<Entity>>;

@@ -371,6 +371,27 @@ const TABLES: &[Table] = &[
         only: None,
     },
     Table {
+        name: "login_profiles",
+        columns: &[
+            ("account_id", Text),
+            ("user_name", Text),
+            ("password_hash", Text),
+            ("created_at", Int),
+            ("changed_at", Int),
+            ("reset_required", Bool),
+        ],
+        key: 2,
+        parent: None,
+        only: None,
+    },
+    Table {
+        name: "password_policies",
+        columns: &[("account_id", Text), ("policy", Text)],
+        key: 1,
+        parent: None,
+        only: None,
+    },
+    Table {
         name: "settings",
         columns: &[("name", Text), ("value", Text)],
         key: 1,

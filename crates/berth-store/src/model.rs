@@ -111,6 +111,33 @@ pub struct AccessKey {
     pub created: i64,
 }
 
+/// An IAM user's console password (IAM's login profile): the password's argon2id hash as
+/// a PHC string, never the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginProfile {
+    pub account: String,
+    pub user: String,
+    pub password_hash: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// When the password was last set (seconds since the epoch).
+    pub changed: i64,
+    /// The user must choose a new password at the next sign-in.
+    pub reset_required: bool,
+}
+
+impl std::fmt::Debug for LoginProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginProfile")
+            .field("account", &self.account)
+            .field("user", &self.user)
+            .field("created", &self.created)
+            .field("changed", &self.changed)
+            .field("reset_required", &self.reset_required)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Temporary credentials issued by STS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {

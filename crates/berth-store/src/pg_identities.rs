@@ -631,6 +631,10 @@ impl Store for PgStore {
                 "Cannot delete entity, must delete access keys first.",
             ),
             (
+                "SELECT COUNT(*) FROM login_profiles WHERE account_id = $1 AND $2 = 'user' AND user_name = $3",
+                "Cannot delete entity, must delete login profile first.",
+            ),
+            (
                 "SELECT COUNT(*) FROM group_members WHERE account_id = $1 AND (($2 = 'user' AND user_name = $3) OR ($2 = 'group' AND group_name = $3))",
                 "Cannot delete entity, must remove users from group first.",
             ),
@@ -644,7 +648,7 @@ impl Store for PgStore {
                 .await
                 .map_err(backend)?;
             if n > 0 {
-                let msg = if i == 3 && kind == EntityKind::User {
+                let msg = if i == 4 && kind == EntityKind::User {
                     "Cannot delete entity, must remove user from all groups first."
                 } else {
                     msg
@@ -722,6 +726,104 @@ impl Store for PgStore {
         .map_err(backend)?;
         if r.rows_affected() == 0 {
             return Err(not_found(kind, name));
+        }
+        Ok(())
+    }
+
+    async fn login_profile(&self, account: &str, user: &str) -> Result<Option<LoginProfile>> {
+        let row: Option<(String, String, String, i64, i64, bool)> = sqlx::query_as(
+            "SELECT account_id, user_name, password_hash, created_at, changed_at, reset_required
+             FROM login_profiles WHERE account_id = $1 AND user_name = $2",
+        )
+        .bind(account)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(crate::sqlite::login_profile_from))
+    }
+
+    async fn put_login_profile(&self, p: &LoginProfile, create: bool) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        // The user's row key-share locked (see delete_entity): a user being deleted
+        // cannot get a profile behind its back.
+        require_entity(&mut tx, &p.account, EntityKind::User, &p.user).await?;
+        let had: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM login_profiles WHERE account_id = $1 AND user_name = $2 FOR UPDATE",
+        )
+        .bind(&p.account)
+        .bind(&p.user)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        match (create, had.is_some()) {
+            (true, true) => return Err(crate::sqlite::profile_exists(&p.user)),
+            (false, false) => return Err(crate::sqlite::no_profile(&p.user)),
+            _ => {}
+        }
+        let r = sqlx::query(
+            "INSERT INTO login_profiles
+             (account_id, user_name, password_hash, created_at, changed_at, reset_required)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (account_id, user_name) DO UPDATE SET password_hash = excluded.password_hash,
+               changed_at = excluded.changed_at, reset_required = excluded.reset_required",
+        )
+        .bind(&p.account)
+        .bind(&p.user)
+        .bind(&p.password_hash)
+        .bind(p.created)
+        .bind(p.changed)
+        .bind(p.reset_required)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => tx.commit().await.map_err(backend),
+            // Two creates at once: the second finds the first's row.
+            Err(e) if create && is_unique_violation(&e) => {
+                Err(crate::sqlite::profile_exists(&p.user))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM login_profiles WHERE account_id = $1 AND user_name = $2")
+            .bind(account)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(crate::sqlite::no_profile(user));
+        }
+        Ok(())
+    }
+
+    async fn password_policy(&self, account: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT policy FROM password_policies WHERE account_id = $1")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn set_password_policy(&self, account: &str, policy: Option<&str>) -> Result<()> {
+        let r = match policy {
+            Some(p) => sqlx::query(
+                "INSERT INTO password_policies (account_id, policy) VALUES ($1, $2)
+                 ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy",
+            )
+            .bind(account)
+            .bind(p),
+            None => {
+                sqlx::query("DELETE FROM password_policies WHERE account_id = $1").bind(account)
+            }
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if policy.is_none() && r.rows_affected() == 0 {
+            return Err(crate::sqlite::no_password_policy(account));
         }
         Ok(())
     }

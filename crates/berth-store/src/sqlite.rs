@@ -459,6 +459,40 @@ const POLICY_SELECT: &str = "SELECT p.*,
     (SELECT COUNT(*) FROM entities e WHERE e.boundary_arn = 'arn:aws:iam::' || p.account_id || ':policy' || p.path || p.name) AS boundary_usage_count
     FROM managed_policies p";
 
+pub(crate) fn login_profile_from(
+    (account, user, password_hash, created, changed, reset_required): (
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        bool,
+    ),
+) -> LoginProfile {
+    LoginProfile {
+        account,
+        user,
+        password_hash,
+        created,
+        changed,
+        reset_required,
+    }
+}
+
+pub(crate) fn profile_exists(user: &str) -> StoreError {
+    StoreError::AlreadyExists(format!("Login Profile for user {user} already exists."))
+}
+
+pub(crate) fn no_profile(user: &str) -> StoreError {
+    StoreError::NotFound(format!("Login Profile for User {user} cannot be found."))
+}
+
+pub(crate) fn no_password_policy(account: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "The Password Policy with domain name {account} cannot be found."
+    ))
+}
+
 fn not_found(kind: EntityKind, name: &str) -> StoreError {
     StoreError::NotFound(format!(
         "The {} with name {name} cannot be found.",
@@ -767,6 +801,10 @@ impl Store for SqliteStore {
                 "Cannot delete entity, must delete access keys first.",
             ),
             (
+                "SELECT COUNT(*) FROM login_profiles WHERE account_id = ?1 AND ?2 = 'user' AND user_name = ?3",
+                "Cannot delete entity, must delete login profile first.",
+            ),
+            (
                 "SELECT COUNT(*) FROM group_members WHERE account_id = ?1 AND ((?2 = 'user' AND user_name = ?3) OR (?2 = 'group' AND group_name = ?3))",
                 "Cannot delete entity, must remove users from group first.",
             ),
@@ -780,7 +818,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend)?;
             if n > 0 {
-                let msg = if i == 3 && kind == EntityKind::User {
+                let msg = if i == 4 && kind == EntityKind::User {
                     "Cannot delete entity, must remove user from all groups first."
                 } else {
                     msg
@@ -858,6 +896,92 @@ impl Store for SqliteStore {
         .map_err(backend)?;
         if r.rows_affected() == 0 {
             return Err(not_found(kind, name));
+        }
+        Ok(())
+    }
+
+    async fn login_profile(&self, account: &str, user: &str) -> Result<Option<LoginProfile>> {
+        let row: Option<(String, String, String, i64, i64, bool)> = sqlx::query_as(
+            "SELECT account_id, user_name, password_hash, created_at, changed_at, reset_required
+             FROM login_profiles WHERE account_id = ? AND user_name = ?",
+        )
+        .bind(account)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(login_profile_from))
+    }
+
+    async fn put_login_profile(&self, p: &LoginProfile, create: bool) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        require_entity(&mut tx, &p.account, EntityKind::User, &p.user).await?;
+        let had: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM login_profiles WHERE account_id = ? AND user_name = ?",
+        )
+        .bind(&p.account)
+        .bind(&p.user)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        match (create, had.is_some()) {
+            (true, true) => return Err(profile_exists(&p.user)),
+            (false, false) => return Err(no_profile(&p.user)),
+            _ => {}
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO login_profiles
+             (account_id, user_name, password_hash, created_at, changed_at, reset_required)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.account)
+        .bind(&p.user)
+        .bind(&p.password_hash)
+        .bind(p.created)
+        .bind(p.changed)
+        .bind(p.reset_required)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM login_profiles WHERE account_id = ? AND user_name = ?")
+            .bind(account)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(no_profile(user));
+        }
+        Ok(())
+    }
+
+    async fn password_policy(&self, account: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT policy FROM password_policies WHERE account_id = ?")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn set_password_policy(&self, account: &str, policy: Option<&str>) -> Result<()> {
+        let r = match policy {
+            Some(p) => sqlx::query(
+                "INSERT INTO password_policies (account_id, policy) VALUES (?, ?)
+                 ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy",
+            )
+            .bind(account)
+            .bind(p),
+            None => sqlx::query("DELETE FROM password_policies WHERE account_id = ?").bind(account),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if policy.is_none() && r.rows_affected() == 0 {
+            return Err(no_password_policy(account));
         }
         Ok(())
     }

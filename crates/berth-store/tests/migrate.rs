@@ -162,6 +162,22 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     s.set_access_key_status(A, Some("Alice"), "AKIAALICE", KeyStatus::Inactive)
         .await
         .unwrap();
+    s.put_login_profile(
+        &LoginProfile {
+            account: A.into(),
+            user: "Alice".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created: NOW,
+            changed: NOW,
+            reset_required: true,
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    s.set_password_policy(A, Some(r#"{"MinimumPasswordLength":12}"#))
+        .await
+        .unwrap();
     for (id, expires) in [("ASIALIVE", NOW + 3600), ("ASIAGONE", NOW - 1)] {
         s.create_session(&Session {
             access_key_id: id.into(),

@@ -1261,6 +1261,92 @@ async fn deleting_a_user_races_with_additions(a: Arc<dyn Store>, b: Arc<dyn Stor
     eprintln!("deleted first: {deleted_first}, delete refused: {refused}");
 }
 
+/// A user's login profile: made once, replaced, read back, deleted; a user holding one
+/// cannot be deleted; the account's password policy is set, replaced and deleted once.
+async fn login_profiles_and_the_password_policy(s: &dyn Store) {
+    store_with_account(s).await;
+    s.create_entity(&entity(EntityKind::User, "ana", "AIDAANA"), &[])
+        .await
+        .unwrap();
+    let profile = LoginProfile {
+        account: A.into(),
+        user: "ana".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created: 100,
+        changed: 100,
+        reset_required: true,
+    };
+    assert_eq!(s.login_profile(A, "ana").await.unwrap(), None);
+    let absent = LoginProfile {
+        user: "bob".into(),
+        ..profile.clone()
+    };
+    assert!(matches!(
+        s.put_login_profile(&absent, true).await,
+        Err(StoreError::NotFound(_))
+    ));
+    match s.put_login_profile(&profile, false).await {
+        Err(StoreError::NotFound(m)) => {
+            assert_eq!(m, "Login Profile for User ana cannot be found.")
+        }
+        other => panic!("{other:?}"),
+    }
+    s.put_login_profile(&profile, true).await.unwrap();
+    match s.put_login_profile(&profile, true).await {
+        Err(StoreError::AlreadyExists(m)) => {
+            assert_eq!(m, "Login Profile for user ana already exists.")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.login_profile(A, "ana").await.unwrap(),
+        Some(profile.clone())
+    );
+    let changed = LoginProfile {
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI".into(),
+        changed: 200,
+        reset_required: false,
+        ..profile.clone()
+    };
+    s.put_login_profile(&changed, false).await.unwrap();
+    assert_eq!(s.login_profile(A, "ana").await.unwrap(), Some(changed));
+    match s.delete_entity(A, EntityKind::User, "ana").await {
+        Err(StoreError::Conflict(m)) => {
+            assert_eq!(m, "Cannot delete entity, must delete login profile first.")
+        }
+        other => panic!("{other:?}"),
+    }
+    s.delete_login_profile(A, "ana").await.unwrap();
+    assert!(matches!(
+        s.delete_login_profile(A, "ana").await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.delete_entity(A, EntityKind::User, "ana").await.unwrap();
+
+    assert_eq!(s.password_policy(A).await.unwrap(), None);
+    match s.set_password_policy(A, None).await {
+        Err(StoreError::NotFound(m)) => {
+            assert_eq!(
+                m,
+                format!("The Password Policy with domain name {A} cannot be found.")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    s.set_password_policy(A, Some(r#"{"MinimumPasswordLength":12}"#))
+        .await
+        .unwrap();
+    s.set_password_policy(A, Some(r#"{"MinimumPasswordLength":14}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.password_policy(A).await.unwrap().as_deref(),
+        Some(r#"{"MinimumPasswordLength":14}"#)
+    );
+    s.set_password_policy(A, None).await.unwrap();
+    assert_eq!(s.password_policy(A).await.unwrap(), None);
+}
+
 /// Each case as a test on either backend: `single` cases get one store, `nodes` cases
 /// two handles on one database (two openers of one file; two pools on one database).
 macro_rules! on_both_backends {
@@ -1323,6 +1409,7 @@ on_both_backends!(
         names_ignore_case_and_lists_order_like_nocase,
         refusals_say_the_same_words,
         roles_keep_their_settings,
+        login_profiles_and_the_password_policy,
     ],
     nodes: [
         two_nodes_share_one_database,
