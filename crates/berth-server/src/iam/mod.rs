@@ -6,6 +6,7 @@
 pub mod aws_managed;
 mod details;
 mod groups;
+pub mod passwords;
 mod policies;
 pub mod principals;
 mod roles;
@@ -62,7 +63,7 @@ pub async fn handle(call: &Call<'_>, action: &str) -> Result<Value, ApiError> {
     }
     let target = resolve(call, ep).await?;
     let context = context_for(call, ep, &target)?;
-    authorize(
+    let decided = authorize(
         call.app,
         call.caller,
         call.origin,
@@ -74,7 +75,20 @@ pub async fn handle(call: &Call<'_>, action: &str) -> Result<Value, ApiError> {
             context: &context,
             resource_must_allow: false,
         },
-    )?;
+    );
+    if let Err(e) = decided {
+        // The account's password policy may let every user change its own password (and
+        // read the policy it must meet) without an identity policy saying so, as IAM's
+        // AllowUsersToChangePassword does.
+        let own = matches!(
+            ep,
+            Endpoint::ChangePassword | Endpoint::GetAccountPasswordPolicy
+        ) && matches!(call.caller.identity, Identity::User { .. })
+            && passwords::users_may_change_their_own(call).await?;
+        if !own {
+            return Err(e);
+        }
+    }
     let result = dispatch(call, ep, &target).await;
     if result.is_ok() && writes(ep) {
         call.app.caches.invalidate();
@@ -100,6 +114,14 @@ async fn dispatch(call: &Call<'_>, ep: Endpoint, t: &Target) -> Result<Value, Ap
         ListUserTags => users::list_tags(call, t, User).await,
         PutUserPermissionsBoundary => users::put_boundary(call, t, User).await,
         DeleteUserPermissionsBoundary => users::delete_boundary(call, t, User).await,
+        CreateLoginProfile => passwords::create_login_profile(call, t).await,
+        GetLoginProfile => passwords::get_login_profile(call, t).await,
+        UpdateLoginProfile => passwords::update_login_profile(call, t).await,
+        DeleteLoginProfile => passwords::delete_login_profile(call, t).await,
+        ChangePassword => passwords::change_password(call, t).await,
+        UpdateAccountPasswordPolicy => passwords::update_password_policy(call).await,
+        GetAccountPasswordPolicy => passwords::get_password_policy(call).await,
+        DeleteAccountPasswordPolicy => passwords::delete_password_policy(call).await,
         CreateAccessKey => users::create_access_key(call, t).await,
         ListAccessKeys => users::list_access_keys(call, t).await,
         UpdateAccessKey => users::update_access_key(call, t).await,

@@ -69,6 +69,15 @@ endpoints! {
     PutUserPermissionsBoundary => Entity(User, "UserName"),
     DeleteUserPermissionsBoundary => Entity(User, "UserName"),
 
+    CreateLoginProfile => Entity(User, "UserName"),
+    GetLoginProfile => Entity(User, "UserName"),
+    UpdateLoginProfile => Entity(User, "UserName"),
+    DeleteLoginProfile => Entity(User, "UserName"),
+    ChangePassword => UserOrCaller,
+    UpdateAccountPasswordPolicy => Any,
+    GetAccountPasswordPolicy => Any,
+    DeleteAccountPasswordPolicy => Any,
+
     CreateAccessKey => UserOrCaller,
     ListAccessKeys => UserOrCaller,
     UpdateAccessKey => UserOrCaller,
