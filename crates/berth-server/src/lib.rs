@@ -10,6 +10,7 @@ pub mod analyzer;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod ecr;
 pub mod iam;
 pub mod ids;

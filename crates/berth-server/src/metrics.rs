@@ -327,6 +327,8 @@ fn labels_of(req: &axum::http::Request<Body>) -> (&'static str, &'static str) {
         ("oci", "unknown")
     } else if req.headers().contains_key("x-amz-target") {
         ("ecr", "unknown")
+    } else if path == "/console" || path.starts_with("/console/") {
+        ("console", "page")
     } else if path == "/metrics" {
         ("metrics", "metrics")
     } else if path == "/healthz" {

@@ -331,7 +331,9 @@ fn tag_context(tags: &[berth_store::Tag]) -> Vec<(String, ContextValue)> {
     ctx
 }
 
-async fn call(
+/// Run an ECR operation as `caller` (authorized as the API does it): the API's front door
+/// and the console both call this.
+pub async fn call(
     app: &App,
     caller: &Caller,
     origin: &Origin,

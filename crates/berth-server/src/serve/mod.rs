@@ -434,6 +434,9 @@ async fn dispatch(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
+    if crate::console::answers(&req) {
+        return crate::console::serve(&app, peer, req).await;
+    }
     let path = req.uri().path();
     if path == "/v2" || path.starts_with("/v2/") {
         return crate::oci::serve(&app, peer, req).await;
