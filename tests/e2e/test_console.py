@@ -5,6 +5,7 @@ shown instead of images, sign-out with its CSRF token, and what the pages refuse
 (reflected script, forged sign-out, framing). Screenshots go to $BERTH_SCREENSHOTS when
 set (docs/ holds the current ones)."""
 
+import json
 import os
 import re
 import time
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from berth import (Server, allow, doc, login_password, make_image, skopeo_push, unique, until,
-                   write_oci_layout)
+from berth import (Server, allow, doc, login_password, make_image, skopeo_pull, skopeo_push, unique,
+                   until, write_oci_layout)
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -182,3 +183,89 @@ def test_what_the_console_refuses(registry, browser):
     # Wrong sign-ins are authentication failures: counted in /metrics.
     until("the failure is counted", 5, lambda: "console_bad_password" in requests.get(
         f"{s.url}/metrics", timeout=10).text)
+
+
+def test_policy_editor_lints_shows_the_access_diff_and_saves(registry, browser, tmp_path):
+    s = registry
+    repo = unique("console/shared")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    image = make_image(layers=1, size=32 * 1024)
+    write_oci_layout(tmp_path / "src", {"v1": image})
+    skopeo_push(s, login_password(s, s.root), tmp_path / "src", "v1", repo)
+    puller_name, puller = s.new_user(policies=[doc(allow("ecr:GetAuthorizationToken"))])
+    puller_arn = f"arn:aws:iam::{s.account}:user/{puller_name}"
+    grant = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Pull", "Effect": "Allow", "Principal": {"AWS": puller_arn},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in_with_key(page, s, s.root)
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    page.goto(f"{s.url}/console/repositories/{repo}")
+    page.click("text=Repository policy")
+    assert "none stored yet" in page.inner_text("label[for=policy]")
+
+    # A document with a problem: the lint says where, and script in it stays text.
+    broken = ('{"Version": "2012-10-17", "Statement": [{"Sid": "<script>alert(1)</script>", "Effect": "Allow",\n'
+              ' "Principal": "*", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayr"]}]}')
+    page.fill("#policy", broken)
+    page.click("button[value=check]")
+    findings = page.inner_text(".findings")
+    assert "line 2, column" in findings and "INVALID_ACTION" in findings, findings
+    assert "Did you mean ecr:GetDownloadUrlForLayer?" in findings, findings
+    assert "<script>" in page.input_value("#policy") and dialogs == []
+    assert page.query_selector("main script") is None
+
+    # The grant: checked first, the diff says who gains what; then saved.
+    page.fill("#policy", json.dumps(grant, indent=2))
+    page.click("button[value=check]")
+    diff = page.inner_text("table.diff")
+    assert "ecr:BatchGetImage" in diff and puller_arn in diff, diff
+    assert puller_arn in page.inner_text("table.diff td.gained")
+    shot(page, "console-policy-diff")
+    page.click("button[value=save]")
+    assert page.inner_text("[role=status]") == "Saved."
+    stored = s.client("ecr", s.root).get_repository_policy(repositoryName=repo)["policyText"]
+    assert json.loads(stored)["Statement"][0]["Principal"]["AWS"] == puller_arn
+    # skopeo, as the puller, can pull now ...
+    until("the policy applies", 5, lambda: skopeo_pull(
+        s, login_password(s, puller), repo, "v1", tmp_path / "pulled", check=False).returncode == 0)
+
+    # ... and the diff of taking it away says the puller loses it; saved, the pull fails.
+    page.fill("#policy", json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "Nobody", "Effect": "Deny", "Principal": {"AWS": puller_arn}, "Action": "ecr:*"}]}))
+    page.click("button[value=check]")
+    assert puller_arn in page.inner_text("table.diff td.lost")
+    page.click("button[value=save]")
+    assert page.inner_text("[role=status]") == "Saved."
+    until("the pull is refused", 5, lambda: skopeo_pull(
+        s, login_password(s, puller), repo, "v1", tmp_path / "refused", check=False).returncode != 0)
+    page.close()
+
+
+def test_the_policy_editor_is_not_a_way_around_a_policy(registry, browser):
+    s = registry
+    repo = unique("console/guarded")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    name, _ = s.new_user(policies=[doc(allow(["ecr:DescribeRepositories", "ecr:GetRepositoryPolicy"]))])
+    s.iam(s.root).create_login_profile(UserName=name, Password="Reader-Pass-2026!")
+    page = browser.new_page()
+    page.goto(f"{s.url}/console/signin")
+    page.fill("#iam-user-form input[name=account]", s.account)
+    page.fill("#iam-user-form input[name=user]", name)
+    page.fill("#iam-user-form input[name=password]", "Reader-Pass-2026!")
+    page.click("#iam-user-form button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    page.goto(f"{s.url}/console/policy/{repo}")
+    page.fill("#policy", '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:*"}]}')
+    page.click("button[value=check]")
+    # It may not read every identity: no diff for it.
+    assert "needs iam:GetAccountAuthorizationDetails" in page.inner_text("main")
+    page.click("button[value=save]")
+    alert = page.inner_text("[role=alert]")
+    assert "Not saved" in alert and "ecr:SetRepositoryPolicy" in alert, alert
+    e = s.cli_error(s.root, "ecr", "get-repository-policy", "--repository-name", repo)
+    assert e.code == "RepositoryPolicyNotFoundException", e
+    page.close()

@@ -103,9 +103,9 @@ def test_denials_explain_themselves_and_decode(server, tmp_path):
     assert m, err.message
     blob = m.group(1)
     # The user itself may not decode it; root may.
-    denied = server.cli_error(creds, "sts", "decode-authorization-message", "--encoded-message", blob)
+    denied = server.cli_error(creds, "sts", "decode-authorization-message", f"--encoded-message={blob}")
     assert denied.code == "AccessDenied"
-    out = server.cli(root, "sts", "decode-authorization-message", "--encoded-message", blob)
+    out = server.cli(root, "sts", "decode-authorization-message", f"--encoded-message={blob}")
     decoded = json.loads(out["DecodedMessage"])
     assert decoded["allowed"] is False and decoded["explicitDeny"] is False
     assert decoded["context"]["action"] == "iam:ListUsers"
@@ -113,7 +113,7 @@ def test_denials_explain_themselves_and_decode(server, tmp_path):
     keys = {c["item"]["key"] for c in decoded["context"]["conditions"]["items"]}
     assert "aws:sourceip" in keys
     # Tampered or foreign messages are refused.
-    bad = server.cli_error(root, "sts", "decode-authorization-message", "--encoded-message", blob[:-4] + "AAAA")
+    bad = server.cli_error(root, "sts", "decode-authorization-message", f"--encoded-message={blob[:-4]}AAAA")
     assert bad.code == "InvalidAuthorizationMessageException"
 
 

@@ -263,63 +263,11 @@ pub async fn from_data_dir(
         if account.is_some_and(|a| a != acct.id) {
             continue;
         }
-        let mut subjects = Vec::new();
-        let kinds: &[EntityKind] = if with_identities {
-            &[EntityKind::User, EntityKind::Role]
-        } else {
-            &[]
-        };
-        for &kind in kinds {
-            for entity in store.entities(&acct.id, kind, "/").await.map_err(e)? {
-                let docs = store
-                    .identity_documents(&acct.id, kind, &entity.name)
-                    .await
-                    .map_err(e)?;
-                subjects.push(Subject {
-                    arn: entity.arn(),
-                    unique_id: Some(entity.unique_id.clone()),
-                    policies: docs
-                        .policies
-                        .into_iter()
-                        .map(|p| (p.source, p.document))
-                        .collect(),
-                    boundary: docs.boundary.map(|b| (b.source, b.document)),
-                    trust_policy: entity.trust_policy.clone(),
-                    tags: docs.tags.into_iter().map(|t| (t.key, t.value)).collect(),
-                    notes: Vec::new(),
-                    complete: true,
-                });
-            }
-        }
-        let mut repositories = Vec::new();
         let at = berth_store::RegistryKey {
             account: &acct.id,
             region: (home.as_deref().unwrap_or(region) != region).then_some(region),
         };
-        for r in store.repositories(at).await.map_err(|e| e.to_string())? {
-            if repository.is_some_and(|n| n != r.name) {
-                continue;
-            }
-            let tags = store
-                .tags(&acct.id, TagTarget::Repository, &r.stored_name())
-                .await
-                .map_err(e)?;
-            repositories.push(Repo {
-                name: r.name,
-                policy: r.policy,
-                tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
-            });
-        }
-        out.push(Estate {
-            account: acct.id.clone(),
-            region: region.to_string(),
-            subjects: with_identities.then_some(subjects),
-            berth: true,
-            all_identities: with_identities,
-            anonymous_pull: false,
-            registry_policy: store.registry_policy(at).await.map_err(|e| e.to_string())?,
-            repositories,
-        });
+        out.push(for_registry(&store, &store, at, region, repository, with_identities).await?);
     }
     if let Some(a) = account {
         if out.is_empty() {
@@ -327,6 +275,78 @@ pub async fn from_data_dir(
         }
     }
     Ok(out)
+}
+
+/// The estate of one registry (`at`, serving `region`) from a metadata store: its
+/// account's users and roles with their policies (`with_identities`), its repositories
+/// (or only `repository`) with their policies and tags, and its registry policy. The
+/// console's access diff reads a running server's store through this.
+pub async fn for_registry(
+    store: &dyn berth_store::Store,
+    registry: &dyn berth_store::RegistryStore,
+    at: berth_store::RegistryKey<'_>,
+    region: &str,
+    repository: Option<&str>,
+    with_identities: bool,
+) -> Result<Estate, String> {
+    let e = |e: berth_store::StoreError| e.to_string();
+    let account = at.account;
+    let mut subjects = Vec::new();
+    let kinds: &[EntityKind] = if with_identities {
+        &[EntityKind::User, EntityKind::Role]
+    } else {
+        &[]
+    };
+    for &kind in kinds {
+        for entity in store.entities(account, kind, "/").await.map_err(e)? {
+            let docs = store
+                .identity_documents(account, kind, &entity.name)
+                .await
+                .map_err(e)?;
+            subjects.push(Subject {
+                arn: entity.arn(),
+                unique_id: Some(entity.unique_id.clone()),
+                policies: docs
+                    .policies
+                    .into_iter()
+                    .map(|p| (p.source, p.document))
+                    .collect(),
+                boundary: docs.boundary.map(|b| (b.source, b.document)),
+                trust_policy: entity.trust_policy.clone(),
+                tags: docs.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+                notes: Vec::new(),
+                complete: true,
+            });
+        }
+    }
+    let mut repositories = Vec::new();
+    for r in registry.repositories(at).await.map_err(|e| e.to_string())? {
+        if repository.is_some_and(|n| n != r.name) {
+            continue;
+        }
+        let tags = store
+            .tags(account, TagTarget::Repository, &r.stored_name())
+            .await
+            .map_err(e)?;
+        repositories.push(Repo {
+            name: r.name,
+            policy: r.policy,
+            tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
+        });
+    }
+    Ok(Estate {
+        account: account.to_string(),
+        region: region.to_string(),
+        subjects: with_identities.then_some(subjects),
+        berth: true,
+        all_identities: with_identities,
+        anonymous_pull: false,
+        registry_policy: registry
+            .registry_policy(at)
+            .await
+            .map_err(|e| e.to_string())?,
+        repositories,
+    })
 }
 
 // ---------------------------------------------------------------------------------------

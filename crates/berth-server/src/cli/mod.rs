@@ -1,9 +1,9 @@
 //! Command-line surface: argument parsing and dispatch.
 
 mod account;
-mod analysis;
+pub(crate) mod analysis;
 pub(crate) mod cert;
-mod estate;
+pub(crate) mod estate;
 mod gc;
 mod lifecycle;
 mod migrate;
@@ -14,7 +14,7 @@ mod remote;
 mod replication;
 mod serve;
 mod store_flags;
-mod whocan;
+pub(crate) mod whocan;
 
 use std::process::ExitCode;
 

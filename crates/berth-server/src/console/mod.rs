@@ -11,6 +11,7 @@
 //! SameSite=Strict ([`session`]). Sign-in failures count as authentication failures:
 //! logged, counted, and charged to the address's failure budget (throttled).
 
+pub mod policy;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -61,7 +62,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Percent-encode a path segment or query value.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
@@ -176,7 +177,7 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
             }
             r
         }
-        (Method::GET, p) => {
+        _ => {
             let Some((caller, claims)) = signed_in else {
                 return redirect("/console/signin");
             };
@@ -196,22 +197,38 @@ pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<
                 origin: &origin,
                 csrf: &claims.c,
             };
-            if p == "/console/" || p == "/console/repositories" {
-                repositories(&ctx, q("next"), q("q")).await
-            } else if let Some(name) = p.strip_prefix("/console/repositories/") {
-                images(&ctx, name, q("next")).await
-            } else {
-                not_found(&ctx)
+            let method = req.method().clone();
+            if method == Method::GET {
+                if path == "/console/" || path == "/console/repositories" {
+                    return repositories(&ctx, q("next"), q("q")).await;
+                }
+                if let Some(name) = path.strip_prefix("/console/repositories/") {
+                    return images(&ctx, name, q("next")).await;
+                }
+                if let Some(name) = path.strip_prefix("/console/policy/") {
+                    return policy::page(&ctx, &percent_decode(name), None, false, None).await;
+                }
+                return not_found(&ctx);
             }
+            if method == Method::POST {
+                if let Some(name) = path.strip_prefix("/console/policy/") {
+                    let name = percent_decode(name);
+                    let form = form(req).await;
+                    if form.get("csrf") != Some(&claims.c) {
+                        return forbidden("the form's CSRF token is missing or not this session's");
+                    }
+                    return policy::post(&ctx, &name, &form).await;
+                }
+            }
+            html(
+                StatusCode::METHOD_NOT_ALLOWED,
+                page(
+                    "Not allowed",
+                    Some((&caller, &claims.c)),
+                    "<h1>Method not allowed</h1><p>The console answers GET, and POST for its forms.</p>",
+                ),
+            )
         }
-        _ => html(
-            StatusCode::METHOD_NOT_ALLOWED,
-            page(
-                "Not allowed",
-                None,
-                "<h1>Method not allowed</h1><p>The console answers GET, and POST for its forms.</p>",
-            ),
-        ),
     }
 }
 
@@ -541,8 +558,9 @@ async fn images(ctx: &Ctx<'_>, name: &str, next: Option<&str>) -> Response<Body>
     ctx.page(
         &title,
         &format!(
-            r#"<h1>{}</h1><table><thead><tr><th>Tags</th><th>Digest</th><th>Size</th><th>Media type</th><th>Pushed</th><th>Last pulled</th></tr></thead><tbody>{rows}</tbody></table>{more}"#,
-            esc(&title)
+            r#"<h1>{}</h1><p><a href="/console/policy/{}">Repository policy</a></p><table><thead><tr><th>Tags</th><th>Digest</th><th>Size</th><th>Media type</th><th>Pushed</th><th>Last pulled</th></tr></thead><tbody>{rows}</tbody></table>{more}"#,
+            esc(&title),
+            enc(&name)
         ),
     )
 }
