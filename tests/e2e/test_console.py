@@ -53,6 +53,14 @@ def sign_in_with_key(page, s, creds):
     page.click("#access-key-form button[type=submit]")
 
 
+def sign_in_with_password(page, s, account, user, password):
+    page.goto(f"{s.url}/console/signin")
+    page.fill("#iam-user-form input[name=account]", account)
+    page.fill("#iam-user-form input[name=user]", user)
+    page.fill("#iam-user-form input[name=password]", password)
+    page.click("#iam-user-form button[type=submit]")
+
+
 def test_root_browses_what_skopeo_pushed(registry, browser, tmp_path):
     s = registry
     repo = unique("console/app")
@@ -89,18 +97,11 @@ def test_an_iam_user_signs_in_with_its_password_and_sees_only_what_it_may(regist
     s.iam(s.root).create_login_profile(UserName=name, Password=password)
 
     page = browser.new_page()
-    page.goto(f"{s.url}/console/signin")
     # A wrong password: refused, without saying which part was wrong.
-    page.fill("#iam-user-form input[name=account]", alias)
-    page.fill("#iam-user-form input[name=user]", name)
-    page.fill("#iam-user-form input[name=password]", "not-the-password")
-    page.click("#iam-user-form button[type=submit]")
+    sign_in_with_password(page, s, alias, name, "not-the-password")
     assert "Sign-in failed" in page.inner_text("[role=alert]")
     # The right one.
-    page.fill("#iam-user-form input[name=account]", alias)
-    page.fill("#iam-user-form input[name=user]", name)
-    page.fill("#iam-user-form input[name=password]", password)
-    page.click("#iam-user-form button[type=submit]")
+    sign_in_with_password(page, s, alias, name, password)
     page.wait_for_url(re.compile(r".*/console/repositories$"))
     assert f":user/{name}" in page.inner_text("header")
     assert repo in page.inner_text("table")
@@ -119,10 +120,7 @@ def test_an_iam_user_signs_in_with_its_password_and_sees_only_what_it_may(regist
     page.goto(f"{s.url}/console/repositories")
     assert page.url.endswith("/console/signin")
     # Signing in again; signing out ends the session: the pages ask for sign-in again.
-    page.fill("#iam-user-form input[name=account]", alias)
-    page.fill("#iam-user-form input[name=user]", name)
-    page.fill("#iam-user-form input[name=password]", "Another-Pass-2027!")
-    page.click("#iam-user-form button[type=submit]")
+    sign_in_with_password(page, s, alias, name, "Another-Pass-2027!")
     page.wait_for_url(re.compile(r".*/console/repositories$"))
     page.click("nav button[type=submit]")
     page.wait_for_url(re.compile(r".*/console/signin$"))
@@ -252,11 +250,7 @@ def test_the_policy_editor_is_not_a_way_around_a_policy(registry, browser):
     name, _ = s.new_user(policies=[doc(allow(["ecr:DescribeRepositories", "ecr:GetRepositoryPolicy"]))])
     s.iam(s.root).create_login_profile(UserName=name, Password="Reader-Pass-2026!")
     page = browser.new_page()
-    page.goto(f"{s.url}/console/signin")
-    page.fill("#iam-user-form input[name=account]", s.account)
-    page.fill("#iam-user-form input[name=user]", name)
-    page.fill("#iam-user-form input[name=password]", "Reader-Pass-2026!")
-    page.click("#iam-user-form button[type=submit]")
+    sign_in_with_password(page, s, s.account, name, "Reader-Pass-2026!")
     page.wait_for_url(re.compile(r".*/console/repositories$"))
     page.goto(f"{s.url}/console/policy/{repo}")
     page.fill("#policy", '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:*"}]}')

@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import threading
-import time
 
 import requests
 
@@ -19,6 +18,7 @@ from berth import (
     skopeo_pull,
     skopeo_push,
     start_server,
+    until,
     write_oci_layout,
 )
 
@@ -44,11 +44,15 @@ def test_kill_during_large_push_then_redo(tmp_path_factory, tmp_path):
         digest.update(chunk)
     digest = "sha256:" + digest.hexdigest()
     sent = threading.Event()
+    killed = threading.Event()
 
     def body():
         for i in range(SIZE // len(chunk)):
             if i == 64:
+                # A quarter sent: the rest waits for the kill, so the upload is mid-way
+                # when it comes, however fast the machine.
                 sent.set()
+                killed.wait(60)
             yield chunk
 
     r = requests.post(f"{server.url}/v2/crash/app/blobs/uploads/", headers=h)
@@ -65,10 +69,13 @@ def test_kill_during_large_push_then_redo(tmp_path_factory, tmp_path):
     t = threading.Thread(target=push)
     t.start()
     assert sent.wait(60), "the upload never got going"
-    time.sleep(0.2)
+    upload_id = path.rstrip("/").split("/")[-1].split("?")[0]
+    until("bytes of the upload reach its staged file", 30, lambda: any(
+        p.stat().st_size > 0 for p in (server.data_dir / "uploads").iterdir() if upload_id in p.name))
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     server.proc = None
+    killed.set()
     t.join(60)
 
     # The metadata database survived intact.

@@ -188,12 +188,18 @@ pub async fn create_login_profile(call: &Call<'_>, t: &Target) -> Result<Value, 
     Ok(profile_json(&profile))
 }
 
+/// The login profile of the user a call names.
 async fn stored(call: &Call<'_>, t: &Target) -> Result<LoginProfile, ApiError> {
     let user = existing(
         t,
         EntityKind::User,
         call.params.get("UserName").unwrap_or(""),
     )?;
+    profile_of(call, user).await
+}
+
+/// `user`'s login profile; IAM's NoSuchEntity when it has none.
+async fn profile_of(call: &Call<'_>, user: &berth_store::Entity) -> Result<LoginProfile, ApiError> {
     call.app
         .store
         .login_profile(&user.account, &user.name)
@@ -250,17 +256,7 @@ pub async fn change_password(call: &Call<'_>, t: &Target) -> Result<Value, ApiEr
     };
     let old = password_param(call, "OldPassword")?;
     let new = password_param(call, "NewPassword")?;
-    let mut profile = call
-        .app
-        .store
-        .login_profile(&user.account, &user.name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::no_such_entity(format!(
-                "Login Profile for User {} cannot be found.",
-                user.name
-            ))
-        })?;
+    let mut profile = profile_of(call, user).await?;
     if !verify(old, &profile.password_hash) {
         return Err(ApiError::access_denied(
             "The old password is not the user's current password",
