@@ -284,7 +284,6 @@ pub fn throttled(req: &Request<Body>, t: &throttle::Throttled) -> Response<Body>
     let mut r = if path == "/v2" || path.starts_with("/v2/") {
         crate::oci::throttled(t, req.method() == axum::http::Method::HEAD)
     } else {
-        let request_id = crate::ids::request_id();
         let door = if req.headers().contains_key("x-amz-target") {
             FrontDoor::Ecr
         } else if path == crate::analyzer::PATH {
@@ -298,7 +297,6 @@ pub fn throttled(req: &Request<Body>, t: &throttle::Throttled) -> Response<Body>
             "ThrottlingException"
         };
         let e = crate::query::ApiError::new(400, code, t.message());
-        let _ = request_id;
         door.error(&e, None)
     };
     if let Ok(v) = axum::http::HeaderValue::from_str(&t.retry_after_secs().to_string()) {
