@@ -1,9 +1,12 @@
 """The web console in a real browser: headless Chromium (Debian's) driven by Playwright
 (the Python package, with the system browser: nothing downloaded). Sign-in as the root user
-(access key) and as an IAM user (login profile), browsing what skopeo pushed, a denial
-shown instead of images, sign-out with its CSRF token, and what the pages refuse to do
-(reflected script, forged sign-out, framing). Screenshots go to $BERTH_SCREENSHOTS when
-set (docs/ holds the current ones)."""
+(access key) and as an IAM user (login profile, a required password change), browsing what
+skopeo pushed (an index's platforms, layers, referrers), deleting images and repositories,
+a denial shown instead of images, the policy editors (lint as you type, the access diff,
+saving), the playground with its deciding statement highlighted, decoding a denial,
+who-can, the IAM pages (a key created, shown once, deactivated), the activity log, and what
+the pages refuse to do (reflected script, forged forms, framing). Screenshots go to
+$BERTH_SCREENSHOTS when set (docs/ holds the current ones)."""
 
 import json
 import os
@@ -14,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from berth import (Server, allow, doc, login_password, make_image, skopeo_pull, skopeo_push, unique,
-                   until, write_oci_layout)
+from berth import (ENCODED, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Registry, Server, allow, descriptor, doc,
+                   login_password, make_image, seed_text, skopeo_pull, skopeo_push, unique, until,
+                   write_oci_layout)
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -262,4 +266,262 @@ def test_the_policy_editor_is_not_a_way_around_a_policy(registry, browser):
     assert "Not saved" in alert and "ecr:SetRepositoryPolicy" in alert, alert
     e = s.cli_error(s.root, "ecr", "get-repository-policy", "--repository-name", repo)
     assert e.code == "RepositoryPolicyNotFoundException", e
+    page.close()
+
+
+def signed_in_root(s, browser, **kw):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, **kw)
+    sign_in_with_key(page, s, s.root)
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    return page
+
+
+def test_an_image_index_its_platforms_layers_and_referrers_then_deletes(registry, browser):
+    s = registry
+    repo = unique("console/multi")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    reg = Registry(s, login_password(s, s.root))
+    amd, arm = make_image(layers=2, size=8192), make_image(layers=1, size=4096, arch="arm64")
+    for img in (amd, arm):
+        reg.push_image(repo, img)
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        descriptor(OCI_MANIFEST, amd.manifest, platform={"os": "linux", "architecture": "amd64"}),
+        descriptor(OCI_MANIFEST, arm.manifest, platform={"os": "linux", "architecture": "arm64", "variant": "v8"}),
+    ]}).encode()
+    assert reg.put_manifest(repo, "v1", index, OCI_INDEX).status_code == 201
+    index_digest = "sha256:" + __import__("hashlib").sha256(index).hexdigest()
+    # A signature-like artifact referring to the amd64 image.
+    empty = b"{}"
+    assert reg.push_blob(repo, empty).status_code == 201
+    sig_blob = b"signature bytes"
+    assert reg.push_blob(repo, sig_blob).status_code == 201
+    sig = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "artifactType": "application/vnd.example.signature",
+                      "config": descriptor(OCI_EMPTY, empty),
+                      "layers": [descriptor("application/octet-stream", sig_blob)],
+                      "subject": amd.subject()}).encode()
+    sig_digest = "sha256:" + __import__("hashlib").sha256(sig).hexdigest()
+    assert reg.put_manifest(repo, sig_digest, sig).status_code == 201
+
+    page = signed_in_root(s, browser)
+    page.goto(f"{s.url}/console/repositories?q={repo}")
+    row = page.inner_text(f"tr:has(a:text-is('{repo}'))")
+    assert "\t4\t" in row, row  # the index, two images and the signature
+    page.click(f"text={repo}")
+    page.click(f"a:has-text('{index_digest}')")
+    platforms = page.inner_text("section:has(#platforms) table")
+    assert "linux/amd64" in platforms and "linux/arm64/v8" in platforms, platforms
+    assert "v1" in page.inner_text("dl.facts")
+    shot(page, "console-image-index")
+    page.click(f"a:has-text('{amd.digest}')")
+    layers = page.inner_text("section:has(#layers) table")
+    for d, _ in amd.blobs:
+        assert d in layers, layers
+    referrers = page.inner_text("section:has(#referrers) table")
+    assert "application/vnd.example.signature" in referrers and sig_digest in referrers
+    # Deleting the signature: a confirmation first, then it is gone.
+    page.click(f"a:has-text('{sig_digest}')")
+    page.click("text=Delete this image")
+    assert "Delete" in page.inner_text("h1")
+    page.click("button.danger")
+    page.wait_for_url(re.compile(f".*/console/repositories/{re.escape(repo)}$"))
+    assert sig_digest not in page.inner_text("table")
+    images = s.client("ecr", s.root).describe_images(repositoryName=repo)["imageDetails"]
+    assert sig_digest not in [i["imageDigest"] for i in images] and len(images) == 3
+
+    # Deleting the repository needs its name typed: a wrong one deletes nothing.
+    page.goto(f"{s.url}/console/delete-repository/{repo}")
+    page.fill("input[name=confirm]", repo + "-not")
+    page.click("button.danger")
+    assert "nothing was deleted" in page.inner_text("[role=alert]")
+    assert s.client("ecr", s.root).describe_repositories(repositoryNames=[repo])["repositories"]
+    page.goto(f"{s.url}/console/delete-repository/{repo}")
+    page.fill("input[name=confirm]", repo)
+    page.click("button.danger")
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    e = s.cli_error(s.root, "ecr", "describe-repositories", "--repository-names", repo)
+    assert e.code == "RepositoryNotFoundException", e
+    page.close()
+
+
+def test_lint_as_you_type_and_the_registry_policy_editor(registry, browser):
+    s = registry
+    page = signed_in_root(s, browser)
+    repo = unique("console/typed")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    page.goto(f"{s.url}/console/policy/{repo}")
+    # Typing (no button pressed): the lint answers below the editor, at line and column.
+    page.fill("#policy", "")
+    page.type("#policy", '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",\n"Principal": "*", "Action": "ecr:BatchGetImag"}]}')
+    page.wait_for_selector("#live-lint .finding")
+    live = page.inner_text("#live-lint")
+    assert "line 2, column" in live and "INVALID_ACTION" in live, live
+    assert page.inner_text(".code-editor .gutter").split() == ["1", "2"]
+    # A finding puts the cursor where it is.
+    page.click("#live-lint a.where")
+    caret = page.evaluate("document.querySelector('#policy').selectionStart")
+    assert caret > 40, caret
+    shot(page, "console-lint-as-you-type")
+    # The lint answers only this session's script: no CSRF header, no answer.
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert requests.post(f"{s.url}/console/api/lint", cookies=cookies,
+                         data={"text": "{}"}, timeout=10).status_code == 403
+
+    # The registry policy: seed 003's "replicate all" for another account, checked
+    # (lint, diff: the other account's root gains ecr:ReplicateImage), then saved.
+    other = "444455556666"
+    text = seed_text("003-registry-replicate-all", **{"222222222222": other, "111111111111": s.account,
+                                                      "us-west-2": "us-east-1"})
+    page.goto(f"{s.url}/console/registry-policy")
+    page.fill("#policy", text)
+    page.click("button[value=check]")
+    assert "No findings" in page.inner_text("section:has(#lint)")
+    gained = page.inner_text("table.diff")
+    assert "ecr:ReplicateImage" in gained and f"arn:aws:iam::{other}:root" in gained, gained
+    shot(page, "console-registry-policy")
+    page.click("button[value=save]")
+    assert page.inner_text("[role=status]") == "Saved."
+    stored = json.loads(s.client("ecr", s.root).get_registry_policy()["policyText"])
+    assert stored == json.loads(text)
+    s.client("ecr", s.root).delete_registry_policy()
+    page.close()
+
+
+def test_the_playground_highlights_the_deciding_statement(registry, browser):
+    s = registry
+    user, _ = s.new_user(policies=[doc(allow("ecr:DescribeRepositories"))])
+    arn = f"arn:aws:iam::{s.account}:user/{user}"
+    identity = seed_text("004-push-pull-identity", **{"111111111111": s.account})
+    page = signed_in_root(s, browser)
+    page.goto(f"{s.url}/console/playground")
+    page.fill("input[name=principal] >> nth=1", arn)
+    page.fill("input[name=action]", "ecr:PutImage")
+    page.fill("input[name=resource]", f"arn:aws:ecr:us-east-1:{s.account}:repository/my-app")
+    page.fill("#policy1", identity)
+    page.click("#playground button[type=submit]")
+    assert page.inner_text("#decision") == "allowed"
+    reason = page.inner_text("#reason")
+    assert reason.startswith(f"User: {arn} is authorized to perform: ecr:PutImage"), reason
+    marked = page.inner_text("mark[data-decides]")
+    assert "AllowECRPush" in marked and "AllowECRPull" not in marked, marked
+    shot(page, "console-playground")
+
+    # A seed repository policy that denies every pull: the explicit deny decides, and is
+    # the statement marked; a condition key the request lacks is named.
+    page.fill("input[name=action]", "ecr:BatchGetImage")
+    page.fill("#resource_policy", seed_text("000-deny-all-pull"))
+    page.click("#playground button[type=submit]")
+    assert page.inner_text("#decision") == "explicitDeny"
+    assert "with an explicit deny in a resource-based policy" in page.inner_text("#reason")
+    assert "Deny" in page.inner_text("mark.deny[data-decides]")
+    page.fill("#resource_policy", seed_text("000-ip-restricted"))
+    page.fill("#policy1", json.dumps(doc(allow("ecr:DescribeRepositories"))))
+    page.click("#playground button[type=submit]")
+    assert page.inner_text("#decision") == "implicitDeny"
+    assert "aws:SourceIp" in page.inner_text("#missing")
+    page.fill("textarea[name=context]", "aws:SourceIp=54.240.143.7")
+    page.click("#playground button[type=submit]")
+    assert page.inner_text("#decision") == "allowed"
+    assert "IPAllow" in page.inner_text("mark[data-decides]")
+
+    # Pre-filled from a user's stored policies.
+    page.goto(f"{s.url}/console/playground?principal={arn}")
+    assert "ecr:DescribeRepositories" in page.input_value("#policy1")
+    page.close()
+
+
+def test_why_was_i_denied_who_can_iam_keys_and_activity(registry, browser, tmp_path):
+    s = registry
+    repo = unique("console/why")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    name, creds = s.new_user(policies=[doc(allow("ecr:DescribeRepositories"))])
+    arn = f"arn:aws:iam::{s.account}:user/{name}"
+    e = s.cli_error(creds, "ecr", "describe-images", "--repository-name", repo)
+    assert e.code == "AccessDeniedException", e
+    encoded = e.message.split(ENCODED, 1)[1].strip()
+
+    page = signed_in_root(s, browser)
+    page.goto(f"{s.url}/console/decode")
+    page.fill("#message", encoded)
+    page.click("button[type=submit] >> text=Decode")
+    decoded = json.loads(page.inner_text("#decoded-message"))
+    assert decoded["allowed"] is False and decoded["context"]["action"] == "ecr:DescribeImages", decoded
+    assert decoded["context"]["principal"]["arn"] == arn
+    shot(page, "console-decode")
+
+    # Who can pull: after a grant, the user is listed.
+    s.client("ecr", s.root).set_repository_policy(repositoryName=repo, policyText=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": arn},
+                                                "Action": "ecr:BatchGetImage"}]}))
+    page.goto(f"{s.url}/console/who-can?repository={repo}&action=ecr:BatchGetImage")
+    answer = page.inner_text("section:has(#answer)")
+    assert arn in answer, answer
+    shot(page, "console-who-can")
+
+    # IAM: the user is listed; a key made in the browser is shown once and works; made
+    # inactive, it does not.
+    page.goto(f"{s.url}/console/iam")
+    assert name in page.inner_text("section:has(#users)")
+    shot(page, "console-iam")
+    page.click(f"a:text-is('{name}')")
+    page.click("text=Create access key")
+    key_id = page.inner_text("#new-key-id")
+    secret = page.inner_text("#new-key-secret")
+    made = creds.but(access_key_id=key_id, secret_access_key=secret)
+    until("the new key works", 5, lambda: s.client("sts", made).get_caller_identity()["Arn"] == arn)
+    page.goto(f"{s.url}/console/iam/users/{name}")
+    assert secret not in page.content()
+    page.click(f"tr:has-text('{key_id}') button:text-is('Deactivate')")
+    assert "Inactive" in page.inner_text(f"tr:has-text('{key_id}')")
+    e = s.cli_error(made, "sts", "get-caller-identity")
+    assert e is not None and e.code == "InvalidClientTokenId", e
+
+    # Activity: the user's denial is there, found by its filters.
+    page.goto(f"{s.url}/console/activity?principal={name}&decision=Deny")
+
+    def logged():
+        page.reload()
+        return "ecr:DescribeImages" in page.inner_text("#activity")
+    until("the denial is in the log", 5, logged)
+    rows = page.inner_text("#activity tbody")
+    assert "Allow" not in rows.split("\t"), rows
+    shot(page, "console-activity")
+    page.close()
+
+    # A user without the permissions sees why, not the data.
+    s.iam(s.root).create_login_profile(UserName=name, Password="Why-Pass-2026!")
+    page = browser.new_page()
+    sign_in_with_password(page, s, s.account, name, "Why-Pass-2026!")
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    page.goto(f"{s.url}/console/activity")
+    assert "cloudtrail:LookupEvents" in page.inner_text("[role=alert]")
+    page.goto(f"{s.url}/console/who-can?repository={repo}&action=ecr:BatchGetImage")
+    assert "iam:GetAccountAuthorizationDetails" in page.inner_text("[role=alert]")
+    page.close()
+
+
+def test_a_required_password_change_at_sign_in(registry, browser):
+    s = registry
+    name, _ = s.new_user(policies=[doc(allow(["ecr:DescribeRepositories", "iam:ChangePassword"]))])
+    s.iam(s.root).create_login_profile(UserName=name, Password="First-Pass-2026!", PasswordResetRequired=True)
+    page = browser.new_page()
+    sign_in_with_password(page, s, s.account, name, "First-Pass-2026!")
+    assert page.inner_text("h1") == "Choose a new password"
+    page.fill("input[name=old]", "First-Pass-2026!")
+    page.fill("input[name=new]", "short")
+    page.fill("input[name=again]", "short")
+    page.click("#change-password-form button")
+    assert "PasswordPolicyViolation" in page.inner_text("[role=alert]")
+    page.fill("input[name=old]", "First-Pass-2026!")
+    page.fill("input[name=new]", "Second-Pass-2026!")
+    page.fill("input[name=again]", "Second-Pass-2026!")
+    page.click("#change-password-form button")
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    assert f":user/{name}" in page.inner_text("header")
+    profile = s.iam(s.root).get_login_profile(UserName=name)["LoginProfile"]
+    assert profile["PasswordResetRequired"] is False
+    # An administrator asking for a reset ends the session at once.
+    s.iam(s.root).update_login_profile(UserName=name, PasswordResetRequired=True)
+    page.goto(f"{s.url}/console/repositories")
+    assert page.url.endswith("/console/signin")
     page.close()

@@ -1179,6 +1179,61 @@ impl RegistryStore for PgStore {
         Ok((in_repository as u64, in_account as u64))
     }
 
+    async fn repository_usage(
+        &self,
+        registry: RegistryKey<'_>,
+        names: &[String],
+    ) -> Result<Vec<RepositoryUsage>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored: Vec<String> = names
+            .iter()
+            .map(|n| registry.stored_name(n).into_owned())
+            .collect();
+        let marks = (2..stored.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut out: Vec<RepositoryUsage> = Vec::new();
+        for (sql, images) in [
+            (
+                format!(
+                    "SELECT repository, COALESCE(SUM(size), 0)::BIGINT FROM repository_blobs
+                     WHERE account_id = $1 AND repository IN ({marks}) GROUP BY repository"
+                ),
+                false,
+            ),
+            (
+                format!(
+                    "SELECT repository, COUNT(*)::BIGINT FROM images
+                     WHERE account_id = $1 AND repository IN ({marks}) GROUP BY repository"
+                ),
+                true,
+            ),
+        ] {
+            let mut q =
+                sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(registry.account);
+            for n in &stored {
+                q = q.bind(n);
+            }
+            for (stored_name, n) in q.fetch_all(&self.pool).await.map_err(backend)? {
+                let name = RegistryKey::split_stored(&stored_name).1.to_string();
+                let n = n.max(0) as u64;
+                match out.iter_mut().find(|u| u.name == name) {
+                    Some(u) if images => u.images = n,
+                    Some(u) => u.bytes = n,
+                    None => out.push(RepositoryUsage {
+                        name,
+                        bytes: if images { 0 } else { n },
+                        images: if images { n } else { 0 },
+                    }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn account_usage(&self, account: &str) -> Result<u64> {
         let (bytes,): (i64,) = sqlx::query_as(
             "SELECT COALESCE(SUM(size), 0)::BIGINT FROM

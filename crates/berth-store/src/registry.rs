@@ -432,6 +432,14 @@ pub struct Image {
     pub tags: Vec<String>,
 }
 
+/// What a repository holds ([`RegistryStore::repository_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryUsage {
+    pub name: String,
+    pub bytes: u64,
+    pub images: u64,
+}
+
 /// How often a pull is recorded per image, in milliseconds (as ECR: at most once a day).
 pub const PULL_RECORD_INTERVAL: i64 = 86_400_000;
 
@@ -731,6 +739,14 @@ pub trait RegistryStore: crate::ReplicationStore + Send + Sync + 'static {
     /// The bytes of the distinct blobs an account's repositories hold, in every Region
     /// (what a storage quota counts).
     async fn account_usage(&self, account: &str) -> Result<u64>;
+    /// For each of `names` (repositories of `registry`): the bytes of the blobs it holds
+    /// and its number of images, in one look-up (the console's repository list). Names
+    /// that are not repositories are left out.
+    async fn repository_usage(
+        &self,
+        registry: RegistryKey<'_>,
+        names: &[String],
+    ) -> Result<Vec<RepositoryUsage>>;
 
     /// Keep a lifecycle policy preview of a repository, replacing the one it had (in one
     /// transaction: a reader sees the old preview or the new one whole).

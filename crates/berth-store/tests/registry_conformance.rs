@@ -697,6 +697,71 @@ async fn account_usage_counts_distinct_blobs() {
     }
 }
 
+/// A repository's usage (the console's list): the bytes of the blobs it holds and its
+/// images, for the names asked, in one look-up; a name that is no repository is left out,
+/// and a repository of the same name in another Region is another one.
+#[tokio::test]
+async fn repository_usage_counts_holdings_and_images_per_repository() {
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        create(s, "app").await;
+        create(s, "empty").await;
+        s.create_repository(&Repository::new(west, "app", 1_000), &[])
+            .await
+            .unwrap();
+        let (layer, config) = (digest("layer"), digest("config"));
+        for (digest, size) in [(&layer, 1_000), (&config, 24)] {
+            s.add_repository_blob(RegistryKey::home(A), "app", digest, size, 1_000)
+                .await
+                .unwrap();
+        }
+        s.add_repository_blob(west, "app", &layer, 1_000, 1_000)
+            .await
+            .unwrap();
+        for seed in ["one", "two"] {
+            s.put_image(
+                RegistryKey::home(A),
+                "app",
+                &image(seed, &[layer.clone(), config.clone()], &[]),
+                None,
+                TagRule::Mutable,
+            )
+            .await
+            .unwrap();
+        }
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut got = t
+            .repository_usage(RegistryKey::home(A), &names(&["app", "empty", "absent"]))
+            .await
+            .unwrap();
+        got.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(
+            got,
+            vec![RepositoryUsage {
+                name: "app".into(),
+                bytes: 1_024,
+                images: 2
+            }],
+            "{n}: a repository holding nothing is not listed"
+        );
+        assert_eq!(
+            t.repository_usage(west, &names(&["app"])).await.unwrap(),
+            vec![RepositoryUsage {
+                name: "app".into(),
+                bytes: 1_000,
+                images: 0
+            }],
+            "{n}"
+        );
+        assert!(t.repository_usage(west, &[]).await.unwrap().is_empty());
+    }
+}
+
 /// Each refusal about a repository comes back as its own typed error, naming the
 /// repository: a second create, a delete or change of one that is not there, an
 /// unforced delete of one that holds images.

@@ -107,7 +107,8 @@ pub async fn caller(app: &App, claims: &Claims) -> Option<Caller> {
     match (&claims.u, &claims.k) {
         (Some(user), None) => {
             let profile = app.store.login_profile(&claims.a, user).await.ok()??;
-            if profile.changed > claims.i {
+            // A password changed since, or a reset the administrator asked for, ends it.
+            if profile.changed > claims.i || profile.reset_required {
                 return None;
             }
             let key = berth_store::AccessKey {

@@ -8,7 +8,7 @@ mod images;
 mod layers;
 mod lifecycle;
 mod replication;
-mod repositories;
+pub mod repositories;
 pub mod router;
 
 use std::net::SocketAddr;

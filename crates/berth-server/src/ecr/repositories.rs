@@ -329,31 +329,66 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                 return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
             }
             let after = token.map(|t| open_cursor(c, t)).transpose()?;
-            let mut next = None;
-            for r in c.app.registry.repositories(c.key()).await? {
-                if after.as_deref().is_some_and(|a| r.name.as_str() <= a) {
-                    continue;
-                }
-                match ask(r.name.clone()).await {
-                    Ok(_) => {}
-                    Err(e) if e.code == "AccessDenied" => continue,
-                    Err(e) => return Err(e),
-                }
-                if out.len() as i64 == max {
-                    next = out
-                        .last()
-                        .and_then(|v: &Value| v["repositoryName"].as_str())
-                        .map(|last| seal_cursor(c, last));
-                    break;
-                }
-                out.push(repo_json(c, &r));
-            }
-            if out.is_empty() && after.is_none() {
-                ask("*".to_string()).await?;
-            }
+            let (shown, more) =
+                visible_repositories(c, None, after.as_deref(), max as usize).await?;
+            let next = more
+                .then(|| shown.last().map(|r| seal_cursor(c, &r.name)))
+                .flatten();
+            let out: Vec<Value> = shown.iter().map(|r| repo_json(c, r)).collect();
             Ok(json!({ "repositories": out, "nextToken": next }))
         }
     }
+}
+
+/// The repositories of the call's registry the caller may `ecr:DescribeRepositories`, by
+/// name, after `after`, whose names contain `contains`: at most `max`, and whether more
+/// follow. Repositories the caller may not describe are skipped silently; with none to
+/// show at all the caller is decided on `repository/*`, so a denial names only the
+/// registry. DescribeRepositories pages through it; the console searches with it.
+pub async fn visible_repositories(
+    c: &EcrCall<'_>,
+    contains: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+) -> Result<(Vec<Repository>, bool), ApiError> {
+    let ask = |name: String| async move {
+        authorize_ecr(
+            c.app,
+            c.caller,
+            c.origin,
+            EcrRequest {
+                action: "ecr:DescribeRepositories",
+                registry: &c.registry,
+                repository: Some(&name),
+                context: Vec::new(),
+            },
+        )
+        .await
+    };
+    let mut out = Vec::new();
+    let mut more = false;
+    for r in c.app.registry.repositories(c.key()).await? {
+        if after.is_some_and(|a| r.name.as_str() <= a) {
+            continue;
+        }
+        if contains.is_some_and(|s| !r.name.contains(s)) {
+            continue;
+        }
+        match ask(r.name.clone()).await {
+            Ok(_) => {}
+            Err(e) if e.code == "AccessDenied" => continue,
+            Err(e) => return Err(e),
+        }
+        if out.len() == max {
+            more = true;
+            break;
+        }
+        out.push(r);
+    }
+    if out.is_empty() && after.is_none() {
+        ask("*".to_string()).await?;
+    }
+    Ok((out, more))
 }
 
 /// The key DescribeRepositories cursors are sealed with (from the registry token key).
