@@ -304,6 +304,8 @@ def test_an_image_index_its_platforms_layers_and_referrers_then_deletes(registry
     assert reg.put_manifest(repo, sig_digest, sig).status_code == 201
 
     page = signed_in_root(s, browser)
+    page.goto(f"{s.url}/console/repositories?q=console/")
+    shot(page, "console-repositories")
     page.goto(f"{s.url}/console/repositories?q={repo}")
     row = page.inner_text(f"tr:has(a:text-is('{repo}'))")
     assert "\t4\t" in row, row  # the index, two images and the signature
@@ -329,6 +331,13 @@ def test_an_image_index_its_platforms_layers_and_referrers_then_deletes(registry
     images = s.client("ecr", s.root).describe_images(repositoryName=repo)["imageDetails"]
     assert sig_digest not in [i["imageDigest"] for i in images] and len(images) == 3
 
+    # A forged delete (the session's cookie, no CSRF token or another) deletes nothing.
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    for data in ({"confirm": repo}, {"confirm": repo, "csrf": "forged"}):
+        r = requests.post(f"{s.url}/console/delete-repository/{repo}", cookies=cookies, data=data,
+                          allow_redirects=False, timeout=10)
+        assert r.status_code == 403, r.status_code
+    assert s.client("ecr", s.root).describe_repositories(repositoryNames=[repo])["repositories"]
     # Deleting the repository needs its name typed: a wrong one deletes nothing.
     page.goto(f"{s.url}/console/delete-repository/{repo}")
     page.fill("input[name=confirm]", repo + "-not")
@@ -524,4 +533,35 @@ def test_a_required_password_change_at_sign_in(registry, browser):
     s.iam(s.root).update_login_profile(UserName=name, PasswordResetRequired=True)
     page.goto(f"{s.url}/console/repositories")
     assert page.url.endswith("/console/signin")
+    page.close()
+
+
+def test_sign_in_and_move_around_with_the_keyboard_alone(registry, browser):
+    s = registry
+    name, _ = s.new_user(policies=[doc(allow("ecr:DescribeRepositories"))])
+    s.iam(s.root).create_login_profile(UserName=name, Password="Keys-Only-2026!")
+    page = browser.new_page()
+    page.goto(f"{s.url}/console/signin")
+    page.focus("#iam-user-form input[name=account]")
+    page.keyboard.type(s.account)
+    page.keyboard.press("Tab")
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type("Keys-Only-2026!")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    # The sections are reached by Tab from the top of the page, in order.
+    page.focus("header a.brand")
+    reached = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent"))
+    assert reached[:7] == ["Repositories", "Registry policy", "Playground", "Who can", "Why denied?",
+                           "IAM", "Activity"], reached
+    page.focus("nav a[href='/console/playground']")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/console/playground$"))
+    # Narrow windows: no page-wide horizontal scrolling.
+    page.set_viewport_size({"width": 420, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.close()

@@ -702,6 +702,35 @@ impl RegistryStore for PgStore {
         row.map(|r| repo_from(&r)).transpose()
     }
 
+    async fn repositories_after(
+        &self,
+        registry: RegistryKey<'_>,
+        after: Option<&str>,
+        contains: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Repository>> {
+        // Another Region's names are stored as `REGION:NAME`; the home Region's have no ':'.
+        let prefix = registry.stored_name("").into_owned();
+        let after = format!("{prefix}{}", after.unwrap_or(""));
+        let rows = sqlx::query(
+            "SELECT * FROM repositories
+             WHERE account_id = $1 AND name COLLATE \"C\" > $2
+               AND CASE WHEN $3 = '' THEN strpos(name, ':') = 0
+                        ELSE left(name, length($3)) = $3 END
+               AND strpos(substr(name, length($3) + 1), $4) > 0
+             ORDER BY name COLLATE \"C\" LIMIT $5",
+        )
+        .bind(registry.account)
+        .bind(&after)
+        .bind(&prefix)
+        .bind(contains.unwrap_or(""))
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(repo_from).collect()
+    }
+
     async fn account_repositories(&self, account: &str) -> Result<Vec<Repository>> {
         let rows = sqlx::query(
             "SELECT * FROM repositories WHERE account_id = $1 ORDER BY name COLLATE \"C\"",

@@ -575,6 +575,16 @@ pub trait RegistryStore: crate::ReplicationStore + Send + Sync + 'static {
         all.retain(|r| r.region.as_deref() == registry.region);
         Ok(all)
     }
+    /// At most `limit` repositories of a registry, by name, after `after` (a name of that
+    /// registry), whose names contain `contains`: a page of a listing that reads only what
+    /// it shows.
+    async fn repositories_after(
+        &self,
+        registry: RegistryKey<'_>,
+        after: Option<&str>,
+        contains: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Repository>>;
     /// All repositories of an account, in every Region (each says its own).
     async fn account_repositories(&self, account: &str) -> Result<Vec<Repository>>;
     /// Delete a repository; with images only if `force` (else `RepositoryNotEmpty`). Returns it.

@@ -158,6 +158,35 @@ impl RegistryStore for SqliteStore {
         row.map(|r| repo_from(&r)).transpose()
     }
 
+    async fn repositories_after(
+        &self,
+        registry: RegistryKey<'_>,
+        after: Option<&str>,
+        contains: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Repository>> {
+        // Another Region's names are stored as `REGION:NAME`; the home Region's have no ':'.
+        let prefix = registry.stored_name("").into_owned();
+        let after = format!("{prefix}{}", after.unwrap_or(""));
+        let rows = sqlx::query(
+            "SELECT * FROM repositories
+             WHERE account_id = ?1 AND name > ?2
+               AND CASE WHEN ?3 = '' THEN instr(name, ':') = 0
+                        ELSE substr(name, 1, length(?3)) = ?3 END
+               AND instr(substr(name, length(?3) + 1), ?4) > 0
+             ORDER BY name LIMIT ?5",
+        )
+        .bind(registry.account)
+        .bind(&after)
+        .bind(&prefix)
+        .bind(contains.unwrap_or(""))
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(repo_from).collect()
+    }
+
     async fn account_repositories(&self, account: &str) -> Result<Vec<Repository>> {
         let rows = sqlx::query("SELECT * FROM repositories WHERE account_id = ? ORDER BY name")
             .bind(account)

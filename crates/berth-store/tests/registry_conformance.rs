@@ -697,6 +697,71 @@ async fn account_usage_counts_distinct_blobs() {
     }
 }
 
+/// A page of repositories: by name in byte order after a cursor, filtered by a substring
+/// of the name, at most a limit, and only the asked Region's.
+#[tokio::test]
+async fn repositories_after_pages_a_registry_by_name() {
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        for name in ["b/app", "a/app", "B/tool", "c/app-2", "ab"] {
+            create(s, name).await;
+        }
+        for name in ["a/app", "z/west"] {
+            s.create_repository(&Repository::new(west, name, 1_000), &[])
+                .await
+                .unwrap();
+        }
+        let page = |after: Option<&'static str>, contains: Option<&'static str>, limit, at| async move {
+            t.repositories_after(at, after, contains, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
+        let home = RegistryKey::home(A);
+        assert_eq!(
+            page(None, None, 10, home).await,
+            ["B/tool", "a/app", "ab", "b/app", "c/app-2"],
+            "{n}"
+        );
+        assert_eq!(page(None, None, 2, home).await, ["B/tool", "a/app"], "{n}");
+        assert_eq!(
+            page(Some("a/app"), None, 2, home).await,
+            ["ab", "b/app"],
+            "{n}"
+        );
+        assert_eq!(
+            page(None, Some("app"), 10, home).await,
+            ["a/app", "b/app", "c/app-2"],
+            "{n}"
+        );
+        assert_eq!(
+            page(Some("a/app"), Some("app"), 10, home).await,
+            ["b/app", "c/app-2"],
+            "{n}"
+        );
+        assert_eq!(
+            page(None, Some("us-west"), 10, home).await,
+            Vec::<String>::new(),
+            "{n}"
+        );
+        assert_eq!(page(None, None, 10, west).await, ["a/app", "z/west"], "{n}");
+        assert_eq!(page(Some("a/app"), None, 10, west).await, ["z/west"], "{n}");
+        assert_eq!(page(None, Some("west"), 10, west).await, ["z/west"], "{n}");
+        assert_eq!(
+            page(None, Some("us-west"), 10, west).await,
+            Vec::<String>::new(),
+            "{n}"
+        );
+    }
+}
+
 /// A repository's usage (the console's list): the bytes of the blobs it holds and its
 /// images, for the names asked, in one look-up; a name that is no repository is left out,
 /// and a repository of the same name in another Region is another one.

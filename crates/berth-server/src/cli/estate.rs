@@ -320,10 +320,17 @@ pub async fn for_registry(
         }
     }
     let mut repositories = Vec::new();
-    for r in registry.repositories(at).await.map_err(|e| e.to_string())? {
-        if repository.is_some_and(|n| n != r.name) {
-            continue;
-        }
+    let wanted = match repository {
+        // One repository: read it alone.
+        Some(name) => registry
+            .repository(at, name)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect(),
+        None => registry.repositories(at).await.map_err(|e| e.to_string())?,
+    };
+    for r in wanted {
         let tags = store
             .tags(account, TagTarget::Repository, &r.stored_name())
             .await

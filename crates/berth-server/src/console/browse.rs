@@ -39,6 +39,32 @@ pub async fn repositories(
         .repository_usage(key, &names)
         .await
         .unwrap_or_default();
+    // The prefixes the registry's replication rules match (when the principal may read
+    // them).
+    let replicated: Vec<Vec<String>> = ctx
+        .ecr(Operation::DescribeRegistry, json!({}))
+        .await
+        .map(|v| {
+            v["replicationConfiguration"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|rule| {
+                    rule["repositoryFilters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|f| text(f, "filter").to_string())
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let replicates = |name: &str| {
+        replicated.iter().any(|prefixes| {
+            prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        })
+    };
     let mut rows = String::new();
     for r in &shown {
         let u = usage.iter().find(|u| u.name == r.name);
@@ -46,6 +72,7 @@ pub async fn repositories(
             r.scan_on_push.then_some("scan on push"),
             r.lifecycle_policy.is_some().then_some("lifecycle policy"),
             r.policy.is_some().then_some("repository policy"),
+            replicates(&r.name).then_some("replicated"),
         ]
         .into_iter()
         .flatten()

@@ -36,15 +36,7 @@ impl Form {
         for i in 1..=MAX_POLICIES {
             let text = get(&format!("policy{i}"));
             if !text.trim().is_empty() {
-                let name = get(&format!("name{i}"));
-                policies.push((
-                    if name.trim().is_empty() {
-                        format!("policy {i}")
-                    } else {
-                        name
-                    },
-                    text,
-                ));
+                policies.push((get(&format!("name{i}")), text));
             }
         }
         Form {
@@ -433,12 +425,19 @@ pub async fn run_playground(ctx: &Ctx<'_>, f: &HashMap<String, String>) -> Respo
         .policies
         .iter()
         .enumerate()
-        .map(|(i, (name, t))| (format!("PolicyInputList.{}", i + 1), format!("{name}\n{t}")))
+        .map(|(i, (name, t))| {
+            let name = if name.is_empty() {
+                format!("Identity policy {}", i + 1)
+            } else {
+                name.clone()
+            };
+            (format!("PolicyInputList.{}", i + 1), format!("{name}\n{t}"))
+        })
         .collect();
     if !form.resource_policy.trim().is_empty() {
         shown.push((
             "ResourcePolicy".into(),
-            format!("resource policy\n{}", form.resource_policy),
+            format!("Resource policy\n{}", form.resource_policy),
         ));
     }
     for (id, named) in &shown {

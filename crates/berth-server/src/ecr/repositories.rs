@@ -365,25 +365,35 @@ pub async fn visible_repositories(
         )
         .await
     };
+    // Read in batches of what a page shows (and a little more): a page near the start of
+    // a large registry reads that much, not every repository.
+    let batch = (max + 1).clamp(64, 1001);
     let mut out = Vec::new();
     let mut more = false;
-    for r in c.app.registry.repositories(c.key()).await? {
-        if after.is_some_and(|a| r.name.as_str() <= a) {
-            continue;
+    let mut cursor = after.map(str::to_string);
+    'reading: loop {
+        let page = c
+            .app
+            .registry
+            .repositories_after(c.key(), cursor.as_deref(), contains, batch)
+            .await?;
+        let last_batch = page.len() < batch;
+        for r in page {
+            cursor = Some(r.name.clone());
+            match ask(r.name.clone()).await {
+                Ok(_) => {}
+                Err(e) if e.code == "AccessDenied" => continue,
+                Err(e) => return Err(e),
+            }
+            if out.len() == max {
+                more = true;
+                break 'reading;
+            }
+            out.push(r);
         }
-        if contains.is_some_and(|s| !r.name.contains(s)) {
-            continue;
-        }
-        match ask(r.name.clone()).await {
-            Ok(_) => {}
-            Err(e) if e.code == "AccessDenied" => continue,
-            Err(e) => return Err(e),
-        }
-        if out.len() == max {
-            more = true;
+        if last_batch {
             break;
         }
-        out.push(r);
     }
     if out.is_empty() && after.is_none() {
         ask("*".to_string()).await?;
