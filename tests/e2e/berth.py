@@ -177,6 +177,17 @@ def s3_blob_config(prefix):
             f's3_secret_access_key = "{env["SECRET_ACCESS_KEY"]}"\n')
 
 
+def bucket_client():
+    """A boto3 S3 client of the test bucket's server (scripts/with-s3)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+    return boto3.client(
+        "s3", endpoint_url=os.environ["BERTH_TEST_S3_ENDPOINT"], region_name="us-east-1",
+        aws_access_key_id=os.environ["BERTH_TEST_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["BERTH_TEST_S3_SECRET_ACCESS_KEY"],
+        config=BotoConfig(s3={"addressing_style": "path"}))
+
+
 def postgres_admin_url():
     url = os.environ.get("BERTH_TEST_POSTGRES_URL")
     assert url, "BERTH_E2E_METADATA=postgres needs BERTH_TEST_POSTGRES_URL (scripts/with-postgres sets it)"
@@ -464,19 +475,15 @@ class Server:
         if self.blob_prefix is None:
             root = self.data_dir / "blobs" / "sha256"
             return {"sha256:" + f.name for f in root.glob("*/*") if f.is_file()}
-        import boto3
-        from botocore.config import Config as BotoConfig
-        client = boto3.client(
-            "s3", endpoint_url=os.environ["BERTH_TEST_S3_ENDPOINT"], region_name="us-east-1",
-            aws_access_key_id=os.environ["BERTH_TEST_S3_ACCESS_KEY_ID"],
-            aws_secret_access_key=os.environ["BERTH_TEST_S3_SECRET_ACCESS_KEY"],
-            config=BotoConfig(s3={"addressing_style": "path"}))
-        found = set()
-        prefix = f"{self.blob_prefix}/blobs/sha256/"
-        for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=os.environ["BERTH_TEST_S3_BUCKET"], Prefix=prefix):
-            for o in page.get("Contents", []):
-                found.add("sha256:" + o["Key"].rsplit("/", 1)[1])
+        return {"sha256:" + k.rsplit("/", 1)[1] for k in self.bucket_keys("blobs/sha256/")}
+
+    def bucket_keys(self, under):
+        """The keys of the objects under `under` of this server's prefix of the test
+        bucket (the scale-out configuration), relative to the prefix."""
+        found = []
+        for page in bucket_client().get_paginator("list_objects_v2").paginate(
+                Bucket=os.environ["BERTH_TEST_S3_BUCKET"], Prefix=f"{self.blob_prefix}/{under}"):
+            found += [o["Key"][len(self.blob_prefix) + 1:] for o in page.get("Contents", [])]
         return found
 
     def referenced_blobs(self):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, client_error, descriptor, login_password,
-                   make_image, server, start_server, unique)  # noqa: F401
+                   make_image, server, skopeo_pull, start_server, unique)  # noqa: F401
 
 DAY_MS = 86_400_000
 
@@ -251,3 +251,87 @@ def test_the_job_expires_by_last_pull(fast):
         1 for x in ls if x["principal"] == "berth-lifecycle" and repo in x["resource"]) == 2)
     reasons = sorted(x["reason"] for x in audit if x["principal"] == "berth-lifecycle" and repo in x["resource"])
     assert len(reasons) == 2 and all(r.startswith("rule 1 (rule 1) expired sha256:") for r in reasons)
+
+
+def previewed(server, repo, text):
+    """{digest: appliedRulePriority} of a preview of `text` (the aws CLI; the repository
+    has no policy stored yet)."""
+    out = server.cli(server.root, "ecr", "start-lifecycle-policy-preview", "--repository-name", repo,
+                     "--lifecycle-policy-text", text)
+    assert out["lifecyclePolicyText"] == text
+    got = server.cli(server.root, "ecr", "get-lifecycle-policy-preview", "--repository-name", repo)
+    assert got["status"] == "COMPLETE" and got["lifecyclePolicyText"] == text
+    assert got["summary"]["expiringImageTotalCount"] == len(got["previewResults"])
+    return {r["imageDigest"]: r["appliedRulePriority"] for r in got["previewResults"]}
+
+
+def run_by_the_job(server, repo, text, left):
+    """Put the policy with the aws CLI, wait for the server's lifecycle job to leave
+    exactly `left` ({digest: sorted tags}, the aws CLI's list-images), and for a later
+    run of the job to expire nothing more."""
+    out = server.cli(server.root, "ecr", "put-lifecycle-policy", "--repository-name", repo,
+                     "--lifecycle-policy-text", text)
+    assert out["lifecyclePolicyText"] == text
+    got = wait_for("the job to leave the expected images", lambda: (
+        lambda now: now if len(now) <= len(left) else None)(listed(server, repo)))
+    assert got == left
+    after = time.time()
+    wait_for("the job to run again", lambda: ecr(server).get_lifecycle_policy(
+        repositoryName=repo)["lastEvaluatedAt"].timestamp() > after)
+    assert listed(server, repo) == left
+
+
+def test_the_job_runs_sinceimagepulled_as_previewed(fast, tmp_path):
+    """sinceImagePulled counts from the last recorded pull (a real pull with skopeo, or
+    one dated back), from the push when never pulled; the preview names exactly the images
+    the job then expires."""
+    reg = Registry(fast, login_password(fast, fast.root))
+    repo = unique("lifecycle-pulled")
+    ecr(fast).create_repository(repositoryName=repo)
+    now = int(time.time() * 1000)
+    d = {name: push(fast, reg, repo, tag, age, now) for name, tag, age in [
+        ("pulled_now", "pulled-now", 50),            # kept: rule 1 selects it, pulled today
+        ("pulled_long_ago", "pulled-long-ago", 50),  # rule 1: last pulled 40 days ago
+        ("pulled_lately", "pulled-lately", 50),      # kept: last pulled 10 days ago
+        ("never", "never", 50),                      # rule 2: never pulled, pushed 50 days ago
+        ("other", "other", 40),                      # kept: never pulled, pushed 40 days ago
+        ("young", "young", 2),                       # kept
+        ("untagged", None, 60),                      # rule 2
+    ]}
+    skopeo_pull(fast, reg.password, repo, "pulled-now", tmp_path / "pulled")
+    for name, days in (("pulled_long_ago", 40), ("pulled_lately", 10)):
+        fast.sql("UPDATE images SET last_pull = ? WHERE repository = ? AND digest = ?",
+                 (now - days * DAY_MS, repo, d[name]))
+    pulled = {i["imageDigest"]: i.get("lastRecordedPullTime") for i in
+              fast.cli(fast.root, "ecr", "describe-images", "--repository-name", repo)["imageDetails"]}
+    assert pulled[d["pulled_now"]] is not None and pulled[d["never"]] is None
+    text = policy(
+        (1, {"tagStatus": "tagged", "tagPrefixList": ["pulled"], "countType": "sinceImagePulled",
+             "countUnit": "days", "countNumber": 30}),
+        (2, {"tagStatus": "any", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 45}),
+    )
+    expected = {d["pulled_long_ago"]: 1, d["never"]: 2, d["untagged"]: 2}
+    assert previewed(fast, repo, text) == expected
+    run_by_the_job(fast, repo, text, {
+        d["pulled_now"]: ["pulled-now"], d["pulled_lately"]: ["pulled-lately"], d["other"]: ["other"],
+        d["young"]: ["young"]})
+
+
+def test_images_kept_by_an_earlier_rule_count_for_a_later_one_as_previewed(fast):
+    """Rule 1 keeps every prod* image; rule 2 (any, keep the 3 newest) counts them too: the
+    3 newest are dev-3, prod-3 and prod-2, so dev-1 and dev-2 expire, and prod-1 (beyond
+    the 3 but selected by rule 1) stays. Were kept images not counted, rule 2 would keep
+    all three dev images; were they not protected, prod-1 would go."""
+    reg = Registry(fast, login_password(fast, fast.root))
+    repo = unique("lifecycle-priority")
+    ecr(fast).create_repository(repositoryName=repo)
+    now = int(time.time() * 1000)
+    d = {tag: push(fast, reg, repo, tag, age, now) for tag, age in [
+        ("dev-1", 10), ("prod-1", 9), ("dev-2", 8), ("prod-2", 7), ("prod-3", 6), ("dev-3", 5)]}
+    text = policy(
+        (1, {"tagStatus": "tagged", "tagPatternList": ["prod*"], "countType": "imageCountMoreThan",
+             "countNumber": 9999}),
+        (2, {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3}),
+    )
+    assert previewed(fast, repo, text) == {d["dev-1"]: 2, d["dev-2"]: 2}
+    run_by_the_job(fast, repo, text, {d[t]: [t] for t in ("prod-1", "prod-2", "prod-3", "dev-3")})

@@ -747,7 +747,7 @@ impl BlobStore {
     /// was last written where the listing tells them for free (S3 lists them, a thousand a
     /// page; the local backend reads directory entries only, one directory at a time, and
     /// leaves them to [`written`](Self::written)). Objects whose name is not a SHA-256
-    /// digest are skipped.
+    /// digest, or that are not where this store keeps that digest's blob, are skipped.
     pub fn list_blobs(&self) -> BoxStream<'_, Result<StoredBlob, BlobError>> {
         if let Some(fs) = &self.inner.local {
             let root = match fs.path_to_filesystem(&ObjectPath::from("blobs/sha256")) {
@@ -771,13 +771,18 @@ impl BlobStore {
             .store
             .list(Some(&dir))
             .map_err(BlobError::from)
-            .try_filter_map(|meta| async move {
+            .try_filter_map(move |meta| async move {
                 let Some(name) = meta.location.filename() else {
                     return Ok(None);
                 };
                 let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
                     return Ok(None);
                 };
+                // Where no blob of this store is (a name without its fan-out directory, or
+                // in another's): removing the digest's blob would not remove it.
+                if meta.location != self.blob_path(&digest) {
+                    return Ok(None);
+                }
                 Ok(Some(StoredBlob {
                     digest,
                     written: Some((meta.size, SystemTime::from(meta.last_modified))),
@@ -1003,6 +1008,11 @@ fn list_local_dir(dir: &Path) -> Result<Vec<StoredBlob>, BlobError> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        // A blob's file is in the directory named by its first two hex digits.
+        let fan_out = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !name.starts_with(fan_out) {
+            continue;
+        }
         if let Ok(digest) = format!("sha256:{name}").parse::<Digest>() {
             found.push(StoredBlob {
                 digest,

@@ -675,3 +675,24 @@ async fn check_names_an_unusable_blob_directory() {
     let e = store.check().await.unwrap_err().to_string();
     assert!(e.contains("listing the upload directory"), "{e}");
 }
+
+#[tokio::test]
+async fn the_listing_names_only_files_where_blobs_are() {
+    let (dir, store) = local().await;
+    let kept = store
+        .put_bytes(Bytes::from_static(b"a blob"))
+        .await
+        .unwrap();
+    // Named by a digest but in another fan-out directory: not this store's blob.
+    let stray = Digest::of(b"a stray file").hex().as_str().to_string();
+    let elsewhere = if stray.starts_with("00") { "01" } else { "00" };
+    let path = dir.path().join("blobs/sha256").join(elsewhere);
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(path.join(&stray), b"a stray file").unwrap();
+    let listed: Vec<Digest> = store
+        .list_blobs()
+        .map(|b| b.unwrap().digest)
+        .collect()
+        .await;
+    assert_eq!(listed, vec![kept]);
+}

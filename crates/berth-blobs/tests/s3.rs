@@ -445,3 +445,30 @@ async fn a_live_claim_of_another_writer_holds_part_uploads_back() {
     assert_eq!(n.b.finish(&id, &d).await.unwrap(), whole.len() as u64);
     assert!(read_all(n.a.get(&d, None).await.unwrap().unwrap()).await == whole);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_names_only_objects_where_blobs_are() {
+    let Some(n) = nodes() else { return };
+    let kept = n.a.put_bytes(Bytes::from_static(b"a blob")).await.unwrap();
+    // Named by a digest but not where this store keeps that digest's blob: removing the
+    // digest's blob would not remove them, so the collector must not count them.
+    let stray = Digest::of(b"a stray object");
+    let hex = stray.hex().as_str().to_string();
+    for key in [
+        format!("blobs/sha256/{hex}"),
+        format!("blobs/sha256/00/{hex}"),
+    ] {
+        let path = ObjectPath::from(format!("{}/{key}", n.config.prefix));
+        n.raw
+            .put(&path, Bytes::from_static(b"a stray object").into())
+            .await
+            .unwrap();
+    }
+    let listed: Vec<Digest> =
+        n.b.list_blobs()
+            .map_ok(|b| b.digest)
+            .try_collect()
+            .await
+            .unwrap();
+    assert_eq!(listed, vec![kept]);
+}

@@ -1,23 +1,29 @@
 //! `berth gc`: one garbage collection now, on a data directory or a scale-out registry
-//! (the same protocol as the server's `gc` job: see `registry/gc.rs`), safe while servers
-//! run on the same store.
+//! (the same protocol as the server's `gc` job: see `registry/gc.rs`), and the removal of
+//! abandoned upload sessions (the `expire-uploads` job's), safe while servers run on the
+//! same store.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
 use crate::registry::gc::{self, Deletion};
-use crate::serve::config::{grace_seconds, Config, Overrides};
+use crate::serve::config::{grace_seconds, upload_idle_seconds, Config, Overrides};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Only print what would be deleted.
+    /// Only print what would be deleted (upload sessions included; staging files no
+    /// session names are not looked for).
     #[arg(long)]
     dry_run: bool,
     /// Keep blobs no image references for this long after the collector first sees them
     /// so (0: delete them now) [default: gc_grace_seconds of --config, else 3600]
     #[arg(long, value_name = "SECONDS")]
     grace: Option<f64>,
+    /// Remove upload sessions untouched for this long, with their staged data
+    /// [default: upload_idle_seconds of --config, else 3600]
+    #[arg(long, value_name = "SECONDS")]
+    upload_idle: Option<f64>,
     #[command(flatten)]
     store: super::store_flags::StoreFlags,
     /// The blob store, as the server's --blob-url [default: file://DATA_DIR]
@@ -37,6 +43,10 @@ pub fn run(a: GcArgs) -> Result<ExitCode, String> {
     let grace = match a.grace {
         Some(secs) => grace_seconds(secs)?,
         None => config.gc_grace,
+    };
+    let upload_idle = match a.upload_idle {
+        Some(secs) => upload_idle_seconds(secs)?,
+        None => config.upload_idle,
     };
     let options = gc::Options {
         grace,
@@ -61,11 +71,30 @@ pub fn run(a: GcArgs) -> Result<ExitCode, String> {
                 if *orphan { ", no metadata" } else { "" }
             ),
         };
+        // Abandoned uploads first: the blobs they were writing are not published, so
+        // their removal frees staged data only, never a blob the collector weighs.
+        let expiry = crate::registry::uploads::expire_abandoned(
+            &*meta.registry,
+            &blobs,
+            upload_idle,
+            a.dry_run,
+            &mut |u| {
+                println!(
+                    "{verb}remove upload {} to {}/{} (untouched for {} s)",
+                    u.id,
+                    u.account,
+                    u.repository,
+                    (crate::ids::now_ms() - u.updated) / 1000
+                )
+            },
+        )
+        .await;
+        println!("{}", expiry.summary());
         let report = gc::collect(&*meta.registry, &blobs, &options, &mut said)
             .await
             .map_err(|e| format!("garbage collection: {e}"))?;
         println!("{}", report.summary(a.dry_run));
-        Ok(if report.failures.is_empty() {
+        Ok(if report.failures.is_empty() && !expiry.failed {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -176,3 +176,94 @@ pub async fn cancel(app: &App, id: &str) -> Result<(), UploadError> {
     app.blobs.cancel(id).await?;
     Ok(app.registry.delete_upload(id).await?)
 }
+
+/// What an expiry of abandoned uploads did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct Expiry {
+    /// Sessions removed (in a dry run: idle long enough to be).
+    pub sessions: u64,
+    /// Staging files (or objects) removed that no session record names; not looked for
+    /// in a dry run.
+    pub staging: u64,
+    /// Sentences for the log, the first naming how many sessions went.
+    pub said: Vec<String>,
+    /// Whether something could not be listed or removed (left for the next run).
+    pub failed: bool,
+}
+
+impl Expiry {
+    /// One sentence for logs and the command's output.
+    pub fn summary(&self) -> String {
+        self.said.join("; ")
+    }
+}
+
+/// Remove upload sessions left untouched for `idle` (their records and staged data: for
+/// an S3 bucket, their multipart uploads and staging objects), and staging files no
+/// record names that were last written over `idle` ago. The `expire-uploads` job and
+/// `berth gc` both run it. `said` hears every session removed (or, in a dry run, that
+/// would be); a dry run removes nothing and does not look for staging files.
+pub async fn expire_abandoned(
+    registry: &dyn berth_store::RegistryStore,
+    blobs: &berth_blobs::BlobStore,
+    idle: std::time::Duration,
+    dry_run: bool,
+    said: &mut (dyn FnMut(&Upload) + Send),
+) -> Expiry {
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    let mut out = Expiry::default();
+    match registry
+        .stale_uploads(crate::ids::now_ms().saturating_sub(idle_ms))
+        .await
+    {
+        Ok(stale) => {
+            let mut failures = Vec::new();
+            for u in stale {
+                if dry_run {
+                    out.sessions += 1;
+                    said(&u);
+                    continue;
+                }
+                // The staged file may already be gone (expired below, or a crash).
+                let _ = blobs.cancel(&u.id).await;
+                match registry.delete_upload(&u.id).await {
+                    Ok(()) => {
+                        out.sessions += 1;
+                        said(&u);
+                    }
+                    Err(e) => {
+                        out.failed = true;
+                        failures.push(format!("removing upload {} failed: {e}", u.id))
+                    }
+                }
+            }
+            let verb = if dry_run { "would remove" } else { "removed" };
+            out.said
+                .push(format!("{verb} {} abandoned uploads", out.sessions));
+            out.said.extend(failures);
+        }
+        Err(e) => {
+            out.failed = true;
+            out.said
+                .push(format!("listing abandoned uploads failed: {e}"))
+        }
+    }
+    if dry_run {
+        return out;
+    }
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(idle)
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    match blobs.expire_uploads(cutoff).await {
+        Ok(n) => {
+            out.staging = n as u64;
+            out.said.push(format!("removed {n} idle staging files"))
+        }
+        Err(e) => {
+            out.failed = true;
+            out.said
+                .push(format!("removing idle staging files failed: {e}"))
+        }
+    }
+    out
+}

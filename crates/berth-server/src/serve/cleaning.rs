@@ -10,7 +10,6 @@
 //! the lease names say what each node is doing.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::App;
 use crate::jobs::{Job, Outcome};
@@ -68,50 +67,19 @@ pub async fn expire_sessions(app: &App) -> Outcome {
 /// Remove upload sessions idle for `upload_idle` (their records and staged files), and
 /// staging files left by uploads no record names; says how many went.
 pub async fn expire_uploads(app: &App) -> Outcome {
-    let idle = app.config.upload_idle;
-    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-    let mut said = Vec::new();
-    let (mut items, mut failed) = (0u64, false);
-    match app
-        .registry
-        .stale_uploads(crate::ids::now_ms().saturating_sub(idle_ms))
-        .await
-    {
-        Ok(stale) => {
-            let mut removed = 0;
-            for u in stale {
-                // The staged file may already be gone (expired below, or a crash).
-                let _ = app.blobs.cancel(&u.id).await;
-                match app.registry.delete_upload(&u.id).await {
-                    Ok(()) => removed += 1,
-                    Err(e) => {
-                        failed = true;
-                        said.push(format!("removing upload {} failed: {e}", u.id))
-                    }
-                }
-            }
-            items += removed;
-            said.insert(0, format!("removed {removed} abandoned uploads"));
-        }
-        Err(e) => {
-            failed = true;
-            said.push(format!("listing abandoned uploads failed: {e}"))
-        }
-    }
-    let cutoff = SystemTime::now()
-        .checked_sub(idle)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    match app.blobs.expire_uploads(cutoff).await {
-        Ok(n) => {
-            items += n as u64;
-            said.push(format!("removed {n} idle staging files"))
-        }
-        Err(e) => {
-            failed = true;
-            said.push(format!("removing idle staging files failed: {e}"))
-        }
-    }
-    Outcome::new(said.join("; "), items, failed)
+    let expiry = crate::registry::uploads::expire_abandoned(
+        &*app.registry,
+        &app.blobs,
+        app.config.upload_idle,
+        false,
+        &mut |_| {},
+    )
+    .await;
+    Outcome::new(
+        expiry.summary(),
+        expiry.sessions + expiry.staging,
+        expiry.failed,
+    )
 }
 
 /// One garbage collection with the configured grace period; says what it reclaimed.

@@ -499,6 +499,17 @@ pub fn grace_seconds(secs: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// How long an upload may stay untouched before it counts as abandoned (the file's
+/// `upload_idle_seconds`, `berth gc --upload-idle`).
+pub fn upload_idle_seconds(secs: f64) -> Result<Duration, String> {
+    if !(1.0..=30.0 * 86_400.0).contains(&secs) {
+        return Err(format!(
+            "upload_idle_seconds {secs} is not a number of seconds between 1 and 2592000 (30 days)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// The throttle's rates from the file's keys (defaults for those absent).
 fn throttle_limits(
     address: Option<f64>,
@@ -686,12 +697,7 @@ impl Config {
                 c.job_lease = Duration::from_secs_f64(secs);
             }
             if let Some(secs) = f.upload_idle_seconds {
-                if !(1.0..=30.0 * 86_400.0).contains(&secs) {
-                    return Err(format!(
-                        "upload_idle_seconds {secs} is not a number of seconds between 1 and 2592000 (30 days)"
-                    ));
-                }
-                c.upload_idle = Duration::from_secs_f64(secs);
+                c.upload_idle = upload_idle_seconds(secs)?;
             }
             if let Some(secs) = f.gc_grace_seconds {
                 c.gc_grace = grace_seconds(secs)?;
