@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Server-side time of the web console's pages on a large registry: 10,000 repositories and
-100,000 images (10 per repository, each tagged, with a config and two layers), on the
-embedded default (SQLite + files).
+about 100,000 images (one repository of 10,000 images, the others 9 each; every image
+tagged, with a config and two layers), on the embedded default (SQLite + files).
 
-    python3 bench/console-pages.py [--repositories 10000] [--images-per-repository 10]
-                                   [--requests 50]
+    python3 bench/console-pages.py [--repositories 10000] [--images-per-repository 9]
+                                   [--big-repository 10000] [--requests 50]
 
 The registry is made directly (pushing 100,000 images through the API would take hours):
 `berth account create` makes the data directory and the schema, then SQL inserts the
@@ -42,14 +42,14 @@ def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def fill(db, account, repositories, per_repository):
+def fill(db, account, repositories, per_repository, big):
     now = int(time.time() * 1000)
     con = sqlite3.connect(db)
     repos, images, tags, refs, holdings = [], [], [], [], []
     for r in range(repositories):
         name = f"team-{r // 100:03d}/app-{r:05d}"
         repos.append((account, name, now - r, "MUTABLE", 0, "AES256"))
-        for i in range(per_repository):
+        for i in range(big if r == 0 else per_repository):
             config = f'{{"architecture":"amd64","os":"linux","n":"{r}-{i}"}}'.encode()
             layers = [f"layer {r} {i} {k}".encode() for k in range(2)]
             manifest = json.dumps({
@@ -89,7 +89,9 @@ def free_port():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repositories", type=int, default=10_000)
-    ap.add_argument("--images-per-repository", type=int, default=10)
+    ap.add_argument("--images-per-repository", type=int, default=9)
+    ap.add_argument("--big-repository", type=int, default=10_000,
+                    help="images of the first repository")
     ap.add_argument("--requests", type=int, default=50)
     a = ap.parse_args()
     assert os.path.exists(BIN), f"{BIN} is missing: cargo build --release --bin berth"
@@ -102,7 +104,8 @@ def main():
         root = json.loads(made.stdout)
         account = root["account_id"]
         started = time.time()
-        images = fill(os.path.join(data_dir, "berth.db"), account, a.repositories, a.images_per_repository)
+        images = fill(os.path.join(data_dir, "berth.db"), account, a.repositories, a.images_per_repository,
+                      a.big_repository)
         print(f"registry: {a.repositories} repositories, {len(images)} images "
               f"(made in {time.time() - started:.1f} s)", flush=True)
         port = free_port()
@@ -130,6 +133,8 @@ def main():
             ("repositories, search", "/console/repositories?q=app-0999"),
             ("a repository's images", f"/console/repositories/{name}"),
             ("an image", f"/console/image/{name}?digest={image_digest}"),
+            (f"the repository of {a.big_repository} images", f"/console/repositories/{images[0][1]}"),
+            ("an image of that repository", f"/console/image/{images[0][1]}?digest={images[0][2]}"),
             ("repository policy editor", f"/console/policy/{name}"),
             ("lifecycle", f"/console/lifecycle/{name}"),
             ("registry policy editor", "/console/registry-policy"),

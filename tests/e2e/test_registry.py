@@ -634,6 +634,37 @@ def test_tags_list_pagination(server, reg):
     assert len(rest["imageIds"]) == 3 and "nextToken" not in rest
 
 
+def test_describe_images_pages_newest_first_with_its_filters(server, reg):
+    """DescribeImages pages by where the last page ended: every image once, newest first,
+    with the tag-status filter; the aws CLI follows the tokens by itself."""
+    repo = new_repo(server, prefix="pages")
+    pushed = []
+    for i in range(7):
+        img = make_image(layers=1, size=512)
+        reg.push_image(repo, img, ref=f"v{i}" if i % 2 == 0 else None)
+        pushed.append((img.digest, i % 2 == 0))
+    for status, want in (("ANY", pushed), ("TAGGED", [p for p in pushed if p[1]]),
+                         ("UNTAGGED", [p for p in pushed if not p[1]])):
+        seen, token, pages = [], None, 0
+        while True:
+            kw = {"nextToken": token} if token else {}
+            out = ecr(server).describe_images(repositoryName=repo, maxResults=2,
+                                              filter={"tagStatus": status}, **kw)
+            assert len(out["imageDetails"]) <= 2
+            seen += out["imageDetails"]
+            pages += 1
+            token = out.get("nextToken")
+            if not token:
+                break
+        assert sorted(d["imageDigest"] for d in seen) == sorted(d for d, _ in want), status
+        times = [d["imagePushedAt"] for d in seen]
+        assert times == sorted(times, reverse=True), status
+        assert pages == (len(want) + 1) // 2, (status, pages)
+    listed = server.cli(server.root, "ecr", "describe-images", "--repository-name", repo, "--page-size", "3")
+    assert len(listed["imageDetails"]) == 7
+    code, message, status = client_error(ecr(server).describe_images, repositoryName=repo, nextToken="12")
+    assert (code, status) == ("InvalidParameterException", 400) and "nextToken" in message, message
+
 def test_catalog(server, reg):
     names = sorted(new_repo(server, prefix="cat") for _ in range(3))
     r = reg.request("GET", "/v2/_catalog")

@@ -944,6 +944,39 @@ impl RegistryStore for PgStore {
         rows.iter().map(|r| image_from(r, false)).collect()
     }
 
+    async fn images_page(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        after: Option<(i64, &str)>,
+        tagged: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<Image>> {
+        let repository_key = registry.stored_name(repository);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            image_columns!(),
+            " FROM images i
+             WHERE i.account_id = $1 AND i.repository = $2
+               AND ($3::BIGINT IS NULL OR i.pushed_at < $3
+                    OR (i.pushed_at = $3 AND i.digest COLLATE \"C\" > $4))
+               AND ($5::BOOLEAN IS NULL OR EXISTS (SELECT 1 FROM image_tags t
+                      WHERE t.account_id = i.account_id AND t.repository = i.repository
+                        AND t.digest = i.digest) = $5)
+             ORDER BY i.pushed_at DESC, i.digest COLLATE \"C\" LIMIT $6"
+        ))
+        .bind(registry.account)
+        .bind(&*repository_key)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1.to_string()))
+        .bind(tagged)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| image_from(r, false)).collect()
+    }
+
     async fn tags_of(
         &self,
         registry: RegistryKey<'_>,

@@ -684,6 +684,18 @@ pub trait RegistryStore: crate::ReplicationStore + Send + Sync + 'static {
     ) -> Result<Option<Image>>;
     /// All images of a repository (manifest bytes left empty), newest first.
     async fn images(&self, registry: RegistryKey<'_>, repository: &str) -> Result<Vec<Image>>;
+    /// A page of a repository's images, newest first (by push time, then digest), after
+    /// `after` (the push time and digest of the previous page's last image), only tagged
+    /// (`Some(true)`) or untagged (`Some(false)`) ones if asked, at most `limit`; without
+    /// their manifests.
+    async fn images_page(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        after: Option<(i64, &str)>,
+        tagged: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<Image>>;
     /// Tags of a repository with their digests, sorted by tag.
     async fn tags_of(
         &self,

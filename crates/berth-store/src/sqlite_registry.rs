@@ -587,6 +587,40 @@ impl RegistryStore for SqliteStore {
         rows.iter().map(|r| image_from(r, false)).collect()
     }
 
+    async fn images_page(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        after: Option<(i64, &str)>,
+        tagged: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<Image>> {
+        let repository_key = registry.stored_name(repository);
+        let rows = sqlx::query(
+            "SELECT i.digest, i.media_type, i.size, i.artifact_type, i.subject, i.pushed_at, i.last_pull,
+                    (SELECT group_concat(t.tag, char(31)) FROM image_tags t
+                      WHERE t.account_id = i.account_id AND t.repository = i.repository
+                        AND t.digest = i.digest) AS tags
+             FROM images i
+             WHERE i.account_id = ?1 AND i.repository = ?2
+               AND (?3 IS NULL OR i.pushed_at < ?3 OR (i.pushed_at = ?3 AND i.digest > ?4))
+               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM image_tags t
+                      WHERE t.account_id = i.account_id AND t.repository = i.repository
+                        AND t.digest = i.digest) = ?5)
+             ORDER BY i.pushed_at DESC, i.digest LIMIT ?6",
+        )
+        .bind(registry.account)
+        .bind(&*repository_key)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(tagged)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| image_from(r, false)).collect()
+    }
+
     async fn tags_of(
         &self,
         registry: RegistryKey<'_>,

@@ -697,6 +697,89 @@ async fn account_usage_counts_distinct_blobs() {
     }
 }
 
+/// A page of a repository's images: newest first (push time, then digest), after the
+/// previous page's last, tagged or untagged only if asked, at most a limit; pages put
+/// together are the whole listing, each image once.
+#[tokio::test]
+async fn images_page_pages_a_repository_newest_first() {
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        let home = RegistryKey::home(A);
+        create(s, "app").await;
+        create(s, "other").await;
+        // Seven images; three share one push time; tags on the even ones.
+        let mut pushed = Vec::new();
+        for (i, at) in [5_000, 3_000, 3_000, 3_000, 2_000, 9_000, 1_000]
+            .into_iter()
+            .enumerate()
+        {
+            let mut img = image(&format!("img{i}"), &[], &[]);
+            img.pushed_at = at;
+            let tag = format!("t{i}");
+            s.put_image(
+                home,
+                "app",
+                &img,
+                (i % 2 == 0).then_some(tag.as_str()),
+                TagRule::Mutable,
+            )
+            .await
+            .unwrap();
+            pushed.push((at, img.digest.clone(), i % 2 == 0));
+        }
+        s.put_image(
+            home,
+            "other",
+            &image("elsewhere", &[], &[]),
+            None,
+            TagRule::Mutable,
+        )
+        .await
+        .unwrap();
+        let mut expected = pushed.clone();
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for tagged in [None, Some(true), Some(false)] {
+            let want: Vec<String> = expected
+                .iter()
+                .filter(|e| tagged.is_none_or(|t| t == e.2))
+                .map(|e| e.1.clone())
+                .collect();
+            let mut got = Vec::new();
+            let mut after: Option<(i64, String)> = None;
+            loop {
+                let page = t
+                    .images_page(
+                        home,
+                        "app",
+                        after.as_ref().map(|(a, d)| (*a, d.as_str())),
+                        tagged,
+                        2,
+                    )
+                    .await
+                    .unwrap();
+                assert!(page.len() <= 2, "{n}");
+                for img in &page {
+                    assert_eq!(
+                        img.tags.is_empty(),
+                        !pushed.iter().any(|p| p.1 == img.digest && p.2),
+                        "{n}"
+                    );
+                    assert!(img.manifest.is_empty(), "{n}: pages come without manifests");
+                }
+                got.extend(page.iter().map(|i| i.digest.clone()));
+                match page.last() {
+                    Some(last) if page.len() == 2 => {
+                        after = Some((last.pushed_at, last.digest.clone()))
+                    }
+                    _ => break,
+                }
+            }
+            assert_eq!(got, want, "{n}: tagged {tagged:?}");
+        }
+    }
+}
+
 /// A page of repositories: by name in byte order after a cursor, filtered by a substring
 /// of the name, at most a limit, and only the asked Region's.
 #[tokio::test]

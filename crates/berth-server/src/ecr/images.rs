@@ -440,14 +440,48 @@ pub async fn describe_images(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             Ok(json!({"imageDetails": details}))
         }
         None => {
-            for img in c.app.registry.images(r.registry(), &r.name).await? {
-                let tagged = !img.tags.is_empty();
-                if (status == "TAGGED" && !tagged) || (status == "UNTAGGED" && tagged) {
-                    continue;
-                }
-                details.push(detail(&img));
+            let max = c
+                .input
+                .get("maxResults")
+                .and_then(Value::as_i64)
+                .unwrap_or(100);
+            if !(1..=1000).contains(&max) {
+                return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
             }
-            let (details, next) = page(c, details)?;
+            // The token is where the last page ended: its last image's push time (ms) and
+            // digest (a keyset, so a page reads only itself).
+            let after = match c.str("nextToken") {
+                Some(t) => Some(
+                    t.split_once('.')
+                        .and_then(|(at, d)| Some((at.parse::<i64>().ok()?, d)))
+                        .filter(|(_, d)| valid_digest(d))
+                        .ok_or_else(|| {
+                            invalid(
+                                "Invalid parameter at 'nextToken': not a token this server gave",
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            let tagged = match status {
+                "TAGGED" => Some(true),
+                "UNTAGGED" => Some(false),
+                _ => None,
+            };
+            let mut images = c
+                .app
+                .registry
+                .images_page(r.registry(), &r.name, after, tagged, max as usize + 1)
+                .await?;
+            let next = if images.len() > max as usize {
+                images.truncate(max as usize);
+                images
+                    .last()
+                    .map(|i| format!("{}.{}", i.pushed_at, i.digest))
+            } else {
+                None
+            };
+            details.extend(images.iter().map(detail));
             Ok(json!({"imageDetails": details, "nextToken": next}))
         }
     }

@@ -1,0 +1,3 @@
+-- Pages of a repository's images, newest first (DescribeImages, the console), read by
+-- this index instead of sorting every image of the repository.
+CREATE INDEX images_by_push ON images (account_id, repository, pushed_at DESC, digest COLLATE "C");
