@@ -1,9 +1,12 @@
 //! The sending side of the peer link: a replication whose destination Region another
 //! deployment serves is delivered there (see the module above). Blobs the peer lacks are
 //! streamed from this deployment's blob store through a resumable upload session: after
-//! an interruption the sender asks the session's offset and goes on from there.
+//! an interruption the sender asks the session's offset and goes on from there, within
+//! the attempt or in a later one (the session is remembered until its blob is finished;
+//! see [`Sessions`]).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -20,6 +23,59 @@ use crate::serve::App;
 const MAX_DEPTH: usize = 8;
 /// How many times one blob's upload is resumed before the delivery is tried later.
 const RESUMES: usize = 3;
+/// Most upload sessions remembered at once (past it, the oldest remembered is forgotten:
+/// its blob is sent from the start if it is needed again).
+const MAX_SESSIONS: usize = 4096;
+
+/// What an upload session at a peer uploads: the peer's Region, the destination
+/// registry (account, Region), the repository and the blob's digest.
+type SessionKey = (String, String, String, String, String);
+
+/// The upload sessions opened at peers and not yet finished, by what they upload. A
+/// delivery interrupted mid-blob (the peer restarted, the link dropped) fails for now and
+/// is tried again later; that attempt continues the session where the peer's offset
+/// says, instead of opening another and sending the blob from its first byte. Kept in
+/// this process's memory: after this deployment restarts, a transfer starts over (the
+/// peer removes the abandoned session once it has been idle for `upload_idle_seconds`).
+#[derive(Default)]
+struct Sessions {
+    by_key: HashMap<SessionKey, (u64, String)>,
+    /// Orders the entries, oldest first, for [`MAX_SESSIONS`].
+    counter: u64,
+}
+
+fn sessions() -> std::sync::MutexGuard<'static, Sessions> {
+    static SESSIONS: OnceLock<Mutex<Sessions>> = OnceLock::new();
+    SESSIONS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sessions {
+    fn get(&self, key: &SessionKey) -> Option<String> {
+        self.by_key.get(key).map(|(_, id)| id.clone())
+    }
+
+    fn remember(&mut self, key: SessionKey, id: String) {
+        if self.by_key.len() >= MAX_SESSIONS && !self.by_key.contains_key(&key) {
+            if let Some(oldest) = self
+                .by_key
+                .iter()
+                .min_by_key(|(_, (n, _))| *n)
+                .map(|(k, _)| k.clone())
+            {
+                self.by_key.remove(&oldest);
+            }
+        }
+        self.counter += 1;
+        self.by_key.insert(key, (self.counter, id));
+    }
+
+    fn forget(&mut self, key: &SessionKey) {
+        self.by_key.remove(key);
+    }
+}
 
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
@@ -232,18 +288,13 @@ fn collect<'a>(
     })
 }
 
-/// Upload one blob into a session of the destination repository, resuming where an
-/// interrupted transfer stopped.
-async fn upload(
-    app: &App,
+/// Open an upload session in the destination repository and remember it; its path.
+async fn open(
     peer: &Peer,
     region: &str,
     r: &Replication,
-    digest: &str,
-) -> Result<(), Failure> {
-    let d: berth_blobs::Digest = digest
-        .parse()
-        .map_err(|_| Failure::Permanent(format!("MALFORMED: {digest} is not a digest")))?;
+    key: &SessionKey,
+) -> Result<String, Failure> {
     let (status, v) = send_json(
         peer,
         region,
@@ -262,10 +313,51 @@ async fn upload(
         .and_then(Value::as_str)
         .ok_or_else(|| Failure::Transient("PEER_ERROR: no upload id".into()))?
         .to_string();
-    let session = format!("/berth/peer/v1/uploads/{id}");
+    let path = format!("/berth/peer/v1/uploads/{id}");
+    sessions().remember(key.clone(), id);
+    Ok(path)
+}
+
+/// Upload one blob into a session of the destination repository, resuming where an
+/// interrupted transfer stopped (in this attempt or an earlier one).
+async fn upload(
+    app: &App,
+    peer: &Peer,
+    region: &str,
+    r: &Replication,
+    digest: &str,
+) -> Result<(), Failure> {
+    let d: berth_blobs::Digest = digest
+        .parse()
+        .map_err(|_| Failure::Permanent(format!("MALFORMED: {digest} is not a digest")))?;
+    let key: SessionKey = (
+        peer.region.clone(),
+        r.destination.account.clone(),
+        r.destination.region.clone(),
+        r.repository.clone(),
+        digest.to_string(),
+    );
+    // An earlier attempt's session, if it left one; else a new one.
+    let remembered = sessions().get(&key);
+    let mut opened = remembered.is_none();
+    let mut session = match remembered {
+        Some(id) => format!("/berth/peer/v1/uploads/{id}"),
+        None => open(peer, region, r, &key).await?,
+    };
     for _ in 0..=RESUMES {
         let (status, v) =
             send_json(peer, region, reqwest::Method::GET, &session, &json!({})).await?;
+        if status == 404 && !opened {
+            // The peer no longer knows the remembered session (finished, removed as
+            // abandoned, or its store lost it): start over in a new one.
+            sessions().forget(&key);
+            session = open(peer, region, r, &key).await?;
+            opened = true;
+            continue;
+        }
+        if status == 404 {
+            sessions().forget(&key);
+        }
         settle(status, &v)?;
         let offset = v.get("offset").and_then(Value::as_u64).unwrap_or(0);
         let reader = match app.blobs.stat(&d).await {
@@ -305,6 +397,9 @@ async fn upload(
         }
         let path = format!("{session}?digest={digest}");
         let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
+        // Answered: the blob is published, or the session ended or cannot finish; either
+        // way a later attempt starts from what the peer then lacks.
+        sessions().forget(&key);
         return settle(status, &v);
     }
     Err(Failure::Transient(format!(
