@@ -23,6 +23,10 @@ use crate::serve::App;
 const MAX_DEPTH: usize = 8;
 /// How many times one blob's upload is resumed before the delivery is tried later.
 const RESUMES: usize = 3;
+/// The most bytes of a blob one request sends (two parts of the S3 backend's; that
+/// backend keeps nothing of a request cut part-way, so a transfer cut resumes from the
+/// last whole request).
+const CHUNK: u64 = 16 << 20;
 /// Most upload sessions remembered at once (past it, the oldest remembered is forgotten:
 /// its blob is sent from the start if it is needed again).
 const MAX_SESSIONS: usize = 4096;
@@ -337,6 +341,15 @@ async fn upload(
         r.repository.clone(),
         digest.to_string(),
     );
+    let size = match app.blobs.stat(&d).await {
+        Ok(Some(size)) => size,
+        Ok(None) => {
+            return Err(Failure::Permanent(format!(
+                "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
+            )))
+        }
+        Err(e) => return Err(Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}"))),
+    };
     // An earlier attempt's session, if it left one; else a new one.
     let remembered = sessions().get(&key);
     let mut opened = remembered.is_none();
@@ -344,66 +357,83 @@ async fn upload(
         Some(id) => format!("/berth/peer/v1/uploads/{id}"),
         None => open(peer, region, r, &key).await?,
     };
-    for _ in 0..=RESUMES {
-        let (status, v) =
-            send_json(peer, region, reqwest::Method::GET, &session, &json!({})).await?;
-        if status == 404 && !opened {
-            // The peer no longer knows the remembered session (finished, removed as
-            // abandoned, or its store lost it): start over in a new one.
-            sessions().forget(&key);
-            session = open(peer, region, r, &key).await?;
-            opened = true;
-            continue;
-        }
-        if status == 404 {
-            sessions().forget(&key);
-        }
-        settle(status, &v)?;
-        let offset = v.get("offset").and_then(Value::as_u64).unwrap_or(0);
-        let reader = match app.blobs.stat(&d).await {
-            Ok(Some(size)) if offset < size => app
-                .blobs
-                .get(&d, Some((offset, None)))
-                .await
-                .map_err(|e| Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}")))?,
-            Ok(Some(_)) => None, // all sent: finish
-            Ok(None) => {
-                return Err(Failure::Permanent(format!(
-                    "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
-                )))
-            }
-            Err(e) => return Err(Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}"))),
-        };
-        if let Some(reader) = reader {
-            let stream = reader
-                .stream
-                .map_err(|e| std::io::Error::other(e.to_string()));
-            let path = format!("{session}?offset={offset}");
-            let sent = request(peer, region, reqwest::Method::PATCH, &path, UNSIGNED)
-                .header("content-type", "application/octet-stream")
-                .body(reqwest::Body::wrap_stream(stream))
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {}
-                // Interrupted, or the peer saw another offset: ask it where it stands.
-                Ok(resp) if resp.status().as_u16() == 409 => continue,
-                Ok(resp) => {
-                    let (status, v) = answer(peer, resp).await?;
-                    settle(status, &v)?;
+    // Where the peer's session stands, when its last answer said (else it is asked).
+    let mut known: Option<u64> = None;
+    let mut interruptions = 0;
+    loop {
+        let offset = match known.take() {
+            Some(offset) => offset,
+            None => {
+                let (status, v) =
+                    send_json(peer, region, reqwest::Method::GET, &session, &json!({})).await?;
+                if status == 404 && !opened {
+                    // The peer no longer knows the remembered session (finished, removed
+                    // as abandoned, or its store lost it): start over in a new one.
+                    sessions().forget(&key);
+                    session = open(peer, region, r, &key).await?;
+                    opened = true;
+                    continue;
                 }
-                Err(_) => continue,
+                if status == 404 {
+                    sessions().forget(&key);
+                }
+                settle(status, &v)?;
+                v.get("offset").and_then(Value::as_u64).unwrap_or(0)
             }
+        };
+        if offset >= size {
+            break;
         }
-        let path = format!("{session}?digest={digest}");
-        let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
-        // Answered: the blob is published, or the session ended or cannot finish; either
-        // way a later attempt starts from what the peer then lacks.
-        sessions().forget(&key);
-        return settle(status, &v);
+        // One chunk a request: what a request delivers is kept by the peer's store
+        // whatever happens to the next (a store may keep nothing of a cut request).
+        let end = offset.saturating_add(CHUNK).min(size) - 1;
+        let reader = app
+            .blobs
+            .get(&d, Some((offset, Some(end))))
+            .await
+            .map_err(|e| Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}")))?
+            .ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
+                ))
+            })?;
+        let stream = reader
+            .stream
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        let path = format!("{session}?offset={offset}");
+        let sent = request(peer, region, reqwest::Method::PATCH, &path, UNSIGNED)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => {
+                let (_, v) = answer(peer, resp).await?;
+                match v.get("offset").and_then(Value::as_u64) {
+                    Some(n) if n > offset => known = Some(n),
+                    // Accepted without progress: ask where it stands, as after a cut.
+                    _ => interruptions += 1,
+                }
+            }
+            // Interrupted, or the peer saw another offset: ask it where it stands.
+            Ok(resp) if resp.status().as_u16() == 409 => interruptions += 1,
+            Ok(resp) => {
+                let (status, v) = answer(peer, resp).await?;
+                settle(status, &v)?;
+            }
+            Err(_) => interruptions += 1,
+        }
+        if interruptions > RESUMES {
+            return Err(Failure::Transient(format!(
+                "UPLOAD_INTERRUPTED: {digest} could not be sent in {} tries",
+                RESUMES + 1
+            )));
+        }
     }
-    Err(Failure::Transient(format!(
-        "UPLOAD_INTERRUPTED: {digest} could not be sent in {} tries",
-        RESUMES + 1
-    )))
+    let path = format!("{session}?digest={digest}");
+    let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
+    // Answered: the blob is published, or the session ended or cannot finish; either way
+    // a later attempt starts from what the peer then lacks.
+    sessions().forget(&key);
+    settle(status, &v)
 }
