@@ -2,15 +2,17 @@
 //! deployment serves is delivered there (see the module above). Blobs the peer lacks are
 //! streamed from this deployment's blob store through a resumable upload session: after
 //! an interruption the sender asks the session's offset and goes on from there, within
-//! the attempt or in a later one (the session is remembered until its blob is finished;
-//! see [`Sessions`]).
+//! the attempt or in a later one: the session is remembered in the metadata store
+//! ([`berth_store::PeerUpload`]) until its blob is finished, so a delivery tried again —
+//! after the peer restarted, the link dropped, or this deployment restarted or another
+//! node took the replication job over — continues it instead of sending the blob from its
+//! first byte.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
-use berth_store::{RegistryKey, ReplicaAction, Replication};
+use berth_store::{PeerUpload, RegistryKey, ReplicaAction, Replication};
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 
@@ -27,60 +29,6 @@ const RESUMES: usize = 3;
 /// backend keeps nothing of a request cut part-way, so a transfer cut resumes from the
 /// last whole request).
 const CHUNK: u64 = 16 << 20;
-/// Most upload sessions remembered at once (past it, the oldest remembered is forgotten:
-/// its blob is sent from the start if it is needed again).
-const MAX_SESSIONS: usize = 4096;
-
-/// What an upload session at a peer uploads: the peer's Region, the destination
-/// registry (account, Region), the repository and the blob's digest.
-type SessionKey = (String, String, String, String, String);
-
-/// The upload sessions opened at peers and not yet finished, by what they upload. A
-/// delivery interrupted mid-blob (the peer restarted, the link dropped) fails for now and
-/// is tried again later; that attempt continues the session where the peer's offset
-/// says, instead of opening another and sending the blob from its first byte. Kept in
-/// this process's memory: after this deployment restarts, a transfer starts over (the
-/// peer removes the abandoned session once it has been idle for `upload_idle_seconds`).
-#[derive(Default)]
-struct Sessions {
-    by_key: HashMap<SessionKey, (u64, String)>,
-    /// Orders the entries, oldest first, for [`MAX_SESSIONS`].
-    counter: u64,
-}
-
-fn sessions() -> std::sync::MutexGuard<'static, Sessions> {
-    static SESSIONS: OnceLock<Mutex<Sessions>> = OnceLock::new();
-    SESSIONS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-impl Sessions {
-    fn get(&self, key: &SessionKey) -> Option<String> {
-        self.by_key.get(key).map(|(_, id)| id.clone())
-    }
-
-    fn remember(&mut self, key: SessionKey, id: String) {
-        if self.by_key.len() >= MAX_SESSIONS && !self.by_key.contains_key(&key) {
-            if let Some(oldest) = self
-                .by_key
-                .iter()
-                .min_by_key(|(_, (n, _))| *n)
-                .map(|(k, _)| k.clone())
-            {
-                self.by_key.remove(&oldest);
-            }
-        }
-        self.counter += 1;
-        self.by_key.insert(key, (self.counter, id));
-    }
-
-    fn forget(&mut self, key: &SessionKey) {
-        self.by_key.remove(key);
-    }
-}
-
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
@@ -294,10 +242,11 @@ fn collect<'a>(
 
 /// Open an upload session in the destination repository and remember it; its path.
 async fn open(
+    app: &App,
     peer: &Peer,
     region: &str,
     r: &Replication,
-    key: &SessionKey,
+    key: &PeerUpload<'_>,
 ) -> Result<String, Failure> {
     let (status, v) = send_json(
         peer,
@@ -317,9 +266,11 @@ async fn open(
         .and_then(Value::as_str)
         .ok_or_else(|| Failure::Transient("PEER_ERROR: no upload id".into()))?
         .to_string();
-    let path = format!("/berth/peer/v1/uploads/{id}");
-    sessions().remember(key.clone(), id);
-    Ok(path)
+    app.registry
+        .set_peer_upload(key, Some(&id), crate::ids::now_ms())
+        .await
+        .map_err(store_failure)?;
+    Ok(format!("/berth/peer/v1/uploads/{id}"))
 }
 
 /// Upload one blob into a session of the destination repository, resuming where an
@@ -334,13 +285,13 @@ async fn upload(
     let d: berth_blobs::Digest = digest
         .parse()
         .map_err(|_| Failure::Permanent(format!("MALFORMED: {digest} is not a digest")))?;
-    let key: SessionKey = (
-        peer.region.clone(),
-        r.destination.account.clone(),
-        r.destination.region.clone(),
-        r.repository.clone(),
-        digest.to_string(),
-    );
+    let key = PeerUpload {
+        peer: &peer.region,
+        account: &r.destination.account,
+        region: &r.destination.region,
+        repository: &r.repository,
+        digest,
+    };
     let size = match app.blobs.stat(&d).await {
         Ok(Some(size)) => size,
         Ok(None) => {
@@ -351,11 +302,15 @@ async fn upload(
         Err(e) => return Err(Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}"))),
     };
     // An earlier attempt's session, if it left one; else a new one.
-    let remembered = sessions().get(&key);
+    let remembered = app
+        .registry
+        .peer_upload(&key)
+        .await
+        .map_err(store_failure)?;
     let mut opened = remembered.is_none();
     let mut session = match remembered {
         Some(id) => format!("/berth/peer/v1/uploads/{id}"),
-        None => open(peer, region, r, &key).await?,
+        None => open(app, peer, region, r, &key).await?,
     };
     // Where the peer's session stands, when its last answer said (else it is asked).
     let mut known: Option<u64> = None;
@@ -369,13 +324,13 @@ async fn upload(
                 if status == 404 && !opened {
                     // The peer no longer knows the remembered session (finished, removed
                     // as abandoned, or its store lost it): start over in a new one.
-                    sessions().forget(&key);
-                    session = open(peer, region, r, &key).await?;
+                    forget(app, &key).await?;
+                    session = open(app, peer, region, r, &key).await?;
                     opened = true;
                     continue;
                 }
                 if status == 404 {
-                    sessions().forget(&key);
+                    forget(app, &key).await?;
                 }
                 settle(status, &v)?;
                 v.get("offset").and_then(Value::as_u64).unwrap_or(0)
@@ -434,6 +389,18 @@ async fn upload(
     let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
     // Answered: the blob is published, or the session ended or cannot finish; either way
     // a later attempt starts from what the peer then lacks.
-    sessions().forget(&key);
+    forget(app, &key).await?;
     settle(status, &v)
+}
+
+/// Forget the session of `key` (finished, or no longer the peer's).
+async fn forget(app: &App, key: &PeerUpload<'_>) -> Result<(), Failure> {
+    app.registry
+        .set_peer_upload(key, None, crate::ids::now_ms())
+        .await
+        .map_err(store_failure)
+}
+
+fn store_failure(e: berth_store::RegistryError) -> Failure {
+    Failure::Transient(format!("STORE_UNAVAILABLE: {e}"))
 }
