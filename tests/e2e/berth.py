@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -227,6 +228,23 @@ import atexit  # noqa: E402
 atexit.register(_drop_databases)
 
 
+_NEWER_ECR_MODEL = []
+
+
+def newer_ecr_model():
+    """A data path (AWS_DATA_PATH) holding only boto3's ECR model: the aws CLI installed
+    has an older model, without the operations added since (replication backfills), and
+    takes a service's model from this path first. Made once per test run."""
+    if not _NEWER_ECR_MODEL:
+        import shutil
+        import tempfile
+        directory = tempfile.mkdtemp(prefix="berth-ecr-model-")
+        atexit.register(shutil.rmtree, directory, True)
+        shutil.copytree(Path(botocore.__file__).parent / "data" / "ecr", Path(directory) / "ecr")
+        _NEWER_ECR_MODEL.append(directory)
+    return _NEWER_ECR_MODEL[0]
+
+
 class Server:
     """One `berth serve` process on 127.0.0.1 with its own data directory (and, in the
     scale-out configuration, its own PostgreSQL database, or the one `database` names to
@@ -376,9 +394,11 @@ class Server:
     def sts(self, creds: Creds | None = None):
         return self.client("sts", creds or self.root)
 
-    def _cli(self, creds, args):
+    def _cli(self, creds, args, newer_ecr=False):
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(creds.env() if creds else {})
+        if newer_ecr:
+            env["AWS_DATA_PATH"] = newer_ecr_model()
         env.update({
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
@@ -392,15 +412,16 @@ class Server:
             cmd += ["--ca-bundle", str(self.ca_bundle)]
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
-    def cli(self, creds, *args):
-        """Run `aws ARGS...`; it must succeed; return its parsed JSON output (or None)."""
-        p = self._cli(creds, args)
+    def cli(self, creds, *args, newer_ecr=False):
+        """Run `aws ARGS...`; it must succeed; return its parsed JSON output (or None).
+        `newer_ecr`: with boto3's ECR model (see newer_ecr_model)."""
+        p = self._cli(creds, args, newer_ecr)
         assert p.returncode == 0, f"aws {' '.join(args)} failed ({p.returncode}): {p.stderr}"
         return json.loads(p.stdout) if p.stdout.strip() else None
 
-    def cli_error(self, creds, *args) -> CliError:
+    def cli_error(self, creds, *args, newer_ecr=False) -> CliError:
         """Run `aws ARGS...`; it must fail with a service error; return the error."""
-        p = self._cli(creds, args)
+        p = self._cli(creds, args, newer_ecr)
         assert p.returncode != 0, f"aws {' '.join(args)} unexpectedly succeeded: {p.stdout}"
         m = re.search(r"An error occurred \(([\w.]+)\)(?: \(reached max retries: \d+\))? when calling the \w+ operation"
                       r"(?: \(reached max retries: \d+\))?: (.*)", p.stderr, re.S)
@@ -995,3 +1016,87 @@ def plain(message):
     head, sep, blob = message.partition(ENCODED)
     assert sep and blob, f"no encoded authorization message in {message!r}"
     return head
+
+
+class HoldingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the port `target`: it counts the bytes it
+    passes toward the target (`sent`), and can hold them — past `hold_after` bytes (None:
+    never; 0: from the first) it forwards nothing more toward the target until
+    `release()`, so what crosses it is pending for as long as the test needs. Held
+    connections then go on, or fail if the target has gone meanwhile. Replication between
+    deployments is slowed and cut this way: the sender's peer endpoint is the proxy."""
+
+    def __init__(self, target, hold_after=None):
+        self.target = target
+        self.hold_after = hold_after
+        self.sent = 0
+        self.active = 0
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets = []
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.release()
+        for s in [self._listener, *self._sockets]:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()  # the target is down: so is the connection
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+                self.active += 1
+            ends = [2]
+            threading.Thread(target=self._pipe, args=(client, upstream, True, ends), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False, ends), daemon=True).start()
+
+    def _pipe(self, src, dst, toward_target, ends):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if toward_target and self.hold_after is not None and not self.released.is_set() \
+                        and self.sent + len(data) > self.hold_after:
+                    self.holding.set()
+                    self.released.wait()
+                dst.sendall(data)
+                if toward_target:
+                    with self._lock:
+                        self.sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self._lock:
+            ends[0] -= 1
+            if ends[0] == 0:
+                self.active -= 1

@@ -1,7 +1,7 @@
 """Replication between two Berth deployments on loopback, each with its own data directory,
 over the peer link (`replication_peers`, a shared key file): every example of seed 003
 decides at the destination exactly as within one deployment, the two replicate to each
-other, a destination killed mid-transfer gets the image after its restart, and a
+other, a transfer cut by a kill of either side resumes after the restart, and a
 deployment that does not hold the key is refused."""
 
 import base64
@@ -14,8 +14,8 @@ import time
 import pytest
 import requests
 
-from berth import (Registry, Server, make_image, oci_error, seed_text, skopeo_pull, skopeo_push,
-                   unique, write_oci_layout)
+from berth import (HoldingProxy, Registry, Server, make_image, oci_error, seed_text, skopeo_pull,
+                   skopeo_push, unique, until, write_oci_layout)
 
 EAST, WEST = "us-east-1", "us-west-2"
 
@@ -31,9 +31,15 @@ def peers_line(region, port, key_file):
             f'key_file = "{key_file}" }}]\n')
 
 
+def peers_table(region, port, key_file):
+    """The same peer as a `[replication.peers.REGION]` table (the end of a file)."""
+    return f'[replication.peers.{region}]\nendpoint = "http://127.0.0.1:{port}"\nkey_file = "{key_file}"\n'
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    """(east, west): two deployments, us-east-1 and us-west-2, each the other's peer."""
+    """(east, west): two deployments, us-east-1 and us-west-2, each the other's peer (the
+    east lists the west in `replication_peers`, the west the east as a table)."""
     base = tmp_path_factory.mktemp("peers")
     key = base / "peer.key"
     key.write_bytes(os.urandom(32))
@@ -41,7 +47,7 @@ def pair(tmp_path_factory):
     east = Server(base / "east" / "data", listen=f"127.0.0.1:{east_port}",
                   extra_config=f'region = "{EAST}"\n' + peers_line(WEST, west_port, key))
     west = Server(base / "west" / "data", listen=f"127.0.0.1:{west_port}",
-                  extra_config=f'region = "{WEST}"\n' + peers_line(EAST, east_port, key))
+                  extra_config=f'region = "{WEST}"\n' + peers_table(EAST, east_port, key))
     east.start()
     west.start()
     yield east, west
@@ -168,35 +174,80 @@ def test_an_untrusted_sender_is_refused(pair, tmp_path_factory, tmp_path):
     assert oci_error(requests.get(f"{west.url}/v2/", timeout=10))[0] == 401
 
 
-def test_a_destination_killed_during_a_transfer_gets_it_after_its_restart(pair, tmp_path):
-    """kill -9 of the destination deployment while a large image streams to it; once it is
-    back (same address), the delivery goes on and the image arrives whole."""
-    east, west = pair
-    west.cli(west.root, "ecr", "put-registry-policy", "--region", WEST, "--policy-text",
-             seed_text("003-registry-replicate-all",
-                       **{"111111111111": west.account, "222222222222": east.account}))
-    ecr(east, EAST).put_replication_configuration(replicationConfiguration={"rules": [
-        {"destinations": [{"region": WEST, "registryId": west.account}]}]})
-    repo = unique("big")
-    ecr(east, EAST).create_repository(repositoryName=repo)
-    img = make_image(layers=1, size=96 * 1024 * 1024)
-    write_oci_layout(tmp_path / "src", {"v1": img})
-    skopeo_push(east, password(east, EAST), tmp_path / "src", "v1", repo)
-    # wait for the transfer to be under way (the destination made the repository), then kill
-    deadline = time.time() + 30
-    while repo not in {r["repositoryName"] for r in ecr(west, WEST).describe_repositories()["repositories"]}:
-        assert time.time() < deadline, "the transfer never started"
-        time.sleep(0.02)
-    west.proc.send_signal(signal.SIGKILL)
-    west.proc.wait()
-    west.proc = None
+@pytest.mark.parametrize("killed", ["destination", "source"])
+def test_a_transfer_cut_by_a_restart_resumes_where_it_stopped(tmp_path_factory, tmp_path, killed):
+    """kill -9 of the destination deployment, or of the source, while a large blob streams
+    between them (through a proxy that holds the stream half way, so the kill lands
+    mid-transfer however fast the machine); once it is back at the same address, a later
+    attempt of the delivery continues the same upload session (remembered in the source's
+    metadata store) from the offset the destination kept: fewer than twice the blob's
+    bytes reach the destination in all, and the image arrives with its digest."""
+    base = tmp_path_factory.mktemp("resume")
+    key = base / "peer.key"
+    key.write_bytes(os.urandom(32))
+    east_port, west_port = free_port(), free_port()
+    size, request = 48 * 1024 * 1024, 16 * 1024 * 1024
+    # (the sender sends 16 MiB a request: the first request is whole when the link holds)
+    proxy = HoldingProxy(west_port, hold_after=size // 2)
+    east = Server(base / "east" / "data", listen=f"127.0.0.1:{east_port}",
+                  extra_config=f'region = "{EAST}"\n' + peers_line(WEST, proxy.port, key))
+    west = Server(base / "west" / "data", listen=f"127.0.0.1:{west_port}",
+                  extra_config=f'region = "{WEST}"\n' + peers_line(EAST, east_port, key))
+    east.start()
     west.start()
-    [st] = settled(east, EAST, repo, "v1", timeout=120)
-    assert st["status"] == "COMPLETE", st
-    digest_file = tmp_path / "digest"
-    skopeo_pull(west, password(west, WEST), repo, "v1", tmp_path / "pulled",
-                extra=["--digestfile", str(digest_file)])
-    assert digest_file.read_text().strip() == img.digest
+    try:
+        west_policy(west, "003-registry-replicate-all", **{"222222222222": east.account})
+        ecr(east, EAST).put_replication_configuration(replicationConfiguration={"rules": [
+            {"destinations": [{"region": WEST, "registryId": west.account}]}]})
+        repo = unique("big")
+        ecr(east, EAST).create_repository(repositoryName=repo)
+        img = make_image(layers=1, size=size)
+        write_oci_layout(tmp_path / "src", {"v1": img})
+        skopeo_push(east, password(east, EAST), tmp_path / "src", "v1", repo)
+        assert proxy.holding.wait(60), "the transfer never got half way"
+        uploads = west.data_dir / "uploads"
+
+        def staged():
+            return max((p.stat().st_size for p in uploads.iterdir()), default=0) if uploads.exists() else 0
+
+        if west.blob_prefix is None:  # (staged in the bucket otherwise)
+            until("bytes of the transfer reach the destination's staged upload", 30,
+                  lambda: staged() >= size // 8)
+        victim = west if killed == "destination" else east
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait()
+        victim.proc = None
+        # the held stream fails: the destination is gone, or the source that sent it
+        proxy.release()
+        until("the cut connections close", 30, lambda: proxy.active == 0)
+        kept = staged()
+        before = proxy.sent
+        assert before < size
+        if killed == "destination":
+            def retried():
+                [x] = ecr(east, EAST).describe_image_replication_status(
+                    repositoryName=repo, imageId={"imageTag": "v1"})["replicationStatuses"]
+                return x["status"] == "IN_PROGRESS" and "PEER_UNREACHABLE" in (x.get("failureCode") or "")
+
+            # the attempt has ended (to be tried again): what follows is a later attempt's
+            until("the delivery is to be retried", 60, retried)
+        victim.start()
+        st = status_of(east, east.root, EAST, repo, "v1", timeout=180)
+        assert st["status"] == "COMPLETE", st
+        after = proxy.sent - before
+        # the rest of the blob, not all of it again (a new session would send `size` more):
+        # at most what follows the first whole request
+        assert before + after < 2 * size, (before, after, size)
+        assert after < size - request + (1 << 20), (after, size)
+        if west.blob_prefix is None and killed == "destination":
+            assert after < size - kept + (1 << 20), (after, kept, size)
+        digest_file = tmp_path / "digest"
+        skopeo_pull(west, password(west, WEST), repo, "v1", tmp_path / "pulled",
+                    extra=["--digestfile", str(digest_file)])
+        assert digest_file.read_text().strip() == img.digest
+    finally:
+        proxy.close()
+        assert east.stop() == 0 and west.stop() == 0
 
 
 # The other examples of seed 003, across deployments (the first is above).
@@ -266,21 +317,39 @@ def test_003_prod_prefix_across_deployments(pair):
     assert f"prod-api-{suffix}" in names and f"dev-api-{suffix}" not in names
 
 
-def test_003_without_create_repository_across_deployments(pair):
+def test_003_without_create_repository_across_deployments(pair, tmp_path):
+    """Seed 003's fourth example between deployments: the destination creates the
+    repository itself, and a backfill (aws CLI) replicates the image that failed."""
     east, west = pair
-    west_policy(west, "003-registry-replicate-only", **{"222222222222": east.account})
-    c = ecr(east, EAST)
+    source = east.account_create()  # a registry of its own: the backfill copies all of it
+    west_policy(west, "003-registry-replicate-only", **{"222222222222": source.account_id})
+    c = east.client("ecr", source, region=EAST)
     c.put_replication_configuration(replicationConfiguration={"rules": [
         {"destinations": [{"region": WEST, "registryId": west.account}]}]})
     repo = unique("by-hand")
     c.create_repository(repositoryName=repo)
-    img = make_image(layers=1)
-    push_as(east, east.root, EAST, repo, "v1", img)
-    failed = status_of(east, east.root, EAST, repo, "v1")
+    img = make_image(layers=2)
+    push_as(east, source, EAST, repo, "v1", img)
+    failed = status_of(east, source, EAST, repo, "v1")
     assert failed["status"] == "FAILED" and failed["failureCode"].startswith("REPOSITORY_NOT_FOUND")
     assert repo not in west_repos(west)
     ecr(west, WEST).create_repository(repositoryName=repo)
-    push_as(east, east.root, EAST, repo, "v2", img)
-    assert status_of(east, east.root, EAST, repo, "v2")["status"] == "COMPLETE"
-    ids = ecr(west, WEST).list_images(repositoryName=repo)["imageIds"]
-    assert ids == [{"imageDigest": img.digest, "imageTag": "v2"}]
+    started = east.cli(source, "ecr", "start-replication-backfill", "--region", EAST,
+                       "--destination", f"region={WEST},registryId={west.account}", newer_ecr=True)
+    bid = started["replicationBackfillId"]
+
+    def ended():
+        [b] = [x for x in east.cli(source, "ecr", "list-replication-backfills", "--region", EAST,
+                                   newer_ecr=True)["backfills"] if x["replicationBackfillId"] == bid]
+        return b if b["status"] not in ("PREPARING", "IN_PROGRESS", "STOPPING") else None
+
+    done = until("the backfill ends", 60, ended)
+    assert done["status"] == "COMPLETE", done
+    st = status_of(east, source, EAST, repo, "v1")
+    assert st["status"] == "COMPLETE" and st.get("failureCode") is None, st
+    assert ecr(west, WEST).list_images(repositoryName=repo)["imageIds"] == [
+        {"imageDigest": img.digest, "imageTag": "v1"}]
+    digest_file = tmp_path / "digest"
+    skopeo_pull(west, password(west, WEST), repo, "v1", tmp_path / "pulled",
+                extra=["--digestfile", str(digest_file)])
+    assert digest_file.read_text().strip() == img.digest

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, client_error, make_image, oci_error,
-                   seed_text, start_server, unique, write_oci_layout)
+from berth import (BIN, OCI_INDEX, OCI_MANIFEST, HoldingProxy, Registry, Server, client_error, make_image,
+                   oci_error, seed_text, start_server, unique, until, write_oci_layout)
 
 SOURCE_REGION, DEST_REGION = "us-east-1", "us-west-2"
 
@@ -159,11 +159,16 @@ def test_003_replicate_all_repositories_of_the_source_root(srv, accounts, tmp_pa
     img2 = push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
     assert settled(srv, a, repo, "v1")[b.account_id]["status"] == "COMPLETE"
     assert pulled(srv, b, b.account_id, DEST_REGION, repo, "v1", tmp_path) == img2.digest
-    # without deleteReplication, a deletion at the source stays there
+    # without deleteReplication, a deletion at the source stays there: once a later push
+    # (delivered in order, after anything the deletion could have recorded) has arrived,
+    # the destination still has the image and its tag
     ecr(srv, a, SOURCE_REGION).batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
-    # (no replication is recorded for it, so nothing can reach the destination later)
-    digests = {i["imageDigest"] for i in ecr(srv, b, DEST_REGION).list_images(repositoryName=repo)["imageIds"]}
-    assert {img.digest, img2.digest} <= digests
+    marker = push(srv, a, SOURCE_REGION, repo, "marker", tmp_path)
+    assert settled(srv, a, repo, "marker")[b.account_id]["status"] == "COMPLETE"
+    there = ecr(srv, b, DEST_REGION).list_images(repositoryName=repo)["imageIds"]
+    assert {"imageDigest": img2.digest, "imageTag": "v1"} in there
+    assert {"imageDigest": marker.digest, "imageTag": "marker"} in there
+    assert img.digest in {i["imageDigest"] for i in there}
 
 
 def test_003_allow_multiple_accounts(srv, accounts, tmp_path):
@@ -202,8 +207,27 @@ def test_003_only_repositories_starting_with_prod(srv, accounts, tmp_path):
     assert pulled(srv, b, b.account_id, DEST_REGION, prod, "v1", tmp_path) == img.digest
 
 
+def backfill(srv, creds, region, account, timeout=60):
+    """start-replication-backfill (aws CLI) of `creds`' registry in the source Region to
+    `account` in `region`; waits for it to end and returns it as listed."""
+    started = srv.cli(creds, "ecr", "start-replication-backfill", "--region", SOURCE_REGION,
+                      "--destination", f"region={region},registryId={account}", newer_ecr=True)
+    bid = started["replicationBackfillId"]
+    deadline = time.time() + timeout
+    while True:
+        [b] = [x for x in srv.cli(creds, "ecr", "list-replication-backfills", "--region", SOURCE_REGION,
+                                  newer_ecr=True)["backfills"] if x["replicationBackfillId"] == bid]
+        if b["status"] not in ("PREPARING", "IN_PROGRESS", "STOPPING"):
+            return b
+        assert time.time() < deadline, b
+        time.sleep(0.2)
+
+
 def test_003_without_create_repository_the_destination_makes_its_own(srv, accounts, tmp_path):
-    a, b, _ = accounts
+    """Seed 003's fourth example: without ecr:CreateRepository the destination creates the
+    repository itself; a backfill then replicates the image that failed (v1 itself)."""
+    _, b, _ = accounts
+    a = srv.account_create()  # a source of its own: the backfill copies its whole registry
     registry_policy(srv, b, seed_text("003-registry-replicate-only",
                                       **{"111111111111": b.account_id, "222222222222": a.account_id}))
     configure(srv, a, to(b.account_id))
@@ -214,9 +238,16 @@ def test_003_without_create_repository_the_destination_makes_its_own(srv, accoun
     assert failed["status"] == "FAILED"
     assert failed["failureCode"].startswith("REPOSITORY_NOT_FOUND") and "ecr:CreateRepository" in failed["failureCode"]
     assert repo not in names(srv, b, DEST_REGION)
-    # "you need to create repositories with the same name within your account": then it works
+    # "you need to create repositories with the same name within your account", then the
+    # image that failed is replicated by a backfill
     create_repo(srv, b, DEST_REGION, repo)
-    push(srv, a, SOURCE_REGION, repo, "v2", tmp_path, img=img)  # a new tag: replicated again
+    done = backfill(srv, a, DEST_REGION, b.account_id)
+    assert done["status"] == "COMPLETE", done
+    status = settled(srv, a, repo, "v1")[b.account_id]
+    assert status["status"] == "COMPLETE" and status.get("failureCode") is None, status
+    assert pulled(srv, b, b.account_id, DEST_REGION, repo, "v1", tmp_path) == img.digest
+    # and later pushes replicate as they come
+    push(srv, a, SOURCE_REGION, repo, "v2", tmp_path, img=img)
     assert settled(srv, a, repo, "v2")[b.account_id]["status"] == "COMPLETE"
     assert pulled(srv, b, b.account_id, DEST_REGION, repo, "v2", tmp_path) == img.digest
 
@@ -266,6 +297,48 @@ def test_same_account_other_region_with_delete_replication(srv, accounts, tmp_pa
         time.sleep(0.1)
     tags = {i.get("imageTag") for i in west.list_images(repositoryName=repo)["imageIds"]}
     assert tags == {"two"}
+    # a tag removed (batch-delete-image by tag) is removed there; the image stays while
+    # it has another tag, and goes with its last one, as at the source
+    push(srv, c, SOURCE_REGION, repo, "also", tmp_path, img=second)
+    assert settled(srv, c, repo, "also")[c.account_id]["status"] == "COMPLETE"
+    assert sorted(i.get("imageTag") for i in west.list_images(repositoryName=repo)["imageIds"]) == ["also", "two"]
+    east = ecr(srv, c, SOURCE_REGION)
+    east.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "also"}])
+    until("the tag removal reaches the destination", 30, lambda: west.list_images(
+        repositoryName=repo)["imageIds"] == [{"imageDigest": second.digest, "imageTag": "two"}])
+    east.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "two"}])
+    until("the last tag's removal deletes the image there too", 30,
+          lambda: west.list_images(repositoryName=repo)["imageIds"] == [])
+
+
+def test_a_lifecycle_expiry_replicates_as_a_deletion(srv, accounts):
+    """An image a lifecycle policy expires at the source is deleted at a destination whose
+    rule has deleteReplication on, as a deletion by a caller would be."""
+    _, _, c = accounts
+    configure(srv, c, to(c.account_id, deletes=True))
+    repo = unique("expiring")
+    create_repo(srv, c, SOURCE_REGION, repo)
+    reg = Registry(srv, password(srv, c, SOURCE_REGION), host=host(srv, c.account_id, SOURCE_REGION))
+    older, newer, kept = make_image(layers=1), make_image(layers=1), make_image(layers=1)
+    for tag, img in (("build-1", older), ("build-2", newer), ("release", kept)):
+        reg.push_image(repo, img, tag)
+        assert settled(srv, c, repo, tag)[c.account_id]["status"] == "COMPLETE"
+    west = ecr(srv, c, DEST_REGION)
+    assert len(west.list_images(repositoryName=repo)["imageIds"]) == 3
+    east = ecr(srv, c, SOURCE_REGION)
+    east.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=json.dumps({"rules": [{
+        "rulePriority": 1, "description": "one build",
+        "selection": {"tagStatus": "tagged", "tagPrefixList": ["build-"],
+                      "countType": "imageCountMoreThan", "countNumber": 1},
+        "action": {"type": "expire"}}]}))
+    p = subprocess.run([BIN, "lifecycle", "run", "--data-dir", str(srv.data_dir),
+                        "--config", str(srv.config_path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert {i["imageDigest"] for i in east.list_images(repositoryName=repo)["imageIds"]} == {
+        newer.digest, kept.digest}
+    until("the expiry reaches the destination", 30, lambda: sorted(
+        (i["imageDigest"], i["imageTag"]) for i in west.list_images(repositoryName=repo)["imageIds"]) == sorted(
+        [(newer.digest, "build-2"), (kept.digest, "release")]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,7 +357,49 @@ def test_configuration_is_checked_as_ecr_checks_it(srv, accounts):
     assert code in ("ValidationException", "InvalidParameterException") and "registryId" in msg
 
 
+def pull_policy(account):
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "pull", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]})
+
+
+def keep_policy(count):
+    return json.dumps({"rules": [{
+        "rulePriority": 1, "description": f"keep {count}",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": count},
+        "action": {"type": "expire"}}]})
+
+
+def made_by_replication(srv, a, b, repo, tmp_path):
+    """Push `repo` at A's source, replicated to B, which makes it; B's repository as described."""
+    create_repo(srv, a, SOURCE_REGION, repo)
+    push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
+    assert settled(srv, a, repo, "v1")[b.account_id]["status"] == "COMPLETE"
+    [made] = ecr(srv, b, DEST_REGION).describe_repositories(repositoryNames=[repo])["repositories"]
+    return made
+
+
+def settings_of(srv, creds, made):
+    """(tag mutability, repository policy, lifecycle policy, tags) of a repository."""
+    west = ecr(srv, creds, DEST_REGION)
+    name = made["repositoryName"]
+    try:
+        policy = json.loads(west.get_repository_policy(repositoryName=name)["policyText"])
+    except west.exceptions.RepositoryPolicyNotFoundException:
+        policy = None
+    try:
+        lifecycle = json.loads(west.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
+    except west.exceptions.LifecyclePolicyNotFoundException:
+        lifecycle = None
+    tags = west.list_tags_for_resource(resourceArn=made["repositoryArn"])["tags"]
+    return made["imageTagMutability"], policy, lifecycle, sorted((t["Key"], t["Value"]) for t in tags)
+
+
 def test_a_replication_template_shapes_the_repository_it_makes(srv, accounts, tmp_path):
+    """The destination's REPLICATION template gives the repository replication makes its
+    tag mutability, repository policy, lifecycle policy and tags (aws CLI throughout);
+    UpdateRepositoryCreationTemplate changes what later repositories get; a ROOT template
+    shapes the names no other template holds."""
     a, b, _ = accounts
     registry_policy(srv, b, seed_text("003-registry-replicate-all",
                                       **{"111111111111": b.account_id, "222222222222": a.account_id}))
@@ -292,20 +407,54 @@ def test_a_replication_template_shapes_the_repository_it_makes(srv, accounts, tm
     out = srv.cli(b, "ecr", "create-repository-creation-template", "--region", DEST_REGION,
                   "--prefix", prefix, "--applied-for", "REPLICATION",
                   "--image-tag-mutability", "IMMUTABLE",
-                  "--resource-tags", "Key=origin,Value=replication")
+                  "--repository-policy", pull_policy(a.account_id),
+                  "--lifecycle-policy", keep_policy(5),
+                  "--resource-tags", "Key=origin,Value=replication", "Key=team,Value=west")
     assert out["repositoryCreationTemplate"]["prefix"] == prefix
     listed = srv.cli(b, "ecr", "describe-repository-creation-templates", "--region", DEST_REGION,
                      "--prefixes", prefix)["repositoryCreationTemplates"]
     assert [t["imageTagMutability"] for t in listed] == ["IMMUTABLE"]
     configure(srv, a, to(b.account_id))
-    repo = f"{prefix}/service"
-    create_repo(srv, a, SOURCE_REGION, repo)
-    push(srv, a, SOURCE_REGION, repo, "v1", tmp_path)
-    assert settled(srv, a, repo, "v1")[b.account_id]["status"] == "COMPLETE"
-    [made] = ecr(srv, b, DEST_REGION).describe_repositories(repositoryNames=[repo])["repositories"]
-    assert made["imageTagMutability"] == "IMMUTABLE"
-    tags = ecr(srv, b, DEST_REGION).list_tags_for_resource(resourceArn=made["repositoryArn"])["tags"]
-    assert tags == [{"Key": "origin", "Value": "replication"}]
+    made = made_by_replication(srv, a, b, f"{prefix}/service", tmp_path)
+    assert settings_of(srv, b, made) == (
+        "IMMUTABLE", json.loads(pull_policy(a.account_id)), json.loads(keep_policy(5)),
+        [("origin", "replication"), ("team", "west")])
+    # the policy it was given is in force: A may now pull from B's repository
+    assert pulled(srv, a, b.account_id, DEST_REGION, f"{prefix}/service", "v1", tmp_path)
+
+    # UpdateRepositoryCreationTemplate (aws CLI): repositories made afterwards follow it;
+    # the one made before keeps what it was given
+    out = srv.cli(b, "ecr", "update-repository-creation-template", "--region", DEST_REGION,
+                  "--prefix", prefix, "--image-tag-mutability", "MUTABLE",
+                  "--lifecycle-policy", keep_policy(2), "--resource-tags", "Key=origin,Value=updated")
+    assert out["repositoryCreationTemplate"]["imageTagMutability"] == "MUTABLE"
+    [t] = srv.cli(b, "ecr", "describe-repository-creation-templates", "--region", DEST_REGION,
+                  "--prefixes", prefix)["repositoryCreationTemplates"]
+    assert t["imageTagMutability"] == "MUTABLE" and json.loads(t["lifecyclePolicy"]) == json.loads(keep_policy(2))
+    assert t["resourceTags"] == [{"Key": "origin", "Value": "updated"}]
+    made2 = made_by_replication(srv, a, b, f"{prefix}/worker", tmp_path)
+    mutability, policy, lifecycle, tags = settings_of(srv, b, made2)
+    assert (mutability, lifecycle, tags) == ("MUTABLE", json.loads(keep_policy(2)), [("origin", "updated")])
+    assert policy == json.loads(pull_policy(a.account_id))  # not updated: kept
+    assert settings_of(srv, b, made)[0] == "IMMUTABLE"
+    e = srv.cli_error(b, "ecr", "update-repository-creation-template", "--region", DEST_REGION,
+                      "--prefix", unique("none"), "--image-tag-mutability", "MUTABLE")
+    assert e.code == "TemplateNotFoundException"
+
+    # ROOT: every name no other template's prefix holds
+    srv.cli(b, "ecr", "create-repository-creation-template", "--region", DEST_REGION,
+            "--prefix", "ROOT", "--applied-for", "REPLICATION", "--image-tag-mutability", "IMMUTABLE",
+            "--lifecycle-policy", keep_policy(7), "--resource-tags", "Key=origin,Value=root")
+    try:
+        rooted = made_by_replication(srv, a, b, unique("rooted") + "/api", tmp_path)
+        assert settings_of(srv, b, rooted) == ("IMMUTABLE", None, json.loads(keep_policy(7)),
+                                               [("origin", "root")])
+        # a name the prefix holds still takes the prefix's template, not ROOT
+        made3 = made_by_replication(srv, a, b, f"{prefix}/third", tmp_path)
+        assert settings_of(srv, b, made3)[3] == [("origin", "updated")]
+    finally:
+        srv.cli(b, "ecr", "delete-repository-creation-template", "--region", DEST_REGION, "--prefix", "ROOT")
+
     e = srv.cli_error(b, "ecr", "create-repository-creation-template", "--region", DEST_REGION,
                       "--prefix", prefix, "--applied-for", "REPLICATION")
     assert e.code == "TemplateAlreadyExistsException"
@@ -392,17 +541,44 @@ def test_a_multi_arch_index_arrives_whole(srv, accounts):
             assert west.get_blob(repo, d).content == b
 
 
+def replication_status(s):
+    """`berth replication status --json` of server `s`."""
+    p = subprocess.run([BIN, "replication", "status", "--json", "--config", str(s.config_path),
+                        "--data-dir", str(s.data_dir)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
 def test_many_pushes_at_once_and_a_kill_during_delivery(tmp_path_factory):
-    """50 pushes at once under replication, the server killed (-9) while it delivers them,
-    restarted: every image arrives once, with its digest and its tag."""
-    s = start_server(tmp_path_factory, "replication-crash",
-                     extra_config=f'regions = ["{SOURCE_REGION}", "{DEST_REGION}"]\n')
+    """50 pushes at once (50 clients) under replication to two destinations — another Region
+    of the same deployment, and a Region another deployment serves, reached through a
+    proxy that holds the link so deliveries are observably pending — then the source
+    killed (-9) with deliveries pending and one in flight, and restarted: every image
+    arrives at both destinations exactly once, with its digest and its tag."""
+    far = "eu-west-1"
+    base = tmp_path_factory.mktemp("burst-peer")
+    key = base / "peer.key"
+    key.write_bytes(os.urandom(32))
+    d = Server(base / "far" / "data", extra_config=(
+        f'region = "{far}"\n'
+        f'replication_peers = [{{ region = "{SOURCE_REGION}", endpoint = "http://127.0.0.1:9", '
+        f'key_file = "{key}" }}]\n'))
+    d.start()
+    proxy = HoldingProxy(d.port, hold_after=0)
+    s = start_server(tmp_path_factory, "replication-crash", extra_config=(
+        f'regions = ["{SOURCE_REGION}", "{DEST_REGION}"]\n'
+        f'replication_peers = [{{ region = "{far}", endpoint = "{proxy.url}", key_file = "{key}" }}]\n'))
     try:
         a = s.root
-        configure(s, a, to(a.account_id, deletes=True))
+        d.cli(d.root, "ecr", "put-registry-policy", "--region", far, "--policy-text",
+              seed_text("003-registry-replicate-all", **{"111111111111": d.account,
+                                                         "222222222222": a.account_id, "us-west-2": far}))
+        ecr(s, a, SOURCE_REGION).put_replication_configuration(replicationConfiguration={"rules": [
+            {"destinations": [{"region": DEST_REGION, "registryId": a.account_id},
+                              {"region": far, "registryId": d.account}]}]})
         repo = unique("burst")
         create_repo(s, a, SOURCE_REGION, repo)
-        reg = Registry(s, password(s, a, SOURCE_REGION))
+        pw = password(s, a, SOURCE_REGION)
         images = {f"t{i}": make_image(layers=1, size=1024) for i in range(50)}
         shared = make_image(layers=1, size=1024)  # every image also holds a layer of this one
         for img in images.values():
@@ -410,23 +586,55 @@ def test_many_pushes_at_once_and_a_kill_during_delivery(tmp_path_factory):
             m = json.loads(img.manifest)
             m["layers"].append(json.loads(shared.manifest)["layers"][0])
             img.manifest = json.dumps(m, indent=1).encode()
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda kv: reg.push_image(repo, kv[1], kv[0]), images.items()))
+        with ThreadPoolExecutor(50) as pool:
+            list(pool.map(lambda kv: Registry(s, pw).push_image(repo, kv[1], kv[0]), images.items()))
+        # the link holds the first delivery to the far deployment; the rest wait behind it
+        assert proxy.holding.wait(60), "no delivery reached the far deployment"
+        status = replication_status(s)
+        assert status["pending"] > 0 and status["oldestPendingSeconds"] is not None, status
+        east = ecr(s, a, SOURCE_REGION)
+        pending = [tag for tag in images if any(
+            x["status"] == "IN_PROGRESS" for x in east.describe_image_replication_status(
+                repositoryName=repo, imageId={"imageTag": tag})["replicationStatuses"])]
+        assert pending, "no image is pending"
         s.proc.send_signal(signal.SIGKILL)
         s.proc.wait()
         s.proc = None
+        proxy.release()
         s.start()
-        wait_all(s, a, repo, images, timeout=90)
-        west = ecr(s, a, DEST_REGION)
-        got = {}
-        for page in west.get_paginator("list_images").paginate(repositoryName=repo):
-            for i in page["imageIds"]:
-                got.setdefault(i["imageDigest"], []).append(i.get("imageTag"))
-        assert got == {img.digest: [tag] for tag, img in images.items()}
-        statuses = [settled(s, a, repo, tag)[a.account_id]["status"] for tag in images]
-        assert statuses == ["COMPLETE"] * 50
+        east = ecr(s, a, SOURCE_REGION)
+
+        def statuses(tag):
+            return sorted((x["region"], x["registryId"], x["status"]) for x in east.describe_image_replication_status(
+                repositoryName=repo, imageId={"imageTag": tag})["replicationStatuses"])
+
+        until("every image is replicated", 180, lambda: all(
+            all(st != "IN_PROGRESS" for _, _, st in statuses(tag)) for tag in images))
+        for tag in images:
+            assert statuses(tag) == sorted([(DEST_REGION, a.account_id, "COMPLETE"),
+                                            (far, d.account, "COMPLETE")]), tag
+        for region, where in ((DEST_REGION, ecr(s, a, DEST_REGION)), (far, ecr(d, d.root, far))):
+            got = {}
+            for page in where.get_paginator("list_images").paginate(repositoryName=repo):
+                for i in page["imageIds"]:
+                    got.setdefault(i["imageDigest"], []).append(i.get("imageTag"))
+            assert got == {img.digest: [tag] for tag, img in images.items()}, region
+        # the bytes are those pushed: a manifest read back at the far end has the digest
+        far_reg = Registry(d, far_password(d, far))
+        for tag, img in list(images.items())[:5]:
+            r = far_reg.get_manifest(repo, tag)
+            assert r.status_code == 200 and r.content == img.manifest, tag
+            assert r.headers["Docker-Content-Digest"] == img.digest
+        assert replication_status(s)["pending"] == 0
     finally:
+        proxy.close()
         s.stop()
+        d.stop()
+
+
+def far_password(d, region):
+    [data] = d.client("ecr", d.root, region=region).get_authorization_token()["authorizationData"]
+    return base64.b64decode(data["authorizationToken"]).decode().split(":", 1)[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -478,6 +686,12 @@ def test_a_backfill_replicates_images_pushed_before_the_rule(srv, accounts, tmp_
     got = {(i["imageDigest"], i.get("imageTag")) for i in west.list_images(repositoryName=repo)["imageIds"]}
     assert got == {(tagged.digest, "v1"), (twice.digest, "a"), (twice.digest, "b"), (untagged.digest, None)}
     assert pulled(srv, c, c.account_id, DEST_REGION, repo, "b", tmp_path) == twice.digest
+    # maxResults out of the model's range: a ValidationException, as any range constraint
+    code, msg, _ = client_error(east.list_replication_backfills, maxResults=51)
+    assert code == "ValidationException" and "less than or equal to 50" in msg, msg
+    code, msg, _ = client_error(east.describe_replication_backfill_results, replicationBackfillId=bid,
+                                maxResults=1001)
+    assert code == "ValidationException" and "less than or equal to 1000" in msg, msg
     # an ended backfill cannot be stopped; an unknown one is not found
     code, _, _ = client_error(east.stop_replication_backfill, replicationBackfillId=bid)
     assert code == "ReplicationBackfillInvalidStatusException"

@@ -42,9 +42,9 @@ pub use model::*;
 pub use pg::PgStore;
 pub use registry::*;
 pub use replication::{
-    Backfill, BackfillProgress, BackfillRefusal, NewReplication, Replica, ReplicaAction,
-    ReplicaState, Replication, ReplicationStore, ReplicationSummary, Settlement, TemplateWrite,
-    MAX_ACTIVE_BACKFILLS,
+    Backfill, BackfillProgress, BackfillRefusal, NewReplication, PeerUpload, Replica,
+    ReplicaAction, ReplicaState, Replication, ReplicationStore, ReplicationSummary, Settlement,
+    TemplateWrite, MAX_ACTIVE_BACKFILLS,
 };
 pub use sealer::{Sealer, SecretSlot, SecretsKey};
 pub use sqlite::{KeyError, SqliteStore};

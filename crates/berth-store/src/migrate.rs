@@ -441,6 +441,10 @@ const LEFT_BEHIND: &[(&str, &str)] = &[
         "replication backfills are requests of the moment with their outbox rows: start them again at the destination",
     ),
     (
+        "peer_uploads",
+        "upload sessions open at peers belong to the deliveries of the outbox, which is not copied",
+    ),
+    (
         "replications",
         "the replication outbox: let the old deployment deliver what it holds before the move (berth replication status shows none pending), or backfill from the new one",
     ),

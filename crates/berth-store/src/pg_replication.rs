@@ -423,7 +423,55 @@ impl ReplicationStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query(sqlx::AssertSqlSafe(
+            PRUNE_PEER_UPLOADS.replace("{cutoff}", "$1"),
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(rows)
+    }
+    async fn peer_upload(&self, u: &PeerUpload<'_>) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT session FROM peer_uploads WHERE peer = $1 AND dest_account = $2
+             AND dest_region = $3 AND repository = $4 AND digest = $5",
+        )
+        .bind(u.peer)
+        .bind(u.account)
+        .bind(u.region)
+        .bind(u.repository)
+        .bind(u.digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+    async fn set_peer_upload(&self, u: &PeerUpload<'_>, id: Option<&str>, now: i64) -> Result<()> {
+        let query = match id {
+            Some(_) => sqlx::query(
+                "INSERT INTO peer_uploads
+                 (peer, dest_account, dest_region, repository, digest, session, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (peer, dest_account, dest_region, repository, digest)
+                 DO UPDATE SET session = excluded.session, updated_at = excluded.updated_at",
+            ),
+            None => sqlx::query(
+                "DELETE FROM peer_uploads WHERE peer = $1 AND dest_account = $2
+                 AND dest_region = $3 AND repository = $4 AND digest = $5",
+            ),
+        };
+        let query = query
+            .bind(u.peer)
+            .bind(u.account)
+            .bind(u.region)
+            .bind(u.repository)
+            .bind(u.digest);
+        let query = match id {
+            Some(id) => query.bind(id).bind(now),
+            None => query,
+        };
+        query.execute(&self.pool).await.map_err(backend)?;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! What the stores keep of replication: each registry's replication configuration and
 //! repository creation templates (as the ECR wire JSON they were accepted in; berth-server
-//! reads them into typed values), and the outbox of replications.
+//! reads them into typed values), the outbox of replications, and the upload sessions
+//! open at peers that deliveries continue ([`PeerUpload`]).
 //!
 //! The outbox is the durability of replication: a push, a tag removal or an image
 //! deletion that must reach destinations writes one row per destination in its own
@@ -124,6 +125,19 @@ pub enum Settlement {
     Failed(String),
     /// Failed for now (the destination or a store out of reach): tried again at `next_at`.
     Retry { failure_code: String, next_at: i64 },
+}
+
+/// What an upload session this deployment has open at a peer uploads (see
+/// [`ReplicationStore::peer_upload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerUpload<'a> {
+    /// The Region the peer is listed for.
+    pub peer: &'a str,
+    /// The destination registry.
+    pub account: &'a str,
+    pub region: &'a str,
+    pub repository: &'a str,
+    pub digest: &'a str,
 }
 
 /// What `berth replication status` says: the outbox at a glance.
@@ -315,6 +329,9 @@ pub(crate) const PRUNE: &str = "DELETE FROM replications WHERE status <> 'IN_PRO
          OR backfill IN (SELECT id FROM replication_backfills
                          WHERE status IN ('COMPLETE', 'FAILED', 'STOPPED') AND ended_at < {cutoff}))";
 
+/// Peer upload sessions untouched since the cutoff (the peer has long removed them).
+pub(crate) const PRUNE_PEER_UPLOADS: &str = "DELETE FROM peer_uploads WHERE updated_at < {cutoff}";
+
 /// Backfills that ended before the cutoff.
 pub(crate) const PRUNE_BACKFILLS: &str = "DELETE FROM replication_backfills
     WHERE status IN ('COMPLETE', 'FAILED', 'STOPPED') AND ended_at < {cutoff}";
@@ -425,6 +442,19 @@ pub trait ReplicationStore: Send + Sync {
     /// Forget what the outbox no longer needs, settled before `before` (milliseconds):
     /// every replication but the latest push of each image to each destination (its
     /// status) while the image is there, and backfills that ended then, with their rows.
-    /// Returns how many rows went.
+    /// Returns how many rows went. Peer upload sessions untouched since `before` go too.
     async fn prune_replications(&self, before: i64) -> crate::RegistryResult<u64>;
+    /// The upload session this deployment opened at a peer for `upload` and has not
+    /// finished, if one is remembered: a delivery tried again continues it.
+    async fn peer_upload(
+        &self,
+        upload: &crate::PeerUpload<'_>,
+    ) -> crate::RegistryResult<Option<String>>;
+    /// Remember the session `id` for `upload` (replacing any), or forget it (`None`).
+    async fn set_peer_upload(
+        &self,
+        upload: &crate::PeerUpload<'_>,
+        id: Option<&str>,
+        now: i64,
+    ) -> crate::RegistryResult<()>;
 }

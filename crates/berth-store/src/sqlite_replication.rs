@@ -419,7 +419,55 @@ impl ReplicationStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query(sqlx::AssertSqlSafe(
+            PRUNE_PEER_UPLOADS.replace("{cutoff}", "?1"),
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(rows)
+    }
+    async fn peer_upload(&self, u: &PeerUpload<'_>) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT session FROM peer_uploads WHERE peer = ? AND dest_account = ?
+             AND dest_region = ? AND repository = ? AND digest = ?",
+        )
+        .bind(u.peer)
+        .bind(u.account)
+        .bind(u.region)
+        .bind(u.repository)
+        .bind(u.digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+    async fn set_peer_upload(&self, u: &PeerUpload<'_>, id: Option<&str>, now: i64) -> Result<()> {
+        let query = match id {
+            Some(_) => sqlx::query(
+                "INSERT INTO peer_uploads
+                 (peer, dest_account, dest_region, repository, digest, session, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (peer, dest_account, dest_region, repository, digest)
+                 DO UPDATE SET session = excluded.session, updated_at = excluded.updated_at",
+            ),
+            None => sqlx::query(
+                "DELETE FROM peer_uploads WHERE peer = ? AND dest_account = ?
+                 AND dest_region = ? AND repository = ? AND digest = ?",
+            ),
+        };
+        let query = query
+            .bind(u.peer)
+            .bind(u.account)
+            .bind(u.region)
+            .bind(u.repository)
+            .bind(u.digest);
+        let query = match id {
+            Some(id) => query.bind(id).bind(now),
+            None => query,
+        };
+        query.execute(&self.pool).await.map_err(backend)?;
+        Ok(())
     }
 }

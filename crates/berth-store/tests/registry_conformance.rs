@@ -2966,11 +2966,28 @@ async fn pruning_the_outbox_keeps_the_statuses_it_answers() {
         )
         .await
         .unwrap();
+        // A peer upload session remembered at 100 stays past a prune before 50.
+        let upload = PeerUpload {
+            peer: "eu-west-1",
+            account: "222222222222",
+            region: "eu-west-1",
+            repository: "pruned",
+            digest: &kept.digest,
+        };
+        t.set_peer_upload(&upload, Some("session-1"), 100)
+            .await
+            .unwrap();
         // Nothing settled before 50.
         assert_eq!(t.prune_replications(50).await.unwrap(), 0, "{n}");
+        assert_eq!(
+            t.peer_upload(&upload).await.unwrap().as_deref(),
+            Some("session-1"),
+            "{n}"
+        );
         // Before 200: both settled pushes of `kept` (the one in progress is its latest
         // now) and the one of `gone` go.
         assert_eq!(t.prune_replications(200).await.unwrap(), 3, "{n}");
+        assert_eq!(t.peer_upload(&upload).await.unwrap(), None, "{n}");
         let status = t
             .image_replications(home, "pruned", &kept.digest)
             .await
@@ -2981,5 +2998,68 @@ async fn pruning_the_outbox_keeps_the_statuses_it_answers() {
             1,
             "{n}"
         );
+    }
+}
+
+/// A peer upload session is remembered by everything it uploads (peer, destination
+/// registry, repository, digest), seen by every node, replaced and forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peer_upload_sessions_are_remembered_per_blob() {
+    let d1 = digest("peer-one");
+    let d2 = digest("peer-two");
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        let one = PeerUpload {
+            peer: "eu-west-1",
+            account: "222222222222",
+            region: "eu-west-1",
+            repository: "app",
+            digest: &d1,
+        };
+        let others = [
+            PeerUpload { digest: &d2, ..one },
+            PeerUpload {
+                repository: "other",
+                ..one
+            },
+            PeerUpload { account: A, ..one },
+            PeerUpload {
+                region: "eu-west-2",
+                ..one
+            },
+            PeerUpload {
+                peer: "eu-west-2",
+                ..one
+            },
+        ];
+        assert_eq!(t.peer_upload(&one).await.unwrap(), None, "{n}");
+        s.set_peer_upload(&one, Some("first"), 1).await.unwrap();
+        assert_eq!(
+            t.peer_upload(&one).await.unwrap().as_deref(),
+            Some("first"),
+            "{n}"
+        );
+        for o in &others {
+            assert_eq!(t.peer_upload(o).await.unwrap(), None, "{n}: {o:?}");
+        }
+        t.set_peer_upload(&one, Some("second"), 2).await.unwrap();
+        assert_eq!(
+            s.peer_upload(&one).await.unwrap().as_deref(),
+            Some("second"),
+            "{n}"
+        );
+        s.set_peer_upload(&others[0], Some("third"), 3)
+            .await
+            .unwrap();
+        s.set_peer_upload(&one, None, 4).await.unwrap();
+        assert_eq!(t.peer_upload(&one).await.unwrap(), None, "{n}");
+        assert_eq!(
+            t.peer_upload(&others[0]).await.unwrap().as_deref(),
+            Some("third"),
+            "{n}"
+        );
+        // Forgetting what is not remembered is no error.
+        s.set_peer_upload(&one, None, 5).await.unwrap();
     }
 }

@@ -388,15 +388,33 @@ pub async fn stop_backfill(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     }))
 }
 
+/// A backfill operation's `maxResults` outside `1..=max`: a range constraint of the
+/// model, so a `ValidationException` worded as AWS words model violations.
+fn out_of_range(value: i64, max: i64) -> Result<(), ApiError> {
+    let bound = if value < 1 {
+        "greater than or equal to 1".to_string()
+    } else if value > max {
+        format!("less than or equal to {max}")
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::new(
+        400,
+        "ValidationException",
+        format!(
+            "1 validation error detected: Value '{value}' at 'maxResults' failed to satisfy \
+             constraint: Member must have value {bound}"
+        ),
+    ))
+}
+
 pub async fn list_backfills(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let max = c
         .input
         .get("maxResults")
         .and_then(Value::as_i64)
         .unwrap_or(25);
-    if !(1..=50).contains(&max) {
-        return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 50'"));
-    }
+    out_of_range(max, 50)?;
     let all = c.app.registry.backfills(c.key()).await?;
     let (page, next) = super::images::page_of(c, all, max as usize)?;
     let mut out = Vec::new();
@@ -429,9 +447,7 @@ pub async fn describe_backfill_results(c: &EcrCall<'_>) -> Result<Value, ApiErro
         .get("maxResults")
         .and_then(Value::as_i64)
         .unwrap_or(100);
-    if !(1..=1000).contains(&max) {
-        return Err(invalid("Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000'"));
-    }
+    out_of_range(max, 1000)?;
     let offset: i64 = match c.str("nextToken") {
         Some(t) => t.parse().map_err(|_| {
             invalid("Invalid parameter at 'nextToken': not a token this server gave")

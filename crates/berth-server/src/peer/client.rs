@@ -1,13 +1,18 @@
 //! The sending side of the peer link: a replication whose destination Region another
 //! deployment serves is delivered there (see the module above). Blobs the peer lacks are
 //! streamed from this deployment's blob store through a resumable upload session: after
-//! an interruption the sender asks the session's offset and goes on from there.
+//! an interruption the sender asks the session's offset and goes on from there, within
+//! the attempt or in a later one: the session is remembered in the metadata store
+//! ([`berth_store::PeerUpload`]) until its blob is finished, so a delivery tried again —
+//! after the peer restarted, the link dropped, or this deployment restarted or another
+//! node took the replication job over — continues it instead of sending the blob from its
+//! first byte.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
-use berth_store::{RegistryKey, ReplicaAction, Replication};
+use berth_store::{PeerUpload, RegistryKey, ReplicaAction, Replication};
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 
@@ -20,7 +25,10 @@ use crate::serve::App;
 const MAX_DEPTH: usize = 8;
 /// How many times one blob's upload is resumed before the delivery is tried later.
 const RESUMES: usize = 3;
-
+/// The most bytes of a blob one request sends (two parts of the S3 backend's; that
+/// backend keeps nothing of a request cut part-way, so a transfer cut resumes from the
+/// last whole request).
+const CHUNK: u64 = 16 << 20;
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
@@ -232,18 +240,14 @@ fn collect<'a>(
     })
 }
 
-/// Upload one blob into a session of the destination repository, resuming where an
-/// interrupted transfer stopped.
-async fn upload(
+/// Open an upload session in the destination repository and remember it; its path.
+async fn open(
     app: &App,
     peer: &Peer,
     region: &str,
     r: &Replication,
-    digest: &str,
-) -> Result<(), Failure> {
-    let d: berth_blobs::Digest = digest
-        .parse()
-        .map_err(|_| Failure::Permanent(format!("MALFORMED: {digest} is not a digest")))?;
+    key: &PeerUpload<'_>,
+) -> Result<String, Failure> {
     let (status, v) = send_json(
         peer,
         region,
@@ -262,53 +266,141 @@ async fn upload(
         .and_then(Value::as_str)
         .ok_or_else(|| Failure::Transient("PEER_ERROR: no upload id".into()))?
         .to_string();
-    let session = format!("/berth/peer/v1/uploads/{id}");
-    for _ in 0..=RESUMES {
-        let (status, v) =
-            send_json(peer, region, reqwest::Method::GET, &session, &json!({})).await?;
-        settle(status, &v)?;
-        let offset = v.get("offset").and_then(Value::as_u64).unwrap_or(0);
-        let reader = match app.blobs.stat(&d).await {
-            Ok(Some(size)) if offset < size => app
-                .blobs
-                .get(&d, Some((offset, None)))
-                .await
-                .map_err(|e| Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}")))?,
-            Ok(Some(_)) => None, // all sent: finish
-            Ok(None) => {
-                return Err(Failure::Permanent(format!(
-                    "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
-                )))
-            }
-            Err(e) => return Err(Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}"))),
-        };
-        if let Some(reader) = reader {
-            let stream = reader
-                .stream
-                .map_err(|e| std::io::Error::other(e.to_string()));
-            let path = format!("{session}?offset={offset}");
-            let sent = request(peer, region, reqwest::Method::PATCH, &path, UNSIGNED)
-                .header("content-type", "application/octet-stream")
-                .body(reqwest::Body::wrap_stream(stream))
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {}
-                // Interrupted, or the peer saw another offset: ask it where it stands.
-                Ok(resp) if resp.status().as_u16() == 409 => continue,
-                Ok(resp) => {
-                    let (status, v) = answer(peer, resp).await?;
-                    settle(status, &v)?;
-                }
-                Err(_) => continue,
-            }
+    app.registry
+        .set_peer_upload(key, Some(&id), crate::ids::now_ms())
+        .await
+        .map_err(store_failure)?;
+    Ok(format!("/berth/peer/v1/uploads/{id}"))
+}
+
+/// Upload one blob into a session of the destination repository, resuming where an
+/// interrupted transfer stopped (in this attempt or an earlier one).
+async fn upload(
+    app: &App,
+    peer: &Peer,
+    region: &str,
+    r: &Replication,
+    digest: &str,
+) -> Result<(), Failure> {
+    let d: berth_blobs::Digest = digest
+        .parse()
+        .map_err(|_| Failure::Permanent(format!("MALFORMED: {digest} is not a digest")))?;
+    let key = PeerUpload {
+        peer: &peer.region,
+        account: &r.destination.account,
+        region: &r.destination.region,
+        repository: &r.repository,
+        digest,
+    };
+    let size = match app.blobs.stat(&d).await {
+        Ok(Some(size)) => size,
+        Ok(None) => {
+            return Err(Failure::Permanent(format!(
+                "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
+            )))
         }
-        let path = format!("{session}?digest={digest}");
-        let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
-        return settle(status, &v);
+        Err(e) => return Err(Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}"))),
+    };
+    // An earlier attempt's session, if it left one; else a new one.
+    let remembered = app
+        .registry
+        .peer_upload(&key)
+        .await
+        .map_err(store_failure)?;
+    let mut opened = remembered.is_none();
+    let mut session = match remembered {
+        Some(id) => format!("/berth/peer/v1/uploads/{id}"),
+        None => open(app, peer, region, r, &key).await?,
+    };
+    // Where the peer's session stands, when its last answer said (else it is asked).
+    let mut known: Option<u64> = None;
+    let mut interruptions = 0;
+    loop {
+        let offset = match known.take() {
+            Some(offset) => offset,
+            None => {
+                let (status, v) =
+                    send_json(peer, region, reqwest::Method::GET, &session, &json!({})).await?;
+                if status == 404 && !opened {
+                    // The peer no longer knows the remembered session (finished, removed
+                    // as abandoned, or its store lost it): start over in a new one.
+                    forget(app, &key).await?;
+                    session = open(app, peer, region, r, &key).await?;
+                    opened = true;
+                    continue;
+                }
+                if status == 404 {
+                    forget(app, &key).await?;
+                }
+                settle(status, &v)?;
+                v.get("offset").and_then(Value::as_u64).unwrap_or(0)
+            }
+        };
+        if offset >= size {
+            break;
+        }
+        // One chunk a request: what a request delivers is kept by the peer's store
+        // whatever happens to the next (a store may keep nothing of a cut request).
+        let end = offset.saturating_add(CHUNK).min(size) - 1;
+        let reader = app
+            .blobs
+            .get(&d, Some((offset, Some(end))))
+            .await
+            .map_err(|e| Failure::Transient(format!("BLOB_STORE_UNAVAILABLE: {e}")))?
+            .ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "SOURCE_BLOB_MISSING: {digest} is not in this deployment's blob store"
+                ))
+            })?;
+        let stream = reader
+            .stream
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        let path = format!("{session}?offset={offset}");
+        let sent = request(peer, region, reqwest::Method::PATCH, &path, UNSIGNED)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => {
+                let (_, v) = answer(peer, resp).await?;
+                match v.get("offset").and_then(Value::as_u64) {
+                    Some(n) if n > offset => known = Some(n),
+                    // Accepted without progress: ask where it stands, as after a cut.
+                    _ => interruptions += 1,
+                }
+            }
+            // Interrupted, or the peer saw another offset: ask it where it stands.
+            Ok(resp) if resp.status().as_u16() == 409 => interruptions += 1,
+            Ok(resp) => {
+                let (status, v) = answer(peer, resp).await?;
+                settle(status, &v)?;
+            }
+            Err(_) => interruptions += 1,
+        }
+        if interruptions > RESUMES {
+            return Err(Failure::Transient(format!(
+                "UPLOAD_INTERRUPTED: {digest} could not be sent in {} tries",
+                RESUMES + 1
+            )));
+        }
     }
-    Err(Failure::Transient(format!(
-        "UPLOAD_INTERRUPTED: {digest} could not be sent in {} tries",
-        RESUMES + 1
-    )))
+    let path = format!("{session}?digest={digest}");
+    let (status, v) = send_json(peer, region, reqwest::Method::PUT, &path, &json!({})).await?;
+    // Answered: the blob is published, or the session ended or cannot finish; either way
+    // a later attempt starts from what the peer then lacks.
+    forget(app, &key).await?;
+    settle(status, &v)
+}
+
+/// Forget the session of `key` (finished, or no longer the peer's).
+async fn forget(app: &App, key: &PeerUpload<'_>) -> Result<(), Failure> {
+    app.registry
+        .set_peer_upload(key, None, crate::ids::now_ms())
+        .await
+        .map_err(store_failure)
+}
+
+fn store_failure(e: berth_store::RegistryError) -> Failure {
+    Failure::Transient(format!("STORE_UNAVAILABLE: {e}"))
 }

@@ -25,8 +25,10 @@
 //! - `POST /uploads` (`{account, region, repository}`, a repository the first
 //!   `/replicate` made or found) → `{id}`; `GET /uploads/ID` → `{offset}`, so an
 //!   interrupted transfer resumes where it stopped; `PATCH /uploads/ID?offset=N` streams
-//!   bytes (bounded memory both sides); `PUT /uploads/ID?digest=D` verifies and
-//!   publishes the blob, held by that repository.
+//!   bytes (bounded memory both sides; the sender sends at most 16 MiB a request, so a
+//!   cut transfer resumes from its last whole request whatever the blob store keeps of
+//!   a cut one, and it continues the same session in a later delivery attempt);
+//!   `PUT /uploads/ID?digest=D` verifies and publishes the blob, held by that repository.
 
 pub mod client;
 mod server;

@@ -7,6 +7,8 @@
 //! regions = ["us-east-1", "us-west-2"] # every Region served (one registry per account in each)
 //! replication_peers = [{ region = "eu-central-1", endpoint = "https://berth-eu.example.net",
 //!                        key_file = "/etc/berth/peer-eu.key" }] # other Berths replication reaches
+//!                                 # (or one table per Region, after the other keys:
+//!                                 # [replication.peers.eu-central-1] with endpoint and key_file)
 //! clock_skew_seconds = 900        # SigV4: how far X-Amz-Date may be from now
 //! trusted_proxies = ["10.0.0.0/8"] # X-Forwarded-For / -Proto are read only from these
 //! audit_log = "stdout"            # "stdout", "off", or a file path (default DATA_DIR/audit.log)
@@ -229,6 +231,35 @@ struct PeerFile {
     key_file: PathBuf,
 }
 
+/// The `[replication]` table of the file: `[replication.peers.REGION]` tables, each with
+/// `endpoint` and `key_file`, the same peers as `replication_peers` entries written one
+/// table per Region.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplicationFile {
+    #[serde(default)]
+    peers: std::collections::BTreeMap<String, PeerTable>,
+}
+
+/// One `[replication.peers.REGION]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerTable {
+    endpoint: String,
+    key_file: PathBuf,
+}
+
+impl ReplicationFile {
+    /// The tables as `replication_peers` entries.
+    fn peer_files(self) -> impl Iterator<Item = PeerFile> {
+        self.peers.into_iter().map(|(region, t)| PeerFile {
+            region,
+            endpoint: t.endpoint,
+            key_file: t.key_file,
+        })
+    }
+}
+
 /// The peers of the file, their keys read (at least 32 bytes each).
 fn peers(list: Vec<PeerFile>, regions: &[String]) -> Result<Vec<Peer>, String> {
     let mut out: Vec<Peer> = Vec::new();
@@ -430,6 +461,7 @@ struct FileConfig {
     blob_redirect: Option<bool>,
     anonymous_pull: Option<bool>,
     replication_peers: Option<Vec<PeerFile>>,
+    replication: Option<ReplicationFile>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     metrics_listen: Option<String>,
@@ -725,6 +757,7 @@ impl Config {
             c.blob_redirect = f.blob_redirect.unwrap_or(false);
             c.anonymous_pull = f.anonymous_pull.unwrap_or(false);
             peer_files = f.replication_peers.unwrap_or_default();
+            peer_files.extend(f.replication.unwrap_or_default().peer_files());
             (tls_cert, tls_key) = (f.tls_cert, f.tls_key);
             c.throttle = throttle_limits(
                 f.throttle_address_rps,
@@ -962,6 +995,60 @@ mod tests {
             ("max_connections = 0", "between 1"),
         ] {
             let e = load(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn peers_as_a_list_or_as_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("peer.key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let key = key.display();
+        let list = load(&format!(
+            "region = \"us-east-1\"\nreplication_peers = [{{ region = \"us-west-2\", endpoint = \"https://west.example.net/\", key_file = \"{key}\" }}]\n"
+        ))
+        .unwrap();
+        let tables = load(&format!(
+            "region = \"us-east-1\"\n[replication.peers.us-west-2]\nendpoint = \"https://west.example.net/\"\nkey_file = \"{key}\"\n"
+        ))
+        .unwrap();
+        for c in [&list, &tables] {
+            assert_eq!(c.peers.len(), 1);
+            let p = &c.peers[0];
+            assert_eq!(
+                (p.region.as_str(), p.endpoint.as_str()),
+                ("us-west-2", "https://west.example.net")
+            );
+            assert_eq!(p.key, vec![7u8; 32]);
+        }
+        // both forms together: each Region once, wherever it is listed
+        let both = load(&format!(
+            "region = \"us-east-1\"\nreplication_peers = [{{ region = \"us-west-2\", endpoint = \"https://w\", key_file = \"{key}\" }}]\n[replication.peers.eu-west-1]\nendpoint = \"https://e\"\nkey_file = \"{key}\"\n"
+        ))
+        .unwrap();
+        let regions: Vec<_> = both.peers.iter().map(|p| p.region.as_str()).collect();
+        assert_eq!(regions, ["us-west-2", "eu-west-1"]);
+        for (bad, says) in [
+            (
+                format!("replication_peers = [{{ region = \"us-west-2\", endpoint = \"https://w\", key_file = \"{key}\" }}]\n[replication.peers.us-west-2]\nendpoint = \"https://w\"\nkey_file = \"{key}\"\n"),
+                "another peer already",
+            ),
+            (
+                format!("[replication.peers.us-west-2]\nendpoint = \"https://w\"\nkey_file = \"{key}\"\nkey = \"x\"\n"),
+                "unknown field",
+            ),
+            (
+                format!("[replication.peers.us-west-2]\nkey_file = \"{key}\"\n"),
+                "endpoint",
+            ),
+            (
+                format!("[replication.peers.US_WEST]\nendpoint = \"https://w\"\nkey_file = \"{key}\"\n"),
+                "not a region name",
+            ),
+            ("[replication]\nrules = []\n".to_string(), "unknown field"),
+        ] {
+            let e = load(&bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }
