@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--big-repository", type=int, default=10_000,
                     help="images of the first repository")
     ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--keep", help="keep the registry's data directory here (and skip the pages)")
     a = ap.parse_args()
     assert os.path.exists(BIN), f"{BIN} is missing: cargo build --release --bin berth"
     tmp = tempfile.mkdtemp(prefix="berth-console-bench-")
@@ -108,6 +109,12 @@ def main():
                       a.big_repository)
         print(f"registry: {a.repositories} repositories, {len(images)} images "
               f"(made in {time.time() - started:.1f} s)", flush=True)
+        if a.keep:
+            with open(os.path.join(data_dir, "bench-root.json"), "w") as f:
+                f.write(made.stdout)
+            shutil.move(data_dir, a.keep)
+            print(f"kept in {a.keep}; the root user's key: {a.keep}/bench-root.json")
+            return
         port = free_port()
         server = subprocess.Popen([BIN, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -771,8 +771,11 @@ impl RegistryStore for SqliteStore {
         let account = registry.account;
         let repository_key = registry.stored_name(repository);
         let repository: &str = &repository_key;
+        // Sorted here, not by the query: an ORDER BY digest makes SQLite walk the primary
+        // key over every image of the repository instead of the subject index.
         let sql = format!(
-            "{IMAGE_SELECT} WHERE i.account_id = ? AND i.repository = ? AND i.subject = ? ORDER BY i.digest"
+            "{IMAGE_SELECT} INDEXED BY images_by_subject
+             WHERE i.account_id = ? AND i.repository = ? AND i.subject = ?"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)
@@ -781,7 +784,12 @@ impl RegistryStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(|r| image_from(r, true)).collect()
+        let mut out = rows
+            .iter()
+            .map(|r| image_from(r, true))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
     }
 
     async fn record_pull(
