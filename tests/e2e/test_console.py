@@ -565,3 +565,22 @@ def test_sign_in_and_move_around_with_the_keyboard_alone(registry, browser):
     page.set_viewport_size({"width": 420, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.close()
+
+
+def test_an_iam_user_of_another_account_signs_in_with_the_account_alias(registry, browser):
+    s = registry
+    alias = unique("team").replace("_", "-").lower()
+    other = s.account_create(alias=alias)
+    iam = s.iam(other)
+    name = unique("aliased")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="list", PolicyDocument=json.dumps(doc(allow("ecr:DescribeRepositories"))))
+    iam.create_login_profile(UserName=name, Password="Alias-Pass-2026!")
+    page = browser.new_page()
+    sign_in_with_password(page, s, alias, name, "Alias-Pass-2026!")
+    page.wait_for_url(re.compile(r".*/console/repositories$"))
+    assert f"arn:aws:iam::{other.account_id}:user/{name}" in page.inner_text("header")
+    # The alias names that account only: the same user name and password elsewhere fail.
+    sign_in_with_password(page, s, s.account, name, "Alias-Pass-2026!")
+    assert "Sign-in failed" in page.inner_text("[role=alert]")
+    page.close()
