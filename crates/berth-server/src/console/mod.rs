@@ -331,6 +331,15 @@ async fn post(
     }
 }
 
+fn query_params(params: &[(&str, &str)]) -> Params {
+    Params::from_pairs(
+        params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
 /// What a signed-in page needs.
 pub struct Ctx<'a> {
     app: &'a App,
@@ -354,36 +363,23 @@ impl Ctx<'_> {
 
     /// An IAM operation (query-protocol parameters) as the signed-in principal.
     async fn iam(&self, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
-        let params = Params::from_pairs(
-            params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        let call = crate::query::Call {
-            app: self.app,
-            caller: self.caller,
-            origin: self.origin,
-            params: &params,
-        };
-        crate::iam::handle(&call, action).await
+        let params = query_params(params);
+        crate::iam::handle(&self.query_call(&params), action).await
     }
 
     /// An STS operation as the signed-in principal.
     async fn sts(&self, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
-        let params = Params::from_pairs(
-            params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        let call = crate::query::Call {
+        let params = query_params(params);
+        crate::sts::handle(&self.query_call(&params), action).await
+    }
+
+    fn query_call<'c>(&'c self, params: &'c Params) -> crate::query::Call<'c> {
+        crate::query::Call {
             app: self.app,
             caller: self.caller,
             origin: self.origin,
-            params: &params,
-        };
-        crate::sts::handle(&call, action).await
+            params,
+        }
     }
 
     /// The signed-in principal's own registry, for calls into the ECR handlers that are

@@ -296,20 +296,7 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         ));
     }
     let mut out = Vec::new();
-    let ask = |name: String| async move {
-        authorize_ecr(
-            c.app,
-            c.caller,
-            c.origin,
-            EcrRequest {
-                action: "ecr:DescribeRepositories",
-                registry: &c.registry,
-                repository: Some(&name),
-                context: Vec::new(),
-            },
-        )
-        .await
-    };
+    let ask = |name: String| may_describe(c, name);
     match names {
         Some(names) => {
             for name in names {
@@ -340,6 +327,23 @@ pub async fn describe_repositories(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     }
 }
 
+/// Whether the caller may `ecr:DescribeRepositories` repository `name` of the call's
+/// registry (and the repository, if it exists).
+async fn may_describe(c: &EcrCall<'_>, name: String) -> Result<Option<Repository>, ApiError> {
+    authorize_ecr(
+        c.app,
+        c.caller,
+        c.origin,
+        EcrRequest {
+            action: "ecr:DescribeRepositories",
+            registry: &c.registry,
+            repository: Some(&name),
+            context: Vec::new(),
+        },
+    )
+    .await
+}
+
 /// The repositories of the call's registry the caller may `ecr:DescribeRepositories`, by
 /// name, after `after`, whose names contain `contains`: at most `max`, and whether more
 /// follow. Repositories the caller may not describe are skipped silently; with none to
@@ -351,20 +355,7 @@ pub async fn visible_repositories(
     after: Option<&str>,
     max: usize,
 ) -> Result<(Vec<Repository>, bool), ApiError> {
-    let ask = |name: String| async move {
-        authorize_ecr(
-            c.app,
-            c.caller,
-            c.origin,
-            EcrRequest {
-                action: "ecr:DescribeRepositories",
-                registry: &c.registry,
-                repository: Some(&name),
-                context: Vec::new(),
-            },
-        )
-        .await
-    };
+    let ask = |name: String| may_describe(c, name);
     // Read in batches of what a page shows (and a little more): a page near the start of
     // a large registry reads that much, not every repository.
     let batch = (max + 1).clamp(64, 1001);
