@@ -440,6 +440,31 @@ pub struct RepositoryUsage {
     pub images: u64,
 }
 
+impl RepositoryUsage {
+    /// Fold one row of a usage query (a stored repository name and its bytes, or its image
+    /// count when `images`) into `out`.
+    pub(crate) fn add(out: &mut Vec<RepositoryUsage>, stored_name: &str, n: i64, images: bool) {
+        let name = RegistryKey::split_stored(stored_name).1;
+        let n = n.max(0) as u64;
+        let i = match out.iter().position(|u| u.name == name) {
+            Some(i) => i,
+            None => {
+                out.push(RepositoryUsage {
+                    name: name.to_string(),
+                    bytes: 0,
+                    images: 0,
+                });
+                out.len() - 1
+            }
+        };
+        if images {
+            out[i].images = n;
+        } else {
+            out[i].bytes = n;
+        }
+    }
+}
+
 /// How often a pull is recorded per image, in milliseconds (as ECR: at most once a day).
 pub const PULL_RECORD_INTERVAL: i64 = 86_400_000;
 

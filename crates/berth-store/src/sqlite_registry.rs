@@ -978,17 +978,7 @@ impl RegistryStore for SqliteStore {
                 q = q.bind(n);
             }
             for (stored_name, n) in q.fetch_all(&self.pool).await.map_err(backend)? {
-                let name = RegistryKey::split_stored(&stored_name).1.to_string();
-                let n = n.max(0) as u64;
-                match out.iter_mut().find(|u| u.name == name) {
-                    Some(u) if images => u.images = n,
-                    Some(u) => u.bytes = n,
-                    None => out.push(RepositoryUsage {
-                        name,
-                        bytes: if images { 0 } else { n },
-                        images: if images { n } else { 0 },
-                    }),
-                }
+                RepositoryUsage::add(&mut out, &stored_name, n, images);
             }
         }
         Ok(out)

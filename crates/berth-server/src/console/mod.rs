@@ -623,9 +623,14 @@ async fn sign_in(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Bo
         }
         _ => return sign_in_page(Some("Choose how to sign in.")),
     };
+    signed_in(app, &claims, secure)
+}
+
+/// The answer that starts a session: its cookie, and the way to the repositories.
+fn signed_in(app: &App, claims: &Claims, secure: bool) -> Response<Body> {
     let mut r = redirect("/console/repositories");
     let cookie = session::set_cookie(
-        &session::seal(&app.token_key, &claims),
+        &session::seal(&app.token_key, claims),
         session::LIFETIME,
         secure,
     );
@@ -790,16 +795,7 @@ async fn change_password(app: &App, peer: SocketAddr, req: Request<Body>) -> Res
         e: now + session::LIFETIME,
         c: crate::ids::unique_id(""),
     };
-    let mut r = redirect("/console/repositories");
-    let cookie = session::set_cookie(
-        &session::seal(&app.token_key, &claims),
-        session::LIFETIME,
-        secure,
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
+    signed_in(app, &claims, secure)
 }
 
 pub(crate) fn text<'v>(v: &'v Value, k: &str) -> &'v str {
