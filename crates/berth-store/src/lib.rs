@@ -21,7 +21,9 @@ mod pg;
 mod pg_gc;
 mod pg_identities;
 mod pg_registry;
+mod pg_pull_through;
 mod pg_replication;
+mod pull_through;
 mod registry;
 mod replication;
 mod schema;
@@ -29,6 +31,7 @@ mod sealer;
 mod sqlite;
 mod sqlite_gc;
 mod sqlite_leases;
+mod sqlite_pull_through;
 mod sqlite_registry;
 mod sqlite_replication;
 
@@ -40,6 +43,7 @@ pub use migrate::{
 };
 pub use model::*;
 pub use pg::PgStore;
+pub use pull_through::{PullThroughStore, UpstreamCredential};
 pub use registry::*;
 pub use replication::{
     Backfill, BackfillProgress, BackfillRefusal, NewReplication, PeerUpload, Replica,

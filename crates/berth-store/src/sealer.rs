@@ -55,6 +55,8 @@ pub enum SecretSlot<'a> {
     Session(&'a str),
     /// `server_secrets.value` of this name.
     ServerSecret(&'a str),
+    /// `upstream_credentials.secret` of this ARN.
+    UpstreamCredential(&'a str),
     /// The check value that tells the right key from a wrong one.
     Check,
 }
@@ -65,6 +67,7 @@ impl SecretSlot<'_> {
             SecretSlot::AccessKey(id) => ("access_keys.secret", *id),
             SecretSlot::Session(id) => ("sessions.secret", *id),
             SecretSlot::ServerSecret(name) => ("server_secrets.value", *name),
+            SecretSlot::UpstreamCredential(arn) => ("upstream_credentials.secret", *arn),
             SecretSlot::Check => ("secrets_key_check", ""),
         };
         format!("berth sealed secret v1\0{what}\0{id}").into_bytes()
@@ -75,6 +78,7 @@ impl SecretSlot<'_> {
             SecretSlot::AccessKey(id) => format!("the secret of access key {id}"),
             SecretSlot::Session(id) => format!("the secret of temporary access key {id}"),
             SecretSlot::ServerSecret(name) => format!("the server secret {name}"),
+            SecretSlot::UpstreamCredential(arn) => format!("the upstream credential {arn}"),
             SecretSlot::Check => "the secrets key check value".into(),
         }
     }
