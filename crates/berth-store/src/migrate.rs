@@ -412,6 +412,30 @@ const TABLES: &[Table] = &[
         parent: None,
         only: None,
     },
+    Table {
+        name: "pull_through_rules",
+        columns: &[("registry", Text), ("prefix", Text), ("rule", Text)],
+        key: 2,
+        parent: None,
+        only: None,
+    },
+    // The secret is sealed (bound to the ARN, which is copied with it): it opens at the
+    // destination, which uses the same secrets key.
+    Table {
+        name: "upstream_credentials",
+        columns: &[
+            ("registry", Text),
+            ("name", Text),
+            ("arn", Text),
+            ("username", Text),
+            ("secret", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        key: 2,
+        parent: None,
+        only: None,
+    },
 ];
 
 /// The source tables deliberately not copied, and why.

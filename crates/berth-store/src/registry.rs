@@ -591,7 +591,9 @@ pub(crate) fn tags_from_lines(lines: Option<String>) -> Vec<String> {
 /// The registry's metadata; with it, replication's ([`crate::ReplicationStore`]) and
 /// pull-through caching's ([`crate::PullThroughStore`]).
 #[async_trait]
-pub trait RegistryStore: crate::ReplicationStore + crate::PullThroughStore + Send + Sync + 'static {
+pub trait RegistryStore:
+    crate::ReplicationStore + crate::PullThroughStore + Send + Sync + 'static
+{
     async fn create_repository(&self, repo: &Repository, tags: &[crate::Tag]) -> Result<()>;
     async fn repository(&self, registry: RegistryKey<'_>, name: &str)
         -> Result<Option<Repository>>;

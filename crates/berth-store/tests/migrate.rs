@@ -15,6 +15,10 @@ const A: &str = "111111111111";
 const B: &str = "222222222222";
 /// "Now" for the copy (seconds): sessions expiring before it are left behind.
 const NOW: i64 = 1_800_000_000;
+/// The upstream credential the source holds (in the us-west-2 registry of `A`).
+const UPSTREAM_NAME: &str = "ecr-pullthroughcache/docker-hub";
+const UPSTREAM_ARN: &str =
+    "arn:aws:secretsmanager:us-west-2:111111111111:secret:ecr-pullthroughcache/docker-hub-AbCdEf";
 
 fn options() -> CopyOptions {
     CopyOptions {
@@ -242,6 +246,24 @@ async fn filled(dir: &std::path::Path) -> SqliteStore {
     s.put_creation_template(west, "ROOT", r#"{"prefix":"ROOT"}"#, TemplateWrite::Create)
         .await
         .unwrap();
+    s.put_pull_through_rule(
+        west,
+        "docker-hub",
+        r#"{"ecrRepositoryPrefix":"docker-hub"}"#,
+        TemplateWrite::Create,
+    )
+    .await
+    .unwrap();
+    s.put_upstream_credential(
+        west,
+        UPSTREAM_NAME,
+        UPSTREAM_ARN,
+        "hub-user",
+        "hub-token",
+        1_800,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.setting("home-region", "us-east-1").await.unwrap(),
         "us-east-1"
@@ -535,6 +557,34 @@ async fn copies_every_table_exactly_and_a_second_run_copies_nothing() {
             .open(SecretSlot::ServerSecret("registry-password-key"), &stored)
             .unwrap(),
         "sekrit"
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT secret FROM upstream_credentials WHERE arn = $1")
+            .bind(UPSTREAM_ARN)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!stored.contains("hub-token"), "sealed at rest");
+    assert_eq!(table(&first, "pull_through_rules").copied, 1);
+    assert_eq!(table(&first, "upstream_credentials").copied, 1);
+    // And through the destination store's trait.
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    let (credential, secret) = dst
+        .upstream_credential_secret(west, UPSTREAM_NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (credential.arn.as_str(), credential.username.as_str()),
+        (UPSTREAM_ARN, "hub-user")
+    );
+    assert_eq!(secret, "hub-token");
+    assert_eq!(
+        dst.pull_through_rules(west).await.unwrap(),
+        vec![r#"{"ecrRepositoryPrefix":"docker-hub"}"#.to_string()]
     );
 
     let second = copy_metadata(&src, &dst, &options(), &mut |_| {})

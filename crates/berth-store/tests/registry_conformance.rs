@@ -20,6 +20,9 @@ const A: &str = "111111111111";
 struct Backend {
     name: &'static str,
     nodes: Vec<Arc<dyn RegistryStore>>,
+    /// The database itself, for a look at what is stored in it (a SQLite URL, or the
+    /// PostgreSQL database's).
+    url: String,
     /// Keeps the database alive for the test (the SQLite file's directory, the
     /// PostgreSQL database); dropped after the nodes.
     _db: Box<dyn std::any::Any + Send>,
@@ -63,6 +66,7 @@ async fn sqlite() -> Backend {
     Backend {
         name: "sqlite",
         nodes: vec![Arc::new(first), Arc::new(second)],
+        url: format!("sqlite://{}", path.display()),
         _db: Box::new(dir),
     }
 }
@@ -80,6 +84,7 @@ async fn postgres() -> Option<Backend> {
     Some(Backend {
         name: "postgres",
         nodes: vec![Arc::new(first), Arc::new(second)],
+        url: db.url.clone(),
         _db: Box::new(db),
     })
 }
@@ -3061,5 +3066,342 @@ async fn peer_upload_sessions_are_remembered_per_blob() {
         );
         // Forgetting what is not remembered is no error.
         s.set_peer_upload(&one, None, 5).await.unwrap();
+    }
+}
+
+/// Pull-through cache rules, kept as creation templates are: created once, updated only
+/// when they exist, listed by prefix, deleted (returning the rule), per registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pull_through_rules_per_registry() {
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    let home = RegistryKey::home(A);
+    let other = RegistryKey::home("222222222222");
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        assert!(s.pull_through_rules(home).await.unwrap().is_empty(), "{n}");
+        assert!(s
+            .put_pull_through_rule(home, "quay", "{\"q\":1}", TemplateWrite::Create)
+            .await
+            .unwrap());
+        // Created once: a second create is refused and changes nothing.
+        assert!(!t
+            .put_pull_through_rule(home, "quay", "{\"q\":2}", TemplateWrite::Create)
+            .await
+            .unwrap());
+        assert_eq!(
+            t.pull_through_rules(home).await.unwrap(),
+            vec!["{\"q\":1}".to_string()],
+            "{n}"
+        );
+        // Updated only when it exists.
+        assert!(!t
+            .put_pull_through_rule(home, "ghcr", "{\"g\":1}", TemplateWrite::Update)
+            .await
+            .unwrap());
+        assert!(t
+            .put_pull_through_rule(home, "quay", "{\"q\":3}", TemplateWrite::Update)
+            .await
+            .unwrap());
+        // Listed by prefix, in byte order (upper case first).
+        for (prefix, rule) in [
+            ("docker-hub", "{\"d\":1}"),
+            ("ECR", "{\"e\":1}"),
+            ("ghcr", "{\"g\":1}"),
+        ] {
+            assert!(s
+                .put_pull_through_rule(home, prefix, rule, TemplateWrite::Create)
+                .await
+                .unwrap());
+        }
+        assert_eq!(
+            t.pull_through_rules(home).await.unwrap(),
+            ["{\"e\":1}", "{\"d\":1}", "{\"g\":1}", "{\"q\":3}"],
+            "{n}"
+        );
+        // Registries (another account, another Region) are kept apart.
+        assert!(t.pull_through_rules(west).await.unwrap().is_empty(), "{n}");
+        assert!(t.pull_through_rules(other).await.unwrap().is_empty(), "{n}");
+        assert!(s
+            .put_pull_through_rule(west, "quay", "{\"west\":1}", TemplateWrite::Create)
+            .await
+            .unwrap());
+        assert!(!s
+            .put_pull_through_rule(other, "quay", "{\"other\":1}", TemplateWrite::Update)
+            .await
+            .unwrap());
+        assert_eq!(
+            t.pull_through_rules(west).await.unwrap(),
+            ["{\"west\":1}"],
+            "{n}"
+        );
+        assert_eq!(
+            t.delete_pull_through_rule(other, "quay").await.unwrap(),
+            None,
+            "{n}"
+        );
+        // Deleted, returning the rule; then there is none.
+        assert_eq!(
+            t.delete_pull_through_rule(home, "quay")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{\"q\":3}"),
+            "{n}"
+        );
+        assert_eq!(
+            s.delete_pull_through_rule(home, "quay").await.unwrap(),
+            None,
+            "{n}"
+        );
+        assert_eq!(
+            s.pull_through_rules(home).await.unwrap(),
+            ["{\"e\":1}", "{\"d\":1}", "{\"g\":1}"],
+            "{n}"
+        );
+        assert_eq!(
+            s.pull_through_rules(west).await.unwrap(),
+            ["{\"west\":1}"],
+            "{n}"
+        );
+    }
+}
+
+/// What the database holds in the `secret` column of `upstream_credentials`.
+async fn stored_upstream_secrets(url: &str) -> Vec<String> {
+    let select = "SELECT secret FROM upstream_credentials";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let stored = sqlx::query_scalar(select).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        stored
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let stored = sqlx::query_scalar(select).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        stored
+    }
+}
+
+/// Upstream credentials: stored with their secret sealed (never in clear), listed by name
+/// without it, opened on request; a credential put again under its name keeps its ARN and
+/// creation time and takes the new user name and secret; deleted; per registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_credentials_per_registry_sealed() {
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    let home = RegistryKey::home(A);
+    let arn = |region: &str, name: &str, suffix: &str| {
+        format!("arn:aws:secretsmanager:{region}:{A}:secret:{name}-{suffix}")
+    };
+    let hub = "ecr-pullthroughcache/docker-hub";
+    let ghcr = "ecr-pullthroughcache/ghcr";
+    let hub_arn = arn("us-east-1", hub, "AAAAAA");
+    let ghcr_arn = arn("us-east-1", ghcr, "BBBBBB");
+    let west_hub_arn = arn("us-west-2", hub, "CCCCCC");
+    let clear = ["TokenNeverInClear-hub-1", "TokenNeverInClear-hub-2"];
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        assert!(
+            s.upstream_credentials(home).await.unwrap().is_empty(),
+            "{n}"
+        );
+        assert_eq!(
+            s.upstream_credential_secret(home, hub).await.unwrap(),
+            None,
+            "{n}"
+        );
+        let put = s
+            .put_upstream_credential(home, hub, &hub_arn, "alice", clear[0], 100)
+            .await
+            .unwrap();
+        let first = UpstreamCredential {
+            arn: hub_arn.clone(),
+            name: hub.into(),
+            username: "alice".into(),
+            created_at: 100,
+            updated_at: 100,
+        };
+        assert_eq!(put, first, "{n}");
+        t.put_upstream_credential(home, ghcr, &ghcr_arn, "bob", "ghcr-token", 110)
+            .await
+            .unwrap();
+        // Listed by name, without secrets.
+        assert_eq!(
+            t.upstream_credentials(home)
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            [hub, ghcr],
+            "{n}"
+        );
+        assert_eq!(t.upstream_credentials(home).await.unwrap()[0], first, "{n}");
+        // The secret opens, on any node.
+        assert_eq!(
+            t.upstream_credential_secret(home, hub).await.unwrap(),
+            Some((first.clone(), clear[0].to_string())),
+            "{n}"
+        );
+        // Put again under its name (with another ARN offered): the ARN and creation time
+        // stay, the user name, secret and update time change.
+        let replaced = t
+            .put_upstream_credential(
+                home,
+                hub,
+                &arn("us-east-1", hub, "ZZZZZZ"),
+                "carol",
+                clear[1],
+                200,
+            )
+            .await
+            .unwrap();
+        let second = UpstreamCredential {
+            username: "carol".into(),
+            updated_at: 200,
+            ..first.clone()
+        };
+        assert_eq!(replaced, second, "{n}");
+        assert_eq!(
+            s.upstream_credential_secret(home, hub).await.unwrap(),
+            Some((second.clone(), clear[1].to_string())),
+            "{n}"
+        );
+        // Registries are kept apart: the same name in another Region is another credential.
+        assert!(
+            s.upstream_credentials(west).await.unwrap().is_empty(),
+            "{n}"
+        );
+        assert_eq!(
+            s.upstream_credential_secret(west, hub).await.unwrap(),
+            None,
+            "{n}"
+        );
+        s.put_upstream_credential(west, hub, &west_hub_arn, "dave", "west-token", 300)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.upstream_credential_secret(west, hub)
+                .await
+                .unwrap()
+                .map(|(c, secret)| (c.arn, c.username, secret)),
+            Some((west_hub_arn.clone(), "dave".into(), "west-token".into())),
+            "{n}"
+        );
+        assert_eq!(
+            t.upstream_credential_secret(home, hub).await.unwrap(),
+            Some((second.clone(), clear[1].to_string())),
+            "{n}"
+        );
+        // Sealed at rest: no stored secret holds the clear text.
+        let stored = stored_upstream_secrets(&b.url).await;
+        assert_eq!(stored.len(), 3, "{n}");
+        for value in &stored {
+            for secret in clear.iter().chain(&["ghcr-token", "west-token"]) {
+                assert!(!value.contains(secret), "{n}: {secret} is stored in clear");
+            }
+        }
+        // Deleted: once.
+        assert!(
+            !t.delete_upstream_credential(west, ghcr).await.unwrap(),
+            "{n}"
+        );
+        assert!(
+            t.delete_upstream_credential(home, hub).await.unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.delete_upstream_credential(home, hub).await.unwrap(),
+            "{n}"
+        );
+        assert_eq!(
+            s.upstream_credential_secret(home, hub).await.unwrap(),
+            None,
+            "{n}"
+        );
+        assert_eq!(
+            s.upstream_credentials(home)
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.arn.as_str())
+                .collect::<Vec<_>>(),
+            [ghcr_arn.as_str()],
+            "{n}"
+        );
+        assert_eq!(s.upstream_credentials(west).await.unwrap().len(), 1, "{n}");
+        // Stored again after its deletion: a new credential, with the ARN offered.
+        let again = s
+            .put_upstream_credential(
+                home,
+                hub,
+                &arn("us-east-1", hub, "DDDDDD"),
+                "erin",
+                "x",
+                400,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.arn, again.created_at, again.updated_at),
+            (arn("us-east-1", hub, "DDDDDD"), 400, 400),
+            "{n}"
+        );
+    }
+}
+
+/// Nodes putting one upstream credential at once (each offering its own ARN for a new
+/// one, while another deletes it now and then): every put returns the credential as
+/// stored, and what is left opens with its ARN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_credentials_put_at_once() {
+    let name = "ecr-pullthroughcache/hub";
+    for b in backends().await {
+        let n = b.name;
+        let mut tasks = Vec::new();
+        for (i, node) in b.nodes.iter().enumerate() {
+            for w in 0..2 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let home = RegistryKey::home(A);
+                    for round in 0..20 {
+                        let arn = format!(
+                            "arn:aws:secretsmanager:us-east-1:{A}:secret:{name}-N{i}W{w}R{round:02}"
+                        );
+                        let secret = format!("secret-{i}-{w}-{round}");
+                        let put = node
+                            .put_upstream_credential(home, name, &arn, "u", &secret, round)
+                            .await
+                            .unwrap();
+                        assert_eq!((put.name.as_str(), put.updated_at), (name, round));
+                        if w == 1 && round % 5 == 4 {
+                            node.delete_upstream_credential(home, name).await.unwrap();
+                        }
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let home = RegistryKey::home(A);
+        let listed = b.nodes[0].upstream_credentials(home).await.unwrap();
+        assert!(listed.len() <= 1, "{n}: {listed:?}");
+        if let Some(c) = listed.first() {
+            let (opened, secret) = b.nodes[1]
+                .upstream_credential_secret(home, name)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&opened, c, "{n}");
+            assert!(secret.starts_with("secret-"), "{n}: {secret}");
+        }
     }
 }

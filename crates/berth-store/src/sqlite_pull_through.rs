@@ -1,0 +1,187 @@
+//! Pull-through caching's tables on SQLite (see [`crate::pull_through`]): the cache rules,
+//! kept as creation templates are, and the upstream credentials, their secrets sealed.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::pull_through::{PullThroughStore, UpstreamCredential};
+use crate::registry::{RegistryError, RegistryKey, RegistryResult};
+use crate::replication::TemplateWrite;
+use crate::sealer::SecretSlot;
+use crate::sqlite::SqliteStore;
+
+type Result<T> = RegistryResult<T>;
+
+fn backend(e: sqlx::Error) -> RegistryError {
+    RegistryError::Backend(e.to_string())
+}
+
+fn credential_from(r: &SqliteRow) -> Result<UpstreamCredential> {
+    Ok(UpstreamCredential {
+        arn: r.try_get("arn").map_err(backend)?,
+        name: r.try_get("name").map_err(backend)?,
+        username: r.try_get("username").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+        updated_at: r.try_get("updated_at").map_err(backend)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl PullThroughStore for SqliteStore {
+    async fn pull_through_rules(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT rule FROM pull_through_rules WHERE registry = ? ORDER BY prefix")
+            .bind(&*registry.stored_account())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn put_pull_through_rule(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+        rule: &str,
+        write: TemplateWrite,
+    ) -> Result<bool> {
+        let key = registry.stored_account();
+        let done = match write {
+            TemplateWrite::Create => sqlx::query(
+                "INSERT OR IGNORE INTO pull_through_rules (registry, prefix, rule) VALUES (?, ?, ?)",
+            )
+            .bind(&*key)
+            .bind(prefix)
+            .bind(rule),
+            TemplateWrite::Update => sqlx::query(
+                "UPDATE pull_through_rules SET rule = ? WHERE registry = ? AND prefix = ?",
+            )
+            .bind(rule)
+            .bind(&*key)
+            .bind(prefix),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_pull_through_rule(
+        &self,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "DELETE FROM pull_through_rules WHERE registry = ? AND prefix = ? RETURNING rule",
+        )
+        .bind(&*registry.stored_account())
+        .bind(prefix)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    /// One write transaction: the stored row's ARN (if any) is read before the secret is
+    /// sealed for it, and nothing can change the row in between.
+    async fn put_upstream_credential(
+        &self,
+        registry: RegistryKey<'_>,
+        name: &str,
+        arn: &str,
+        username: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<UpstreamCredential> {
+        let sealer = self.sealer()?;
+        let key = registry.stored_account();
+        let mut tx = self.write_tx().await?;
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT arn FROM upstream_credentials WHERE registry = ? AND name = ?",
+        )
+        .bind(&*key)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let row = match stored {
+            Some(arn) => sqlx::query(
+                "UPDATE upstream_credentials SET username = ?, secret = ?, updated_at = ?
+                 WHERE registry = ? AND name = ? RETURNING arn, name, username, created_at, updated_at",
+            )
+            .bind(username)
+            .bind(sealer.seal(SecretSlot::UpstreamCredential(&arn), secret)?)
+            .bind(now)
+            .bind(&*key)
+            .bind(name),
+            None => sqlx::query(
+                "INSERT INTO upstream_credentials
+                    (registry, name, arn, username, secret, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING arn, name, username, created_at, updated_at",
+            )
+            .bind(&*key)
+            .bind(name)
+            .bind(arn)
+            .bind(username)
+            .bind(sealer.seal(SecretSlot::UpstreamCredential(arn), secret)?)
+            .bind(now)
+            .bind(now),
+        }
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let credential = credential_from(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(credential)
+    }
+
+    async fn upstream_credentials(
+        &self,
+        registry: RegistryKey<'_>,
+    ) -> Result<Vec<UpstreamCredential>> {
+        sqlx::query(
+            "SELECT arn, name, username, created_at, updated_at FROM upstream_credentials WHERE registry = ? ORDER BY name",
+        )
+        .bind(&*registry.stored_account())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(credential_from)
+        .collect()
+    }
+
+    async fn upstream_credential_secret(
+        &self,
+        registry: RegistryKey<'_>,
+        name: &str,
+    ) -> Result<Option<(UpstreamCredential, String)>> {
+        let sealer = self.sealer()?;
+        let row = sqlx::query(
+            "SELECT arn, name, username, created_at, updated_at, secret FROM upstream_credentials WHERE registry = ? AND name = ?",
+        )
+        .bind(&*registry.stored_account())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let credential = credential_from(&row)?;
+        let stored: String = row.try_get("secret").map_err(backend)?;
+        let secret = sealer.open(SecretSlot::UpstreamCredential(&credential.arn), &stored)?;
+        Ok(Some((credential, secret)))
+    }
+
+    async fn delete_upstream_credential(
+        &self,
+        registry: RegistryKey<'_>,
+        name: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM upstream_credentials WHERE registry = ? AND name = ?")
+            .bind(&*registry.stored_account())
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
