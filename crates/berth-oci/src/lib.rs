@@ -5,6 +5,7 @@
 //! `Range` headers. Pure functions over untrusted input, fuzzed: no I/O, no HTTP server,
 //! no storage.
 
+pub mod challenge;
 pub mod manifest;
 pub mod names;
 pub mod range;

@@ -62,6 +62,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    pub kind: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -117,6 +123,8 @@ pub struct Metrics {
     pub job_items: Family<JobLabels, Counter>,
     pub replications: Family<ResultLabels, Counter>,
     pub replication_backlog: Gauge,
+    /// Upstream fetches of the pull-through cache, by what (manifest, blob) and result.
+    pub pull_through_fetches: Family<FetchLabels, Counter>,
     pub store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
     pub connections: Gauge,
 }
@@ -140,6 +148,7 @@ impl Metrics {
             job_items: Family::default(),
             replications: Family::default(),
             replication_backlog: Gauge::default(),
+            pull_through_fetches: Family::default(),
             store_duration: Family::new_with_constructor(latency),
             connections: Gauge::default(),
         };
@@ -222,6 +231,11 @@ impl Metrics {
             "replications",
             "Replications settled by this node, by result (complete, failed, retry)",
             m.replications.clone(),
+        );
+        r.register(
+            "pull_through_fetches",
+            "Requests of the pull-through cache to upstream registries, by kind (manifest, blob) and result (ok, failed)",
+            m.pull_through_fetches.clone(),
         );
         r.register(
             "replication_backlog",

@@ -14,6 +14,7 @@ mod remote;
 mod replication;
 mod serve;
 mod store_flags;
+mod upstream_credential;
 pub(crate) mod whocan;
 
 use std::process::ExitCode;
@@ -97,6 +98,10 @@ enum Command {
     /// TLS certificates without a PKI: a private CA and a server certificate.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// The credentials pull-through cache rules sign in to upstream registries with
+    /// (stored sealed; a rule names one by the ARN `put` prints).
+    #[command(subcommand)]
+    UpstreamCredential(upstream_credential::UpstreamCredentialCommand),
 }
 
 /// Run a command; `Err` is a usage or I/O failure (exit 2).
@@ -110,6 +115,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Lifecycle(cmd) => lifecycle::run(cmd),
         Command::Replication(cmd) => replication::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),
+        Command::UpstreamCredential(cmd) => upstream_credential::run(cmd),
     }
 }
 

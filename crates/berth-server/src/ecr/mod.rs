@@ -3,6 +3,7 @@
 //! operation ([`router::Operation`]) is decided by [`crate::registry::authorize_ecr`]
 //! before its handler runs; errors go out as `{"__type", "message"}`.
 
+mod cache;
 mod error;
 mod images;
 mod layers;
@@ -447,6 +448,11 @@ async fn dispatch(c: &EcrCall<'_>, op: Operation) -> Result<Value, ApiError> {
         StopReplicationBackfill => replication::stop_backfill(c).await,
         ListReplicationBackfills => replication::list_backfills(c).await,
         DescribeReplicationBackfillResults => replication::describe_backfill_results(c).await,
+        CreatePullThroughCacheRule => cache::create_rule(c).await,
+        DescribePullThroughCacheRules => cache::describe_rules(c).await,
+        UpdatePullThroughCacheRule => cache::update_rule(c).await,
+        DeletePullThroughCacheRule => cache::delete_rule(c).await,
+        ValidatePullThroughCacheRule => cache::validate_rule(c).await,
         PutRegistryPolicy => repositories::put_registry_policy(c).await,
         GetRegistryPolicy => repositories::get_registry_policy(c).await,
         DeleteRegistryPolicy => repositories::delete_registry_policy(c).await,

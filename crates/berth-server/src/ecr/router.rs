@@ -61,6 +61,11 @@ operations! {
     StopReplicationBackfill => Registry,
     ListReplicationBackfills => Registry,
     DescribeReplicationBackfillResults => Registry,
+    CreatePullThroughCacheRule => Registry,
+    DescribePullThroughCacheRules => Registry,
+    UpdatePullThroughCacheRule => Registry,
+    DeletePullThroughCacheRule => Registry,
+    ValidatePullThroughCacheRule => Registry,
 
     CreateRepository => Repository,
     DescribeRepositories => Repositories,

@@ -112,6 +112,10 @@ pub async fn get(
     head: bool,
 ) -> Result<Response<Body>, OciError> {
     let dg = digest(d)?;
+    // What the repository does not hold, a pull-through cache rule may fetch.
+    if let Some(r) = crate::registry::cache::blob(c, name, d, &repo, head).await? {
+        return Ok(r);
+    }
     let repo = c.existing(name, &repo)?;
     let unknown = || OciError::new(404, "BLOB_UNKNOWN", "blob unknown to registry");
     c.app

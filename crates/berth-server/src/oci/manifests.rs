@@ -193,6 +193,10 @@ pub async fn get(
     repo: Option<Repository>,
     head: bool,
 ) -> Result<Response<Body>, OciError> {
+    // What the registry does not hold, a pull-through cache rule may fetch.
+    if let Some(r) = crate::registry::cache::manifest(c, name, reference, &repo, head).await? {
+        return Ok(r);
+    }
     let repo = c.existing(name, &repo)?;
     let kind = reference_kind(reference);
     if kind == Ref::Invalid {

@@ -3,6 +3,7 @@
 //! registry policy, repository tags), registry passwords, manifests ([`push`]), upload
 //! sessions ([`uploads`]), lifecycle policies ([`lifecycle`]).
 
+pub mod cache;
 pub mod gc;
 pub mod lifecycle;
 pub mod push;

@@ -30,6 +30,11 @@ pub struct App {
     pub usage: Usage,
     pub config: Config,
     pub audit: Audit,
+    /// The pull-through cache's fetches in flight and what it remembers.
+    pub pull_through: crate::registry::cache::PullThrough,
+    /// This state itself, for the tasks a request starts that outlive it (the
+    /// pull-through cache's fetches); empty where the state is not shared.
+    pub me: std::sync::Weak<App>,
 }
 
 /// Accounts' storage use (bytes held), read from the store at most every [`Usage::TTL`]
@@ -286,6 +291,8 @@ pub mod testing {
             caches: Caches::new(config.cache_ttl),
             throttle: crate::serve::throttle::Throttle::new(config.throttle),
             usage: Default::default(),
+            pull_through: Default::default(),
+            me: std::sync::Weak::new(),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),
         }
@@ -341,6 +348,8 @@ mod tests {
             caches: Caches::new(config.cache_ttl),
             throttle: crate::serve::throttle::Throttle::new(config.throttle),
             usage: Default::default(),
+            pull_through: Default::default(),
+            me: std::sync::Weak::new(),
             config,
             audit: Audit::open(&AuditSink::Off).unwrap(),
         }

@@ -48,6 +48,10 @@
 //! gc_grace_seconds = 3600         # how long a blob no image references is kept before it is
 //!                                 # deleted (0: at the collector's next run)
 //! lifecycle_interval_seconds = 3600 # how often repositories' lifecycle policies run
+//! pull_through_recheck_seconds = 86400 # pull-through cache: how often a cached tag is
+//!                                 # checked against the upstream registry (0: every pull)
+//! pull_through_insecure_upstreams = [] # upstream registries (host:port, as a rule's
+//!                                 # upstreamRegistryUrl names them) reached over plain HTTP
 //!                                 # (expiring images; at most 86400)
 //! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
 //!                                 # (default DATA_DIR/secrets.key, made on first start)
@@ -129,6 +133,11 @@ pub struct Config {
     pub gc_grace: Duration,
     /// How often the repositories' lifecycle policies run (the `lifecycle` job).
     pub lifecycle_interval: Duration,
+    /// How often the pull-through cache checks a cached tag against its upstream.
+    pub pull_through_recheck: Duration,
+    /// Upstream registries (`host[:port]`) the pull-through cache reaches over plain HTTP
+    /// when a rule's URL names no scheme, as Docker's insecure registries.
+    pub pull_through_insecure: Vec<String>,
     /// The key file secrets are sealed with in the metadata store;
     /// `DATA_DIR/secrets.key` when absent.
     pub secrets_key_file: Option<PathBuf>,
@@ -406,6 +415,8 @@ impl Default for Config {
             gc_interval: Duration::from_secs(3600),
             gc_grace: Duration::from_secs(3600),
             lifecycle_interval: Duration::from_secs(3600),
+            pull_through_recheck: Duration::from_secs(86400),
+            pull_through_insecure: Vec::new(),
             secrets_key_file: None,
             metadata: None,
             blob_url: None,
@@ -450,6 +461,8 @@ struct FileConfig {
     gc_interval_seconds: Option<f64>,
     gc_grace_seconds: Option<f64>,
     lifecycle_interval_seconds: Option<f64>,
+    pull_through_recheck_seconds: Option<f64>,
+    pull_through_insecure_upstreams: Option<Vec<String>>,
     secrets_key_file: Option<PathBuf>,
     metadata_url: Option<String>,
     blob_url: Option<String>,
@@ -733,6 +746,24 @@ impl Config {
             }
             if let Some(secs) = f.gc_grace_seconds {
                 c.gc_grace = grace_seconds(secs)?;
+            }
+            if let Some(secs) = f.pull_through_recheck_seconds {
+                if !(0.0..=31_536_000.0).contains(&secs) {
+                    return Err(format!(
+                        "pull_through_recheck_seconds {secs} is not a number of seconds between 0 and 31536000 (a year)"
+                    ));
+                }
+                c.pull_through_recheck = Duration::from_secs_f64(secs);
+            }
+            if let Some(hosts) = f.pull_through_insecure_upstreams {
+                for h in &hosts {
+                    if h.contains("://") || h.contains('/') || h.is_empty() {
+                        return Err(format!(
+                            "pull_through_insecure_upstreams: {h:?} is not host[:port] (no scheme, no path)"
+                        ));
+                    }
+                }
+                c.pull_through_insecure = hosts;
             }
             if let Some(n) = f.max_connections {
                 if !(1..=1_000_000).contains(&n) {

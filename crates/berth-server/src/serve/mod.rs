@@ -165,7 +165,7 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
             })
             .observe(seconds)
     });
-    let app = Arc::new(App {
+    let app = Arc::new_cyclic(|me| App {
         store,
         registry,
         blobs,
@@ -177,9 +177,18 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
         caches: Caches::new(config.cache_ttl),
         throttle: throttle::Throttle::new(config.throttle),
         usage: Default::default(),
+        pull_through: Default::default(),
+        me: me.clone(),
         config,
         audit,
     });
+    let spool = app.config.data_dir.join("pull-through-spool");
+    app.pull_through.set_spool_dir(spool.clone()).map_err(|e| {
+        format!(
+            "making the pull-through cache's spool directory {}: {e}",
+            spool.display()
+        )
+    })?;
     Ok((app, meta.postgres))
 }
 

@@ -1,0 +1,325 @@
+//! One fetch of an upstream blob, however many ask for it: the bytes go to a spool file
+//! (which every reader follows as it grows, so each client gets the blob while it
+//! arrives) and, through a bounded channel, to the blob store, which verifies the digest
+//! and publishes the blob as a completed upload would (under the metadata store's lock of
+//! the blob's row), held by the repository. The fetch runs in a task of its own: a client
+//! that goes away does not stop it, and the next one finds the blob stored.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_blobs::Digest;
+use berth_store::Repository;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use super::upstream::{Upstream, UpstreamError};
+use crate::serve::App;
+
+/// Where a fetch stands.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Whether the upstream answered (then `size` is its length, if it said it).
+    pub started: bool,
+    pub size: Option<u64>,
+    /// Bytes in the spool file.
+    pub written: u64,
+    /// How it ended: stored (the size), or why not.
+    pub end: Option<Result<u64, FetchFailure>>,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone)]
+pub enum FetchFailure {
+    Upstream(UpstreamError),
+    /// Storing it failed (the blob store or the metadata store).
+    Store(String),
+}
+
+impl FetchFailure {
+    pub fn message(&self) -> &str {
+        match self {
+            FetchFailure::Upstream(e) => e.message(),
+            FetchFailure::Store(m) => m,
+        }
+    }
+}
+
+/// A fetch in flight.
+pub struct BlobFetch {
+    spool: PathBuf,
+    progress: watch::Receiver<Progress>,
+}
+
+/// What identifies a fetch: the registry (stored form), repository and digest.
+pub type BlobKey = (String, String, String);
+
+/// A reader of a fetch: its spool file and progress.
+pub struct Follower {
+    file: std::fs::File,
+    progress: watch::Receiver<Progress>,
+}
+
+impl BlobFetch {
+    /// Follow the fetch (opened now, while the fetch is still in the map: the spool file
+    /// is removed only after it leaves it).
+    fn follow(&self) -> std::io::Result<Follower> {
+        Ok(Follower {
+            file: std::fs::File::open(&self.spool)?,
+            progress: self.progress.clone(),
+        })
+    }
+}
+
+impl Follower {
+    /// Wait until the upstream answered: the fetch's progress then (or how it failed).
+    pub async fn started(&mut self) -> Result<Progress, FetchFailure> {
+        loop {
+            let p = self.progress.borrow_and_update().clone();
+            if let Some(Err(e)) = &p.end {
+                return Err(e.clone());
+            }
+            if p.started || p.end.is_some() {
+                return Ok(p);
+            }
+            if self.progress.changed().await.is_err() {
+                return Err(FetchFailure::Store("the fetch ended without a word".into()));
+            }
+        }
+    }
+
+    /// Wait until the blob is stored (or the fetch failed).
+    pub async fn finished(&mut self) -> Result<u64, FetchFailure> {
+        loop {
+            if let Some(end) = self.progress.borrow_and_update().end.clone() {
+                return end;
+            }
+            if self.progress.changed().await.is_err() {
+                return Err(FetchFailure::Store("the fetch ended without a word".into()));
+            }
+        }
+    }
+
+    /// The bytes `start..end` (`end`: the blob's end where `None`) as they arrive.
+    pub fn stream(
+        self,
+        start: u64,
+        end: Option<u64>,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        struct State {
+            file: tokio::fs::File,
+            pos: u64,
+            end: Option<u64>,
+            progress: watch::Receiver<Progress>,
+            done: bool,
+            seeked: bool,
+        }
+        let state = State {
+            file: tokio::fs::File::from_std(self.file),
+            pos: start,
+            end,
+            progress: self.progress,
+            done: false,
+            seeked: false,
+        };
+        futures_util::stream::unfold(state, |mut s| async move {
+            if s.done {
+                return None;
+            }
+            if !s.seeked {
+                s.seeked = true;
+                if let Err(e) = s.file.seek(std::io::SeekFrom::Start(s.pos)).await {
+                    s.done = true;
+                    return Some((Err(e), s));
+                }
+            }
+            loop {
+                let p = s.progress.borrow_and_update().clone();
+                let end = s.end.or(match &p.end {
+                    Some(Ok(size)) => Some(*size),
+                    _ => p.size,
+                });
+                if end.is_some_and(|e| s.pos >= e) {
+                    return None;
+                }
+                let limit = end.map_or(p.written, |e| e.min(p.written));
+                if s.pos < limit {
+                    let want = (limit - s.pos).min(256 << 10) as usize;
+                    let mut buf = vec![0u8; want];
+                    let mut got = 0;
+                    while got < want {
+                        match s.file.read(&mut buf[got..]).await {
+                            Ok(0) => break,
+                            Ok(n) => got += n,
+                            Err(e) => {
+                                s.done = true;
+                                return Some((Err(e), s));
+                            }
+                        }
+                    }
+                    if got == 0 {
+                        s.done = true;
+                        return Some((Err(std::io::Error::other("the spool file ended early")), s));
+                    }
+                    buf.truncate(got);
+                    s.pos += got as u64;
+                    return Some((Ok(Bytes::from(buf)), s));
+                }
+                match &p.end {
+                    Some(Ok(_)) => return None,
+                    Some(Err(e)) => {
+                        s.done = true;
+                        let m = e.message().to_string();
+                        return Some((Err(std::io::Error::other(m)), s));
+                    }
+                    None => {}
+                }
+                if s.progress.changed().await.is_err() {
+                    s.done = true;
+                    return Some((
+                        Err(std::io::Error::other("the fetch ended without a word")),
+                        s,
+                    ));
+                }
+            }
+        })
+    }
+}
+
+/// What a fetch needs.
+pub struct FetchJob {
+    pub app: Arc<App>,
+    pub key: BlobKey,
+    pub repo: Repository,
+    pub upstream: Arc<Upstream>,
+    pub upstream_repo: String,
+    pub digest: Digest,
+}
+
+/// Follow the fetch of `job.key`, starting it if none is in flight.
+pub fn follow_or_start(job: FetchJob) -> Result<Follower, FetchFailure> {
+    let state = &job.app.pull_through;
+    let mut fetches = state.fetches.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(f) = fetches.get(&job.key) {
+        return f
+            .follow()
+            .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")));
+    }
+    let spool = state.spool_path();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&spool)
+        .map_err(|e| FetchFailure::Store(format!("making spool file {}: {e}", spool.display())))?;
+    let (tx, rx) = watch::channel(Progress::default());
+    let fetch = Arc::new(BlobFetch {
+        spool: spool.clone(),
+        progress: rx,
+    });
+    let follower = fetch
+        .follow()
+        .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")))?;
+    fetches.insert(job.key.clone(), fetch);
+    drop(fetches);
+    tokio::spawn(async move {
+        let app = job.app.clone();
+        let key = job.key.clone();
+        let end = run(job, file, &tx).await;
+        super::count("blob", end.is_ok());
+        if let Err(e) = &end {
+            tracing::warn!(repository = %key.1, digest = %key.2, error = %e.message(), "pull through cache: a blob fetch failed");
+        }
+        // Out of the map first: a follower that found it there has its file open.
+        app.pull_through
+            .fetches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        tx.send_modify(|p| p.end = Some(end));
+        let _ = std::fs::remove_file(&spool);
+    });
+    Ok(follower)
+}
+
+async fn run(
+    job: FetchJob,
+    mut spool: std::fs::File,
+    progress: &watch::Sender<Progress>,
+) -> Result<u64, FetchFailure> {
+    let blob = match job
+        .upstream
+        .blob(&job.upstream_repo, &job.digest.to_string())
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return Err(FetchFailure::Upstream(e)),
+    };
+    progress.send_modify(|p| {
+        p.started = true;
+        p.size = blob.size;
+    });
+    let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
+    let (blobs, registry) = (job.app.blobs.clone(), job.app.registry.clone());
+    let now = crate::ids::now_ms();
+    let digest = job.digest.clone();
+    let store = tokio::spawn(async move {
+        let chunks = futures_util::stream::unfold(chunks_rx, |mut rx| async move {
+            rx.recv().await.map(|c| (c, rx))
+        });
+        blobs
+            .put_stream_with(&digest, Box::pin(chunks), |size| {
+                let (registry, digest) = (registry.clone(), digest.to_string());
+                async move { registry.lock_blob(&digest, size as i64, now).await }
+            })
+            .await
+    });
+    let mut body = blob.body;
+    let mut failed = None;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                failed = Some(FetchFailure::Upstream(e));
+                break;
+            }
+        };
+        // A page-cache write of one chunk.
+        if let Err(e) = spool.write_all(&chunk) {
+            failed = Some(FetchFailure::Store(format!("writing the spool file: {e}")));
+            break;
+        }
+        let n = chunk.len() as u64;
+        progress.send_modify(|p| p.written += n);
+        if chunks_tx.send(Ok(chunk)).await.is_err() {
+            break; // the store gave up: its error is below
+        }
+    }
+    if let Some(f) = &failed {
+        let _ = chunks_tx.send(Err(f.message().to_string())).await;
+    }
+    drop(chunks_tx);
+    let stored = store
+        .await
+        .map_err(|e| FetchFailure::Store(format!("the blob store task: {e}")))?;
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    let (size, lock) = match stored {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(FetchFailure::Store(e.to_string())),
+        Err(berth_blobs::BlobError::DigestMismatch { expected, computed }) => {
+            return Err(FetchFailure::Upstream(UpstreamError::Invalid(format!(
+                "the upstream registry {} sent a blob {expected} whose content hashes to {computed}",
+                job.upstream.base
+            ))))
+        }
+        Err(e) => return Err(FetchFailure::Store(e.to_string())),
+    };
+    lock.hold(job.repo.registry(), &job.repo.name, now)
+        .await
+        .map_err(|e| FetchFailure::Store(e.to_string()))?;
+    Ok(size)
+}

@@ -1,0 +1,768 @@
+//! The pull-through cache (ECR's pull-through cache rules): a pull of
+//! `<prefix>/<repository>:<tag or digest>` that the registry does not hold, where a rule
+//! covers `<prefix>`, fetches the image from the rule's upstream registry, answers the
+//! client from what arrives, and stores it in a repository created from the registry's
+//! `PULL_THROUGH_CACHE` creation template; later pulls are served from the store.
+//!
+//! - Authorization as ECR's: besides the pull actions, whatever fetches from the upstream
+//!   needs `ecr:BatchImportUpstreamImage` on the repository (and `ecr:CreateRepository`
+//!   while it does not exist); it is decided before any upstream request.
+//! - A manifest is fetched once however many ask at once (the first asks, the others
+//!   wait for its answer), with the child manifests of an index; the client gets it at
+//!   once, and a task of its own ([`import`]) fetches the blobs the repository lacks and
+//!   then stores the child manifests and the manifest under its tag.
+//! - A blob is fetched once however many ask ([`fetch`]): every client reads it while it
+//!   arrives, and it is stored as it passes.
+//! - A tag is checked against the upstream at most once per `pull_through_recheck_seconds`
+//!   (by a caller allowed to import): moved, the new image is fetched; the upstream
+//!   unreachable, the cached image is served and the log says so.
+
+pub mod fetch;
+pub mod rule;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use berth_oci::names::{valid_digest, valid_tag};
+use berth_oci::Reference;
+use berth_store::{RegistryError, RegistryKey, Repository, UpstreamCredential};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
+
+use crate::oci::{response, set, OciCall, OciError};
+use crate::registry::push::{store_manifest, ManifestPut, PushError};
+use crate::serve::App;
+pub use fetch::{BlobFetch, BlobKey};
+pub use rule::CacheRule;
+use upstream::{Credentials, Upstream, UpstreamError, UpstreamManifest};
+
+/// How deep indexes may nest.
+const MAX_DEPTH: usize = 4;
+/// Most child manifests of one image.
+const MAX_CHILDREN: usize = 256;
+/// Blobs of one image fetched at once by its import.
+const IMPORT_PARALLEL: usize = 4;
+/// How long an upstream client (with its credentials and tokens) is kept.
+const UPSTREAM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// After a re-check that could not reach the upstream, the next is tried after this.
+const RECHECK_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A manifest fetch's key: the registry (stored form), repository and reference.
+type ManifestKey = (String, String, String);
+type FetchCell = Arc<OnceCell<Result<Arc<Fetched>, OciError>>>;
+
+/// An image as fetched from the upstream: its manifest and, for an index, every child
+/// manifest (nested ones too).
+pub struct Fetched {
+    pub top: UpstreamManifest,
+    pub children: Vec<UpstreamManifest>,
+}
+
+impl Fetched {
+    fn find(&self, reference: &str) -> &UpstreamManifest {
+        self.children
+            .iter()
+            .find(|m| m.digest == reference)
+            .unwrap_or(&self.top)
+    }
+}
+
+/// The pull-through cache's state on this node.
+#[derive(Default)]
+pub struct PullThrough {
+    spool_dir: OnceLock<PathBuf>,
+    spool_seq: AtomicU64,
+    pub(crate) fetches: Mutex<HashMap<BlobKey, Arc<BlobFetch>>>,
+    manifests: Mutex<HashMap<ManifestKey, FetchCell>>,
+    /// When a tag was last checked against the upstream (or may next be, after a failure).
+    checked: Mutex<HashMap<ManifestKey, Instant>>,
+    rules: Mutex<HashMap<String, (Instant, Arc<Vec<CacheRule>>)>>,
+    upstreams: Mutex<HashMap<(String, String), (Instant, i64, Arc<Upstream>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn count(kind: &'static str, ok: bool) {
+    crate::metrics::metrics()
+        .pull_through_fetches
+        .get_or_create(&crate::metrics::FetchLabels {
+            kind,
+            result: if ok { "ok" } else { "failed" },
+        })
+        .inc();
+}
+
+impl PullThrough {
+    /// Use `dir` for spool files (made private; files left by an earlier run removed).
+    pub fn set_spool_dir(&self, dir: PathBuf) -> std::io::Result<()> {
+        if dir.exists() {
+            for e in std::fs::read_dir(&dir)?.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let _ = self.spool_dir.set(dir);
+        Ok(())
+    }
+
+    /// A new spool file's path.
+    pub(crate) fn spool_path(&self) -> PathBuf {
+        let dir = self.spool_dir.get_or_init(|| {
+            let d = std::env::temp_dir().join(format!("berth-spool-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&d);
+            d
+        });
+        let n = self.spool_seq.fetch_add(1, Ordering::Relaxed);
+        dir.join(format!("{}-{n}.blob", crate::ids::now_ms()))
+    }
+
+    /// Forget the rules read (after a change through this node).
+    pub fn invalidate_rules(&self) {
+        lock(&self.rules).clear();
+    }
+}
+
+/// The registry's rules (read at most every `cache_ttl`).
+pub async fn rules(app: &App, key: RegistryKey<'_>) -> Result<Arc<Vec<CacheRule>>, RegistryError> {
+    let stored = key.stored_account().into_owned();
+    if let Some((at, r)) = lock(&app.pull_through.rules).get(&stored) {
+        if at.elapsed() < app.config.cache_ttl {
+            return Ok(r.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for text in app.registry.pull_through_rules(key).await? {
+        match CacheRule::from_stored(&text) {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::warn!(error = %e, "a stored pull through cache rule does not read"),
+        }
+    }
+    let out = Arc::new(out);
+    let mut cached = lock(&app.pull_through.rules);
+    if cached.len() > 10_000 {
+        cached.clear();
+    }
+    cached.insert(stored, (Instant::now(), out.clone()));
+    Ok(out)
+}
+
+/// The stored credential a `credentialArn` names in the registry, with its secret: by
+/// its full ARN, or the ARN without Secrets Manager's six-character suffix.
+pub async fn credential(
+    app: &App,
+    key: RegistryKey<'_>,
+    arn: &str,
+) -> Result<Option<(UpstreamCredential, String)>, RegistryError> {
+    let Some((_, region, account, name)) = rule::secret_of(arn) else {
+        return Ok(None);
+    };
+    let home = key.region.unwrap_or(&app.home_region);
+    if account != key.account || region != home {
+        return Ok(None);
+    }
+    let mut names = vec![name];
+    if let Some((base, suffix)) = name.rsplit_once('-') {
+        if suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            names.push(base);
+        }
+    }
+    for n in names {
+        if let Some((c, secret)) = app.registry.upstream_credential_secret(key, n).await? {
+            let without_suffix = c.arn.rsplit_once('-').map(|(b, _)| b);
+            if c.arn == arn || without_suffix == Some(arn) {
+                return Ok(Some((c, secret)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The client of a rule's upstream, signed in with its credential.
+pub async fn upstream_for(
+    app: &App,
+    key: RegistryKey<'_>,
+    rule: &CacheRule,
+) -> Result<Arc<Upstream>, UpstreamError> {
+    let id = (
+        key.stored_account().into_owned(),
+        rule.prefix.as_str().to_string(),
+    );
+    if let Some((at, updated, u)) = lock(&app.pull_through.upstreams).get(&id) {
+        if *updated == rule.updated_at && at.elapsed() < UPSTREAM_TTL {
+            return Ok(u.clone());
+        }
+    }
+    let credentials = match &rule.credential_arn {
+        None => None,
+        Some(arn) => match credential(app, key, arn).await {
+            Ok(Some((c, secret))) => Some(Credentials {
+                username: c.username,
+                password: secret,
+            }),
+            Ok(None) => {
+                return Err(UpstreamError::Denied(format!(
+                    "the credential {arn} of the pull through cache rule '{}' is not stored (berth upstream-credential put)",
+                    rule.prefix.as_str()
+                )))
+            }
+            Err(e) => {
+                return Err(UpstreamError::Unavailable(format!(
+                    "reading the credential of the pull through cache rule: {e}"
+                )))
+            }
+        },
+    };
+    let u = Arc::new(Upstream::new(
+        &rule.base(&app.config.pull_through_insecure),
+        credentials,
+    ));
+    let mut all = lock(&app.pull_through.upstreams);
+    if all.len() > 1000 {
+        all.clear();
+    }
+    all.insert(id, (Instant::now(), rule.updated_at, u.clone()));
+    Ok(u)
+}
+
+/// An upstream failure as the client is told it (`what`: the image or blob asked for).
+fn refusal(e: &UpstreamError, rule: &CacheRule, what: &str, blob: bool) -> OciError {
+    let said = format!(
+        "pull through cache rule '{}': {} ({what} is not cached)",
+        rule.prefix.as_str(),
+        e.message()
+    );
+    match e {
+        UpstreamError::NotFound(_) if blob => OciError::new(404, "BLOB_UNKNOWN", said),
+        UpstreamError::NotFound(_) => OciError::new(404, "MANIFEST_UNKNOWN", said),
+        UpstreamError::TooManyRequests(_) => OciError::new(429, "TOOMANYREQUESTS", said),
+        _ => OciError::new(502, "UNAVAILABLE", said),
+    }
+}
+
+/// The rule that covers `name` in the call's registry, and the upstream repository.
+async fn covering(c: &OciCall<'_>, name: &str) -> Result<Option<(CacheRule, String)>, OciError> {
+    let rules = rules(c.app, c.key()).await?;
+    Ok(rule::rule_for(&rules, name).map(|(r, u)| (r.clone(), u)))
+}
+
+/// Whether the caller may fetch into `name` from the upstream: ecr:BatchImportUpstreamImage,
+/// and ecr:CreateRepository while the repository does not exist.
+async fn may_import(c: &OciCall<'_>, name: &str, exists: bool) -> Result<(), OciError> {
+    c.also_authorize("ecr:BatchImportUpstreamImage", name)
+        .await?;
+    if !exists {
+        c.also_authorize("ecr:CreateRepository", name).await?;
+    }
+    Ok(())
+}
+
+fn recheck_due(app: &App, key: &ManifestKey) -> bool {
+    let every = app.config.pull_through_recheck;
+    lock(&app.pull_through.checked)
+        .get(key)
+        .is_none_or(|at| at.elapsed() >= every)
+}
+
+fn mark_checked(app: &App, key: ManifestKey, retry_early: bool) {
+    let every = app.config.pull_through_recheck;
+    // A failed check is tried again after RECHECK_RETRY (or the interval, if shorter).
+    let at = match retry_early {
+        true if every > RECHECK_RETRY => Instant::now()
+            .checked_sub(every - RECHECK_RETRY)
+            .unwrap_or_else(Instant::now),
+        _ => Instant::now(),
+    };
+    let mut checked = lock(&app.pull_through.checked);
+    if checked.len() > 100_000 {
+        checked.clear();
+    }
+    checked.insert(key, at);
+}
+
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>` where a rule covers `name`: the answer
+/// when the cache gives it (fetched from the upstream), `None` to serve from the store.
+pub async fn manifest(
+    c: &OciCall<'_>,
+    name: &str,
+    reference: &str,
+    repo: &Option<Repository>,
+    head: bool,
+) -> Result<Option<Response<Body>>, OciError> {
+    let by_digest = valid_digest(reference);
+    if !by_digest && !valid_tag(reference) {
+        return Ok(None);
+    }
+    let Some((rule, up_repo)) = covering(c, name).await? else {
+        return Ok(None);
+    };
+    let key: ManifestKey = (
+        c.key().stored_account().into_owned(),
+        name.to_string(),
+        reference.to_string(),
+    );
+    let local = match repo {
+        Some(r) => {
+            c.app
+                .registry
+                .image(r.registry(), &r.name, reference)
+                .await?
+        }
+        None => None,
+    };
+    if let Some(img) = &local {
+        if by_digest || !recheck_due(c.app, &key) {
+            return Ok(None);
+        }
+        // Only a caller who may import has the tag checked.
+        if may_import(c, name, true).await.is_err() {
+            return Ok(None);
+        }
+        let checked = match upstream_for(c.app, c.key(), &rule).await {
+            Ok(u) => u.tag_digest(&up_repo, reference).await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(d) if d == img.digest => {
+                mark_checked(c.app, key, false);
+                return Ok(None);
+            }
+            Ok(d) => {
+                tracing::info!(repository = name, tag = reference, cached = %img.digest, upstream = %d,
+                    "pull through cache: the tag moved upstream; fetching the new image");
+                mark_checked(c.app, key.clone(), false);
+            }
+            Err(e) => {
+                tracing::warn!(repository = name, tag = reference, upstream = %rule.base(&c.app.config.pull_through_insecure), error = %e.message(),
+                    "pull through cache: the upstream registry could not be checked; serving the cached image");
+                mark_checked(c.app, key, true);
+                return Ok(None);
+            }
+        }
+    } else {
+        may_import(c, name, repo.is_some()).await?;
+    }
+    let fetched = match fetch_image(c, &rule, &up_repo, name, reference, repo.clone(), key).await {
+        Ok(f) => f,
+        Err(e) if local.is_some() => {
+            tracing::warn!(repository = name, tag = reference, error = %e.message,
+                "pull through cache: the new image could not be fetched; serving the cached one");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let m = fetched.find(reference);
+    let mut r = if head {
+        response(StatusCode::OK, Body::empty())
+    } else {
+        response(StatusCode::OK, Body::from(m.bytes.clone()))
+    };
+    set(&mut r, "content-type", &m.media_type);
+    set(&mut r, "docker-content-digest", &m.digest);
+    set(&mut r, "etag", &format!("\"{}\"", m.digest));
+    set(&mut r, "content-length", &m.bytes.len().to_string());
+    Ok(Some(r))
+}
+
+/// Fetch an image once, however many ask: the first caller fetches it (with its child
+/// manifests), creates the repository if need be and starts its import; the others wait
+/// for that and share it.
+async fn fetch_image(
+    c: &OciCall<'_>,
+    rule: &CacheRule,
+    up_repo: &str,
+    name: &str,
+    reference: &str,
+    repo: Option<Repository>,
+    key: ManifestKey,
+) -> Result<Arc<Fetched>, OciError> {
+    let cell: FetchCell = lock(&c.app.pull_through.manifests)
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let result = cell
+        .get_or_init(|| first_fetch(c, rule, up_repo, name, reference, repo, key.clone()))
+        .await
+        .clone();
+    if result.is_err() {
+        // Asked again, it is fetched again.
+        let mut all = lock(&c.app.pull_through.manifests);
+        if all.get(&key).is_some_and(|x| Arc::ptr_eq(x, &cell)) {
+            all.remove(&key);
+        }
+    }
+    result
+}
+
+async fn first_fetch(
+    c: &OciCall<'_>,
+    rule: &CacheRule,
+    up_repo: &str,
+    name: &str,
+    reference: &str,
+    repo: Option<Repository>,
+    key: ManifestKey,
+) -> Result<Arc<Fetched>, OciError> {
+    let what = format!("{name}:{reference}");
+    let upstream = upstream_for(c.app, c.key(), rule)
+        .await
+        .map_err(|e| refusal(&e, rule, &what, false))?;
+    let fetched = fetch_manifests(&upstream, up_repo, reference).await;
+    count("manifest", fetched.is_ok());
+    let fetched = Arc::new(fetched.map_err(|e| refusal(&e, rule, &what, false))?);
+    let repo = match repo {
+        Some(r) => r,
+        None => create_repository(c.app, c.key(), name).await?,
+    };
+    let Some(app) = c.app.me.upgrade() else {
+        return Err(OciError::new(500, "UNKNOWN", "the server is shutting down"));
+    };
+    // The same image under its digests, for clients that ask by digest next.
+    let mut keys = vec![key.clone()];
+    {
+        let mut all = lock(&c.app.pull_through.manifests);
+        for m in std::iter::once(&fetched.top).chain(fetched.children.iter()) {
+            let k = (key.0.clone(), key.1.clone(), m.digest.clone());
+            if k != key {
+                all.entry(k.clone())
+                    .or_insert_with(|| Arc::new(OnceCell::new_with(Some(Ok(fetched.clone())))));
+                keys.push(k);
+            }
+        }
+    }
+    let tag = (!valid_digest(reference)).then(|| reference.to_string());
+    tokio::spawn(import(
+        app,
+        repo,
+        upstream,
+        up_repo.to_string(),
+        fetched.clone(),
+        tag,
+        keys,
+    ));
+    Ok(fetched)
+}
+
+/// The manifest `reference` and, for an index, its children (nested to [`MAX_DEPTH`]).
+async fn fetch_manifests(
+    upstream: &Upstream,
+    up_repo: &str,
+    reference: &str,
+) -> Result<Fetched, UpstreamError> {
+    let top = upstream.manifest(up_repo, reference).await?;
+    let mut children = Vec::new();
+    let mut level = vec![top.clone()];
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        for m in &level {
+            for d in manifest_refs(m, Reference::Manifest)? {
+                if children.len() >= MAX_CHILDREN {
+                    return Err(UpstreamError::Invalid(format!(
+                        "the image {up_repo}:{reference} lists more than {MAX_CHILDREN} manifests"
+                    )));
+                }
+                if children.iter().any(|c: &UpstreamManifest| c.digest == d) {
+                    continue;
+                }
+                let child = upstream.manifest(up_repo, &d).await?;
+                children.push(child.clone());
+                next.push(child);
+            }
+        }
+        if next.is_empty() {
+            return Ok(Fetched { top, children });
+        }
+        level = next;
+    }
+    Err(UpstreamError::Invalid(format!(
+        "the image {up_repo}:{reference} nests indexes deeper than {MAX_DEPTH}"
+    )))
+}
+
+/// The content type a manifest is stored with: the upstream's where it is a manifest type
+/// (else the manifest's own `mediaType` decides).
+fn content_type(m: &UpstreamManifest) -> Option<&str> {
+    use berth_oci::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+    [DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST]
+        .contains(&m.media_type.as_str())
+        .then_some(m.media_type.as_str())
+}
+
+/// The digests of what a manifest references, of one kind.
+fn manifest_refs(m: &UpstreamManifest, kind: Reference) -> Result<Vec<String>, UpstreamError> {
+    let parsed = berth_oci::parse_manifest(&m.bytes, content_type(m)).map_err(|e| {
+        UpstreamError::Invalid(format!(
+            "the upstream's manifest {} does not read: {}",
+            m.digest, e.0
+        ))
+    })?;
+    Ok(parsed
+        .refs
+        .into_iter()
+        .filter(|(_, k)| *k == kind)
+        .map(|(d, _)| d)
+        .collect())
+}
+
+/// Create the repository a pull caches into, from the registry's `PULL_THROUGH_CACHE`
+/// creation template (the caller was allowed `ecr:CreateRepository`).
+async fn create_repository(
+    app: &App,
+    key: RegistryKey<'_>,
+    name: &str,
+) -> Result<Repository, OciError> {
+    let (repo, tags, _) = crate::registry::replication::templated_repository(
+        app,
+        key,
+        name,
+        crate::registry::replication::AppliedFor::PullThroughCache,
+        crate::ids::now_ms(),
+    )
+    .await?;
+    let created = app.registry.create_repository(&repo, &tags).await;
+    app.caches.invalidate_registry();
+    match created {
+        Ok(()) => {
+            tracing::info!(
+                repository = name,
+                "pull through cache: created the repository"
+            );
+            Ok(repo)
+        }
+        Err(RegistryError::RepositoryAlreadyExists { .. }) => {
+            Ok(app.registry.repository(key, name).await?.unwrap_or(repo))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Store a fetched image: the blobs the repository lacks (fetched [`IMPORT_PARALLEL`] at
+/// a time, shared with clients reading them), then the child manifests, then the
+/// manifest under its tag. Then the fetch is forgotten: later pulls find the image
+/// stored (or, had this failed, fetch it again).
+async fn import(
+    app: Arc<App>,
+    repo: Repository,
+    upstream: Arc<Upstream>,
+    up_repo: String,
+    fetched: Arc<Fetched>,
+    tag: Option<String>,
+    keys: Vec<ManifestKey>,
+) {
+    let result = async {
+        let mut blobs: Vec<String> = Vec::new();
+        for m in std::iter::once(&fetched.top).chain(fetched.children.iter()) {
+            for d in manifest_refs(m, Reference::Blob).map_err(|e| e.message().to_string())? {
+                if !blobs.contains(&d) {
+                    blobs.push(d);
+                }
+            }
+        }
+        futures_util::stream::iter(blobs)
+            .map(|d| ensure_blob(&app, &repo, &upstream, &up_repo, d))
+            .buffer_unordered(IMPORT_PARALLEL)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let now = crate::ids::now_ms();
+        // Innermost children first: an index is stored after what it lists.
+        for (m, tag) in fetched
+            .children
+            .iter()
+            .rev()
+            .map(|m| (m, None))
+            .chain(std::iter::once((&fetched.top, tag.as_deref())))
+        {
+            let put = ManifestPut {
+                bytes: &m.bytes,
+                content_type: content_type(m),
+                tag,
+                expected_digest: Some(&m.digest),
+                now,
+                replicate_to: Vec::new(),
+            };
+            match store_manifest(&app, &repo, put).await {
+                Ok(_) => {}
+                Err(PushError::TagImmutable { tag }) => {
+                    return Err(format!(
+                        "the tag {tag} is immutable in {}: it keeps the image it names",
+                        repo.name
+                    ))
+                }
+                Err(PushError::Store(e)) => return Err(e.to_string()),
+                Err(e) => return Err(format!("{e:?}")),
+            }
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    match &result {
+        Ok(()) => tracing::info!(repository = %repo.name, digest = %fetched.top.digest, tag = ?tag,
+            "pull through cache: image stored"),
+        Err(e) => tracing::warn!(repository = %repo.name, digest = %fetched.top.digest, error = %e,
+            "pull through cache: the image could not be stored; the next pull fetches it again"),
+    }
+    let mut all = lock(&app.pull_through.manifests);
+    for k in keys {
+        all.remove(&k);
+    }
+}
+
+/// Make the repository hold a blob: at once if it does, else through a fetch (one's in
+/// flight or a new one).
+async fn ensure_blob(
+    app: &Arc<App>,
+    repo: &Repository,
+    upstream: &Arc<Upstream>,
+    up_repo: &str,
+    d: String,
+) -> Result<(), String> {
+    if app
+        .registry
+        .repository_blob(repo.registry(), &repo.name, &d)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let digest = d.parse().map_err(|e| format!("{e}"))?;
+    let mut follower = fetch::follow_or_start(fetch::FetchJob {
+        app: app.clone(),
+        key: (
+            repo.registry().stored_account().into_owned(),
+            repo.name.clone(),
+            d.clone(),
+        ),
+        repo: repo.clone(),
+        upstream: upstream.clone(),
+        upstream_repo: up_repo.to_string(),
+        digest,
+    })
+    .map_err(|e| e.message().to_string())?;
+    follower
+        .finished()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message().to_string())
+}
+
+/// `GET`/`HEAD /v2/<name>/blobs/<digest>` of a blob the repository lacks, where a rule
+/// covers `name`: read from a fetch of it (`None`: not the cache's to answer).
+pub async fn blob(
+    c: &OciCall<'_>,
+    name: &str,
+    d: &str,
+    repo: &Option<Repository>,
+    head: bool,
+) -> Result<Option<Response<Body>>, OciError> {
+    let Some(repo) = repo else {
+        return Ok(None);
+    };
+    // The rules first (in memory): a repository no rule covers costs nothing more.
+    let Some((rule, up_repo)) = covering(c, name).await? else {
+        return Ok(None);
+    };
+    if c.app
+        .registry
+        .repository_blob(repo.registry(), &repo.name, d)
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    may_import(c, name, true).await?;
+    let what = format!("blob {d} of {name}");
+    let upstream = upstream_for(c.app, c.key(), &rule)
+        .await
+        .map_err(|e| refusal(&e, &rule, &what, true))?;
+    let Some(app) = c.app.me.upgrade() else {
+        return Err(OciError::new(500, "UNKNOWN", "the server is shutting down"));
+    };
+    let digest = d.parse().map_err(|_| {
+        OciError::new(
+            400,
+            "DIGEST_INVALID",
+            format!("{d:?} is not a sha256 digest"),
+        )
+    })?;
+    let mut follower = fetch::follow_or_start(fetch::FetchJob {
+        app,
+        key: (
+            repo.registry().stored_account().into_owned(),
+            repo.name.clone(),
+            d.to_string(),
+        ),
+        repo: repo.clone(),
+        upstream,
+        upstream_repo: up_repo,
+        digest,
+    })
+    .map_err(|e| OciError::new(500, "UNKNOWN", e.message().to_string()))?;
+    let progress = follower.started().await.map_err(|e| match e {
+        fetch::FetchFailure::Upstream(u) => refusal(&u, &rule, &what, true),
+        fetch::FetchFailure::Store(m) => OciError::new(500, "UNKNOWN", m),
+    })?;
+    let size = match &progress.end {
+        Some(Ok(n)) => Some(*n),
+        _ => progress.size,
+    };
+    let requested = c
+        .header("range")
+        .map(berth_oci::parse_range)
+        .transpose()
+        .map_err(|m| OciError::new(416, "BLOB_UNKNOWN", m))?;
+    let (start, end) = match (requested, size) {
+        (None, _) => (0, size),
+        (Some(r), Some(size)) => {
+            let (a, b) = r.resolve(size);
+            let end = b.map_or(size, |b| (b + 1).min(size));
+            if a >= end {
+                return Err(OciError::new(
+                    416,
+                    "BLOB_UNKNOWN",
+                    format!("the requested range is outside the blob's {size} bytes"),
+                ));
+            }
+            (a, Some(end))
+        }
+        // The upstream did not say its size: the whole blob.
+        (Some(_), None) => (0, None),
+    };
+    let ranged = requested.is_some() && size.is_some();
+    let status = if ranged {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut r = if head {
+        response(status, Body::empty())
+    } else {
+        response(status, Body::from_stream(follower.stream(start, end)))
+    };
+    if let Some(e) = end {
+        set(&mut r, "content-length", &(e - start).to_string());
+    }
+    if let (true, Some(e), Some(size)) = (ranged, end, size) {
+        set(
+            &mut r,
+            "content-range",
+            &format!("bytes {start}-{}/{size}", e - 1),
+        );
+    }
+    set(&mut r, "docker-content-digest", d);
+    set(&mut r, "content-type", "application/octet-stream");
+    set(&mut r, "accept-ranges", "bytes");
+    Ok(Some(r))
+}
