@@ -443,6 +443,10 @@ async fn first_fetch(
         }
     }
     let tag = (!valid_digest(reference)).then(|| reference.to_string());
+    if tag.is_some() {
+        // Just fetched: as good as checked.
+        mark_checked(c.app, key, false);
+    }
     tokio::spawn(import(
         app,
         repo,
