@@ -1,6 +1,7 @@
 """The README works as written: its walkthrough block runs, unchanged, against a fresh
 `berth serve`, and the first start tells a newcomer what they need."""
 
+import hashlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ MARKER = "<!-- tests/e2e/test_readme.py runs the next block as written -->"
 
 
 REPLICATION_MARKER = "<!-- tests/e2e/test_readme.py runs the replication block as written -->"
+PULL_THROUGH_MARKER = "<!-- tests/e2e/test_readme.py runs the pull-through block as written -->"
 
 
 def walkthrough(marker=MARKER) -> str:
@@ -211,3 +213,46 @@ def test_replication_walkthrough_as_written(tmp_path_factory):
         assert statuses == [{"region": "us-west-2", "registryId": dest, "status": "COMPLETE"}]
     finally:
         s.stop()
+
+
+def test_pull_through_walkthrough_as_written(tmp_path_factory):
+    """The README's pull-through cache walkthrough runs as written against a CNCF
+    distribution upstream with Basic authentication (on loopback, so listed as an insecure
+    upstream), and ends with the upstream's digest, twice."""
+    from upstream import Upstream
+
+    up = Upstream(tmp_path_factory.mktemp("readme-upstream"), basic=("mirror", "s3cret-pass"))
+    up.start()
+    s = None
+    try:
+        cwd = tmp_path_factory.mktemp("puller")
+        subprocess.run([str(ROOT / "scripts/tiny-image.sh"), str(cwd / "src"), "3.20"], check=True,
+                       capture_output=True, timeout=60)
+        up.push(cwd / "src", "3.20", "library/alpine")
+        s = start_server(tmp_path_factory, "readme-pull-through",
+                         extra_config=f'pull_through_insecure_upstreams = ["{up.host}"]\n')
+        (cwd / "berth-data").symlink_to(s.data_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({
+            "BERTH": f"127.0.0.1:{s.port}",
+            "UPSTREAM": up.host,
+            "UPSTREAM_USER": "mirror",
+            "UPSTREAM_PASSWORD": "s3cret-pass",
+            "HOME": str(cwd),
+            "PATH": f"{Path(BIN).parent}:{os.environ['PATH']}",
+            "AWS_CONFIG_FILE": str(cwd / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(cwd / "no-aws-credentials"),
+        })
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough(PULL_THROUGH_MARKER)],
+                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, f"walkthrough failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+        upstream_digest = "sha256:" + hashlib.sha256(up.inspect_raw("library/alpine", "3.20")).hexdigest()
+        lines = p.stdout.rstrip().split("\n")
+        assert "True" in lines, p.stdout  # validate-pull-through-cache-rule
+        assert lines[-2:] == [upstream_digest, upstream_digest], p.stdout
+        # The secret went in sealed: the clear text is nowhere in the database.
+        assert b"s3cret-pass" not in (s.data_dir / "berth.db").read_bytes()
+    finally:
+        if s:
+            s.stop()
+        up.close()

@@ -225,6 +225,12 @@ async fn find(
 }
 
 pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
+    let name = c.str("repositoryName").unwrap_or_default();
+    // A pull-through cache's repository: what it lacks is fetched from the upstream.
+    let cached = crate::registry::cache::covers(c.app, c.key(), name).await?;
+    if cached {
+        return batch_get_through_cache(c, name).await;
+    }
     let r = c.repo()?;
     let ids = image_ids(c, true)?.unwrap_or_default();
     let accepted: Option<Vec<String>> = c
@@ -259,6 +265,92 @@ pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
                 }
                 images.push(image_json(r, &img, tag.as_deref()));
             }
+            Err(f) => failures.push(f),
+        }
+    }
+    Ok(json!({"images": images, "failures": failures}))
+}
+
+/// BatchGetImage on a repository a pull-through cache rule covers (which may not exist
+/// yet): each image the repository lacks is fetched as a `/v2` pull would fetch it (the
+/// same authorization, one fetch however many ask); upstream failures are the image's
+/// (`UpstreamUnavailable`, `UpstreamAccessDenied`, `UpstreamTooManyRequests`,
+/// `ImageNotFound`).
+async fn batch_get_through_cache(c: &EcrCall<'_>, name: &str) -> Result<Value, ApiError> {
+    let ids = image_ids(c, true)?.unwrap_or_default();
+    let headers = axum::http::HeaderMap::new();
+    let oci = crate::oci::OciCall {
+        app: c.app,
+        caller: c.caller,
+        origin: c.origin,
+        registry: c.registry.clone(),
+        headers: &headers,
+        query: Vec::new(),
+    };
+    let (mut images, mut failures) = (Vec::new(), Vec::new());
+    for (tag, digest) in &ids {
+        let reference = digest.as_deref().or(tag.as_deref()).unwrap_or_default();
+        let repo = c.app.registry.repository(c.key(), name).await?;
+        let served = crate::registry::cache::manifest(&oci, name, reference, &repo, false).await;
+        let answer = match served {
+            Ok(Some(resp)) => {
+                let media_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let d = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let body =
+                    axum::body::to_bytes(resp.into_body(), crate::registry::push::MAX_MANIFEST)
+                        .await
+                        .map_err(|e| {
+                            ApiError::new(
+                                500,
+                                "ServerException",
+                                format!("reading a fetched manifest: {e}"),
+                            )
+                        })?;
+                Ok((d, media_type, body.to_vec()))
+            }
+            Ok(None) => match &repo {
+                Some(r) => match find(c, r, tag, digest).await? {
+                    Ok(img) => Ok((img.digest, img.media_type, img.manifest)),
+                    Err(f) => Err(f),
+                },
+                None => Err(failure(
+                    tag,
+                    digest,
+                    "ImageNotFound",
+                    "Requested image not found",
+                )),
+            },
+            Err(e) if e.code == "DENIED" => {
+                return Err(ApiError::new(403, "AccessDenied", e.message))
+            }
+            Err(e) => {
+                let code = match e.status {
+                    404 => "ImageNotFound",
+                    429 => "UpstreamTooManyRequests",
+                    _ if e.message.contains("refused") => "UpstreamAccessDenied",
+                    _ => "UpstreamUnavailable",
+                };
+                Err(failure(tag, digest, code, &e.message))
+            }
+        };
+        match answer {
+            Ok((d, media_type, manifest)) => images.push(json!({
+                "registryId": c.registry,
+                "repositoryName": name,
+                "imageId": {"imageDigest": d, "imageTag": tag},
+                "imageManifest": String::from_utf8_lossy(&manifest),
+                "imageManifestMediaType": media_type,
+            })),
             Err(f) => failures.push(f),
         }
     }

@@ -252,6 +252,11 @@ fn refusal(e: &UpstreamError, rule: &CacheRule, what: &str, blob: bool) -> OciEr
     }
 }
 
+/// Whether a pull-through cache rule of the registry covers the repository `name`.
+pub async fn covers(app: &App, key: RegistryKey<'_>, name: &str) -> Result<bool, RegistryError> {
+    Ok(rule::rule_for(&rules(app, key).await?, name).is_some())
+}
+
 /// The rule that covers `name` in the call's registry, and the upstream repository.
 async fn covering(c: &OciCall<'_>, name: &str) -> Result<Option<(CacheRule, String)>, OciError> {
     let rules = rules(c.app, c.key()).await?;
