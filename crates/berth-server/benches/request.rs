@@ -91,6 +91,8 @@ async fn app() -> App {
         caches: Caches::new(Duration::from_secs(3600)),
         throttle: berth_server::serve::throttle::Throttle::new(Config::default().throttle),
         usage: Default::default(),
+        pull_through: Default::default(),
+        me: std::sync::Weak::new(),
         config: Config::default(),
         audit: Audit::open(&AuditSink::Off).unwrap(),
     }

@@ -57,6 +57,25 @@ pub struct BlobFetch {
 /// What identifies a fetch: the registry (stored form), repository and digest.
 pub type BlobKey = (String, String, String);
 
+/// How long a finished fetch is remembered: a request that found the repository without
+/// the blob just before the fetch finished is told it is stored, rather than fetching it
+/// again.
+pub const REMEMBERED: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A fetch in the node's map: in flight, or stored at that instant.
+pub enum Entry {
+    InFlight(Arc<BlobFetch>),
+    Stored(std::time::Instant),
+}
+
+/// What [`follow_or_start`] found.
+pub enum Followed {
+    /// A fetch in flight (or just started) to read.
+    Fetch(Follower),
+    /// The blob was stored by a fetch that just finished: serve it from the store.
+    Stored,
+}
+
 /// A reader of a fetch: its spool file and progress.
 pub struct Follower {
     file: std::fs::File,
@@ -200,13 +219,21 @@ pub struct FetchJob {
 }
 
 /// Follow the fetch of `job.key`, starting it if none is in flight.
-pub fn follow_or_start(job: FetchJob) -> Result<Follower, FetchFailure> {
+pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
     let state = &job.app.pull_through;
     let mut fetches = state.fetches.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(f) = fetches.get(&job.key) {
-        return f
-            .follow()
-            .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")));
+    match fetches.get(&job.key) {
+        Some(Entry::InFlight(f)) => {
+            return f
+                .follow()
+                .map(Followed::Fetch)
+                .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")));
+        }
+        Some(Entry::Stored(at)) if at.elapsed() < REMEMBERED => return Ok(Followed::Stored),
+        _ => {}
+    }
+    if fetches.len() > 1000 {
+        fetches.retain(|_, e| !matches!(e, Entry::Stored(at) if at.elapsed() >= REMEMBERED));
     }
     let spool = state.spool_path();
     let file = std::fs::OpenOptions::new()
@@ -222,7 +249,7 @@ pub fn follow_or_start(job: FetchJob) -> Result<Follower, FetchFailure> {
     let follower = fetch
         .follow()
         .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")))?;
-    fetches.insert(job.key.clone(), fetch);
+    fetches.insert(job.key.clone(), Entry::InFlight(fetch));
     drop(fetches);
     tokio::spawn(async move {
         let app = job.app.clone();
@@ -232,16 +259,23 @@ pub fn follow_or_start(job: FetchJob) -> Result<Follower, FetchFailure> {
         if let Err(e) = &end {
             tracing::warn!(repository = %key.1, digest = %key.2, error = %e.message(), "pull through cache: a blob fetch failed");
         }
-        // Out of the map first: a follower that found it there has its file open.
-        app.pull_through
-            .fetches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        // Out of the map first (a follower that found it there has its file open); a
+        // stored blob is remembered a while.
+        {
+            let mut fetches = app
+                .pull_through
+                .fetches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match end {
+                Ok(_) => fetches.insert(key.clone(), Entry::Stored(std::time::Instant::now())),
+                Err(_) => fetches.remove(&key),
+            };
+        }
         tx.send_modify(|p| p.end = Some(end));
         let _ = std::fs::remove_file(&spool);
     });
-    Ok(follower)
+    Ok(Followed::Fetch(follower))
 }
 
 async fn run(
@@ -264,7 +298,7 @@ async fn run(
     let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
     let (blobs, registry) = (job.app.blobs.clone(), job.app.registry.clone());
     let now = crate::ids::now_ms();
-    let digest = job.digest.clone();
+    let digest = job.digest;
     let store = tokio::spawn(async move {
         let chunks = futures_util::stream::unfold(chunks_rx, |mut rx| async move {
             rx.recv().await.map(|c| (c, rx))

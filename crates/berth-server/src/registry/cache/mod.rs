@@ -38,7 +38,7 @@ use tokio::sync::OnceCell;
 use crate::oci::{response, set, OciCall, OciError};
 use crate::registry::push::{store_manifest, ManifestPut, PushError};
 use crate::serve::App;
-pub use fetch::{BlobFetch, BlobKey};
+pub use fetch::BlobKey;
 pub use rule::CacheRule;
 use upstream::{Credentials, Upstream, UpstreamError, UpstreamManifest};
 
@@ -56,6 +56,10 @@ const RECHECK_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 /// A manifest fetch's key: the registry (stored form), repository and reference.
 type ManifestKey = (String, String, String);
 type FetchCell = Arc<OnceCell<Result<Arc<Fetched>, OciError>>>;
+/// A registry's rules, and when they were read.
+type RulesRead = (Instant, Arc<Vec<CacheRule>>);
+/// An upstream client, when it was made, and the rule's `updated_at` it was made for.
+type UpstreamMade = (Instant, i64, Arc<Upstream>);
 
 /// An image as fetched from the upstream: its manifest and, for an index, every child
 /// manifest (nested ones too).
@@ -78,12 +82,12 @@ impl Fetched {
 pub struct PullThrough {
     spool_dir: OnceLock<PathBuf>,
     spool_seq: AtomicU64,
-    pub(crate) fetches: Mutex<HashMap<BlobKey, Arc<BlobFetch>>>,
+    pub(crate) fetches: Mutex<HashMap<BlobKey, fetch::Entry>>,
     manifests: Mutex<HashMap<ManifestKey, FetchCell>>,
     /// When a tag was last checked against the upstream (or may next be, after a failure).
     checked: Mutex<HashMap<ManifestKey, Instant>>,
-    rules: Mutex<HashMap<String, (Instant, Arc<Vec<CacheRule>>)>>,
-    upstreams: Mutex<HashMap<(String, String), (Instant, i64, Arc<Upstream>)>>,
+    rules: Mutex<HashMap<String, RulesRead>>,
+    upstreams: Mutex<HashMap<(String, String), UpstreamMade>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -348,6 +352,8 @@ pub async fn manifest(
                 tracing::info!(repository = name, tag = reference, cached = %img.digest, upstream = %d,
                     "pull through cache: the tag moved upstream; fetching the new image");
                 mark_checked(c.app, key.clone(), false);
+                // An earlier fetch of the tag, remembered after its import, is stale now.
+                lock(&c.app.pull_through.manifests).remove(&key);
             }
             Err(e) => {
                 tracing::warn!(repository = name, tag = reference, upstream = %rule.base(&c.app.config.pull_through_insecure), error = %e.message(),
@@ -622,6 +628,11 @@ async fn import(
         Err(e) => tracing::warn!(repository = %repo.name, digest = %fetched.top.digest, error = %e,
             "pull through cache: the image could not be stored; the next pull fetches it again"),
     }
+    // A request that found the image missing just before it was stored is answered from
+    // this fetch a while longer, rather than fetching it again.
+    if result.is_ok() {
+        tokio::time::sleep(fetch::REMEMBERED).await;
+    }
     let mut all = lock(&app.pull_through.manifests);
     for k in keys {
         all.remove(&k);
@@ -647,7 +658,7 @@ async fn ensure_blob(
         return Ok(());
     }
     let digest = d.parse().map_err(|e| format!("{e}"))?;
-    let mut follower = fetch::follow_or_start(fetch::FetchJob {
+    let followed = fetch::follow_or_start(fetch::FetchJob {
         app: app.clone(),
         key: (
             repo.registry().stored_account().into_owned(),
@@ -660,11 +671,14 @@ async fn ensure_blob(
         digest,
     })
     .map_err(|e| e.message().to_string())?;
-    follower
-        .finished()
-        .await
-        .map(|_| ())
-        .map_err(|e| e.message().to_string())
+    match followed {
+        fetch::Followed::Stored => Ok(()),
+        fetch::Followed::Fetch(mut follower) => follower
+            .finished()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message().to_string()),
+    }
 }
 
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>` of a blob the repository lacks, where a rule
@@ -706,7 +720,7 @@ pub async fn blob(
             format!("{d:?} is not a sha256 digest"),
         )
     })?;
-    let mut follower = fetch::follow_or_start(fetch::FetchJob {
+    let followed = fetch::follow_or_start(fetch::FetchJob {
         app,
         key: (
             repo.registry().stored_account().into_owned(),
@@ -719,6 +733,11 @@ pub async fn blob(
         digest,
     })
     .map_err(|e| OciError::new(500, "UNKNOWN", e.message().to_string()))?;
+    let mut follower = match followed {
+        // Stored just now: served from the store.
+        fetch::Followed::Stored => return Ok(None),
+        fetch::Followed::Fetch(f) => f,
+    };
     let progress = follower.started().await.map_err(|e| match e {
         fetch::FetchFailure::Upstream(u) => refusal(&u, &rule, &what, true),
         fetch::FetchFailure::Store(m) => OciError::new(500, "UNKNOWN", m),
