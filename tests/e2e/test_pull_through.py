@@ -253,11 +253,12 @@ def test_rule_operations_and_their_errors(berth, upstreams):
     missing = f"arn:aws:secretsmanager:us-east-1:{account}:secret:ecr-pullthroughcache/nothing-AbCdEf"
     e = berth.cli_error(*create_rule(unique("rules"), basic.url, missing))
     assert e.code == "SecretNotFoundException", e
-    # prefixes ECR's pattern refuses
+    # prefixes the model's pattern refuses: a model constraint, worded as AWS words them
     wrong_codes = {}
     for bad in ("Upper/Case", "a..b", "-dash", "two//slashes", "/lead"):
         e = berth.cli_error(*create_rule(bad, anon.url))
-        if e.code != "InvalidParameterException":
+        if e.code != "ValidationException" or "regular expression pattern" not in e.message \
+                or f"'{bad}'" not in e.message:
             wrong_codes[bad] = (e.code, e.message)
     assert wrong_codes == {}, wrong_codes
     # unknown prefixes
