@@ -75,11 +75,12 @@ def write_layout(directory, layers, size):
 
 
 class Berth:
-    def __init__(self, tmp):
+    def __init__(self, tmp, upstream_host):
         self.data = os.path.join(tmp, "berth")
         self.conf = os.path.join(tmp, "berth.toml")
         with open(self.conf, "w") as f:
             f.write('audit_log = "off"\n')
+            f.write(f'pull_through_insecure_upstreams = ["{upstream_host}"]\n')
         self.proc = subprocess.Popen([BIN, "serve", "--data-dir", self.data, "--listen", "127.0.0.1:0",
                                       "--config", self.conf], stderr=subprocess.PIPE, text=True)
         for line in self.proc.stderr:
@@ -101,6 +102,13 @@ class Berth:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed_copy(src, creds, dest_dir):
@@ -133,19 +141,27 @@ def main():
             write_layout(layout, layers, size)
             upstream.push(layout, "v1", f"bench/{name}")
             shutil.rmtree(layout)
-        berth = Berth(tmp)
+        berth = Berth(tmp, upstream.host)
         times = {(name, way): [] for name in IMAGES for way in ("direct", "first", "cached")}
+        cpu = {(name, way, who): [] for name in IMAGES for way in ("direct", "first", "cached")
+               for who in ("berth", "upstream")}
+        procs = {"berth": berth.proc.pid, "upstream": upstream.proc.pid}
+
+        def measured(name, way, src, creds):
+            before = {who: cpu_seconds(pid) for who, pid in procs.items()}
+            times[(name, way)].append(timed_copy(src, creds, dest))
+            for who, pid in procs.items():
+                cpu[(name, way, who)].append(cpu_seconds(pid) - before[who])
         dest = os.path.join(tmp, "dest")
         for r in range(a.repeats):
             prefix = f"bench{r}"
             berth.ecr.create_pull_through_cache_rule(ecrRepositoryPrefix=prefix,
                                                      upstreamRegistryUrl=upstream.url)
             for name in IMAGES:
-                times[(name, "direct")].append(
-                    timed_copy(f"docker://{upstream.host}/bench/{name}:v1", None, dest))
+                measured(name, "direct", f"docker://{upstream.host}/bench/{name}:v1", None)
                 through = f"docker://127.0.0.1:{berth.port}/{prefix}/bench/{name}:v1"
-                times[(name, "first")].append(timed_copy(through, f"AWS:{berth.password}", dest))
-                times[(name, "cached")].append(timed_copy(through, f"AWS:{berth.password}", dest))
+                measured(name, "first", through, f"AWS:{berth.password}")
+                measured(name, "cached", through, f"AWS:{berth.password}")
         print(f"pull through cache vs direct pull from the upstream (skopeo copy to dir:, "
               f"{a.repeats} repeat(s), medians)")
         print(f"{'image':<34} {'direct s':>9} {'first s':>9} {'cached s':>9} {'first/direct':>13} "
@@ -154,6 +170,14 @@ def main():
             d, f, c = (statistics.median(times[(name, w)]) for w in ("direct", "first", "cached"))
             label = f"{name} ({layers} x {size // 1024} KiB)"
             print(f"{label:<34} {d:>9.3f} {f:>9.3f} {c:>9.3f} {f / d:>13.2f} {c / d:>14.2f}")
+        print("CPU seconds per pull (medians): berth / the upstream registry")
+        for name in IMAGES:
+            parts = []
+            for way in ("direct", "first", "cached"):
+                b = statistics.median(cpu[(name, way, "berth")])
+                u = statistics.median(cpu[(name, way, "upstream")])
+                parts.append(f"{way} {b:.2f} / {u:.2f}")
+            print(f"  {name:<10} " + ", ".join(parts))
     finally:
         if berth:
             berth.stop()

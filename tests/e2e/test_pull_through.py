@@ -41,10 +41,14 @@ def upstreams(tmp_path_factory):
     d = tmp_path_factory.mktemp("upstreams")
     ups = {"anon": Upstream(d / "anon", name="anon"),
            "basic": Upstream(d / "basic", basic=BASIC, name="basic"),
-           "token": Upstream(d / "token", token=TOKEN, name="token")}
+           "token": Upstream(d / "token", token=TOKEN, name="token"),
+           # started by the test that stops it (its port is known now, for the servers'
+           # pull_through_insecure_upstreams)
+           "gone": Upstream(d / "gone", name="gone")}
     try:
-        for u in ups.values():
-            u.start()
+        for key, u in ups.items():
+            if key != "gone":
+                u.start()
         yield ups
     finally:
         for u in ups.values():
@@ -97,9 +101,11 @@ class Cache:
     def registry(self, password=None):
         return Registry(self.server, password or self.password)
 
-    def credential(self, name, username, password, check=True, json_out=False):
-        cmd = [BIN, "upstream-credential", "put", name, "--username", username, "--password-stdin",
-               "--config", str(self.server.config_path), "--data-dir", str(self.server.data_dir)]
+    def credential(self, name, username, password, upstream, check=True, json_out=False):
+        """`berth upstream-credential put` for the upstream host `upstream`."""
+        cmd = [BIN, "upstream-credential", "put", name, "--upstream", upstream, "--username", username,
+               "--password-stdin", "--config", str(self.server.config_path),
+               "--data-dir", str(self.server.data_dir)]
         if json_out:
             cmd.append("--json")
         p = subprocess.run(cmd, input=password, capture_output=True, text=True, timeout=60)
@@ -129,10 +135,14 @@ def create_rule(prefix, url, credential=None, upstream_prefix=None):
 
 
 def make_cache(tmp_path_factory, name, upstreams, extra_config=""):
-    server = start_server(tmp_path_factory, name, extra_config=extra_config)
+    """A Berth server that reaches the upstreams over plain HTTP (they are on loopback),
+    with a credential for the Basic and for the token upstream."""
+    hosts = ", ".join(f'"{u.host}"' for u in upstreams.values())
+    server = start_server(tmp_path_factory, name,
+                          extra_config=f"pull_through_insecure_upstreams = [{hosts}]\n" + extra_config)
     c = Cache(server)
     for key, (user, pw) in (("basic", BASIC), ("token", TOKEN)):
-        c.arns[key] = c.credential(f"{name}-{key}", user, pw).stdout.strip()
+        c.arns[key] = c.credential(f"{name}-{key}", user, pw, upstreams[key].host).stdout.strip()
     return c
 
 
@@ -277,7 +287,7 @@ def test_rule_operations_and_their_errors(berth, upstreams):
     v = berth.cli("validate-pull-through-cache-rule", "--ecr-repository-prefix", p2)
     assert v["isValid"] is True, v
     # update to a credential with the wrong password: no longer valid, and it says why
-    wrong = berth.credential(unique("wrong"), BASIC[0], "not-the-password").stdout.strip()
+    wrong = berth.credential(unique("wrong"), BASIC[0], "not-the-password", basic.host).stdout.strip()
     e = berth.cli_error("update-pull-through-cache-rule", "--ecr-repository-prefix", p2, "--credential-arn", missing)
     assert e.code == "SecretNotFoundException", e
     out = berth.cli("update-pull-through-cache-rule", "--ecr-repository-prefix", p2, "--credential-arn", wrong)
@@ -286,6 +296,14 @@ def test_rule_operations_and_their_errors(berth, upstreams):
     assert r["credentialArn"] == wrong
     v = berth.cli("validate-pull-through-cache-rule", "--ecr-repository-prefix", p2)
     assert v["isValid"] is False and v.get("failure"), v
+    # a credential goes only to the upstream host it was stored for
+    elsewhere = berth.credential(unique("elsewhere"), *BASIC, "other.example:5000").stdout.strip()
+    e = berth.cli_error("update-pull-through-cache-rule", "--ecr-repository-prefix", p2,
+                        "--credential-arn", elsewhere)
+    assert e.code == "UnableToAccessSecretException" and "other.example:5000" in e.message, e
+    # plain HTTP only to the upstreams the server lists
+    e = berth.cli_error(*create_rule(unique("plain"), "http://127.0.0.9:1"))
+    assert e.code == "InvalidParameterException" and "pull_through_insecure_upstreams" in e.message, e
 
     # delete answers the rule; then it is gone
     out = berth.cli("delete-pull-through-cache-rule", "--ecr-repository-prefix", p1)
@@ -302,13 +320,14 @@ def test_upstream_credentials_are_sealed(berth, upstreams):
     the metadata store nor in any output."""
     secret = f"Clear-Text-{os.urandom(6).hex()}"
     name = unique("cred")
-    arn = berth.credential(name, "someone", secret).stdout.strip()
+    arn = berth.credential(name, "someone", secret, upstreams["basic"].host).stdout.strip()
     account = berth.server.account
     assert re.fullmatch(rf"arn:aws:secretsmanager:us-east-1:{account}:secret:ecr-pullthroughcache/{name}-[A-Za-z0-9]{{6}}",
                         arn), arn
     # a name given with the prefix keeps it (not doubled); --json
     name2 = unique("cred")
-    p = berth.credential(f"ecr-pullthroughcache/{name2}", "other", secret, json_out=True)
+    p = berth.credential(f"ecr-pullthroughcache/{name2}", "other", secret, upstreams["basic"].host,
+                         json_out=True)
     got = json.loads(p.stdout)
     assert got["username"] == "other" and got["name"].endswith(name2), got
     assert f":secret:ecr-pullthroughcache/{name2}-" in got["arn"], got
@@ -703,11 +722,11 @@ def test_a_client_gets_a_layer_while_the_upstream_still_sends_it(berth, upstream
     assert up.since(mark) == []
 
 
-def test_an_unreachable_upstream_serves_the_cache(fast, tmp_path_factory, tmp_path):
+def test_an_unreachable_upstream_serves_the_cache(fast, upstreams, tmp_path):
     """The upstream stopped: cached images still pull (by tag, the re-check due, with a
     warning in the log; by digest); an uncached one fails with 502 UNAVAILABLE naming the
     upstream; restarted, it is fetched."""
-    up = Upstream(tmp_path_factory.mktemp("gone"), name="gone").start()
+    up = upstreams["gone"].start()
     try:
         prefix = fast.rule(up)
         repo = f"{prefix}/kept"

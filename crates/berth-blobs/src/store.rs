@@ -581,11 +581,32 @@ impl BlobStore {
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<G, E>>,
     {
+        self.finish_verified(id, expected, None::<fn(u64)>, gate)
+            .await
+    }
+
+    /// [`finish_with`](Self::finish_with), calling `verified` with the size as soon as
+    /// the content is known to hash to `expected` (before it is made durable and put in
+    /// place: whoever waits on the bytes' correctness need not wait for the disk).
+    pub async fn finish_verified<V, G, E, F, Fut>(
+        &self,
+        id: &str,
+        expected: &Digest,
+        verified: Option<V>,
+        gate: F,
+    ) -> Result<Result<(u64, G), E>, BlobError>
+    where
+        V: FnOnce(u64) + Send + 'static,
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<G, E>>,
+    {
         if let Some(s3) = &self.inner.s3 {
             if !is_session_id(id) {
                 return Err(BlobError::UploadUnknown);
             }
-            return s3.finish_with(&*s3.states, id, expected, gate).await;
+            return s3
+                .finish_with(&*s3.states, id, expected, verified, gate)
+                .await;
         }
         let locked = self.lock_session(id).await?;
         let Locked {
@@ -611,6 +632,9 @@ impl BlobStore {
                 guard.gone = true;
                 let _ = std::fs::remove_file(&staged);
                 return Ok((guard, Err(BlobError::DigestMismatch { expected, computed })));
+            }
+            if let Some(v) = verified {
+                v(hash.len);
             }
             if local {
                 File::open(&staged)
@@ -850,6 +874,26 @@ impl BlobStore {
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<G, GE>>,
     {
+        self.put_stream_verified(expected, chunks, None::<fn(u64)>, gate)
+            .await
+    }
+
+    /// [`put_stream_with`](Self::put_stream_with), calling `verified` as
+    /// [`finish_verified`](Self::finish_verified) does.
+    pub async fn put_stream_verified<S, E, V, G, GE, F, Fut>(
+        &self,
+        expected: &Digest,
+        chunks: S,
+        verified: Option<V>,
+        gate: F,
+    ) -> Result<Result<(u64, G), GE>, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: fmt::Display,
+        V: FnOnce(u64) + Send + 'static,
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<G, GE>>,
+    {
         let id = self.start_upload().await?;
         if let Some(s3) = &self.inner.s3 {
             // A session of this request alone: its state never leaves this process.
@@ -857,7 +901,7 @@ impl BlobStore {
             states.create(&id);
             let result = async {
                 s3.append(&states, &id, 0, chunks).await?;
-                s3.finish_with(&states, &id, expected, gate).await
+                s3.finish_with(&states, &id, expected, verified, gate).await
             }
             .await;
             if !matches!(result, Ok(Ok(_))) {
@@ -867,7 +911,7 @@ impl BlobStore {
         }
         let result = async {
             self.append(&id, 0, chunks).await?;
-            self.finish_with(&id, expected, gate).await
+            self.finish_verified(&id, expected, verified, gate).await
         }
         .await;
         if !matches!(result, Ok(Ok(_))) {

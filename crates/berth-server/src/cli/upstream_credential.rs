@@ -3,7 +3,8 @@
 //! are) and named by an ARN of the form AWS Secrets Manager gives them
 //! (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:ecr-pullthroughcache/NAME-XXXXXX`),
 //! which a rule's `credentialArn` names. The secret is read from standard input and never
-//! printed again: the server opens it only to sign in to the upstream.
+//! printed again: the server opens it only to sign in to the upstream it was stored for
+//! (`--upstream`, sealed with it), whatever a rule naming it points at.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -41,6 +42,10 @@ pub struct PutArgs {
     /// Its name (`ecr-pullthroughcache/` is put in front where it is missing, as ECR
     /// requires of pull-through cache secrets)
     name: String,
+    /// The upstream registry it is for (host[:port], as rules name it): it is sent to
+    /// that registry (and its token service) only, whatever a rule naming it says
+    #[arg(long, value_name = "HOST")]
+    upstream: String,
     /// The user name to sign in to the upstream registry with
     #[arg(long)]
     username: String,
@@ -50,7 +55,7 @@ pub struct PutArgs {
     password_stdin: bool,
     #[command(flatten)]
     registry: Registry,
-    /// Print {"arn", "name", "username"} as JSON.
+    /// Print {"arn", "name", "username", "upstream"} as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -157,6 +162,9 @@ pub fn run(cmd: UpstreamCredentialCommand) -> Result<ExitCode, String> {
         match cmd {
             UpstreamCredentialCommand::Put(a) => {
                 let name = secret_name(&a.name)?;
+                let upstream = crate::registry::cache::rule::host_of(&a.upstream).ok_or_else(|| {
+                    format!("--upstream {:?} is not a registry address (host[:port])", a.upstream)
+                })?;
                 if a.username.is_empty() {
                     return Err("--username must not be empty".into());
                 }
@@ -183,7 +191,11 @@ pub fn run(cmd: UpstreamCredentialCommand) -> Result<ExitCode, String> {
                         &name,
                         &arn,
                         &a.username,
-                        &password,
+                        &crate::registry::cache::rule::CredentialSecret {
+                            password,
+                            upstream: upstream.clone(),
+                        }
+                        .to_stored(),
                         crate::ids::now_ms(),
                     )
                     .await
@@ -191,7 +203,7 @@ pub fn run(cmd: UpstreamCredentialCommand) -> Result<ExitCode, String> {
                 if a.json {
                     println!(
                         "{}",
-                        serde_json::json!({"arn": stored.arn, "name": stored.name, "username": stored.username})
+                        serde_json::json!({"arn": stored.arn, "name": stored.name, "username": stored.username, "upstream": upstream})
                     );
                 } else {
                     println!("{}", stored.arn);

@@ -42,12 +42,17 @@ async fn named(c: &EcrCall<'_>) -> Result<CacheRule, ApiError> {
         .ok_or_else(|| not_found(prefix.as_str(), &c.registry))
 }
 
-/// The credential a request names must be stored in this registry.
-async fn check_credential(c: &EcrCall<'_>, arn: Option<&str>) -> Result<(), ApiError> {
+/// The credential a request names must be stored in this registry, for the rule's
+/// upstream host.
+async fn check_credential(
+    c: &EcrCall<'_>,
+    arn: Option<&str>,
+    rule: &CacheRule,
+) -> Result<(), ApiError> {
     let Some(arn) = arn else {
         return Ok(());
     };
-    if cache::credential(c.app, c.key(), arn).await?.is_none() {
+    let Some((_, secret)) = cache::credential(c.app, c.key(), arn).await? else {
         return Err(ApiError::new(
             400,
             "SecretNotFoundException",
@@ -56,6 +61,35 @@ async fn check_credential(c: &EcrCall<'_>, arn: Option<&str>) -> Result<(), ApiE
                 c.registry
             ),
         ));
+    };
+    let host = rule::host_of(&rule.upstream_url).unwrap_or_default();
+    if secret.upstream != host {
+        return Err(ApiError::new(
+            400,
+            "UnableToAccessSecretException",
+            format!(
+                "The secret {arn} is for the upstream registry {}, not {host}: a credential is only sent to the upstream it was stored for (berth upstream-credential put --upstream)",
+                secret.upstream
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A rule naming `http://` must name a host the server lists as reached over plain HTTP.
+fn check_scheme(c: &EcrCall<'_>, r: &CacheRule) -> Result<(), ApiError> {
+    let plain = r.upstream_url.to_ascii_lowercase().starts_with("http://");
+    let host = rule::host_of(&r.upstream_url).unwrap_or_default();
+    let listed = c
+        .app
+        .config
+        .pull_through_insecure
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&host));
+    if plain && !listed {
+        return Err(invalid(format!(
+            "Invalid parameter at 'upstreamRegistryUrl' failed to satisfy constraint: {host} is not among the upstreams this server reaches over plain HTTP (pull_through_insecure_upstreams); name the host without a scheme to reach it over HTTPS"
+        )));
     }
     Ok(())
 }
@@ -74,7 +108,8 @@ fn pick(rule: &CacheRule, registry: &str, members: &[&str]) -> Value {
 
 pub async fn create_rule(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = CacheRule::from_create(c.input, crate::ids::now_ms())?;
-    check_credential(c, r.credential_arn.as_deref()).await?;
+    check_scheme(c, &r)?;
+    check_credential(c, r.credential_arn.as_deref(), &r).await?;
     let existing = all_rules(c).await?;
     if existing.iter().any(|e| e.prefix == r.prefix) {
         return Err(already_exists(&r, &c.registry));
@@ -188,7 +223,7 @@ pub async fn update_rule(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             "Invalid parameter: give credentialArn or customRoleArn (or both) to update",
         ));
     }
-    check_credential(c, credential.as_deref()).await?;
+    check_credential(c, credential.as_deref(), &r).await?;
     if credential.is_some() {
         r.credential_arn = credential;
     }

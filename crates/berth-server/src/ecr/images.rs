@@ -334,13 +334,16 @@ async fn batch_get_through_cache(c: &EcrCall<'_>, name: &str) -> Result<Value, A
                 return Err(ApiError::new(403, "AccessDenied", e.message))
             }
             Err(e) => {
-                let code = match e.status {
-                    404 => "ImageNotFound",
-                    429 => "UpstreamTooManyRequests",
-                    _ if e.message.contains("refused") => "UpstreamAccessDenied",
-                    _ => "UpstreamUnavailable",
-                };
-                Err(failure(tag, digest, code, &e.message))
+                let code = e
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get("failureCode"))
+                    .and_then(Value::as_str);
+                match code {
+                    Some(code) => Err(failure(tag, digest, code, &e.message)),
+                    // Not the upstream's: the request's failure.
+                    None => return Err(ApiError::new(e.status, "ServerException", e.message)),
+                }
             }
         };
         match answer {

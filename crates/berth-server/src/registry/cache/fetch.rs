@@ -12,7 +12,7 @@ use std::sync::Arc;
 use berth_blobs::Digest;
 use berth_store::Repository;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
@@ -27,6 +27,10 @@ pub struct Progress {
     pub size: Option<u64>,
     /// Bytes in the spool file.
     pub written: u64,
+    /// Whether they are the whole blob (the upstream's answer ended well).
+    pub complete: bool,
+    /// Whether the store found them to hash to the digest (it then makes them durable).
+    pub verified: bool,
     /// How it ended: stored (the size), or why not.
     pub end: Option<Result<u64, FetchFailure>>,
 }
@@ -53,6 +57,9 @@ pub struct BlobFetch {
     spool: PathBuf,
     progress: watch::Receiver<Progress>,
 }
+
+/// The bytes of a blob passed on at once (to the spool, its readers and the store).
+const BATCH: usize = 256 << 10;
 
 /// What identifies a fetch: the registry (stored form), repository and digest.
 pub type BlobKey = (String, String, String);
@@ -122,11 +129,15 @@ impl Follower {
         }
     }
 
-    /// The bytes `start..end` (`end`: the blob's end where `None`) as they arrive.
+    /// The bytes `start..end` (`end`: the blob's end where `None`) as they arrive. A
+    /// client's stream (`verified_end`) gets the blob's last byte only once the store
+    /// has verified the blob: a client never gets a whole blob the store refused. (The
+    /// store's own reader does not wait for itself.)
     pub fn stream(
         self,
         start: u64,
         end: Option<u64>,
+        verified_end: bool,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         struct State {
             file: tokio::fs::File,
@@ -135,6 +146,7 @@ impl Follower {
             progress: watch::Receiver<Progress>,
             done: bool,
             seeked: bool,
+            verified_end: bool,
         }
         let state = State {
             file: tokio::fs::File::from_std(self.file),
@@ -143,6 +155,7 @@ impl Follower {
             progress: self.progress,
             done: false,
             seeked: false,
+            verified_end,
         };
         futures_util::stream::unfold(state, |mut s| async move {
             if s.done {
@@ -157,16 +170,22 @@ impl Follower {
             }
             loop {
                 let p = s.progress.borrow_and_update().clone();
-                let end = s.end.or(match &p.end {
-                    Some(Ok(size)) => Some(*size),
+                let end = s.end.or(match (&p.end, p.complete) {
+                    (Some(Ok(size)), _) => Some(*size),
+                    (_, true) => Some(p.written),
                     _ => p.size,
                 });
                 if end.is_some_and(|e| s.pos >= e) {
                     return None;
                 }
-                let limit = end.map_or(p.written, |e| e.min(p.written));
+                let stored = p.verified || matches!(p.end, Some(Ok(_)));
+                let available = match s.verified_end && !stored {
+                    true => p.written.saturating_sub(1),
+                    false => p.written,
+                };
+                let limit = end.map_or(available, |e| e.min(available));
                 if s.pos < limit {
-                    let want = (limit - s.pos).min(256 << 10) as usize;
+                    let want = (limit - s.pos).min(BATCH as u64) as usize;
                     let mut buf = vec![0u8; want];
                     let mut got = 0;
                     while got < want {
@@ -242,6 +261,7 @@ pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
         .open(&spool)
         .map_err(|e| FetchFailure::Store(format!("making spool file {}: {e}", spool.display())))?;
     let (tx, rx) = watch::channel(Progress::default());
+    let tx = Arc::new(tx);
     let fetch = Arc::new(BlobFetch {
         spool: spool.clone(),
         progress: rx,
@@ -254,7 +274,14 @@ pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
     tokio::spawn(async move {
         let app = job.app.clone();
         let key = job.key.clone();
-        let end = run(job, file, &tx).await;
+        let end = std::panic::AssertUnwindSafe(run(job, &spool, file, &tx))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchFailure::Store(
+                    "the blob fetch failed (a panic)".into(),
+                ))
+            });
         super::count("blob", end.is_ok());
         if let Err(e) = &end {
             tracing::warn!(repository = %key.1, digest = %key.2, error = %e.message(), "pull through cache: a blob fetch failed");
@@ -280,8 +307,9 @@ pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
 
 async fn run(
     job: FetchJob,
+    spool_path: &std::path::Path,
     mut spool: std::fs::File,
-    progress: &watch::Sender<Progress>,
+    progress: &Arc<watch::Sender<Progress>>,
 ) -> Result<u64, FetchFailure> {
     let blob = match job
         .upstream
@@ -295,52 +323,81 @@ async fn run(
         p.started = true;
         p.size = blob.size;
     });
-    let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
+    // The store reads the spool as one more reader, at its own pace: the clients get the
+    // blob at the network's speed, not at the speed of making it durable.
+    let store_reader = Follower {
+        file: std::fs::File::open(spool_path)
+            .map_err(|e| FetchFailure::Store(format!("reading the spool file: {e}")))?,
+        progress: progress.subscribe(),
+    };
     let (blobs, registry) = (job.app.blobs.clone(), job.app.registry.clone());
     let now = crate::ids::now_ms();
     let digest = job.digest;
+    let told = progress.clone();
     let store = tokio::spawn(async move {
-        let chunks = futures_util::stream::unfold(chunks_rx, |mut rx| async move {
-            rx.recv().await.map(|c| (c, rx))
-        });
+        let verified = move |_| told.send_modify(|p| p.verified = true);
         blobs
-            .put_stream_with(&digest, Box::pin(chunks), |size| {
-                let (registry, digest) = (registry.clone(), digest.to_string());
-                async move { registry.lock_blob(&digest, size as i64, now).await }
-            })
+            .put_stream_verified(
+                &digest,
+                Box::pin(store_reader.stream(0, None, false)),
+                Some(verified),
+                |size| {
+                    let (registry, digest) = (registry.clone(), digest.to_string());
+                    async move { registry.lock_blob(&digest, size as i64, now).await }
+                },
+            )
             .await
     });
     let mut body = blob.body;
     let mut failed = None;
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
+    // What arrives is written in batches of BATCH bytes (the last one shorter): one
+    // spool write and one wake of the readers each, rather than one per network read of a
+    // few KiB.
+    let mut batch = bytes::BytesMut::with_capacity(BATCH);
+    loop {
+        let next = body.next().await;
+        let ended = match next {
+            Some(Ok(chunk)) => {
+                batch.extend_from_slice(&chunk);
+                if batch.len() < BATCH {
+                    continue;
+                }
+                false
+            }
+            Some(Err(e)) => {
                 failed = Some(FetchFailure::Upstream(e));
                 break;
             }
+            None => true,
         };
-        // A page-cache write of one chunk.
-        if let Err(e) = spool.write_all(&chunk) {
-            failed = Some(FetchFailure::Store(format!("writing the spool file: {e}")));
-            break;
+        let n = batch.len() as u64;
+        if n > 0 {
+            // A page-cache write.
+            if let Err(e) = spool.write_all(&batch) {
+                failed = Some(FetchFailure::Store(format!("writing the spool file: {e}")));
+                break;
+            }
+            batch.clear();
         }
-        let n = chunk.len() as u64;
-        progress.send_modify(|p| p.written += n);
-        if chunks_tx.send(Ok(chunk)).await.is_err() {
-            break; // the store gave up: its error is below
+        if !ended {
+            progress.send_modify(|p| p.written += n);
+            continue;
         }
+        progress.send_modify(|p| {
+            p.written += n;
+            p.complete = true;
+        });
+        break;
     }
-    if let Some(f) = &failed {
-        let _ = chunks_tx.send(Err(f.message().to_string())).await;
+    if let Some(f) = failed {
+        // Every reader (the store's too) stops now.
+        progress.send_modify(|p| p.end = Some(Err(f.clone())));
+        let _ = store.await;
+        return Err(f);
     }
-    drop(chunks_tx);
     let stored = store
         .await
         .map_err(|e| FetchFailure::Store(format!("the blob store task: {e}")))?;
-    if let Some(f) = failed {
-        return Err(f);
-    }
     let (size, lock) = match stored {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return Err(FetchFailure::Store(e.to_string())),

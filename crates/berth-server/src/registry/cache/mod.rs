@@ -169,7 +169,7 @@ pub async fn credential(
     app: &App,
     key: RegistryKey<'_>,
     arn: &str,
-) -> Result<Option<(UpstreamCredential, String)>, RegistryError> {
+) -> Result<Option<(UpstreamCredential, rule::CredentialSecret)>, RegistryError> {
     let Some((_, region, account, name)) = rule::secret_of(arn) else {
         return Ok(None);
     };
@@ -187,6 +187,12 @@ pub async fn credential(
         if let Some((c, secret)) = app.registry.upstream_credential_secret(key, n).await? {
             let without_suffix = c.arn.rsplit_once('-').map(|(b, _)| b);
             if c.arn == arn || without_suffix == Some(arn) {
+                let Some(secret) = rule::CredentialSecret::from_stored(&secret) else {
+                    return Err(RegistryError::Backend(format!(
+                        "the stored credential {} does not read (store it again with berth upstream-credential put)",
+                        c.arn
+                    )));
+                };
                 return Ok(Some((c, secret)));
             }
         }
@@ -212,10 +218,19 @@ pub async fn upstream_for(
     let credentials = match &rule.credential_arn {
         None => None,
         Some(arn) => match credential(app, key, arn).await {
-            Ok(Some((c, secret))) => Some(Credentials {
-                username: c.username,
-                password: secret,
-            }),
+            Ok(Some((c, secret))) => {
+                let host = rule::host_of(&rule.upstream_url).unwrap_or_default();
+                if secret.upstream != host {
+                    return Err(UpstreamError::Denied(format!(
+                        "the credential {arn} is for the upstream registry {}, not {host}: it is not sent there",
+                        secret.upstream
+                    )));
+                }
+                Some(Credentials {
+                    username: c.username,
+                    password: secret.password,
+                })
+            }
             Ok(None) => {
                 return Err(UpstreamError::Denied(format!(
                     "the credential {arn} of the pull through cache rule '{}' is not stored (berth upstream-credential put)",
@@ -248,12 +263,14 @@ fn refusal(e: &UpstreamError, rule: &CacheRule, what: &str, blob: bool) -> OciEr
         rule.prefix.as_str(),
         e.message()
     );
-    match e {
+    let e2 = match e {
         UpstreamError::NotFound(_) if blob => OciError::new(404, "BLOB_UNKNOWN", said),
         UpstreamError::NotFound(_) => OciError::new(404, "MANIFEST_UNKNOWN", said),
         UpstreamError::TooManyRequests(_) => OciError::new(429, "TOOMANYREQUESTS", said),
         _ => OciError::new(502, "UNAVAILABLE", said),
-    }
+    };
+    // BatchGetImage reports the image's failure with ECR's code.
+    e2.with_detail(serde_json::json!({"failureCode": e.failure_code()}))
 }
 
 /// Whether a pull-through cache rule of the registry covers the repository `name`.
@@ -276,6 +293,17 @@ async fn may_import(c: &OciCall<'_>, name: &str, exists: bool) -> Result<(), Oci
         c.also_authorize("ecr:CreateRepository", name).await?;
     }
     Ok(())
+}
+
+/// The account's storage quota must leave room before anything is fetched into it.
+async fn within_quota(app: &App, repo: &Repository) -> Result<(), OciError> {
+    crate::registry::uploads::within_quota(app, repo)
+        .await
+        .map_err(|e| match e {
+            crate::registry::uploads::UploadError::Limit(_, m) => OciError::new(403, "DENIED", m),
+            crate::registry::uploads::UploadError::Store(e) => e.into(),
+            other => OciError::new(500, "UNKNOWN", format!("{other:?}")),
+        })
 }
 
 fn recheck_due(app: &App, key: &ManifestKey) -> bool {
@@ -335,8 +363,18 @@ pub async fn manifest(
         if by_digest || !recheck_due(c.app, &key) {
             return Ok(None);
         }
-        // Only a caller who may import has the tag checked.
+        // An immutable tag keeps its image: nothing to check.
+        let immutable = repo.as_ref().is_some_and(|r| {
+            crate::registry::push::tag_rule(r, reference) == berth_store::TagRule::Immutable
+        });
+        if immutable {
+            mark_checked(c.app, key, false);
+            return Ok(None);
+        }
+        // Only a caller who may import has the tag checked (another who may not is
+        // served the cache, and asked again only after RECHECK_RETRY).
         if may_import(c, name, true).await.is_err() {
+            mark_checked(c.app, key, true);
             return Ok(None);
         }
         let checked = match upstream_for(c.app, c.key(), &rule).await {
@@ -362,11 +400,20 @@ pub async fn manifest(
                 return Ok(None);
             }
         }
-    } else {
-        may_import(c, name, repo.is_some()).await?;
+    } else if let Err(e) = may_import(c, name, repo.is_some()).await {
+        // A HEAD is how pushers ask whether something is there: for a caller who may not
+        // import, the registry answers from what it holds (a 404).
+        if head {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    if let Some(r) = repo {
+        within_quota(c.app, r).await?;
     }
     let fetched = match fetch_image(c, &rule, &up_repo, name, reference, repo.clone(), key).await {
         Ok(f) => f,
+        Err(_) if head => return Ok(None),
         Err(e) if local.is_some() => {
             tracing::warn!(repository = name, tag = reference, error = %e.message,
                 "pull through cache: the new image could not be fetched; serving the cached one");
@@ -441,16 +488,21 @@ async fn first_fetch(
         return Err(OciError::new(500, "UNKNOWN", "the server is shutting down"));
     };
     // The same image under its digests, for clients that ask by digest next.
-    let mut keys = vec![key.clone()];
+    // The cells this fetch owns (its own is the one under `key`: found by pointer at the
+    // end of the import, whoever holds it then).
+    let mut keys: Vec<(ManifestKey, Option<FetchCell>)> = vec![(key.clone(), None)];
     {
         let mut all = lock(&c.app.pull_through.manifests);
         for m in std::iter::once(&fetched.top).chain(fetched.children.iter()) {
             let k = (key.0.clone(), key.1.clone(), m.digest.clone());
-            if k != key {
-                all.entry(k.clone())
-                    .or_insert_with(|| Arc::new(OnceCell::new_with(Some(Ok(fetched.clone())))));
-                keys.push(k);
+            if k != key && !all.contains_key(&k) {
+                let cell: FetchCell = Arc::new(OnceCell::new_with(Some(Ok(fetched.clone()))));
+                all.insert(k.clone(), cell.clone());
+                keys.push((k, Some(cell)));
             }
+        }
+        if let Some(own) = all.get(&key) {
+            keys[0].1 = Some(own.clone());
         }
     }
     let tag = (!valid_digest(reference)).then(|| reference.to_string());
@@ -476,7 +528,7 @@ async fn fetch_manifests(
     up_repo: &str,
     reference: &str,
 ) -> Result<Fetched, UpstreamError> {
-    let top = upstream.manifest(up_repo, reference).await?;
+    let top = typed(upstream.manifest(up_repo, reference).await?)?;
     let mut children = Vec::new();
     let mut level = vec![top.clone()];
     for _ in 0..MAX_DEPTH {
@@ -491,7 +543,7 @@ async fn fetch_manifests(
                 if children.iter().any(|c: &UpstreamManifest| c.digest == d) {
                     continue;
                 }
-                let child = upstream.manifest(up_repo, &d).await?;
+                let child = typed(upstream.manifest(up_repo, &d).await?)?;
                 children.push(child.clone());
                 next.push(child);
             }
@@ -504,6 +556,19 @@ async fn fetch_manifests(
     Err(UpstreamError::Invalid(format!(
         "the image {up_repo}:{reference} nests indexes deeper than {MAX_DEPTH}"
     )))
+}
+
+/// A fetched manifest with the media type it is (as it will be stored and served), not
+/// whatever `Content-Type` the upstream said.
+fn typed(mut m: UpstreamManifest) -> Result<UpstreamManifest, UpstreamError> {
+    let parsed = berth_oci::parse_manifest(&m.bytes, content_type(&m)).map_err(|e| {
+        UpstreamError::Invalid(format!(
+            "the upstream's manifest {} does not read: {}",
+            m.digest, e.0
+        ))
+    })?;
+    m.media_type = parsed.media_type;
+    Ok(m)
 }
 
 /// The content type a manifest is stored with: the upstream's where it is a manifest type
@@ -574,7 +639,7 @@ async fn import(
     up_repo: String,
     fetched: Arc<Fetched>,
     tag: Option<String>,
-    keys: Vec<ManifestKey>,
+    keys: Vec<(ManifestKey, Option<FetchCell>)>,
 ) {
     let result = async {
         let mut blobs: Vec<String> = Vec::new();
@@ -634,8 +699,14 @@ async fn import(
         tokio::time::sleep(fetch::REMEMBERED).await;
     }
     let mut all = lock(&app.pull_through.manifests);
-    for k in keys {
-        all.remove(&k);
+    for (k, cell) in keys {
+        let ours = match (all.get(&k), &cell) {
+            (Some(now), Some(c)) => Arc::ptr_eq(now, c),
+            _ => false,
+        };
+        if ours {
+            all.remove(&k);
+        }
     }
 }
 
@@ -693,6 +764,11 @@ pub async fn blob(
     let Some(repo) = repo else {
         return Ok(None);
     };
+    // A HEAD is how pushers ask whether a blob is there (pullers GET): answered from
+    // what the repository holds.
+    if head {
+        return Ok(None);
+    }
     // The rules first (in memory): a repository no rule covers costs nothing more.
     let Some((rule, up_repo)) = covering(c, name).await? else {
         return Ok(None);
@@ -706,6 +782,7 @@ pub async fn blob(
         return Ok(None);
     }
     may_import(c, name, true).await?;
+    within_quota(c.app, repo).await?;
     let what = format!("blob {d} of {name}");
     let upstream = upstream_for(c.app, c.key(), &rule)
         .await
@@ -777,7 +854,7 @@ pub async fn blob(
     let mut r = if head {
         response(status, Body::empty())
     } else {
-        response(status, Body::from_stream(follower.stream(start, end)))
+        response(status, Body::from_stream(follower.stream(start, end, true)))
     };
     if let Some(e) = end {
         set(&mut r, "content-length", &(e - start).to_string());

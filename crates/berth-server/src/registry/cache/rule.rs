@@ -197,6 +197,36 @@ pub fn base_url(url: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{host}"))
 }
 
+/// The host (and port) of an upstream registry URL, lowercase, as credentials are bound
+/// to it.
+pub fn host_of(url: &str) -> Option<String> {
+    let base = base_url(url).ok()?;
+    Some(base.split_once("://")?.1.to_ascii_lowercase())
+}
+
+/// What a stored upstream credential's sealed secret holds: the password and the one
+/// upstream host it may be sent to (so that a rule pointed at another host cannot have
+/// it sent there).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CredentialSecret {
+    pub password: String,
+    pub upstream: String,
+}
+
+impl CredentialSecret {
+    pub fn to_stored(&self) -> String {
+        json!({"password": self.password, "upstream": self.upstream}).to_string()
+    }
+
+    pub fn from_stored(s: &str) -> Option<CredentialSecret> {
+        let v: Value = serde_json::from_str(s).ok()?;
+        Some(CredentialSecret {
+            password: v.get("password")?.as_str()?.to_string(),
+            upstream: v.get("upstream")?.as_str()?.to_string(),
+        })
+    }
+}
+
 /// The kind of upstream a URL is, for the well-known ones.
 pub fn known_registry(url: &str) -> Option<&'static str> {
     let host = base_url(url).ok()?;

@@ -18,6 +18,9 @@ application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
+/// The longest a manifest, a token or the API root may take to arrive whole.
+const SMALL_ANSWER: Duration = Duration::from_secs(60);
+
 /// The largest manifest read from an upstream (as from a client).
 const MAX_MANIFEST: usize = crate::registry::push::MAX_MANIFEST;
 
@@ -101,6 +104,19 @@ fn http() -> &'static reqwest::Client {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
+            // Redirects (to a blob's object store, say) are followed, but never from
+            // HTTPS down to plain HTTP; reqwest drops credentials on a change of host.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let downgrade = attempt.url().scheme() == "http"
+                    && attempt.previous().iter().any(|u| u.scheme() == "https");
+                if downgrade {
+                    attempt.error("a redirect from HTTPS to plain HTTP")
+                } else if attempt.previous().len() >= 10 {
+                    attempt.error("more than 10 redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .user_agent(concat!(
                 "berth/",
                 env!("CARGO_PKG_VERSION"),
@@ -152,6 +168,8 @@ impl Upstream {
         path: &str,
         accept: Option<&str>,
     ) -> Result<reqwest::Response, UpstreamError> {
+        // Everything but a blob is small: it has SMALL_ANSWER to arrive.
+        let small = !path.contains("/blobs/");
         let url = format!("{}/v2/{path}", self.base);
         // The API root (`check`) names no repository: its token has no scope.
         let scope = match repo {
@@ -162,6 +180,9 @@ impl Upstream {
             let mut req = http().request(method.clone(), &url);
             if let Some(a) = accept {
                 req = req.header("accept", a);
+            }
+            if small {
+                req = req.timeout(SMALL_ANSWER);
             }
             let scheme = self
                 .scheme
@@ -233,6 +254,14 @@ impl Upstream {
         unreachable!("the loop returns on its second attempt")
     }
 
+    /// Whether `url` is on the upstream's host and port.
+    fn same_host(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.base).is_ok_and(|b| {
+            b.host_str() == url.host_str()
+                && b.port_or_known_default() == url.port_or_known_default()
+        })
+    }
+
     fn refused(&self) -> UpstreamError {
         UpstreamError::Denied(format!(
             "the upstream registry {} refused the credentials of the pull through cache rule",
@@ -273,8 +302,11 @@ impl Upstream {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(&query);
         }
-        let mut req = http().get(url);
-        if let Some(c) = &self.credentials {
+        // The credentials go to the realm only over HTTPS, or to the upstream's own host
+        // (a realm over plain HTTP elsewhere gets an anonymous request).
+        let trusted = url.scheme() == "https" || self.same_host(&url);
+        let mut req = http().get(url).timeout(SMALL_ANSWER);
+        if let (Some(c), true) = (&self.credentials, trusted) {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
         let resp = req.send().await.map_err(|e| {
