@@ -134,10 +134,10 @@ def create_rule(prefix, url, credential=None, upstream_prefix=None):
     return ["create-pull-through-cache-rule", "--cli-input-json", json.dumps(rule)]
 
 
-def make_cache(tmp_path_factory, name, upstreams, extra_config=""):
-    """A Berth server that reaches the upstreams over plain HTTP (they are on loopback),
-    with a credential for the Basic and for the token upstream."""
-    hosts = ", ".join(f'"{u.host}"' for u in upstreams.values())
+def make_cache(tmp_path_factory, name, upstreams, extra_config="", extra_hosts=()):
+    """A Berth server that reaches the upstreams (and `extra_hosts`) over plain HTTP (they
+    are on loopback), with a credential for the Basic and for the token upstream."""
+    hosts = ", ".join(f'"{h}"' for h in [*(u.host for u in upstreams.values()), *extra_hosts])
     server = start_server(tmp_path_factory, name,
                           extra_config=f"pull_through_insecure_upstreams = [{hosts}]\n" + extra_config)
     c = Cache(server)
@@ -661,7 +661,7 @@ def test_concurrent_pulls_of_one_uncached_image_fetch_it_once(berth, upstreams, 
     assert up.count("GET", "/v2/crowd/manifests/v1", got) <= 1
 
 
-def test_a_client_gets_a_layer_while_the_upstream_still_sends_it(berth, upstreams, tmp_path):
+def test_a_client_gets_a_layer_while_the_upstream_still_sends_it(tmp_path_factory, upstreams, tmp_path):
     """Streaming: the upstream's answers pass a proxy that holds them after 2 MiB on a
     connection; a client reading an uncached 12 MiB layer through Berth receives its first
     bytes while the upstream has not sent the rest."""
@@ -669,6 +669,16 @@ def test_a_client_gets_a_layer_while_the_upstream_still_sends_it(berth, upstream
     big = make_image(layers=1, size=12 * 1024 * 1024)
     publish(up, "stream/big", "v1", tmp_path, image=big)
     proxy = ThrottlingProxy(up.port, hold_after=2 * 1024 * 1024)
+    # a server of its own, which lists the proxy as an upstream reached over plain HTTP
+    berth = make_cache(tmp_path_factory, "ptcstream", upstreams,
+                       extra_hosts=[f"127.0.0.1:{proxy.port}"])
+    try:
+        streamed(berth, up, big, proxy, tmp_path)
+    finally:
+        stop(berth)
+
+
+def streamed(berth, up, big, proxy, tmp_path):
     prefix = berth.rule(proxy.url)
     repo = f"{prefix}/stream/big"
     layer_digest, layer = big.blobs[1]

@@ -86,6 +86,8 @@ pub struct PullThrough {
     manifests: Mutex<HashMap<ManifestKey, FetchCell>>,
     /// When a tag was last checked against the upstream (or may next be, after a failure).
     checked: Mutex<HashMap<ManifestKey, Instant>>,
+    /// When a caller was last found not allowed to have a tag checked.
+    recheck_denied: Mutex<HashMap<(ManifestKey, String), Instant>>,
     rules: Mutex<HashMap<String, RulesRead>>,
     upstreams: Mutex<HashMap<(String, String), UpstreamMade>>,
 }
@@ -371,10 +373,21 @@ pub async fn manifest(
             mark_checked(c.app, key, false);
             return Ok(None);
         }
-        // Only a caller who may import has the tag checked (another who may not is
-        // served the cache, and asked again only after RECHECK_RETRY).
+        // Only a caller who may import has the tag checked; another is served the cache
+        // (and not asked again for RECHECK_RETRY: one denial in the audit log a minute).
+        let asked = (key.clone(), c.caller.arn().to_string());
+        let denied_lately = lock(&c.app.pull_through.recheck_denied)
+            .get(&asked)
+            .is_some_and(|at| at.elapsed() < RECHECK_RETRY);
+        if denied_lately {
+            return Ok(None);
+        }
         if may_import(c, name, true).await.is_err() {
-            mark_checked(c.app, key, true);
+            let mut denied = lock(&c.app.pull_through.recheck_denied);
+            if denied.len() > 100_000 {
+                denied.clear();
+            }
+            denied.insert(asked, Instant::now());
             return Ok(None);
         }
         let checked = match upstream_for(c.app, c.key(), &rule).await {

@@ -254,12 +254,10 @@ impl Upstream {
         unreachable!("the loop returns on its second attempt")
     }
 
-    /// Whether `url` is on the upstream's host and port.
+    /// Whether `url` is on the upstream's host (a token service often listens on another
+    /// port of it).
     fn same_host(&self, url: &reqwest::Url) -> bool {
-        reqwest::Url::parse(&self.base).is_ok_and(|b| {
-            b.host_str() == url.host_str()
-                && b.port_or_known_default() == url.port_or_known_default()
-        })
+        reqwest::Url::parse(&self.base).is_ok_and(|b| b.host_str() == url.host_str())
     }
 
     fn refused(&self) -> UpstreamError {
