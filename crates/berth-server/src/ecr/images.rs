@@ -287,9 +287,19 @@ async fn batch_get_through_cache(c: &EcrCall<'_>, name: &str) -> Result<Value, A
         headers: &headers,
         query: Vec::new(),
     };
+    let accepted: Option<Vec<String>> = c
+        .input
+        .get("acceptedMediaTypes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        });
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for (tag, digest) in &ids {
-        let reference = digest.as_deref().or(tag.as_deref()).unwrap_or_default();
+        // By tag where there is one (the digest, if given too, must be what it names).
+        let reference = tag.as_deref().or(digest.as_deref()).unwrap_or_default();
         let repo = c.app.registry.repository(c.key(), name).await?;
         let served = crate::registry::cache::manifest(&oci, name, reference, &repo, false).await;
         let answer = match served {
@@ -346,6 +356,20 @@ async fn batch_get_through_cache(c: &EcrCall<'_>, name: &str) -> Result<Value, A
                 }
             }
         };
+        let answer = answer.and_then(|(d, media_type, manifest)| {
+            if digest.as_ref().is_some_and(|want| *want != d) {
+                return Err(failure(tag, digest, "ImageTagDoesNotMatchDigest", &format!(
+                    "The tag names {d}, not the digest given"
+                )));
+            }
+            if accepted.as_ref().is_some_and(|a| !a.contains(&media_type)) {
+                return Err(failure(tag, digest, "ImageNotFound", &format!(
+                    "Requested image not found: it is {media_type} and the request accepts only {:?} (manifests are never converted)",
+                    accepted.as_deref().unwrap_or_default()
+                )));
+            }
+            Ok((d, media_type, manifest))
+        });
         match answer {
             Ok((d, media_type, manifest)) => images.push(json!({
                 "registryId": c.registry,

@@ -164,7 +164,7 @@ fn check_put_reference(reference: &str) -> Result<(), OciError> {
 
 /// Every media type the client accepts (all `Accept` headers, comma lists), or `None`
 /// for anything.
-fn accepted(c: &OciCall<'_>) -> Option<Vec<String>> {
+pub(crate) fn accepted(c: &OciCall<'_>) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for v in c.headers.get_all("accept") {
         let Ok(v) = v.to_str() else { continue };

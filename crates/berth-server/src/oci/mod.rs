@@ -10,6 +10,8 @@ mod error;
 mod manifests;
 pub mod router;
 
+pub(crate) use manifests::accepted as accepted_types;
+
 use std::net::SocketAddr;
 
 use axum::body::Body;

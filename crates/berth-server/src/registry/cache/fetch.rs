@@ -31,6 +31,9 @@ pub struct Progress {
     pub complete: bool,
     /// Whether the store found them to hash to the digest (it then makes them durable).
     pub verified: bool,
+    /// The latest batch written and where it starts: a reader that has caught up takes it
+    /// from memory rather than reading it back from the spool file.
+    pub latest: Option<(u64, Bytes)>,
     /// How it ended: stored (the size), or why not.
     pub end: Option<Result<u64, FetchFailure>>,
 }
@@ -145,7 +148,8 @@ impl Follower {
             end: Option<u64>,
             progress: watch::Receiver<Progress>,
             done: bool,
-            seeked: bool,
+            /// Where the file's cursor is.
+            file_at: u64,
             verified_end: bool,
         }
         let state = State {
@@ -154,19 +158,12 @@ impl Follower {
             end,
             progress: self.progress,
             done: false,
-            seeked: false,
+            file_at: 0,
             verified_end,
         };
         futures_util::stream::unfold(state, |mut s| async move {
             if s.done {
                 return None;
-            }
-            if !s.seeked {
-                s.seeked = true;
-                if let Err(e) = s.file.seek(std::io::SeekFrom::Start(s.pos)).await {
-                    s.done = true;
-                    return Some((Err(e), s));
-                }
             }
             loop {
                 let p = s.progress.borrow_and_update().clone();
@@ -185,6 +182,22 @@ impl Follower {
                 };
                 let limit = end.map_or(available, |e| e.min(available));
                 if s.pos < limit {
+                    if let Some((at, bytes)) = &p.latest {
+                        let (at, len) = (*at, bytes.len() as u64);
+                        if at <= s.pos && s.pos < at + len {
+                            let to = limit.min(at + len);
+                            let out = bytes.slice((s.pos - at) as usize..(to - at) as usize);
+                            s.pos = to;
+                            return Some((Ok(out), s));
+                        }
+                    }
+                    if s.file_at != s.pos {
+                        if let Err(e) = s.file.seek(std::io::SeekFrom::Start(s.pos)).await {
+                            s.done = true;
+                            return Some((Err(e), s));
+                        }
+                        s.file_at = s.pos;
+                    }
                     let want = (limit - s.pos).min(BATCH as u64) as usize;
                     let mut buf = vec![0u8; want];
                     let mut got = 0;
@@ -204,6 +217,7 @@ impl Follower {
                     }
                     buf.truncate(got);
                     s.pos += got as u64;
+                    s.file_at = s.pos;
                     return Some((Ok(Bytes::from(buf)), s));
                 }
                 match &p.end {
@@ -370,24 +384,26 @@ async fn run(
             }
             None => true,
         };
-        let n = batch.len() as u64;
+        let out = batch.split().freeze();
+        let n = out.len() as u64;
         if n > 0 {
             // A page-cache write.
-            if let Err(e) = spool.write_all(&batch) {
+            if let Err(e) = spool.write_all(&out) {
                 failed = Some(FetchFailure::Store(format!("writing the spool file: {e}")));
                 break;
             }
-            batch.clear();
-        }
-        if !ended {
-            progress.send_modify(|p| p.written += n);
-            continue;
+            batch.reserve(BATCH);
         }
         progress.send_modify(|p| {
+            if n > 0 {
+                p.latest = Some((p.written, out));
+            }
             p.written += n;
-            p.complete = true;
+            p.complete = ended;
         });
-        break;
+        if ended {
+            break;
+        }
     }
     if let Some(f) = failed {
         // Every reader (the store's too) stops now.

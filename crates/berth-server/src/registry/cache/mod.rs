@@ -315,6 +315,18 @@ fn recheck_due(app: &App, key: &ManifestKey) -> bool {
         .is_none_or(|at| at.elapsed() >= every)
 }
 
+/// Whether this request is the one to check the tag now (it is due, and no other request
+/// claimed it): marked checked as it is claimed.
+fn claim_recheck(app: &App, key: &ManifestKey) -> bool {
+    let every = app.config.pull_through_recheck;
+    let mut checked = lock(&app.pull_through.checked);
+    if checked.get(key).is_some_and(|at| at.elapsed() < every) {
+        return false;
+    }
+    checked.insert(key.clone(), Instant::now());
+    true
+}
+
 fn mark_checked(app: &App, key: ManifestKey, retry_early: bool) {
     let every = app.config.pull_through_recheck;
     // A failed check is tried again after RECHECK_RETRY (or the interval, if shorter).
@@ -390,6 +402,10 @@ pub async fn manifest(
             denied.insert(asked, Instant::now());
             return Ok(None);
         }
+        // One request checks; others meanwhile are served the cache.
+        if !claim_recheck(c.app, &key) {
+            return Ok(None);
+        }
         let checked = match upstream_for(c.app, c.key(), &rule).await {
             Ok(u) => u.tag_digest(&up_repo, reference).await,
             Err(e) => Err(e),
@@ -435,6 +451,19 @@ pub async fn manifest(
         Err(e) => return Err(e),
     };
     let m = fetched.find(reference);
+    // By tag, a client that accepts none of the image's type is told it is not found in
+    // a form it takes, as for a stored image (manifests are never converted).
+    if !by_digest {
+        if let Some(types) = crate::oci::accepted_types(c) {
+            let t = m.media_type.to_ascii_lowercase();
+            if !types.contains(&t) && !types.iter().any(|x| x == "application/json") {
+                return Err(OciError::new(404, "MANIFEST_UNKNOWN", format!(
+                    "Requested image not found in an accepted media type: it is {} (manifests are never converted)",
+                    m.media_type
+                )));
+            }
+        }
+    }
     let mut r = if head {
         response(StatusCode::OK, Body::empty())
     } else {
