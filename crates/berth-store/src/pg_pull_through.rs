@@ -9,7 +9,7 @@ use crate::pg::PgStore;
 use crate::pg_registry::{backend, LOCK_OR_INSERT_TRIES};
 use crate::pull_through::{PullThroughStore, UpstreamCredential};
 use crate::registry::{RegistryError, RegistryKey, RegistryResult};
-use crate::replication::TemplateWrite;
+use crate::replication::{TemplateWrite, PULL_THROUGH_RULES};
 use crate::sealer::SecretSlot;
 
 type Result<T> = RegistryResult<T>;
@@ -27,13 +27,7 @@ fn credential_from(r: &PgRow) -> Result<UpstreamCredential> {
 #[async_trait::async_trait]
 impl PullThroughStore for PgStore {
     async fn pull_through_rules(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT rule FROM pull_through_rules WHERE registry = $1 ORDER BY prefix COLLATE \"C\"",
-        )
-        .bind(&*registry.stored_account())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
+        self.prefixed_docs(PULL_THROUGH_RULES, registry).await
     }
 
     async fn put_pull_through_rule(
@@ -43,26 +37,8 @@ impl PullThroughStore for PgStore {
         rule: &str,
         write: TemplateWrite,
     ) -> Result<bool> {
-        let key = registry.stored_account();
-        let done = match write {
-            TemplateWrite::Create => sqlx::query(
-                "INSERT INTO pull_through_rules (registry, prefix, rule) VALUES ($1, $2, $3)
-                 ON CONFLICT (registry, prefix) DO NOTHING",
-            )
-            .bind(&*key)
-            .bind(prefix)
-            .bind(rule),
-            TemplateWrite::Update => sqlx::query(
-                "UPDATE pull_through_rules SET rule = $1 WHERE registry = $2 AND prefix = $3",
-            )
-            .bind(rule)
-            .bind(&*key)
-            .bind(prefix),
-        }
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        self.put_prefixed_doc(PULL_THROUGH_RULES, registry, prefix, rule, write)
+            .await
     }
 
     async fn delete_pull_through_rule(
@@ -70,14 +46,8 @@ impl PullThroughStore for PgStore {
         registry: RegistryKey<'_>,
         prefix: &str,
     ) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "DELETE FROM pull_through_rules WHERE registry = $1 AND prefix = $2 RETURNING rule",
-        )
-        .bind(&*registry.stored_account())
-        .bind(prefix)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)
+        self.delete_prefixed_doc(PULL_THROUGH_RULES, registry, prefix)
+            .await
     }
 
     /// Without a transaction: the stored row's ARN is read, the secret sealed for it, and

@@ -162,6 +162,26 @@ pub enum TemplateWrite {
     Update,
 }
 
+/// A table of a registry's documents kept by prefix, as the ECR wire JSON they were
+/// accepted in (repository creation templates, pull-through cache rules): its columns are
+/// `registry`, `prefix` and `column`. Each backend keeps them with the same three
+/// statements ([`TemplateWrite`] decides how a write may land).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrefixedDocs {
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+pub(crate) const CREATION_TEMPLATES: PrefixedDocs = PrefixedDocs {
+    table: "creation_templates",
+    column: "template",
+};
+
+pub(crate) const PULL_THROUGH_RULES: PrefixedDocs = PrefixedDocs {
+    table: "pull_through_rules",
+    column: "rule",
+};
+
 /// A replication backfill (`StartReplicationBackfill`): the images of a registry that a
 /// destination of its replication configuration should have, copied on request.
 #[derive(Debug, Clone, PartialEq, Eq)]

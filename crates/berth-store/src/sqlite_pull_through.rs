@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::pull_through::{PullThroughStore, UpstreamCredential};
 use crate::registry::{RegistryError, RegistryKey, RegistryResult};
-use crate::replication::TemplateWrite;
+use crate::replication::{TemplateWrite, PULL_THROUGH_RULES};
 use crate::sealer::SecretSlot;
 use crate::sqlite::SqliteStore;
 
@@ -29,11 +29,7 @@ fn credential_from(r: &SqliteRow) -> Result<UpstreamCredential> {
 #[async_trait::async_trait]
 impl PullThroughStore for SqliteStore {
     async fn pull_through_rules(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT rule FROM pull_through_rules WHERE registry = ? ORDER BY prefix")
-            .bind(&*registry.stored_account())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)
+        self.prefixed_docs(PULL_THROUGH_RULES, registry).await
     }
 
     async fn put_pull_through_rule(
@@ -43,25 +39,8 @@ impl PullThroughStore for SqliteStore {
         rule: &str,
         write: TemplateWrite,
     ) -> Result<bool> {
-        let key = registry.stored_account();
-        let done = match write {
-            TemplateWrite::Create => sqlx::query(
-                "INSERT OR IGNORE INTO pull_through_rules (registry, prefix, rule) VALUES (?, ?, ?)",
-            )
-            .bind(&*key)
-            .bind(prefix)
-            .bind(rule),
-            TemplateWrite::Update => sqlx::query(
-                "UPDATE pull_through_rules SET rule = ? WHERE registry = ? AND prefix = ?",
-            )
-            .bind(rule)
-            .bind(&*key)
-            .bind(prefix),
-        }
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        self.put_prefixed_doc(PULL_THROUGH_RULES, registry, prefix, rule, write)
+            .await
     }
 
     async fn delete_pull_through_rule(
@@ -69,14 +48,8 @@ impl PullThroughStore for SqliteStore {
         registry: RegistryKey<'_>,
         prefix: &str,
     ) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "DELETE FROM pull_through_rules WHERE registry = ? AND prefix = ? RETURNING rule",
-        )
-        .bind(&*registry.stored_account())
-        .bind(prefix)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)
+        self.delete_prefixed_doc(PULL_THROUGH_RULES, registry, prefix)
+            .await
     }
 
     /// One write transaction: the stored row's ARN (if any) is read before the secret is

@@ -49,6 +49,75 @@ pub(crate) async fn enqueue_in(
     Ok(())
 }
 
+impl SqliteStore {
+    /// The registry's documents of `d`, by prefix. (The statements are made from the
+    /// table and column names of a [`PrefixedDocs`], constants of this crate; every
+    /// value is bound.)
+    pub(crate) async fn prefixed_docs(
+        &self,
+        d: PrefixedDocs,
+        registry: RegistryKey<'_>,
+    ) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE registry = ? ORDER BY prefix",
+            d.column, d.table
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&*registry.stored_account())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    /// Write the document of `prefix` (see [`TemplateWrite`]); false when refused.
+    pub(crate) async fn put_prefixed_doc(
+        &self,
+        d: PrefixedDocs,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+        doc: &str,
+        write: TemplateWrite,
+    ) -> Result<bool> {
+        let key = registry.stored_account();
+        let sql = match write {
+            TemplateWrite::Create => format!(
+                "INSERT OR IGNORE INTO {} (registry, prefix, {}) VALUES (?, ?, ?)",
+                d.table, d.column
+            ),
+            TemplateWrite::Update => format!(
+                "UPDATE {} SET {} = ? WHERE registry = ? AND prefix = ?",
+                d.table, d.column
+            ),
+        };
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let q = match write {
+            TemplateWrite::Create => q.bind(&*key).bind(prefix).bind(doc),
+            TemplateWrite::Update => q.bind(doc).bind(&*key).bind(prefix),
+        };
+        let done = q.execute(&self.pool).await.map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Delete the document of `prefix`; returns it (`None`: there was none).
+    pub(crate) async fn delete_prefixed_doc(
+        &self,
+        d: PrefixedDocs,
+        registry: RegistryKey<'_>,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        let sql = format!(
+            "DELETE FROM {} WHERE registry = ? AND prefix = ? RETURNING {}",
+            d.table, d.column
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&*registry.stored_account())
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+}
+
 #[async_trait::async_trait]
 impl ReplicationStore for SqliteStore {
     async fn replication_configuration(&self, registry: RegistryKey<'_>) -> Result<Option<String>> {
@@ -84,13 +153,7 @@ impl ReplicationStore for SqliteStore {
     }
 
     async fn creation_templates(&self, registry: RegistryKey<'_>) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT template FROM creation_templates WHERE registry = ? ORDER BY prefix",
-        )
-        .bind(&*registry.stored_account())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
+        self.prefixed_docs(CREATION_TEMPLATES, registry).await
     }
 
     async fn put_creation_template(
@@ -100,25 +163,8 @@ impl ReplicationStore for SqliteStore {
         template: &str,
         write: TemplateWrite,
     ) -> Result<bool> {
-        let key = registry.stored_account();
-        let done = match write {
-            TemplateWrite::Create => sqlx::query(
-                "INSERT OR IGNORE INTO creation_templates (registry, prefix, template) VALUES (?, ?, ?)",
-            )
-            .bind(&*key)
-            .bind(prefix)
-            .bind(template),
-            TemplateWrite::Update => sqlx::query(
-                "UPDATE creation_templates SET template = ? WHERE registry = ? AND prefix = ?",
-            )
-            .bind(template)
-            .bind(&*key)
-            .bind(prefix),
-        }
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        self.put_prefixed_doc(CREATION_TEMPLATES, registry, prefix, template, write)
+            .await
     }
 
     async fn delete_creation_template(
@@ -126,14 +172,8 @@ impl ReplicationStore for SqliteStore {
         registry: RegistryKey<'_>,
         prefix: &str,
     ) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "DELETE FROM creation_templates WHERE registry = ? AND prefix = ? RETURNING template",
-        )
-        .bind(&*registry.stored_account())
-        .bind(prefix)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)
+        self.delete_prefixed_doc(CREATION_TEMPLATES, registry, prefix)
+            .await
     }
 
     async fn enqueue_replications(
