@@ -688,6 +688,22 @@ def dockerd(directory):
         log.close()
 
 
+@pytest.fixture(scope="module")
+def docker_engine(tmp_path_factory):
+    """A Docker engine of the test module's own: (the docker CLI's environment, its socket)."""
+    d = tmp_path_factory.mktemp("docker")
+    with dockerd(d) as env:
+        yield env, d / "docker.sock"
+
+
+def run_client(args, env, input=None, check=True):
+    """Run a client (docker, podman) with `env`; it must succeed unless `check` is false."""
+    p = subprocess.run(args, env=env, input=input, capture_output=True, text=True, timeout=300)
+    if check:
+        assert p.returncode == 0, f"{' '.join(args)}: {p.stdout}\n{p.stderr}"
+    return p
+
+
 def start_server(tmp_path_factory, name="berth", **kw):
     return Server(tmp_path_factory.mktemp(name) / "data", **kw).start()
 
@@ -1026,10 +1042,15 @@ class HoldingProxy:
     connections then go on, or fail if the target has gone meanwhile. Replication between
     deployments is slowed and cut this way: the sender's peer endpoint is the proxy."""
 
-    def __init__(self, target, hold_after=None):
+    def __init__(self, target, hold_after=None, back=False):
+        """`back`: hold what comes back from the target instead, once a connection has
+        passed `hold_after` bytes toward the client (`received` counts them, all
+        connections): answers are slowed and cut this way."""
         self.target = target
         self.hold_after = hold_after
+        self.back = back
         self.sent = 0
+        self.received = 0
         self.active = 0
         self.holding = threading.Event()
         self.released = threading.Event()
@@ -1047,6 +1068,13 @@ class HoldingProxy:
 
     def release(self):
         self.released.set()
+
+    def _count(self, toward_target, n):
+        with self._lock:
+            if toward_target:
+                self.sent += n
+            else:
+                self.received += n
 
     def close(self):
         self.release()
@@ -1076,19 +1104,27 @@ class HoldingProxy:
             threading.Thread(target=self._pipe, args=(upstream, client, False, ends), daemon=True).start()
 
     def _pipe(self, src, dst, toward_target, ends):
+        held = toward_target != self.back  # the direction this proxy holds
+        passed = 0  # on this connection, in the held direction
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if toward_target and self.hold_after is not None and not self.released.is_set() \
-                        and self.sent + len(data) > self.hold_after:
+                counted = self.sent if toward_target else passed
+                if held and self.hold_after is not None and not self.released.is_set() \
+                        and counted + len(data) > self.hold_after:
+                    keep = max(0, self.hold_after - counted) if self.back else 0
+                    if keep:
+                        dst.sendall(data[:keep])
+                        self._count(toward_target, keep)
+                        passed += keep
+                        data = data[keep:]
                     self.holding.set()
                     self.released.wait()
                 dst.sendall(data)
-                if toward_target:
-                    with self._lock:
-                        self.sent += len(data)
+                self._count(toward_target, len(data))
+                passed += len(data)
         except OSError:
             pass
         for s in (src, dst):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from berth import dockerd, make_image, start_server, write_oci_layout
+from berth import dockerd, make_image, run_client, start_server, write_oci_layout
 
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory):
@@ -17,11 +17,7 @@ def docker(tmp_path_factory):
         yield env, d / "docker.sock"
 
 
-def run(args, env, input=None, check=True):
-    p = subprocess.run(args, env=env, input=input, capture_output=True, text=True, timeout=300)
-    if check:
-        assert p.returncode == 0, f"{' '.join(args)}: {p.stderr}"
-    return p
+run = run_client
 
 
 def test_docker_login_push_pull(docker, tmp_path_factory, tmp_path):

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, allow, descriptor, doc, dockerd,
-                   login_password, make_image, oci_error, postgres_url, read_oci_layout, sha256,
+from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, allow, descriptor, doc, docker_engine,
+                   login_password, make_image, oci_error, postgres_url, read_oci_layout, run_client,
+                   sha256,
                    skopeo, skopeo_pull, start_server, unique, until, write_oci_layout)
 from upstream import ThrottlingProxy, Upstream
 
@@ -783,22 +784,11 @@ def test_an_unreachable_upstream_serves_the_cache(fast, upstreams, tmp_path):
 # podman and docker, through the Basic and the token upstream
 # ---------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def docker_env(tmp_path_factory):
-    d = tmp_path_factory.mktemp("docker")
-    with dockerd(d) as env:
-        yield env, d / "docker.sock"
-
-
-def run(args, env, input=None, check=True):
-    p = subprocess.run(args, env=env, input=input, capture_output=True, text=True, timeout=300)
-    if check:
-        assert p.returncode == 0, f"{' '.join(args)}: {p.stdout}\n{p.stderr}"
-    return p
+run = run_client
 
 
 @pytest.mark.parametrize("kind", ["basic", "token"])
-def test_skopeo_podman_and_docker_pull_through(berth, upstreams, docker_env, kind, tmp_path):
+def test_skopeo_podman_and_docker_pull_through(berth, upstreams, docker_engine, kind, tmp_path):
     """Each client pulls an uncached image through Berth from the Basic and the token
     upstream; the digest each reports is the upstream's."""
     if shutil.which("podman") is None:
@@ -832,7 +822,7 @@ def test_skopeo_podman_and_docker_pull_through(berth, upstreams, docker_env, kin
         shutil.rmtree(runroot, ignore_errors=True)
 
     # docker
-    env, _ = docker_env
+    env, _ = docker_engine
     run(["docker", "login", "--username", "AWS", "--password-stdin", host], env, input=berth.password)
     ref = f"{host}/{prefix}/clients/docker:v1"
     out = run(["docker", "pull", ref], env).stdout

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import requests
 
+from berth import HoldingProxy
+
 REGISTRY_BIN = os.environ.get("DOCKER_REGISTRY_BIN", "/usr/bin/docker-registry")
 
 # One line of the access log distribution writes to stdout (Apache combined format):
@@ -411,86 +413,7 @@ def remove(upstream: Upstream):
 # A proxy that holds responses
 # ---------------------------------------------------------------------------------------
 
-class ThrottlingProxy:
-    """A TCP proxy on 127.0.0.1 in front of port `target` that can hold what comes BACK
-    from the target: once a connection has passed `hold_after` bytes toward the client,
-    nothing more is forwarded on it until release(); `holding` is set then. `received`
-    counts the bytes passed back (all connections)."""
-
-    def __init__(self, target, hold_after=None):
-        self.target = target
-        self.hold_after = hold_after
-        self.received = 0
-        self.holding = threading.Event()
-        self.released = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets = []
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(128)
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def release(self):
-        self.released.set()
-
-    def close(self):
-        self.release()
-        for s in [self._listener, *self._sockets]:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-
-    def _pipe(self, src, dst, back):
-        passed = 0
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if back and self.hold_after is not None and not self.released.is_set() \
-                        and passed + len(data) > self.hold_after:
-                    keep = max(0, self.hold_after - passed)
-                    if keep:
-                        dst.sendall(data[:keep])
-                        passed += keep
-                        with self._lock:
-                            self.received += keep
-                        data = data[keep:]
-                    self.holding.set()
-                    self.released.wait()
-                dst.sendall(data)
-                if back:
-                    passed += len(data)
-                    with self._lock:
-                        self.received += len(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+def ThrottlingProxy(target, hold_after=None):
+    """A proxy in front of port `target` holding what comes BACK from it: see
+    berth.HoldingProxy with back=True."""
+    return HoldingProxy(target, hold_after, back=True)

@@ -224,6 +224,18 @@ async fn find(
     Ok(Ok(img))
 }
 
+/// BatchGetImage's `acceptedMediaTypes` (`None`: any).
+fn accepted_media_types(c: &EcrCall<'_>) -> Option<Vec<String>> {
+    c.input
+        .get("acceptedMediaTypes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+}
+
 pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let name = c.str("repositoryName").unwrap_or_default();
     // A pull-through cache's repository: what it lacks is fetched from the upstream.
@@ -233,15 +245,7 @@ pub async fn batch_get(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     }
     let r = c.repo()?;
     let ids = image_ids(c, true)?.unwrap_or_default();
-    let accepted: Option<Vec<String>> = c
-        .input
-        .get("acceptedMediaTypes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        });
+    let accepted = accepted_media_types(c);
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for (tag, digest) in &ids {
         match find(c, r, tag, digest).await? {
@@ -287,15 +291,7 @@ async fn batch_get_through_cache(c: &EcrCall<'_>, name: &str) -> Result<Value, A
         headers: &headers,
         query: Vec::new(),
     };
-    let accepted: Option<Vec<String>> = c
-        .input
-        .get("acceptedMediaTypes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        });
+    let accepted = accepted_media_types(c);
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for (tag, digest) in &ids {
         // By tag where there is one (the digest, if given too, must be what it names).

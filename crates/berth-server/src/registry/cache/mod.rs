@@ -440,7 +440,15 @@ pub async fn manifest(
     if let Some(r) = repo {
         within_quota(c.app, r).await?;
     }
-    let fetched = match fetch_image(c, &rule, &up_repo, name, reference, repo.clone(), key).await {
+    let ask = ImageAsk {
+        rule: &rule,
+        up_repo: &up_repo,
+        name,
+        reference,
+        repo: repo.clone(),
+        key,
+    };
+    let fetched = match fetch_image(c, ask).await {
         Ok(f) => f,
         Err(_) if head => return Ok(None),
         Err(e) if local.is_some() => {
@@ -476,26 +484,28 @@ pub async fn manifest(
     Ok(Some(r))
 }
 
+/// An image to fetch: under which rule, from which upstream repository, into which local
+/// repository (and its record, if it exists), by which reference; and its key among the
+/// fetches.
+struct ImageAsk<'a> {
+    rule: &'a CacheRule,
+    up_repo: &'a str,
+    name: &'a str,
+    reference: &'a str,
+    repo: Option<Repository>,
+    key: ManifestKey,
+}
+
 /// Fetch an image once, however many ask: the first caller fetches it (with its child
 /// manifests), creates the repository if need be and starts its import; the others wait
 /// for that and share it.
-async fn fetch_image(
-    c: &OciCall<'_>,
-    rule: &CacheRule,
-    up_repo: &str,
-    name: &str,
-    reference: &str,
-    repo: Option<Repository>,
-    key: ManifestKey,
-) -> Result<Arc<Fetched>, OciError> {
+async fn fetch_image(c: &OciCall<'_>, ask: ImageAsk<'_>) -> Result<Arc<Fetched>, OciError> {
+    let key = ask.key.clone();
     let cell: FetchCell = lock(&c.app.pull_through.manifests)
         .entry(key.clone())
         .or_default()
         .clone();
-    let result = cell
-        .get_or_init(|| first_fetch(c, rule, up_repo, name, reference, repo, key.clone()))
-        .await
-        .clone();
+    let result = cell.get_or_init(|| first_fetch(c, ask)).await.clone();
     if result.is_err() {
         // Asked again, it is fetched again.
         let mut all = lock(&c.app.pull_through.manifests);
@@ -506,15 +516,15 @@ async fn fetch_image(
     result
 }
 
-async fn first_fetch(
-    c: &OciCall<'_>,
-    rule: &CacheRule,
-    up_repo: &str,
-    name: &str,
-    reference: &str,
-    repo: Option<Repository>,
-    key: ManifestKey,
-) -> Result<Arc<Fetched>, OciError> {
+async fn first_fetch(c: &OciCall<'_>, ask: ImageAsk<'_>) -> Result<Arc<Fetched>, OciError> {
+    let ImageAsk {
+        rule,
+        up_repo,
+        name,
+        reference,
+        repo,
+        key,
+    } = ask;
     let what = format!("{name}:{reference}");
     let upstream = upstream_for(c.app, c.key(), rule)
         .await
