@@ -8,8 +8,10 @@ use crate::replication::*;
 type Result<T> = RegistryResult<T>;
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
+/// A database error: `Unavailable` while PostgreSQL cannot be reached (callers answer
+/// 503 and retry), else `Backend`.
 fn backend(e: sqlx::Error) -> RegistryError {
-    RegistryError::Backend(e.to_string())
+    crate::pg_registry::backend(e)
 }
 
 /// Write outbox rows inside `tx` (a push's, a deletion's, a backfill's): due `now`.
