@@ -121,18 +121,7 @@ pub async fn create_rule(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             format!("A registry can have at most {MAX_RULES} pull through cache rules"),
         ));
     }
-    let made = c
-        .app
-        .registry
-        .put_pull_through_rule(
-            c.key(),
-            r.prefix.as_str(),
-            &r.to_stored(),
-            TemplateWrite::Create,
-        )
-        .await?;
-    c.app.pull_through.invalidate_rules();
-    if !made {
+    if !write_rule(c, &r, TemplateWrite::Create).await? {
         return Err(already_exists(&r, &c.registry));
     }
     Ok(pick(
@@ -149,6 +138,22 @@ pub async fn create_rule(c: &EcrCall<'_>) -> Result<Value, ApiError> {
             "upstreamRepositoryPrefix",
         ],
     ))
+}
+
+/// Store a rule (as `write` lets it land: false when refused) and forget the rules this
+/// node read.
+async fn write_rule(
+    c: &EcrCall<'_>,
+    r: &CacheRule,
+    write: TemplateWrite,
+) -> Result<bool, ApiError> {
+    let written = c
+        .app
+        .registry
+        .put_pull_through_rule(c.key(), r.prefix.as_str(), &r.to_stored(), write)
+        .await;
+    c.app.pull_through.invalidate_rules();
+    Ok(written?)
 }
 
 fn already_exists(r: &CacheRule, registry: &str) -> ApiError {
@@ -231,18 +236,7 @@ pub async fn update_rule(c: &EcrCall<'_>) -> Result<Value, ApiError> {
         r.custom_role_arn = role;
     }
     r.updated_at = crate::ids::now_ms().max(r.updated_at + 1);
-    let written = c
-        .app
-        .registry
-        .put_pull_through_rule(
-            c.key(),
-            r.prefix.as_str(),
-            &r.to_stored(),
-            TemplateWrite::Update,
-        )
-        .await?;
-    c.app.pull_through.invalidate_rules();
-    if !written {
+    if !write_rule(c, &r, TemplateWrite::Update).await? {
         return Err(not_found(r.prefix.as_str(), &c.registry));
     }
     Ok(pick(
