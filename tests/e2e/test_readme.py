@@ -184,6 +184,21 @@ def test_readme_config_block_is_real_and_complete(tmp_path):
     assert (tmp_path / "secrets.key").exists(), "the configured key file was not used"
 
 
+def walkthrough_env(server, cwd, **extra):
+    """The environment a README block runs in: the server as $BERTH, `berth` on the PATH,
+    no AWS settings but the block's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({
+        "BERTH": f"127.0.0.1:{server.port}",
+        "HOME": str(cwd),
+        "PATH": f"{Path(BIN).parent}:{os.environ['PATH']}",
+        "AWS_CONFIG_FILE": str(cwd / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(cwd / "no-aws-credentials"),
+        **extra,
+    })
+    return env
+
+
 def test_replication_walkthrough_as_written(tmp_path_factory):
     """The README's replication walkthrough (seed 003's first example) runs as written
     against a server serving two Regions, and the destination has the pushed digest."""
@@ -194,14 +209,7 @@ def test_replication_walkthrough_as_written(tmp_path_factory):
         for name in ("examples", "scripts"):
             (cwd / name).symlink_to(ROOT / name)
         (cwd / "berth-data").symlink_to(s.data_dir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({
-            "BERTH": f"127.0.0.1:{s.port}",
-            "HOME": str(cwd),
-            "PATH": f"{Path(BIN).parent}:{os.environ['PATH']}",
-            "AWS_CONFIG_FILE": str(cwd / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(cwd / "no-aws-credentials"),
-        })
+        env = walkthrough_env(s, cwd)
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough(REPLICATION_MARKER)],
                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, f"walkthrough failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
@@ -232,17 +240,8 @@ def test_pull_through_walkthrough_as_written(tmp_path_factory):
         s = start_server(tmp_path_factory, "readme-pull-through",
                          extra_config=f'pull_through_insecure_upstreams = ["{up.host}"]\n')
         (cwd / "berth-data").symlink_to(s.data_dir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({
-            "BERTH": f"127.0.0.1:{s.port}",
-            "UPSTREAM": up.host,
-            "UPSTREAM_USER": "mirror",
-            "UPSTREAM_PASSWORD": "s3cret-pass",
-            "HOME": str(cwd),
-            "PATH": f"{Path(BIN).parent}:{os.environ['PATH']}",
-            "AWS_CONFIG_FILE": str(cwd / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(cwd / "no-aws-credentials"),
-        })
+        env = walkthrough_env(s, cwd, UPSTREAM=up.host, UPSTREAM_USER="mirror",
+                              UPSTREAM_PASSWORD="s3cret-pass")
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough(PULL_THROUGH_MARKER)],
                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, f"walkthrough failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"

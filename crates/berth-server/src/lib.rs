@@ -17,6 +17,7 @@ pub mod ids;
 pub mod jobs;
 pub mod metrics;
 pub mod oci;
+pub mod outbound;
 pub mod peer;
 pub mod query;
 pub mod registry;

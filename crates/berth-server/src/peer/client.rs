@@ -32,11 +32,7 @@ const CHUNK: u64 = 16 << 20;
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        // reqwest's TLS uses the process's rustls provider: ring, as the rest of Berth.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
+        crate::outbound::builder(Duration::from_secs(120))
             .build()
             .expect("an HTTP client")
     })

@@ -100,10 +100,7 @@ pub struct Upstream {
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
+        crate::outbound::builder(Duration::from_secs(60))
             // Redirects (to a blob's object store, say) are followed, but never from
             // HTTPS down to plain HTTP; reqwest drops credentials on a change of host.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
