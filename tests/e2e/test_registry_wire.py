@@ -5,6 +5,7 @@ account that issued them. Real HTTP on loopback against one `berth serve`."""
 
 import base64
 import json
+import socket
 import time
 
 import pytest
@@ -316,10 +317,31 @@ def test_download_url_is_bound_to_its_account(server, reg):
 # Connections after a refusal
 # ---------------------------------------------------------------------------------------
 
-def test_refusal_of_a_request_with_a_body_closes_its_connection(server, reg):
-    """A refused request may leave its body unread, so its connection cannot carry the next
-    request: the response says `Connection: close` (a client reusing the connection would
-    find it reset). Refusals without a body, and successes, keep the connection."""
+def exchange(server, head, body=b"", pause=0.0):
+    """Send a request head, then (after `pause` seconds, as clients that write the body
+    separately do) its body, on one raw connection; return (status line, headers, whether
+    the server then closed the connection, the socket)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock.sendall(head)
+    if body:
+        time.sleep(pause)
+        sock.sendall(body)
+    f = sock.makefile("rb")
+    status = f.readline().decode().strip()
+    headers = {}
+    while (line := f.readline().decode().strip()):
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    f.read(int(headers.get("content-length", "0")))
+    return status, headers, f, sock
+
+
+def test_a_refusal_that_leaves_the_body_unread_closes_its_connection(server, reg):
+    """A request refused from its head alone leaves its body unread, so its connection
+    cannot carry the next request: the response says `Connection: close` and the server
+    closes it (a client reusing it would find it closed under its next request). A refusal
+    after the body was read, a refusal without a body, and a success keep the connection.
+    The same on every front door: /v2, the ECR JSON API and the IAM/STS query API."""
     repo = new_repo(server)
     img = make_image(layers=1)
     stranger = Registry(server, "not-a-password")
@@ -327,11 +349,48 @@ def test_refusal_of_a_request_with_a_body_closes_its_connection(server, reg):
                                headers={"Content-Type": OCI_MANIFEST})
     assert refused.status_code == 401
     assert refused.headers.get("Connection", "").lower() == "close"
+    # The body was read (its digest is what is wrong): the connection carries on.
     layer_digest, layer = img.blobs[0]
-    r = reg.push_blob(repo, layer, digest="sha256:" + "0" * 64)  # the digest does not match
+    r = reg.push_blob(repo, layer, digest="sha256:" + "0" * 64)
     assert r.status_code == 400 and oci_error(r)[1] == "DIGEST_INVALID"
-    assert r.headers.get("Connection", "").lower() == "close"
+    assert "close" not in r.headers.get("Connection", "").lower()
     head = reg.request("HEAD", f"/v2/{repo}/manifests/absent")
     assert head.status_code == 404 and "close" not in head.headers.get("Connection", "").lower()
     ok = reg.push_blob(repo, layer, digest=layer_digest)
     assert ok.status_code == 201 and "close" not in ok.headers.get("Connection", "").lower()
+
+    # The API front doors refuse a signature of an unknown key before reading the body,
+    # here sent a moment after the head (as urllib3 does).
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    authorization = (f"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/{amz_date[:8]}/us-east-1/"
+                     "{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
+    for service, body, extra in [
+        ("iam", b"Action=ListUsers&Version=2010-05-08",
+         "Content-Type: application/x-www-form-urlencoded\r\n"),
+        ("ecr", b"{}", "Content-Type: application/x-amz-json-1.1\r\n"
+                       "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeRepositories\r\n"),
+    ]:
+        head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{extra}"
+                f"X-Amz-Date: {amz_date}\r\nAuthorization: {authorization.format(service=service)}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        status, headers, f, sock = exchange(server, head, body, pause=0.2)
+        try:
+            assert status.split()[1] in ("400", "403"), (service, status)
+            assert headers.get("connection", "").lower() == "close", (service, headers)
+            assert f.read() == b"", service  # and the server closed it
+        finally:
+            sock.close()
+    # A refusal of that door after its body was read (a wrong signature of a real key is
+    # found only with the body in) keeps the connection: a second request goes down it.
+    real_key = authorization.replace("AKIAIOSFODNN7EXAMPLE", server.root.access_key_id).format(service="iam")
+    server_head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                   "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 35\r\n"
+                   f"X-Amz-Date: {amz_date}\r\nAuthorization: {real_key}\r\n\r\n")
+    status, headers, f, sock = exchange(server, server_head.encode(), b"Action=ListUsers&Version=2010-05-08")
+    try:
+        assert status.split()[1] == "403", status
+        assert "close" not in headers.get("connection", "").lower(), headers
+        sock.sendall(f"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        assert f.readline().decode().split()[1] == "401"
+    finally:
+        sock.close()

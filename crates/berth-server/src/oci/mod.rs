@@ -234,28 +234,9 @@ pub fn host_registry(app: &App, host: Option<&str>) -> (Option<String>, Option<S
     }
 }
 
-/// Serve one `/v2` request.
-///
-/// A refusal (an error status) to a request that came with a body says `Connection:
-/// close`: the handler may have left the body unread, and then the connection cannot
-/// carry another request (hyper closes it once the response is out). Said in the
-/// response, a client opens a new connection for its next request instead of reusing this
-/// one and finding it reset.
+/// Serve one `/v2` request. (A refusal that leaves the request's body unread closes the
+/// connection: the connection layer says so, see [`crate::serve::connections`].)
 pub async fn serve(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
-    let with_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-        || req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
-    let mut r = serve_request(app, peer, req).await;
-    if with_body && (r.status().is_client_error() || r.status().is_server_error()) {
-        set(&mut r, "connection", "close");
-    }
-    r
-}
-
-async fn serve_request(app: &App, peer: SocketAddr, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let mut _uploading = None;
     if let Ok(e) = Endpoint::route(&parts.method, parts.uri.path()) {

@@ -315,15 +315,22 @@ async fn connection(
     tls: Option<super::tls::Tls>,
 ) {
     let transport = Transport { tls: tls.is_some() };
-    let service = {
+    // `http1`: the connection speaks HTTP/1.1, where a request's body left unread ends
+    // the connection (HTTP/2 streams are independent).
+    let service = |http1: bool| {
         let (busy, table) = (busy.clone(), table.clone());
+        let (router, intake) = (router.clone(), intake.clone());
         let stall = limits.body_stall;
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let in_progress = InProgress::enter(&busy, &table);
             let router = router.clone();
             let intake = intake.clone();
             async move {
-                let mut req = req.map(|b| Body::new(StallGuard::new(b, stall)));
+                let sent_body = !http_body::Body::is_end_stream(req.body());
+                let (parts, body) = req.into_parts();
+                let guard = StallGuard::new(body, stall);
+                let read_whole = guard.read_whole();
+                let mut req = Request::from_parts(parts, Body::new(guard));
                 // HTTP/2 names the host in the :authority pseudo-header, which hyper
                 // puts in the URI: the handlers read `Host`, as HTTP/1.1 sends it.
                 if !req.headers().contains_key(axum::http::header::HOST) {
@@ -335,7 +342,17 @@ async fn connection(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(transport);
                 req.extensions_mut().insert(intake);
-                let response = router.call_request(req).await;
+                let mut response = router.call_request(req).await;
+                // A response to a request whose body was not read to its end (a refusal
+                // decided from the head) ends the connection: hyper closes it once the
+                // response is out, and a client told so opens a new one for its next
+                // request instead of sending it down a connection being closed.
+                if http1 && sent_body && !read_whole.load(Ordering::Acquire) {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
                 Ok::<_, Infallible>(response.map(|inner| Counted {
                     inner,
                     _in_progress: in_progress,
@@ -359,7 +376,7 @@ async fn connection(
     };
     match tls {
         None => {
-            let conn = h1.serve_connection(TokioIo::new(stream), service);
+            let conn = h1.serve_connection(TokioIo::new(stream), service(true));
             drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), shared).await;
         }
         Some(tls) => {
@@ -396,10 +413,10 @@ async fn connection(
                         .max_concurrent_streams(256)
                         .keep_alive_interval(Some(limits.header_timeout))
                         .keep_alive_timeout(limits.header_timeout);
-                    let conn = b.serve_connection(io, service);
+                    let conn = b.serve_connection(io, service(false));
                     drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), shared).await;
                 } else {
-                    let conn = h1.serve_connection(io, service);
+                    let conn = h1.serve_connection(io, service(true));
                     drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), shared).await;
                 }
             }

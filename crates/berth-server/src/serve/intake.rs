@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,13 +22,15 @@ use tokio::time::{Instant, Sleep};
 use super::Config;
 
 /// A request body that fails with [`BodyStalled`] once it has sent nothing for `stall`
-/// while being read (time the handler spends elsewhere does not count).
+/// while being read (time the handler spends elsewhere does not count), and says when
+/// it has been read to its end ([`StallGuard::read_whole`]).
 pub struct StallGuard<B> {
     inner: B,
     stall: Duration,
     timer: Pin<Box<Sleep>>,
     /// The timer runs: the last poll found nothing.
     waiting: bool,
+    ended: Arc<AtomicBool>,
 }
 
 impl<B> StallGuard<B> {
@@ -37,7 +40,14 @@ impl<B> StallGuard<B> {
             stall,
             timer: Box::pin(tokio::time::sleep(stall)),
             waiting: false,
+            ended: Arc::default(),
         }
+    }
+
+    /// Set once the body has been read to its end (it stays unset for a body dropped
+    /// unread or half-read).
+    pub fn read_whole(&self) -> Arc<AtomicBool> {
+        self.ended.clone()
     }
 }
 
@@ -88,6 +98,9 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
                 this.waiting = false;
+                if r.is_none() || this.inner.is_end_stream() {
+                    this.ended.store(true, Ordering::Release);
+                }
                 Poll::Ready(r.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {

@@ -311,11 +311,6 @@ pub fn throttled(req: &Request<Body>, t: &throttle::Throttled) -> Response<Body>
     if let Ok(v) = axum::http::HeaderValue::from_str(&t.retry_after_secs().to_string()) {
         r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
     }
-    // A refused request's body is not read: the connection cannot be reused.
-    r.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        axum::http::HeaderValue::from_static("close"),
-    );
     r
 }
 
