@@ -10,12 +10,14 @@ mod digest;
 mod error;
 mod s3;
 mod sessions;
+mod spool;
 mod store;
 
 pub use digest::{Digest, DigestHex};
 pub use error::BlobError;
 pub use s3::S3Config;
 pub use sessions::{MemoryUploadStates, SavedUploadState, UploadStates};
+pub use spool::Spool;
 pub use store::{BlobReader, BlobStore, StoredBlob};
 
 /// What is told the latency of each object-store look-up ([`observe_latency`]).

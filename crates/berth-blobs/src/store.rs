@@ -58,6 +58,8 @@ const REHASH_CHUNK: usize = 1 << 20;
 /// Chunk size of [`BlobReader::stream`] for the local backend.
 const READ_CHUNK: usize = 256 << 10;
 const PUT_PREFIX: &str = "put-";
+/// Names of spool files ([`crate::Spool`]) in the upload directory: `spool-<uuid>`.
+pub(crate) const SPOOL_PREFIX: &str = "spool-";
 
 /// A blob (or a range of it) being read.
 pub struct BlobReader {
@@ -732,7 +734,11 @@ impl BlobStore {
                 continue;
             };
             let is_session = is_session_id(&name);
-            let is_put = name.strip_prefix(PUT_PREFIX).is_some_and(is_session_id);
+            // Stale `put_bytes` staging files and spool files (of a fetch cut short by a
+            // crash) go the same way.
+            let is_put = [PUT_PREFIX, SPOOL_PREFIX]
+                .iter()
+                .any(|p| name.strip_prefix(p).is_some_and(is_session_id));
             if !(is_session || is_put) || !modified_before(&ent.path(), older_than).await {
                 continue;
             }
@@ -933,6 +939,22 @@ impl BlobStore {
         }
     }
 
+    /// The local backend's upload directory (`None` for the others).
+    pub(crate) fn local_uploads(&self) -> Option<&Path> {
+        self.inner
+            .local
+            .as_ref()
+            .map(|_| self.inner.uploads.as_path())
+    }
+
+    /// Where the local backend keeps `d`'s blob file (`None` for the others).
+    pub(crate) fn local_blob_file(&self, d: &Digest) -> Result<Option<PathBuf>, BlobError> {
+        match &self.inner.local {
+            Some(fs) => Ok(Some(fs.path_to_filesystem(&self.blob_path(d))?)),
+            None => Ok(None),
+        }
+    }
+
     /// Where the blob lives in the object store.
     fn blob_path(&self, d: &Digest) -> ObjectPath {
         match &self.inner.s3 {
@@ -1008,7 +1030,7 @@ async fn modified_before(path: &Path, older_than: SystemTime) -> bool {
     }
 }
 
-async fn blocking<T, F>(f: F) -> Result<T, BlobError>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, BlobError>
 where
     F: FnOnce() -> Result<T, BlobError> + Send + 'static,
     T: Send + 'static,
@@ -1067,7 +1089,7 @@ fn list_local_dir(dir: &Path) -> Result<Vec<StoredBlob>, BlobError> {
     Ok(found)
 }
 
-fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError> {
+pub(crate) fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError> {
     if dest.is_file() {
         let _ = std::fs::remove_file(staged);
         return Ok(());
@@ -1101,7 +1123,7 @@ fn private_dir_all(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Options that create a file readable by this user only (0600 on Unix).
-fn private_file() -> OpenOptions {
+pub(crate) fn private_file() -> OpenOptions {
     let mut o = OpenOptions::new();
     #[cfg(unix)]
     {
@@ -1111,7 +1133,7 @@ fn private_file() -> OpenOptions {
     o
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), BlobError> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BlobError> {
     #[cfg(unix)]
     {
         File::open(dir)

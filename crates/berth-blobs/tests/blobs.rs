@@ -696,3 +696,131 @@ async fn the_listing_names_only_files_where_blobs_are() {
         .await;
     assert_eq!(listed, vec![kept]);
 }
+
+/// The bytes of `file` from `at`, read by position (as the spool's followers read).
+fn read_at(file: &std::fs::File, at: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, at).unwrap();
+    buf
+}
+
+#[tokio::test]
+async fn a_spool_is_followed_while_written_and_becomes_the_blob() {
+    let (dir, store) = local().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = pattern(700_000, 3);
+    let d = Digest::of(&data);
+    let mut spool = store.spool(elsewhere.path()).unwrap();
+    let file = spool.file();
+    spool.write(&data[..300_000]).unwrap();
+    // A reader follows what is there so far; nothing is a blob yet.
+    assert_eq!(read_at(&file, 1000, 5000), data[1000..6000]);
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    spool.write(&data[300_000..]).unwrap();
+    assert_eq!(spool.len(), 700_000);
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = told.clone();
+    let verified = move |n| t.store(n, std::sync::atomic::Ordering::SeqCst);
+    let (size, held) = spool
+        .publish(&d, Some(verified), |n| async move { Ok::<_, ()>(n * 2) })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((size, held), (700_000, 1_400_000));
+    assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 700_000);
+    // On the local backend the spool file became the blob (moved, not copied), and the
+    // reader's handle still reads it.
+    assert!(files_in(&dir.path().join("uploads")).is_empty());
+    assert!(files_in(elsewhere.path()).is_empty());
+    let blob = dir
+        .path()
+        .join(format!("blobs/sha256/{}/{}", &d.hex()[..2], d.hex()));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&blob).unwrap().ino(),
+        file.metadata().unwrap().ino()
+    );
+    assert_eq!(
+        read_all(store.get(&d, None).await.unwrap().unwrap()).await,
+        data
+    );
+    assert_eq!(read_at(&file, 699_990, 10), data[699_990..]);
+}
+
+#[tokio::test]
+async fn a_spool_of_the_wrong_bytes_or_dropped_or_gated_out_leaves_nothing() {
+    let (dir, store) = local().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    // Wrong bytes: refused before `verified` is told, the file removed.
+    let mut spool = store.spool(elsewhere.path()).unwrap();
+    spool.write(b"not what was asked").unwrap();
+    assert_eq!(files_in(&uploads).len(), 1);
+    let asked = Digest::of(b"what was asked");
+    let never = |_| panic!("verified told of the wrong bytes");
+    match spool
+        .publish(&asked, Some(never), |_| async { Ok::<_, ()>(()) })
+        .await
+    {
+        Err(BlobError::DigestMismatch { expected, computed }) => {
+            assert_eq!(expected, asked);
+            assert_eq!(computed, Digest::of(b"not what was asked"));
+        }
+        other => panic!("{:?}", other.map(|r| r.map(|(n, _)| n))),
+    }
+    assert!(files_in(&uploads).is_empty());
+    assert_eq!(store.stat(&asked).await.unwrap(), None);
+    // Dropped half written: removed.
+    let mut spool = store.spool(elsewhere.path()).unwrap();
+    spool.write(b"half").unwrap();
+    drop(spool);
+    assert!(files_in(&uploads).is_empty());
+    // The gate refuses: nothing published, nothing left.
+    let mut spool = store.spool(elsewhere.path()).unwrap();
+    spool.write(b"gated").unwrap();
+    let r = spool
+        .publish(&Digest::of(b"gated"), None::<fn(u64)>, |_| async {
+            Err::<(), _>("no")
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap_err(), "no");
+    assert!(files_in(&uploads).is_empty());
+    assert_eq!(store.stat(&Digest::of(b"gated")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_spool_on_a_remote_backend_lives_elsewhere_and_is_uploaded() {
+    let (_dir, store) = memory().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = pattern(3 << 20, 9);
+    let d = Digest::of(&data);
+    let mut spool = store.spool(elsewhere.path()).unwrap();
+    spool.write(&data).unwrap();
+    assert_eq!(files_in(elsewhere.path()).len(), 1);
+    let (size, ()) = spool
+        .publish(&d, None::<fn(u64)>, |_| async { Ok::<_, ()>(()) })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(size, 3 << 20);
+    assert!(files_in(elsewhere.path()).is_empty());
+    assert_eq!(
+        read_all(store.get(&d, None).await.unwrap().unwrap()).await,
+        data
+    );
+}
+
+#[tokio::test]
+async fn a_spool_left_by_a_crash_is_expired_with_the_uploads() {
+    let (dir, store) = local().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut spool = store.spool(elsewhere.path()).unwrap();
+    spool.write(b"cut short").unwrap();
+    std::mem::forget(spool); // as a crash would leave it
+    assert_eq!(files_in(&dir.path().join("uploads")).len(), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(store.expire_uploads(SystemTime::now()).await.unwrap(), 1);
+    assert!(files_in(&dir.path().join("uploads")).is_empty());
+}

@@ -1,19 +1,19 @@
 //! One fetch of an upstream blob, however many ask for it: the bytes go to a spool file
-//! (which every reader follows as it grows, so each client gets the blob while it
-//! arrives) and, through a bounded channel, to the blob store, which verifies the digest
-//! and publishes the blob as a completed upload would (under the metadata store's lock of
-//! the blob's row), held by the repository. The fetch runs in a task of its own: a client
-//! that goes away does not stop it, and the next one finds the blob stored.
+//! of the blob store ([`berth_blobs::Spool`]), hashed as they are written, which every
+//! reader follows as it grows (so each client gets the blob while it arrives); once whole
+//! and found to hash to its digest, the store publishes it as a completed upload would
+//! (under the metadata store's lock of the blob's row; on the local backend the spool file
+//! becomes the blob), held by the repository. The fetch runs in a task of its own: a
+//! client that goes away does not stop it, and the next one finds the blob stored.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use berth_blobs::Digest;
+use berth_blobs::{Digest, Spool};
 use berth_store::Repository;
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use super::upstream::{Upstream, UpstreamError};
@@ -29,7 +29,7 @@ pub struct Progress {
     pub written: u64,
     /// Whether they are the whole blob (the upstream's answer ended well).
     pub complete: bool,
-    /// Whether the store found them to hash to the digest (it then makes them durable).
+    /// Whether they hash to the digest (the store then makes them durable).
     pub verified: bool,
     /// The latest batch written and where it starts: a reader that has caught up takes it
     /// from memory rather than reading it back from the spool file.
@@ -57,11 +57,11 @@ impl FetchFailure {
 
 /// A fetch in flight.
 pub struct BlobFetch {
-    spool: PathBuf,
+    file: Arc<File>,
     progress: watch::Receiver<Progress>,
 }
 
-/// The bytes of a blob passed on at once (to the spool, its readers and the store).
+/// The bytes of a blob passed on at once (to the spool and its readers).
 const BATCH: usize = 256 << 10;
 
 /// What identifies a fetch: the registry (stored form), repository and digest.
@@ -86,20 +86,18 @@ pub enum Followed {
     Stored,
 }
 
-/// A reader of a fetch: its spool file and progress.
+/// A reader of a fetch: its spool file (shared, read by position) and progress.
 pub struct Follower {
-    file: std::fs::File,
+    file: Arc<File>,
     progress: watch::Receiver<Progress>,
 }
 
 impl BlobFetch {
-    /// Follow the fetch (opened now, while the fetch is still in the map: the spool file
-    /// is removed only after it leaves it).
-    fn follow(&self) -> std::io::Result<Follower> {
-        Ok(Follower {
-            file: std::fs::File::open(&self.spool)?,
+    fn follow(&self) -> Follower {
+        Follower {
+            file: self.file.clone(),
             progress: self.progress.clone(),
-        })
+        }
     }
 }
 
@@ -133,33 +131,26 @@ impl Follower {
     }
 
     /// The bytes `start..end` (`end`: the blob's end where `None`) as they arrive. A
-    /// client's stream (`verified_end`) gets the blob's last byte only once the store
-    /// has verified the blob: a client never gets a whole blob the store refused. (The
-    /// store's own reader does not wait for itself.)
+    /// client gets the blob's last byte only once it is known to hash to its digest: a
+    /// client never gets a whole blob that is not the one it asked for.
     pub fn stream(
         self,
         start: u64,
         end: Option<u64>,
-        verified_end: bool,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         struct State {
-            file: tokio::fs::File,
+            file: Arc<File>,
             pos: u64,
             end: Option<u64>,
             progress: watch::Receiver<Progress>,
             done: bool,
-            /// Where the file's cursor is.
-            file_at: u64,
-            verified_end: bool,
         }
         let state = State {
-            file: tokio::fs::File::from_std(self.file),
+            file: self.file,
             pos: start,
             end,
             progress: self.progress,
             done: false,
-            file_at: 0,
-            verified_end,
         };
         futures_util::stream::unfold(state, |mut s| async move {
             if s.done {
@@ -175,10 +166,9 @@ impl Follower {
                 if end.is_some_and(|e| s.pos >= e) {
                     return None;
                 }
-                let stored = p.verified || matches!(p.end, Some(Ok(_)));
-                let available = match s.verified_end && !stored {
-                    true => p.written.saturating_sub(1),
-                    false => p.written,
+                let available = match p.verified || matches!(p.end, Some(Ok(_))) {
+                    true => p.written,
+                    false => p.written.saturating_sub(1),
                 };
                 let limit = end.map_or(available, |e| e.min(available));
                 if s.pos < limit {
@@ -191,20 +181,17 @@ impl Follower {
                             return Some((Ok(out), s));
                         }
                     }
-                    if s.file_at != s.pos {
-                        if let Err(e) = s.file.seek(std::io::SeekFrom::Start(s.pos)).await {
-                            s.done = true;
-                            return Some((Err(e), s));
-                        }
-                        s.file_at = s.pos;
-                    }
+                    // Behind the latest batch: read back from the spool file, which was
+                    // just written (a page-cache read, done here rather than handed to a
+                    // thread of its own).
                     let want = (limit - s.pos).min(BATCH as u64) as usize;
                     let mut buf = vec![0u8; want];
                     let mut got = 0;
                     while got < want {
-                        match s.file.read(&mut buf[got..]).await {
+                        match s.file.read_at(&mut buf[got..], s.pos + got as u64) {
                             Ok(0) => break,
                             Ok(n) => got += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                             Err(e) => {
                                 s.done = true;
                                 return Some((Err(e), s));
@@ -217,7 +204,6 @@ impl Follower {
                     }
                     buf.truncate(got);
                     s.pos += got as u64;
-                    s.file_at = s.pos;
                     return Some((Ok(Bytes::from(buf)), s));
                 }
                 match &p.end {
@@ -256,39 +242,31 @@ pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
     let state = &job.app.pull_through;
     let mut fetches = state.fetches.lock().unwrap_or_else(|p| p.into_inner());
     match fetches.get(&job.key) {
-        Some(Entry::InFlight(f)) => {
-            return f
-                .follow()
-                .map(Followed::Fetch)
-                .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")));
-        }
+        Some(Entry::InFlight(f)) => return Ok(Followed::Fetch(f.follow())),
         Some(Entry::Stored(at)) if at.elapsed() < REMEMBERED => return Ok(Followed::Stored),
         _ => {}
     }
     if fetches.len() > 1000 {
         fetches.retain(|_, e| !matches!(e, Entry::Stored(at) if at.elapsed() >= REMEMBERED));
     }
-    let spool = state.spool_path();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&spool)
-        .map_err(|e| FetchFailure::Store(format!("making spool file {}: {e}", spool.display())))?;
+    let spool = job
+        .app
+        .blobs
+        .spool(&state.spool_dir())
+        .map_err(|e| FetchFailure::Store(e.to_string()))?;
     let (tx, rx) = watch::channel(Progress::default());
-    let tx = Arc::new(tx);
     let fetch = Arc::new(BlobFetch {
-        spool: spool.clone(),
+        file: spool.file(),
         progress: rx,
     });
-    let follower = fetch
-        .follow()
-        .map_err(|e| FetchFailure::Store(format!("following a blob fetch: {e}")))?;
+    let follower = fetch.follow();
     fetches.insert(job.key.clone(), Entry::InFlight(fetch));
     drop(fetches);
+    let tx = Arc::new(tx);
     tokio::spawn(async move {
         let app = job.app.clone();
         let key = job.key.clone();
-        let end = std::panic::AssertUnwindSafe(run(job, &spool, file, &tx))
+        let end = std::panic::AssertUnwindSafe(run(job, spool, &tx))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {
@@ -300,8 +278,7 @@ pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
         if let Err(e) = &end {
             tracing::warn!(repository = %key.1, digest = %key.2, error = %e.message(), "pull through cache: a blob fetch failed");
         }
-        // Out of the map first (a follower that found it there has its file open); a
-        // stored blob is remembered a while.
+        // A stored blob is remembered a while.
         {
             let mut fetches = app
                 .pull_through
@@ -314,15 +291,13 @@ pub fn follow_or_start(job: FetchJob) -> Result<Followed, FetchFailure> {
             };
         }
         tx.send_modify(|p| p.end = Some(end));
-        let _ = std::fs::remove_file(&spool);
     });
     Ok(Followed::Fetch(follower))
 }
 
 async fn run(
     job: FetchJob,
-    spool_path: &std::path::Path,
-    mut spool: std::fs::File,
+    mut spool: Spool,
     progress: &Arc<watch::Sender<Progress>>,
 ) -> Result<u64, FetchFailure> {
     let blob = match job
@@ -337,40 +312,13 @@ async fn run(
         p.started = true;
         p.size = blob.size;
     });
-    // The store reads the spool as one more reader, at its own pace: the clients get the
-    // blob at the network's speed, not at the speed of making it durable.
-    let store_reader = Follower {
-        file: std::fs::File::open(spool_path)
-            .map_err(|e| FetchFailure::Store(format!("reading the spool file: {e}")))?,
-        progress: progress.subscribe(),
-    };
-    let (blobs, registry) = (job.app.blobs.clone(), job.app.registry.clone());
-    let now = crate::ids::now_ms();
-    let digest = job.digest;
-    let told = progress.clone();
-    let store = tokio::spawn(async move {
-        let verified = move |_| told.send_modify(|p| p.verified = true);
-        blobs
-            .put_stream_verified(
-                &digest,
-                Box::pin(store_reader.stream(0, None, false)),
-                Some(verified),
-                |size| {
-                    let (registry, digest) = (registry.clone(), digest.to_string());
-                    async move { registry.lock_blob(&digest, size as i64, now).await }
-                },
-            )
-            .await
-    });
     let mut body = blob.body;
-    let mut failed = None;
-    // What arrives is written in batches of BATCH bytes (the last one shorter): one
-    // spool write and one wake of the readers each, rather than one per network read of a
-    // few KiB.
+    // What arrives is written (and hashed) in batches of BATCH bytes (the last one
+    // shorter): one spool write and one wake of the readers each, rather than one per
+    // network read of a few KiB.
     let mut batch = bytes::BytesMut::with_capacity(BATCH);
     loop {
-        let next = body.next().await;
-        let ended = match next {
+        let ended = match body.next().await {
             Some(Ok(chunk)) => {
                 batch.extend_from_slice(&chunk);
                 if batch.len() < BATCH {
@@ -379,8 +327,10 @@ async fn run(
                 false
             }
             Some(Err(e)) => {
-                failed = Some(FetchFailure::Upstream(e));
-                break;
+                // Every reader stops now.
+                let f = FetchFailure::Upstream(e);
+                progress.send_modify(|p| p.end = Some(Err(f.clone())));
+                return Err(f);
             }
             None => true,
         };
@@ -388,9 +338,10 @@ async fn run(
         let n = out.len() as u64;
         if n > 0 {
             // A page-cache write.
-            if let Err(e) = spool.write_all(&out) {
-                failed = Some(FetchFailure::Store(format!("writing the spool file: {e}")));
-                break;
+            if let Err(e) = spool.write(&out) {
+                let f = FetchFailure::Store(e.to_string());
+                progress.send_modify(|p| p.end = Some(Err(f.clone())));
+                return Err(f);
             }
             batch.reserve(BATCH);
         }
@@ -405,15 +356,16 @@ async fn run(
             break;
         }
     }
-    if let Some(f) = failed {
-        // Every reader (the store's too) stops now.
-        progress.send_modify(|p| p.end = Some(Err(f.clone())));
-        let _ = store.await;
-        return Err(f);
-    }
-    let stored = store
-        .await
-        .map_err(|e| FetchFailure::Store(format!("the blob store task: {e}")))?;
+    let (registry, now, digest) = (job.app.registry.clone(), crate::ids::now_ms(), job.digest);
+    let told = progress.clone();
+    let verified = move |_| told.send_modify(|p| p.verified = true);
+    let stored = spool
+        .publish(&digest, Some(verified), |size| async move {
+            registry
+                .lock_blob(&digest.to_string(), size as i64, now)
+                .await
+        })
+        .await;
     let (size, lock) = match stored {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return Err(FetchFailure::Store(e.to_string())),

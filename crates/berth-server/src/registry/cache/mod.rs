@@ -23,7 +23,6 @@ pub mod upstream;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -81,7 +80,6 @@ impl Fetched {
 #[derive(Default)]
 pub struct PullThrough {
     spool_dir: OnceLock<PathBuf>,
-    spool_seq: AtomicU64,
     pub(crate) fetches: Mutex<HashMap<BlobKey, fetch::Entry>>,
     manifests: Mutex<HashMap<ManifestKey, FetchCell>>,
     /// When a tag was last checked against the upstream (or may next be, after a failure).
@@ -124,15 +122,16 @@ impl PullThrough {
         Ok(())
     }
 
-    /// A new spool file's path.
-    pub(crate) fn spool_path(&self) -> PathBuf {
-        let dir = self.spool_dir.get_or_init(|| {
-            let d = std::env::temp_dir().join(format!("berth-spool-{}", std::process::id()));
-            let _ = std::fs::create_dir_all(&d);
-            d
-        });
-        let n = self.spool_seq.fetch_add(1, Ordering::Relaxed);
-        dir.join(format!("{}-{n}.blob", crate::ids::now_ms()))
+    /// Where spool files go when the blob store is not on local disk (see
+    /// [`berth_blobs::Spool`]).
+    pub(crate) fn spool_dir(&self) -> PathBuf {
+        self.spool_dir
+            .get_or_init(|| {
+                let d = std::env::temp_dir().join(format!("berth-spool-{}", std::process::id()));
+                let _ = std::fs::create_dir_all(&d);
+                d
+            })
+            .clone()
     }
 
     /// Forget the rules read (after a change through this node).
@@ -906,7 +905,7 @@ pub async fn blob(
     let mut r = if head {
         response(status, Body::empty())
     } else {
-        response(status, Body::from_stream(follower.stream(start, end, true)))
+        response(status, Body::from_stream(follower.stream(start, end)))
     };
     if let Some(e) = end {
         set(&mut r, "content-length", &(e - start).to_string());
