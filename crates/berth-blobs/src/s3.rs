@@ -411,16 +411,14 @@ impl S3Uploads {
     }
 
     /// See [`BlobStore::finish_with`](crate::BlobStore::finish_with).
-    pub(crate) async fn finish_with<V, G, E, F, Fut>(
+    pub(crate) async fn finish_with<G, E, F, Fut>(
         &self,
         states: &dyn UploadStates,
         id: &str,
         expected: &Digest,
-        verified: Option<V>,
         gate: F,
     ) -> Result<Result<(u64, G), E>, BlobError>
     where
-        V: FnOnce(u64),
         F: FnOnce(u64) -> Fut,
         Fut: std::future::Future<Output = Result<G, E>>,
     {
@@ -443,9 +441,6 @@ impl S3Uploads {
             });
         }
         let size = w.saved.size;
-        if let Some(v) = verified {
-            v(size);
-        }
         // The claim makes any request still adding to the session lose. It writes the
         // session's state to the metadata store, so it comes before `gate`, whose lock
         // may be that store's only write lock (SQLite); so does its release below, after

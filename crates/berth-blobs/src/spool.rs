@@ -86,7 +86,7 @@ impl Spool {
     }
 
     /// Publish what was written as blob `expected`, as a finished upload is
-    /// ([`BlobStore::finish_verified`]): [`BlobError::DigestMismatch`] if it hashes to
+    /// ([`BlobStore::finish_with`]): [`BlobError::DigestMismatch`] if it hashes to
     /// something else (the file is removed); else `verified` is told the size at once,
     /// then the bytes are made durable and put in place while `gate`'s hold is taken.
     pub async fn publish<V, G, E, F, Fut>(

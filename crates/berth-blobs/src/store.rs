@@ -583,32 +583,11 @@ impl BlobStore {
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<G, E>>,
     {
-        self.finish_verified(id, expected, None::<fn(u64)>, gate)
-            .await
-    }
-
-    /// [`finish_with`](Self::finish_with), calling `verified` with the size as soon as
-    /// the content is known to hash to `expected` (before it is made durable and put in
-    /// place: whoever waits on the bytes' correctness need not wait for the disk).
-    pub async fn finish_verified<V, G, E, F, Fut>(
-        &self,
-        id: &str,
-        expected: &Digest,
-        verified: Option<V>,
-        gate: F,
-    ) -> Result<Result<(u64, G), E>, BlobError>
-    where
-        V: FnOnce(u64) + Send + 'static,
-        F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<G, E>>,
-    {
         if let Some(s3) = &self.inner.s3 {
             if !is_session_id(id) {
                 return Err(BlobError::UploadUnknown);
             }
-            return s3
-                .finish_with(&*s3.states, id, expected, verified, gate)
-                .await;
+            return s3.finish_with(&*s3.states, id, expected, gate).await;
         }
         let locked = self.lock_session(id).await?;
         let Locked {
@@ -623,7 +602,7 @@ impl BlobStore {
         let local = self.inner.local.is_some();
         // Verification runs on a blocking thread that owns the session guard, so a
         // dropped caller cannot leave it half done unlocked.
-        let (mut guard, verified) = blocking(move || {
+        let (mut guard, checked) = blocking(move || {
             let mut guard = guard;
             let hash = match cached {
                 Some(h) => h,
@@ -635,9 +614,6 @@ impl BlobStore {
                 let _ = std::fs::remove_file(&staged);
                 return Ok((guard, Err(BlobError::DigestMismatch { expected, computed })));
             }
-            if let Some(v) = verified {
-                v(hash.len);
-            }
             if local {
                 File::open(&staged)
                     .and_then(|f| f.sync_all())
@@ -647,7 +623,7 @@ impl BlobStore {
             Ok((guard, Ok(hash.len)))
         })
         .await?;
-        let size = match verified {
+        let size = match checked {
             Ok(size) => size,
             Err(e) => {
                 drop(guard);
@@ -880,26 +856,6 @@ impl BlobStore {
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<G, GE>>,
     {
-        self.put_stream_verified(expected, chunks, None::<fn(u64)>, gate)
-            .await
-    }
-
-    /// [`put_stream_with`](Self::put_stream_with), calling `verified` as
-    /// [`finish_verified`](Self::finish_verified) does.
-    pub async fn put_stream_verified<S, E, V, G, GE, F, Fut>(
-        &self,
-        expected: &Digest,
-        chunks: S,
-        verified: Option<V>,
-        gate: F,
-    ) -> Result<Result<(u64, G), GE>, BlobError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: fmt::Display,
-        V: FnOnce(u64) + Send + 'static,
-        F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<G, GE>>,
-    {
         let id = self.start_upload().await?;
         if let Some(s3) = &self.inner.s3 {
             // A session of this request alone: its state never leaves this process.
@@ -907,7 +863,7 @@ impl BlobStore {
             states.create(&id);
             let result = async {
                 s3.append(&states, &id, 0, chunks).await?;
-                s3.finish_with(&states, &id, expected, verified, gate).await
+                s3.finish_with(&states, &id, expected, gate).await
             }
             .await;
             if !matches!(result, Ok(Ok(_))) {
@@ -917,7 +873,7 @@ impl BlobStore {
         }
         let result = async {
             self.append(&id, 0, chunks).await?;
-            self.finish_verified(&id, expected, verified, gate).await
+            self.finish_with(&id, expected, gate).await
         }
         .await;
         if !matches!(result, Ok(Ok(_))) {
