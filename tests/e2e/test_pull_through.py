@@ -23,7 +23,7 @@ from berth import (BIN, OCI_INDEX, OCI_MANIFEST, Registry, allow, descriptor, do
                    login_password, make_image, oci_error, postgres_url, read_oci_layout, run_client,
                    sha256,
                    skopeo, skopeo_pull, start_server, unique, until, write_oci_layout)
-from upstream import ThrottlingProxy, Upstream
+from upstream import LyingUpstream, ThrottlingProxy, Upstream
 
 PULL_ACTIONS = ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                 "ecr:BatchCheckLayerAvailability"]
@@ -314,6 +314,51 @@ def test_rule_operations_and_their_errors(berth, upstreams):
     e = berth.cli_error("delete-pull-through-cache-rule", "--ecr-repository-prefix", p1)
     assert e.code == "PullThroughCacheRuleNotFoundException"
     berth.cli("delete-pull-through-cache-rule", "--ecr-repository-prefix", p2)
+
+
+def test_only_the_listed_upstreams_are_reached(tmp_path_factory, upstreams, tmp_path):
+    """pull_through_upstreams: a rule may name only a listed upstream (ValidationException
+    naming the list otherwise); a rule made before the operator's list left its host out
+    fetches nothing more (the upstream gets no request; BatchGetImage says
+    UpstreamAccessDenied, /v2 names the list), while what it cached still pulls."""
+    anon, basic = upstreams["anon"], upstreams["basic"]
+    c = make_cache(tmp_path_factory, "ptclist", upstreams)
+    try:
+        old = c.rule(basic)  # made while any upstream may be named
+        repo = f"{old}/listed/app"
+        image = publish(basic, "listed/app", "v1", tmp_path)
+        _, digest = c.pull(repo, "v1", tmp_path / "before")
+        assert digest == image.digest
+        stored(c, repo, {image.digest})
+
+        # the operator lists the anonymous upstream (and a domain) only
+        assert c.server.stop() == 0
+        c.server.config_path.write_text(
+            c.server.config_path.read_text()
+            + f'pull_through_upstreams = ["{anon.host}", "*.registry.example.com"]\n')
+        c.server.start()
+        c.password = login_password(c.server, c.root)
+        c.rule(anon)
+        for url in (basic.url, "registry-1.docker.io", "registry.example.com"):
+            e = c.cli_error(*create_rule(unique("ptc"), url))
+            assert e.code == "ValidationException" and "pull_through_upstreams" in e.message, (url, e)
+
+        publish(basic, "listed/app", "v2", tmp_path)
+        mark = basic.sync()
+        # cached: still served (the tag's re-check, due after the restart, is refused)
+        _, digest = c.pull(repo, "v1", tmp_path / "after")
+        assert digest == image.digest
+        # not cached: refused before anything is asked of the upstream
+        r = c.registry().get_manifest(repo, "v2")
+        status, code, message = oci_error(r)
+        assert (status, code) == (502, "UNAVAILABLE") and "pull_through_upstreams" in message, (status, code, message)
+        out = c.ecr().batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v2"}])
+        assert [f["failureCode"] for f in out["failures"]] == ["UpstreamAccessDenied"], out
+        v = c.cli("validate-pull-through-cache-rule", "--ecr-repository-prefix", old)
+        assert v["isValid"] is False and "pull_through_upstreams" in v["failure"], v
+        assert basic.since(mark) == [], "a host left out of pull_through_upstreams was asked"
+    finally:
+        stop(c)
 
 
 def test_upstream_credentials_are_sealed(berth, upstreams):
@@ -731,6 +776,38 @@ def streamed(berth, up, big, proxy, tmp_path):
     _, digest = berth.pull(repo, "v1", tmp_path / "again")
     assert digest == big.digest
     assert up.since(mark) == []
+
+
+def test_a_blob_longer_than_a_blob_may_be_is_refused_at_once(tmp_path_factory, upstreams):
+    """An upstream saying a layer is longer than a blob may be (52,000 MiB, ECR's layer
+    size quota) is refused as soon as it says so, with a message saying why, rather than
+    spooled until the disk fills; the image is not stored."""
+    image = make_image(layers=1, size=64 * 1024)
+    liar = LyingUpstream(image, "lies/app", "v1", claimed=60 * 10**9)
+    c = make_cache(tmp_path_factory, "ptcliar", upstreams, extra_hosts=[liar.host])
+    try:
+        prefix = c.rule(liar)
+        repo = f"{prefix}/lies/app"
+        reg = c.registry()
+        r = reg.get_manifest(repo, "v1")
+        assert r.status_code == 200 and r.content == image.manifest, (r.status_code, r.text[:300])
+        layer_digest = image.blobs[-1][0]
+        started = time.monotonic()
+        r = get_blob(reg, repo, layer_digest)
+        status, code, message = oci_error(r)
+        assert (status, code) == (502, "UNAVAILABLE"), (status, code, message)
+        assert "more than a blob may have" in message and str(60 * 10**9) in message, message
+        assert time.monotonic() - started < 30
+        assert ("GET", f"/v2/lies/app/blobs/{layer_digest}") in liar.requests
+        # the config came, the layer did not: no image is stored
+        try:
+            details = c.ecr().describe_images(repositoryName=repo)["imageDetails"]
+        except c.ecr().exceptions.RepositoryNotFoundException:
+            details = []
+        assert details == [], details
+    finally:
+        stop(c)
+        liar.close()
 
 
 def test_an_unreachable_upstream_serves_the_cache(fast, upstreams, tmp_path):

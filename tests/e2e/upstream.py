@@ -417,3 +417,83 @@ def ThrottlingProxy(target, hold_after=None):
     """A proxy in front of port `target` holding what comes BACK from it: see
     berth.HoldingProxy with back=True."""
     return HoldingProxy(target, hold_after, back=True)
+
+
+# ---------------------------------------------------------------------------------------
+# An upstream that lies about a blob's length
+# ---------------------------------------------------------------------------------------
+
+class LyingUpstream:
+    """An anonymous registry serving one image, `repo:tag`, whose layer it says (in the
+    blob GET's Content-Length) is `claimed` bytes long; it sends the first KiB and then
+    nothing until closed. Every request is recorded (`requests`: (method, path))."""
+
+    def __init__(self, image, repo, tag, claimed):
+        import http.server
+
+        self.requests = []
+        self.stopping = threading.Event()
+        outer = self
+        manifest_paths = {f"/v2/{repo}/manifests/{tag}", f"/v2/{repo}/manifests/{image.digest}"}
+        blobs = dict(image.blobs)
+        layer_digest = image.blobs[-1][0]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, body):
+                outer.requests.append((self.command, self.path))
+                if self.path == "/v2/":
+                    self.send(200, b"{}", "application/json")
+                elif self.path in manifest_paths:
+                    self.send(200, image.manifest, "application/vnd.oci.image.manifest.v1+json", {"Docker-Content-Digest": image.digest})
+                elif self.path == f"/v2/{repo}/blobs/{layer_digest}":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(claimed))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(blobs[layer_digest][:1024])
+                        self.wfile.flush()
+                        outer.stopping.wait(120)
+                elif self.path.startswith(f"/v2/{repo}/blobs/") and self.path.rsplit("/", 1)[1] in blobs:
+                    self.send(200, blobs[self.path.rsplit("/", 1)[1]], "application/octet-stream")
+                else:
+                    self.send(404, b'{"errors":[{"code":"NOT_FOUND","message":"no"}]}', "application/json")
+
+            def send(self, status, data, ctype, headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def do_GET(self):
+                self.answer(True)
+
+            def do_HEAD(self):
+                self.answer(False)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self):
+        return f"http://{self.host}"
+
+    def close(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()

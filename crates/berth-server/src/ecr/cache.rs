@@ -76,10 +76,16 @@ async fn check_credential(
     Ok(())
 }
 
-/// A rule naming `http://` must name a host the server lists as reached over plain HTTP.
-fn check_scheme(c: &EcrCall<'_>, r: &CacheRule) -> Result<(), ApiError> {
+/// A rule must name an upstream the server may reach (`pull_through_upstreams`), and one
+/// naming `http://` a host the server lists as reached over plain HTTP.
+fn check_upstream(c: &EcrCall<'_>, r: &CacheRule) -> Result<(), ApiError> {
     let plain = r.upstream_url.to_ascii_lowercase().starts_with("http://");
     let host = rule::host_of(&r.upstream_url).unwrap_or_default();
+    if !c.app.config.upstream_allowed(&host) {
+        return Err(invalid(format!(
+            "Invalid parameter at 'upstreamRegistryUrl' failed to satisfy constraint: {host} is not among the upstream registries this server may reach (pull_through_upstreams)"
+        )));
+    }
     let listed = c
         .app
         .config
@@ -108,7 +114,7 @@ fn pick(rule: &CacheRule, registry: &str, members: &[&str]) -> Value {
 
 pub async fn create_rule(c: &EcrCall<'_>) -> Result<Value, ApiError> {
     let r = CacheRule::from_create(c.input, crate::ids::now_ms())?;
-    check_scheme(c, &r)?;
+    check_upstream(c, &r)?;
     check_credential(c, r.credential_arn.as_deref(), &r).await?;
     let existing = all_rules(c).await?;
     if existing.iter().any(|e| e.prefix == r.prefix) {

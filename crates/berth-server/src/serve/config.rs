@@ -52,7 +52,9 @@
 //!                                 # checked against the upstream registry (0: every pull)
 //! pull_through_insecure_upstreams = [] # upstream registries (host:port, as a rule's
 //!                                 # upstreamRegistryUrl names them) reached over plain HTTP
-//!                                 # (expiring images; at most 86400)
+//! pull_through_upstreams = ["registry-1.docker.io", "*.example.com"] # the only upstream
+//!                                 # registries a pull-through cache rule may name (host or
+//!                                 # host:port; "*." a domain's subdomains); unset: any
 //! secrets_key_file = "/etc/berth/secrets.key" # what secrets are sealed with in the database
 //!                                 # (default DATA_DIR/secrets.key, made on first start)
 //! blob_url = "s3://bucket/prefix" # where blobs live (default file://DATA_DIR)
@@ -138,6 +140,9 @@ pub struct Config {
     /// Upstream registries (`host[:port]`) the pull-through cache reaches over plain HTTP
     /// when a rule's URL names no scheme, as Docker's insecure registries.
     pub pull_through_insecure: Vec<String>,
+    /// The upstream registries pull-through cache rules may name (`host[:port]`, or
+    /// `*.domain` for its subdomains); `None`: any.
+    pub pull_through_upstreams: Option<Vec<String>>,
     /// The key file secrets are sealed with in the metadata store;
     /// `DATA_DIR/secrets.key` when absent.
     pub secrets_key_file: Option<PathBuf>,
@@ -417,6 +422,7 @@ impl Default for Config {
             lifecycle_interval: Duration::from_secs(3600),
             pull_through_recheck: Duration::from_secs(86400),
             pull_through_insecure: Vec::new(),
+            pull_through_upstreams: None,
             secrets_key_file: None,
             metadata: None,
             blob_url: None,
@@ -463,6 +469,7 @@ struct FileConfig {
     lifecycle_interval_seconds: Option<f64>,
     pull_through_recheck_seconds: Option<f64>,
     pull_through_insecure_upstreams: Option<Vec<String>>,
+    pull_through_upstreams: Option<Vec<String>>,
     secrets_key_file: Option<PathBuf>,
     metadata_url: Option<String>,
     blob_url: Option<String>,
@@ -605,6 +612,31 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 }
 
 impl Config {
+    /// Whether a pull-through cache rule may name the upstream registry `host`
+    /// (`host[:port]`, as the rule's URL has it): `pull_through_upstreams` lists it, or a
+    /// `*.domain` entry covers it (with the same port, if the entry names one), or there
+    /// is no list.
+    pub fn upstream_allowed(&self, host: &str) -> bool {
+        let Some(list) = &self.pull_through_upstreams else {
+            return true;
+        };
+        let host = host.to_ascii_lowercase();
+        let (name, port) = split_port(&host);
+        list.iter().any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            match entry.strip_prefix("*.") {
+                None => entry == host,
+                Some(domain) => {
+                    let (domain, want_port) = split_port(domain);
+                    (want_port.is_none() || want_port == port)
+                        && name
+                            .strip_suffix(domain)
+                            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+                }
+            }
+        })
+    }
+
     pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Config, String> {
         let mut c = Config::default();
         let mut peer_files = Vec::new();
@@ -764,6 +796,17 @@ impl Config {
                     }
                 }
                 c.pull_through_insecure = hosts;
+            }
+            if let Some(hosts) = f.pull_through_upstreams {
+                for h in &hosts {
+                    let name = h.strip_prefix("*.").unwrap_or(h);
+                    if name.is_empty() || name.contains(['*', '/', ' ']) || h.contains("://") {
+                        return Err(format!(
+                            "pull_through_upstreams: {h:?} is not host[:port] or *.domain[:port] (no scheme, no path)"
+                        ));
+                    }
+                }
+                c.pull_through_upstreams = Some(hosts);
             }
             if let Some(n) = f.max_connections {
                 if !(1..=1_000_000).contains(&n) {
@@ -991,6 +1034,22 @@ impl Config {
                 "BERTH_S3_SECRET_ACCESS_KEY",
             )?,
         }))
+    }
+}
+
+/// `host[:port]` split at its port (an IPv6 host in brackets keeps them).
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    let after_brackets = if host.starts_with('[') {
+        host.find(']').map_or(host.len(), |i| i + 1)
+    } else {
+        0
+    };
+    match host[after_brackets..].rsplit_once(':') {
+        Some((_, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            let at = host.len() - port.len() - 1;
+            (&host[..at], Some(port))
+        }
+        _ => (host, None),
     }
 }
 
@@ -1257,6 +1316,52 @@ mod tests {
         ] {
             let e = load(bad).unwrap_err();
             assert!(e.contains(says) && !e.contains("secret"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn pull_through_upstreams_name_hosts_and_domains() {
+        let any = Config::default();
+        assert!(any.upstream_allowed("169.254.169.254"));
+        let c = load(
+            "pull_through_upstreams = [\"registry-1.docker.io\", \"*.example.com\", \"127.0.0.1:5000\", \"*.corp.net:8443\", \"[::1]:5000\"]\n",
+        )
+        .unwrap();
+        for yes in [
+            "registry-1.docker.io",
+            "Registry-1.Docker.IO",
+            "a.example.com",
+            "a.b.example.com:5000",
+            "127.0.0.1:5000",
+            "r.corp.net:8443",
+            "[::1]:5000",
+        ] {
+            assert!(c.upstream_allowed(yes), "{yes}");
+        }
+        for no in [
+            "docker.io",
+            "registry-1.docker.io:443",
+            "example.com",
+            "evilexample.com",
+            "a.example.com.evil.net",
+            "127.0.0.1",
+            "127.0.0.1:5001",
+            "r.corp.net",
+            "r.corp.net:443",
+            "[::1]:5001",
+            "169.254.169.254",
+        ] {
+            assert!(!c.upstream_allowed(no), "{no}");
+        }
+        for bad in [
+            "\"https://ghcr.io\"",
+            "\"ghcr.io/x\"",
+            "\"\"",
+            "\"*.\"",
+            "\"a.*.com\"",
+        ] {
+            let e = load(&format!("pull_through_upstreams = [{bad}]\n")).unwrap_err();
+            assert!(e.contains("pull_through_upstreams"), "{bad}: {e}");
         }
     }
 }

@@ -64,6 +64,11 @@ pub struct BlobFetch {
 /// The bytes of a blob passed on at once (to the spool and its readers).
 const BATCH: usize = 256 << 10;
 
+/// The most bytes a fetched blob may have: ECR's layer size quota (52,000 MiB). An
+/// upstream saying or sending more (or more than it said) is refused rather than left
+/// to fill the disk.
+const MAX_BLOB: u64 = 52_000 << 20;
+
 /// What identifies a fetch: the registry (stored form), repository and digest.
 pub type BlobKey = (String, String, String);
 
@@ -308,6 +313,25 @@ async fn run(
         Ok(b) => b,
         Err(e) => return Err(FetchFailure::Upstream(e)),
     };
+    let limit = blob.size.unwrap_or(MAX_BLOB);
+    if limit > MAX_BLOB {
+        return Err(FetchFailure::Upstream(UpstreamError::Invalid(format!(
+            "the upstream registry {} says blob {} has {limit} bytes, more than a blob may have ({MAX_BLOB})",
+            job.upstream.base, job.digest
+        ))));
+    }
+    let too_long = || {
+        FetchFailure::Upstream(UpstreamError::Invalid(format!(
+            "the upstream registry {} sent more than the {limit} bytes {} for blob {}",
+            job.upstream.base,
+            if blob.size.is_some() {
+                "it said"
+            } else {
+                "a blob may have"
+            },
+            job.digest
+        )))
+    };
     progress.send_modify(|p| {
         p.started = true;
         p.size = blob.size;
@@ -320,6 +344,11 @@ async fn run(
     loop {
         let ended = match body.next().await {
             Some(Ok(chunk)) => {
+                if spool.len() + (batch.len() + chunk.len()) as u64 > limit {
+                    let f = too_long();
+                    progress.send_modify(|p| p.end = Some(Err(f.clone())));
+                    return Err(f);
+                }
                 batch.extend_from_slice(&chunk);
                 if batch.len() < BATCH {
                     continue;

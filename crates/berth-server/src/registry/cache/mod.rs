@@ -211,6 +211,15 @@ pub async fn upstream_for(
         key.stored_account().into_owned(),
         rule.prefix.as_str().to_string(),
     );
+    // A rule made before the operator narrowed `pull_through_upstreams` reaches nothing
+    // the list leaves out.
+    let host = rule::host_of(&rule.upstream_url).unwrap_or_default();
+    if !app.config.upstream_allowed(&host) {
+        return Err(UpstreamError::Denied(format!(
+            "the upstream registry {host} of the pull through cache rule '{}' is not among the upstream registries this server may reach (pull_through_upstreams)",
+            rule.prefix.as_str()
+        )));
+    }
     if let Some((at, updated, u)) = lock(&app.pull_through.upstreams).get(&id) {
         if *updated == rule.updated_at && at.elapsed() < UPSTREAM_TTL {
             return Ok(u.clone());
@@ -220,7 +229,6 @@ pub async fn upstream_for(
         None => None,
         Some(arn) => match credential(app, key, arn).await {
             Ok(Some((c, secret))) => {
-                let host = rule::host_of(&rule.upstream_url).unwrap_or_default();
                 if secret.upstream != host {
                     return Err(UpstreamError::Denied(format!(
                         "the credential {arn} is for the upstream registry {}, not {host}: it is not sent there",
