@@ -317,7 +317,7 @@ def test_rule_operations_and_their_errors(berth, upstreams):
 
 
 def test_only_the_listed_upstreams_are_reached(tmp_path_factory, upstreams, tmp_path):
-    """pull_through_upstreams: a rule may name only a listed upstream (ValidationException
+    """pull_through_upstreams: a rule may name only a listed upstream (InvalidParameterException
     naming the list otherwise); a rule made before the operator's list left its host out
     fetches nothing more (the upstream gets no request; BatchGetImage says
     UpstreamAccessDenied, /v2 names the list), while what it cached still pulls."""
@@ -341,7 +341,7 @@ def test_only_the_listed_upstreams_are_reached(tmp_path_factory, upstreams, tmp_
         c.rule(anon)
         for url in (basic.url, "registry-1.docker.io", "registry.example.com"):
             e = c.cli_error(*create_rule(unique("ptc"), url))
-            assert e.code == "ValidationException" and "pull_through_upstreams" in e.message, (url, e)
+            assert e.code == "InvalidParameterException" and "pull_through_upstreams" in e.message, (url, e)
 
         publish(basic, "listed/app", "v2", tmp_path)
         mark = basic.sync()
