@@ -588,6 +588,31 @@ def test_a_tag_is_not_rechecked_within_the_interval(berth, upstreams, tmp_path):
 # Authorization
 # ---------------------------------------------------------------------------------------
 
+def test_a_restarted_server_does_not_check_again_within_the_interval(tmp_path_factory, upstreams, tmp_path):
+    """When a tag was last checked is kept in the metadata store: a server restarted
+    within the interval serves the cached image without asking the upstream (a site
+    rate-limited by its upstream restarts without spending its budget)."""
+    up = upstreams["anon"]
+    c = make_cache(tmp_path_factory, "ptcrestart", upstreams, extra_config="pull_through_recheck_seconds = 3600\n")
+    try:
+        prefix = c.rule(up)
+        repo = f"{prefix}/kept"
+        old = publish(up, "kept", "latest", tmp_path)
+        _, digest = c.pull(repo, "latest", tmp_path / "a")
+        assert digest == old.digest
+        stored(c, repo, {old.digest})
+        assert c.server.stop() == 0
+        c.server.start()
+        c.password = login_password(c.server, c.root)
+        publish(up, "kept", "latest", tmp_path)
+        mark = up.sync()
+        _, digest = c.pull(repo, "latest", tmp_path / "b")
+        assert digest == old.digest
+        assert up.since(mark) == [], "the restarted server checked the tag again within the interval"
+    finally:
+        stop(c)
+
+
 def test_a_caller_without_batch_import_is_denied_and_nothing_is_fetched(berth, upstreams, tmp_path):
     """Pull actions alone do not fetch: DENIED naming ecr:BatchImportUpstreamImage, no
     repository, and the upstream (registry and token server) receives nothing. Once an

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from berth import (ALLOW_ALL, BIN, Registry, s3_blob_config, allow, client_error, deny, doc, login_password,
                    make_image, new_database, oci_blob, oci_error, postgres_url, psql, read_oci_layout,
-                   sha256, skopeo_pull, skopeo_push, unique, write_oci_layout, Server)
+                   sha256, skopeo_pull, skopeo_push, unique, until, write_oci_layout, Server)
 
 
 def s3_env(name):
@@ -111,6 +111,47 @@ def test_every_node_serves_what_another_wrote(cluster, tmp_path):
         assert oci_blob(tmp_path / "dst", d) == b, d
     [detail] = ecr(n3, root).describe_images(repositoryName=repo)["imageDetails"]
     assert detail["imageDigest"] == img.digest and detail["imageTags"] == ["v1"]
+
+
+def test_a_cached_tag_is_checked_once_per_interval_whichever_node_is_asked(tmp_path):
+    """Pull-through cache on two nodes: the image one node fetched is served by the other
+    without asking the upstream; once the interval passed, the first node to be asked
+    checks the tag (one manifest request upstream) and the other, asked right after, does
+    not check it again."""
+    from upstream import Upstream
+    up = Upstream(tmp_path / "upstream", name="scaleout").start()
+    interval = 4
+    cluster = Cluster(tmp_path, n=2, extra=f'pull_through_insecure_upstreams = ["{up.host}"]\n'
+                                          f"pull_through_recheck_seconds = {interval}\n")
+    try:
+        n1, n2 = cluster.nodes
+        prefix = unique("ptc")
+        ecr(n1, cluster.root).create_pull_through_cache_rule(ecrRepositoryPrefix=prefix,
+                                                             upstreamRegistryUrl=up.url)
+        img = make_image(layers=2, size=64 * 1024)
+        write_oci_layout(tmp_path / "src", {"v1": img})
+        up.push(tmp_path / "src", "v1", "app", "latest")
+        pw = cluster.password()
+        repo = f"{prefix}/app"
+        r = Registry(n1, pw).get_manifest(repo, "latest")
+        fetched_at = time.time()
+        assert r.status_code == 200 and r.content == img.manifest, (r.status_code, r.text[:300])
+        until(f"{repo} is stored", 30, lambda: ecr(n2, cluster.root).describe_images(
+            repositoryName=repo)["imageDetails"])
+        mark = up.sync()
+        r = Registry(n2, pw).get_manifest(repo, "latest")
+        assert r.status_code == 200 and r.content == img.manifest
+        assert up.since(mark) == [], "the second node asked the upstream within the interval"
+        until("the interval passed", interval + 10, lambda: time.time() > fetched_at + interval + 0.5)
+        mark = up.sync()
+        for node in (n1, n2, n1, n2):
+            r = Registry(node, pw).get_manifest(repo, "latest")
+            assert r.status_code == 200 and r.content == img.manifest
+        checks = [q for q in up.since(mark) if q.path == "/v2/app/manifests/latest"]
+        assert len(checks) == 1, up.since(mark)
+    finally:
+        cluster.stop()
+        up.close()
 
 
 def test_a_chunked_upload_alternates_nodes(cluster):

@@ -469,6 +469,10 @@ const LEFT_BEHIND: &[(&str, &str)] = &[
         "upload sessions open at peers belong to the deliveries of the outbox, which is not copied",
     ),
     (
+        "pull_through_checks",
+        "when cached tags were last checked against their upstreams: the new deployment checks each once more",
+    ),
+    (
         "replications",
         "the replication outbox: let the old deployment deliver what it holds before the move (berth replication status shows none pending), or backfill from the new one",
     ),

@@ -169,4 +169,66 @@ impl PullThroughStore for PgStore {
                 .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn claim_upstream_check(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        tag: &str,
+        now: i64,
+        stale_at: i64,
+    ) -> Result<Option<i64>> {
+        let key = registry.stored_account();
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO pull_through_checks (registry, repository, tag, checked_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (registry, repository, tag) DO UPDATE SET checked_at = excluded.checked_at
+             WHERE pull_through_checks.checked_at <= $5
+             RETURNING checked_at",
+        )
+        .bind(&*key)
+        .bind(repository)
+        .bind(tag)
+        .bind(now)
+        .bind(stale_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if claimed.is_some() {
+            return Ok(None);
+        }
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT checked_at FROM pull_through_checks WHERE registry = $1 AND repository = $2 AND tag = $3",
+        )
+        .bind(&*key)
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        // (Rows are never removed: the one the claim found is there.)
+        Ok(Some(at.unwrap_or(now)))
+    }
+
+    async fn set_upstream_check(
+        &self,
+        registry: RegistryKey<'_>,
+        repository: &str,
+        tag: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pull_through_checks (registry, repository, tag, checked_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (registry, repository, tag) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(&*registry.stored_account())
+        .bind(repository)
+        .bind(tag)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
 }

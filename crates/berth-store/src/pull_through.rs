@@ -5,6 +5,8 @@
 //! secrets are (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:ecr-pullthroughcache/NAME-XXXXXX`).
 //! A credential's secret is sealed by the backend ([`crate::SecretSlot::UpstreamCredential`])
 //! and crosses the trait in clear only from [`PullThroughStore::upstream_credential_secret`].
+//! And when each cached tag was last checked against its upstream, so that every node
+//! checks a tag once per interval between them ([`PullThroughStore::claim_upstream_check`]).
 
 /// A stored upstream credential, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,4 +74,25 @@ pub trait PullThroughStore: Send + Sync {
         registry: crate::RegistryKey<'_>,
         name: &str,
     ) -> crate::RegistryResult<bool>;
+    /// Claim the check of `tag` of the registry's `repository` against its upstream: it
+    /// is this caller's (`None`, and recorded as made at `now`) when no check is recorded
+    /// or the one recorded was made at or before `stale_at`; else someone checked at the
+    /// time returned, and the caller does not. Of concurrent claims, one wins.
+    async fn claim_upstream_check(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        repository: &str,
+        tag: &str,
+        now: i64,
+        stale_at: i64,
+    ) -> crate::RegistryResult<Option<i64>>;
+    /// Record that `tag` was checked at `at` (a time set back makes the next check due
+    /// sooner).
+    async fn set_upstream_check(
+        &self,
+        registry: crate::RegistryKey<'_>,
+        repository: &str,
+        tag: &str,
+        at: i64,
+    ) -> crate::RegistryResult<()>;
 }

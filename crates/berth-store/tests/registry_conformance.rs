@@ -3405,3 +3405,99 @@ async fn upstream_credentials_put_at_once() {
         }
     }
 }
+
+/// The checks of cached tags against their upstreams: a claim is won when no check is
+/// recorded or the recorded one is stale, and tells the recorded time otherwise; of
+/// concurrent claims (two nodes, many requests) exactly one wins; a check set back makes
+/// the next claim win sooner; tags, repositories and registries are kept apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_checks_are_claimed_once_per_interval() {
+    let home = RegistryKey::home(A);
+    let west = RegistryKey {
+        account: A,
+        region: Some("us-west-2"),
+    };
+    for b in backends().await {
+        let (s, t) = (&*b.nodes[0], &*b.nodes[1]);
+        let n = b.name;
+        // Nothing recorded: claimed, and recorded as made then.
+        assert_eq!(
+            s.claim_upstream_check(home, "hub/nginx", "latest", 1_000, 0)
+                .await
+                .unwrap(),
+            None,
+            "{n}"
+        );
+        // Within the interval (stale_at before the check): the other node is told when.
+        assert_eq!(
+            t.claim_upstream_check(home, "hub/nginx", "latest", 1_500, 500)
+                .await
+                .unwrap(),
+            Some(1_000),
+            "{n}"
+        );
+        // Other tags, repositories and registries have their own.
+        for (reg, repo, tag) in [
+            (home, "hub/nginx", "1.27"),
+            (home, "hub/redis", "latest"),
+            (west, "hub/nginx", "latest"),
+        ] {
+            assert_eq!(
+                t.claim_upstream_check(reg, repo, tag, 1_500, 500)
+                    .await
+                    .unwrap(),
+                None,
+                "{n}: {repo}:{tag}"
+            );
+        }
+        // Stale (the check made at or before stale_at): claimed again.
+        assert_eq!(
+            t.claim_upstream_check(home, "hub/nginx", "latest", 2_000, 1_000)
+                .await
+                .unwrap(),
+            None,
+            "{n}"
+        );
+        // A failed check set back: due again sooner.
+        s.set_upstream_check(home, "hub/nginx", "latest", 1_200)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.claim_upstream_check(home, "hub/nginx", "latest", 2_100, 1_100)
+                .await
+                .unwrap(),
+            Some(1_200),
+            "{n}"
+        );
+        assert_eq!(
+            s.claim_upstream_check(home, "hub/nginx", "latest", 2_300, 1_300)
+                .await
+                .unwrap(),
+            None,
+            "{n}"
+        );
+        // Concurrent claims of a stale check, from both nodes: exactly one wins.
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let node = b.nodes[i % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                node.claim_upstream_check(
+                    RegistryKey::home(A),
+                    "hub/nginx",
+                    "latest",
+                    10_000 + i as i64,
+                    5_000,
+                )
+                .await
+                .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for task in tasks {
+            if task.await.unwrap().is_none() {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "{n}");
+    }
+}

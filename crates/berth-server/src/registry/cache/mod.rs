@@ -322,32 +322,78 @@ fn recheck_due(app: &App, key: &ManifestKey) -> bool {
         .is_none_or(|at| at.elapsed() >= every)
 }
 
-/// Whether this request is the one to check the tag now (it is due, and no other request
-/// claimed it): marked checked as it is claimed.
-fn claim_recheck(app: &App, key: &ManifestKey) -> bool {
+/// Whether this request is the one to check the tag now: due on this node (no other
+/// request here claimed it within the interval), and the store — shared by every node —
+/// records no check within the interval (this claim records one). A store that cannot
+/// answer leaves the check for later: the cache is served.
+async fn claim_recheck(app: &App, registry: RegistryKey<'_>, key: &ManifestKey) -> bool {
     let every = app.config.pull_through_recheck;
-    let mut checked = lock(&app.pull_through.checked);
-    if checked.get(key).is_some_and(|at| at.elapsed() < every) {
-        return false;
+    {
+        let mut checked = lock(&app.pull_through.checked);
+        if checked.get(key).is_some_and(|at| at.elapsed() < every) {
+            return false;
+        }
+        // Claimed here while the store is asked: other requests of this node are served
+        // the cache meanwhile.
+        checked.insert(key.clone(), Instant::now());
     }
-    checked.insert(key.clone(), Instant::now());
-    true
+    let now = crate::ids::now_ms();
+    let stale_at = now.saturating_sub(i64::try_from(every.as_millis()).unwrap_or(i64::MAX));
+    match app
+        .registry
+        .claim_upstream_check(registry, &key.1, &key.2, now, stale_at)
+        .await
+    {
+        Ok(None) => true,
+        Ok(Some(at)) => {
+            // Another node checked it then: this node counts the interval from there.
+            let ago = std::time::Duration::from_millis(u64::try_from(now - at).unwrap_or(0));
+            let since = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+            lock(&app.pull_through.checked).insert(key.clone(), since);
+            false
+        }
+        Err(e) => {
+            tracing::warn!(repository = key.1, tag = key.2, error = %e,
+                "pull through cache: could not claim the check of a tag against its upstream; serving the cached image");
+            remember_checked(app, key.clone(), true);
+            false
+        }
+    }
 }
 
-fn mark_checked(app: &App, key: ManifestKey, retry_early: bool) {
+/// Record on this node, and in the store for every node, that the tag was checked now
+/// (`retry_early`: the check failed; it is due again after RECHECK_RETRY, or after the
+/// interval if that is shorter).
+async fn mark_checked(app: &App, registry: RegistryKey<'_>, key: ManifestKey, retry_early: bool) {
+    let set_back = remember_checked(app, key.clone(), retry_early);
+    let at = crate::ids::now_ms()
+        .saturating_sub(i64::try_from(set_back.as_millis()).unwrap_or(i64::MAX));
+    if let Err(e) = app
+        .registry
+        .set_upstream_check(registry, &key.1, &key.2, at)
+        .await
+    {
+        tracing::warn!(repository = key.1, tag = key.2, error = %e,
+            "pull through cache: could not record the check of a tag against its upstream");
+    }
+}
+
+/// [`mark_checked`] on this node only; how far the check's time was set back.
+fn remember_checked(app: &App, key: ManifestKey, retry_early: bool) -> std::time::Duration {
     let every = app.config.pull_through_recheck;
-    // A failed check is tried again after RECHECK_RETRY (or the interval, if shorter).
-    let at = match retry_early {
-        true if every > RECHECK_RETRY => Instant::now()
-            .checked_sub(every - RECHECK_RETRY)
-            .unwrap_or_else(Instant::now),
-        _ => Instant::now(),
+    let set_back = match retry_early {
+        true if every > RECHECK_RETRY => every - RECHECK_RETRY,
+        _ => std::time::Duration::ZERO,
     };
+    let at = Instant::now()
+        .checked_sub(set_back)
+        .unwrap_or_else(Instant::now);
     let mut checked = lock(&app.pull_through.checked);
     if checked.len() > 100_000 {
         checked.clear();
     }
     checked.insert(key, at);
+    set_back
 }
 
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>` where a rule covers `name`: the answer
@@ -389,7 +435,7 @@ pub async fn manifest(
             crate::registry::push::tag_rule(r, reference) == berth_store::TagRule::Immutable
         });
         if immutable {
-            mark_checked(c.app, key, false);
+            remember_checked(c.app, key, false);
             return Ok(None);
         }
         // Only a caller who may import has the tag checked; another is served the cache
@@ -410,7 +456,7 @@ pub async fn manifest(
             return Ok(None);
         }
         // One request checks; others meanwhile are served the cache.
-        if !claim_recheck(c.app, &key) {
+        if !claim_recheck(c.app, c.key(), &key).await {
             return Ok(None);
         }
         let checked = match upstream_for(c.app, c.key(), &rule).await {
@@ -419,20 +465,20 @@ pub async fn manifest(
         };
         match checked {
             Ok(d) if d == img.digest => {
-                mark_checked(c.app, key, false);
+                mark_checked(c.app, c.key(), key, false).await;
                 return Ok(None);
             }
             Ok(d) => {
                 tracing::info!(repository = name, tag = reference, cached = %img.digest, upstream = %d,
                     "pull through cache: the tag moved upstream; fetching the new image");
-                mark_checked(c.app, key.clone(), false);
+                mark_checked(c.app, c.key(), key.clone(), false).await;
                 // An earlier fetch of the tag, remembered after its import, is stale now.
                 lock(&c.app.pull_through.manifests).remove(&key);
             }
             Err(e) => {
                 tracing::warn!(repository = name, tag = reference, upstream = %rule.base(&c.app.config.pull_through_insecure), error = %e.message(),
                     "pull through cache: the upstream registry could not be checked; serving the cached image");
-                mark_checked(c.app, key, true);
+                mark_checked(c.app, c.key(), key, true).await;
                 return Ok(None);
             }
         }
@@ -567,7 +613,7 @@ async fn first_fetch(c: &OciCall<'_>, ask: ImageAsk<'_>) -> Result<Arc<Fetched>,
     let tag = (!valid_digest(reference)).then(|| reference.to_string());
     if tag.is_some() {
         // Just fetched: as good as checked.
-        mark_checked(c.app, key, false);
+        mark_checked(c.app, c.key(), key.clone(), false).await;
     }
     tokio::spawn(import(
         app,
