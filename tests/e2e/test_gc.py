@@ -361,13 +361,18 @@ def test_gc_racing_pushes_mounts_and_deletes_never_deletes_what_an_image_needs(t
                     errors.append(("mount", r.status_code, r.text))
 
         def deleter():
-            # Deletes all but a dozen images (chosen at random), a repository's at once,
-            # so that the pulls at the end stay few.
+            # Deletes all but half a dozen images of each account (chosen at random), a
+            # repository's at once, so that the pulls at the end stay few and both
+            # accounts keep some.
             rnd = random.Random(11)
             while not stop.wait(0.1):
                 with lock:
                     rnd.shuffle(pushed)
-                    victims, pushed[:] = pushed[12:], pushed[:12]
+                    kept, victims, per_account = [], [], {}
+                    for item in pushed:
+                        n = per_account[item[0]] = per_account.get(item[0], 0) + 1
+                        (kept if n <= 6 else victims).append(item)
+                    pushed[:] = kept
                 by_repo = {}
                 for host, _, repo, img in victims:
                     by_repo.setdefault((host, repo), []).append(img.digest)
