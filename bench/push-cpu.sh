@@ -5,7 +5,7 @@
 # 1 GiB random file with openssl REPEATS times, and prints the medians and their ratio.
 #
 #   bench/push-cpu.sh [local|s3] [OUTDIR]
-#   env: REPEATS=3  BENCH=../shared/tools/registry-bench  BERTH_BIN=<berth binary>
+#   env: REPEATS=3  SCENARIOS=push_big (add pull_big: the first pulls' CPU too)  BENCH=../shared/tools/registry-bench  BERTH_BIN=<berth binary>
 #        PERF=record  also record a profile of the server during the pushes
 #                     (perf record -e cpu-clock -F 499 -g, or -e PERF_EVENTS; report in
 #                     OUTDIR/perf-BACKEND.txt)
@@ -62,7 +62,7 @@ case ${PERF:-} in
   *) echo "PERF is record or stat" >&2; exit 2 ;;
 esac
 if [ -n "${PERF:-}" ]; then PERF_PID=$!; sleep 0.5; fi
-SCENARIOS=push_big REPEATS=$REPEATS CLIENTS=skopeo REGISTRY_PID=$BPID \
+SCENARIOS=${SCENARIOS:-push_big} REPEATS=$REPEATS CLIENTS=skopeo REGISTRY_PID=$BPID \
   "$BENCH/bench.sh" "${URL#http://}" AWS "$PASS" > "$OUT/bench-$BACKEND.txt"
 if [ -n "$PERF_PID" ]; then
   kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
@@ -94,5 +94,9 @@ o = statistics.median(ossl)
 print(f"{sys.argv[3]}: push_big wall median {push['median_s']:.3f} s (all {push['all_s']}), "
       f"registry CPU {reg:.2f} s/GiB (median of {push['ok']}), "
       f"openssl dgst -sha256 {o:.2f} CPU-s/GiB (all {ossl}), ratio {reg / o:.2f}x")
+pull = summary["results"]["skopeo"].get("pull_big")
+if pull:
+    print(f"{sys.argv[3]}: pull_big wall median {pull['median_s']:.3f} s, "
+          f"registry CPU {pull['registry_cpu_s_median'] / gib:.2f} s/GiB (median of {pull['ok']})")
 EOF
 echo "outputs in $OUT" >&2
