@@ -15,6 +15,7 @@ import time
 import urllib.parse
 
 import boto3
+import requests
 import oras.client
 import oras.oci
 import pytest
@@ -1752,3 +1753,39 @@ def test_huge_headers_and_truncated_uploads(server, reg):
     r = reg.finish(loc, digest)
     assert r.status_code in (400, 404), r.text
     assert reg.head_blob("bad/input", digest).status_code == 404
+
+
+def object_store_stats(server):
+    """How many times the server has asked its object store for a blob's size (`stat`),
+    from /metrics."""
+    r = requests.get(server.url + "/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    total = 0.0
+    for line in r.text.splitlines():
+        m = re.match(r'^berth_store_operation_duration_seconds_count\{(.*)\} (\S+)$', line)
+        if m and 'store="objects"' in m.group(1) and 'operation="stat"' in m.group(1):
+            total += float(m.group(2))
+    return total
+
+
+def test_blob_head_is_answered_without_asking_the_object_store(server, reg):
+    """HEAD of a blob (every layer of every push asks it) is answered from the metadata
+    store: the object store (on S3, a round trip each) is not asked. Unknown blobs, and
+    blobs of another repository, are still 404."""
+    repo = new_repo(server)
+    data = os.urandom(3000)
+    reg.push_blob(repo, data)
+    d = sha256(data)
+    before = object_store_stats(server)
+    for _ in range(20):
+        r = reg.request("HEAD", f"/v2/{repo}/blobs/{d}")
+        assert r.status_code == 200, r.status_code
+        assert r.headers["Content-Length"] == "3000"
+        assert r.headers["Docker-Content-Digest"] == d
+    # Background jobs may look at a blob or two meanwhile; twenty HEADs asking the object
+    # store would add twenty.
+    assert object_store_stats(server) - before < 5
+    missing = sha256(b"never pushed")
+    assert reg.request("HEAD", f"/v2/{repo}/blobs/{missing}").status_code == 404
+    other = new_repo(server)
+    assert reg.request("HEAD", f"/v2/{other}/blobs/{d}").status_code == 404
