@@ -12,6 +12,8 @@
 #        PG_URL=postgres://postgres@127.0.0.1:5432/postgres (a server whose user may create databases)
 #        REDIRECT=1 (both registries redirect blob GETs to presigned S3 URLs, distribution's
 #        default); REDIRECT=0: neither does, each streams blobs itself
+#        CACHE_GIB=0 (berth's blob_cache_gib: each node keeps up to this many GiB of blobs
+#        it received or served whole on its own disk and serves them from there)
 #
 # Needs: target/release/berth (or $CARGO_TARGET_DIR/release/berth), docker-registry, skopeo,
 # the aws CLI, psql, moto_server (pip install 'moto[server]') or s3s-fs (cargo install
@@ -24,6 +26,7 @@ OUT=${1:-$(mktemp -d /tmp/berth-scaleout.XXXXXX)}
 BENCH=${BENCH:-../shared/tools/registry-bench}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIRECT=${REDIRECT:-1}
+CACHE_GIB=${CACHE_GIB:-0}
 export REPEATS=${REPEATS:-3} CLIENTS=${CLIENTS:-skopeo}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -113,6 +116,8 @@ s3_allow_http = true
 secrets_key_file = "$B/secrets.key"
 # As distribution's S3 driver does by default (REDIRECT=1): blob GETs redirected to the bucket.
 blob_redirect = $([ "$REDIRECT" = 1 ] && echo true || echo false)
+# Each node's own copy of blobs (in its data dir), 0: none.
+blob_cache_gib = $CACHE_GIB
 TOML
 start_node() { # start_node NAME: sets NODE_URL and NODE_PID
   BERTH_S3_ACCESS_KEY_ID=$KEY BERTH_S3_SECRET_ACCESS_KEY=$SECRET \

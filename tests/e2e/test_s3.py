@@ -18,7 +18,7 @@ from botocore.config import Config
 from test_docker import docker, run  # noqa: F401  (the Docker engine fixture)
 
 from berth import (Registry, Server, login_password, make_image, oci_blob, read_oci_layout, sha256,
-                   skopeo_pull, skopeo_push, unique, write_oci_layout)
+                   skopeo_pull, skopeo_push, unique, until, write_oci_layout)
 
 
 def s3_settings():
@@ -284,3 +284,88 @@ def test_abandoned_upload_is_removed_from_the_bucket(tmp_path_factory, s3):
     finally:
         for s in (a, b):
             assert s.stop() == 0, "".join(s.stderr_lines[-30:])
+
+
+def metric(server, name, label=""):
+    """The sum of the samples of metric `name` in /metrics whose labels include `label`."""
+    r = requests.get(server.url + "/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    total = 0.0
+    for line in r.text.splitlines():
+        if (line.startswith(name + " ") or line.startswith(name + "{")) and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def cache_config(s3, directory, redirect=False, gib=0.25):
+    return blob_config(s3, redirect=redirect) + f'blob_cache_gib = {gib}\nblob_cache_dir = "{directory}"\n'
+
+
+def test_a_node_s_blob_cache_serves_what_it_received_and_read_without_the_bucket(nodes, s3, tmp_path):
+    """blob_cache_gib: a node keeps the blobs it receives whole (write-through) and those it
+    serves whole (filled on a miss) on its own disk and serves them from there, before
+    redirecting. Shown by removing the objects from the bucket: the caching nodes still
+    serve every layer, byte for byte, a node without a cache cannot."""
+    a, b = nodes
+    # C: a cache and redirects; D: a cache, no redirects. A and B have no cache. (Servers
+    # on one data directory share its config file: each is started before the next is made.)
+    started = []
+    try:
+        c = Server(a.data_dir, extra_config=cache_config(s3, tmp_path / "cache-c", redirect=True)).start()
+        started.append(c)
+        d = Server(a.data_dir, extra_config=cache_config(s3, tmp_path / "cache-d")).start()
+        started.append(d)
+        # One process per cache directory: a second on C's refuses to start, saying why.
+        twin = Server(a.data_dir, extra_config=cache_config(s3, tmp_path / "cache-c"))
+        with pytest.raises(RuntimeError, match="in use by another process"):
+            twin.start()
+
+        # Pushed through C: every blob (config and layers) kept by C as it arrives.
+        repo = new_repo(a)
+        img = make_image(layers=2, size=3 << 20)
+        write_oci_layout(tmp_path / "src", {"v1": img})
+        skopeo_push(c, login_password(c, c.root), tmp_path / "src", "v1", repo)
+        blobs = len(img.blobs)
+        until("C holds every blob pushed through it", 20,
+              lambda: metric(c, "berth_blob_cache_blobs") == blobs)
+        assert metric(c, "berth_blob_cache_fills_total") == blobs
+        assert metric(c, "berth_blob_cache_bytes") == sum(len(b_) for _, b_ in img.blobs)
+
+        # Pushed through B (no cache), pulled through D: each whole read fills D's cache.
+        other = new_repo(a)
+        img2 = make_image(layers=2, size=2 << 20)
+        write_oci_layout(tmp_path / "src2", {"v1": img2})
+        skopeo_push(b, login_password(b, b.root), tmp_path / "src2", "v1", other)
+        skopeo_pull(d, login_password(d, d.root), other, "v1", tmp_path / "first")
+        until("D holds every blob it served", 20,
+              lambda: metric(d, "berth_blob_cache_blobs") == len(img2.blobs))
+
+        # The bucket loses every blob of both images.
+        for dg, _ in img.blobs + img2.blobs:
+            hex_ = dg.split(":")[1]
+            s3["client"].delete_object(Bucket=s3["bucket"],
+                                       Key=f'{s3["prefix"]}/blobs/sha256/{hex_[:2]}/{hex_}')
+        # C serves its blobs itself instead of redirecting to the bucket (which has none).
+        rc = Registry(c, login_password(c, c.root))
+        dg0, blob0 = img.blobs[0]
+        r = rc.get_blob(repo, dg0)
+        assert r.status_code == 200 and r.content == blob0, r.status_code
+        r = rc.get_blob(repo, dg0, headers={"Range": "bytes=10-19"})
+        assert r.status_code == 206 and r.content == blob0[10:20], r.status_code
+        assert r.headers["Content-Range"] == f"bytes 10-19/{len(blob0)}"
+        hits = metric(c, "berth_blob_cache_requests_total", 'result="hit"')
+        assert hits >= 2
+        for node, name, image, dest in ((c, repo, img, "from-c"), (d, other, img2, "from-d")):
+            dgf = tmp_path / f"{dest}.digest"
+            skopeo_pull(node, login_password(node, node.root), name, "v1", tmp_path / dest,
+                        extra=["--digestfile", str(dgf)])
+            assert dgf.read_text().strip() == image.digest
+            for bd, bb in image.blobs:
+                assert oci_blob(tmp_path / dest, bd) == bb, bd
+        assert metric(c, "berth_blob_cache_requests_total", 'result="hit"') >= hits + len(img.blobs)
+        # A node without a cache has nothing to serve them from.
+        assert Registry(b, login_password(b, b.root)).get_blob(other, img2.blobs[0][0]).status_code != 200
+    finally:
+        for s in started:
+            rc_ = s.stop()
+            assert rc_ == 0, "".join(s.stderr_lines[-30:])

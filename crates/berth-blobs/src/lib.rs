@@ -6,6 +6,7 @@
 //! It must not know about repositories, manifests, tags, permissions or HTTP: callers
 //! map [`BlobError`] to protocol errors and decide which blobs a repository may see.
 
+mod cache;
 mod digest;
 mod error;
 mod s3;
@@ -13,6 +14,7 @@ mod sessions;
 mod spool;
 mod store;
 
+pub use cache::{observe_cache, BlobCache, CacheEvent, CacheObserver, CacheUsage};
 pub use digest::{Digest, DigestHex};
 pub use error::BlobError;
 pub use s3::S3Config;

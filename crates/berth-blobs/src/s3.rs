@@ -30,7 +30,8 @@
 //! few days. Staging objects are removed when their session ends and, failing that, by
 //! [`S3Uploads::expire`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -42,6 +43,7 @@ use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{BlobCache, Staged};
 use crate::digest::ResumableSha256;
 use crate::error::io_err;
 use crate::sessions::{SavedUploadState, UploadStates};
@@ -139,7 +141,25 @@ pub(crate) struct S3Uploads {
     /// Empty, or ends with `/`.
     pub(crate) prefix: String,
     pub(crate) states: Arc<dyn UploadStates>,
+    /// This node's copy of blobs, if it keeps one.
+    pub(crate) cache: Option<BlobCache>,
+    /// Sessions whose every byte so far came through this node, by id: their bytes are
+    /// also in a cache file, kept as the blob when the session finishes here.
+    through: Mutex<HashMap<String, Through>>,
 }
+
+/// A session's bytes copied into the cache as this node received them.
+struct Through {
+    staged: Staged,
+    /// When a request last left it here.
+    touched: SystemTime,
+}
+
+/// Sessions copied into the cache at once, at most; more are not copied.
+const MAX_THROUGH: usize = 64;
+/// A session copied into the cache that no request continued on this node for this long
+/// is no longer copied (its file is dropped) when room is needed.
+const THROUGH_IDLE: Duration = Duration::from_secs(600);
 
 /// One request's progress on a session.
 struct Writer<'a> {
@@ -159,6 +179,7 @@ impl S3Uploads {
     pub(crate) fn connect(
         config: &S3Config,
         states: Arc<dyn UploadStates>,
+        cache: Option<BlobCache>,
     ) -> Result<S3Uploads, BlobError> {
         // reqwest's TLS uses the process's rustls provider: ring, as the rest of Berth.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -209,7 +230,51 @@ impl S3Uploads {
                 format!("{prefix}/")
             },
             states,
+            cache,
+            through: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The cache file of session `id` if it holds exactly the session's first `offset`
+    /// bytes (a new one for a session's first bytes); `None` when the session is not
+    /// copied (another node received some of it, or there is no cache). Taken out while
+    /// the caller adds to it, so two requests never write one file.
+    async fn take_through(&self, id: &str, offset: u64) -> Option<Staged> {
+        let cache = self.cache.as_ref()?;
+        let (found, room) = {
+            let mut through = self.through.lock().unwrap_or_else(|p| p.into_inner());
+            let found = through.remove(id);
+            if found.is_none() && offset == 0 && through.len() >= MAX_THROUGH {
+                // Those of sessions that went on through other nodes, or were abandoned.
+                let stale = SystemTime::now() - THROUGH_IDLE;
+                through.retain(|_, t| t.touched >= stale);
+            }
+            (found, through.len() < MAX_THROUGH)
+        };
+        match found {
+            Some(t) if t.staged.len() == offset => Some(t.staged),
+            Some(_) => None,
+            None if offset == 0 && room => cache.stage().await,
+            None => None,
+        }
+    }
+
+    /// Leaves session `id`'s cache file for its next request.
+    fn put_through(&self, id: &str, staged: Staged) {
+        let mut through = self.through.lock().unwrap_or_else(|p| p.into_inner());
+        through.insert(
+            id.to_owned(),
+            Through {
+                staged,
+                touched: SystemTime::now(),
+            },
+        );
+    }
+
+    /// Drops session `id`'s cache file, if this node has one.
+    fn drop_through(&self, id: &str) -> Option<Staged> {
+        let mut through = self.through.lock().unwrap_or_else(|p| p.into_inner());
+        through.remove(id).map(|t| t.staged)
     }
 
     fn key(&self, rest: &str) -> ObjectPath {
@@ -304,6 +369,7 @@ impl S3Uploads {
             version,
             claimed: false,
         };
+        let mut through = self.take_through(id, offset).await;
         let mut hasher = w.saved.hasher()?;
         let mut size = w.saved.size;
         let mut etags = w.saved.etags.clone();
@@ -320,6 +386,9 @@ impl S3Uploads {
                 Err(e) => return Err(e),
             }
         }
+        // The old tail's bytes, at the head of the first part or the new tail: in the
+        // cache file already.
+        let mut copied = pending.len();
         let mut stream_error = None;
         let mut received = false;
         let result: Result<(), BlobError> = async {
@@ -343,7 +412,19 @@ impl S3Uploads {
                             rest = &rest[n..];
                             if pending.len() == PART {
                                 let part = pending.split().freeze();
-                                let etag = w.upload_part(etags.len(), part.into()).await?;
+                                let fresh = part.slice(copied.min(PART)..);
+                                copied = copied.saturating_sub(PART);
+                                let upload = w.upload_part(etags.len(), part.into());
+                                let etag = match through.as_mut() {
+                                    Some(t) => {
+                                        let (etag, ok) = tokio::join!(upload, t.write(fresh));
+                                        if !ok {
+                                            through = None;
+                                        }
+                                        etag?
+                                    }
+                                    None => upload.await?,
+                                };
                                 etags.push(etag);
                             }
                         }
@@ -363,6 +444,9 @@ impl S3Uploads {
         }
         if !received {
             w.release().await;
+            if let Some(t) = through {
+                self.put_through(id, t);
+            }
             return match stream_error {
                 Some(e) => Err(BlobError::Io(format!(
                     "upload body failed after {size} bytes: {e}"
@@ -376,8 +460,21 @@ impl S3Uploads {
         } else {
             let start = etags.len() as u64 * PART_SIZE;
             let name = format!("tail-{start}-{}", w.nonce);
-            let payload = PutPayload::from(pending.split().freeze());
-            if let Err(e) = self.store.put(&self.tail(id, &name), payload).await {
+            let bytes = pending.split().freeze();
+            let fresh = bytes.slice(copied.min(bytes.len())..);
+            let key = self.tail(id, &name);
+            let put = self.store.put(&key, PutPayload::from(bytes));
+            let put = match through.as_mut() {
+                Some(t) => {
+                    let (put, ok) = tokio::join!(put, t.write(fresh));
+                    if !ok {
+                        through = None;
+                    }
+                    put
+                }
+                None => put.await,
+            };
+            if let Err(e) = put {
                 w.release().await;
                 return Err(e.into());
             }
@@ -401,6 +498,9 @@ impl S3Uploads {
         }
         if let Some(old) = old_tail.filter(|old| Some(old) != tail.as_ref()) {
             let _ = self.store.delete(&self.tail(id, &old)).await;
+        }
+        if let Some(t) = through {
+            self.put_through(id, t);
         }
         match stream_error {
             Some(e) => Err(BlobError::Io(format!(
@@ -434,6 +534,7 @@ impl S3Uploads {
         };
         let computed = w.saved.hasher()?.finish();
         if computed != *expected {
+            self.drop_through(id);
             self.discard(id, &w.saved).await;
             return Err(BlobError::DigestMismatch {
                 expected: *expected,
@@ -466,6 +567,11 @@ impl S3Uploads {
             drop(held);
             w.release().await;
             return Err(e);
+        }
+        // Every byte came through this node and the digest is verified: the cache file
+        // holds the blob (kept if it holds exactly `size` bytes).
+        if let Some(staged) = self.drop_through(id) {
+            staged.keep_later(*expected, size);
         }
         self.discard(id, &w.saved).await;
         Ok(Ok((size, held)))
@@ -582,6 +688,7 @@ impl S3Uploads {
         states: &dyn UploadStates,
         id: &str,
     ) -> Result<(), BlobError> {
+        self.drop_through(id);
         let (_, saved) = self.load(states, id).await?;
         self.discard(id, &saved).await;
         Ok(())
@@ -590,6 +697,11 @@ impl S3Uploads {
     /// Removes staging objects (under `_uploads/`) last written before `older_than`: left
     /// by sessions that ended without cleaning up. Returns how many.
     pub(crate) async fn expire(&self, older_than: SystemTime) -> Result<usize, BlobError> {
+        // Cache files of sessions that went on elsewhere or were abandoned.
+        self.through
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, t| t.touched >= older_than);
         let cutoff = millis(older_than);
         let dir = self.key("_uploads");
         let listed: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;

@@ -38,6 +38,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use tokio::sync::OwnedMutexGuard;
 
+use crate::cache::BlobCache;
 use crate::digest::Sha256;
 use crate::error::io_err;
 use crate::s3::{S3Config, S3Uploads};
@@ -209,7 +210,18 @@ impl BlobStore {
     /// `states`, so that any node sharing both can continue any session. Nothing is
     /// contacted yet: [`check`](Self::check) says whether the bucket answers.
     pub fn s3(config: &S3Config, states: Arc<dyn UploadStates>) -> Result<BlobStore, BlobError> {
-        let s3 = S3Uploads::connect(config, states)?;
+        BlobStore::s3_cached(config, states, None)
+    }
+
+    /// [`s3`](Self::s3) with a node-local [`BlobCache`] in front of the bucket: blobs
+    /// this node receives whole or reads whole are kept in it, and read from it while
+    /// they stay (see [`crate::cache`]).
+    pub fn s3_cached(
+        config: &S3Config,
+        states: Arc<dyn UploadStates>,
+        cache: Option<BlobCache>,
+    ) -> Result<BlobStore, BlobError> {
+        let s3 = S3Uploads::connect(config, states, cache)?;
         Ok(BlobStore {
             inner: Arc::new(Inner {
                 store: s3.store.clone(),
@@ -297,23 +309,41 @@ impl BlobStore {
         d: &Digest,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<Option<BlobReader>, BlobError> {
+        let cache = self.inner.s3.as_ref().and_then(|s3| s3.cache.as_ref());
+        if let Some(cache) = cache {
+            if let Some((file, size)) = cache.open_blob(d).await {
+                let (start, end) = within(size, range)?;
+                return Ok(Some(BlobReader {
+                    size,
+                    start,
+                    end,
+                    stream: file_stream(file, start..end + 1),
+                }));
+            }
+        }
+        if range.is_none() && self.inner.s3.is_some() {
+            // The whole blob: one request to the bucket, which tells the size too.
+            let result = match self.inner.store.get(&self.blob_path(d)).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let size = result.meta.size;
+            let mut stream = result.into_stream().map_err(BlobError::from).boxed();
+            if let Some(cache) = cache {
+                stream = cache.fill_from_download(*d, size, stream);
+            }
+            return Ok(Some(BlobReader {
+                size,
+                start: 0,
+                end: size.saturating_sub(1),
+                stream,
+            }));
+        }
         let Some(size) = self.stat(d).await? else {
             return Ok(None);
         };
-        let (start, end) = match range {
-            None => (0, size.saturating_sub(1)),
-            Some((start, end)) => {
-                let last = match size.checked_sub(1) {
-                    Some(last) if start <= last => last,
-                    _ => return Err(BlobError::RangeNotSatisfiable { size }),
-                };
-                let end = end.map_or(last, |e| e.min(last));
-                if end < start {
-                    return Err(BlobError::RangeNotSatisfiable { size });
-                }
-                (start, end)
-            }
-        };
+        let (start, end) = within(size, range)?;
         let opts = GetOptions {
             range: (size > 0).then(|| GetRange::Bounded(start..end + 1)),
             ..GetOptions::default()
@@ -333,6 +363,17 @@ impl BlobStore {
             end,
             stream,
         }))
+    }
+
+    /// Whether this node's [`BlobCache`] holds `d` right now (never whether the blob
+    /// exists: a cache is not asked that).
+    pub fn cached(&self, d: &Digest) -> bool {
+        self.cache().is_some_and(|c| c.contains(d))
+    }
+
+    /// This node's blob cache, if it has one.
+    pub fn cache(&self) -> Option<&BlobCache> {
+        self.inner.s3.as_ref().and_then(|s3| s3.cache.as_ref())
     }
 
     /// Stores a small blob (e.g. an image config) in one call, verified and durable
@@ -809,6 +850,9 @@ impl BlobStore {
     /// Deletes a blob's object if it is there (the collector's deletion: the metadata
     /// store's lock of the blob's row is held around it).
     pub async fn remove(&self, d: &Digest) -> Result<(), BlobError> {
+        if let Some(cache) = self.cache() {
+            cache.forget(d).await;
+        }
         let started = std::time::Instant::now();
         let deleted = self.inner.store.delete(&self.blob_path(d)).await;
         crate::observed("remove", started);
@@ -821,6 +865,9 @@ impl BlobStore {
     /// Deletes a blob; [`BlobError::NotFound`] if it does not exist.
     pub async fn delete(&self, d: &Digest) -> Result<(), BlobError> {
         // InMemory deletes missing objects silently; look first so both backends agree.
+        if let Some(cache) = self.cache() {
+            cache.forget(d).await;
+        }
         if self.stat(d).await?.is_none() {
             return Err(BlobError::NotFound);
         }
@@ -973,6 +1020,24 @@ impl BlobStore {
     }
 }
 
+/// The bytes `start..=end` a request for `range` of a blob of `size` bytes gets: the whole
+/// blob without a range, `end` clamped to the last byte; [`BlobError::RangeNotSatisfiable`]
+/// for a range that starts past the end or ends before it starts.
+fn within(size: u64, range: Option<(u64, Option<u64>)>) -> Result<(u64, u64), BlobError> {
+    let Some((start, end)) = range else {
+        return Ok((0, size.saturating_sub(1)));
+    };
+    let last = match size.checked_sub(1) {
+        Some(last) if start <= last => last,
+        _ => return Err(BlobError::RangeNotSatisfiable { size }),
+    };
+    let end = end.map_or(last, |e| e.min(last));
+    if end < start {
+        return Err(BlobError::RangeNotSatisfiable { size });
+    }
+    Ok((start, end))
+}
+
 /// Session ids are exactly what `start_upload` hands out: hyphenated lowercase UUIDs.
 /// Anything else (path tricks included) is an unknown session.
 fn is_session_id(id: &str) -> bool {
@@ -1067,7 +1132,7 @@ pub(crate) fn publish_local(staged: &Path, dest: &Path) -> Result<(), BlobError>
 
 /// Create a directory and its missing parents readable by this user only (0700 on Unix,
 /// whatever the umask says beyond that): blobs and uploads are the registry's content.
-fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir_all(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]

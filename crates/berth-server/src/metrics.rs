@@ -127,6 +127,19 @@ pub struct Metrics {
     pub pull_through_fetches: Family<FetchLabels, Counter>,
     pub store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
     pub connections: Gauge,
+    /// Blob reads the node's blob cache answered or not (result: hit, miss).
+    pub blob_cache_requests: Family<ResultLabels, Counter>,
+    /// Blobs the node's blob cache took in, by where from (source: upload, download).
+    pub blob_cache_fills: Family<SourceLabels, Counter>,
+    pub blob_cache_evictions: Counter,
+    /// Read at scrape time.
+    pub blob_cache_bytes: Gauge,
+    pub blob_cache_blobs: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
 }
 
 impl Metrics {
@@ -151,6 +164,11 @@ impl Metrics {
             pull_through_fetches: Family::default(),
             store_duration: Family::new_with_constructor(latency),
             connections: Gauge::default(),
+            blob_cache_requests: Family::default(),
+            blob_cache_fills: Family::default(),
+            blob_cache_evictions: Counter::default(),
+            blob_cache_bytes: Gauge::default(),
+            blob_cache_blobs: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -248,7 +266,58 @@ impl Metrics {
             Unit::Seconds,
             m.store_duration.clone(),
         );
+        r.register(
+            "blob_cache_requests",
+            "Blob reads this node's blob cache was asked for (s3:// blobs with blob_cache_gib), by result (hit, miss)",
+            m.blob_cache_requests.clone(),
+        );
+        r.register(
+            "blob_cache_fills",
+            "Blobs this node's blob cache took in, by source (upload: received here; download: read whole from the bucket)",
+            m.blob_cache_fills.clone(),
+        );
+        r.register(
+            "blob_cache_evictions",
+            "Blobs this node's blob cache dropped to make room",
+            m.blob_cache_evictions.clone(),
+        );
+        r.register_with_unit(
+            "blob_cache",
+            "Bytes of blobs in this node's blob cache",
+            Unit::Bytes,
+            m.blob_cache_bytes.clone(),
+        );
+        r.register(
+            "blob_cache_blobs",
+            "Blobs in this node's blob cache",
+            m.blob_cache_blobs.clone(),
+        );
         m
+    }
+
+    /// Count what the blob cache did.
+    pub fn blob_cache_event(&self, event: berth_blobs::CacheEvent) {
+        use berth_blobs::CacheEvent as E;
+        let (result, source) = match event {
+            E::Hit => (Some("hit"), None),
+            E::Miss => (Some("miss"), None),
+            E::FilledFromUpload => (None, Some("upload")),
+            E::FilledFromDownload => (None, Some("download")),
+            E::Evicted => {
+                self.blob_cache_evictions.inc();
+                return;
+            }
+        };
+        if let Some(result) = result {
+            self.blob_cache_requests
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        }
+        if let Some(source) = source {
+            self.blob_cache_fills
+                .get_or_create(&SourceLabels { source })
+                .inc();
+        }
     }
 
     /// The metrics in the OpenMetrics text format.

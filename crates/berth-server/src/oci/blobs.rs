@@ -145,12 +145,17 @@ pub async fn get(
 const REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// With `blob_redirect`, a `307` to a presigned URL of the object store, so the bytes
-/// (and any `Range`) go straight from the bucket to the client; `None`: serve here.
+/// (and any `Range`) go straight from the bucket to the client; `None`: serve here (also
+/// when this node's blob cache holds the blob).
 pub async fn redirect(app: &App, d: &str) -> Result<Option<Response<Body>>, OciError> {
     if !app.config.blob_redirect {
         return Ok(None);
     }
     let dg = digest(d)?;
+    // A copy on this node's disk is nearer than the bucket.
+    if app.blobs.cached(&dg) {
+        return Ok(None);
+    }
     let Some(url) = app
         .blobs
         .presigned_get(&dg, REDIRECT_TTL)

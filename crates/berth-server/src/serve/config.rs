@@ -65,6 +65,12 @@
 //! s3_secret_access_key = "..."    # those are Berth's clients'); or BERTH_S3_SECRET_ACCESS_KEY
 //! blob_redirect = false           # answer blob GETs with a 307 to a short-lived presigned
 //!                                 # URL of the bucket (s3:// only); HEAD is answered here
+//! blob_cache_gib = 0              # keep a node-local copy of up to this many GiB of blobs
+//!                                 # from the bucket (s3:// only; 0: none): blobs this node
+//!                                 # receives or serves whole, least recently used out
+//!                                 # first; a blob it holds is served from it, also when
+//!                                 # blob_redirect is on
+//! blob_cache_dir = "/var/cache/berth" # where (default DATA_DIR/blob-cache; one node each)
 //! anonymous_pull = false          # /v2 pulls without credentials, decided as the anonymous
 //!                                 # principal against repository and registry policies
 //!                                 # (exactly where a policy allows "*"); see
@@ -154,6 +160,11 @@ pub struct Config {
     pub s3: S3Settings,
     /// Answer blob GETs with a redirect to a presigned URL of the object store.
     pub blob_redirect: bool,
+    /// Bytes of blobs this node keeps a copy of, from the bucket (0: none). See
+    /// [`berth_blobs::BlobCache`].
+    pub blob_cache_bytes: u64,
+    /// Where that copy lives; `DATA_DIR/blob-cache` when absent.
+    pub blob_cache_dir: Option<PathBuf>,
     /// Serve `/v2` pulls without credentials as the anonymous principal, where the
     /// repository's or registry's policy allows `"*"` (off by default: ECR's private
     /// registries never see anonymous requests). See [`crate::oci::anonymous`].
@@ -428,6 +439,8 @@ impl Default for Config {
             blob_url: None,
             s3: S3Settings::default(),
             blob_redirect: false,
+            blob_cache_bytes: 0,
+            blob_cache_dir: None,
             anonymous_pull: false,
             peers: Vec::new(),
             tls: None,
@@ -479,6 +492,8 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     blob_redirect: Option<bool>,
+    blob_cache_gib: Option<f64>,
+    blob_cache_dir: Option<PathBuf>,
     anonymous_pull: Option<bool>,
     replication_peers: Option<Vec<PeerFile>>,
     replication: Option<ReplicationFile>,
@@ -829,6 +844,15 @@ impl Config {
                 secret_access_key: f.s3_secret_access_key,
             };
             c.blob_redirect = f.blob_redirect.unwrap_or(false);
+            if let Some(g) = f.blob_cache_gib {
+                if !(0.0..=1e6).contains(&g) {
+                    return Err(format!(
+                        "blob_cache_gib {g} is not a number of GiB from 0 (no cache) to 1e6"
+                    ));
+                }
+                c.blob_cache_bytes = (g * (1u64 << 30) as f64) as u64;
+            }
+            c.blob_cache_dir = f.blob_cache_dir;
             c.anonymous_pull = f.anonymous_pull.unwrap_or(false);
             peer_files = f.replication_peers.unwrap_or_default();
             peer_files.extend(f.replication.unwrap_or_default().peer_files());
@@ -959,6 +983,12 @@ impl Config {
         if c.blob_redirect && !matches!(backend, BlobBackend::S3(_)) {
             return Err(
                 "blob_redirect needs an s3:// blob_url: local blobs have no URL to redirect to"
+                    .into(),
+            );
+        }
+        if c.blob_cache_bytes > 0 && !matches!(backend, BlobBackend::S3(_)) {
+            return Err(
+                "blob_cache_gib needs an s3:// blob_url: local blobs are on this node's disk already"
                     .into(),
             );
         }
@@ -1234,6 +1264,16 @@ mod tests {
         )
         .unwrap();
         assert!(c.blob_redirect);
+        assert_eq!((c.blob_cache_bytes, c.blob_cache_dir.as_deref()), (0, None));
+        let cached = load(
+            "blob_url = \"s3://my-bucket\"\ns3_access_key_id = \"AK\"\ns3_secret_access_key = \"SK\"\nblob_cache_gib = 1.5\nblob_cache_dir = \"/var/cache/berth\"\n",
+        )
+        .unwrap();
+        assert_eq!(cached.blob_cache_bytes, 3 << 29);
+        assert_eq!(
+            cached.blob_cache_dir.as_deref(),
+            Some(Path::new("/var/cache/berth"))
+        );
         match c.blob_backend().unwrap() {
             BlobBackend::S3(s) => {
                 assert_eq!(s.bucket, "my-bucket");
@@ -1261,6 +1301,14 @@ mod tests {
             (
                 "blob_redirect = true\n".to_string(),
                 "needs an s3:// blob_url",
+            ),
+            (
+                "blob_cache_gib = 1\n".to_string(),
+                "blob_cache_gib needs an s3:// blob_url",
+            ),
+            (
+                format!("blob_url = \"s3://bucket\"\n{keys}blob_cache_gib = -1\n"),
+                "from 0 (no cache)",
             ),
         ] {
             let e = load(&bad).unwrap_err();

@@ -165,6 +165,7 @@ async fn app_on(config: Config) -> Result<(Arc<App>, Option<Arc<berth_store::PgS
             })
             .observe(seconds)
     });
+    berth_blobs::observe_cache(|event| crate::metrics::metrics().blob_cache_event(event));
     let app = Arc::new_cyclic(|me| App {
         store,
         registry,
@@ -220,7 +221,28 @@ pub async fn open_blobs(
             .map_err(|e| format!("opening blob storage in {}: {e}", dir.display()))?,
         config::BlobBackend::S3(s3) => {
             let states = Arc::new(upload_states::RegistryUploadStates(registry.clone()));
-            berth_blobs::BlobStore::s3(&s3, states)
+            let cache = match config.blob_cache_bytes {
+                0 => None,
+                capacity => {
+                    let dir = config
+                        .blob_cache_dir
+                        .clone()
+                        .unwrap_or_else(|| config.data_dir.join("blob-cache"));
+                    let cache = berth_blobs::BlobCache::open(&dir, capacity)
+                        .await
+                        .map_err(|e| format!("opening the blob cache in {}: {e}", dir.display()))?;
+                    let usage = cache.usage();
+                    tracing::info!(
+                        dir = %dir.display(),
+                        capacity,
+                        blobs = usage.blobs,
+                        bytes = usage.bytes,
+                        "blob cache opened"
+                    );
+                    Some(cache)
+                }
+            };
+            berth_blobs::BlobStore::s3_cached(&s3, states, cache)
                 .map_err(|e| format!("opening blob storage in bucket {}: {e}", s3.bucket))?
         }
     })
@@ -331,6 +353,14 @@ async fn metrics_now(app: &App) -> Response<Body> {
     // Deployment-wide (every node reports the same number: aggregate with max).
     if let Ok(s) = app.registry.replication_summary().await {
         crate::metrics::metrics().replication_backlog.set(s.pending);
+    }
+    if let Some(cache) = app.blobs.cache() {
+        let usage = cache.usage();
+        let m = crate::metrics::metrics();
+        m.blob_cache_bytes
+            .set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
+        m.blob_cache_blobs
+            .set(i64::try_from(usage.blobs).unwrap_or(i64::MAX));
     }
     crate::metrics::response()
 }
