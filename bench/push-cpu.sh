@@ -6,6 +6,7 @@
 #
 #   bench/push-cpu.sh [local|s3] [OUTDIR]
 #   env: REPEATS=3  SCENARIOS=push_big (add pull_big: the first pulls' CPU too)  BENCH=../shared/tools/registry-bench  BERTH_BIN=<berth binary>
+#        CACHE_GIB=0  s3: the node's blob cache (blob_cache_gib)
 #        PERF=record  also record a profile of the server during the pushes
 #                     (perf record -e cpu-clock -F 499 -g, or -e PERF_EVENTS; report in
 #                     OUTDIR/perf-BACKEND.txt)
@@ -33,6 +34,7 @@ mkdir -p "$B"
     printf 's3_endpoint = "%s"\ns3_region = "us-east-1"\ns3_allow_http = true\n' "$BERTH_TEST_S3_ENDPOINT"
     printf 's3_access_key_id = "%s"\ns3_secret_access_key = "%s"\n' \
       "$BERTH_TEST_S3_ACCESS_KEY_ID" "$BERTH_TEST_S3_SECRET_ACCESS_KEY"
+    printf 'blob_cache_gib = %s\n' "${CACHE_GIB:-0}"
   fi
 } > "$B/config.toml"
 "${BERTH_BIN:-${CARGO_TARGET_DIR:-target}/release/berth}" serve --data-dir "$B/data" --listen 127.0.0.1:0 \

@@ -53,7 +53,7 @@ const APPEND_BATCH: usize = 1 << 20;
 /// written (while its bytes are still in the CPU cache). Larger writes make the kernel
 /// back the page cache with larger folios, which on the measured VM cost several times
 /// more to fill (see BENCHMARKS.md, "CPU per GiB pushed").
-const WRITE_SLICE: usize = 64 << 10;
+pub(crate) const WRITE_SLICE: usize = 64 << 10;
 /// Read size when rehashing a staged file.
 const REHASH_CHUNK: usize = 1 << 20;
 /// Chunk size of [`BlobReader::stream`] for the local backend.
