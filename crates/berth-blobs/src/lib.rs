@@ -27,7 +27,8 @@ pub type LatencyObserver = fn(operation: &'static str, seconds: f64);
 
 static OBSERVER: std::sync::OnceLock<LatencyObserver> = std::sync::OnceLock::new();
 
-/// Have `f` told how long each object-store look-up took (`stat`, `remove`): the
+/// Have `f` told how long each object-store look-up took (`stat`, `get` to the first byte
+/// of a whole blob on S3, `remove`): the
 /// server's metrics. Set once per process; later calls are ignored.
 pub fn observe_latency(f: LatencyObserver) {
     let _ = OBSERVER.set(f);

@@ -323,7 +323,10 @@ impl BlobStore {
         }
         if range.is_none() && self.inner.s3.is_some() {
             // The whole blob: one request to the bucket, which tells the size too.
-            let result = match self.inner.store.get(&self.blob_path(d)).await {
+            let started = std::time::Instant::now();
+            let got = self.inner.store.get(&self.blob_path(d)).await;
+            crate::observed("get", started);
+            let result = match got {
                 Ok(r) => r,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e.into()),

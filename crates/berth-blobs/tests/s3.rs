@@ -6,45 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use berth_blobs::{
-    BlobError, BlobReader, BlobStore, Digest, MemoryUploadStates, S3Config, UploadStates,
-};
+use berth_blobs::{BlobError, BlobStore, Digest, MemoryUploadStates, S3Config, UploadStates};
 use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use futures::stream::TryStreamExt;
+use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::{SignedUrlOptions, Signer};
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// The backend's part size (every part but the last).
 const PART: usize = 8 << 20;
 
-type Chunk = Result<Bytes, std::io::Error>;
-
-/// The test server's settings under a fresh prefix; `None` only with `BERTH_TEST_S3=skip`.
-fn config() -> Option<S3Config> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("BERTH_TEST_S3_ENDPOINT") else {
-        if var("BERTH_TEST_S3").as_deref() == Some("skip") {
-            return None;
-        }
-        panic!(
-            "the S3 tests need an S3 server: run them under scripts/with-s3 (which sets \
-             BERTH_TEST_S3_ENDPOINT, _BUCKET, _ACCESS_KEY_ID and _SECRET_ACCESS_KEY), or set \
-             BERTH_TEST_S3=skip to skip them knowingly"
-        );
-    };
-    let need = |name: &str| var(name).unwrap_or_else(|| panic!("{name} is not set"));
-    Some(S3Config {
-        bucket: need("BERTH_TEST_S3_BUCKET"),
-        prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
-        endpoint: Some(endpoint),
-        region: "us-east-1".into(),
-        allow_http: true,
-        access_key_id: need("BERTH_TEST_S3_ACCESS_KEY_ID"),
-        secret_access_key: need("BERTH_TEST_S3_SECRET_ACCESS_KEY"),
-    })
-}
+mod common;
+use common::{body, config, pattern, raw_client, read_all};
 
 /// Two blob stores (two "nodes") on one bucket prefix and one session state store, and
 /// a plain S3 client to look at the bucket.
@@ -61,15 +35,7 @@ fn nodes() -> Option<Nodes> {
     let states = Arc::new(MemoryUploadStates::new());
     let a = BlobStore::s3(&config, states.clone()).unwrap();
     let b = BlobStore::s3(&config, states.clone()).unwrap();
-    let raw = AmazonS3Builder::new()
-        .with_bucket_name(&config.bucket)
-        .with_region(&config.region)
-        .with_endpoint(config.endpoint.as_deref().unwrap())
-        .with_access_key_id(&config.access_key_id)
-        .with_secret_access_key(&config.secret_access_key)
-        .with_client_options(ClientOptions::new().with_allow_http(true))
-        .build()
-        .unwrap();
+    let raw = raw_client(&config);
     Some(Nodes {
         a,
         b,
@@ -128,34 +94,6 @@ impl Nodes {
     }
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 13) as u8))
-        .collect()
-}
-
-fn one(data: &[u8]) -> impl futures::Stream<Item = Chunk> + Unpin + Send + 'static {
-    // Split into uneven network-sized chunks, as a request body arrives.
-    let mut v: Vec<Chunk> = Vec::new();
-    let mut rest = Bytes::copy_from_slice(data);
-    let mut n = 1000;
-    while !rest.is_empty() {
-        let take = n.min(rest.len());
-        v.push(Ok(rest.split_to(take)));
-        n = if n > 300_000 { 777 } else { n * 3 };
-    }
-    stream::iter(v)
-}
-
-async fn read_all(r: BlobReader) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut s = r.stream;
-    while let Some(c) = s.next().await {
-        out.extend_from_slice(&c.unwrap());
-    }
-    out
-}
-
 /// Uploads `data` in chunks of `chunk` bytes, alternating between the two nodes, and
 /// finishes on the node that did not send the last chunk; checks the blob on both.
 async fn alternate(n: &Nodes, data: &[u8], chunk: usize) {
@@ -164,7 +102,7 @@ async fn alternate(n: &Nodes, data: &[u8], chunk: usize) {
     let mut offset = 0u64;
     for (i, piece) in data.chunks(chunk.max(1)).enumerate() {
         let node = if i % 2 == 0 { &n.a } else { &n.b };
-        let size = node.append(&id, offset, one(piece)).await.unwrap();
+        let size = node.append(&id, offset, body(piece)).await.unwrap();
         offset += piece.len() as u64;
         assert_eq!(size, offset);
         let other = if i % 2 == 0 { &n.b } else { &n.a };
@@ -207,7 +145,7 @@ async fn sessions_continue_across_nodes_at_every_chunk_size() {
     let id = n.start().await;
     assert_eq!(n.b.finish(&id, &empty).await.unwrap(), 0);
     let id = n.start().await;
-    assert_eq!(n.a.append(&id, 0, one(b"")).await.unwrap(), 0);
+    assert_eq!(n.a.append(&id, 0, body(b"")).await.unwrap(), 0);
     assert_eq!(n.b.finish(&id, &empty).await.unwrap(), 0);
     assert_eq!(n.a.stat(&empty).await.unwrap(), Some(0));
     // Blobs live at the shared layout, once each.
@@ -222,14 +160,14 @@ async fn wrong_offset_and_digest_mismatch() {
     let Some(n) = nodes() else { return };
     let data = pattern(PART + 1000, 5);
     let id = n.start().await;
-    n.a.append(&id, 0, one(&data[..PART + 10])).await.unwrap();
+    n.a.append(&id, 0, body(&data[..PART + 10])).await.unwrap();
     assert_eq!(
-        n.b.append(&id, 5, one(b"zz")).await,
+        n.b.append(&id, 5, body(b"zz")).await,
         Err(BlobError::OffsetMismatch {
             expected: PART as u64 + 10
         })
     );
-    n.b.append(&id, PART as u64 + 10, one(&data[PART + 10..]))
+    n.b.append(&id, PART as u64 + 10, body(&data[PART + 10..]))
         .await
         .unwrap();
     let wrong = Digest::of(b"something else");
@@ -250,7 +188,7 @@ async fn wrong_offset_and_digest_mismatch() {
     let unknown = uuid::Uuid::new_v4().to_string();
     assert_eq!(n.a.upload_size(&unknown).await.unwrap(), None);
     assert_eq!(
-        n.a.append(&unknown, 0, one(b"a")).await,
+        n.a.append(&unknown, 0, body(b"a")).await,
         Err(BlobError::UploadUnknown)
     );
     assert_eq!(
@@ -268,7 +206,7 @@ async fn concurrent_appends_one_wins_and_the_blob_is_the_winners() {
         let id = n.start().await;
         let da = pattern(len, 10 + round);
         let db = pattern(len, 20 + round);
-        let (ra, rb) = tokio::join!(n.a.append(&id, 0, one(&da)), n.b.append(&id, 0, one(&db)));
+        let (ra, rb) = tokio::join!(n.a.append(&id, 0, body(&da)), n.b.append(&id, 0, body(&db)));
         let winner = match (ra, rb) {
             (Ok(s), Err(BlobError::OffsetMismatch { .. })) => {
                 assert_eq!(s, len as u64);
@@ -286,7 +224,7 @@ async fn concurrent_appends_one_wins_and_the_blob_is_the_winners() {
         let more = pattern(PART + 1, 30 + round);
         let mut whole = winner.clone();
         whole.extend_from_slice(&more);
-        n.b.append(&id, len as u64, one(&more)).await.unwrap();
+        n.b.append(&id, len as u64, body(&more)).await.unwrap();
         let d = Digest::of(&whole);
         assert_eq!(n.a.finish(&id, &d).await.unwrap(), whole.len() as u64);
         let got = read_all(n.b.get(&d, None).await.unwrap().unwrap()).await;
@@ -302,7 +240,7 @@ async fn concurrent_appends_one_wins_and_the_blob_is_the_winners() {
 async fn abandoned_sessions_are_removed_from_the_bucket() {
     let Some(n) = nodes() else { return };
     let id = n.start().await;
-    n.a.append(&id, 0, one(&pattern(PART + 5000, 1)))
+    n.a.append(&id, 0, body(&pattern(PART + 5000, 1)))
         .await
         .unwrap();
     let upload = n.multipart_id(&id).await.expect("a multipart upload");
@@ -342,14 +280,14 @@ async fn ranges_presigned_urls_and_small_blobs() {
     let data = pattern(PART + 12345, 8);
     let d = Digest::of(&data);
     assert_eq!(
-        n.a.put_stream(&d, one(&data)).await.unwrap(),
+        n.a.put_stream(&d, body(&data)).await.unwrap(),
         data.len() as u64
     );
     assert!(n.keys("_uploads").await.is_empty());
     // A monolithic upload with the wrong digest leaves nothing.
     let wrong = Digest::of(b"nope");
     assert!(matches!(
-        n.a.put_stream(&wrong, one(&data[..100])).await,
+        n.a.put_stream(&wrong, body(&data[..100])).await,
         Err(BlobError::DigestMismatch { .. })
     ));
     assert_eq!(n.a.stat(&wrong).await.unwrap(), None);
@@ -402,7 +340,7 @@ async fn check_names_an_unreachable_store() {
 async fn a_live_claim_of_another_writer_holds_part_uploads_back() {
     let Some(n) = nodes() else { return };
     let id = n.start().await;
-    n.a.append(&id, 0, one(b"head")).await.unwrap();
+    n.a.append(&id, 0, body(b"head")).await.unwrap();
     // Another writer (on some node) is uploading a part: its claim is in the state.
     let set_claim = |until: i64| {
         let states = n.states.clone();
@@ -424,19 +362,19 @@ async fn a_live_claim_of_another_writer_holds_part_uploads_back() {
     // Bytes that would fill a part must wait: the same answer as a lost race.
     let big = pattern(PART, 4);
     assert_eq!(
-        n.b.append(&id, 4, one(&big)).await,
+        n.b.append(&id, 4, body(&big)).await,
         Err(BlobError::OffsetMismatch { expected: 4 })
     );
     // Bytes that only make a new tail go on, and leave the claim in place.
-    assert_eq!(n.b.append(&id, 4, one(b"more")).await.unwrap(), 8);
+    assert_eq!(n.b.append(&id, 4, body(b"more")).await.unwrap(), 8);
     assert!(matches!(
-        n.a.append(&id, 8, one(&big)).await,
+        n.a.append(&id, 8, body(&big)).await,
         Err(BlobError::OffsetMismatch { expected: 8 })
     ));
     // Once the claim has run out, parts go on.
     set_claim(now_ms - 1).await;
     assert_eq!(
-        n.a.append(&id, 8, one(&big)).await.unwrap(),
+        n.a.append(&id, 8, body(&big)).await.unwrap(),
         8 + PART as u64
     );
     let mut whole = b"headmore".to_vec();

@@ -7,37 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_blobs::{BlobCache, BlobReader, BlobStore, Digest, MemoryUploadStates, S3Config};
-use bytes::Bytes;
-use futures::stream::{self, StreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use berth_blobs::{BlobCache, BlobStore, Digest, MemoryUploadStates, S3Config};
+use futures::stream::StreamExt;
+use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 
-type Chunk = Result<Bytes, std::io::Error>;
-
-fn config() -> Option<S3Config> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("BERTH_TEST_S3_ENDPOINT") else {
-        if var("BERTH_TEST_S3").as_deref() == Some("skip") {
-            return None;
-        }
-        panic!(
-            "the S3 tests need an S3 server: run them under scripts/with-s3, or set \
-             BERTH_TEST_S3=skip to skip them knowingly"
-        );
-    };
-    let need = |name: &str| var(name).unwrap_or_else(|| panic!("{name} is not set"));
-    Some(S3Config {
-        bucket: need("BERTH_TEST_S3_BUCKET"),
-        prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
-        endpoint: Some(endpoint),
-        region: "us-east-1".into(),
-        allow_http: true,
-        access_key_id: need("BERTH_TEST_S3_ACCESS_KEY_ID"),
-        secret_access_key: need("BERTH_TEST_S3_SECRET_ACCESS_KEY"),
-    })
-}
+mod common;
+use common::{body, config, pattern, raw_client, read_all};
 
 /// Node `a` with a cache of `capacity` bytes, node `b` without one, on one bucket prefix
 /// and one session state store; a plain S3 client to change the bucket behind them.
@@ -60,15 +37,7 @@ async fn nodes(capacity: u64) -> Option<Nodes> {
     let states = Arc::new(MemoryUploadStates::new());
     let a = BlobStore::s3_cached(&config, states.clone(), Some(cache.clone())).unwrap();
     let b = BlobStore::s3(&config, states.clone()).unwrap();
-    let raw = AmazonS3Builder::new()
-        .with_bucket_name(&config.bucket)
-        .with_region(&config.region)
-        .with_endpoint(config.endpoint.as_deref().unwrap())
-        .with_access_key_id(&config.access_key_id)
-        .with_secret_access_key(&config.secret_access_key)
-        .with_client_options(ClientOptions::new().with_allow_http(true))
-        .build()
-        .unwrap();
+    let raw = raw_client(&config);
     Some(Nodes {
         a,
         cache,
@@ -120,34 +89,6 @@ impl Nodes {
         assert_eq!(self.a.finish(&id, &d).await.unwrap(), data.len() as u64);
         d
     }
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 13) as u8))
-        .collect()
-}
-
-/// `data` in uneven network-sized chunks, as a request body arrives.
-fn body(data: &[u8]) -> impl futures::Stream<Item = Chunk> + Unpin + Send + 'static {
-    let mut v: Vec<Chunk> = Vec::new();
-    let mut rest = Bytes::copy_from_slice(data);
-    let mut n = 1000;
-    while !rest.is_empty() {
-        let take = n.min(rest.len());
-        v.push(Ok(rest.split_to(take)));
-        n = if n > 300_000 { 777 } else { n * 3 };
-    }
-    stream::iter(v)
-}
-
-async fn read_all(r: BlobReader) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut s = r.stream;
-    while let Some(c) = s.next().await {
-        out.extend_from_slice(&c.unwrap());
-    }
-    out
 }
 
 /// Waits (polling, up to 20 s) until `f` holds; fails saying `what` otherwise.
