@@ -124,11 +124,11 @@ pub async fn get(
         .repository_blob(repo.registry(), &repo.name, d)
         .await?
         .ok_or_else(unknown)?;
+    // The metadata store's answer is the registry's (a collector leaves a blob a
+    // repository holds alone for at least a grace period after it was told so); the
+    // object store is not asked, which on S3 is a round trip per layer of every push.
+    let size = u64::try_from(size).map_err(|_| unknown())?;
     if head {
-        // The metadata store's answer is the registry's (a collector leaves a blob a
-        // repository holds alone for at least a grace period after it was told so); the
-        // object store is not asked, which on S3 is a round trip per layer of every push.
-        let size = u64::try_from(size).map_err(|_| unknown())?;
         let mut r = response(StatusCode::OK, Body::empty());
         set(&mut r, "content-length", &size.to_string());
         set(&mut r, "docker-content-digest", d);
@@ -138,7 +138,7 @@ pub async fn get(
     if let Some(r) = redirect(c.app, d).await? {
         return Ok(r);
     }
-    serve_blob(c.app, d, c.header("range")).await
+    serve_blob(c.app, d, size, c.header("range")).await
 }
 
 /// How long the presigned URL of a blob redirect is valid (clients follow at once).
@@ -171,10 +171,12 @@ pub async fn redirect(app: &App, d: &str) -> Result<Option<Response<Body>>, OciE
     Ok(Some(r))
 }
 
-/// Stream a blob (or the range a `Range` header asks for).
+/// Stream a blob (or the range a `Range` header asks for) of `size` bytes, as the
+/// metadata store records it (what a suffix range `bytes=-N` counts back from).
 pub async fn serve_blob(
     app: &App,
     d: &str,
+    size: u64,
     range: Option<&str>,
 ) -> Result<Response<Body>, OciError> {
     let dg = digest(d)?;
@@ -186,15 +188,7 @@ pub async fn serve_blob(
     let range = match requested {
         None => None,
         Some(ByteRange::From(a, b)) => Some((a, b)),
-        Some(last @ ByteRange::Last(_)) => {
-            let size = app
-                .blobs
-                .stat(&dg)
-                .await
-                .map_err(blob_error)?
-                .ok_or_else(unknown)?;
-            Some(last.resolve(size))
-        }
+        Some(last @ ByteRange::Last(_)) => Some(last.resolve(size)),
     };
     let reader = app
         .blobs

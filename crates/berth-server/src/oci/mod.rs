@@ -469,14 +469,15 @@ async fn presigned(
         let size = app
             .registry
             .repository_blob(app.key(&registry, &region), &name, &digest)
-            .await?;
-        if size.is_none() {
+            .await?
+            .and_then(|s| u64::try_from(s).ok());
+        let Some(size) = size else {
             return Err(OciError::new(
                 404,
                 "BLOB_UNKNOWN",
                 "blob unknown to registry",
             ));
-        }
+        };
         if !head {
             if let Some(r) = blobs::redirect(app, &digest).await? {
                 return Ok(r);
@@ -485,6 +486,7 @@ async fn presigned(
         blobs::serve_blob(
             app,
             &digest,
+            size,
             parts.headers.get("range").and_then(|v| v.to_str().ok()),
         )
         .await
