@@ -294,21 +294,22 @@ impl BlobCache {
     /// A new staging file to fill, or `None` if none can be made (the cache then just
     /// does not get this blob).
     pub(crate) async fn stage(&self) -> Option<Staged> {
+        let cache = self.clone();
+        blocking(move || Ok(cache.stage_now())).await.ok()?
+    }
+
+    /// [`stage`](Self::stage), on the calling (blocking) thread.
+    fn stage_now(&self) -> Option<Staged> {
         let path = self
             .inner
             .dir
             .join("staging")
             .join(uuid::Uuid::new_v4().to_string());
-        let p = path.clone();
-        let file = blocking(move || {
-            private_file()
-                .write(true)
-                .create_new(true)
-                .open(&p)
-                .map_err(|e| io_err("creating a blob cache file", e))
-        })
-        .await
-        .ok()?;
+        let file = private_file()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ok()?;
         self.inner.staged.fetch_add(1, Ordering::Relaxed);
         Some(Staged {
             cache: self.clone(),
@@ -362,21 +363,12 @@ impl BlobCache {
     /// The download fill's writer: writes and hashes what arrives, keeps the file if
     /// the stream ended whole and right.
     fn copy_download(&self, d: &Digest, size: u64, rx: std::sync::mpsc::Receiver<Batch>) {
-        let path = self
-            .inner
-            .dir
-            .join("staging")
-            .join(uuid::Uuid::new_v4().to_string());
-        let Ok(mut file) = private_file().write(true).create_new(true).open(&path) else {
+        let Some(mut staged) = self.stage_now() else {
             return;
         };
-        let mut staged = Staged {
-            cache: self.clone(),
-            path,
-            file: None,
-            len: 0,
+        let Some(mut file) = staged.file.take() else {
+            return;
         };
-        self.inner.staged.fetch_add(1, Ordering::Relaxed);
         let mut hasher = Sha256::new();
         let ended = loop {
             match rx.recv() {

@@ -309,7 +309,7 @@ impl BlobStore {
         d: &Digest,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<Option<BlobReader>, BlobError> {
-        let cache = self.inner.s3.as_ref().and_then(|s3| s3.cache.as_ref());
+        let cache = self.cache();
         if let Some(cache) = cache {
             if let Some((file, size)) = cache.open_blob(d).await {
                 let (start, end) = within(size, range)?;
