@@ -7,6 +7,7 @@
 #   bench/push-cpu.sh [local|s3] [OUTDIR]
 #   env: REPEATS=3  SCENARIOS=push_big (add pull_big: the first pulls' CPU too)  BENCH=../shared/tools/registry-bench  BERTH_BIN=<berth binary>
 #        CACHE_GIB=0  s3: the node's blob cache (blob_cache_gib)
+#        KEEP=1       keep the server's data directory (removed after the run by default)
 #        PERF=record  also record a profile of the server during the pushes
 #                     (perf record -e cpu-clock -F 499 -g, or -e PERF_EVENTS; report in
 #                     OUTDIR/perf-BACKEND.txt)
@@ -74,6 +75,8 @@ if [ "${PERF:-}" = record ]; then
     | grep -v '^$' > "$OUT/perf-$BACKEND.txt" || true
 fi
 kill "$BPID"; wait "$BPID" 2>/dev/null || true
+# The pushed layers (a GiB per repeat) are not needed after the run.
+[ -n "${KEEP:-}" ] || rm -rf "$B/data"
 
 # openssl over the same amount of random data, read from the page cache like the pushes'
 # bytes come from skopeo's layout.

@@ -5,6 +5,7 @@ account that issued them. Real HTTP on loopback against one `berth serve`."""
 
 import base64
 import json
+import os
 import socket
 import time
 
@@ -334,6 +335,76 @@ def exchange(server, head, body=b"", pause=0.0):
         headers[k.strip().lower()] = v.strip()
     f.read(int(headers.get("content-length", "0")))
     return status, headers, f, sock
+
+
+def ask(sock, f, head, parts=(), pause=0.0):
+    """One request on an open connection, its body sent in `parts` (`pause` seconds
+    between them): (status code, headers, body)."""
+    sock.sendall(head)
+    for i, part in enumerate(parts):
+        if i and pause:
+            time.sleep(pause)
+        sock.sendall(part)
+    status = f.readline().decode().strip()
+    headers = {}
+    while (line := f.readline().decode().strip()):
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    return int(status.split()[1]), headers, f.read(int(headers.get("content-length", "0")))
+
+
+def test_large_bodies_of_known_length_fast_or_slowing_down_keep_their_connection(server, reg):
+    """While a large body of known length streams in fast, the server reads it in larger
+    pieces (it raises the socket's receive low-water mark, see serve/intake.rs). Whatever
+    the body does, every byte is taken, and the connection then carries the next request
+    at once: a body sent in one go; one that starts fast and then trickles in small
+    pieces (the mark falls back); a chunked one (never paced). Each blob is then read back
+    whole."""
+    repo = new_repo(server)
+    auth = "Basic " + base64.b64encode(f"AWS:{reg.password}".encode()).decode()
+    host = f"127.0.0.1:{server.port}"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    f = sock.makefile("rb")
+    try:
+        for how in ["at once", "slowing down", "chunked"]:
+            data = os.urandom(24 << 20)
+            digest = sha256(data)
+            code, h, _ = ask(sock, f, (f"POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: {host}\r\n"
+                                       f"Authorization: {auth}\r\nContent-Length: 0\r\n\r\n").encode())
+            assert code == 202, (how, code)
+            location = h["location"].removeprefix(server.url)
+            if how == "chunked":
+                head = (f"PATCH {location} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n").encode()
+                parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in
+                         (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20))] + [b"0\r\n\r\n"]
+                pause = 0.0
+            else:
+                head = (f"PATCH {location} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n"
+                        f"Content-Length: {len(data)}\r\n\r\n").encode()
+                if how == "at once":
+                    parts, pause = [data], 0.0
+                else:
+                    # 8 MiB at once (the mark goes up), then 16 KiB pieces, 5 ms apart.
+                    fast = 8 << 20
+                    parts = [data[:fast]] + [data[i:i + (16 << 10)] for i in range(fast, len(data), 16 << 10)]
+                    pause = 0.005
+            started = time.monotonic()
+            code, h, _ = ask(sock, f, head, parts, pause)
+            assert code == 202 and h["range"] == f"0-{len(data) - 1}", (how, code, h)
+            # The next request, small and bodiless, is answered at once on this connection.
+            asked = time.monotonic()
+            code, _, _ = ask(sock, f, f"GET /v2/ HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n\r\n".encode())
+            assert code == 200 and time.monotonic() - asked < 2, (how, code)
+            code, h, _ = ask(sock, f, (f"PUT {location}{'&' if '?' in location else '?'}digest={digest} HTTP/1.1\r\n"
+                                       f"Host: {host}\r\nAuthorization: {auth}\r\nContent-Length: 0\r\n\r\n").encode())
+            assert code == 201, (how, code, h)
+            # The trickle took its own time, not a stall's (60 s) or many fallbacks' worth.
+            assert time.monotonic() - started < 30, how
+            back = reg.request("GET", f"/v2/{repo}/blobs/{digest}")
+            assert back.status_code == 200 and sha256(back.content) == digest, how
+    finally:
+        sock.close()
 
 
 def test_a_refusal_that_leaves_the_body_unread_closes_its_connection(server, reg):

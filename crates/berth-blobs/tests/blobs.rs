@@ -580,6 +580,46 @@ async fn streams_64_mib_with_bounded_chunks() {
     assert_eq!(hex(ctx.finish().as_ref()), expected.hex().as_str());
 }
 
+/// A blob file cut short while it is being read (by hand, or a failing disk) makes the
+/// read fail: it does not end early as if the blob were shorter. Reads run one chunk
+/// ahead, so the failure may come a chunk after the cut; never a short success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_file_cut_while_read_fails_the_read() {
+    let (dir, store) = local().await;
+    let data = pattern(3 << 20, 9);
+    let d = store.put_bytes(Bytes::from(data.clone())).await.unwrap();
+    let path = dir
+        .path()
+        .join("blobs/sha256")
+        .join(&d.hex()[..2])
+        .join(d.hex().as_str());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
+
+    let r = store.get(&d, None).await.unwrap().unwrap();
+    let mut s = r.stream;
+    let first = s.next().await.unwrap().unwrap();
+    assert_eq!(&first[..], &data[..first.len()]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let mut got = first.len();
+    let e = loop {
+        match s.next().await {
+            Some(Ok(c)) => {
+                assert_eq!(&c[..], &data[got..got + c.len()]);
+                got += c.len();
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the read ended at {got} bytes of {}", data.len()),
+        }
+    };
+    assert!(got < data.len(), "{got}");
+    assert!(e.to_string().contains("ended"), "{e}");
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

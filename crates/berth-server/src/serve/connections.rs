@@ -315,9 +315,12 @@ async fn connection(
     tls: Option<super::tls::Tls>,
 ) {
     let transport = Transport { tls: tls.is_some() };
+    // Raises the socket's low-water mark while a large body streams in (HTTP/1.1 only).
+    let pacer = super::intake::Pacer::new(&stream);
     // `http1`: the connection speaks HTTP/1.1, where a request's body left unread ends
     // the connection (HTTP/2 streams are independent).
     let service = |http1: bool| {
+        let pacer = Some(pacer).filter(|_| http1);
         let (busy, table) = (busy.clone(), table.clone());
         let (router, intake) = (router.clone(), intake.clone());
         let stall = limits.body_stall;
@@ -325,10 +328,13 @@ async fn connection(
             let in_progress = InProgress::enter(&busy, &table);
             let router = router.clone();
             let intake = intake.clone();
+            // Here, in the service call, while hyper holds the socket open.
+            let socket =
+                pacer.and_then(|p| p.socket(http_body::Body::size_hint(req.body()).exact()));
             async move {
                 let sent_body = !http_body::Body::is_end_stream(req.body());
                 let (parts, body) = req.into_parts();
-                let guard = StallGuard::new(body, stall);
+                let guard = StallGuard::new(body, stall).paced(socket);
                 let read_whole = guard.read_whole();
                 let mut req = Request::from_parts(parts, Body::new(guard));
                 // HTTP/2 names the host in the :authority pseudo-header, which hyper

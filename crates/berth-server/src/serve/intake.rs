@@ -31,6 +31,10 @@ pub struct StallGuard<B> {
     /// The timer runs: the last poll found nothing.
     waiting: bool,
     ended: Arc<AtomicBool>,
+    /// Set while the socket's low-water mark is raised (see [`Pacer`]).
+    pace: Option<Pace>,
+    /// When the body counts as stalled, while the timer runs for the pace's fallback.
+    stall_at: Option<Instant>,
 }
 
 impl<B> StallGuard<B> {
@@ -41,13 +45,144 @@ impl<B> StallGuard<B> {
             timer: Box::pin(tokio::time::sleep(stall)),
             waiting: false,
             ended: Arc::default(),
+            pace: None,
+            stall_at: None,
         }
+    }
+
+    /// Lets a fast body of known length be read in larger pieces: `socket` is its
+    /// connection's (see [`Pacer`]).
+    pub fn paced(mut self, socket: Option<std::os::fd::OwnedFd>) -> StallGuard<B> {
+        self.pace = socket.map(|socket| Pace {
+            socket,
+            since: Instant::now(),
+            received: 0,
+            lowat: 1,
+        });
+        self
     }
 
     /// Set once the body has been read to its end (it stays unset for a body dropped
     /// unread or half-read).
     pub fn read_whole(&self) -> Arc<AtomicBool> {
         self.ended.clone()
+    }
+}
+
+/// A connection's socket, for raising its receive low-water mark (`SO_RCVLOWAT`) while
+/// a large request body streams in. A client such as skopeo writes a layer 32–40 KiB at
+/// a time, and a server that keeps up is woken, reads, and goes back to sleep for each
+/// of them: about 28,000 wake-ups per GiB, each a context switch. With the mark raised
+/// to what the client sends in a few milliseconds (at most [`MAX_LOWAT`]), the kernel
+/// wakes the server once per that many bytes instead.
+///
+/// Safe because it is raised only while more than [`PACE_TAIL`] of a body of known
+/// length (`Content-Length`) is still to come, so the socket is certain to receive more
+/// than the mark (hyper holds at most its read buffer, ~400 KiB, of what it read); the
+/// kernel also wakes the reader when the TCP window would close. A body that slows down
+/// is read at the mark's fallback ([`PACE_FALLBACK`]): the mark drops to one byte, which
+/// wakes the reader at once if anything is queued. The mark is back at one byte when the
+/// body ends, fails or is dropped, before the connection reads anything else. HTTP/1.1
+/// only: an HTTP/2 stream's flow-control window could be smaller than the mark.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacer {
+    fd: std::os::fd::RawFd,
+}
+
+impl Pacer {
+    /// For the connection on `socket`. Used only while that connection calls its
+    /// service ([`Pacer::socket`]), when the socket is certain to be open.
+    pub fn new(socket: &impl std::os::fd::AsRawFd) -> Pacer {
+        Pacer {
+            fd: socket.as_raw_fd(),
+        }
+    }
+
+    /// The socket of a request with a body of `content_length`, if it is worth pacing:
+    /// a duplicate of the descriptor, valid for as long as the body holds it whatever
+    /// becomes of the connection (one more descriptor only while a large body streams).
+    /// To be called only from the connection's service call, which hyper makes while it
+    /// owns, and so keeps open, the socket.
+    pub fn socket(&self, content_length: Option<u64>) -> Option<std::os::fd::OwnedFd> {
+        if content_length? <= 2 * PACE_TAIL {
+            return None;
+        }
+        // SAFETY: the connection's socket, open for as long as its service is called
+        // (see above); the borrow ends with the duplication.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        socket.try_clone_to_owned().ok()
+    }
+}
+
+/// The highest low-water mark a body gets.
+const MAX_LOWAT: u64 = 256 << 10;
+/// Below this, the mark is not worth raising.
+const MIN_LOWAT: u64 = 32 << 10;
+/// How long, at the body's rate so far, a raised mark may take to fill.
+const PACE_WINDOW: Duration = Duration::from_millis(4);
+/// The mark is raised only while more than this is still to come, and after this much
+/// has arrived (to measure the rate).
+const PACE_TAIL: u64 = 2 << 20;
+/// A raised mark that has not filled for this long drops back to one byte.
+const PACE_FALLBACK: Duration = Duration::from_millis(25);
+
+struct Pace {
+    socket: std::os::fd::OwnedFd,
+    since: Instant,
+    received: u64,
+    lowat: u64,
+}
+
+impl Pace {
+    /// After `n` more bytes, with `remaining` still to come (`None`: unknown).
+    fn arrived(&mut self, n: u64, remaining: Option<u64>) {
+        self.received += n;
+        let want = match remaining {
+            Some(r) if r > PACE_TAIL && self.received >= PACE_TAIL => {
+                let secs = self.since.elapsed().as_secs_f64().max(1e-3);
+                let rate = self.received as f64 / secs;
+                let w = ((rate * PACE_WINDOW.as_secs_f64()) as u64).min(MAX_LOWAT);
+                if w < MIN_LOWAT {
+                    1
+                } else {
+                    w
+                }
+            }
+            _ => 1,
+        };
+        // A few calls per body: only a change to or from one byte, or by half or more.
+        let changed = (want == 1) != (self.lowat == 1)
+            || want > self.lowat.saturating_mul(3) / 2
+            || want < self.lowat / 2;
+        if changed {
+            self.set(want);
+        }
+    }
+
+    fn set(&mut self, lowat: u64) {
+        use std::os::fd::AsRawFd;
+        let v = lowat as libc::c_int;
+        // SAFETY: a valid socket descriptor (owned here), a c_int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        // If the kernel refuses, the mark is wherever it was: stop pacing this body
+        // (a mark it did not take is harmless, one it kept is reset on drop).
+        self.lowat = if rc == 0 { lowat } else { 1 };
+    }
+}
+
+impl Drop for Pace {
+    fn drop(&mut self) {
+        if self.lowat != 1 {
+            self.set(1);
+        }
     }
 }
 
@@ -95,23 +230,56 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(r) => {
-                this.waiting = false;
-                if r.is_none() || this.inner.is_end_stream() {
-                    this.ended.store(true, Ordering::Release);
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(r) => {
+                    this.waiting = false;
+                    let end = r.is_none() || this.inner.is_end_stream();
+                    if end {
+                        this.ended.store(true, Ordering::Release);
+                    }
+                    if let Some(pace) = &mut this.pace {
+                        match &r {
+                            Some(Ok(frame)) if !end => {
+                                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                                pace.arrived(n, this.inner.size_hint().exact());
+                            }
+                            _ => this.pace = None,
+                        }
+                    }
+                    return Poll::Ready(r.map(|f| f.map_err(Into::into)));
                 }
-                Poll::Ready(r.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let deadline = Instant::now() + this.stall;
-                    this.timer.as_mut().reset(deadline);
-                }
-                match this.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(this.stall))))),
-                    Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    let now = Instant::now();
+                    let paced = this.pace.as_ref().is_some_and(|p| p.lowat > 1);
+                    if !this.waiting {
+                        this.waiting = true;
+                        let stall_at = now + this.stall;
+                        if paced {
+                            this.stall_at = Some(stall_at);
+                            this.timer.as_mut().reset(now + PACE_FALLBACK);
+                        } else {
+                            this.stall_at = None;
+                            this.timer.as_mut().reset(stall_at);
+                        }
+                    }
+                    match this.timer.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) => match this.stall_at.take() {
+                            // The raised mark did not fill in time: back to one byte
+                            // (the kernel then wakes the reader for what is queued),
+                            // and the stall counts on from the last piece.
+                            Some(stall_at) => {
+                                if let Some(pace) = &mut this.pace {
+                                    pace.set(1);
+                                }
+                                this.timer.as_mut().reset(stall_at);
+                            }
+                            None => {
+                                return Poll::Ready(Some(Err(Box::new(BodyStalled(this.stall)))))
+                            }
+                        },
+                    }
                 }
             }
         }
@@ -301,5 +469,161 @@ mod tests {
             Err(IntakeError::TimedOut(m)) => assert!(m.contains("sent nothing"), "{m}"),
             other => panic!("{:?}", other.map(|t| t.bytes)),
         }
+    }
+
+    /// A body of `len` bytes of known length, sent in 64 KiB frames, the first
+    /// `fast` of them at once and the rest never (it stays pending).
+    struct Known {
+        left: u64,
+        fast: u64,
+    }
+
+    impl http_body::Body for Known {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            if self.fast == 0 {
+                return Poll::Pending;
+            }
+            let n = self.left.min(self.fast).min(64 << 10);
+            self.left -= n;
+            self.fast -= n;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![7u8; n as usize])))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.left == 0
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.left)
+        }
+    }
+
+    /// The receive low-water mark of a connected loopback socket's server end, with
+    /// the client end (kept open) and the server end itself.
+    fn lowat(socket: &std::net::TcpStream) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an open socket; a c_int and its length.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        v
+    }
+
+    fn connected() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    async fn frame<B>(body: &mut B) -> Option<Result<Frame<Bytes>, BoxError>>
+    where
+        B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    {
+        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+    }
+
+    #[tokio::test]
+    async fn a_fast_large_body_raises_the_mark_and_puts_it_back() {
+        let (_client, server) = connected();
+        let pacer = Pacer::new(&server);
+        assert_eq!(lowat(&server), 1);
+        // Small or undeclared bodies are not paced.
+        assert!(pacer.socket(Some(1 << 20)).is_none());
+        assert!(pacer.socket(None).is_none());
+
+        let len = 16u64 << 20;
+        let mut body = StallGuard::new(
+            Known {
+                left: len,
+                fast: len,
+            },
+            Duration::from_secs(60),
+        )
+        .paced(pacer.socket(Some(len)));
+        let mut got = 0u64;
+        let mut raised = 0;
+        while let Some(f) = frame(&mut body).await {
+            got += f.unwrap().into_data().unwrap().len() as u64;
+            let mark = lowat(&server);
+            if got >= PACE_TAIL && len - got > PACE_TAIL {
+                // Frames come at once: the rate is high, the mark at its highest.
+                assert_eq!(mark as u64, MAX_LOWAT, "after {got} bytes");
+                raised += 1;
+            } else {
+                // Before the rate is known, and for the last part of the body.
+                assert_eq!(mark, 1, "after {got} bytes");
+            }
+        }
+        assert_eq!(got, len);
+        assert!(raised > 100, "{raised}");
+        assert_eq!(lowat(&server), 1);
+
+        // Dropped half-read: the mark is put back.
+        let mut body = StallGuard::new(
+            Known {
+                left: len,
+                fast: len,
+            },
+            Duration::from_secs(60),
+        )
+        .paced(pacer.socket(Some(len)));
+        for _ in 0..64 {
+            frame(&mut body).await.unwrap().unwrap();
+        }
+        assert_eq!(lowat(&server) as u64, MAX_LOWAT);
+        drop(body);
+        assert_eq!(lowat(&server), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_slows_down_falls_back_to_one_byte_then_stalls() {
+        let (_client, server) = connected();
+        let pacer = Pacer::new(&server);
+        let len = 16u64 << 20;
+        let stall = Duration::from_millis(600);
+        let mut body = StallGuard::new(
+            Known {
+                left: len,
+                fast: 4 << 20,
+            },
+            stall,
+        )
+        .paced(pacer.socket(Some(len)));
+        for _ in 0..64 {
+            frame(&mut body).await.unwrap().unwrap();
+        }
+        assert_eq!(lowat(&server) as u64, MAX_LOWAT);
+        let last = Instant::now();
+        // The body now sends nothing: within the fallback the mark is back at one byte
+        // (the kernel would wake the reader for anything queued)...
+        let waited = tokio::time::timeout(PACE_FALLBACK * 8, frame(&mut body)).await;
+        assert!(waited.is_err(), "a frame arrived");
+        assert_eq!(lowat(&server), 1);
+        // ... and the stall still counts from the last frame.
+        match frame(&mut body).await {
+            Some(Err(e)) => assert!(e.to_string().contains("sent nothing"), "{e}"),
+            other => panic!("{:?}", other.map(|f| f.map(|f| f.is_data()))),
+        }
+        let took = last.elapsed();
+        assert!(took >= stall && took < stall * 3, "{took:?}");
     }
 }
