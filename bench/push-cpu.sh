@@ -8,6 +8,11 @@
 #   env: REPEATS=3  SCENARIOS=push_big (add pull_big: the first pulls' CPU too)  BENCH=../shared/tools/registry-bench  BERTH_BIN=<berth binary>
 #        CACHE_GIB=0  s3: the node's blob cache (blob_cache_gib)
 #        KEEP=1       keep the server's data directory (removed after the run by default)
+#        WARM_MEMORY=1  (root, a VM with virtio-balloon free page reporting) pause the
+#                     reporting for the run and touch the free memory once first: on such
+#                     a VM, memory given back to the host costs ~2.5 CPU-s per GiB to touch
+#                     again, charged to whichever process fills the page cache with it (a
+#                     push does; openssl reading a cached file does not). Restored on exit.
 #        PERF=record  also record a profile of the server during the pushes
 #                     (perf record -e cpu-clock -F 499 -g, or -e PERF_EVENTS; report in
 #                     OUTDIR/perf-BACKEND.txt)
@@ -48,6 +53,24 @@ stop() {
   wait 2>/dev/null || true
 }
 trap stop EXIT
+REPORTING=/sys/module/page_reporting/parameters/page_reporting_order
+if [ -n "${WARM_MEMORY:-}" ]; then
+  [ -w "$REPORTING" ] || { echo "WARM_MEMORY needs root and $REPORTING" >&2; exit 2; }
+  OLD_ORDER=$(cat "$REPORTING")
+  trap 'stop; echo "$OLD_ORDER" > "$REPORTING"' EXIT
+  echo 11 > "$REPORTING"   # above the largest block order: nothing is reported
+  python3 - <<'PY'
+import mmap
+free = int(next(l.split()[1] for l in open('/proc/meminfo') if l.startswith('MemFree:'))) * 1024
+n = max(0, free - (1 << 30)) // mmap.PAGESIZE * mmap.PAGESIZE
+if n:
+    m = mmap.mmap(-1, n)
+    for i in range(0, n, 1 << 21):
+        k = min(1 << 21, n - i)
+        m[i:i + k] = b"\1" * k
+    m.close()
+PY
+fi
 for _ in $(seq 100); do grep -q "listening on" "$B/log" && break; sleep 0.05; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$B/log" | head -1)
 cred() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$B/data/root-credentials.json" "$1"; }

@@ -155,6 +155,34 @@ def test_http2_by_alpn_pushes_and_pulls_a_blob(tls_server, tmp_path):
     assert p.stdout.strip() == "1.1 401", p.stdout + p.stderr
 
 
+def test_a_large_http1_upload_over_tls_keeps_its_connection(tls_server, tmp_path):
+    """A 24 MiB monolithic upload of known length over HTTP/1.1 and TLS (the server reads
+    such a body in larger pieces, see serve/intake.rs): stored whole, and the connection
+    then carries the next request (curl reuses it: no new connect)."""
+    s = tls_server
+    repo = unique("tls/big")
+    s.client("ecr", s.root).create_repository(repositoryName=repo)
+    password = login_password(s, s.root)
+    blob = os.urandom(24 << 20)
+    digest = sha256(blob)
+    (tmp_path / "blob").write_bytes(blob)
+    url = f"https://localhost:{s.port}/v2"
+    p = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", str(s.ca_bundle), "-u", f"AWS:{password}",
+                        "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",
+                        "-X", "POST", "-H", "Content-Type: application/octet-stream",
+                        "--data-binary", f"@{tmp_path / 'blob'}",
+                        f"{url}/{repo}/blobs/uploads/?digest={digest}",
+                        "--next", "-sS", "--http1.1", "--cacert", str(s.ca_bundle), "-u", f"AWS:{password}",
+                        "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n", f"{url}/"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.split("\n")[:2] == ["201 1", "200 0"], p.stdout + p.stderr
+    p = subprocess.run(["curl", "-sS", "--cacert", str(s.ca_bundle), "-u", f"AWS:{password}",
+                        "-o", str(tmp_path / "back"), f"{url}/{repo}/blobs/{digest}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "back").read_bytes() == blob
+
+
 def test_skopeo_over_tls_with_the_ca(tls_server, tmp_path):
     s = tls_server
     repo = unique("tls/skopeo")
