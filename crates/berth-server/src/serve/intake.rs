@@ -534,6 +534,21 @@ mod tests {
         (client, server)
     }
 
+    /// A paced 16 MiB body on `server`'s socket, its first `fast` bytes sent at once.
+    fn paced(server: &std::net::TcpStream, fast: u64, stall: Duration) -> StallGuard<Known> {
+        let len = 16u64 << 20;
+        StallGuard::new(Known { left: len, fast }, stall)
+            .paced(Pacer::new(server).socket(Some(len)))
+    }
+
+    /// Reads 4 MiB (64 frames) of `body`; the mark is then at its highest.
+    async fn read_fast_start(body: &mut StallGuard<Known>, server: &std::net::TcpStream) {
+        for _ in 0..64 {
+            frame(body).await.unwrap().unwrap();
+        }
+        assert_eq!(lowat(server) as u64, MAX_LOWAT);
+    }
+
     async fn frame<B>(body: &mut B) -> Option<Result<Frame<Bytes>, BoxError>>
     where
         B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
@@ -551,14 +566,7 @@ mod tests {
         assert!(pacer.socket(None).is_none());
 
         let len = 16u64 << 20;
-        let mut body = StallGuard::new(
-            Known {
-                left: len,
-                fast: len,
-            },
-            Duration::from_secs(60),
-        )
-        .paced(pacer.socket(Some(len)));
+        let mut body = paced(&server, len, Duration::from_secs(60));
         let mut got = 0u64;
         let mut raised = 0;
         while let Some(f) = frame(&mut body).await {
@@ -578,18 +586,8 @@ mod tests {
         assert_eq!(lowat(&server), 1);
 
         // Dropped half-read: the mark is put back.
-        let mut body = StallGuard::new(
-            Known {
-                left: len,
-                fast: len,
-            },
-            Duration::from_secs(60),
-        )
-        .paced(pacer.socket(Some(len)));
-        for _ in 0..64 {
-            frame(&mut body).await.unwrap().unwrap();
-        }
-        assert_eq!(lowat(&server) as u64, MAX_LOWAT);
+        let mut body = paced(&server, len, Duration::from_secs(60));
+        read_fast_start(&mut body, &server).await;
         drop(body);
         assert_eq!(lowat(&server), 1);
     }
@@ -597,21 +595,9 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_slows_down_falls_back_to_one_byte_then_stalls() {
         let (_client, server) = connected();
-        let pacer = Pacer::new(&server);
-        let len = 16u64 << 20;
         let stall = Duration::from_millis(600);
-        let mut body = StallGuard::new(
-            Known {
-                left: len,
-                fast: 4 << 20,
-            },
-            stall,
-        )
-        .paced(pacer.socket(Some(len)));
-        for _ in 0..64 {
-            frame(&mut body).await.unwrap().unwrap();
-        }
-        assert_eq!(lowat(&server) as u64, MAX_LOWAT);
+        let mut body = paced(&server, 4 << 20, stall);
+        read_fast_start(&mut body, &server).await;
         let last = Instant::now();
         // The body now sends nothing: within the fallback the mark is back at one byte
         // (the kernel would wake the reader for anything queued)...
