@@ -1172,45 +1172,39 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BlobError> {
 }
 
 /// Streams `range` of a local blob file in `READ_CHUNK` pieces, one blocking read per
-/// chunk, so memory stays bounded. The next chunk is read while the current one is
-/// being sent (at most one read in flight per stream), so the disk and the socket
-/// overlap; chunks are read into fresh capacity, never zeroed first.
+/// chunk when the chunk is asked for, so memory stays bounded (one chunk per stream).
+/// Chunks are read into fresh capacity, never zeroed first. A file that ends before
+/// `range` does fails the stream: it never ends short.
 fn file_stream(file: File, range: Range<u64>) -> BoxStream<'static, Result<Bytes, BlobError>> {
-    type Pending = tokio::task::JoinHandle<Result<(File, Vec<u8>), BlobError>>;
-    fn read(file: File, pos: u64, end: u64, seek: bool) -> Pending {
-        let n = usize::try_from((end - pos).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
-        tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            if seek {
-                file.seek(SeekFrom::Start(pos))
-                    .map_err(|e| io_err("seeking blob", e))?;
-            }
-            let mut buf = Vec::with_capacity(n);
-            (&mut file)
-                .take(n as u64)
-                .read_to_end(&mut buf)
-                .map_err(|e| io_err("reading blob", e))?;
-            if buf.len() < n {
-                return Err(BlobError::Io(format!(
-                    "reading blob: the file ended {} bytes early at offset {}",
-                    n - buf.len(),
-                    pos + buf.len() as u64
-                )));
-            }
-            Ok((file, buf))
-        })
-    }
-    let first = (range.start < range.end).then(|| read(file, range.start, range.end, true));
     futures::stream::try_unfold(
-        (first, range.start, range.end),
-        |(pending, pos, end)| async move {
-            let Some(pending) = pending else {
+        (file, range.start, range.end, false),
+        |(file, pos, end, seeked)| async move {
+            if pos >= end {
                 return Ok(None);
-            };
-            let (file, buf) = pending.await.map_err(|e| io_err("background task", e))??;
-            let next = pos + buf.len() as u64;
-            let ahead = (next < end).then(|| read(file, next, end, false));
-            Ok(Some((Bytes::from(buf), (ahead, next, end))))
+            }
+            let n = usize::try_from((end - pos).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+            let (file, buf) = blocking(move || {
+                let mut file = file;
+                if !seeked {
+                    file.seek(SeekFrom::Start(pos))
+                        .map_err(|e| io_err("seeking blob", e))?;
+                }
+                let mut buf = Vec::with_capacity(n);
+                (&mut file)
+                    .take(n as u64)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| io_err("reading blob", e))?;
+                if buf.len() < n {
+                    return Err(BlobError::Io(format!(
+                        "reading blob: the file ended {} bytes early at offset {}",
+                        n - buf.len(),
+                        pos + buf.len() as u64
+                    )));
+                }
+                Ok((file, buf))
+            })
+            .await?;
+            Ok(Some((Bytes::from(buf), (file, pos + n as u64, end, true))))
         },
     )
     .boxed()

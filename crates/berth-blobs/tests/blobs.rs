@@ -581,8 +581,7 @@ async fn streams_64_mib_with_bounded_chunks() {
 }
 
 /// A blob file cut short while it is being read (by hand, or a failing disk) makes the
-/// read fail: it does not end early as if the blob were shorter. Reads run one chunk
-/// ahead, so the failure may come a chunk after the cut; never a short success.
+/// read fail: it does not end early as if the blob were shorter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_file_cut_while_read_fails_the_read() {
     let (dir, store) = local().await;
