@@ -764,6 +764,9 @@ def streamed(berth, up, big, proxy, tmp_path):
             assert r.status_code == 200, (r.status_code, r.text)
             b = get_blob(reg, repo, layer_digest, stream=True)
             assert b.status_code == 200, (b.status_code, b.text[:300])
+            # Read once the upstream is held (Berth fetches on whatever the client does):
+            # the first bytes must still come.
+            result["held_before_reading"] = proxy.holding.wait(30)
             head = b""
             while len(head) < first:
                 chunk = b.raw.read(first - len(head))
@@ -787,7 +790,8 @@ def streamed(berth, up, big, proxy, tmp_path):
         assert "error" not in result, result.get("error")
         assert received and "head" in result, "no byte of the layer reached the client while the upstream was held"
         assert result["head"] == layer[:first]
-        assert result["held_when_first_bytes"], "the proxy held nothing: the layer is under 2 MiB?"
+        assert result["held_before_reading"], "the proxy held nothing: the layer is under 2 MiB?"
+        assert result["held_when_first_bytes"], "the upstream was released before the client had its first bytes"
         assert result["passed_when_first_bytes"] < len(layer)
     finally:
         proxy.release()
