@@ -172,9 +172,11 @@ impl Pace {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        // If the kernel refuses, the mark is wherever it was: stop pacing this body
-        // (a mark it did not take is harmless, one it kept is reset on drop).
-        self.lowat = if rc == 0 { lowat } else { 1 };
+        // If the kernel refuses, its mark is what it was, and so is ours: a raised one is
+        // still put back on drop, and the next piece tries again.
+        if rc == 0 {
+            self.lowat = lowat;
+        }
     }
 }
 
