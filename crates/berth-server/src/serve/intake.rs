@@ -252,18 +252,15 @@ where
                     return Poll::Ready(r.map(|f| f.map_err(Into::into)));
                 }
                 Poll::Pending => {
-                    let now = Instant::now();
-                    let paced = this.pace.as_ref().is_some_and(|p| p.lowat > 1);
                     if !this.waiting {
                         this.waiting = true;
+                        let now = Instant::now();
                         let stall_at = now + this.stall;
-                        if paced {
-                            this.stall_at = Some(stall_at);
-                            this.timer.as_mut().reset(now + PACE_FALLBACK);
-                        } else {
-                            this.stall_at = None;
-                            this.timer.as_mut().reset(stall_at);
-                        }
+                        // With a raised mark the timer first runs for its fallback.
+                        let paced = this.pace.as_ref().is_some_and(|p| p.lowat > 1);
+                        this.stall_at = paced.then_some(stall_at);
+                        let first = if paced { now + PACE_FALLBACK } else { stall_at };
+                        this.timer.as_mut().reset(first);
                     }
                     match this.timer.as_mut().poll(cx) {
                         Poll::Pending => return Poll::Pending,
